@@ -1,0 +1,704 @@
+/*
+ * router.c -- see router.h for the rules.
+ *
+ * Every unit of work is an rt_work_t: "this batch at this stage" (the
+ * processing stage it is in, or one sink of its pipeline).  A work item is
+ * on exactly one intrusive list at a time: its instance's queue, the list
+ * of the peer holding it, or the back-off list.  Moving work between lists
+ * is all the routing there is; a dead peer's list goes back to the queues.
+ */
+#include "router.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "proto.h"
+
+typedef struct rt_work rt_work_t;
+typedef struct rt_batch rt_batch_t;
+typedef struct rt_instance rt_instance_t;
+
+typedef struct {
+    rt_work_t *head, *tail;
+    size_t count;
+} rt_list_t;
+
+struct rt_work {
+    rt_batch_t *batch;
+    int sink;             /* index into the pipeline's sinks, or -1: processing */
+    rt_peer_t *at;        /* the peer holding it */
+    rt_list_t *list;      /* the list it is on, or NULL */
+    rt_work_t *prev, *next;
+    uint32_t attempts;
+    int64_t not_before;
+    bool done;
+};
+
+typedef struct {
+    char *name;
+    rt_instance_t *from;
+    rt_instance_t **through;
+    size_t nthrough;
+    rt_instance_t **to;
+    size_t nto;
+} rt_pipeline_t;
+
+typedef struct {
+    char name[DCB_NAME_MAX];
+    uint64_t last_seq;               /* highest seq taken from the collector */
+    rt_batch_t *fifo_head, *fifo_tail; /* not yet released to the sinks */
+} rt_stream_t;
+
+struct rt_batch {
+    char key[DCB_NAME_MAX + 24];
+    rt_stream_t *stream;
+    uint64_t seq;
+    rt_pipeline_t *pipe;
+    size_t stage;    /* index into `through`; == nthrough once processed */
+    zmq_msg_t body;
+    uint32_t count;
+    bool processed;
+    rt_batch_t *fifo_next;
+    rt_work_t proc;  /* the processing stage's work */
+    rt_work_t *sinks;
+    size_t sinks_left;
+};
+
+struct rt_instance {
+    char *name;
+    dcbus_role_t role;     /* what the pipelines need it to be; 0: unused */
+    rt_pipeline_t *pipe;   /* the pipeline it is the collector of */
+    rt_peer_t **peers;
+    size_t npeers, rr;
+    rt_list_t queue;
+    uint64_t batches_in, batches_out, records_in, records_out, errors;
+    char plugin[64];
+};
+
+struct rt_peer {
+    char key[520];          /* the routing id, hex */
+    uint8_t id[256];
+    size_t idlen;
+    rt_instance_t *inst;
+    int replica;
+    uint32_t credit;
+    int64_t last_seen;
+    rt_list_t held;
+};
+
+struct rt_router {
+    rt_ops_t ops;
+    void *arg;
+    rt_instance_t *instances;
+    size_t ninstances;
+    rt_pipeline_t *pipelines;
+    size_t npipelines;
+    zhashx_t *peers;   /* hex routing id -> rt_peer_t */
+    zhashx_t *batches; /* "stream\x1fseq" -> rt_batch_t */
+    zhashx_t *streams; /* name -> rt_stream_t */
+    rt_list_t backoff;
+    uint32_t max_attempts;
+};
+
+/* ---------------------------------------------------------------------------
+ * Intrusive lists
+ */
+
+static void list_remove(rt_work_t *w)
+{
+    rt_list_t *l = w->list;
+    if (!l) return;
+    if (w->prev) w->prev->next = w->next;
+    else l->head = w->next;
+    if (w->next) w->next->prev = w->prev;
+    else l->tail = w->prev;
+    w->prev = w->next = NULL;
+    w->list = NULL;
+    l->count--;
+}
+
+static void list_push(rt_list_t *l, rt_work_t *w, bool front)
+{
+    list_remove(w);
+    w->list = l;
+    if (front) {
+        w->prev = NULL, w->next = l->head;
+        if (l->head) l->head->prev = w;
+        else l->tail = w;
+        l->head = w;
+    } else {
+        w->next = NULL, w->prev = l->tail;
+        if (l->tail) l->tail->next = w;
+        else l->head = w;
+        l->tail = w;
+    }
+    l->count++;
+}
+
+/* ---------------------------------------------------------------------------
+ * Building from the config
+ */
+
+static rt_instance_t *find_instance(rt_router_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->ninstances; i++)
+        if (strcmp(self->instances[i].name, name) == 0) return &self->instances[i];
+    return NULL;
+}
+
+static rt_instance_t **resolve(rt_router_t *self, char **names, size_t n, dcbus_role_t role)
+{
+    rt_instance_t **out = calloc(n ? n : 1, sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        out[i] = find_instance(self, names[i]);
+        out[i]->role = role;
+    }
+    return out;
+}
+
+static void build_pipelines(rt_router_t *self, const dcb_config_t *config)
+{
+    self->npipelines = config->npipelines;
+    self->pipelines = calloc(config->npipelines ? config->npipelines : 1, sizeof *self->pipelines);
+    for (size_t i = 0; i < config->npipelines; i++) {
+        const dcb_pipeline_cfg_t *pc = &config->pipelines[i];
+        rt_pipeline_t *p = &self->pipelines[i];
+        p->name = strdup(pc->name);
+        p->from = find_instance(self, pc->from);
+        p->from->role = DCBUS_ROLE_COLLECTOR;
+        p->from->pipe = p;
+        p->through = resolve(self, pc->through, pc->nthrough, DCBUS_ROLE_PROCESSOR);
+        p->nthrough = pc->nthrough;
+        p->to = resolve(self, pc->to, pc->nto, DCBUS_ROLE_STORAGE);
+        p->nto = pc->nto;
+    }
+    for (size_t i = 0; i < config->nerror_handlers; i++) {
+        rt_instance_t *h = find_instance(self, config->error_handlers[i]);
+        if (h) h->role = DCBUS_ROLE_HANDLER;
+    }
+}
+
+static void stream_destroy(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
+rt_router_t *rt_router_new(const dcb_config_t *config, const rt_ops_t *ops, void *arg)
+{
+    rt_router_t *self = calloc(1, sizeof *self);
+    self->ops = *ops;
+    self->arg = arg;
+    self->max_attempts = 8;
+    self->ninstances = config->nworkers;
+    self->instances = calloc(config->nworkers ? config->nworkers : 1, sizeof *self->instances);
+    for (size_t i = 0; i < config->nworkers; i++)
+        self->instances[i].name = strdup(config->workers[i].name);
+    build_pipelines(self, config);
+    self->peers = zhashx_new();
+    self->batches = zhashx_new();
+    self->streams = zhashx_new();
+    zhashx_set_destructor(self->streams, stream_destroy);
+    return self;
+}
+
+static void batch_free(rt_batch_t *b)
+{
+    list_remove(&b->proc);
+    for (size_t i = 0; i < b->pipe->nto; i++) list_remove(&b->sinks[i]);
+    zmq_msg_close(&b->body);
+    free(b->sinks);
+    free(b);
+}
+
+void rt_router_destroy(rt_router_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    rt_router_t *self = *self_p;
+    for (rt_batch_t *b = zhashx_first(self->batches); b; b = zhashx_next(self->batches))
+        batch_free(b);
+    for (rt_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers)) free(p);
+    zhashx_destroy(&self->batches);
+    zhashx_destroy(&self->peers);
+    zhashx_destroy(&self->streams);
+    for (size_t i = 0; i < self->npipelines; i++) {
+        free(self->pipelines[i].name);
+        free(self->pipelines[i].through);
+        free(self->pipelines[i].to);
+    }
+    for (size_t i = 0; i < self->ninstances; i++) {
+        free(self->instances[i].name);
+        free(self->instances[i].peers);
+    }
+    free(self->pipelines);
+    free(self->instances);
+    free(self);
+    *self_p = NULL;
+}
+
+void rt_set_max_attempts(rt_router_t *self, uint32_t attempts)
+{
+    self->max_attempts = attempts ? attempts : 1;
+}
+
+/* ---------------------------------------------------------------------------
+ * Peers
+ */
+
+static void id_key(const void *id, size_t len, char *key, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    const uint8_t *b = id;
+    size_t j = 0;
+    for (size_t i = 0; i < len && j + 2 < cap; i++) {
+        key[j++] = hex[b[i] >> 4];
+        key[j++] = hex[b[i] & 15];
+    }
+    key[j] = '\0';
+}
+
+rt_peer_t *rt_peer_find(rt_router_t *self, const void *id, size_t idlen)
+{
+    char key[520];
+    id_key(id, idlen, key, sizeof key);
+    return zhashx_lookup(self->peers, key);
+}
+
+static const char *role_mismatch(const rt_instance_t *inst, dcbus_role_t role)
+{
+    if (inst->role == 0 || inst->role == role) return NULL;
+    return "the plugin's role does not match the instance's place in the pipelines";
+}
+
+static void dispatch(rt_router_t *self, rt_instance_t *inst);
+
+rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const char *instance,
+                         const char *plugin, dcbus_role_t role, int replica, uint32_t credit,
+                         int64_t now, char *why, size_t whylen)
+{
+    rt_instance_t *inst = find_instance(self, instance);
+    if (!inst) {
+        snprintf(why, whylen, "no worker instance '%s' in the broker's config", instance);
+        return NULL;
+    }
+    const char *mismatch = role_mismatch(inst, role);
+    if (mismatch || idlen > sizeof ((rt_peer_t *)0)->id) {
+        snprintf(why, whylen, "%s: %s is used as a %s", mismatch ? mismatch : "routing id too long",
+                 instance, inst->role == DCBUS_ROLE_COLLECTOR   ? "collector"
+                           : inst->role == DCBUS_ROLE_PROCESSOR ? "processor"
+                                                                : "sink");
+        return NULL;
+    }
+    rt_peer_t *peer = rt_peer_find(self, id, idlen);
+    if (peer) { /* a repeated HELLO: keep what it holds */
+        peer->last_seen = now;
+        return peer;
+    }
+    peer = calloc(1, sizeof *peer);
+    memcpy(peer->id, id, idlen);
+    peer->idlen = idlen;
+    id_key(id, idlen, peer->key, sizeof peer->key);
+    peer->inst = inst;
+    peer->replica = replica;
+    peer->credit = credit ? credit : 1;
+    peer->last_seen = now;
+    snprintf(inst->plugin, sizeof inst->plugin, "%s", plugin ? plugin : "");
+    zhashx_insert(self->peers, peer->key, peer);
+    inst->peers = realloc(inst->peers, (inst->npeers + 1) * sizeof *inst->peers);
+    inst->peers[inst->npeers++] = peer;
+    dispatch(self, inst);
+    return peer;
+}
+
+void rt_peer_seen(rt_peer_t *peer, int64_t now)
+{
+    peer->last_seen = now;
+}
+
+const void *rt_peer_id(const rt_peer_t *peer, size_t *len)
+{
+    *len = peer->idlen;
+    return peer->id;
+}
+
+const char *rt_peer_instance(const rt_peer_t *peer)
+{
+    return peer->inst->name;
+}
+
+dcbus_role_t rt_peer_role(const rt_peer_t *peer)
+{
+    return peer->inst->role;
+}
+
+uint32_t rt_peer_inflight(const rt_peer_t *peer)
+{
+    return (uint32_t)peer->held.count;
+}
+
+static rt_instance_t *work_instance(const rt_work_t *w)
+{
+    const rt_pipeline_t *p = w->batch->pipe;
+    return w->sink < 0 ? p->through[w->batch->stage] : p->to[w->sink];
+}
+
+void rt_peer_gone(rt_router_t *self, rt_peer_t *peer, const char *reason)
+{
+    rt_instance_t *inst = peer->inst;
+    size_t given_back = peer->held.count;
+    /* From the tail, each to the front: the queue keeps their order. */
+    while (peer->held.tail) {
+        rt_work_t *w = peer->held.tail;
+        w->at = NULL;
+        list_push(&work_instance(w)->queue, w, true);
+    }
+    for (size_t i = 0; i < inst->npeers; i++)
+        if (inst->peers[i] == peer) {
+            memmove(&inst->peers[i], &inst->peers[i + 1], (inst->npeers - i - 1) * sizeof *inst->peers);
+            inst->npeers--;
+            break;
+        }
+    dcb_info("worker left", "instance=%s replica=%d reason=\"%s\" redelivering=%zu", inst->name,
+             peer->replica, reason, given_back);
+    zhashx_delete(self->peers, peer->key);
+    free(peer);
+    dispatch(self, inst);
+}
+
+void rt_expire_peers(rt_router_t *self, int64_t now, int64_t timeout_us)
+{
+    zlistx_t *dead = zlistx_new();
+    for (rt_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers))
+        if (now - p->last_seen > timeout_us) zlistx_add_end(dead, p);
+    for (rt_peer_t *p = zlistx_first(dead); p; p = zlistx_next(dead))
+        rt_peer_gone(self, p, "missed heartbeats");
+    zlistx_destroy(&dead);
+}
+
+void rt_foreach_peer(rt_router_t *self, void (*fn)(void *arg, const rt_peer_t *peer), void *arg)
+{
+    for (rt_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers)) fn(arg, p);
+}
+
+/* ---------------------------------------------------------------------------
+ * Moving work
+ */
+
+/* Next replica of `inst` with credit left, round robin; NULL if none. */
+static rt_peer_t *pick_peer(rt_instance_t *inst)
+{
+    for (size_t tries = 0; tries < inst->npeers; tries++) {
+        rt_peer_t *p = inst->peers[inst->rr++ % inst->npeers];
+        if (p->held.count < p->credit) return p;
+    }
+    return NULL;
+}
+
+static void dispatch(rt_router_t *self, rt_instance_t *inst)
+{
+    rt_peer_t *peer;
+    while (inst->queue.head && (peer = pick_peer(inst)) != NULL) {
+        rt_work_t *w = inst->queue.head;
+        w->at = peer;
+        list_push(&peer->held, w, false);
+        inst->batches_in++;
+        inst->records_in += w->batch->count;
+        self->ops.send_data(self->arg, peer, &w->batch->body);
+    }
+}
+
+static void enqueue(rt_router_t *self, rt_work_t *w)
+{
+    rt_instance_t *inst = work_instance(w);
+    list_push(&inst->queue, w, false);
+    dispatch(self, inst);
+}
+
+static rt_peer_t *collector_peer(const rt_batch_t *b)
+{
+    rt_instance_t *from = b->pipe->from;
+    return from->npeers ? from->peers[0] : NULL;
+}
+
+static void complete(rt_router_t *self, rt_batch_t *b)
+{
+    rt_peer_t *collector = collector_peer(b);
+    if (collector) self->ops.send_ack(self->arg, collector, b->stream->name, b->seq);
+    zhashx_delete(self->batches, b->key);
+    batch_free(b);
+}
+
+/* Hands the stream's processed batches to the sinks, in collector order. */
+static void release(rt_router_t *self, rt_stream_t *s)
+{
+    while (s->fifo_head && s->fifo_head->processed) {
+        rt_batch_t *b = s->fifo_head;
+        s->fifo_head = b->fifo_next;
+        if (!s->fifo_head) s->fifo_tail = NULL;
+        if (b->count == 0 || b->pipe->nto == 0) {
+            complete(self, b);
+            continue;
+        }
+        b->sinks_left = b->pipe->nto;
+        for (size_t i = 0; i < b->pipe->nto; i++) enqueue(self, &b->sinks[i]);
+    }
+}
+
+/* Takes a work item back from the peer that held it, which handed on
+ * `records` records. */
+static void take_back(rt_work_t *w, uint32_t records)
+{
+    rt_instance_t *inst = work_instance(w);
+    inst->batches_out++;
+    inst->records_out += records;
+    list_remove(w);
+    w->at = NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Data, acknowledgements
+ */
+
+static rt_stream_t *stream_get(rt_router_t *self, const char *name)
+{
+    rt_stream_t *s = zhashx_lookup(self->streams, name);
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        snprintf(s->name, sizeof s->name, "%s", name);
+        zhashx_insert(self->streams, name, s);
+    }
+    return s;
+}
+
+static void batch_key(const char *stream, uint64_t seq, char *key, size_t cap)
+{
+    snprintf(key, cap, "%s\x1f%" PRIu64, stream, seq);
+}
+
+static rt_batch_t *batch_new(rt_pipeline_t *pipe, rt_stream_t *s, const dcb_envelope_t *env,
+                             zmq_msg_t *body)
+{
+    rt_batch_t *b = calloc(1, sizeof *b);
+    batch_key(env->stream, env->seq, b->key, sizeof b->key);
+    b->stream = s;
+    b->seq = env->seq;
+    b->pipe = pipe;
+    b->count = env->count;
+    zmq_msg_init(&b->body);
+    zmq_msg_copy(&b->body, body);
+    b->proc = (rt_work_t){.batch = b, .sink = -1};
+    b->sinks = calloc(pipe->nto ? pipe->nto : 1, sizeof *b->sinks);
+    for (size_t i = 0; i < pipe->nto; i++) b->sinks[i] = (rt_work_t){.batch = b, .sink = (int)i};
+    return b;
+}
+
+static int take_from_collector(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env,
+                               zmq_msg_t *body, char *why, size_t whylen)
+{
+    rt_pipeline_t *pipe = peer->inst->pipe;
+    if (!pipe) {
+        snprintf(why, whylen, "collector %s is not the source of any pipeline", peer->inst->name);
+        return -1;
+    }
+    rt_stream_t *s = stream_get(self, env->stream);
+    char key[DCB_NAME_MAX + 24];
+    batch_key(env->stream, env->seq, key, sizeof key);
+    if (zhashx_lookup(self->batches, key)) return 0; /* resent while in flight */
+    if (env->seq <= s->last_seq) {                   /* resent after it finished */
+        self->ops.send_ack(self->arg, peer, env->stream, env->seq);
+        return 0;
+    }
+    s->last_seq = env->seq;
+    peer->inst->batches_out++;
+    peer->inst->records_out += env->count;
+    rt_batch_t *b = batch_new(pipe, s, env, body);
+    zhashx_insert(self->batches, b->key, b);
+    if (s->fifo_tail) s->fifo_tail->fifo_next = b;
+    else s->fifo_head = b;
+    s->fifo_tail = b;
+    if (pipe->nthrough > 0) {
+        enqueue(self, &b->proc);
+    } else {
+        b->processed = true;
+        release(self, s);
+    }
+    return 0;
+}
+
+static rt_batch_t *batch_find(rt_router_t *self, const char *stream, uint64_t seq)
+{
+    char key[DCB_NAME_MAX + 24];
+    batch_key(stream, seq, key, sizeof key);
+    return zhashx_lookup(self->batches, key);
+}
+
+static int take_from_processor(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env,
+                               zmq_msg_t *body)
+{
+    rt_batch_t *b = batch_find(self, env->stream, env->seq);
+    if (!b || b->proc.at != peer) return 0; /* stale: it was given to another replica */
+    take_back(&b->proc, env->count);
+    zmq_msg_close(&b->body);
+    zmq_msg_init(&b->body);
+    zmq_msg_copy(&b->body, body);
+    b->count = env->count;
+    rt_instance_t *inst = peer->inst;
+    if (++b->stage < b->pipe->nthrough) {
+        enqueue(self, &b->proc);
+    } else {
+        b->processed = true;
+        release(self, b->stream);
+    }
+    dispatch(self, inst);
+    return 0;
+}
+
+int rt_on_data(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, zmq_msg_t *body,
+               int64_t now, char *why, size_t whylen)
+{
+    peer->last_seen = now;
+    switch (peer->inst->role) {
+    case DCBUS_ROLE_COLLECTOR: return take_from_collector(self, peer, env, body, why, whylen);
+    case DCBUS_ROLE_PROCESSOR: return take_from_processor(self, peer, env, body);
+    default:
+        snprintf(why, whylen, "DATA from %s, which is not a collector or processor",
+                 peer->inst->name);
+        return -1;
+    }
+}
+
+/* The work item of batch `b` that `peer` holds, or NULL. */
+static rt_work_t *held_work(rt_batch_t *b, rt_peer_t *peer)
+{
+    if (b->proc.at == peer) return &b->proc;
+    for (size_t i = 0; i < b->pipe->nto; i++)
+        if (b->sinks[i].at == peer) return &b->sinks[i];
+    return NULL;
+}
+
+static void sink_done(rt_router_t *self, rt_work_t *w)
+{
+    rt_batch_t *b = w->batch;
+    w->done = true;
+    if (--b->sinks_left == 0) complete(self, b);
+}
+
+int rt_on_ack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t seq)
+{
+    rt_batch_t *b = batch_find(self, stream, seq);
+    rt_work_t *w = b ? held_work(b, peer) : NULL;
+    if (!w || w->sink < 0) return -1;
+    take_back(w, b->count);
+    sink_done(self, w);
+    dispatch(self, peer->inst);
+    return 0;
+}
+
+static int64_t backoff_us(uint32_t attempts)
+{
+    int64_t us = 100000LL << (attempts < 7 ? attempts - 1 : 6); /* 0.1 s .. 6.4 s */
+    return us;
+}
+
+/* Gives a batch up at one stage after too many failures. */
+static void abandon(rt_router_t *self, rt_work_t *w, const char *error)
+{
+    rt_batch_t *b = w->batch;
+    self->ops.abandoned(self->arg, b->stream->name, b->seq, error);
+    if (w->sink >= 0) {
+        sink_done(self, w);
+        return;
+    }
+    /* Lost at a processing stage: nothing goes on to the sinks. */
+    b->count = 0;
+    b->processed = true;
+    release(self, b->stream);
+}
+
+int rt_on_nack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t seq, bool retry,
+               const char *error, int64_t now)
+{
+    rt_batch_t *b = batch_find(self, stream, seq);
+    rt_work_t *w = b ? held_work(b, peer) : NULL;
+    if (!w) return -1;
+    rt_instance_t *inst = peer->inst;
+    list_remove(w);
+    w->at = NULL;
+    inst->errors++;
+    w->attempts++;
+    if (!retry || w->attempts >= self->max_attempts) {
+        abandon(self, w, error);
+    } else {
+        w->not_before = now + backoff_us(w->attempts);
+        list_push(&self->backoff, w, false);
+    }
+    dispatch(self, inst);
+    return 0;
+}
+
+void rt_tick(rt_router_t *self, int64_t now)
+{
+    rt_work_t *w = self->backoff.head;
+    while (w) {
+        rt_work_t *next = w->next;
+        if (now >= w->not_before) {
+            rt_instance_t *inst = work_instance(w);
+            list_push(&inst->queue, w, true);
+            dispatch(self, inst);
+        }
+        w = next;
+    }
+}
+
+size_t rt_batches_in_flight(const rt_router_t *self)
+{
+    return zhashx_size(self->batches);
+}
+
+/* ---------------------------------------------------------------------------
+ * Statistics
+ */
+
+static const char *role_name(dcbus_role_t role)
+{
+    switch (role) {
+    case DCBUS_ROLE_COLLECTOR: return "collector";
+    case DCBUS_ROLE_PROCESSOR: return "processor";
+    case DCBUS_ROLE_STORAGE: return "storage";
+    case DCBUS_ROLE_HANDLER: return "handler";
+    }
+    return "unused";
+}
+
+static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst)
+{
+    uint64_t inflight = 0;
+    for (size_t i = 0; i < inst->npeers; i++) inflight += inst->peers[i]->held.count;
+    msgpack_pack_map(pk, 11);
+    dcb_pack_kv_str(pk, "instance", inst->name);
+    dcb_pack_kv_str(pk, "role", role_name(inst->role));
+    dcb_pack_kv_str(pk, "plugin", inst->plugin);
+    dcb_pack_kv_uint(pk, "replicas", inst->npeers);
+    dcb_pack_kv_uint(pk, "batches_in", inst->batches_in);
+    dcb_pack_kv_uint(pk, "batches_out", inst->batches_out);
+    dcb_pack_kv_uint(pk, "records_in", inst->records_in);
+    dcb_pack_kv_uint(pk, "records_out", inst->records_out);
+    dcb_pack_kv_uint(pk, "errors", inst->errors);
+    dcb_pack_kv_uint(pk, "queue", inst->queue.count);
+    dcb_pack_kv_uint(pk, "inflight", inflight);
+}
+
+void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint64_t malformed)
+{
+    msgpack_pack_map(pk, 4);
+    dcb_pack_kv_double(pk, "uptime_s", uptime_s);
+    dcb_pack_kv_uint(pk, "malformed", malformed);
+    dcb_pack_kv_uint(pk, "batches_in_flight", zhashx_size(self->batches));
+    dcb_pack_str(pk, "instances");
+    msgpack_pack_array(pk, (uint32_t)self->ninstances);
+    for (size_t i = 0; i < self->ninstances; i++) pack_instance(pk, &self->instances[i]);
+}

@@ -1,0 +1,94 @@
+/*
+ * router.h -- the broker's routing core: peers, stages, batches in flight.
+ *
+ * Pure logic, no sockets: the broker glue (broker.c) decodes messages and
+ * calls in here; the router answers through the callbacks in rt_ops_t.
+ * That keeps every routing rule testable with fake peers
+ * (tests/unit/test_router.c).
+ *
+ * The rules:
+ *  - A batch from a collector enters its pipeline (the one whose `from` is
+ *    that instance) and goes through each `through` stage in turn: one
+ *    replica of the stage gets it (round robin over replicas with credit
+ *    left), and the replica's output replaces it.
+ *  - Per stream, batches are released to the sinks in the order the
+ *    collector sent them, whatever order replicas finish in; every sink of
+ *    the pipeline gets every batch.
+ *  - When every sink has acknowledged, the collector gets ACK and forgets
+ *    the batch.  A batch whose (stream, seq) the router has already seen is
+ *    not taken twice: if still in flight it is ignored, if finished it is
+ *    acknowledged again.
+ *  - A peer that dies (heartbeat time-out) or says BYE gives back what it
+ *    held: its batches go to the front of its stage's queue for another
+ *    replica.  A NACK puts the batch back after an exponential back-off.
+ *  - A peer has at most `credit` batches at a time; the rest wait in the
+ *    stage's queue, so memory is bounded by the collectors' windows.
+ */
+#ifndef DCB_ROUTER_H
+#define DCB_ROUTER_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "config.h"
+#include "dcbus/plugin.h"
+#include "envelope.h"
+
+typedef struct rt_router rt_router_t;
+typedef struct rt_peer rt_peer_t;
+
+/* How the router talks back. `peer_id` is the routing id. */
+typedef struct {
+    void (*send_data)(void *arg, const rt_peer_t *peer, zmq_msg_t *body);
+    void (*send_ack)(void *arg, const rt_peer_t *peer, const char *stream, uint64_t seq);
+    /* A batch was given up after max_attempts failures. */
+    void (*abandoned)(void *arg, const char *stream, uint64_t seq, const char *error);
+} rt_ops_t;
+
+rt_router_t *rt_router_new(const dcb_config_t *config, const rt_ops_t *ops, void *arg);
+void rt_router_destroy(rt_router_t **self_p);
+
+/* Registers a peer (HELLO).  `role` is the role the plugin declared.
+ * Returns NULL and a reason if the instance is unknown or the role does not
+ * match its use in the pipelines. */
+rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const char *instance,
+                         const char *plugin, dcbus_role_t role, int replica, uint32_t credit,
+                         int64_t now, char *why, size_t whylen);
+rt_peer_t *rt_peer_find(rt_router_t *self, const void *id, size_t idlen);
+void rt_peer_seen(rt_peer_t *peer, int64_t now);
+/* The peer left (BYE) or died: what it held goes back to its stage. */
+void rt_peer_gone(rt_router_t *self, rt_peer_t *peer, const char *reason);
+/* Declares dead every peer silent for longer than `timeout_us`. */
+void rt_expire_peers(rt_router_t *self, int64_t now, int64_t timeout_us);
+/* Calls fn for every live peer (the broker sends heartbeats with it). */
+void rt_foreach_peer(rt_router_t *self, void (*fn)(void *arg, const rt_peer_t *peer), void *arg);
+
+const void *rt_peer_id(const rt_peer_t *peer, size_t *len);
+const char *rt_peer_instance(const rt_peer_t *peer);
+dcbus_role_t rt_peer_role(const rt_peer_t *peer);
+uint32_t rt_peer_inflight(const rt_peer_t *peer);
+
+/* DATA from a collector (a new batch) or from a processor (its output).
+ * `body` is shared, not taken.  Returns 0, or -1 with a reason (the batch
+ * is then dropped and the caller counts it). */
+int rt_on_data(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, zmq_msg_t *body,
+               int64_t now, char *why, size_t whylen);
+/* ACK from a sink. */
+int rt_on_ack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t seq);
+/* NACK from a processor or sink. */
+int rt_on_nack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t seq, bool retry,
+               const char *error, int64_t now);
+/* Moves batches whose back-off is over back to their queues. */
+void rt_tick(rt_router_t *self, int64_t now);
+
+/* Statistics as a msgpack map (the `result` of the stats request). */
+void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint64_t malformed);
+/* Batches in flight in the broker (not yet acknowledged by every sink). */
+size_t rt_batches_in_flight(const rt_router_t *self);
+
+/* Tuning. */
+void rt_set_max_attempts(rt_router_t *self, uint32_t attempts);
+
+#endif

@@ -1,0 +1,274 @@
+/*
+ * run.c -- `dcbus run [CONFIG]`: the whole bus of a config in one command.
+ *
+ * An embedded supervisor (supervisor.c) for one host: it starts
+ * dcbus-broker, then every worker instance of the config as dcbus-worker
+ * processes (one per replica), taken from the directory `dcbus` itself was
+ * run from.  Start order is broker, sinks and handlers, processors,
+ * collectors, so every stage has somewhere to send to; stop order is the
+ * reverse, so each stage drains into stages still running.  Crashed
+ * children are restarted with back-off.  The run ends when every collector
+ * has finished its source (or on SIGINT/SIGTERM); before the broker stops,
+ * its counters are fetched and summarised on stdout.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "client.h"
+#include "log.h"
+#include "stats.h"
+#include "supervisor.h"
+
+/* Stages, in start order. */
+enum { STAGE_BROKER, STAGE_SINKS, STAGE_PROCESSORS, STAGE_COLLECTORS, STAGE_COUNT };
+
+static const char *s_stage_names[STAGE_COUNT] = {"broker", "sinks and handlers", "processors",
+                                                 "collectors"};
+
+#define SUMMARY_TIMEOUT_MS 2000
+
+typedef struct {
+    const char *config;
+    supervisor_opts_t sv;
+} run_opts_t;
+
+static void print_help(void)
+{
+    printf("usage: dcbus run [options] [CONFIG]\n\n"
+           "Runs the bus of CONFIG (default %s) on this host: starts\n"
+           "dcbus-broker, then a dcbus-worker process per replica of every worker\n"
+           "instance (sinks and handlers, then processors, then collectors), and\n"
+           "restarts any that crash, after 0.5 s doubling up to 30 s.\n\n"
+           "The run ends when every collector has finished its source, or on\n"
+           "SIGINT/SIGTERM: collectors, processors, sinks and handlers, then the\n"
+           "broker are stopped in that order (SIGTERM; SIGKILL after the stop\n"
+           "timeout, or at once on a second signal).  A summary of records per\n"
+           "instance and where the data went is printed on stdout.\n\n"
+           "options:\n"
+           "  --stop-timeout SECONDS  wait this long for a child to stop (default 30)\n"
+           "  --max-failures N        give up on a child after N failures in a row,\n"
+           "                          none of them after 10 s of running (default 10,\n"
+           "                          0: never)\n"
+           "  -h, --help              this help\n\n"
+           "Exit status: 0 after a clean end; 1 if a child kept failing or had to\n"
+           "be killed; 2 if CONFIG is not valid (see 'dcbus check').\n",
+           CLI_DEFAULT_CONFIG);
+}
+
+/* Parses options; returns -1 to go on, else the exit status. */
+static int parse_options(int argc, char **argv, run_opts_t *o)
+{
+    enum { OPT_STOP_TIMEOUT = 256, OPT_MAX_FAILURES };
+    static const struct option options[] = {
+        {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
+        {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
+        {"help", no_argument, NULL, 'h'},
+        {0}};
+    int c;
+    char *end;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+        if (c == OPT_STOP_TIMEOUT) {
+            double s = strtod(optarg, &end);
+            if (*end || !(s >= 0))
+                return cli_usage_error("run", "--stop-timeout needs a number of seconds");
+            o->sv.stop_timeout_ms = (int64_t)(s * 1000);
+        } else if (c == OPT_MAX_FAILURES) {
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 0 || n > INT_MAX)
+                return cli_usage_error("run", "--max-failures needs a whole number >= 0");
+            o->sv.max_failures = (int)n;
+        } else if (c == 'h') {
+            print_help();
+            return CLI_EXIT_OK;
+        } else {
+            return cli_option_error("run", c, argv);
+        }
+    }
+    if (argc - optind > 1)
+        return cli_usage_error("run", "expected one CONFIG, got %d", argc - optind);
+    o->config = optind < argc ? argv[optind] : CLI_DEFAULT_CONFIG;
+    return -1;
+}
+
+/* The programs run as children live beside `dcbus` itself. */
+static int find_program(const char *name, char *path, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0) {
+        fprintf(stderr, "dcbus run: cannot find where dcbus is installed: %s\n", strerror(errno));
+        return -1;
+    }
+    self[n] = '\0';
+    snprintf(path, cap, "%s/%s", dirname(self), name);
+    if (access(path, X_OK) != 0) {
+        fprintf(stderr, "dcbus run: %s: %s (it is built and installed beside dcbus)\n", path,
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int stage_of(dcbus_role_t role)
+{
+    switch (role) {
+    case DCBUS_ROLE_COLLECTOR:
+        return STAGE_COLLECTORS;
+    case DCBUS_ROLE_PROCESSOR:
+        return STAGE_PROCESSORS;
+    default:
+        return STAGE_SINKS; /* storage and handlers */
+    }
+}
+
+static void add_worker(supervisor_t *sv, const dcb_config_t *cfg, const dcb_worker_cfg_t *w,
+                       const char *program, const char *config_path)
+{
+    dcbus_role_t role = cli_instance_role(cfg, w->name);
+    if (!role) {
+        dcb_warn("worker used by no pipeline or error handler; not started", "instance=%s",
+                 w->name);
+        return;
+    }
+    for (int r = 0; r < w->replicas; r++) {
+        char replica[16];
+        snprintf(replica, sizeof replica, "%d", r);
+        char *argv[] = {(char *)program, "--broker", cfg->bus_endpoint,   "--instance",
+                        w->name,         "--config", (char *)config_path, "--replica",
+                        replica,         NULL};
+        supervisor_add(sv, w->name, r, stage_of(role), role == DCBUS_ROLE_COLLECTOR, argv);
+    }
+}
+
+/* Where a storage instance writes, from its settings: dir, file or table. */
+static const char *storage_target(const dcb_worker_cfg_t *w, const char **key)
+{
+    static const char *keys[] = {"dir", "file", "table"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const dcb_node_t *n = w->settings ? dcb_node_at(w->settings, keys[i]) : NULL;
+        if (n && n->kind == DCB_NODE_SCALAR) {
+            *key = keys[i];
+            return n->scalar;
+        }
+    }
+    return NULL;
+}
+
+static void print_records(const dcb_config_t *cfg, const cli_stats_t *st)
+{
+    printf("  %-20s %-10s %12s %12s %8s\n", "instance", "role", "records_in", "records_out",
+           "errors");
+    for (size_t i = 0; i < cfg->nworkers; i++) {
+        const char *name = cfg->workers[i].name;
+        const cli_instance_stats_t *s = cli_stats_find(st, name);
+        if (!s) continue;
+        printf("  %-20s %-10s %12llu %12llu %8llu\n", name, s->role,
+               (unsigned long long)s->records_in, (unsigned long long)s->records_out,
+               (unsigned long long)s->errors);
+    }
+}
+
+static void print_targets(const dcb_config_t *cfg)
+{
+    bool header = false;
+    for (size_t i = 0; i < cfg->nworkers; i++) {
+        const dcb_worker_cfg_t *w = &cfg->workers[i];
+        const char *key;
+        const char *target = storage_target(w, &key);
+        if (cli_instance_role(cfg, w->name) != DCBUS_ROLE_STORAGE || !target) continue;
+        if (!header) printf("data went to:\n");
+        header = true;
+        printf("  %-20s %-5s %s\n", w->name, key, target);
+    }
+}
+
+/* The closing summary, asked from the broker while it still runs. */
+static void print_summary(const dcb_config_t *cfg, const char *why, int64_t elapsed_ms)
+{
+    printf("dcbus run: %s ended after %.1f s (%s)\n", cfg->path, (double)elapsed_ms / 1000, why);
+    char err[512];
+    cli_client_t *client = cli_client_new(cfg->bus_endpoint, err, sizeof err);
+    cli_stats_t st;
+    if (client &&
+        cli_stats_fetch(client, SUMMARY_TIMEOUT_MS, &st, err, sizeof err) == CLI_CALL_OK) {
+        print_records(cfg, &st);
+        cli_stats_free(&st);
+    } else {
+        printf("  (no counters: %s)\n", err);
+    }
+    cli_client_destroy(&client);
+    print_targets(cfg);
+    fflush(stdout);
+}
+
+static const char *end_reason(supervisor_end_t end)
+{
+    switch (end) {
+    case SUPERVISOR_DONE:
+        return "every collector finished";
+    case SUPERVISOR_SIGNALLED:
+        return "stop requested";
+    default:
+        return "a child kept failing";
+    }
+}
+
+static int run(const dcb_config_t *cfg, const run_opts_t *o, const char *broker_prog,
+               const char *worker_prog)
+{
+    supervisor_t *sv = supervisor_new(&o->sv);
+    char *broker_argv[] = {(char *)broker_prog, "--config", (char *)o->config, NULL};
+    supervisor_add(sv, "broker", -1, STAGE_BROKER, false, broker_argv);
+    for (size_t i = 0; i < cfg->nworkers; i++)
+        add_worker(sv, cfg, &cfg->workers[i], worker_prog, o->config);
+
+    int64_t started = zclock_mono();
+    dcb_info("starting", "config=%s", o->config);
+    supervisor_start(sv);
+    supervisor_end_t end = supervisor_wait(sv);
+    dcb_info("stopping", "reason=\"%s\"", end_reason(end));
+    for (int stage = STAGE_COUNT - 1; stage > STAGE_BROKER; stage--) {
+        dcb_info("stopping stage", "stage=\"%s\"", s_stage_names[stage]);
+        supervisor_stop_stage(sv, stage);
+    }
+    print_summary(cfg, end_reason(end), zclock_mono() - started);
+    supervisor_stop_stage(sv, STAGE_BROKER);
+
+    bool failed = end == SUPERVISOR_GAVE_UP || supervisor_failed(sv);
+    supervisor_destroy(&sv);
+    dcb_info("stopped", "clean=%s", failed ? "no" : "yes");
+    return failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+}
+
+int cli_run_main(int argc, char **argv)
+{
+    run_opts_t o = {.sv = SUPERVISOR_DEFAULTS};
+    int rc = parse_options(argc, argv, &o);
+    if (rc >= 0) return rc;
+
+    dcb_config_t *cfg = cli_load_config(o.config);
+    if (!cfg) return CLI_EXIT_USAGE;
+    int problems = cli_check_plugins(cfg, stderr);
+    if (problems) {
+        fprintf(stderr, "dcbus run: %s has %d problem%s; nothing started\n", o.config, problems,
+                problems == 1 ? "" : "s");
+        dcb_config_destroy(&cfg);
+        return CLI_EXIT_USAGE;
+    }
+    char broker_prog[PATH_MAX], worker_prog[PATH_MAX];
+    if (find_program("dcbus-broker", broker_prog, sizeof broker_prog) != 0 ||
+        find_program("dcbus-worker", worker_prog, sizeof worker_prog) != 0) {
+        dcb_config_destroy(&cfg);
+        return CLI_EXIT_FAILURE;
+    }
+    rc = run(cfg, &o, broker_prog, worker_prog);
+    dcb_config_destroy(&cfg);
+    return rc;
+}

@@ -1,0 +1,103 @@
+/*
+ * config.h -- the dcbus YAML configuration: loading, validation, access.
+ *
+ * One YAML file describes a whole deployment: the broker's endpoints, where
+ * plugins may be loaded from, the worker instances with their settings, the
+ * pipelines that connect them and the error-handler chain.  It is parsed
+ * with libyaml into a tree of nodes that remember their file position, then
+ * checked as a whole before anything starts.  Every error names
+ * file:line:column and what was expected there, for example:
+ *
+ *     config/demo.yaml:12:14: workers.csv.replicas: expected a positive integer, got "two"
+ *
+ * ${NAME} in any scalar is replaced by the environment variable NAME;
+ * ${NAME:-default} gives a default; an unset variable without a default is an
+ * error at its position.  Relative paths are taken from the current directory.
+ *
+ * The instance settings (everything in a worker's map besides the keys the
+ * host itself uses: plugin, replicas) stay a node tree; plugins read them
+ * through the host's config accessors with dotted paths.
+ */
+#ifndef DCB_CONFIG_H
+#define DCB_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { DCB_NODE_SCALAR, DCB_NODE_LIST, DCB_NODE_MAP } dcb_node_kind_t;
+
+typedef struct dcb_node dcb_node_t;
+struct dcb_node {
+    dcb_node_kind_t kind;
+    int line, column; /* 1-based position of the node in its file */
+    char *scalar;     /* SCALAR: the value after ${ENV} substitution */
+    bool quoted;      /* SCALAR: written with quotes (so "10" is a string) */
+    size_t count;     /* LIST: items; MAP: pairs */
+    dcb_node_t **items; /* LIST: the items; MAP: the values */
+    char **keys;      /* MAP: the keys, in file order */
+};
+
+/* One worker instance (an entry of `workers:`). */
+typedef struct {
+    char *name;             /* the key under workers: */
+    char *plugin;           /* plugin name: loads <plugins_path>/<plugin>.so */
+    int replicas;           /* >= 1, default 1 */
+    const dcb_node_t *settings; /* the whole map of the instance */
+    int line, column;
+} dcb_worker_cfg_t;
+
+/* One pipeline: from a collector, through processors, to storage sinks. */
+typedef struct {
+    char *name;
+    char *from;             /* collector instance */
+    char **through;         /* processor instances, in order */
+    size_t nthrough;
+    char **to;              /* storage instances, every one gets every batch */
+    size_t nto;
+    int line, column;
+} dcb_pipeline_cfg_t;
+
+typedef struct {
+    char *path;             /* the file it was loaded from */
+    /* broker: */
+    char *bus_endpoint;     /* default ipc://run/bus */
+    char *topics_endpoint;  /* default ipc://run/topics */
+    char *spool_dir;        /* default data/spool */
+    int heartbeat_ms;       /* default 1000 */
+    int heartbeat_timeout_ms; /* default 3 * heartbeat_ms: a silent peer is dead */
+    int credit;             /* batches in flight per worker, default 16 */
+    char *log_level;        /* default "info" */
+    char **plugins_path;    /* directories, default [build/plugins] */
+    size_t nplugins_path;
+    dcb_worker_cfg_t *workers;
+    size_t nworkers;
+    dcb_pipeline_cfg_t *pipelines;
+    size_t npipelines;
+    char **error_handlers;  /* worker instance names, in chain order */
+    size_t nerror_handlers;
+    dcb_node_t *root;
+} dcb_config_t;
+
+/* Loads and checks a config file.  On failure returns NULL and writes one
+ * "file:line:column: what was expected" message into err. */
+dcb_config_t *dcb_config_load(const char *path, char *err, size_t errlen);
+/* The same from a buffer; `name` stands for the file name in messages. */
+dcb_config_t *dcb_config_parse(const char *text, size_t len, const char *name, char *err,
+                               size_t errlen);
+void dcb_config_destroy(dcb_config_t **self_p);
+
+/* The worker instance called `name`, or NULL. */
+const dcb_worker_cfg_t *dcb_config_worker(const dcb_config_t *self, const char *name);
+/* The pipeline whose collector is `instance`, or NULL. */
+const dcb_pipeline_cfg_t *dcb_config_pipeline_from(const dcb_config_t *self, const char *instance);
+
+/* Node access.  `path` is dotted: "types.price", "symbols.0".  NULL if absent. */
+const dcb_node_t *dcb_node_at(const dcb_node_t *node, const char *path);
+/* Typed reads of a scalar; return false (and leave *out alone) if the node is
+ * absent, not a scalar or not of that type.  Booleans: true/false/yes/no/on/off. */
+bool dcb_node_int(const dcb_node_t *node, int64_t *out);
+bool dcb_node_double(const dcb_node_t *node, double *out);
+bool dcb_node_bool(const dcb_node_t *node, bool *out);
+
+#endif

@@ -1,0 +1,233 @@
+/*
+ * host.c -- see host.h.  The record reader and builder entries point
+ * straight at mpread.c and envelope.c; this file adds the context-bound
+ * services: logging, settings, identity and reports.
+ */
+#include "host.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "envelope.h"
+#include "log.h"
+#include "mpread.h"
+
+struct dcbus_ctx {
+    char *instance;
+    int replica;
+    const dcb_node_t *settings;
+    const char *config_path;
+    dcb_host_hooks_t hooks;
+    int config_errors;
+};
+
+dcbus_ctx_t *dcb_ctx_new(const char *instance, int replica, const dcb_node_t *settings,
+                         const char *config_path, const dcb_host_hooks_t *hooks)
+{
+    dcbus_ctx_t *self = calloc(1, sizeof *self);
+    if (!self) return NULL;
+    self->instance = strdup(instance);
+    self->replica = replica;
+    self->settings = settings;
+    self->config_path = config_path ? config_path : "(settings)";
+    if (hooks) self->hooks = *hooks;
+    return self;
+}
+
+void dcb_ctx_destroy(dcbus_ctx_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    free((*self_p)->instance);
+    free(*self_p);
+    *self_p = NULL;
+}
+
+int dcb_ctx_config_errors(const dcbus_ctx_t *self)
+{
+    return self->config_errors;
+}
+
+/* ---------------------------------------------------------------------------
+ * Logging and identity
+ */
+
+static void host_log(dcbus_ctx_t *ctx, dcbus_log_level_t level, const char *fmt, ...)
+{
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    int lvl = level < DCBUS_LOG_ERROR ? DCB_LOG_ERROR : level > DCBUS_LOG_DEBUG ? DCB_LOG_DEBUG
+                                                                                : (int)level;
+    if (lvl > (int)dcb_log_level()) return;
+    (void)ctx; /* the process's log lines already name the instance */
+    dcb_log((dcb_log_level_t)lvl, msg, NULL);
+}
+
+static const char *host_instance_name(dcbus_ctx_t *ctx)
+{
+    return ctx->instance;
+}
+
+static int host_replica(dcbus_ctx_t *ctx)
+{
+    return ctx->replica;
+}
+
+static int64_t clock_us(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t host_now_us(void)
+{
+    return clock_us(CLOCK_REALTIME);
+}
+
+static int64_t host_monotonic_us(void)
+{
+    return clock_us(CLOCK_MONOTONIC);
+}
+
+/* ---------------------------------------------------------------------------
+ * Settings
+ */
+
+/* The scalar at `key`, or NULL if absent; a present non-scalar is a type error. */
+static const dcb_node_t *setting(dcbus_ctx_t *ctx, const char *key, const char *expected)
+{
+    const dcb_node_t *node = ctx->settings ? dcb_node_at(ctx->settings, key) : NULL;
+    if (node && node->kind != DCB_NODE_SCALAR) {
+        ctx->config_errors++;
+        dcb_error("bad setting", "where=%s:%d:%d key=workers.%s.%s expected=\"%s\"",
+                  ctx->config_path, node->line, node->column, ctx->instance, key, expected);
+        return NULL;
+    }
+    return node;
+}
+
+static void type_error(dcbus_ctx_t *ctx, const dcb_node_t *node, const char *key,
+                       const char *expected)
+{
+    ctx->config_errors++;
+    dcb_error("bad setting", "where=%s:%d:%d key=workers.%s.%s expected=\"%s\" got=\"%s\"",
+              ctx->config_path, node->line, node->column, ctx->instance, key, expected,
+              node->scalar);
+}
+
+static const char *host_config_str(dcbus_ctx_t *ctx, const char *key, const char *dflt)
+{
+    const dcb_node_t *node = setting(ctx, key, "a string");
+    return node ? node->scalar : dflt;
+}
+
+static int64_t host_config_int(dcbus_ctx_t *ctx, const char *key, int64_t dflt)
+{
+    const dcb_node_t *node = setting(ctx, key, "an integer");
+    int64_t v = dflt;
+    if (node && !dcb_node_int(node, &v)) type_error(ctx, node, key, "an integer");
+    return v;
+}
+
+static double host_config_double(dcbus_ctx_t *ctx, const char *key, double dflt)
+{
+    const dcb_node_t *node = setting(ctx, key, "a number");
+    double v = dflt;
+    if (node && !dcb_node_double(node, &v)) type_error(ctx, node, key, "a number");
+    return v;
+}
+
+static bool host_config_bool(dcbus_ctx_t *ctx, const char *key, bool dflt)
+{
+    const dcb_node_t *node = setting(ctx, key, "true or false");
+    bool v = dflt;
+    if (node && !dcb_node_bool(node, &v)) type_error(ctx, node, key, "true or false");
+    return v;
+}
+
+static size_t host_config_len(dcbus_ctx_t *ctx, const char *key)
+{
+    const dcb_node_t *node = ctx->settings ? dcb_node_at(ctx->settings, key) : NULL;
+    return (node && node->kind != DCB_NODE_SCALAR) ? node->count : 0;
+}
+
+static const char *host_config_key(dcbus_ctx_t *ctx, const char *key, size_t index)
+{
+    const dcb_node_t *node = ctx->settings ? dcb_node_at(ctx->settings, key) : NULL;
+    if (!node || node->kind != DCB_NODE_MAP || index >= node->count) return NULL;
+    return node->keys[index];
+}
+
+/* ---------------------------------------------------------------------------
+ * Reports
+ */
+
+static void host_emit_event(dcbus_ctx_t *ctx, const char *type, dcbus_span_t data)
+{
+    if (ctx->hooks.event) ctx->hooks.event(ctx->hooks.arg, type, data);
+}
+
+static void host_report_error(dcbus_ctx_t *ctx, const dcbus_error_t *error)
+{
+    if (ctx->hooks.error) ctx->hooks.error(ctx->hooks.arg, error);
+}
+
+static void host_task_progress(dcbus_ctx_t *ctx, double progress, uint64_t records)
+{
+    if (ctx->hooks.progress) ctx->hooks.progress(ctx->hooks.arg, progress, records);
+}
+
+static void host_query_row(dcbus_ctx_t *ctx, dcbus_span_t row)
+{
+    if (ctx->hooks.query_row) ctx->hooks.query_row(ctx->hooks.arg, row);
+}
+
+static uint32_t host_batch_count(dcbus_builder_t *b)
+{
+    return dcb_builder_count(b);
+}
+
+static const dcbus_host_t s_services = {
+    .size = sizeof(dcbus_host_t),
+    .abi_version = DCBUS_ABI_VERSION,
+    .log = host_log,
+    .config_str = host_config_str,
+    .config_int = host_config_int,
+    .config_double = host_config_double,
+    .config_bool = host_config_bool,
+    .config_len = host_config_len,
+    .config_key = host_config_key,
+    .instance_name = host_instance_name,
+    .replica = host_replica,
+    .now_us = host_now_us,
+    .monotonic_us = host_monotonic_us,
+    .record_next = dcb_record_next,
+    .record_fields = dcb_record_fields,
+    .field_next = dcb_field_next,
+    .record_get = dcb_record_get,
+    .batch_stream = dcb_builder_set_stream,
+    .batch_add_raw = dcb_builder_add_raw,
+    .record_begin = dcb_builder_record_begin,
+    .put_str = dcb_builder_put_str,
+    .put_int = dcb_builder_put_int,
+    .put_double = dcb_builder_put_double,
+    .put_bool = dcb_builder_put_bool,
+    .put_nil = dcb_builder_put_nil,
+    .put_raw = dcb_builder_put_raw,
+    .batch_count = host_batch_count,
+    .emit_event = host_emit_event,
+    .report_error = host_report_error,
+    .task_progress = host_task_progress,
+    .query_row = host_query_row,
+};
+
+const dcbus_host_t *dcb_host_services(void)
+{
+    return &s_services;
+}

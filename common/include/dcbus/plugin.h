@@ -1,0 +1,312 @@
+/*
+ * dcbus/plugin.h -- the one public header a dcbus plugin is written against.
+ *
+ * A plugin is a shared object that exports one symbol, DCBUS_PLUGIN_ENTRY,
+ * returning a const description (dcbus_plugin_t): ABI version, name, version,
+ * role and the operations of that role.  The worker host (dcbus-worker) loads
+ * it with dlopen(), checks the ABI, and drives it; the plugin never touches
+ * the transport.  Everything a plugin needs from the host -- logging, config,
+ * records, events, errors, progress, clock -- comes through the services
+ * table (dcbus_host_t) handed to open().
+ *
+ * Versioning.  DCBUS_ABI_MAJOR changes when an existing member changes
+ * meaning; the host refuses a plugin of another major version.  Within one
+ * major version members are only ever appended: the description and the
+ * services table each carry their own size, so a newer host can serve an
+ * older plugin (it reads only the first `size` bytes) and a plugin can test
+ * whether the host offers a newer service with DCBUS_HOST_HAS().
+ *
+ * Build a plugin out of tree with:
+ *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
+ */
+#ifndef DCBUS_PLUGIN_H
+#define DCBUS_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DCBUS_ABI_MAJOR   1
+#define DCBUS_ABI_MINOR   0
+#define DCBUS_ABI_VERSION ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
+#define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
+
+/* The name of the one symbol a plugin exports. */
+#define DCBUS_PLUGIN_ENTRY        dcbus_plugin_entry
+#define DCBUS_PLUGIN_ENTRY_SYMBOL "dcbus_plugin_entry"
+
+/* Results of plugin operations.  Negative values are failures. */
+typedef enum {
+    DCBUS_OK = 0,      /* done */
+    DCBUS_PASS = 1,    /* processor: forward the input batch unchanged;
+                          handler: not mine, pass to the next handler */
+    DCBUS_AGAIN = 2,   /* collector: nothing to emit right now, ask later */
+    DCBUS_DONE = 3,    /* collector: the source is exhausted, no more batches */
+    DCBUS_HANDLED = 4, /* handler: the error is dealt with, chain stops */
+    DCBUS_ERR = -1,    /* failure that retrying the same input will not fix */
+    DCBUS_ERETRY = -2, /* transient failure (connection lost...): retry later */
+    DCBUS_ENOTSUP = -3 /* operation not supported by this plugin */
+} dcbus_status_t;
+
+typedef enum {
+    DCBUS_ROLE_COLLECTOR = 1,
+    DCBUS_ROLE_PROCESSOR = 2,
+    DCBUS_ROLE_STORAGE = 3,
+    DCBUS_ROLE_HANDLER = 4
+} dcbus_role_t;
+
+/* Seed 001's ErrorType, under the same names. */
+typedef enum {
+    DCBUS_ERROR_CONFIGURATION = 0,
+    DCBUS_ERROR_CONNECTION = 1,
+    DCBUS_ERROR_VALIDATION = 2,
+    DCBUS_ERROR_PROCESSING = 3,
+    DCBUS_ERROR_STORAGE = 4
+} dcbus_error_type_t;
+
+typedef enum {
+    DCBUS_LOG_ERROR = 0,
+    DCBUS_LOG_WARN = 1,
+    DCBUS_LOG_INFO = 2,
+    DCBUS_LOG_DEBUG = 3
+} dcbus_log_level_t;
+
+/* ---------------------------------------------------------------------------
+ * Records and batches.
+ *
+ * A record is a msgpack map with string keys.  Plugins see records as raw
+ * msgpack spans and read them through the host's reader, so a processor that
+ * keeps a record forwards its bytes without decoding and re-encoding them.
+ */
+
+typedef enum {
+    DCBUS_VAL_NIL = 0,
+    DCBUS_VAL_BOOL,
+    DCBUS_VAL_INT,   /* signed or unsigned integer that fits int64 */
+    DCBUS_VAL_UINT,  /* unsigned integer above INT64_MAX */
+    DCBUS_VAL_FLOAT, /* float32 or float64, widened to double */
+    DCBUS_VAL_STR,
+    DCBUS_VAL_BIN,
+    DCBUS_VAL_ARRAY, /* nested value: raw span in .raw */
+    DCBUS_VAL_MAP,   /* nested value: raw span in .raw */
+    DCBUS_VAL_EXT
+} dcbus_val_type_t;
+
+/* A raw msgpack span: `len` bytes at `data`. */
+typedef struct {
+    const uint8_t *data;
+    size_t len;
+} dcbus_span_t;
+
+/* One decoded scalar; strings and nested values point into the record. */
+typedef struct {
+    dcbus_val_type_t type;
+    union {
+        bool b;
+        int64_t i;
+        uint64_t u;
+        double f;
+        struct {
+            const char *ptr;
+            uint32_t len;
+        } str; /* STR and BIN; not NUL-terminated */
+    } as;
+    dcbus_span_t raw; /* the whole encoded value, for every type */
+} dcbus_value_t;
+
+/* Iterator over the fields of one record. */
+typedef struct {
+    const uint8_t *pos, *end;
+    uint32_t left;
+} dcbus_field_iter_t;
+
+/* A batch handed to a processor or storage plugin: the envelope header plus
+ * its records.  Valid only during the call it is passed to. */
+typedef struct {
+    const char *stream;  /* NUL-terminated */
+    uint64_t seq;        /* per-stream, strictly increasing */
+    const char *session; /* id of the session the batch belongs to */
+    const char *source;  /* collector instance that produced it */
+    int64_t ts;          /* batch creation time, unix microseconds */
+    uint32_t count;      /* number of records */
+    dcbus_span_t records; /* the `count` encoded records, back to back */
+} dcbus_batch_t;
+
+/* Opaque handles owned by the host. */
+typedef struct dcbus_ctx dcbus_ctx_t;         /* one plugin instance's context */
+typedef struct dcbus_builder dcbus_builder_t; /* a batch under construction */
+
+/* Seed 001's ErrorInfo, as a plugin reports it.  `details` is an optional
+ * msgpack map (raw span) with whatever helps the operator: the offending
+ * record, the field, the expected type. */
+typedef struct {
+    dcbus_error_type_t type;
+    const char *operation; /* "validate", "store", "connect"... */
+    const char *message;
+    dcbus_span_t details; /* msgpack map or {NULL, 0} */
+    bool is_critical;
+} dcbus_error_t;
+
+/* A query for storage plugins (seed 001's QueryCriteria). */
+typedef struct {
+    size_t nfilters;
+    const char *const *filter_fields; /* field = value, all must match */
+    const char *const *filter_values;
+    const char *sort_by; /* NULL for backend order */
+    bool descending;
+    int64_t limit;  /* < 0: no limit */
+    int64_t offset; /* >= 0 */
+} dcbus_query_t;
+
+/* ---------------------------------------------------------------------------
+ * The services table the host hands to every plugin.  Members are only ever
+ * appended; check DCBUS_HOST_HAS(host, member) before using one added after
+ * the ABI version you were built for.
+ */
+typedef struct dcbus_host {
+    uint32_t size;        /* sizeof(dcbus_host_t) as the host was built */
+    uint32_t abi_version; /* DCBUS_ABI_VERSION of the host */
+
+    /* Logging: printf-style, one structured line per call. */
+    void (*log)(dcbus_ctx_t *ctx, dcbus_log_level_t level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* The instance's settings from the config.  Keys are dotted paths into
+     * the instance's map ("types.price"); list items are addressed by index
+     * ("symbols.0").  Each returns `dflt` when the key is absent; a present
+     * value of the wrong type is logged with its file:line:column, `dflt` is
+     * returned, and the host refuses to run the instance once open() returns. */
+    const char *(*config_str)(dcbus_ctx_t *ctx, const char *key, const char *dflt);
+    int64_t (*config_int)(dcbus_ctx_t *ctx, const char *key, int64_t dflt);
+    double (*config_double)(dcbus_ctx_t *ctx, const char *key, double dflt);
+    bool (*config_bool)(dcbus_ctx_t *ctx, const char *key, bool dflt);
+    /* Number of items of a list or keys of a map at `key`; 0 if absent. */
+    size_t (*config_len)(dcbus_ctx_t *ctx, const char *key);
+    /* The `index`th key of the map at `key`, or NULL. */
+    const char *(*config_key)(dcbus_ctx_t *ctx, const char *key, size_t index);
+
+    /* Instance identity. */
+    const char *(*instance_name)(dcbus_ctx_t *ctx);
+    int (*replica)(dcbus_ctx_t *ctx);
+
+    /* Clock: wall time and a monotonic clock, both in microseconds. */
+    int64_t (*now_us)(void);
+    int64_t (*monotonic_us)(void);
+
+    /* Record reader. */
+    /* Walks the `count` records of a batch: returns false at the end. */
+    bool (*record_next)(dcbus_span_t *records, dcbus_span_t *record);
+    /* Opens a record's fields for iteration; false if it is not a map. */
+    bool (*record_fields)(dcbus_span_t record, dcbus_field_iter_t *it);
+    /* Next field: its key and value; false at the end or on bad input. */
+    bool (*field_next)(dcbus_field_iter_t *it, dcbus_value_t *key, dcbus_value_t *value);
+    /* Looks up one field by key; false if absent or the record is bad. */
+    bool (*record_get)(dcbus_span_t record, const char *key, dcbus_value_t *value);
+
+    /* Batch builder (collectors and processors). */
+    /* Sets the stream of the batch being built; collectors must set it. */
+    void (*batch_stream)(dcbus_builder_t *b, const char *stream);
+    /* Appends a record unchanged (a span from the reader). */
+    void (*batch_add_raw)(dcbus_builder_t *b, dcbus_span_t record);
+    /* Starts a new record of exactly `nfields` fields, then one put per field. */
+    void (*record_begin)(dcbus_builder_t *b, uint32_t nfields);
+    void (*put_str)(dcbus_builder_t *b, const char *key, const char *val, size_t len);
+    void (*put_int)(dcbus_builder_t *b, const char *key, int64_t val);
+    void (*put_double)(dcbus_builder_t *b, const char *key, double val);
+    void (*put_bool)(dcbus_builder_t *b, const char *key, bool val);
+    void (*put_nil)(dcbus_builder_t *b, const char *key);
+    /* A field whose value is already msgpack (a nested map or array). */
+    void (*put_raw)(dcbus_builder_t *b, const char *key, dcbus_span_t val);
+    /* Records added so far. */
+    uint32_t (*batch_count)(dcbus_builder_t *b);
+
+    /* Bus services: events, errors and task progress go to the broker, which
+     * publishes them on the event.*, error.* and task.* topics. */
+    /* `data` is an optional msgpack map. */
+    void (*emit_event)(dcbus_ctx_t *ctx, const char *event_type, dcbus_span_t data);
+    /* Reports an error about the batch being handled (or none). */
+    void (*report_error)(dcbus_ctx_t *ctx, const dcbus_error_t *error);
+    /* Progress of the current collection run, 0..1, and records so far. */
+    void (*task_progress)(dcbus_ctx_t *ctx, double progress, uint64_t records);
+
+    /* Query results (storage plugins): one call per matching row. */
+    void (*query_row)(dcbus_ctx_t *ctx, dcbus_span_t row);
+} dcbus_host_t;
+
+#define DCBUS_HOST_HAS(host, member)                                                               \
+    ((host)->size >= offsetof(dcbus_host_t, member) + sizeof((host)->member) &&                    \
+     (host)->member != NULL)
+
+/* ---------------------------------------------------------------------------
+ * The description a plugin exports.  Members not used by the role are NULL.
+ * Every operation receives the state its open() returned.
+ */
+typedef struct dcbus_plugin {
+    uint32_t size;        /* sizeof(dcbus_plugin_t): set by DCBUS_PLUGIN_DESCRIPTION */
+    uint32_t abi_version; /* DCBUS_ABI_VERSION the plugin was built for */
+    const char *name;     /* must equal the .so file name without ".so" */
+    const char *version;
+    const char *description;
+    dcbus_role_t role;
+
+    /* Every role.  open() reads settings, allocates state and connects;
+     * returning non-zero stops the worker with the error it logged. */
+    int (*open)(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state);
+    void (*close)(void *state);
+
+    /* Collector: fill `out` with one batch.  Returns DCBUS_OK (the batch is
+     * sent if it holds records), DCBUS_AGAIN (nothing now: the host sleeps
+     * up to `collect_wait_ms`), DCBUS_DONE (source exhausted; a final
+     * batch in `out` is still sent), or an error. */
+    int (*collect)(void *state, dcbus_builder_t *out);
+
+    /* Processor: optional cheap check of a batch before process(). */
+    bool (*validate_input)(void *state, const dcbus_batch_t *in);
+    /* Processor: batch in, batch out.  Return DCBUS_PASS to forward `in`
+     * unchanged (no copy), DCBUS_OK when `out` holds the result (records
+     * may be dropped, changed or added), or an error. */
+    int (*process)(void *state, const dcbus_batch_t *in, dcbus_builder_t *out);
+
+    /* Storage. store() accepts a batch; it is acknowledged once a later
+     * flush() returns DCBUS_OK, so flush() is where data becomes durable.
+     * DCBUS_ERETRY asks for redelivery later (backend down). */
+    int (*store)(void *state, const dcbus_batch_t *in);
+    int (*flush)(void *state);
+    int (*query)(void *state, const dcbus_query_t *query);
+    int (*delete_location)(void *state, const char *location_id);
+    int (*session_begin)(void *state, const char *session_id, const char *type);
+    int (*session_end)(void *state, const char *session_id, const char *status);
+
+    /* Handler (the error-handler chain). */
+    bool (*can_handle)(void *state, dcbus_error_type_t type);
+    int (*handle)(void *state, const dcbus_error_t *error, const dcbus_batch_t *batch);
+
+    /* Collector: how long the host waits after DCBUS_AGAIN (0: 10 ms). */
+    uint32_t collect_wait_ms;
+} dcbus_plugin_t;
+
+/* The exported entry point. */
+typedef const dcbus_plugin_t *(*dcbus_plugin_entry_fn)(void);
+
+/* Defines the entry point: DCBUS_PLUGIN_DESCRIPTION(.name = "x", ...). */
+#define DCBUS_PLUGIN_DESCRIPTION(...)                                                              \
+    __attribute__((visibility("default"))) const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void);         \
+    const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void)                                                 \
+    {                                                                                              \
+        static const dcbus_plugin_t description = {.size = sizeof(dcbus_plugin_t),                 \
+                                                   .abi_version = DCBUS_ABI_VERSION,               \
+                                                   __VA_ARGS__};                                   \
+        return &description;                                                                       \
+    }
+
+/* Shorthand for logging through the host from plugin code. */
+#define DCBUS_LOG(host, ctx, level, ...) (host)->log((ctx), (level), __VA_ARGS__)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DCBUS_PLUGIN_H */

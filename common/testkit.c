@@ -1,0 +1,263 @@
+/*
+ * testkit.c -- see testkit.h.  It is the worker's plugin-driving logic
+ * minus the bus: the same loader, the same services table, the same builder
+ * and envelope code, so a plugin that passes here behaves the same hosted.
+ */
+#include "testkit.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "host.h"
+#include "loader.h"
+#include "log.h"
+#include "mpread.h"
+
+#define TK_MAX_STREAMS 16
+
+struct dcb_testkit {
+    dcb_plugin_lib_t *lib;
+    const dcbus_plugin_t *desc;
+    dcb_config_t *config; /* a wrapper config holding the settings tree */
+    dcbus_ctx_t *ctx;
+    void *state;
+    bool opened;
+    dcbus_builder_t *builder;
+    msgpack_sbuffer sealed; /* the last sealed or collected batch */
+    struct {
+        char name[DCB_NAME_MAX];
+        uint64_t seq;
+    } streams[TK_MAX_STREAMS];
+    size_t nstreams;
+    size_t nerrors, nevents;
+    dcbus_error_t last_error;
+    char last_error_op[128], last_error_msg[1024];
+    uint8_t last_error_details[8192];
+    char last_event[128];
+    double progress;
+};
+
+static void tk_error(void *arg, const dcbus_error_t *e)
+{
+    dcb_testkit_t *self = arg;
+    self->nerrors++;
+    snprintf(self->last_error_op, sizeof self->last_error_op, "%s", e->operation ? e->operation : "");
+    snprintf(self->last_error_msg, sizeof self->last_error_msg, "%s", e->message ? e->message : "");
+    self->last_error = *e;
+    self->last_error.operation = self->last_error_op;
+    self->last_error.message = self->last_error_msg;
+    /* The plugin's details span dies with the call: keep a copy. */
+    size_t n = e->details.len <= sizeof self->last_error_details ? e->details.len : 0;
+    if (n) memcpy(self->last_error_details, e->details.data, n);
+    self->last_error.details = (dcbus_span_t){n ? self->last_error_details : NULL, n};
+}
+
+static void tk_event(void *arg, const char *type, dcbus_span_t data)
+{
+    dcb_testkit_t *self = arg;
+    (void)data;
+    self->nevents++;
+    snprintf(self->last_event, sizeof self->last_event, "%s", type);
+}
+
+static void tk_progress(void *arg, double progress, uint64_t records)
+{
+    (void)records;
+    ((dcb_testkit_t *)arg)->progress = progress;
+}
+
+/* Wraps the settings in a minimal config so they get the real parser. */
+static dcb_config_t *settings_config(const char *plugin, const char *yaml, char *err, size_t errlen)
+{
+    size_t len = strlen(plugin) + (yaml ? strlen(yaml) : 0) * 2 + 256;
+    char *text = malloc(len), *out = text;
+    out += sprintf(out, "workers:\n  it:\n    plugin: %s\n", plugin);
+    /* Indent each line of the user's YAML under the instance. */
+    for (const char *line = yaml; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        out += sprintf(out, "    %.*s\n", (int)n, line);
+        line = nl ? nl + 1 : line + n;
+    }
+    out += sprintf(out, "pipelines: {}\n");
+    dcb_config_t *config = dcb_config_parse(text, (size_t)(out - text), "settings", err, errlen);
+    free(text);
+    return config;
+}
+
+dcb_testkit_t *dcb_testkit_new(const char *plugin_dir, const char *plugin,
+                               const char *settings_yaml, char *err, size_t errlen)
+{
+    dcb_testkit_t *self = calloc(1, sizeof *self);
+    msgpack_sbuffer_init(&self->sealed);
+    self->builder = dcb_builder_new();
+    self->lib = dcb_plugin_load(&plugin_dir, 1, plugin, err, errlen);
+    if (!self->lib) goto fail;
+    self->desc = dcb_plugin_desc(self->lib);
+    self->config = settings_config(plugin, settings_yaml, err, errlen);
+    if (!self->config) goto fail;
+    dcb_host_hooks_t hooks = {.event = tk_event, .error = tk_error, .progress = tk_progress,
+                              .arg = self};
+    self->ctx = dcb_ctx_new("it", 0, self->config->workers[0].settings, "settings", &hooks);
+    if (self->desc->open(dcb_host_services(), self->ctx, &self->state) != 0) {
+        snprintf(err, errlen, "plugin %s: open() failed", plugin);
+        goto fail;
+    }
+    self->opened = true;
+    if (dcb_ctx_config_errors(self->ctx) > 0) {
+        snprintf(err, errlen, "plugin %s: %d bad setting(s)", plugin,
+                 dcb_ctx_config_errors(self->ctx));
+        goto fail;
+    }
+    return self;
+fail:
+    dcb_testkit_destroy(&self);
+    return NULL;
+}
+
+void dcb_testkit_destroy(dcb_testkit_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    dcb_testkit_t *self = *self_p;
+    if (self->opened && self->desc->close) self->desc->close(self->state);
+    dcb_ctx_destroy(&self->ctx);
+    dcb_config_destroy(&self->config);
+    dcb_plugin_unload(&self->lib);
+    dcb_builder_destroy(&self->builder);
+    msgpack_sbuffer_destroy(&self->sealed);
+    free(self);
+    *self_p = NULL;
+}
+
+const dcbus_plugin_t *dcb_testkit_plugin(dcb_testkit_t *self)
+{
+    return self->desc;
+}
+
+const dcbus_host_t *dcb_testkit_host(dcb_testkit_t *self)
+{
+    (void)self;
+    return dcb_host_services();
+}
+
+dcbus_builder_t *dcb_testkit_builder(dcb_testkit_t *self)
+{
+    dcb_builder_reset(self->builder);
+    return self->builder;
+}
+
+void dcb_testkit_seal(dcb_testkit_t *self, const char *stream, uint64_t seq, dcb_envelope_t *out)
+{
+    dcb_envelope_t hdr = {.v = DCB_ENVELOPE_VERSION, .seq = seq, .ts = 0};
+    snprintf(hdr.stream, sizeof hdr.stream, "%s", stream);
+    snprintf(hdr.session, sizeof hdr.session, "test");
+    snprintf(hdr.source, sizeof hdr.source, "%s", self->desc->name);
+    msgpack_sbuffer_clear(&self->sealed);
+    dcb_envelope_encode(&hdr, dcb_builder_records(self->builder), dcb_builder_count(self->builder),
+                        &self->sealed);
+    char why[128];
+    if (dcb_envelope_decode((const uint8_t *)self->sealed.data, self->sealed.size, out, why,
+                            sizeof why) != 0)
+        dcb_error("testkit: sealed batch does not decode", "why=\"%s\"", why);
+}
+
+/* The next seq of `stream`, as the worker numbers batches. */
+static uint64_t next_seq(dcb_testkit_t *self, const char *stream)
+{
+    for (size_t i = 0; i < self->nstreams; i++)
+        if (strcmp(self->streams[i].name, stream) == 0) return ++self->streams[i].seq;
+    if (self->nstreams == TK_MAX_STREAMS) return 0;
+    snprintf(self->streams[self->nstreams].name, DCB_NAME_MAX, "%s", stream);
+    self->streams[self->nstreams].seq = 1;
+    return self->streams[self->nstreams++].seq;
+}
+
+int dcb_testkit_collect(dcb_testkit_t *self, dcb_envelope_t *out)
+{
+    dcb_builder_reset(self->builder);
+    int rc = self->desc->collect(self->state, self->builder);
+    memset(out, 0, sizeof *out);
+    const char *why;
+    if (!dcb_builder_ok(self->builder, &why)) {
+        dcb_error("testkit: plugin misused the builder", "why=\"%s\"", why);
+        return DCBUS_ERR;
+    }
+    if (dcb_builder_count(self->builder) > 0) {
+        const char *stream = dcb_builder_stream(self->builder);
+        dcb_testkit_seal(self, stream, next_seq(self, stream), out);
+    }
+    return rc;
+}
+
+int dcb_testkit_process(dcb_testkit_t *self, const dcb_envelope_t *in, dcb_envelope_t *out)
+{
+    dcbus_batch_t view = dcb_envelope_view(in);
+    dcb_builder_reset(self->builder);
+    if (self->desc->validate_input && !self->desc->validate_input(self->state, &view))
+        return DCBUS_ERR;
+    int rc = self->desc->process(self->state, &view, self->builder);
+    if (rc == DCBUS_PASS) {
+        dcb_builder_reset(self->builder);
+        dcbus_span_t rest = in->records, rec;
+        while (dcb_record_next(&rest, &rec)) dcb_builder_add_raw(self->builder, rec);
+    } else if (rc != DCBUS_OK) {
+        return rc;
+    }
+    const char *why;
+    if (!dcb_builder_ok(self->builder, &why)) {
+        dcb_error("testkit: plugin misused the builder", "why=\"%s\"", why);
+        return DCBUS_ERR;
+    }
+    dcb_testkit_seal(self, in->stream, in->seq, out);
+    return rc;
+}
+
+int dcb_testkit_store(dcb_testkit_t *self, const dcb_envelope_t *in)
+{
+    dcbus_batch_t view = dcb_envelope_view(in);
+    return self->desc->store(self->state, &view);
+}
+
+int dcb_testkit_flush(dcb_testkit_t *self)
+{
+    return self->desc->flush(self->state);
+}
+
+int dcb_testkit_session_begin(dcb_testkit_t *self, const char *session, const char *type)
+{
+    return self->desc->session_begin ? self->desc->session_begin(self->state, session, type)
+                                     : DCBUS_ENOTSUP;
+}
+
+int dcb_testkit_session_end(dcb_testkit_t *self, const char *session, const char *status)
+{
+    return self->desc->session_end ? self->desc->session_end(self->state, session, status)
+                                   : DCBUS_ENOTSUP;
+}
+
+size_t dcb_testkit_error_count(dcb_testkit_t *self)
+{
+    return self->nerrors;
+}
+
+const dcbus_error_t *dcb_testkit_last_error(dcb_testkit_t *self)
+{
+    return self->nerrors ? &self->last_error : NULL;
+}
+
+size_t dcb_testkit_event_count(dcb_testkit_t *self)
+{
+    return self->nevents;
+}
+
+const char *dcb_testkit_last_event(dcb_testkit_t *self)
+{
+    return self->nevents ? self->last_event : NULL;
+}
+
+double dcb_testkit_progress(dcb_testkit_t *self)
+{
+    return self->progress;
+}

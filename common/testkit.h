@@ -1,0 +1,58 @@
+/*
+ * testkit.h -- run one plugin in process, with no broker.
+ *
+ * For unit tests of plugins (the project's and plugin authors'): load a
+ * plugin .so through the same loader the worker uses, open it with the real
+ * services table and settings given as YAML text, then drive it call by
+ * call.  Events, errors and progress the plugin reports are captured for
+ * the test to inspect instead of being sent to a broker.
+ */
+#ifndef DCB_TESTKIT_H
+#define DCB_TESTKIT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dcbus/plugin.h"
+#include "envelope.h"
+
+typedef struct dcb_testkit dcb_testkit_t;
+
+/* Loads `plugin` (a name, looked up in `plugin_dir`) and opens it with the
+ * instance settings in `settings_yaml` (a YAML map, may be NULL).  Returns
+ * NULL and a message in err if loading or open() fails. */
+dcb_testkit_t *dcb_testkit_new(const char *plugin_dir, const char *plugin,
+                               const char *settings_yaml, char *err, size_t errlen);
+/* Closes the plugin and frees everything. */
+void dcb_testkit_destroy(dcb_testkit_t **self_p);
+const dcbus_plugin_t *dcb_testkit_plugin(dcb_testkit_t *self);
+
+/* Collector: one collect() call.  The built batch (header filled as the
+ * worker would: stream, seq 1,2,3... per stream, session "test", source =
+ * the plugin name) is in *out, valid until the next call. */
+int dcb_testkit_collect(dcb_testkit_t *self, dcb_envelope_t *out);
+/* Processor: one process() call; on DCBUS_PASS *out is a copy of *in. */
+int dcb_testkit_process(dcb_testkit_t *self, const dcb_envelope_t *in, dcb_envelope_t *out);
+/* Storage. */
+int dcb_testkit_store(dcb_testkit_t *self, const dcb_envelope_t *in);
+int dcb_testkit_flush(dcb_testkit_t *self);
+int dcb_testkit_session_begin(dcb_testkit_t *self, const char *session, const char *type);
+int dcb_testkit_session_end(dcb_testkit_t *self, const char *session, const char *status);
+
+/* Builds a batch in a test: a fresh builder and a way to seal it. */
+dcbus_builder_t *dcb_testkit_builder(dcb_testkit_t *self);
+/* Seals the testkit's builder into an envelope of `stream`/`seq` in *out
+ * (valid until the next call of seal or collect). */
+void dcb_testkit_seal(dcb_testkit_t *self, const char *stream, uint64_t seq, dcb_envelope_t *out);
+/* The services table, so tests can use the record reader. */
+const dcbus_host_t *dcb_testkit_host(dcb_testkit_t *self);
+
+/* What the plugin reported. */
+size_t dcb_testkit_error_count(dcb_testkit_t *self);
+/* The last error, with copies of its strings and details (up to 8 KiB). */
+const dcbus_error_t *dcb_testkit_last_error(dcb_testkit_t *self); /* NULL if none */
+size_t dcb_testkit_event_count(dcb_testkit_t *self);
+const char *dcb_testkit_last_event(dcb_testkit_t *self);
+double dcb_testkit_progress(dcb_testkit_t *self);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * mock_source.c -- a collector for the project's own tests.
+ *
+ * It emits `records` small records {n, value, text} in batches of `batch`
+ * on one stream and then reports DCBUS_DONE, so a test knows exactly what
+ * must arrive downstream: n runs 0, 1, 2, ... without gaps, value is n * 1.5
+ * and text is "record <n>".  With `fail_after` it emits that many records
+ * and then fails with DCBUS_ERR, to exercise the host's error path.  It is
+ * the dcbus counterpart of MockDataSource in the interfaces it descends
+ * from.
+ */
+#include <dcbus/plugin.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const dcbus_host_t *host;
+    dcbus_ctx_t *ctx;
+    int64_t records;    /* total to emit */
+    int64_t batch;      /* records per batch */
+    int64_t fail_after; /* < 0: never fail */
+    char stream[128];
+    int64_t next; /* n of the next record */
+} mock_source_t;
+
+static int mock_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
+{
+    mock_source_t *self = calloc(1, sizeof *self);
+    if (!self) return -1;
+    self->host = host;
+    self->ctx = ctx;
+    self->records = host->config_int(ctx, "records", 100);
+    self->batch = host->config_int(ctx, "batch", 10);
+    self->fail_after = host->config_int(ctx, "fail_after", -1);
+    const char *stream = host->config_str(ctx, "stream", "mock");
+    if (self->records < 0 || self->batch < 1 || strlen(stream) == 0 ||
+        strlen(stream) >= sizeof self->stream) {
+        DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR,
+                  "mock-source: need records >= 0, batch >= 1 and a stream name");
+        free(self);
+        return -1;
+    }
+    memcpy(self->stream, stream, strlen(stream) + 1);
+    *state = self;
+    return 0;
+}
+
+static void mock_close(void *state)
+{
+    free(state);
+}
+
+static void put_record(mock_source_t *self, dcbus_builder_t *out, int64_t n)
+{
+    const dcbus_host_t *h = self->host;
+    char text[32];
+    int len = snprintf(text, sizeof text, "record %lld", (long long)n);
+    h->record_begin(out, 3);
+    h->put_int(out, "n", n);
+    h->put_double(out, "value", (double)n * 1.5);
+    h->put_str(out, "text", text, (size_t)len);
+}
+
+static int mock_collect(void *state, dcbus_builder_t *out)
+{
+    mock_source_t *self = state;
+    if (self->fail_after >= 0 && self->next >= self->fail_after) {
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR,
+                  "mock-source: failing after %lld records as configured", (long long)self->next);
+        return DCBUS_ERR;
+    }
+    int64_t end = self->next + self->batch;
+    if (end > self->records) end = self->records;
+    if (self->fail_after >= 0 && end > self->fail_after) end = self->fail_after;
+
+    self->host->batch_stream(out, self->stream);
+    for (; self->next < end; self->next++)
+        put_record(self, out, self->next);
+    if (self->records > 0)
+        self->host->task_progress(self->ctx, (double)self->next / (double)self->records,
+                                  (uint64_t)self->next);
+    return self->next >= self->records ? DCBUS_DONE : DCBUS_OK;
+}
+
+DCBUS_PLUGIN_DESCRIPTION(.name = "mock-source", .version = "0.1.0",
+                         .description = "test collector: n, value, text records",
+                         .role = DCBUS_ROLE_COLLECTOR, .open = mock_open, .close = mock_close,
+                         .collect = mock_collect)

@@ -1,0 +1,163 @@
+/*
+ * mock_processor.c -- a processor for the project's own tests.
+ *
+ * One `mode` per instance exercises one path of the host:
+ *   pass      forward every batch unchanged (DCBUS_PASS, no copy)
+ *   double    rebuild every record with one more field, doubled = value * 2
+ *             (nil when value is not a number): the builder path
+ *   drop_odd  keep only records whose n is even: the raw-copy path
+ *   fail      fail every batch with DCBUS_ERR: the error path
+ * `delay_ms` sleeps that long in every process() call, to play a slow step
+ * (back-pressure, time-outs).  It is the dcbus counterpart of MockProcessor
+ * in the interfaces it descends from.
+ */
+#include <dcbus/plugin.h>
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef enum { MODE_PASS, MODE_DOUBLE, MODE_DROP_ODD, MODE_FAIL } mock_mode_t;
+
+static const char *const s_modes[] = {"pass", "double", "drop_odd", "fail"};
+
+typedef struct {
+    const dcbus_host_t *host;
+    dcbus_ctx_t *ctx;
+    mock_mode_t mode;
+    int64_t delay_ms;
+} mock_processor_t;
+
+static int mock_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
+{
+    mock_processor_t *self = calloc(1, sizeof *self);
+    if (!self) return -1;
+    self->host = host;
+    self->ctx = ctx;
+    const char *mode = host->config_str(ctx, "mode", "pass");
+    self->delay_ms = host->config_int(ctx, "delay_ms", 0);
+    size_t m = 0;
+    while (m < sizeof s_modes / sizeof *s_modes && strcmp(mode, s_modes[m]) != 0)
+        m++;
+    if (m == sizeof s_modes / sizeof *s_modes || self->delay_ms < 0) {
+        DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR,
+                  "mock-processor: mode must be pass, double, drop_odd or fail and delay_ms >= 0 "
+                  "(mode is \"%s\")",
+                  mode);
+        free(self);
+        return -1;
+    }
+    self->mode = (mock_mode_t)m;
+    *state = self;
+    return 0;
+}
+
+static void mock_close(void *state)
+{
+    free(state);
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static bool number_of(const dcbus_value_t *v, double *out)
+{
+    switch (v->type) {
+    case DCBUS_VAL_INT:
+        *out = (double)v->as.i;
+        return true;
+    case DCBUS_VAL_UINT:
+        *out = (double)v->as.u;
+        return true;
+    case DCBUS_VAL_FLOAT:
+        *out = v->as.f;
+        return true;
+    default:
+        return false;
+    }
+}
+
+#define KEY_MAX 256
+
+static bool copied_key(const dcbus_value_t *k)
+{
+    return k->type == DCBUS_VAL_STR && k->as.str.len < KEY_MAX &&
+           !(k->as.str.len == 7 && memcmp(k->as.str.ptr, "doubled", 7) == 0);
+}
+
+/* Copies every field of `record` and appends doubled (replacing one the
+ * record may already have).  Keys arrive without a NUL, so each is copied
+ * into `key` first; longer ones are skipped. */
+static int rebuild_doubled(mock_processor_t *self, dcbus_span_t record, dcbus_builder_t *out)
+{
+    const dcbus_host_t *h = self->host;
+    dcbus_field_iter_t it;
+    dcbus_value_t k, v;
+    if (!h->record_fields(record, &it)) return -1;
+    uint32_t nfields = 0;
+    for (dcbus_field_iter_t count = it; h->field_next(&count, &k, &v);)
+        if (copied_key(&k)) nfields++;
+
+    h->record_begin(out, nfields + 1);
+    while (h->field_next(&it, &k, &v)) {
+        char key[KEY_MAX];
+        if (!copied_key(&k)) continue;
+        memcpy(key, k.as.str.ptr, k.as.str.len);
+        key[k.as.str.len] = '\0';
+        h->put_raw(out, key, v.raw);
+    }
+    dcbus_value_t value;
+    double x;
+    if (h->record_get(record, "value", &value) && number_of(&value, &x))
+        h->put_double(out, "doubled", x * 2);
+    else
+        h->put_nil(out, "doubled");
+    return 0;
+}
+
+static bool is_odd(const dcbus_host_t *h, dcbus_span_t record)
+{
+    dcbus_value_t n;
+    return h->record_get(record, "n", &n) && n.type == DCBUS_VAL_INT && (n.as.i & 1);
+}
+
+static int mock_process(void *state, const dcbus_batch_t *in, dcbus_builder_t *out)
+{
+    mock_processor_t *self = state;
+    const dcbus_host_t *h = self->host;
+    if (self->delay_ms > 0) sleep_ms(self->delay_ms);
+
+    switch (self->mode) {
+    case MODE_PASS:
+        return DCBUS_PASS;
+    case MODE_FAIL: {
+        dcbus_error_t error = {.type = DCBUS_ERROR_PROCESSING,
+                               .operation = "process",
+                               .message = "mock-processor fails every batch (mode: fail)"};
+        h->report_error(self->ctx, &error);
+        return DCBUS_ERR;
+    }
+    case MODE_DOUBLE:
+    case MODE_DROP_ODD:
+        break;
+    }
+    dcbus_span_t rest = in->records, record;
+    while (h->record_next(&rest, &record)) {
+        if (self->mode == MODE_DROP_ODD) {
+            if (!is_odd(h, record)) h->batch_add_raw(out, record);
+        } else if (rebuild_doubled(self, record, out) != 0) {
+            return DCBUS_ERR;
+        }
+    }
+    return DCBUS_OK;
+}
+
+DCBUS_PLUGIN_DESCRIPTION(.name = "mock-processor", .version = "0.1.0",
+                         .description = "test processor: pass, double, drop_odd or fail",
+                         .role = DCBUS_ROLE_PROCESSOR, .open = mock_open, .close = mock_close,
+                         .process = mock_process)

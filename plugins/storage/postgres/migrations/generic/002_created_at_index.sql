@@ -1,0 +1,2 @@
+-- Time-range reads and retention deletes go by created_at.
+CREATE INDEX ON {{table}} (created_at);

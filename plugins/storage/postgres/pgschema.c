@@ -1,0 +1,253 @@
+/*
+ * pgschema.c -- an instance's settings read into the table layout it writes.
+ *
+ * Everything here is checked once, before any SQL is built from it: table,
+ * schema and column names are restricted to [A-Za-z0-9_] so that the
+ * generated DDL and the COPY column lists can never carry anything but a
+ * name, and every column type and time unit is one of a known list.
+ * See pgschema.h for the settings and docs/postgres.md for their meaning.
+ */
+#include "pgschema.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *name; /* as written in the settings */
+    const char *sql;  /* as PostgreSQL spells it */
+} type_names[] = {
+    [DCB_PG_TEXT] = {"text", "text"},
+    [DCB_PG_INTEGER] = {"integer", "integer"},
+    [DCB_PG_BIGINT] = {"bigint", "bigint"},
+    [DCB_PG_DOUBLE] = {"double", "double precision"},
+    [DCB_PG_TIMESTAMPTZ] = {"timestamptz", "timestamptz"},
+    [DCB_PG_BOOLEAN] = {"boolean", "boolean"},
+    [DCB_PG_JSONB] = {"jsonb", "jsonb"},
+};
+#define NTYPES (sizeof type_names / sizeof type_names[0])
+
+/* Time units of a timestamptz field: value * mul / div = microseconds. */
+static const struct {
+    const char *name;
+    int64_t mul, div;
+} time_units[] = {{"us", 1, 1}, {"ms", 1000, 1}, {"s", 1000000, 1}, {"ns", 1, 1000}};
+
+/* Columns every table has, besides the mapped ones. */
+static const char *const reserved_columns[] = {"stream", "seq", "idx"};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+const char *dcb_pg_type_sql(dcb_pg_type_t type)
+{
+    return (size_t)type < NTYPES ? type_names[type].sql : "?";
+}
+
+bool dcb_pg_name_ok(const char *name)
+{
+    size_t len = name ? strlen(name) : 0;
+    if (len == 0 || len > DCB_PG_NAME_MAX || (name[0] >= '0' && name[0] <= '9')) return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = name[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return false;
+    }
+    return true;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+static int parse_type(const char *name, dcb_pg_type_t *out)
+{
+    for (size_t i = 0; i < NTYPES; i++) {
+        if (strcmp(name, type_names[i].name) == 0) {
+            *out = (dcb_pg_type_t)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static dcb_pg_origin_t field_origin(const char *field)
+{
+    if (strcmp(field, "$session") == 0) return DCB_PG_FROM_SESSION;
+    if (strcmp(field, "$source") == 0) return DCB_PG_FROM_SOURCE;
+    if (strcmp(field, "$ts") == 0) return DCB_PG_FROM_BATCH_TS;
+    return DCB_PG_FROM_RECORD;
+}
+
+static bool is_reserved(const char *name)
+{
+    for (size_t i = 0; i < sizeof reserved_columns / sizeof reserved_columns[0]; i++)
+        if (strcmp(name, reserved_columns[i]) == 0) return true;
+    return false;
+}
+
+/* Reads columns.<name>.{field,type,unit} into *col. */
+static int load_column(const dcb_pg_settings_t *s, const char *name, dcb_pg_column_t *col,
+                       char *err, size_t errlen)
+{
+    char key[DCB_PG_NAME_MAX + 32];
+    if (!dcb_pg_name_ok(name))
+        return fail(err, errlen, "columns.%s: a column name is letters, digits and _", name);
+    if (is_reserved(name))
+        return fail(err, errlen, "columns.%s: reserved, every table has stream, seq, idx", name);
+
+    snprintf(key, sizeof key, "columns.%s.type", name);
+    const char *type = s->str(s->ctx, key, NULL);
+    if (!type)
+        return fail(err, errlen,
+                    "%s: missing (text, integer, bigint, double, "
+                    "timestamptz, boolean or jsonb)",
+                    key);
+    if (parse_type(type, &col->type) < 0)
+        return fail(err, errlen,
+                    "%s: unknown type \"%s\" (text, integer, bigint, double, "
+                    "timestamptz, boolean or jsonb)",
+                    key, type);
+
+    snprintf(key, sizeof key, "columns.%s.field", name);
+    const char *field = s->str(s->ctx, key, name);
+    if (!field || !*field) return fail(err, errlen, "%s: empty field name", key);
+    col->name = strdup(name);
+    col->field = strdup(field);
+    col->field_len = strlen(field);
+    col->origin = field_origin(field);
+    if (col->origin == DCB_PG_FROM_BATCH_TS && col->type != DCB_PG_TIMESTAMPTZ &&
+        col->type != DCB_PG_BIGINT)
+        return fail(err, errlen, "%s: $ts goes to a timestamptz or bigint column", key);
+    if ((col->origin == DCB_PG_FROM_SESSION || col->origin == DCB_PG_FROM_SOURCE) &&
+        col->type != DCB_PG_TEXT)
+        return fail(err, errlen, "%s: %s goes to a text column", key, field);
+
+    snprintf(key, sizeof key, "columns.%s.unit", name);
+    const char *unit = s->str(s->ctx, key, "us");
+    col->ts_mul = col->ts_div = 1;
+    for (size_t i = 0; i < sizeof time_units / sizeof time_units[0]; i++) {
+        if (strcmp(unit, time_units[i].name) == 0) {
+            col->ts_mul = time_units[i].mul;
+            col->ts_div = time_units[i].div;
+            return 0;
+        }
+    }
+    return fail(err, errlen, "%s: unknown unit \"%s\" (s, ms, us or ns)", key, unit);
+}
+
+static int load_columns(dcb_pg_spec_t *spec, const dcb_pg_settings_t *s, char *err, size_t errlen)
+{
+    spec->ncolumns = s->len(s->ctx, "columns");
+    if (spec->ncolumns == 0) return fail(err, errlen, "columns: mode typed needs a column map");
+    spec->columns = calloc(spec->ncolumns, sizeof *spec->columns);
+    for (size_t i = 0; i < spec->ncolumns; i++) {
+        const char *name = s->key(s->ctx, "columns", i);
+        if (!name) return fail(err, errlen, "columns: a map of column -> {type, field}");
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(spec->columns[j].name, name) == 0)
+                return fail(err, errlen, "columns.%s: named twice", name);
+        if (load_column(s, name, &spec->columns[i], err, errlen) < 0) return -1;
+    }
+    const char *time_column = s->str(s->ctx, "time_column", NULL);
+    spec->time_column = -1;
+    if (!time_column || !*time_column) return 0;
+    for (size_t i = 0; i < spec->ncolumns; i++) {
+        if (strcmp(spec->columns[i].name, time_column) == 0) {
+            if (spec->columns[i].type != DCB_PG_TIMESTAMPTZ)
+                return fail(err, errlen, "time_column: %s is not a timestamptz column",
+                            time_column);
+            spec->time_column = (int)i;
+            return 0;
+        }
+    }
+    return fail(err, errlen, "time_column: %s is not one of the columns", time_column);
+}
+
+int dcb_pg_spec_load(dcb_pg_spec_t *spec, const dcb_pg_settings_t *s, char *err, size_t errlen)
+{
+    memset(spec, 0, sizeof *spec);
+    spec->time_column = -1;
+
+    const char *dsn = s->str(s->ctx, "dsn", NULL);
+    spec->dsn = dsn && *dsn ? strdup(dsn) : NULL;
+    spec->schema = strdup(s->str(s->ctx, "schema", "public"));
+    spec->table = dup_or_null(s->str(s->ctx, "table", NULL));
+    const char *session_table = s->str(s->ctx, "session_table", "data_collection_sessions");
+    spec->session_table = session_table && *session_table ? strdup(session_table) : NULL;
+
+    const char *mode = s->str(s->ctx, "mode", "generic");
+    const char *migrate = s->str(s->ctx, "migrate", "auto");
+    int rc = 0;
+    if (!spec->table)
+        rc = fail(err, errlen, "table: required (the table this instance writes)");
+    else if (!dcb_pg_name_ok(spec->table))
+        rc = fail(err, errlen, "table: \"%s\" is not a plain name ([A-Za-z0-9_])", spec->table);
+    else if (!dcb_pg_name_ok(spec->schema))
+        rc = fail(err, errlen, "schema: \"%s\" is not a plain name", spec->schema);
+    else if (spec->session_table && !dcb_pg_name_ok(spec->session_table))
+        rc = fail(err, errlen, "session_table: \"%s\" is not a plain name", spec->session_table);
+    else if (spec->session_table && strcmp(spec->session_table, spec->table) == 0)
+        rc = fail(err, errlen, "session_table: must differ from table");
+    else if (strcmp(migrate, "auto") != 0 && strcmp(migrate, "manual") != 0)
+        rc = fail(err, errlen, "migrate: \"%s\" (auto or manual)", migrate);
+    else if (strcmp(mode, "typed") == 0) {
+        spec->typed = true;
+        rc = load_columns(spec, s, err, errlen);
+    } else if (strcmp(mode, "generic") != 0)
+        rc = fail(err, errlen, "mode: \"%s\" (generic or typed)", mode);
+    else if (s->len(s->ctx, "columns") > 0)
+        rc = fail(err, errlen, "columns: only in mode typed");
+    spec->migrate_auto = strcmp(migrate, "auto") == 0;
+    if (rc < 0) dcb_pg_spec_free(spec);
+    return rc;
+}
+
+void dcb_pg_spec_free(dcb_pg_spec_t *spec)
+{
+    for (size_t i = 0; spec->columns && i < spec->ncolumns; i++) {
+        free(spec->columns[i].name);
+        free(spec->columns[i].field);
+    }
+    free(spec->columns);
+    free(spec->dsn);
+    free(spec->schema);
+    free(spec->table);
+    free(spec->session_table);
+    memset(spec, 0, sizeof *spec);
+    spec->time_column = -1;
+}
+
+PGconn *dcb_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen)
+{
+    /* Keywords before dbname are defaults: the DSN, expanded in place of
+     * dbname, overrides them.  Without a DSN, libpq reads PG* variables. */
+    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *vals[] = {"10", application_name ? application_name : "dcbus", dsn, NULL};
+    if (!dsn) keys[2] = NULL;
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (!conn) {
+        fail(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        fail(err, errlen, "%s", PQerrorMessage(conn));
+        size_t n = strlen(err);
+        while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+            err[--n] = '\0';
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}

@@ -1,0 +1,811 @@
+/*
+ * postgres.c -- the postgres storage plugin: batches into PostgreSQL with COPY.
+ *
+ * How a batch goes in.  store() encodes the batch as binary COPY tuples
+ * (pgcopy.c) and streams them at once into a COPY that the first store()
+ * after a flush opened inside a transaction; flush() ends the COPY and
+ * commits.  Batches that arrive together therefore share one transaction,
+ * and the server parses one batch while the plugin encodes the next.  The
+ * group is also committed early when it reaches `batch_rows` rows.
+ *
+ * Why this is idempotent and still fast.  Every row carries (stream, seq,
+ * idx) under a unique constraint.  The common case -- batches never seen --
+ * goes straight into the table.  A redelivered batch makes that COPY fail
+ * with a unique violation; the group is then replayed from the bytes kept
+ * in memory into a temporary table and merged with INSERT ... ON CONFLICT
+ * DO NOTHING.  Only redeliveries pay for the merge (see docs/postgres.md
+ * for the figures and the alternatives weighed).
+ *
+ * What the host can rely on.  Data is durable when flush() returns
+ * DCBUS_OK.  When anything goes wrong with the group -- the connection is
+ * lost, the server refuses it -- the group is rolled back, every later
+ * store() and the next flush() return DCBUS_ERETRY, and the host redelivers
+ * every batch since the last good flush.  The plugin then reconnects, with
+ * exponential back-off, on the next call.  A batch that does not fit the
+ * table is refused alone by store() with DCBUS_ERR and a VALIDATION error.
+ *
+ * Sessions.  session_begin/end upsert a row of the sessions table; each
+ * committed group adds the rows it really inserted to records_count in the
+ * same transaction, so the counts stay exact through redeliveries.  Session
+ * updates that cannot be written (server down) are queued and retried.
+ */
+#include <libpq-fe.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dcbus/plugin.h"
+#include "pgbuf.h"
+#include "pgcopy.h"
+#include "pgquery.h"
+#include "pgschema.h"
+
+#define SQLSTATE_UNIQUE_VIOLATION "23505"
+#define MAX_SESSION_OPS           256
+#define DEFAULT_BATCH_ROWS        100000
+
+/* One batch of the open group. */
+typedef struct {
+    char *stream;
+    uint64_t seq;
+    char *session;
+    uint32_t rows;     /* records in it */
+    uint32_t inserted; /* of which were new, known at commit */
+} group_batch_t;
+
+/* A session_begin/end waiting to be written. */
+typedef struct {
+    bool end;
+    char *session;
+    char *value; /* type for begin, status for end */
+    int64_t at_us;
+} session_op_t;
+
+/* Errors reported for a session, not yet added to its errors_count. */
+typedef struct {
+    char *session;
+    int64_t errors;
+} error_tally_t;
+
+typedef struct {
+    const dcbus_host_t *host;
+    dcbus_ctx_t *ctx;
+    dcb_pg_spec_t spec;
+    dcb_pg_encoder_t *encoder;
+    int64_t batch_rows;
+    char *copy_sql, *stage_sql, *merge_sql;           /* data */
+    char *count_sql, *begin_sql, *end_sql;            /* sessions, NULL without a table */
+
+    PGconn *conn;
+    bool down;            /* an outage is under way and was reported */
+    bool timescale_said;  /* the TimescaleDB line was logged */
+    int64_t retry_at_us;  /* no connection attempt before (monotonic) */
+    int64_t backoff_us, backoff_min_us, backoff_max_us;
+    char why[512];        /* the last failure, for messages */
+
+    bool group_open;      /* BEGIN + COPY under way */
+    bool group_lost;      /* the group was rolled back: ERETRY until flush */
+    dcb_pg_buf_t group;   /* its tuples since the COPY header, kept for a replay */
+    dcb_pg_buf_t scratch; /* the batch being encoded */
+    size_t group_rows;
+    group_batch_t *batches;
+    size_t nbatches, batches_cap;
+    size_t solo; /* batches to commit one by one (to isolate a bad one) */
+
+    session_op_t ops[MAX_SESSION_OPS];
+    size_t nops;
+    error_tally_t *tallies;
+    size_t ntallies;
+} pg_t;
+
+#define LOG(pg, level, ...) (pg)->host->log((pg)->ctx, (level), __VA_ARGS__)
+
+static void report(pg_t *pg, dcbus_error_type_t type, const char *operation, const char *message)
+{
+    dcbus_error_t error = {type, operation, message, {NULL, 0}, false};
+    pg->host->report_error(pg->ctx, &error);
+}
+
+static void set_why(pg_t *pg, const char *prefix, const char *message)
+{
+    snprintf(pg->why, sizeof pg->why, "%s%s", prefix, message ? message : "");
+    size_t n = strlen(pg->why);
+    while (n > 0 && (pg->why[n - 1] == '\n' || pg->why[n - 1] == ' ')) pg->why[--n] = '\0';
+}
+
+/* --- Settings, through the host ------------------------------------------ */
+
+static const char *setting_str(void *arg, const char *key, const char *dflt)
+{
+    pg_t *pg = arg;
+    return pg->host->config_str(pg->ctx, key, dflt);
+}
+
+static int64_t setting_int(void *arg, const char *key, int64_t dflt)
+{
+    pg_t *pg = arg;
+    return pg->host->config_int(pg->ctx, key, dflt);
+}
+
+static size_t setting_len(void *arg, const char *key)
+{
+    pg_t *pg = arg;
+    return pg->host->config_len(pg->ctx, key);
+}
+
+static const char *setting_key(void *arg, const char *key, size_t index)
+{
+    pg_t *pg = arg;
+    return pg->host->config_key(pg->ctx, key, index);
+}
+
+static char *format(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *format(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *out = malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(out, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return out;
+}
+
+/* Builds the statements once; names were checked, so quoting is plain. */
+static void build_statements(pg_t *pg)
+{
+    const dcb_pg_spec_t *s = &pg->spec;
+    char *cols = dcb_pg_copy_columns(s);
+    char *table = format("\"%s\".\"%s\"", s->schema, s->table);
+    pg->copy_sql = format("BEGIN; COPY %s (%s) FROM STDIN (FORMAT binary)", table, cols);
+    pg->stage_sql = format("BEGIN; CREATE TEMP TABLE dcbus_stage ON COMMIT DROP AS "
+                           "SELECT %s FROM %s WITH NO DATA; "
+                           "COPY dcbus_stage (%s) FROM STDIN (FORMAT binary)",
+                           cols, table, cols);
+    pg->merge_sql = format("WITH ins AS (INSERT INTO %s (%s) SELECT %s FROM dcbus_stage "
+                           "ON CONFLICT DO NOTHING RETURNING stream, seq) "
+                           "SELECT stream, seq, count(*) FROM ins GROUP BY stream, seq",
+                           table, cols, cols);
+    free(cols);
+    free(table);
+    if (!s->session_table) return;
+
+    char *st = format("\"%s\".\"%s\"", s->schema, s->session_table);
+    const char *at = "'epoch'::timestamptz + $3::bigint * interval '1 microsecond'";
+    pg->count_sql = format(
+        "INSERT INTO %s AS s (session_id, start_time, records_count, errors_count) "
+        "VALUES ($1, now(), $2, $3) ON CONFLICT (session_id) DO UPDATE SET "
+        "records_count = s.records_count + EXCLUDED.records_count, "
+        "errors_count = s.errors_count + EXCLUDED.errors_count, updated_at = now()",
+        st);
+    pg->begin_sql = format(
+        "INSERT INTO %s AS s (session_id, type, status, start_time) VALUES ($1, $2, 'active', %s) "
+        "ON CONFLICT (session_id) DO UPDATE SET type = EXCLUDED.type, "
+        "status = CASE WHEN s.end_time IS NULL THEN 'active' ELSE s.status END, "
+        "start_time = LEAST(s.start_time, EXCLUDED.start_time), updated_at = now()",
+        st, at);
+    pg->end_sql = format(
+        "INSERT INTO %s AS s (session_id, status, end_time, errors_count) "
+        "VALUES ($1, $2, %s, $4) ON CONFLICT (session_id) DO UPDATE SET "
+        "status = CASE WHEN s.status = 'failed' THEN s.status ELSE EXCLUDED.status END, "
+        "end_time = GREATEST(s.end_time, EXCLUDED.end_time), "
+        "duration_seconds = extract(epoch FROM GREATEST(s.end_time, EXCLUDED.end_time) "
+        "- s.start_time)::double precision, "
+        "errors_count = s.errors_count + EXCLUDED.errors_count, updated_at = now()",
+        st, at);
+    free(st);
+}
+
+/* --- Connection ------------------------------------------------------------ */
+
+static void applied_migration(void *arg, const dcb_pgm_t *m)
+{
+    pg_t *pg = arg;
+    LOG(pg, DCBUS_LOG_INFO, "applied migration %s/%s_%s to %s", m->profile, m->version, m->name,
+        m->scope);
+}
+
+/* Once per process, in typed mode with a time column: say whether the
+ * table is a TimescaleDB hypertable or a plain one. */
+static void say_timescale(pg_t *pg)
+{
+    if (pg->timescale_said || !pg->spec.typed || pg->spec.time_column < 0) return;
+    PGresult *res = PQexec(pg->conn, "SELECT 1 FROM pg_available_extensions "
+                                     "WHERE name = 'timescaledb'");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+        pg->timescale_said = true;
+        if (PQntuples(res) == 0)
+            LOG(pg, DCBUS_LOG_INFO, "timescaledb is not available: %s.%s is a plain table",
+                pg->spec.schema, pg->spec.table);
+        else
+            LOG(pg, DCBUS_LOG_INFO, "timescaledb is available: %s.%s is a hypertable on %s",
+                pg->spec.schema, pg->spec.table, pg->spec.columns[pg->spec.time_column].name);
+    }
+    PQclear(res);
+}
+
+/* Brings the database to the schema this instance needs: applies pending
+ * migrations (migrate: auto) or refuses (manual).  DCBUS_ERR when the
+ * operator must act, DCBUS_ERETRY when the connection failed meanwhile. */
+static int prepare(pg_t *pg)
+{
+    dcb_pgm_plan_t plan;
+    char err[1024], list[768];
+    int rc = DCBUS_OK;
+    if (dcb_pgm_plan(pg->conn, &pg->spec, &plan, err, sizeof err) < 0) {
+        set_why(pg, "checking migrations: ", err);
+        return PQstatus(pg->conn) == CONNECTION_OK ? DCBUS_ERR : DCBUS_ERETRY;
+    }
+    size_t pending = dcb_pgm_count(&plan, DCBUS_OK == 0 ? DCB_PGM_PENDING : DCB_PGM_PENDING);
+    if (pending > 0 && !pg->spec.migrate_auto && dcb_pgm_count(&plan, DCB_PGM_CHANGED) == 0) {
+        dcb_pgm_list(&plan, DCB_PGM_PENDING, list, sizeof list);
+        snprintf(err, sizeof err,
+                 "%zu pending migration(s) and migrate: manual: %s; apply them with "
+                 "`dcbus migrate CONFIG --yes` or set migrate: auto",
+                 pending, list);
+        set_why(pg, "", err);
+        rc = DCBUS_ERR;
+    } else if (dcb_pgm_apply(pg->conn, &plan, applied_migration, pg, err, sizeof err) < 0) {
+        set_why(pg, "", err);
+        rc = PQstatus(pg->conn) == CONNECTION_OK ? DCBUS_ERR : DCBUS_ERETRY;
+    }
+    dcb_pgm_plan_free(&plan);
+    if (rc == DCBUS_OK) say_timescale(pg);
+    return rc;
+}
+
+/* The first failure of an outage is reported; the rest are only logged. */
+static void mark_down(pg_t *pg, const char *operation)
+{
+    if (pg->down) {
+        LOG(pg, DCBUS_LOG_DEBUG, "%s: still unreachable: %s", operation, pg->why);
+        return;
+    }
+    pg->down = true;
+    LOG(pg, DCBUS_LOG_WARN, "PostgreSQL unreachable (%s): batches are refused for redelivery "
+                            "until it is back: %s", operation, pg->why);
+    report(pg, DCBUS_ERROR_CONNECTION, operation, pg->why);
+}
+
+static void back_off(pg_t *pg)
+{
+    pg->backoff_us = pg->backoff_us ? pg->backoff_us * 2 : pg->backoff_min_us;
+    if (pg->backoff_us > pg->backoff_max_us) pg->backoff_us = pg->backoff_max_us;
+    pg->retry_at_us = pg->host->monotonic_us() + pg->backoff_us;
+}
+
+/* DCBUS_OK with a usable connection, else DCBUS_ERETRY (never blocks for
+ * longer than one connection attempt, and not at all during a back-off). */
+static int connected(pg_t *pg, const char *operation)
+{
+    if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK) return DCBUS_OK;
+    if (pg->conn) {
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+    }
+    if (pg->host->monotonic_us() < pg->retry_at_us) return DCBUS_ERETRY;
+    char err[512];
+    pg->conn = dcb_pg_connect(pg->spec.dsn, "dcbus", err, sizeof err);
+    int rc = pg->conn ? prepare(pg) : DCBUS_ERETRY;
+    if (!pg->conn) set_why(pg, "", err);
+    if (rc == DCBUS_OK) {
+        pg->backoff_us = 0;
+        if (pg->down) LOG(pg, DCBUS_LOG_INFO, "PostgreSQL reachable again");
+        pg->down = false;
+        return DCBUS_OK;
+    }
+    if (rc == DCBUS_ERR) LOG(pg, DCBUS_LOG_ERROR, "%s", pg->why);
+    PQfinish(pg->conn);
+    pg->conn = NULL;
+    back_off(pg);
+    mark_down(pg, operation);
+    return DCBUS_ERETRY;
+}
+
+/* What a failed statement means: ERR for data the server refuses (class 22
+ * data exception, 23 integrity), ERETRY for everything else. */
+static int classify(pg_t *pg, const PGresult *res, const char *operation)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    set_why(pg, "", res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
+    if (!*pg->why) set_why(pg, "", PQerrorMessage(pg->conn));
+    if (PQstatus(pg->conn) != CONNECTION_OK) {
+        mark_down(pg, operation);
+        return DCBUS_ERETRY;
+    }
+    if (state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)) return DCBUS_ERR;
+    return DCBUS_ERETRY;
+}
+
+/* Runs a statement without parameters; DCBUS_OK or classify()'s answer. */
+static int exec(pg_t *pg, const char *sql, ExecStatusType expect, const char *operation)
+{
+    PGresult *res = PQexec(pg->conn, sql);
+    int rc = PQresultStatus(res) == expect ? DCBUS_OK : classify(pg, res, operation);
+    PQclear(res);
+    return rc;
+}
+
+/* --- Error tallies per session --------------------------------------------- */
+
+static void tally_error(pg_t *pg, const char *session)
+{
+    if (!session || !*session || !pg->spec.session_table) return;
+    for (size_t i = 0; i < pg->ntallies; i++) {
+        if (strcmp(pg->tallies[i].session, session) == 0) {
+            pg->tallies[i].errors++;
+            return;
+        }
+    }
+    pg->tallies = realloc(pg->tallies, (pg->ntallies + 1) * sizeof *pg->tallies);
+    pg->tallies[pg->ntallies++] = (error_tally_t){strdup(session), 1};
+}
+
+/* Takes the tally of `session` out (0 if none). */
+static int64_t take_errors(pg_t *pg, const char *session)
+{
+    for (size_t i = 0; i < pg->ntallies; i++) {
+        if (strcmp(pg->tallies[i].session, session) == 0) {
+            int64_t n = pg->tallies[i].errors;
+            free(pg->tallies[i].session);
+            pg->tallies[i] = pg->tallies[--pg->ntallies];
+            return n;
+        }
+    }
+    return 0;
+}
+
+/* --- The open group ----------------------------------------------------------- */
+
+static void group_clear(pg_t *pg)
+{
+    for (size_t i = 0; i < pg->nbatches; i++) {
+        free(pg->batches[i].stream);
+        free(pg->batches[i].session);
+    }
+    pg->nbatches = 0;
+    pg->group_rows = 0;
+    pg->group.len = 0;
+    pg->group_open = false;
+}
+
+/* Gives the group up after a failure with status `rc`.  A data error in a
+ * group of several batches is not pinned on all of them: they come back
+ * (ERETRY) and are committed one by one, so only the bad one is refused. */
+static int group_fail(pg_t *pg, int rc, const char *operation)
+{
+    if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK) {
+        if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE) PQputCopyEnd(pg->conn, "abandoned");
+        for (PGresult *res; (res = PQgetResult(pg->conn)) != NULL;) PQclear(res);
+        PQclear(PQexec(pg->conn, "ROLLBACK"));
+    }
+    if (rc == DCBUS_ERR && pg->nbatches > 1) {
+        LOG(pg, DCBUS_LOG_WARN, "the server refused a group of %zu batches (%s): they will be "
+                                "retried one by one", pg->nbatches, pg->why);
+        pg->solo = pg->nbatches;
+        rc = DCBUS_ERETRY;
+    } else if (rc == DCBUS_ERR) {
+        report(pg, DCBUS_ERROR_STORAGE, operation, pg->why);
+    } else if (!pg->down) {
+        LOG(pg, DCBUS_LOG_WARN, "%s failed, batches since the last flush will be redelivered: %s",
+            operation, pg->why);
+    }
+    group_clear(pg);
+    if (rc == DCBUS_ERETRY) pg->group_lost = true;
+    return rc;
+}
+
+/* Sends bytes into the COPY under way. */
+static int copy_send(pg_t *pg, const dcb_pg_buf_t *buf, const char *operation)
+{
+    if (PQputCopyData(pg->conn, (const char *)buf->data, (int)buf->len) == 1) return DCBUS_OK;
+    return classify(pg, NULL, operation);
+}
+
+/* BEGIN and COPY, then the binary header. */
+static int group_start(pg_t *pg)
+{
+    int rc = connected(pg, "store");
+    if (rc != DCBUS_OK) return rc;
+    PGresult *res = PQexec(pg->conn, pg->copy_sql);
+    rc = PQresultStatus(res) == PGRES_COPY_IN ? DCBUS_OK : classify(pg, res, "store");
+    PQclear(res);
+    if (rc != DCBUS_OK) return rc;
+    pg->group_open = true;
+    pg->group.len = 0;
+    dcb_pg_copy_header(&pg->group);
+    return copy_send(pg, &pg->group, "store");
+}
+
+static void group_note(pg_t *pg, const dcbus_batch_t *batch)
+{
+    if (pg->nbatches == pg->batches_cap) {
+        pg->batches_cap = pg->batches_cap ? pg->batches_cap * 2 : 32;
+        pg->batches = realloc(pg->batches, pg->batches_cap * sizeof *pg->batches);
+    }
+    pg->batches[pg->nbatches++] = (group_batch_t){
+        strdup(batch->stream), batch->seq, strdup(batch->session ? batch->session : ""),
+        batch->count, batch->count};
+    pg->group_rows += batch->count;
+}
+
+/* Ends the COPY under way; DCBUS_OK, or the failure with its SQLSTATE. */
+static int copy_finish(pg_t *pg, const char *operation, char sqlstate[6])
+{
+    dcb_pg_buf_t trailer = {0};
+    dcb_pg_copy_trailer(&trailer);
+    int rc = copy_send(pg, &trailer, operation);
+    dcb_pg_buf_free(&trailer);
+    if (rc != DCBUS_OK) return rc;
+    if (PQputCopyEnd(pg->conn, NULL) != 1) return classify(pg, NULL, operation);
+    PGresult *res = PQgetResult(pg->conn);
+    rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DCBUS_OK : classify(pg, res, operation);
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    snprintf(sqlstate, 6, "%s", state ? state : "");
+    PQclear(res);
+    for (; (res = PQgetResult(pg->conn)) != NULL;) PQclear(res);
+    return rc;
+}
+
+/* The slow path for a group holding rows already stored: replays it into a
+ * temporary table and merges what is new; counts the new rows per batch. */
+static int group_merge(pg_t *pg)
+{
+    char sqlstate[6];
+    int rc = exec(pg, "ROLLBACK", PGRES_COMMAND_OK, "store");
+    if (rc == DCBUS_OK) rc = exec(pg, pg->stage_sql, PGRES_COPY_IN, "store");
+    if (rc == DCBUS_OK) rc = copy_send(pg, &pg->group, "store");
+    if (rc == DCBUS_OK) rc = copy_finish(pg, "store", sqlstate);
+    if (rc != DCBUS_OK) return rc;
+
+    PGresult *res = PQexec(pg->conn, pg->merge_sql);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = classify(pg, res, "store");
+        PQclear(res);
+        return rc;
+    }
+    size_t fresh = 0;
+    for (size_t b = 0; b < pg->nbatches; b++) pg->batches[b].inserted = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *stream = PQgetvalue(res, r, 0);
+        uint64_t seq = strtoull(PQgetvalue(res, r, 1), NULL, 10);
+        uint32_t n = (uint32_t)strtoul(PQgetvalue(res, r, 2), NULL, 10);
+        for (size_t b = 0; b < pg->nbatches; b++) {
+            if (pg->batches[b].seq == seq && strcmp(pg->batches[b].stream, stream) == 0) {
+                pg->batches[b].inserted = n;
+                fresh += n;
+                break;
+            }
+        }
+    }
+    PQclear(res);
+    LOG(pg, DCBUS_LOG_INFO, "redelivered rows skipped: %zu of %zu rows were new", fresh,
+        pg->group_rows);
+    return DCBUS_OK;
+}
+
+/* Adds one session's new rows and errors to its row, in the open transaction. */
+static int count_session(pg_t *pg, const char *session, int64_t records, int64_t errors)
+{
+    char r[24], e[24];
+    snprintf(r, sizeof r, "%lld", (long long)records);
+    snprintf(e, sizeof e, "%lld", (long long)errors);
+    const char *params[] = {session, r, e};
+    PGresult *res = PQexecParams(pg->conn, pg->count_sql, 3, NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DCBUS_OK : classify(pg, res, "store");
+    PQclear(res);
+    return rc;
+}
+
+/* The group's counts per session (a group rarely spans more than one). */
+static int count_sessions(pg_t *pg)
+{
+    if (!pg->count_sql) return DCBUS_OK;
+    for (size_t b = 0; b < pg->nbatches; b++) {
+        const char *session = pg->batches[b].session;
+        bool seen = !*session;
+        for (size_t a = 0; a < b && !seen; a++) seen = strcmp(pg->batches[a].session, session) == 0;
+        if (seen) continue;
+        int64_t records = 0;
+        for (size_t a = b; a < pg->nbatches; a++)
+            if (strcmp(pg->batches[a].session, session) == 0) records += pg->batches[a].inserted;
+        int64_t errors = 0;
+        for (size_t t = 0; t < pg->ntallies; t++)
+            if (strcmp(pg->tallies[t].session, session) == 0) errors = pg->tallies[t].errors;
+        if (records == 0 && errors == 0) continue;
+        int rc = count_session(pg, session, records, errors);
+        if (rc != DCBUS_OK) return rc;
+    }
+    return DCBUS_OK;
+}
+
+/* Errors counted into the committed group are no longer pending. */
+static void drop_counted_errors(pg_t *pg)
+{
+    for (size_t b = 0; b < pg->nbatches; b++) take_errors(pg, pg->batches[b].session);
+}
+
+/* Ends the COPY and commits: the group is durable when this returns OK. */
+static int group_commit(pg_t *pg, const char *operation)
+{
+    char sqlstate[6] = "";
+    int rc = copy_finish(pg, operation, sqlstate);
+    if (rc == DCBUS_ERR && strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0) rc = group_merge(pg);
+    if (rc == DCBUS_OK) rc = count_sessions(pg);
+    if (rc == DCBUS_OK) rc = exec(pg, "COMMIT", PGRES_COMMAND_OK, operation);
+    if (rc != DCBUS_OK) return group_fail(pg, rc, operation);
+    drop_counted_errors(pg);
+    group_clear(pg);
+    return DCBUS_OK;
+}
+
+/* --- Sessions ------------------------------------------------------------------ */
+
+static void queue_op(pg_t *pg, bool end, const char *session, const char *value)
+{
+    if (pg->nops == MAX_SESSION_OPS) {
+        LOG(pg, DCBUS_LOG_WARN, "too many session updates waiting: dropping the one of %s",
+            pg->ops[0].session);
+        free(pg->ops[0].session);
+        free(pg->ops[0].value);
+        memmove(pg->ops, pg->ops + 1, --pg->nops * sizeof pg->ops[0]);
+    }
+    pg->ops[pg->nops++] = (session_op_t){end, strdup(session), strdup(value ? value : ""),
+                                         pg->host->now_us()};
+}
+
+static int write_op(pg_t *pg, const session_op_t *op)
+{
+    char at[24], errors[24];
+    snprintf(at, sizeof at, "%lld", (long long)op->at_us);
+    snprintf(errors, sizeof errors, "%lld", (long long)(op->end ? take_errors(pg, op->session) : 0));
+    const char *params[] = {op->session, op->value, at, errors};
+    PGresult *res = PQexecParams(pg->conn, op->end ? pg->end_sql : pg->begin_sql, op->end ? 4 : 3,
+                                 NULL, params, NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DCBUS_OK : classify(pg, res, "session");
+    PQclear(res);
+    return rc;
+}
+
+/* Writes the queued session updates in order.  A connection failure keeps
+ * the rest queued (DCBUS_ERETRY); an update the server refuses is dropped. */
+static int write_ops(pg_t *pg)
+{
+    if (!pg->begin_sql) pg->nops = 0;
+    if (pg->nops == 0) return DCBUS_OK;
+    int rc = connected(pg, "session");
+    while (rc == DCBUS_OK && pg->nops > 0) {
+        rc = write_op(pg, &pg->ops[0]);
+        if (rc == DCBUS_ERR) {
+            LOG(pg, DCBUS_LOG_ERROR, "session %s: update refused: %s", pg->ops[0].session, pg->why);
+            report(pg, DCBUS_ERROR_STORAGE, "session", pg->why);
+        }
+        if (rc == DCBUS_ERETRY) break;
+        free(pg->ops[0].session);
+        free(pg->ops[0].value);
+        memmove(pg->ops, pg->ops + 1, --pg->nops * sizeof pg->ops[0]);
+        rc = DCBUS_OK;
+    }
+    return rc;
+}
+
+/* Commits the open group early, so a statement of our own can run. */
+static void group_settle(pg_t *pg, const char *operation)
+{
+    if (pg->group_open) group_commit(pg, operation);
+}
+
+static int pg_session_begin(void *state, const char *session_id, const char *type)
+{
+    pg_t *pg = state;
+    if (!pg->begin_sql) return DCBUS_OK;
+    group_settle(pg, "session");
+    queue_op(pg, false, session_id, type ? type : "unknown");
+    return write_ops(pg);
+}
+
+static int pg_session_end(void *state, const char *session_id, const char *status)
+{
+    pg_t *pg = state;
+    if (!pg->end_sql) return DCBUS_OK;
+    group_settle(pg, "session");
+    queue_op(pg, true, session_id, status ? status : "completed");
+    return write_ops(pg);
+}
+
+/* --- Store and flush ------------------------------------------------------------ */
+
+static int refuse_batch(pg_t *pg, const dcbus_batch_t *batch, const char *why)
+{
+    char message[768];
+    snprintf(message, sizeof message, "batch %s/%llu refused: %s", batch->stream,
+             (unsigned long long)batch->seq, why);
+    LOG(pg, DCBUS_LOG_ERROR, "%s", message);
+    report(pg, DCBUS_ERROR_VALIDATION, "store", message);
+    tally_error(pg, batch->session);
+    return DCBUS_ERR;
+}
+
+static int pg_store(void *state, const dcbus_batch_t *batch)
+{
+    pg_t *pg = state;
+    char err[512];
+    if (pg->group_lost) return DCBUS_ERETRY;
+    pg->scratch.len = 0;
+    if (dcb_pg_encode_batch(pg->encoder, batch, &pg->scratch, err, sizeof err) < 0)
+        return refuse_batch(pg, batch, err);
+    if (batch->count == 0) return DCBUS_OK;
+
+    int rc = pg->group_open ? DCBUS_OK : group_start(pg);
+    if (rc == DCBUS_OK) rc = copy_send(pg, &pg->scratch, "store");
+    if (rc != DCBUS_OK) {
+        group_note(pg, batch); /* so a data error counts this batch too */
+        return group_fail(pg, rc, "store");
+    }
+    dcb_pg_buf_add(&pg->group, pg->scratch.data, pg->scratch.len);
+    group_note(pg, batch);
+    if (pg->solo > 0) {
+        pg->solo--;
+        return group_commit(pg, "store");
+    }
+    return (int64_t)pg->group_rows >= pg->batch_rows ? group_commit(pg, "store") : DCBUS_OK;
+}
+
+static int pg_flush(void *state)
+{
+    pg_t *pg = state;
+    int rc = pg->group_open ? group_commit(pg, "flush") : DCBUS_OK;
+    if (pg->group_lost) {
+        pg->group_lost = false;
+        return DCBUS_ERETRY;
+    }
+    if (rc == DCBUS_OK) write_ops(pg); /* best effort: they stay queued */
+    return rc;
+}
+
+/* --- Query and delete -------------------------------------------------------------- */
+
+typedef struct {
+    pg_t *pg;
+} row_sink_t;
+
+static void emit_row(void *arg, dcbus_span_t row)
+{
+    row_sink_t *sink = arg;
+    sink->pg->host->query_row(sink->pg->ctx, row);
+}
+
+/* The plugin status for a query or delete result. */
+static int query_status(pg_t *pg, dcb_pgq_result_t result, const char *operation, const char *err)
+{
+    if (result == DCB_PGQ_OK) return DCBUS_OK;
+    set_why(pg, "", err);
+    if (result == DCB_PGQ_FAILED && PQstatus(pg->conn) != CONNECTION_OK) {
+        mark_down(pg, operation);
+        return DCBUS_ERETRY;
+    }
+    LOG(pg, DCBUS_LOG_ERROR, "%s", err);
+    report(pg, result == DCB_PGQ_FAILED ? DCBUS_ERROR_STORAGE : DCBUS_ERROR_VALIDATION, operation,
+           err);
+    return DCBUS_ERR;
+}
+
+static int pg_query(void *state, const dcbus_query_t *query)
+{
+    pg_t *pg = state;
+    char err[768];
+    if (!DCBUS_HOST_HAS(pg->host, query_row)) return DCBUS_ENOTSUP;
+    group_settle(pg, "query");
+    int rc = connected(pg, "query");
+    if (rc != DCBUS_OK) return rc;
+    row_sink_t sink = {pg};
+    return query_status(pg, dcb_pg_query(pg->conn, &pg->spec, query, emit_row, &sink, err, sizeof err),
+                        "query", err);
+}
+
+static int pg_delete_location(void *state, const char *location_id)
+{
+    pg_t *pg = state;
+    char err[768];
+    group_settle(pg, "delete");
+    int rc = connected(pg, "delete");
+    if (rc != DCBUS_OK) return rc;
+    return query_status(pg, dcb_pg_delete(pg->conn, &pg->spec, location_id, err, sizeof err),
+                        "delete", err);
+}
+
+/* --- Open and close ----------------------------------------------------------------- */
+
+static void pg_close(void *state)
+{
+    pg_t *pg = state;
+    if (!pg) return;
+    if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK) {
+        group_settle(pg, "close"); /* durable early is harmless: redelivery is idempotent */
+        write_ops(pg);
+    }
+    group_clear(pg);
+    for (size_t i = 0; i < pg->nops; i++) {
+        free(pg->ops[i].session);
+        free(pg->ops[i].value);
+    }
+    while (pg->ntallies > 0) take_errors(pg, pg->tallies[0].session);
+    PQfinish(pg->conn);
+    dcb_pg_encoder_destroy(&pg->encoder);
+    dcb_pg_buf_free(&pg->group);
+    dcb_pg_buf_free(&pg->scratch);
+    free(pg->batches);
+    free(pg->tallies);
+    char *sql[] = {pg->copy_sql, pg->stage_sql, pg->merge_sql,
+                   pg->count_sql, pg->begin_sql, pg->end_sql};
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) free(sql[i]);
+    dcb_pg_spec_free(&pg->spec);
+    free(pg);
+}
+
+static int read_settings(pg_t *pg)
+{
+    char err[512];
+    dcb_pg_settings_t settings = {pg, setting_str, setting_int, setting_len, setting_key};
+    if (dcb_pg_spec_load(&pg->spec, &settings, err, sizeof err) < 0) {
+        LOG(pg, DCBUS_LOG_ERROR, "settings: %s", err);
+        return -1;
+    }
+    pg->batch_rows = pg->host->config_int(pg->ctx, "batch_rows", DEFAULT_BATCH_ROWS);
+    pg->backoff_min_us = pg->host->config_int(pg->ctx, "reconnect_min_ms", 100) * 1000;
+    pg->backoff_max_us = pg->host->config_int(pg->ctx, "reconnect_max_ms", 30000) * 1000;
+    if (pg->batch_rows < 1 || pg->backoff_min_us < 1000 || pg->backoff_max_us < pg->backoff_min_us) {
+        LOG(pg, DCBUS_LOG_ERROR, "settings: batch_rows must be >= 1 and 1 <= reconnect_min_ms "
+                                 "<= reconnect_max_ms");
+        return -1;
+    }
+    return 0;
+}
+
+static int pg_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
+{
+    pg_t *pg = calloc(1, sizeof *pg);
+    pg->host = host;
+    pg->ctx = ctx;
+    *state = NULL;
+    if (read_settings(pg) < 0) {
+        pg_close(pg);
+        return -1;
+    }
+    pg->encoder = dcb_pg_encoder_new(&pg->spec, host);
+    build_statements(pg);
+
+    /* A server that is down now is waited for (stores say ERETRY); one that
+     * answers but cannot take our schema stops the worker with the reason. */
+    char err[512];
+    pg->conn = dcb_pg_connect(pg->spec.dsn, "dcbus", err, sizeof err);
+    int rc = pg->conn ? prepare(pg) : DCBUS_ERETRY;
+    if (rc == DCBUS_ERR) {
+        LOG(pg, DCBUS_LOG_ERROR, "%s", pg->why);
+        pg_close(pg);
+        return -1;
+    }
+    if (!pg->conn) set_why(pg, "", err);
+    if (rc != DCBUS_OK) {
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+        back_off(pg);
+        mark_down(pg, "open");
+    }
+    LOG(pg, DCBUS_LOG_INFO, "writing %s.%s (%s mode, up to %lld rows per transaction)",
+        pg->spec.schema, pg->spec.table, pg->spec.typed ? "typed" : "generic",
+        (long long)pg->batch_rows);
+    *state = pg;
+    return 0;
+}
+
+DCBUS_PLUGIN_DESCRIPTION(.name = "postgres", .version = "0.1.0",
+                         .description = "PostgreSQL storage: COPY in batches, idempotent on "
+                                        "(stream, seq, idx), typed or JSONB tables, migrations",
+                         .role = DCBUS_ROLE_STORAGE, .open = pg_open, .close = pg_close,
+                         .store = pg_store, .flush = pg_flush, .query = pg_query,
+                         .delete_location = pg_delete_location,
+                         .session_begin = pg_session_begin, .session_end = pg_session_end)

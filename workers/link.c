@@ -1,0 +1,249 @@
+/*
+ * link.c -- the worker's connection to the broker.
+ *
+ * The socket is a DEALER.  A worker may start before the broker: libzmq
+ * keeps connecting, and HELLO is repeated every heartbeat until READY
+ * arrives.  When the broker is silent for the heartbeat time-out (it died or
+ * restarted) the socket is thrown away and a new one says HELLO again;
+ * a restarted broker that gets a message from a peer it does not know
+ * answers ERROR unknown_peer, which has the same effect.  After every READY
+ * a collector resends what is still unacknowledged.
+ */
+#include <time.h>
+#include <unistd.h>
+
+#include "host.h"
+#include "log.h"
+#include "mpread.h"
+#include "worker.h"
+
+static const uint8_t s_empty_map[] = {0x80};
+
+int64_t worker_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void send_hello(dcb_worker_t *self, int64_t now)
+{
+    msgpack_packer *pk = &self->body.pk;
+    dcb_body_reset(&self->body);
+    msgpack_pack_map(pk, 8);
+    dcb_pack_kv_str(pk, "role", dcb_role_name(self->plugin->role));
+    dcb_pack_kv_str(pk, "instance", self->wcfg->name);
+    dcb_pack_kv_str(pk, "plugin", self->plugin->name);
+    dcb_pack_kv_int(pk, "replica", self->replica);
+    dcb_pack_kv_uint(pk, "abi", DCBUS_ABI_VERSION);
+    dcb_pack_kv_uint(pk, "credit", (uint64_t)self->config->credit);
+    dcb_pack_kv_int(pk, "pid", getpid());
+    dcb_pack_kv_str(pk, "version", self->plugin->version ? self->plugin->version : "");
+    worker_send(self, DCB_CMD_HELLO, dcb_body_span(&self->body));
+    self->hello_sent_us = now;
+}
+
+int worker_link_open(dcb_worker_t *self)
+{
+    self->sock = zsock_new(ZMQ_DEALER);
+    if (!self->sock) return -1;
+    zsock_set_linger(self->sock, 0);
+    /* Collectors may have a whole window in the pipe; never drop silently. */
+    zsock_set_sndhwm(self->sock, 0);
+    zsock_set_rcvhwm(self->sock, 0);
+    snprintf(self->identity, sizeof self->identity, "%s.%d.%d.%04x", self->wcfg->name,
+             self->replica, getpid(), (unsigned)(worker_now_us() & 0xffff));
+    zsock_set_identity(self->sock, self->identity);
+    if (zsock_connect(self->sock, "%s", self->endpoint) != 0) {
+        dcb_error("cannot connect to the broker", "endpoint=%s", self->endpoint);
+        zsock_destroy(&self->sock);
+        return -1;
+    }
+    self->ready = false;
+    int64_t now = worker_now_us();
+    self->last_recv_us = now;
+    send_hello(self, now);
+    return 0;
+}
+
+void worker_link_close(dcb_worker_t *self)
+{
+    zsock_destroy(&self->sock);
+    self->ready = false;
+}
+
+int worker_send(dcb_worker_t *self, dcb_cmd_t cmd, dcbus_span_t body)
+{
+    self->last_send_us = worker_now_us();
+    return dcb_proto_send(self->sock, NULL, cmd, body.data, body.len);
+}
+
+int worker_send_msg(dcb_worker_t *self, dcb_cmd_t cmd, zmq_msg_t *body)
+{
+    self->last_send_us = worker_now_us();
+    return dcb_proto_send_msg(self->sock, NULL, cmd, body);
+}
+
+void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint64_t seq,
+                     bool retry, const char *error)
+{
+    msgpack_packer *pk = &self->body.pk;
+    dcb_body_reset(&self->body);
+    msgpack_pack_map(pk, cmd == DCB_CMD_NACK ? 4 : 2);
+    dcb_pack_kv_str(pk, "stream", stream);
+    dcb_pack_kv_uint(pk, "seq", seq);
+    if (cmd == DCB_CMD_NACK) {
+        dcb_pack_kv_bool(pk, "retry", retry);
+        dcb_pack_kv_str(pk, "error", error ? error : "");
+    }
+    worker_send(self, cmd, dcb_body_span(&self->body));
+}
+
+static void reconnect(dcb_worker_t *self, const char *why)
+{
+    dcb_warn("reconnecting to the broker", "endpoint=%s reason=\"%s\"", self->endpoint, why);
+    worker_link_close(self);
+    if (worker_link_open(self) != 0) dcb_worker_stop = 1;
+}
+
+void worker_link_tick(dcb_worker_t *self, int64_t now)
+{
+    int64_t hb = (int64_t)self->config->heartbeat_ms * 1000;
+    int64_t timeout = (int64_t)self->config->heartbeat_timeout_ms * 1000;
+    if (!self->ready) {
+        /* Keep asking: the broker may not be up yet. */
+        if (now - self->hello_sent_us >= hb) send_hello(self, now);
+        return;
+    }
+    if (now - self->last_recv_us > timeout) {
+        reconnect(self, "broker silent past the heartbeat time-out");
+        return;
+    }
+    if (now - self->last_send_us >= hb)
+        worker_send(self, DCB_CMD_HEARTBEAT, (dcbus_span_t){s_empty_map, 1});
+}
+
+static void on_ready(dcb_worker_t *self, dcbus_span_t body)
+{
+    uint64_t credit;
+    if (dcb_map_get_uint(body, "credit", &credit) && credit > 0) self->credit = (uint32_t)credit;
+    dcb_map_get_str(body, "session", self->session, sizeof self->session);
+    dcb_map_get_str(body, "session_type", self->session_type, sizeof self->session_type);
+    self->ready = true;
+    dcb_info("registered with the broker", "endpoint=%s role=%s session=%s", self->endpoint,
+             dcb_role_name(self->plugin->role), self->session);
+    if (self->plugin->role == DCBUS_ROLE_COLLECTOR) collector_on_ready(self);
+}
+
+static void on_refusal(dcb_worker_t *self, dcbus_span_t body)
+{
+    char code[64] = "", message[512] = "";
+    dcb_map_get_str(body, "code", code, sizeof code);
+    dcb_map_get_str(body, "message", message, sizeof message);
+    if (strcmp(code, "unknown_peer") == 0) {
+        reconnect(self, "the broker does not know this worker (it restarted)");
+        return;
+    }
+    dcb_error("the broker refused this worker", "code=%s reason=\"%s\"", code, message);
+    self->exit_code = 2;
+    dcb_worker_stop = 1;
+}
+
+bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now)
+{
+    self->last_recv_us = now;
+    switch (m->cmd) {
+    case DCB_CMD_READY: on_ready(self, m->body_span); return true;
+    case DCB_CMD_HEARTBEAT: return true;
+    case DCB_CMD_ERROR: on_refusal(self, m->body_span); return true;
+    default: return false;
+    }
+}
+
+/* ---------------------------------------------------------------------------
+ * Reports from the plugin, through the services table.
+ */
+
+static const char *layer_of(const dcb_worker_t *self)
+{
+    switch (self->plugin->role) {
+    case DCBUS_ROLE_COLLECTOR: return "collection";
+    case DCBUS_ROLE_PROCESSOR: return "processing";
+    case DCBUS_ROLE_STORAGE: return "storage";
+    default: return "handling";
+    }
+}
+
+/* Appends a plugin-supplied msgpack value if it is exactly one well-formed
+ * value, else an empty map: a plugin's bad bytes must not corrupt the body. */
+static void pack_raw_or_empty_map(dcb_worker_t *self, dcbus_span_t raw)
+{
+    const uint8_t *pos = raw.data;
+    if (raw.len && dcb_mp_skip(&pos, raw.data + raw.len) && pos == raw.data + raw.len)
+        msgpack_sbuffer_write(&self->body.buf, (const char *)raw.data, raw.len);
+    else
+        msgpack_pack_map(&self->body.pk, 0);
+}
+
+static const char *s_error_types[] = {"CONFIGURATION", "CONNECTION", "VALIDATION", "PROCESSING",
+                                      "STORAGE"};
+
+static void hook_error(void *arg, const dcbus_error_t *e)
+{
+    dcb_worker_t *self = arg;
+    msgpack_packer *pk = &self->body.pk;
+    bool has_batch = self->cur_stream != NULL;
+    unsigned type = (unsigned)e->type <= DCBUS_ERROR_STORAGE ? (unsigned)e->type : 3;
+    dcb_body_reset(&self->body);
+    msgpack_pack_map(pk, has_batch ? 9 : 7);
+    dcb_pack_kv_str(pk, "error_type", s_error_types[type]);
+    dcb_pack_kv_int(pk, "timestamp", dcb_host_services()->now_us());
+    dcb_pack_kv_str(pk, "layer_name", layer_of(self));
+    dcb_pack_kv_str(pk, "operation", e->operation ? e->operation : "");
+    dcb_pack_kv_str(pk, "message", e->message ? e->message : "");
+    dcb_pack_str(pk, "details");
+    pack_raw_or_empty_map(self, e->details);
+    dcb_pack_kv_bool(pk, "is_critical", e->is_critical);
+    if (has_batch) {
+        dcb_pack_kv_str(pk, "stream", self->cur_stream);
+        dcb_pack_kv_uint(pk, "seq", self->cur_seq);
+    }
+    worker_send(self, DCB_CMD_ERROR, dcb_body_span(&self->body));
+}
+
+static void hook_event(void *arg, const char *type, dcbus_span_t data)
+{
+    dcb_worker_t *self = arg;
+    msgpack_packer *pk = &self->body.pk;
+    dcb_body_reset(&self->body);
+    msgpack_pack_map(pk, 3);
+    dcb_pack_kv_str(pk, "event_type", type);
+    dcb_pack_kv_int(pk, "timestamp", dcb_host_services()->now_us());
+    dcb_pack_str(pk, "data");
+    pack_raw_or_empty_map(self, data);
+    worker_send(self, DCB_CMD_EVENT, dcb_body_span(&self->body));
+}
+
+static void hook_progress(void *arg, double progress, uint64_t records)
+{
+    dcb_worker_t *self = arg;
+    int64_t now = worker_now_us();
+    /* At most ten reports a second, but always the final one. */
+    if (progress < 1.0 && now - self->last_progress_us < 100000) return;
+    self->last_progress_us = now;
+    msgpack_packer *pk = &self->body.pk;
+    dcb_body_reset(&self->body);
+    msgpack_pack_map(pk, 2);
+    dcb_pack_kv_double(pk, "progress", progress);
+    dcb_pack_kv_uint(pk, "records", records);
+    worker_send(self, DCB_CMD_TASK, dcb_body_span(&self->body));
+}
+
+void worker_hooks(dcb_worker_t *self, dcb_host_hooks_t *hooks)
+{
+    hooks->event = hook_event;
+    hooks->error = hook_error;
+    hooks->progress = hook_progress;
+    hooks->query_row = NULL;
+    hooks->arg = self;
+}

@@ -1,0 +1,253 @@
+/*
+ * main.c -- dcbus-worker: command line, set-up, the event loop, shutdown.
+ *
+ *     dcbus-worker --broker EP --instance NAME --config FILE [--replica N]
+ *
+ * The instance's plugin and settings come from the config.  The loop waits
+ * on the broker socket with a time-out chosen by the role (a collector with
+ * room in its window does not wait at all), handles every message that is
+ * there, then lets the role and the link do their periodic work.  SIGTERM
+ * and SIGINT stop it gracefully: a collector stops collecting and waits
+ * (up to 10 s) for its window to be acknowledged; a sink flushes and
+ * acknowledges; then BYE, close, exit 0.
+ */
+#include <getopt.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "process.h"
+#include "worker.h"
+
+#define DRAIN_TIMEOUT_US (10 * 1000000LL)
+
+volatile sig_atomic_t dcb_worker_stop = 0;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    dcb_worker_stop = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: dcbus-worker --broker EP --instance NAME --config FILE [--replica N]\n"
+            "\n"
+            "Hosts one instance of a dcbus plugin and connects it to the broker.\n"
+            "The instance's plugin and settings are read from the config; the plugin\n"
+            "is loaded only from the config's plugins_path.\n"
+            "\n"
+            "  -b, --broker EP      broker endpoint (default: broker.bus of the config)\n"
+            "  -i, --instance NAME  worker instance name (a key of workers:)\n"
+            "  -c, --config FILE    the dcbus YAML config\n"
+            "  -r, --replica N      replica number of this process (default 0)\n"
+            "  -l, --log-level L    error, warn, info or debug (default info)\n"
+            "  -h, --help           this help\n"
+            "\n"
+            "Exit status: 0 on a clean stop (SIGTERM/SIGINT, or a collector whose source\n"
+            "is exhausted and fully acknowledged), 1 on a runtime failure, 2 on a\n"
+            "configuration or plugin problem.\n");
+}
+
+typedef struct {
+    const char *broker, *instance, *config, *log_level;
+    int replica;
+} options_t;
+
+static int parse_args(int argc, char **argv, options_t *o)
+{
+    static const struct option longopts[] = {
+        {"broker", required_argument, NULL, 'b'},   {"instance", required_argument, NULL, 'i'},
+        {"config", required_argument, NULL, 'c'},   {"replica", required_argument, NULL, 'r'},
+        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "b:i:c:r:l:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'b': o->broker = optarg; break;
+        case 'i': o->instance = optarg; break;
+        case 'c': o->config = optarg; break;
+        case 'r': o->replica = atoi(optarg); break;
+        case 'l': o->log_level = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        default: usage(stderr); return -1;
+        }
+    }
+    if (!o->instance || !o->config) {
+        fprintf(stderr, "dcbus-worker: --instance and --config are required\n\n");
+        usage(stderr);
+        return -1;
+    }
+    return 0;
+}
+
+/* Loads the config and the plugin, and opens the plugin. */
+static int setup(dcb_worker_t *self, const options_t *o)
+{
+    char err[1024];
+    self->config = dcb_config_load(o->config, err, sizeof err);
+    if (!self->config) {
+        dcb_error("cannot load the config", "error=\"%s\"", err);
+        return -1;
+    }
+    self->wcfg = dcb_config_worker(self->config, o->instance);
+    if (!self->wcfg) {
+        dcb_error("no such worker instance in the config", "config=%s", o->config);
+        return -1;
+    }
+    snprintf(self->endpoint, sizeof self->endpoint, "%s",
+             o->broker ? o->broker : self->config->bus_endpoint);
+    self->lib = dcb_plugin_load((const char *const *)self->config->plugins_path,
+                                self->config->nplugins_path, self->wcfg->plugin, err, sizeof err);
+    if (!self->lib) {
+        dcb_error("cannot load the plugin", "error=\"%s\"", err);
+        return -1;
+    }
+    self->plugin = dcb_plugin_desc(self->lib);
+    dcb_host_hooks_t hooks;
+    worker_hooks(self, &hooks);
+    self->ctx = dcb_ctx_new(self->wcfg->name, self->replica, self->wcfg->settings,
+                            self->config->path, &hooks);
+    return 0;
+}
+
+/* Opens the plugin once the link exists, so open() may already report. */
+static int open_plugin(dcb_worker_t *self)
+{
+    if (self->plugin->open(dcb_host_services(), self->ctx, &self->state) != 0) {
+        dcb_error("plugin open() failed", "plugin=%s", self->plugin->name);
+        return -1;
+    }
+    self->opened = true;
+    if (dcb_ctx_config_errors(self->ctx) > 0) {
+        dcb_error("refusing to run with bad settings", "errors=%d",
+                  dcb_ctx_config_errors(self->ctx));
+        return -1;
+    }
+    dcb_info("plugin loaded", "plugin=%s version=%s role=%s path=%s", self->plugin->name,
+             self->plugin->version ? self->plugin->version : "?",
+             dcb_role_name(self->plugin->role), dcb_plugin_path(self->lib));
+    return 0;
+}
+
+static void dispatch(dcb_worker_t *self, dcb_message_t *m, int64_t now)
+{
+    if (worker_link_handle(self, m, now)) return;
+    dcbus_role_t role = self->plugin->role;
+    if (m->cmd == DCB_CMD_ACK && role == DCBUS_ROLE_COLLECTOR) collector_on_ack(self, m->body_span);
+    else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_PROCESSOR) processor_on_data(self, m);
+    else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_STORAGE) storage_on_data(self, m);
+    else dcb_debug("unexpected command ignored", "cmd=%s", dcb_cmd_name(m->cmd));
+}
+
+/* Handles every message already waiting; returns how many there were. */
+static int drain_socket(dcb_worker_t *self, int64_t now)
+{
+    int n = 0;
+    while (zsock_events(self->sock) & ZMQ_POLLIN) {
+        dcb_message_t m;
+        char why[256];
+        if (dcb_proto_recv(self->sock, false, &m, why, sizeof why) == 0) dispatch(self, &m, now);
+        else if (strcmp(why, "interrupted") != 0)
+            dcb_warn("malformed message from the broker dropped", "why=\"%s\"", why);
+        dcb_message_release(&m);
+        n++;
+        if (!self->sock) break; /* reconnected under us */
+    }
+    return n;
+}
+
+static int poll_timeout(const dcb_worker_t *self, int64_t now)
+{
+    switch (self->plugin->role) {
+    case DCBUS_ROLE_COLLECTOR: return collector_poll_timeout(self, now);
+    case DCBUS_ROLE_STORAGE: return storage_poll_timeout(self, now);
+    default: return 100;
+    }
+}
+
+/* True once a stop (or the end of the source) has been carried out. */
+static bool finished(dcb_worker_t *self, int64_t now)
+{
+    bool collector = self->plugin->role == DCBUS_ROLE_COLLECTOR;
+    if (collector && collector_finished(self)) return true;
+    if (!dcb_worker_stop) return false;
+    if (!collector) return true;
+    if (!self->stop_deadline_us) self->stop_deadline_us = now + DRAIN_TIMEOUT_US;
+    if (self->nwindow == 0) return true;
+    if (now >= self->stop_deadline_us) {
+        dcb_warn("stopping with unacknowledged batches", "batches=%zu", self->nwindow);
+        return true;
+    }
+    return false;
+}
+
+static void run(dcb_worker_t *self)
+{
+    for (;;) {
+        int64_t now = worker_now_us();
+        if (finished(self, now)) break;
+        zmq_pollitem_t item = {zsock_resolve(self->sock), 0, ZMQ_POLLIN, 0};
+        zmq_poll(&item, 1, poll_timeout(self, now));
+        now = worker_now_us();
+        drain_socket(self, now);
+        if (!self->sock) break;
+        worker_link_tick(self, now);
+        if (self->plugin->role == DCBUS_ROLE_COLLECTOR) collector_tick(self, now);
+        if (self->plugin->role == DCBUS_ROLE_STORAGE)
+            storage_tick(self, now, !(zsock_events(self->sock) & ZMQ_POLLIN));
+    }
+}
+
+static void teardown(dcb_worker_t *self)
+{
+    if (self->opened && self->plugin->role == DCBUS_ROLE_STORAGE) storage_close(self);
+    if (self->sock) {
+        static const uint8_t empty_map[] = {0x80};
+        worker_send(self, DCB_CMD_BYE, (dcbus_span_t){empty_map, 1});
+        zclock_sleep(20); /* let BYE leave before linger 0 drops it */
+    }
+    if (self->opened && self->plugin->close) self->plugin->close(self->state);
+    worker_link_close(self);
+    collector_free(self);
+    dcb_ctx_destroy(&self->ctx);
+    dcb_plugin_unload(&self->lib);
+    dcb_config_destroy(&self->config);
+    dcb_builder_destroy(&self->builder);
+    msgpack_sbuffer_destroy(&self->encoded);
+    dcb_body_destroy(&self->body);
+}
+
+int main(int argc, char **argv)
+{
+    options_t o = {0};
+    if (parse_args(argc, argv, &o) != 0) return 2;
+    dcb_log_init("dcbus-worker", o.instance);
+    if (o.log_level && dcb_log_level_parse(o.log_level) >= 0)
+        dcb_log_set_level((dcb_log_level_t)dcb_log_level_parse(o.log_level));
+    dcb_process_tune_malloc();
+    zsys_init();
+    zsys_handler_set(NULL); /* our own handlers: stop gracefully, not abort */
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    dcb_worker_t self = {.replica = o.replica};
+    self.builder = dcb_builder_new();
+    msgpack_sbuffer_init(&self.encoded);
+    dcb_body_init(&self.body);
+    self.seq_base = (uint64_t)dcb_host_services()->now_us();
+    int rc = setup(&self, &o);
+    if (rc == 0) {
+        self.credit = (uint32_t)self.config->credit;
+        self.window_cap = (size_t)self.config->credit * 4;
+        self.window = calloc(self.window_cap, sizeof *self.window);
+        rc = worker_link_open(&self);
+    }
+    if (rc == 0) rc = open_plugin(&self);
+    if (rc == 0) run(&self);
+    else self.exit_code = 2;
+    teardown(&self);
+    dcb_info("worker stopped", "exit=%d", self.exit_code);
+    return self.exit_code;
+}
