@@ -13,18 +13,24 @@
 #include "mpread.h"
 #include "proto.h"
 #include "router.h"
+#include "runs.h"
+#include "sessions.h"
+#include "tasks.h"
 
 struct dcb_broker {
     const dcb_config_t *config;
     zsock_t *bus;    /* ROUTER */
     zsock_t *topics; /* XPUB */
     rt_router_t *router;
+    dcb_sessions_t *sessions;
+    dcb_tasks_t *tasks;
+    dcb_runs_t *runs;
     dcb_body_t body; /* scratch for replies */
-    char session[DCB_NAME_MAX];
-    char session_type[64];
-    int64_t started_us, last_heartbeat_us;
+    dcb_body_t note; /* scratch for topics and notices, never reused while `body` is */
+    int64_t started_us, last_heartbeat_us, last_second_us;
     uint64_t malformed;
     uint64_t published, publish_dropped;
+    int data_subscribers; /* subscriptions that match data.* */
 };
 
 static int64_t now_us(void)
@@ -34,12 +40,20 @@ static int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* ---------------------------------------------------------------------------
  * Topics
  */
 
-static void publish(dcb_broker_t *self, const char *topic, dcbus_span_t body)
+static void publish(void *arg, const char *topic, dcbus_span_t body)
 {
+    dcb_broker_t *self = arg;
     void *raw = zsock_resolve(self->topics);
     if (zmq_send(raw, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(raw, body.data, body.len, ZMQ_DONTWAIT) < 0) {
@@ -53,12 +67,12 @@ static void publish(dcb_broker_t *self, const char *topic, dcbus_span_t body)
 static void publish_broker_error(dcb_broker_t *self, const char *type, const char *operation,
                                  const char *message, const char *stream, uint64_t seq)
 {
-    msgpack_packer *pk = &self->body.pk;
+    msgpack_packer *pk = &self->note.pk;
     char topic[256];
-    dcb_body_reset(&self->body);
+    dcb_body_reset(&self->note);
     msgpack_pack_map(pk, stream ? 9 : 7);
     dcb_pack_kv_str(pk, "error_type", type);
-    dcb_pack_kv_int(pk, "timestamp", (int64_t)time(NULL) * 1000000);
+    dcb_pack_kv_int(pk, "timestamp", wall_us());
     dcb_pack_kv_str(pk, "layer_name", "broker");
     dcb_pack_kv_str(pk, "operation", operation);
     dcb_pack_kv_str(pk, "message", message);
@@ -70,7 +84,7 @@ static void publish_broker_error(dcb_broker_t *self, const char *type, const cha
         dcb_pack_kv_uint(pk, "seq", seq);
     }
     snprintf(topic, sizeof topic, "error.%s.broker", type);
-    publish(self, topic, dcb_body_span(&self->body));
+    publish(self, topic, dcb_body_span(&self->note));
 }
 
 /* ---------------------------------------------------------------------------
@@ -130,6 +144,82 @@ static void heartbeat_peer(void *arg, const rt_peer_t *peer)
     send_body(self, peer, DCB_CMD_HEARTBEAT);
 }
 
+static void on_peer_gone(void *arg, const rt_peer_t *peer, const char *reason)
+{
+    dcb_broker_t *self = arg;
+    if (rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR && strcmp(reason, "said BYE") != 0)
+        dcb_runs_end(self->runs, rt_peer_instance(peer), DCB_RUN_FAILED,
+                     "collector stopped responding", wall_us());
+}
+
+static void on_released(void *arg, const char *pipeline)
+{
+    dcb_broker_t *self = arg;
+    dcb_runs_released(self->runs, pipeline, wall_us());
+}
+
+static void on_task_changed(void *arg, const dcb_task_t *task)
+{
+    dcb_broker_t *self = arg;
+    char topic[320];
+    dcb_body_reset(&self->note);
+    dcb_task_pack(task, &self->note.pk);
+    snprintf(topic, sizeof topic, "task.%s.%s", dcb_task_status_name(task->status), task->id);
+    publish(self, topic, dcb_body_span(&self->note));
+}
+
+/* Tells every peer of `role` about a session change. */
+struct notice {
+    dcb_broker_t *self;
+    dcbus_role_t role;
+    dcb_cmd_t cmd;
+};
+
+static void notify_peer(void *arg, const rt_peer_t *peer)
+{
+    struct notice *n = arg;
+    if (rt_peer_role(peer) != n->role) return;
+    zmq_msg_t id;
+    dcbus_span_t b = dcb_body_span(&n->self->note);
+    dcb_proto_send(n->self->bus, routing_of(peer, &id), n->cmd, b.data, b.len);
+    zmq_msg_close(&id);
+}
+
+static void notify_role(dcb_broker_t *self, dcbus_role_t role, dcb_cmd_t cmd)
+{
+    struct notice n = {self, role, cmd};
+    rt_foreach_peer(self->router, notify_peer, &n);
+}
+
+static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const char *event)
+{
+    char topic[160], type[32];
+    dcb_body_reset(&self->note);
+    dcb_session_pack(s, &self->note.pk);
+    snprintf(topic, sizeof topic, "session.%s.%s", event, s->type);
+    publish(self, topic, dcb_body_span(&self->note));
+    snprintf(type, sizeof type, "SESSION_%s", strcmp(event, "start") == 0 ? "START" : "END");
+    dcb_runs_event(self->runs, type, "broker", dcb_body_span(&self->note), wall_us());
+    /* Collectors stamp new batches with it; sinks close and open their files. */
+    dcb_body_reset(&self->note);
+    msgpack_pack_map(&self->note.pk, 4);
+    dcb_pack_kv_str(&self->note.pk, "event", strcmp(event, "start") == 0 ? "begin" : "end");
+    dcb_pack_kv_str(&self->note.pk, "id", s->id);
+    dcb_pack_kv_str(&self->note.pk, "type", s->type);
+    dcb_pack_kv_str(&self->note.pk, "status", s->status);
+    notify_role(self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION);
+    notify_role(self, DCBUS_ROLE_COLLECTOR, DCB_CMD_SESSION);
+}
+
+static void on_session_changed(void *arg, const dcb_session_t *ended, const dcb_session_t *begun)
+{
+    dcb_broker_t *self = arg;
+    dcb_info("session changed", "ended=%s status=%s began=%s", ended->id, ended->status,
+             begun->id);
+    announce_session(self, ended, "end");
+    announce_session(self, begun, "start");
+}
+
 /* ---------------------------------------------------------------------------
  * Set-up
  */
@@ -159,21 +249,15 @@ static zsock_t *bind_socket(int type, const char *endpoint)
     zsock_t *sock = zsock_new(type);
     zsock_set_linger(sock, 0);
     zsock_set_sndhwm(sock, type == ZMQ_ROUTER ? 0 : 10000);
+    /* A subscriber at its high-water mark makes sends fail instead of
+     * silently dropping, so the broker can count what is lost. */
+    if (type == ZMQ_XPUB) zsock_set_xpub_nodrop(sock, 1);
     zsock_set_rcvhwm(sock, 0);
     if (zsock_bind(sock, "%s", endpoint) < 0) {
         dcb_error("cannot bind", "endpoint=%s error=\"%s\"", endpoint, zmq_strerror(errno));
         zsock_destroy(&sock);
     }
     return sock;
-}
-
-static void new_idle_session(dcb_broker_t *self)
-{
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(self->session, sizeof self->session, "idle-%Y%m%dT%H%M%SZ", &tm);
-    snprintf(self->session_type, sizeof self->session_type, "idle");
 }
 
 dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
@@ -186,13 +270,28 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
         dcb_broker_destroy(&self);
         return NULL;
     }
-    rt_ops_t ops = {.send_data = on_send_data, .send_ack = on_send_ack, .abandoned = on_abandoned};
-    self->router = rt_router_new(config, &ops, self);
+    char err[512];
     dcb_body_init(&self->body);
+    dcb_body_init(&self->note);
+    self->tasks = dcb_tasks_open(config->spool_dir, on_task_changed, self, err, sizeof err);
+    if (!self->tasks) {
+        dcb_error("cannot open the task table", "error=\"%s\"", err);
+        dcb_broker_destroy(&self);
+        return NULL;
+    }
+    rt_ops_t ops = {.send_data = on_send_data,
+                    .send_ack = on_send_ack,
+                    .abandoned = on_abandoned,
+                    .peer_gone = on_peer_gone,
+                    .released = on_released};
+    self->router = rt_router_new(config, &ops, self);
+    rt_set_max_attempts(self->router, (uint32_t)config->max_attempts);
+    self->runs = dcb_runs_new(self->tasks, publish, self);
     self->started_us = now_us();
-    new_idle_session(self);
+    self->sessions = dcb_sessions_new((int64_t)config->session_rotate_s * 1000000,
+                                      on_session_changed, self, wall_us());
     dcb_info("broker listening", "bus=%s topics=%s session=%s", config->bus_endpoint,
-             config->topics_endpoint, self->session);
+             config->topics_endpoint, dcb_sessions_active(self->sessions)->id);
     return self;
 }
 
@@ -201,6 +300,10 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
     if (!self_p || !*self_p) return;
     dcb_broker_t *self = *self_p;
     rt_router_destroy(&self->router);
+    dcb_runs_destroy(&self->runs);
+    dcb_sessions_destroy(&self->sessions);
+    dcb_tasks_close(&self->tasks);
+    dcb_body_destroy(&self->note);
     if (self->bus) remove_ipc_file(self->config->bus_endpoint);
     if (self->topics) remove_ipc_file(self->config->topics_endpoint);
     zsock_destroy(&self->bus);
@@ -236,7 +339,7 @@ static dcbus_role_t role_parse(const char *name)
 
 static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
 {
-    char role[32] = "", instance[DCB_NAME_MAX] = "", plugin[64] = "", why[256];
+    char role[32] = "", instance[DCB_NAME_MAX] = "", plugin[64] = "", run[128] = "", why[256];
     uint64_t abi = 0, credit = 0;
     int64_t replica = 0;
     dcbus_span_t b = m->body_span;
@@ -246,6 +349,7 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
     dcb_map_get_uint(b, "abi", &abi);
     dcb_map_get_uint(b, "credit", &credit);
     dcb_map_get_int(b, "replica", &replica);
+    dcb_map_get_str(b, "run", run, sizeof run);
     if (DCBUS_ABI_MAJOR_OF(abi) != DCBUS_ABI_MAJOR || !role_parse(role)) {
         snprintf(why, sizeof why, "HELLO with ABI %u.%u and role '%s': this broker speaks ABI %d",
                  DCBUS_ABI_MAJOR_OF(abi), (unsigned)(abi & 0xffff), role, DCBUS_ABI_MAJOR);
@@ -263,36 +367,166 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
         dcb_warn("worker refused", "instance=%s reason=\"%s\"", instance, why);
         return;
     }
+    const dcb_session_t *session = dcb_sessions_active(self->sessions);
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 5);
     dcb_pack_kv_uint(pk, "heartbeat_ms", (uint64_t)self->config->heartbeat_ms);
     dcb_pack_kv_uint(pk, "credit", granted);
-    dcb_pack_kv_str(pk, "session", self->session);
-    dcb_pack_kv_str(pk, "session_type", self->session_type);
+    dcb_pack_kv_str(pk, "session", session->id);
+    dcb_pack_kv_str(pk, "session_type", session->type);
+    bool paused = strcmp(dcb_runs_status(self->runs, instance), "PAUSED") == 0;
+    dcb_pack_kv_bool(pk, "paused", paused);
     send_body(self, peer, DCB_CMD_READY);
+    if (role_parse(role) == DCBUS_ROLE_COLLECTOR)
+        dcb_runs_begin(self->runs, instance, rt_pipeline_of(self->router, instance), run,
+                       wall_us());
     dcb_info("worker joined", "instance=%s replica=%d role=%s plugin=%s", instance, (int)replica,
              role, plugin);
 }
 
-static void on_request(dcb_broker_t *self, dcb_message_t *m, int64_t now)
+/* ---------------------------------------------------------------------------
+ * Requests from clients.  Each op writes its result map, or returns -1 with
+ * the reason in `why`.
+ */
+
+static const char *collection_status(void *arg, const char *instance)
 {
-    char op[32] = "";
+    return dcb_runs_status(((dcb_broker_t *)arg)->runs, instance);
+}
+
+static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                    size_t whylen)
+{
+    (void)args, (void)why, (void)whylen;
+    const dcb_session_t *session = dcb_sessions_active(self->sessions);
+    rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
+                  3, collection_status, self);
+    dcb_pack_kv_str(pk, "session", session->id);
+    dcb_pack_kv_uint(pk, "topics_published", self->published);
+    dcb_pack_kv_uint(pk, "topics_dropped", self->publish_dropped);
+    return 0;
+}
+
+static int op_tasks(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                    size_t whylen)
+{
+    (void)args, (void)why, (void)whylen;
+    msgpack_pack_map(pk, 1);
+    dcb_pack_str(pk, "tasks");
+    dcb_tasks_pack_list(self->tasks, pk, 1000);
+    return 0;
+}
+
+static int op_sessions(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                       size_t whylen)
+{
+    (void)args, (void)why, (void)whylen;
+    msgpack_pack_map(pk, 1);
+    dcb_pack_str(pk, "sessions");
+    dcb_sessions_pack_list(self->sessions, pk);
+    return 0;
+}
+
+static int op_session_start(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk,
+                            char *why, size_t whylen)
+{
+    char type[64] = "";
+    dcbus_span_t meta = {NULL, 0};
+    dcb_map_get_str(args, "type", type, sizeof type);
+    dcb_map_get_raw(args, "meta", &meta);
+    if (meta.len && meta.data[0] != 0xc0 && (meta.data[0] & 0xf0) != 0x80 && meta.data[0] != 0xde)
+        return snprintf(why, whylen, "meta must be a map"), -1;
+    if (meta.len && meta.data[0] == 0xc0) meta.len = 0;
+    if (dcb_sessions_start(self->sessions, type, meta, wall_us(), why, whylen) != 0) return -1;
+    dcb_session_pack(dcb_sessions_active(self->sessions), pk);
+    return 0;
+}
+
+static int op_session_end(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                          size_t whylen)
+{
+    char status[16] = "completed";
+    dcb_map_get_str(args, "status", status, sizeof status);
+    if (dcb_sessions_end(self->sessions, status, wall_us(), why, whylen) != 0) return -1;
+    dcb_session_pack(dcb_sessions_active(self->sessions), pk);
+    return 0;
+}
+
+/* pause and resume: tells the collector, which stops or starts collect(). */
+static int control_source(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                          size_t whylen, bool pause)
+{
+    char source[DCB_NAME_MAX] = "";
+    dcb_map_get_str(args, "source", source, sizeof source);
+    const rt_peer_t *peer = rt_instance_peer(self->router, source);
+    if (!rt_pipeline_of(self->router, source))
+        return snprintf(why, whylen, "no collector named '%s'", source), -1;
+    if (!peer) return snprintf(why, whylen, "collector '%s' is not connected", source), -1;
+    dcb_body_reset(&self->note);
+    msgpack_pack_map(&self->note.pk, 1);
+    dcb_pack_kv_str(&self->note.pk, "op", pause ? "pause" : "resume");
+    zmq_msg_t id;
+    dcbus_span_t b = dcb_body_span(&self->note);
+    dcb_proto_send(self->bus, routing_of(peer, &id), DCB_CMD_CONTROL, b.data, b.len);
+    zmq_msg_close(&id);
+    dcb_runs_set_paused(self->runs, source, pause);
+    msgpack_pack_map(pk, 2);
+    dcb_pack_kv_str(pk, "source", source);
+    dcb_pack_kv_str(pk, "status", dcb_runs_status(self->runs, source));
+    return 0;
+}
+
+static int op_pause(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                    size_t whylen)
+{
+    return control_source(self, args, pk, why, whylen, true);
+}
+
+static int op_resume(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                     size_t whylen)
+{
+    return control_source(self, args, pk, why, whylen, false);
+}
+
+typedef int(request_op_fn)(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                           size_t whylen);
+static const struct {
+    const char *name;
+    request_op_fn *fn;
+} s_ops[] = {{"stats", op_stats},
+             {"tasks", op_tasks},
+             {"sessions", op_sessions},
+             {"session_start", op_session_start},
+             {"session_end", op_session_end},
+             {"pause", op_pause},
+             {"resume", op_resume}};
+
+static void on_request(dcb_broker_t *self, dcb_message_t *m)
+{
+    char op[32] = "", why[256] = "unknown op";
     uint64_t id = 0;
     dcb_map_get_uint(m->body_span, "id", &id);
     dcb_map_get_str(m->body_span, "op", op, sizeof op);
+    /* The result is packed into a scratch body first: an op may fail half way. */
+    dcb_body_t result;
+    dcb_body_init(&result);
+    int rc = -1;
+    for (size_t i = 0; i < sizeof s_ops / sizeof s_ops[0]; i++)
+        if (strcmp(op, s_ops[i].name) == 0)
+            rc = s_ops[i].fn(self, m->body_span, &result.pk, why, sizeof why);
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
-    bool known = strcmp(op, "stats") == 0;
     msgpack_pack_map(pk, 3);
     dcb_pack_kv_uint(pk, "id", id);
-    dcb_pack_kv_bool(pk, "ok", known);
-    if (known) {
+    dcb_pack_kv_bool(pk, "ok", rc == 0);
+    if (rc == 0) {
         dcb_pack_str(pk, "result");
-        rt_pack_stats(self->router, pk, (double)(now - self->started_us) / 1e6, self->malformed);
+        pk->callback(pk->data, result.buf.data, result.buf.size);
     } else {
-        dcb_pack_kv_str(pk, "error", "unknown op");
+        dcb_pack_kv_str(pk, "error", why);
     }
+    dcb_body_destroy(&result);
     dcbus_span_t b = dcb_body_span(&self->body);
     dcb_proto_try_send(self->bus, &m->routing, DCB_CMD_REPLY, b.data, b.len);
 }
@@ -306,6 +540,24 @@ static void note_malformed(dcb_broker_t *self, const char *from, const char *why
                  self->malformed);
 }
 
+/* The live tap: a batch from a collector, as it is, on data.<stream>. */
+static void tap_data(dcb_broker_t *self, const dcb_envelope_t *env, zmq_msg_t *body)
+{
+    char topic[DCB_NAME_MAX + 8];
+    void *raw = zsock_resolve(self->topics);
+    zmq_msg_t shared;
+    snprintf(topic, sizeof topic, "data.%s", env->stream);
+    zmq_msg_init(&shared);
+    zmq_msg_copy(&shared, body);
+    if (zmq_send(raw, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_msg_send(&shared, raw, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&shared);
+        self->publish_dropped++;
+        return;
+    }
+    self->published++;
+}
+
 static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_t now)
 {
     dcb_envelope_t env;
@@ -314,7 +566,12 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
         rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why) != 0) {
         note_malformed(self, rt_peer_instance(peer), why);
         publish_broker_error(self, "VALIDATION", "route", why, NULL, 0);
+        return;
     }
+    if (rt_peer_role(peer) != DCBUS_ROLE_COLLECTOR) return;
+    dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
+    dcb_sessions_count(self->sessions, env.count, 0);
+    if (self->data_subscribers > 0) tap_data(self, &env, &m->body);
 }
 
 static void on_ack(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_t now)
@@ -344,14 +601,39 @@ static void on_report(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
     if (m->cmd == DCB_CMD_EVENT) {
         dcb_map_get_str(m->body_span, "event_type", type, sizeof type);
         snprintf(topic, sizeof topic, "event.%s.%s", type, instance);
-    } else if (m->cmd == DCB_CMD_ERROR) {
+    } else {
         dcb_map_get_str(m->body_span, "error_type", type, sizeof type);
         dcb_map_get_str(m->body_span, "layer_name", layer, sizeof layer);
         snprintf(topic, sizeof topic, "error.%s.%s", type, layer);
-    } else {
-        snprintf(topic, sizeof topic, "task.RUNNING.%s", instance);
+        dcb_sessions_count(self->sessions, 0, 1);
     }
     publish(self, topic, m->body_span);
+}
+
+/* Progress of a collection run; the task table publishes the change. */
+static void on_task(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
+{
+    double progress = 0;
+    uint64_t records = 0;
+    dcb_map_get_double(m->body_span, "progress", &progress);
+    dcb_map_get_uint(m->body_span, "records", &records);
+    dcb_runs_progress(self->runs, rt_peer_instance(peer), progress, records, wall_us());
+}
+
+/* BYE {reason: done | failed | stopped, error}: a collector ends its run. */
+static void on_bye(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
+{
+    char reason[16] = "stopped", error[256] = "";
+    dcb_map_get_str(m->body_span, "reason", reason, sizeof reason);
+    dcb_map_get_str(m->body_span, "error", error, sizeof error);
+    if (rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR) {
+        dcb_run_end_t how = strcmp(reason, "done") == 0     ? DCB_RUN_DONE
+                            : strcmp(reason, "failed") == 0 ? DCB_RUN_FAILED
+                                                            : DCB_RUN_STOPPED;
+        dcb_runs_end(self->runs, rt_peer_instance(peer), how, error[0] ? error : NULL,
+                     wall_us());
+    }
+    rt_peer_gone(self->router, peer, "said BYE");
 }
 
 static void on_peer_message(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_t now)
@@ -362,9 +644,9 @@ static void on_peer_message(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *
     case DCB_CMD_ACK:
     case DCB_CMD_NACK: on_ack(self, peer, m, now); break;
     case DCB_CMD_EVENT:
-    case DCB_CMD_ERROR:
-    case DCB_CMD_TASK: on_report(self, peer, m); break;
-    case DCB_CMD_BYE: rt_peer_gone(self->router, peer, "said BYE"); break;
+    case DCB_CMD_ERROR: on_report(self, peer, m); break;
+    case DCB_CMD_TASK: on_task(self, peer, m); break;
+    case DCB_CMD_BYE: on_bye(self, peer, m); break;
     case DCB_CMD_HEARTBEAT: break;
     default: note_malformed(self, rt_peer_instance(peer), "command not expected from a worker");
     }
@@ -380,7 +662,7 @@ static void on_message(dcb_broker_t *self, int64_t now)
         return;
     }
     if (m.cmd == DCB_CMD_HELLO) on_hello(self, &m, now);
-    else if (m.cmd == DCB_CMD_REQUEST) on_request(self, &m, now);
+    else if (m.cmd == DCB_CMD_REQUEST) on_request(self, &m);
     else {
         rt_peer_t *peer = rt_peer_find(self->router, zmq_msg_data(&m.routing),
                                        zmq_msg_size(&m.routing));
@@ -391,13 +673,41 @@ static void on_message(dcb_broker_t *self, int64_t now)
     dcb_message_release(&m);
 }
 
-/* Subscriptions arrive on the XPUB; the broker only needs to read them. */
-static void drain_subscriptions(dcb_broker_t *self)
+/* True if a subscription to `prefix` would receive data.* topics. */
+static bool matches_data(const char *prefix, size_t len)
+{
+    static const char data[] = "data.";
+    size_t n = len < 5 ? len : 5;
+    return memcmp(prefix, data, n) == 0;
+}
+
+/* Subscriptions arrive on the XPUB as one byte (1 subscribe, 0 unsubscribe)
+ * and the prefix; the broker counts those that want the data tap, so it
+ * publishes data.* only when someone listens.  Anything else is junk. */
+static void read_subscriptions(dcb_broker_t *self)
 {
     zmq_msg_t msg;
     zmq_msg_init(&msg);
-    while (zmq_msg_recv(&msg, zsock_resolve(self->topics), ZMQ_DONTWAIT) >= 0) {}
+    while (zmq_msg_recv(&msg, zsock_resolve(self->topics), ZMQ_DONTWAIT) >= 0) {
+        const char *d = zmq_msg_data(&msg);
+        size_t len = zmq_msg_size(&msg);
+        if (len >= 1 && (d[0] == 0 || d[0] == 1) && !zmq_msg_more(&msg)) {
+            if (matches_data(d + 1, len - 1)) self->data_subscribers += d[0] == 1 ? 1 : -1;
+        } else {
+            note_malformed(self, "topics subscriber", "not a subscription message");
+        }
+    }
     zmq_msg_close(&msg);
+    if (self->data_subscribers < 0) self->data_subscribers = 0;
+}
+
+/* The metrics topic: the stats, once a second. */
+static void publish_metrics(dcb_broker_t *self)
+{
+    dcb_body_reset(&self->note);
+    char why[8];
+    op_stats(self, (dcbus_span_t){NULL, 0}, &self->note.pk, why, sizeof why);
+    publish(self, "metrics", dcb_body_span(&self->note));
 }
 
 static void periodic(dcb_broker_t *self, int64_t now)
@@ -408,6 +718,13 @@ static void periodic(dcb_broker_t *self, int64_t now)
     if (now - self->last_heartbeat_us >= hb) {
         rt_foreach_peer(self->router, heartbeat_peer, self);
         self->last_heartbeat_us = now;
+    }
+    dcb_runs_tick(self->runs, self->router, wall_us());
+    if (now - self->last_second_us >= 1000000) {
+        dcb_sessions_tick(self->sessions, wall_us());
+        dcb_tasks_sync(self->tasks);
+        publish_metrics(self);
+        self->last_second_us = now;
     }
 }
 
@@ -422,7 +739,7 @@ int dcb_broker_run(dcb_broker_t *self, volatile sig_atomic_t *stop)
         /* Bounded bursts keep heartbeats and timers on time under load. */
         for (int i = 0; i < 256 && (zsock_events(self->bus) & ZMQ_POLLIN); i++)
             on_message(self, now);
-        if (items[1].revents & ZMQ_POLLIN) drain_subscriptions(self);
+        if (items[1].revents & ZMQ_POLLIN) read_subscriptions(self);
         if (now - last_periodic >= 50000) {
             periodic(self, now);
             last_periodic = now;

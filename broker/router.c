@@ -40,6 +40,7 @@ struct rt_work {
 
 typedef struct {
     char *name;
+    size_t in_flight, processing; /* batches carried, and in a processing stage */
     rt_instance_t *from;
     rt_instance_t **through;
     size_t nthrough;
@@ -364,6 +365,7 @@ void rt_peer_gone(rt_router_t *self, rt_peer_t *peer, const char *reason)
         }
     dcb_info("worker left", "instance=%s replica=%d reason=\"%s\" redelivering=%zu", inst->name,
              peer->replica, reason, given_back);
+    if (self->ops.peer_gone) self->ops.peer_gone(self->arg, peer, reason);
     zhashx_delete(self->peers, peer->key);
     free(peer);
     dispatch(self, inst);
@@ -426,6 +428,7 @@ static rt_peer_t *collector_peer(const rt_batch_t *b)
 
 static void complete(rt_router_t *self, rt_batch_t *b)
 {
+    b->pipe->in_flight--;
     rt_peer_t *collector = collector_peer(b);
     if (collector) self->ops.send_ack(self->arg, collector, b->stream->name, b->seq);
     zhashx_delete(self->batches, b->key);
@@ -439,6 +442,7 @@ static void release(rt_router_t *self, rt_stream_t *s)
         rt_batch_t *b = s->fifo_head;
         s->fifo_head = b->fifo_next;
         if (!s->fifo_head) s->fifo_tail = NULL;
+        if (self->ops.released) self->ops.released(self->arg, b->pipe->name);
         if (b->count == 0 || b->pipe->nto == 0) {
             complete(self, b);
             continue;
@@ -517,6 +521,8 @@ static int take_from_collector(rt_router_t *self, rt_peer_t *peer, const dcb_env
     peer->inst->records_out += env->count;
     rt_batch_t *b = batch_new(pipe, s, env, body);
     zhashx_insert(self->batches, b->key, b);
+    pipe->in_flight++;
+    if (pipe->nthrough > 0) pipe->processing++;
     if (s->fifo_tail) s->fifo_tail->fifo_next = b;
     else s->fifo_head = b;
     s->fifo_tail = b;
@@ -551,6 +557,7 @@ static int take_from_processor(rt_router_t *self, rt_peer_t *peer, const dcb_env
         enqueue(self, &b->proc);
     } else {
         b->processed = true;
+        b->pipe->processing--;
         release(self, b->stream);
     }
     dispatch(self, inst);
@@ -616,6 +623,7 @@ static void abandon(rt_router_t *self, rt_work_t *w, const char *error)
     /* Lost at a processing stage: nothing goes on to the sinks. */
     b->count = 0;
     b->processed = true;
+    b->pipe->processing--;
     release(self, b->stream);
 }
 
@@ -654,6 +662,32 @@ void rt_tick(rt_router_t *self, int64_t now)
     }
 }
 
+void rt_pipeline_in_flight(const rt_router_t *self, const char *pipeline, size_t *total,
+                           size_t *processing)
+{
+    *total = *processing = 0;
+    for (size_t i = 0; i < self->npipelines; i++)
+        if (strcmp(self->pipelines[i].name, pipeline) == 0) {
+            *total = self->pipelines[i].in_flight;
+            *processing = self->pipelines[i].processing;
+        }
+}
+
+const char *rt_pipeline_of(const rt_router_t *self, const char *instance)
+{
+    for (size_t i = 0; i < self->npipelines; i++)
+        if (strcmp(self->pipelines[i].from->name, instance) == 0) return self->pipelines[i].name;
+    return NULL;
+}
+
+const rt_peer_t *rt_instance_peer(const rt_router_t *self, const char *instance)
+{
+    for (size_t i = 0; i < self->ninstances; i++)
+        if (strcmp(self->instances[i].name, instance) == 0)
+            return self->instances[i].npeers ? self->instances[i].peers[0] : NULL;
+    return NULL;
+}
+
 size_t rt_batches_in_flight(const rt_router_t *self)
 {
     return zhashx_size(self->batches);
@@ -674,11 +708,12 @@ static const char *role_name(dcbus_role_t role)
     return "unused";
 }
 
-static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst)
+static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst, const char *status)
 {
     uint64_t inflight = 0;
     for (size_t i = 0; i < inst->npeers; i++) inflight += inst->peers[i]->held.count;
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, status ? 12 : 11);
+    if (status) dcb_pack_kv_str(pk, "status", status);
     dcb_pack_kv_str(pk, "instance", inst->name);
     dcb_pack_kv_str(pk, "role", role_name(inst->role));
     dcb_pack_kv_str(pk, "plugin", inst->plugin);
@@ -692,13 +727,21 @@ static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst)
     dcb_pack_kv_uint(pk, "inflight", inflight);
 }
 
-void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint64_t malformed)
+void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint64_t malformed,
+                   uint32_t extra, const char *(*status_of)(void *arg, const char *instance),
+                   void *arg)
 {
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 4 + extra);
     dcb_pack_kv_double(pk, "uptime_s", uptime_s);
     dcb_pack_kv_uint(pk, "malformed", malformed);
     dcb_pack_kv_uint(pk, "batches_in_flight", zhashx_size(self->batches));
     dcb_pack_str(pk, "instances");
     msgpack_pack_array(pk, (uint32_t)self->ninstances);
-    for (size_t i = 0; i < self->ninstances; i++) pack_instance(pk, &self->instances[i]);
+    for (size_t i = 0; i < self->ninstances; i++) {
+        const rt_instance_t *inst = &self->instances[i];
+        const char *status = status_of && inst->role == DCBUS_ROLE_COLLECTOR
+                                 ? status_of(arg, inst->name)
+                                 : NULL;
+        pack_instance(pk, inst, status);
+    }
 }

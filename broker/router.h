@@ -45,6 +45,10 @@ typedef struct {
     void (*send_ack)(void *arg, const rt_peer_t *peer, const char *stream, uint64_t seq);
     /* A batch was given up after max_attempts failures. */
     void (*abandoned)(void *arg, const char *stream, uint64_t seq, const char *error);
+    /* A peer left or died (optional); called before it is freed. */
+    void (*peer_gone)(void *arg, const rt_peer_t *peer, const char *reason);
+    /* A batch was handed to the sinks (optional). */
+    void (*released)(void *arg, const char *pipeline);
 } rt_ops_t;
 
 rt_router_t *rt_router_new(const dcb_config_t *config, const rt_ops_t *ops, void *arg);
@@ -83,10 +87,23 @@ int rt_on_nack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t 
 /* Moves batches whose back-off is over back to their queues. */
 void rt_tick(rt_router_t *self, int64_t now);
 
-/* Statistics as a msgpack map (the `result` of the stats request). */
-void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint64_t malformed);
+/* Statistics as a msgpack map (the `result` of the stats request) with
+ * `extra` more pairs left for the caller to append.  `status_of`, if not
+ * NULL, gives each collector's collection status. */
+void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint64_t malformed,
+                   uint32_t extra, const char *(*status_of)(void *arg, const char *instance),
+                   void *arg);
 /* Batches in flight in the broker (not yet acknowledged by every sink). */
 size_t rt_batches_in_flight(const rt_router_t *self);
+
+/* Batches of `pipeline` the broker still carries, and how many of them are
+ * still in a processing stage. */
+void rt_pipeline_in_flight(const rt_router_t *self, const char *pipeline, size_t *total,
+                           size_t *processing);
+/* The pipeline whose collector is `instance`, or NULL. */
+const char *rt_pipeline_of(const rt_router_t *self, const char *instance);
+/* The first live peer of `instance`, or NULL. */
+const rt_peer_t *rt_instance_peer(const rt_router_t *self, const char *instance);
 
 /* Tuning. */
 void rt_set_max_attempts(rt_router_t *self, uint32_t attempts);

@@ -11,9 +11,11 @@
 #include "stats.h"
 
 #include <getopt.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -297,7 +299,9 @@ static void watch(cli_client_t *client, const stats_opts_t *o)
         else if (!o->json)
             printf("\n");
         show_once(client, o);
-        usleep((useconds_t)(o->watch_s * 1e6));
+        double whole = floor(o->watch_s);
+        struct timespec pause = {(time_t)whole, (long)((o->watch_s - whole) * 1e9)};
+        nanosleep(&pause, NULL);
     }
 }
 

@@ -581,7 +581,8 @@ typedef struct {
 static const char *const TOP_KEYS[] = {"broker",    "plugins_path",   "workers",
                                        "pipelines", "error_handlers", NULL};
 static const char *const BROKER_KEYS[] = {
-    "bus", "topics", "spool", "heartbeat_ms", "heartbeat_timeout_ms", "credit", "log_level", NULL};
+    "bus",          "topics",      "spool",    "heartbeat_ms",      "heartbeat_timeout_ms",
+    "credit",       "log_level",   "max_attempts", "session_rotate_s", NULL};
 static const char *const PIPELINE_KEYS[] = {"from", "through", "to", NULL};
 
 static size_t count_names(const char *const *names)
@@ -844,6 +845,8 @@ static void set_defaults(dcb_config_t *cfg)
     cfg->heartbeat_ms = DEFAULT_HEARTBEAT_MS;
     cfg->heartbeat_timeout_ms = 3 * DEFAULT_HEARTBEAT_MS;
     cfg->credit = DEFAULT_CREDIT;
+    cfg->max_attempts = 8;
+    cfg->session_rotate_s = 3600;
     cfg->log_level = xstrdup(DEFAULT_LOG_LEVEL);
     cfg->plugins_path = xcalloc(1, sizeof *cfg->plugins_path);
     cfg->plugins_path[0] = xstrdup(DEFAULT_PLUGINS_PATH);
@@ -896,6 +899,12 @@ static bool load_broker(check_t *c, const dcb_node_t *broker)
         !want_positive_int(c, v, "broker.heartbeat_ms", &cfg->heartbeat_ms))
         return false;
     if ((v = map_get(broker, "credit")) && !want_positive_int(c, v, "broker.credit", &cfg->credit))
+        return false;
+    if ((v = map_get(broker, "max_attempts")) &&
+        !want_positive_int(c, v, "broker.max_attempts", &cfg->max_attempts))
+        return false;
+    if ((v = map_get(broker, "session_rotate_s")) &&
+        !want_positive_int(c, v, "broker.session_rotate_s", &cfg->session_rotate_s))
         return false;
     if ((v = map_get(broker, "log_level")) &&
         !want_log_level(c, v, "broker.log_level", &cfg->log_level))

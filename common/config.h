@@ -67,6 +67,8 @@ typedef struct {
     int heartbeat_ms;       /* default 1000 */
     int heartbeat_timeout_ms; /* default 3 * heartbeat_ms: a silent peer is dead */
     int credit;             /* batches in flight per worker, default 16 */
+    int max_attempts;       /* deliveries of a failing batch before it is given up, default 8 */
+    int session_rotate_s;   /* an idle session is rotated after this long, default 3600 */
     char *log_level;        /* default "info" */
     char **plugins_path;    /* directories, default [build/plugins] */
     size_t nplugins_path;

@@ -14,7 +14,7 @@ static const char *s_cmd_names[DCB_CMD_COUNT] = {
     [DCB_CMD_CREDIT] = "CREDIT",     [DCB_CMD_HEARTBEAT] = "HEARTBEAT",
     [DCB_CMD_EVENT] = "EVENT",       [DCB_CMD_ERROR] = "ERROR",     [DCB_CMD_TASK] = "TASK",
     [DCB_CMD_SESSION] = "SESSION",   [DCB_CMD_REQUEST] = "REQUEST", [DCB_CMD_REPLY] = "REPLY",
-    [DCB_CMD_BYE] = "BYE"};
+    [DCB_CMD_BYE] = "BYE",           [DCB_CMD_CONTROL] = "CONTROL"};
 
 const char *dcb_cmd_name(dcb_cmd_t cmd)
 {

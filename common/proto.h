@@ -42,6 +42,7 @@ typedef enum {
     DCB_CMD_REQUEST,   /* client -> broker (or broker -> worker): a request */
     DCB_CMD_REPLY,     /* the answer to a request */
     DCB_CMD_BYE,       /* peer -> broker: leaving cleanly */
+    DCB_CMD_CONTROL,   /* broker -> collector: pause or resume */
     DCB_CMD_COUNT
 } dcb_cmd_t;
 

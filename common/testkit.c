@@ -20,7 +20,8 @@
 struct dcb_testkit {
     dcb_plugin_lib_t *lib;
     const dcbus_plugin_t *desc;
-    dcb_config_t *config; /* a wrapper config holding the settings tree */
+    dcb_config_t *config; /* a wrapper config holding the settings tree, or NULL
+                             when the settings are borrowed from a whole config */
     dcbus_ctx_t *ctx;
     void *state;
     bool opened;
@@ -87,6 +88,28 @@ static dcb_config_t *settings_config(const char *plugin, const char *yaml, char 
     return config;
 }
 
+/* Creates the context of `instance` over `settings` and opens the loaded
+ * plugin with it; the common tail of both constructors. */
+static int tk_open(dcb_testkit_t *self, const char *instance, const dcb_node_t *settings,
+                   const char *config_path, char *err, size_t errlen)
+{
+    self->desc = dcb_plugin_desc(self->lib);
+    dcb_host_hooks_t hooks = {
+        .event = tk_event, .error = tk_error, .progress = tk_progress, .arg = self};
+    self->ctx = dcb_ctx_new(instance, 0, settings, config_path, &hooks);
+    if (self->desc->open(dcb_host_services(), self->ctx, &self->state) != 0) {
+        snprintf(err, errlen, "plugin %s: open() failed", self->desc->name);
+        return -1;
+    }
+    self->opened = true;
+    if (dcb_ctx_config_errors(self->ctx) > 0) {
+        snprintf(err, errlen, "plugin %s: %d bad setting(s)", self->desc->name,
+                 dcb_ctx_config_errors(self->ctx));
+        return -1;
+    }
+    return 0;
+}
+
 dcb_testkit_t *dcb_testkit_new(const char *plugin_dir, const char *plugin,
                                const char *settings_yaml, char *err, size_t errlen)
 {
@@ -95,26 +118,34 @@ dcb_testkit_t *dcb_testkit_new(const char *plugin_dir, const char *plugin,
     self->builder = dcb_builder_new();
     self->lib = dcb_plugin_load(&plugin_dir, 1, plugin, err, errlen);
     if (!self->lib) goto fail;
-    self->desc = dcb_plugin_desc(self->lib);
     self->config = settings_config(plugin, settings_yaml, err, errlen);
     if (!self->config) goto fail;
-    dcb_host_hooks_t hooks = {.event = tk_event, .error = tk_error, .progress = tk_progress,
-                              .arg = self};
-    self->ctx = dcb_ctx_new("it", 0, self->config->workers[0].settings, "settings", &hooks);
-    if (self->desc->open(dcb_host_services(), self->ctx, &self->state) != 0) {
-        snprintf(err, errlen, "plugin %s: open() failed", plugin);
+    if (tk_open(self, "it", self->config->workers[0].settings, "settings", err, errlen) != 0)
         goto fail;
-    }
-    self->opened = true;
-    if (dcb_ctx_config_errors(self->ctx) > 0) {
-        snprintf(err, errlen, "plugin %s: %d bad setting(s)", plugin,
-                 dcb_ctx_config_errors(self->ctx));
-        goto fail;
-    }
     return self;
 fail:
     dcb_testkit_destroy(&self);
     return NULL;
+}
+
+dcb_testkit_t *dcb_testkit_new_from_config(const dcb_config_t *config, const char *instance,
+                                           char *err, size_t errlen)
+{
+    const dcb_worker_cfg_t *wcfg = dcb_config_worker(config, instance);
+    if (!wcfg) {
+        snprintf(err, errlen, "no worker instance '%s' in %s", instance, config->path);
+        return NULL;
+    }
+    dcb_testkit_t *self = calloc(1, sizeof *self);
+    msgpack_sbuffer_init(&self->sealed);
+    self->builder = dcb_builder_new();
+    self->lib = dcb_plugin_load((const char *const *)config->plugins_path, config->nplugins_path,
+                                wcfg->plugin, err, errlen);
+    if (!self->lib || tk_open(self, instance, wcfg->settings, config->path, err, errlen) != 0) {
+        dcb_testkit_destroy(&self);
+        return NULL;
+    }
+    return self;
 }
 
 void dcb_testkit_destroy(dcb_testkit_t **self_p)

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "dcbus/plugin.h"
 #include "envelope.h"
 
@@ -23,6 +24,12 @@ typedef struct dcb_testkit dcb_testkit_t;
  * NULL and a message in err if loading or open() fails. */
 dcb_testkit_t *dcb_testkit_new(const char *plugin_dir, const char *plugin,
                                const char *settings_yaml, char *err, size_t errlen);
+/* Loads and opens worker `instance` of a whole config, with its plugin and
+ * settings as the worker host would (`config` must outlive the testkit).
+ * Returns NULL and a message in err if there is no such instance or loading
+ * or open() fails. */
+dcb_testkit_t *dcb_testkit_new_from_config(const dcb_config_t *config, const char *instance,
+                                           char *err, size_t errlen);
 /* Closes the plugin and frees everything. */
 void dcb_testkit_destroy(dcb_testkit_t **self_p);
 const dcbus_plugin_t *dcb_testkit_plugin(dcb_testkit_t *self);

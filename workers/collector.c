@@ -98,7 +98,7 @@ static bool collect_once(dcb_worker_t *self, int64_t now)
 
 void collector_tick(dcb_worker_t *self, int64_t now)
 {
-    if (!self->ready || self->source_done || dcb_worker_stop) return;
+    if (!self->ready || self->source_done || self->paused || dcb_worker_stop) return;
     for (int i = 0; i < MAX_BATCHES_PER_TICK; i++) {
         if (self->nwindow >= self->window_cap || now < self->collect_again_us) return;
         if (!collect_once(self, now)) return;
@@ -107,7 +107,8 @@ void collector_tick(dcb_worker_t *self, int64_t now)
 
 int collector_poll_timeout(const dcb_worker_t *self, int64_t now)
 {
-    if (!self->ready || self->source_done || dcb_worker_stop || self->nwindow >= self->window_cap)
+    if (!self->ready || self->source_done || self->paused || dcb_worker_stop ||
+        self->nwindow >= self->window_cap)
         return 100;
     int64_t wait = self->collect_again_us - now;
     return wait <= 0 ? 0 : (int)((wait + 999) / 1000);
@@ -139,6 +140,16 @@ void collector_on_ready(dcb_worker_t *self)
         dcb_info("resending unacknowledged batches", "batches=%zu", self->nwindow);
     for (size_t i = 0; i < self->nwindow; i++)
         worker_send_msg(self, DCB_CMD_DATA, &self->window[i].body);
+}
+
+void collector_on_control(dcb_worker_t *self, dcbus_span_t body)
+{
+    char op[16] = "";
+    dcb_map_get_str(body, "op", op, sizeof op);
+    if (strcmp(op, "pause") != 0 && strcmp(op, "resume") != 0) return;
+    self->paused = strcmp(op, "pause") == 0;
+    dcb_info(self->paused ? "collection paused" : "collection resumed", "records=%" PRIu64,
+             self->records_out);
 }
 
 bool collector_finished(const dcb_worker_t *self)

@@ -30,7 +30,9 @@ static void send_hello(dcb_worker_t *self, int64_t now)
 {
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 8);
+    bool collector = self->plugin->role == DCBUS_ROLE_COLLECTOR;
+    msgpack_pack_map(pk, collector ? 9 : 8);
+    if (collector) dcb_pack_kv_str(pk, "run", self->run);
     dcb_pack_kv_str(pk, "role", dcb_role_name(self->plugin->role));
     dcb_pack_kv_str(pk, "instance", self->wcfg->name);
     dcb_pack_kv_str(pk, "plugin", self->plugin->name);
@@ -129,6 +131,7 @@ static void on_ready(dcb_worker_t *self, dcbus_span_t body)
     if (dcb_map_get_uint(body, "credit", &credit) && credit > 0) self->credit = (uint32_t)credit;
     dcb_map_get_str(body, "session", self->session, sizeof self->session);
     dcb_map_get_str(body, "session_type", self->session_type, sizeof self->session_type);
+    dcb_map_get_bool(body, "paused", &self->paused);
     self->ready = true;
     dcb_info("registered with the broker", "endpoint=%s role=%s session=%s", self->endpoint,
              dcb_role_name(self->plugin->role), self->session);
@@ -149,6 +152,21 @@ static void on_refusal(dcb_worker_t *self, dcbus_span_t body)
     dcb_worker_stop = 1;
 }
 
+/* SESSION {event: begin | end, id, type, status}: collectors stamp new
+ * batches with the new id; sinks close and open their session artifacts. */
+static void on_session(dcb_worker_t *self, dcbus_span_t body)
+{
+    char event[16] = "", id[DCB_NAME_MAX] = "", type[64] = "";
+    dcb_map_get_str(body, "event", event, sizeof event);
+    dcb_map_get_str(body, "id", id, sizeof id);
+    dcb_map_get_str(body, "type", type, sizeof type);
+    if (strcmp(event, "begin") == 0 && id[0]) {
+        snprintf(self->session, sizeof self->session, "%s", id);
+        snprintf(self->session_type, sizeof self->session_type, "%s", type);
+    }
+    if (self->plugin->role == DCBUS_ROLE_STORAGE) storage_on_session(self, body);
+}
+
 bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now)
 {
     self->last_recv_us = now;
@@ -156,6 +174,7 @@ bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now)
     case DCB_CMD_READY: on_ready(self, m->body_span); return true;
     case DCB_CMD_HEARTBEAT: return true;
     case DCB_CMD_ERROR: on_refusal(self, m->body_span); return true;
+    case DCB_CMD_SESSION: on_session(self, m->body_span); return true;
     default: return false;
     }
 }

@@ -135,6 +135,8 @@ static void dispatch(dcb_worker_t *self, dcb_message_t *m, int64_t now)
     if (worker_link_handle(self, m, now)) return;
     dcbus_role_t role = self->plugin->role;
     if (m->cmd == DCB_CMD_ACK && role == DCBUS_ROLE_COLLECTOR) collector_on_ack(self, m->body_span);
+    else if (m->cmd == DCB_CMD_CONTROL && role == DCBUS_ROLE_COLLECTOR)
+        collector_on_control(self, m->body_span);
     else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_PROCESSOR) processor_on_data(self, m);
     else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_STORAGE) storage_on_data(self, m);
     else dcb_debug("unexpected command ignored", "cmd=%s", dcb_cmd_name(m->cmd));
@@ -203,8 +205,17 @@ static void teardown(dcb_worker_t *self)
 {
     if (self->opened && self->plugin->role == DCBUS_ROLE_STORAGE) storage_close(self);
     if (self->sock) {
-        static const uint8_t empty_map[] = {0x80};
-        worker_send(self, DCB_CMD_BYE, (dcbus_span_t){empty_map, 1});
+        /* A collector says how its run ended: the broker's task follows. */
+        const char *reason = self->exit_code != 0              ? "failed"
+                             : self->plugin && self->plugin->role == DCBUS_ROLE_COLLECTOR &&
+                                       collector_finished(self)
+                                 ? "done"
+                                 : "stopped";
+        msgpack_packer *pk = &self->body.pk;
+        dcb_body_reset(&self->body);
+        msgpack_pack_map(pk, 1);
+        dcb_pack_kv_str(pk, "reason", reason);
+        worker_send(self, DCB_CMD_BYE, dcb_body_span(&self->body));
         zclock_sleep(20); /* let BYE leave before linger 0 drops it */
     }
     if (self->opened && self->plugin->close) self->plugin->close(self->state);
@@ -237,6 +248,7 @@ int main(int argc, char **argv)
     msgpack_sbuffer_init(&self.encoded);
     dcb_body_init(&self.body);
     self.seq_base = (uint64_t)dcb_host_services()->now_us();
+    snprintf(self.run, sizeof self.run, "%s-%" PRIu64, o.instance, self.seq_base);
     int rc = setup(&self, &o);
     if (rc == 0) {
         self.credit = (uint32_t)self.config->credit;

@@ -41,16 +41,29 @@ static void flush_now(dcb_worker_t *self)
     ack_all(self, DCB_CMD_NACK, true, "flush failed");
 }
 
-static void switch_session(dcb_worker_t *self, const char *session)
+static void switch_session(dcb_worker_t *self, const char *session, const char *type)
 {
     if (self->nunacked) flush_now(self);
     if (self->store_session[0] && self->plugin->session_end)
         self->plugin->session_end(self->state, self->store_session, "completed");
     snprintf(self->store_session, sizeof self->store_session, "%s", session);
-    const char *type = strcmp(session, self->session) == 0 && self->session_type[0]
-                           ? self->session_type
-                           : "unknown";
     if (self->plugin->session_begin) self->plugin->session_begin(self->state, session, type);
+}
+
+void storage_on_session(dcb_worker_t *self, dcbus_span_t body)
+{
+    char event[16] = "", id[DCB_NAME_MAX] = "", type[64] = "unknown", status[16] = "completed";
+    dcb_map_get_str(body, "event", event, sizeof event);
+    dcb_map_get_str(body, "id", id, sizeof id);
+    dcb_map_get_str(body, "type", type, sizeof type);
+    dcb_map_get_str(body, "status", status, sizeof status);
+    if (strcmp(event, "begin") == 0 && id[0] && strcmp(id, self->store_session) != 0) {
+        switch_session(self, id, type);
+    } else if (strcmp(event, "end") == 0 && strcmp(id, self->store_session) == 0) {
+        if (self->nunacked) flush_now(self);
+        if (self->plugin->session_end) self->plugin->session_end(self->state, id, status);
+        self->store_session[0] = '\0';
+    }
 }
 
 static void remember_ack(dcb_worker_t *self, const dcb_envelope_t *env)
@@ -73,7 +86,9 @@ void storage_on_data(dcb_worker_t *self, dcb_message_t *m)
         dcb_warn("malformed batch refused", "why=\"%s\"", why);
         return;
     }
-    if (strcmp(env.session, self->store_session) != 0) switch_session(self, env.session);
+    if (strcmp(env.session, self->store_session) != 0)
+        switch_session(self, env.session,
+                       strcmp(env.session, self->session) == 0 ? self->session_type : "unknown");
     dcbus_batch_t view = dcb_envelope_view(&env);
     self->cur_stream = env.stream;
     self->cur_seq = env.seq;

@@ -75,6 +75,8 @@ typedef struct {
     size_t nstreams;
     uint64_t seq_base;
     bool source_done;
+    bool paused;        /* by `dcbus pause` */
+    char run[128];      /* this process's collection run: the task id */
     int64_t collect_again_us; /* do not call collect() before this */
     uint64_t records_out;
     int64_t last_progress_us;
@@ -118,6 +120,8 @@ int collector_poll_timeout(const dcb_worker_t *self, int64_t now);
 
 /* processor.c */
 void processor_on_data(dcb_worker_t *self, dcb_message_t *m);
+
+void collector_on_control(dcb_worker_t *self, dcbus_span_t body);
 
 /* storage.c */
 void storage_on_data(dcb_worker_t *self, dcb_message_t *m);

@@ -117,11 +117,12 @@ static int read_symbols(ticker_t *self)
     const dcbus_host_t *h = self->host;
     static const char *const defaults[] = {"BTC_USDT", "ETH_USDT"};
     size_t n = h->config_len(self->ctx, "symbols");
-    self->nsymbols = n ? n : 2;
+    const char *single = n ? NULL : h->config_str(self->ctx, "symbols", NULL); /* symbols: X */
+    self->nsymbols = n ? n : single ? 1 : 2;
     self->symbols = calloc(self->nsymbols, sizeof *self->symbols);
     if (!self->symbols) return -1;
     for (size_t i = 0; i < self->nsymbols; i++) {
-        const char *name = defaults[i % 2];
+        const char *name = single ? single : defaults[i % 2];
         if (n) {
             char key[32];
             snprintf(key, sizeof key, "symbols.%zu", i);
@@ -179,6 +180,8 @@ static int read_settings(ticker_t *self)
     uint64_t sm = seed;
     self->tick_rng = splitmix64(&sm);
     self->book_rng = splitmix64(&sm);
+    if (!self->tick_rng) self->tick_rng = 1; /* xorshift stays at 0 forever */
+    if (!self->book_rng) self->book_rng = 1;
     for (size_t i = 0; i < self->nsymbols; i++) {
         symbol_t *s = &self->symbols[i];
         s->price0 = PRICE0_MIN_CENTS + (int64_t)(xorshift64s(&self->tick_rng) % PRICE0_SPAN_CENTS);

@@ -514,6 +514,10 @@ static int set_columns(csv_file_t *f, column_t *cols, size_t n)
     f->slots = calloc(n ? n : 1, sizeof *f->slots);
     f->stamp = calloc(n ? n : 1, sizeof *f->stamp);
     if (!f->slots || !f->stamp) {
+        free(f->slots);
+        free(f->stamp);
+        f->slots = NULL;
+        f->stamp = NULL;
         free_columns(cols, n);
         return -1;
     }
@@ -545,7 +549,7 @@ static int copy_columns(const column_t *from, size_t n, column_t **cols, size_t 
 }
 
 /* The header of a new file without configured columns: the string keys of
- * its first record. */
+ * its first record.  Returns 1 if that record has none (no header yet). */
 static int columns_from_record(csv_t *self, csv_file_t *f, dcbus_span_t record)
 {
     const dcbus_host_t *h = self->host;
@@ -559,7 +563,7 @@ static int columns_from_record(csv_t *self, csv_file_t *f, dcbus_span_t record)
             free_columns(cols, n);
             return -1;
         }
-    return set_columns(f, cols, n);
+    return n ? set_columns(f, cols, n) : 1;
 }
 
 /* The header column of a key: `hint` first (records usually keep the
@@ -596,10 +600,9 @@ static void put_record(csv_t *self, csv_file_t *f, dcbus_span_t record)
         return;
     }
     if (!f->cols) {
-        if (columns_from_record(self, f, record) != 0) {
-            if (!f->err) f->err = ENOMEM;
-            return;
-        }
+        int rc = columns_from_record(self, f, record);
+        if (rc < 0 && !f->err) f->err = ENOMEM;
+        if (rc != 0) return; /* an empty record cannot start a file */
         put_header(f);
     }
     uint64_t row = ++f->row;
@@ -869,10 +872,14 @@ static int fail(csv_t *self, const char *operation, const char *path, int err)
     return status_of(err);
 }
 
-/* Syncs, closes and logs one file part.  Returns a status. */
-static int close_part(csv_t *self, csv_file_t *f)
+/* Syncs, closes and logs one file part.  If its rows cannot be written,
+ * the part stays open with them buffered for a later try, unless `force`
+ * (the plugin is closing).  Returns a status. */
+static int close_part(csv_t *self, csv_file_t *f, bool force)
 {
     int rc = file_sync(self, f, true) == 0 ? DCBUS_OK : fail(self, "close", f->path, f->err);
+    f->err = 0;
+    if (rc != DCBUS_OK && !force) return rc;
     if (f->rows || f->created)
         DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_INFO, "csv: %" PRIu64 " rows written to %s%s",
                   f->rows, f->path, rc == DCBUS_OK ? "" : " (the last ones may be lost)");
@@ -970,15 +977,15 @@ static csv_file_t *file_for(csv_t *self, const char *session, const char *stream
 /* Closes the current part and opens the next one, which gets its own header. */
 static int roll(csv_t *self, csv_file_t *f)
 {
-    int rc = close_part(self, f);
-    if (rc == DCBUS_OK) {
-        forget_columns(f);
-        f->part++;
-        f->rows = f->extra = f->bad = 0;
-        f->len = 0;
-        if (open_part(self, f) != 0) rc = fail(self, "open", f->path, errno);
-    }
-    if (rc != DCBUS_OK) file_drop_ptr(self, f);
+    int rc = close_part(self, f, false);
+    if (rc != DCBUS_OK) return rc; /* still open: the roll is tried again */
+    forget_columns(f);
+    f->part++;
+    f->rows = f->extra = f->bad = 0;
+    f->len = 0;
+    if (open_part(self, f) == 0) return DCBUS_OK;
+    rc = fail(self, "open", f->path, errno);
+    file_drop_ptr(self, f);
     return rc;
 }
 
@@ -1054,7 +1061,7 @@ static void csv_close(void *state)
     csv_t *self = state;
     if (!self) return;
     while (self->nfiles) {
-        close_part(self, self->files[self->nfiles - 1]);
+        close_part(self, self->files[self->nfiles - 1], true);
         file_drop(self, self->nfiles - 1);
     }
     free(self->files);
@@ -1142,9 +1149,11 @@ static int csv_session_end(void *state, const char *session_id, const char *stat
     (void)status;
     for (size_t i = self->nfiles; i-- > 0;) {
         if (strcmp(self->files[i]->session, session_id) != 0) continue;
-        int frc = close_part(self, self->files[i]);
-        if (rc == DCBUS_OK) rc = frc;
-        file_drop(self, i);
+        int frc = close_part(self, self->files[i], false);
+        if (frc == DCBUS_OK)
+            file_drop(self, i);
+        else if (rc == DCBUS_OK)
+            rc = frc; /* kept open, its rows buffered: the next flush tries again */
     }
     return rc;
 }

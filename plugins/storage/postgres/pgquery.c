@@ -64,7 +64,7 @@ static void sql_table(stmt_t *st, const dcb_pg_spec_t *spec)
 /* Adds a parameter (copied, NULL for SQL NULL) and writes its $n. */
 static void sql_param(stmt_t *st, const char *value, const char *cast)
 {
-    char ref[24];
+    char ref[48];
     st->params[st->nparams++] = value ? strdup(value) : NULL;
     snprintf(ref, sizeof ref, "$%d%s", st->nparams, cast);
     sql_add(st, ref);

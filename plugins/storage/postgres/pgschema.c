@@ -229,6 +229,13 @@ void dcb_pg_spec_free(dcb_pg_spec_t *spec)
     spec->time_column = -1;
 }
 
+/* Server notices ("relation already exists, skipping"...) are not for the
+ * terminal; a caller that wants them installs its own processor. */
+static void ignore_notice(void *arg, const char *message)
+{
+    (void)arg, (void)message;
+}
+
 PGconn *dcb_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen)
 {
     /* Keywords before dbname are defaults: the DSN, expanded in place of
@@ -249,5 +256,6 @@ PGconn *dcb_pg_connect(const char *dsn, const char *application_name, char *err,
         PQfinish(conn);
         return NULL;
     }
+    PQsetNoticeProcessor(conn, ignore_notice, NULL);
     return conn;
 }

@@ -92,8 +92,8 @@ const char *dcb_pg_type_sql(dcb_pg_type_t type);
 bool dcb_pg_name_ok(const char *name);
 
 /* Connects with spec->dsn (or the PG* environment), with a connect timeout
- * and application_name "dcbus" unless the DSN says otherwise.  Returns the
- * connection, or NULL with libpq's message in err. */
+ * and application_name "dcbus" unless the DSN says otherwise; server notices
+ * are dropped.  Returns the connection, or NULL with libpq's message in err. */
 PGconn *dcb_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen);
 
 /* --- Migrations ---------------------------------------------------------- */

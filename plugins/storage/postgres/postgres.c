@@ -239,7 +239,7 @@ static int prepare(pg_t *pg)
         set_why(pg, "checking migrations: ", err);
         return PQstatus(pg->conn) == CONNECTION_OK ? DCBUS_ERR : DCBUS_ERETRY;
     }
-    size_t pending = dcb_pgm_count(&plan, DCBUS_OK == 0 ? DCB_PGM_PENDING : DCB_PGM_PENDING);
+    size_t pending = dcb_pgm_count(&plan, DCB_PGM_PENDING);
     if (pending > 0 && !pg->spec.migrate_auto && dcb_pgm_count(&plan, DCB_PGM_CHANGED) == 0) {
         dcb_pgm_list(&plan, DCB_PGM_PENDING, list, sizeof list);
         snprintf(err, sizeof err,
@@ -255,6 +255,22 @@ static int prepare(pg_t *pg)
     dcb_pgm_plan_free(&plan);
     if (rc == DCBUS_OK) say_timescale(pg);
     return rc;
+}
+
+static void log_notice(void *arg, const char *message)
+{
+    pg_t *pg = arg;
+    LOG(pg, DCBUS_LOG_DEBUG, "server: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+/* Opens a connection (NULL with the reason in pg->why). */
+static PGconn *pg_connect(pg_t *pg)
+{
+    char err[512];
+    PGconn *conn = dcb_pg_connect(pg->spec.dsn, "dcbus", err, sizeof err);
+    if (conn) PQsetNoticeProcessor(conn, log_notice, pg);
+    else set_why(pg, "", err);
+    return conn;
 }
 
 /* The first failure of an outage is reported; the rest are only logged. */
@@ -287,10 +303,8 @@ static int connected(pg_t *pg, const char *operation)
         pg->conn = NULL;
     }
     if (pg->host->monotonic_us() < pg->retry_at_us) return DCBUS_ERETRY;
-    char err[512];
-    pg->conn = dcb_pg_connect(pg->spec.dsn, "dcbus", err, sizeof err);
+    pg->conn = pg_connect(pg);
     int rc = pg->conn ? prepare(pg) : DCBUS_ERETRY;
-    if (!pg->conn) set_why(pg, "", err);
     if (rc == DCBUS_OK) {
         pg->backoff_us = 0;
         if (pg->down) LOG(pg, DCBUS_LOG_INFO, "PostgreSQL reachable again");
@@ -780,15 +794,13 @@ static int pg_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
 
     /* A server that is down now is waited for (stores say ERETRY); one that
      * answers but cannot take our schema stops the worker with the reason. */
-    char err[512];
-    pg->conn = dcb_pg_connect(pg->spec.dsn, "dcbus", err, sizeof err);
+    pg->conn = pg_connect(pg);
     int rc = pg->conn ? prepare(pg) : DCBUS_ERETRY;
     if (rc == DCBUS_ERR) {
         LOG(pg, DCBUS_LOG_ERROR, "%s", pg->why);
         pg_close(pg);
         return -1;
     }
-    if (!pg->conn) set_why(pg, "", err);
     if (rc != DCBUS_OK) {
         PQfinish(pg->conn);
         pg->conn = NULL;

@@ -1,0 +1,166 @@
+/*
+ * sessions.c -- see sessions.h.  The history is a small ring of ended
+ * sessions; the durable record of sessions is the storage plugins' job
+ * (a sessions table, a run file, an ASDF file per session).
+ */
+#include "sessions.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "proto.h"
+
+struct dcb_sessions {
+    dcb_session_t active;
+    dcb_session_t history[DCB_SESSION_HISTORY];
+    size_t nhistory, next; /* ring */
+    int64_t rotate_us;
+    uint64_t counter;      /* keeps ids unique within one clock tick */
+    dcb_session_changed_fn *changed;
+    void *arg;
+};
+
+static bool valid_type(const char *type)
+{
+    size_t n = strlen(type);
+    if (n == 0 || n >= sizeof ((dcb_session_t *)0)->type) return false;
+    for (const char *p = type; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_' || *p == '-'))
+            return false;
+    return true;
+}
+
+/* Fills `s` as a new active session of `type`; the id is readable and
+ * sortable: <type>-<UTC date and time>-<counter>. */
+static void begin(dcb_sessions_t *self, dcb_session_t *s, const char *type, dcbus_span_t meta,
+                  int64_t now_us)
+{
+    char stamp[32];
+    time_t t = (time_t)(now_us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
+    memset(s, 0, sizeof *s);
+    snprintf(s->id, sizeof s->id, "%s-%s-%llu", type, stamp,
+             (unsigned long long)++self->counter);
+    snprintf(s->type, sizeof s->type, "%s", type);
+    snprintf(s->status, sizeof s->status, "active");
+    s->start_us = now_us;
+    if (meta.len && meta.len <= sizeof s->meta) {
+        memcpy(s->meta, meta.data, meta.len);
+        s->meta_len = meta.len;
+    }
+}
+
+dcb_sessions_t *dcb_sessions_new(int64_t rotate_us, dcb_session_changed_fn *changed, void *arg,
+                                 int64_t now_us)
+{
+    dcb_sessions_t *self = calloc(1, sizeof *self);
+    self->rotate_us = rotate_us;
+    self->changed = changed;
+    self->arg = arg;
+    begin(self, &self->active, "idle", (dcbus_span_t){NULL, 0}, now_us);
+    return self;
+}
+
+void dcb_sessions_destroy(dcb_sessions_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    free(*self_p);
+    *self_p = NULL;
+}
+
+const dcb_session_t *dcb_sessions_active(const dcb_sessions_t *self)
+{
+    return &self->active;
+}
+
+/* Ends the active session and begins `type` in its place. */
+static void replace(dcb_sessions_t *self, const char *status, const char *type,
+                    dcbus_span_t meta, int64_t now_us)
+{
+    dcb_session_t *ended = &self->history[self->next];
+    *ended = self->active;
+    snprintf(ended->status, sizeof ended->status, "%s", status);
+    ended->end_us = now_us;
+    self->next = (self->next + 1) % DCB_SESSION_HISTORY;
+    if (self->nhistory < DCB_SESSION_HISTORY) self->nhistory++;
+    begin(self, &self->active, type, meta, now_us);
+    if (self->changed) self->changed(self->arg, ended, &self->active);
+}
+
+int dcb_sessions_start(dcb_sessions_t *self, const char *type, dcbus_span_t meta, int64_t now_us,
+                       char *why, size_t whylen)
+{
+    if (!valid_type(type)) {
+        snprintf(why, whylen, "session type '%s' is not a plain name ([A-Za-z0-9_-], < 64)",
+                 type);
+        return -1;
+    }
+    if (meta.len > sizeof self->active.meta) {
+        snprintf(why, whylen, "session metadata over %zu bytes", sizeof self->active.meta);
+        return -1;
+    }
+    replace(self, "completed", type, meta, now_us);
+    return 0;
+}
+
+int dcb_sessions_end(dcb_sessions_t *self, const char *status, int64_t now_us, char *why,
+                     size_t whylen)
+{
+    if (strcmp(self->active.type, "idle") == 0) {
+        snprintf(why, whylen, "no session to end: only the idle session is active");
+        return -1;
+    }
+    if (strcmp(status, "completed") != 0 && strcmp(status, "failed") != 0) {
+        snprintf(why, whylen, "a session ends completed or failed, not '%s'", status);
+        return -1;
+    }
+    replace(self, status, "idle", (dcbus_span_t){NULL, 0}, now_us);
+    return 0;
+}
+
+void dcb_sessions_tick(dcb_sessions_t *self, int64_t now_us)
+{
+    if (strcmp(self->active.type, "idle") == 0 && now_us - self->active.start_us >= self->rotate_us)
+        replace(self, "completed", "idle", (dcbus_span_t){NULL, 0}, now_us);
+}
+
+void dcb_sessions_count(dcb_sessions_t *self, uint64_t records, uint64_t errors)
+{
+    self->active.records += records;
+    self->active.errors += errors;
+}
+
+void dcb_session_pack(const dcb_session_t *s, msgpack_packer *pk)
+{
+    msgpack_pack_map(pk, 9);
+    dcb_pack_kv_str(pk, "id", s->id);
+    dcb_pack_kv_str(pk, "type", s->type);
+    dcb_pack_kv_str(pk, "status", s->status);
+    dcb_pack_kv_int(pk, "start", s->start_us);
+    dcb_pack_str(pk, "end");
+    if (s->end_us) msgpack_pack_int64(pk, s->end_us);
+    else msgpack_pack_nil(pk);
+    dcb_pack_kv_double(pk, "duration_s",
+                       s->end_us ? (double)(s->end_us - s->start_us) / 1e6 : 0.0);
+    dcb_pack_kv_uint(pk, "records", s->records);
+    dcb_pack_kv_uint(pk, "errors", s->errors);
+    dcb_pack_str(pk, "meta");
+    /* The metadata is already msgpack: append it as it is. */
+    if (s->meta_len) pk->callback(pk->data, (const char *)s->meta, s->meta_len);
+    else msgpack_pack_map(pk, 0);
+}
+
+void dcb_sessions_pack_list(const dcb_sessions_t *self, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, (uint32_t)(self->nhistory + 1));
+    dcb_session_pack(&self->active, pk);
+    for (size_t i = 0; i < self->nhistory; i++) {
+        size_t idx = (self->next + DCB_SESSION_HISTORY - 1 - i) % DCB_SESSION_HISTORY;
+        dcb_session_pack(&self->history[idx], pk);
+    }
+}

@@ -1,0 +1,62 @@
+/*
+ * sessions.h -- the broker's session registry.
+ *
+ * Exactly one session is active at any time; `idle` when nothing else is.
+ * Starting a session ends the active one; ending a session begins a new
+ * idle one; an idle session older than the rotation period is replaced by
+ * a fresh idle one.  Every change is reported through one callback with the
+ * session that ended and the one that began, so the broker can publish
+ * session.* topics and tell collectors and storage workers.
+ *
+ * Session types are open-ended (observation, alignment, experiment,
+ * maintenance, idle, run, collection, ...): any [A-Za-z0-9_-]+ name.
+ */
+#ifndef DCB_SESSIONS_H
+#define DCB_SESSIONS_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dcbus/plugin.h"
+
+#define DCB_SESSION_HISTORY 64
+
+typedef struct {
+    char id[128];
+    char type[64];
+    char status[16];    /* active, completed, failed */
+    int64_t start_us;   /* wall clock */
+    int64_t end_us;     /* 0 while active */
+    uint64_t records, errors;
+    uint8_t meta[1024]; /* msgpack map of key=value metadata */
+    size_t meta_len;
+} dcb_session_t;
+
+typedef struct dcb_sessions dcb_sessions_t;
+typedef void(dcb_session_changed_fn)(void *arg, const dcb_session_t *ended,
+                                     const dcb_session_t *begun);
+
+/* Begins with an idle session started at `now_us`. */
+dcb_sessions_t *dcb_sessions_new(int64_t rotate_us, dcb_session_changed_fn *changed, void *arg,
+                                 int64_t now_us);
+void dcb_sessions_destroy(dcb_sessions_t **self_p);
+const dcb_session_t *dcb_sessions_active(const dcb_sessions_t *self);
+/* Starts a session of `type` (ending the active one as completed).  `meta`
+ * is a msgpack map or empty.  Returns -1 with a reason for a bad type. */
+int dcb_sessions_start(dcb_sessions_t *self, const char *type, dcbus_span_t meta, int64_t now_us,
+                       char *why, size_t whylen);
+/* Ends the active session with `status` (completed or failed) and begins
+ * an idle one.  Returns -1 if only the idle session is active. */
+int dcb_sessions_end(dcb_sessions_t *self, const char *status, int64_t now_us, char *why,
+                     size_t whylen);
+/* Rotates an idle session that has lasted the rotation period. */
+void dcb_sessions_tick(dcb_sessions_t *self, int64_t now_us);
+/* Counts records and errors into the active session. */
+void dcb_sessions_count(dcb_sessions_t *self, uint64_t records, uint64_t errors);
+/* One session as a msgpack map. */
+void dcb_session_pack(const dcb_session_t *s, msgpack_packer *pk);
+/* The active session and the history, newest first, as a msgpack array. */
+void dcb_sessions_pack_list(const dcb_sessions_t *self, msgpack_packer *pk);
+
+#endif

@@ -1,0 +1,293 @@
+"""lib.py -- what the integration tests share, for Python tests and shell.
+
+Imported by the Python tests, and run by the shell tests (through lib.sh)
+for the checks that are clearer in Python:
+
+    lib.py stats ENDPOINT            the broker's stats, one "key value" a line:
+                                     uptime_s, malformed, batches_in_flight and
+                                     INSTANCE.FIELD for every instance
+    lib.py check-n FILE [ROWS]       the `n` column of a CSV file is 0, 1, 2, ...
+                                     in order, each once (and ROWS rows)
+    lib.py compare DIR               DIR/reference/*.csv (from dcbus-reference)
+                                     and the one bus session under DIR hold the
+                                     same streams, byte for byte
+
+For Python tests it also has Bus: a private temp dir with short ipc
+endpoints, the bus's processes started with their logs in that dir, and
+every one of them stopped when the test ends, however it ends.
+
+Needs /usr/bin/python3 with python3-zmq and python3-msgpack.
+"""
+
+import atexit
+import csv
+import filecmp
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+import zmq
+
+SIGNATURE = b"DCB1"
+
+
+# ---------------------------------------------------------------------------
+# The broker's stats request
+
+
+def stats(endpoint, timeout_s=3.0):
+    """Asks the broker at `endpoint` for its stats; returns the result map,
+    or raises TimeoutError if it does not answer."""
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(endpoint)
+        sock.send_multipart([SIGNATURE, b"REQUEST", msgpack.packb({"id": 1, "op": "stats"})])
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not sock.poll(100):
+                continue
+            frames = sock.recv_multipart()
+            if len(frames) == 3 and frames[1] == b"REPLY":
+                reply = msgpack.unpackb(frames[2], raw=False)
+                if reply.get("ok"):
+                    return reply["result"]
+                raise RuntimeError("stats refused: %r" % reply)
+        raise TimeoutError("no stats reply from %s in %.1f s" % (endpoint, timeout_s))
+    finally:
+        sock.close()
+
+
+def instance_stats(result, name):
+    """The stats map of instance `name` in a stats result."""
+    for inst in result["instances"]:
+        if inst["instance"] == name:
+            return inst
+    raise KeyError(name)
+
+
+def flat_stats(result):
+    """Stats as (key, value) pairs: top-level scalars, then INSTANCE.FIELD."""
+    pairs = [(k, v) for k, v in result.items() if k != "instances"]
+    for inst in result["instances"]:
+        pairs += [("%s.%s" % (inst["instance"], k), v) for k, v in inst.items() if k != "instance"]
+    return pairs
+
+
+# ---------------------------------------------------------------------------
+# Output checks
+
+
+def check_n(path, rows=None):
+    """Checks that the `n` column of CSV file `path` counts 0, 1, 2, ... row
+    by row (every record present once, in order).  Returns (ok, message)."""
+    name = os.path.basename(path)
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or "n" not in header:
+            return False, "%s: no header with an n column" % name
+        col = header.index("n")
+        expected = 0
+        for row in reader:
+            if int(row[col]) != expected:
+                return False, "%s: row %d has n=%s, expected %d (%s)" % (
+                    name, expected + 1, row[col], expected,
+                    "a duplicate or reordering" if int(row[col]) < expected else "records missing")
+            expected += 1
+    if rows is not None and expected != rows:
+        return False, "%s: n = 0..%d, expected %d rows" % (name, expected - 1, rows)
+    return True, "%s: n = 0..%d in order, each once (%d rows)" % (name, expected - 1, expected)
+
+
+def compare_sessions(csv_dir):
+    """Compares the reference session's files under `csv_dir` with those of
+    the one other session (the bus's).  Returns (ok, [messages])."""
+    ref = os.path.join(csv_dir, "reference")
+    others = sorted(d for d in os.listdir(csv_dir)
+                    if d != "reference" and os.path.isdir(os.path.join(csv_dir, d)))
+    if not os.path.isdir(ref):
+        return False, ["no reference output in %s" % csv_dir]
+    if len(others) != 1:
+        return False, ["expected one bus session in %s, found %s" % (csv_dir, others)]
+    bus = os.path.join(csv_dir, others[0])
+    ref_files, bus_files = sorted(os.listdir(ref)), sorted(os.listdir(bus))
+    if ref_files != bus_files:
+        return False, ["streams differ: reference has %s, the bus (%s) has %s"
+                       % (ref_files, others[0], bus_files)]
+    ok, messages = True, []
+    for name in ref_files:
+        a, b = os.path.join(ref, name), os.path.join(bus, name)
+        if filecmp.cmp(a, b, shallow=False):
+            messages.append("%s: identical to the reference (%d bytes)" % (name, os.path.getsize(a)))
+        else:
+            ok = False
+            messages.append("%s: differs from the reference (%d bytes here, %d in the reference)"
+                            % (name, os.path.getsize(b), os.path.getsize(a)))
+    return ok, messages
+
+
+# ---------------------------------------------------------------------------
+# Running the bus from a Python test
+
+
+class Bus:
+    """A temp dir, the processes of one test and their logs.
+
+    Every process started through it is stopped (SIGTERM, then SIGKILL)
+    by close(), which also runs at exit and on SIGTERM/SIGINT."""
+
+    def __init__(self):
+        self.build = os.environ.get("DCBUS_BUILD_DIR")
+        if not self.build:
+            sys.exit("run through ctest, or set DCBUS_BUILD_DIR")
+        self.bin = os.path.join(self.build, "bin")
+        self.plugins = os.path.join(self.build, "plugins")
+        # ipc paths must stay short (about 100 characters): not $TMPDIR.
+        self.dir = tempfile.mkdtemp(prefix="dcb.", dir="/tmp")
+        self.bus_ep = "ipc://%s/bus" % self.dir
+        self.topics_ep = "ipc://%s/topics" % self.dir
+        self.procs = {}
+        self.passed = self.failed = 0
+        atexit.register(self.close)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: sys.exit(130))
+
+    def path(self, *parts):
+        return os.path.join(self.dir, *parts)
+
+    def config_head(self, heartbeat_ms=200):
+        """The broker and plugins_path lines of a config for this bus."""
+        return ("broker: {bus: %s, topics: %s, heartbeat_ms: %d}\nplugins_path: [%s]\n"
+                % (self.bus_ep, self.topics_ep, heartbeat_ms, self.plugins))
+
+    def write(self, name, text):
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        return self.path(name)
+
+    def start(self, name, *argv):
+        log = open(self.path(name + ".log"), "w")
+        self.procs[name] = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                            cwd=self.dir)
+        log.close()
+        return self.procs[name]
+
+    def broker(self, config):
+        return self.start("broker", os.path.join(self.bin, "dcbus-broker"), "--config", config)
+
+    def worker(self, instance, config, replica=None):
+        argv = [os.path.join(self.bin, "dcbus-worker"), "--instance", instance, "--config", config]
+        name = instance
+        if replica is not None:
+            argv += ["--replica", str(replica)]
+            name = "%s.%d" % (instance, replica)
+        return self.start(name, *argv)
+
+    def wait(self, name, timeout_s):
+        """Waits for process `name` to exit; returns its status, or None."""
+        try:
+            return self.procs[name].wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, name, timeout_s=15):
+        """SIGTERM, then SIGKILL after timeout_s; returns the exit status."""
+        p = self.procs[name]
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        return p.returncode
+
+    def log(self, name):
+        with open(self.path(name + ".log"), errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, name, needle, timeout_s):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if needle in self.log(name):
+                return True
+            time.sleep(0.05)
+        return False
+
+    def reference(self, config):
+        """Runs dcbus-reference on `config`; returns its exit status."""
+        with open(self.path("reference.log"), "w") as log:
+            return subprocess.call([os.path.join(self.bin, "dcbus-reference"), "--config", config],
+                                   stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
+                                   timeout=120)
+
+    def check(self, what, ok, detail=""):
+        if ok:
+            self.passed += 1
+            print("ok: %s%s" % (what, " (%s)" % detail if detail else ""))
+        else:
+            self.failed += 1
+            print("FAIL: %s%s" % (what, " (%s)" % detail if detail else ""))
+        return ok
+
+    def close(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        deadline = time.monotonic() + 5
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if os.path.isdir(self.dir):
+            if self.failed:
+                self.show_logs()
+            if os.environ.get("DCBUS_KEEP_TMP"):
+                print("kept %s" % self.dir)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def show_logs(self, lines=30):
+        for name in sorted(os.listdir(self.dir)):
+            if name.endswith(".log"):
+                print("--- %s (last %d lines)" % (name, lines))
+                for line in self.log(name[:-4]).splitlines()[-lines:]:
+                    print("    | " + line)
+
+    def finish(self):
+        print("%d passed, %d failed" % (self.passed, self.failed))
+        sys.exit(1 if self.failed else 0)
+
+
+# ---------------------------------------------------------------------------
+# Command line, for the shell tests
+
+
+def main(argv):
+    if len(argv) >= 2 and argv[0] == "stats":
+        for key, value in flat_stats(stats(argv[1])):
+            print(key, value)
+        return 0
+    if len(argv) in (2, 3) and argv[0] == "check-n":
+        ok, message = check_n(argv[1], int(argv[2]) if len(argv) == 3 else None)
+        print(message)
+        return 0 if ok else 1
+    if len(argv) == 2 and argv[0] == "compare":
+        ok, messages = compare_sessions(argv[1])
+        print("\n".join(messages))
+        return 0 if ok else 1
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,354 @@
+/*
+ * test_loader.c -- finding, loading and checking plugin shared objects.
+ *
+ * The plugins loaded here are the test-only ones of tests/unit/plugins/,
+ * built into a folder of their own (DCBUS_TEST_PLUGIN_DIR): one good
+ * collector, and one plugin per thing the loader checks, each wrong in just
+ * that way.  Every refusal must come with its own message, so each test
+ * looks for the words that tell the operator what is wrong.  The path tests
+ * build their plugin folders (with symlinks) in a temporary directory.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "loader.h"
+
+static const char *const TEST_DIRS[] = {DCBUS_TEST_PLUGIN_DIR};
+
+static void assert_contains(const char *haystack, const char *needle)
+{
+    if (!strstr(haystack, needle)) fail_msg("\"%s\" does not contain \"%s\"", haystack, needle);
+}
+
+/* Loads `name` from `dirs`, which must fail; returns the message. */
+static const char *refusal(const char *const *dirs, size_t ndirs, const char *name)
+{
+    static char err[1024];
+    err[0] = '\0';
+    dcb_plugin_lib_t *lib = dcb_plugin_load(dirs, ndirs, name, err, sizeof err);
+    if (lib) {
+        dcb_plugin_unload(&lib);
+        fail_msg("plugin %s was loaded", name ? name : "(null)");
+    }
+    assert_true(err[0] != '\0');
+    return err;
+}
+
+static const char *test_refusal(const char *name)
+{
+    return refusal(TEST_DIRS, 1, name);
+}
+
+/* ---------------------------------------------------------------------------
+ * A scratch folder for the path tests, removed afterwards.
+ */
+
+typedef struct {
+    char *root; /* mkdtemp's folder (kept apart from paths[] for -Wrestrict) */
+    char paths[8][512]; /* what was created, removed in reverse order */
+    int n;
+} scratch_t;
+
+static int scratch_setup(void **state)
+{
+    scratch_t *s = calloc(1, sizeof *s);
+    s->root = strdup("/tmp/dcbus-loader-XXXXXX");
+    if (!mkdtemp(s->root)) return -1;
+    *state = s;
+    return 0;
+}
+
+static int scratch_teardown(void **state)
+{
+    scratch_t *s = *state;
+    for (int i = s->n - 1; i >= 0; i--) remove(s->paths[i]);
+    rmdir(s->root);
+    free(s->root);
+    free(s);
+    return 0;
+}
+
+static const char *scratch_path(scratch_t *s, const char *rel)
+{
+    assert_true(s->n < 8);
+    snprintf(s->paths[s->n], sizeof s->paths[0], "%s/%s", s->root, rel);
+    return s->paths[s->n++];
+}
+
+static const char *scratch_dir(scratch_t *s, const char *rel)
+{
+    const char *path = scratch_path(s, rel);
+    assert_int_equal(mkdir(path, 0700), 0);
+    return path;
+}
+
+static void scratch_link(scratch_t *s, const char *target, const char *rel)
+{
+    assert_int_equal(symlink(target, scratch_path(s, rel)), 0);
+}
+
+/* A byte-for-byte copy of a test plugin. */
+static void scratch_copy(scratch_t *s, const char *plugin, const char *rel)
+{
+    char from[512];
+    snprintf(from, sizeof from, "%s/%s.so", DCBUS_TEST_PLUGIN_DIR, plugin);
+    FILE *in = fopen(from, "rb"), *out = fopen(scratch_path(s, rel), "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[8192];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    fclose(out);
+}
+
+/* ---------------------------------------------------------------------------
+ * Loading
+ */
+
+static void test_good_plugin_loads(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    dcb_plugin_lib_t *lib = dcb_plugin_load(TEST_DIRS, 1, "good", err, sizeof err);
+    if (!lib) fail_msg("good was refused: %s", err);
+    const dcbus_plugin_t *d = dcb_plugin_desc(lib);
+    assert_non_null(d);
+    assert_string_equal(d->name, "good");
+    assert_string_equal(d->version, "1.2.3");
+    assert_string_equal(d->description, "a well-formed test collector");
+    assert_int_equal(d->role, DCBUS_ROLE_COLLECTOR);
+    assert_int_equal(d->abi_version, DCBUS_ABI_VERSION);
+    assert_int_equal(d->size, sizeof(dcbus_plugin_t));
+    assert_non_null(d->collect);
+    assert_null(d->process);
+    /* The description's operations are the plugin's own code. */
+    void *st = (void *)1;
+    assert_int_equal(d->open(NULL, NULL, &st), 0);
+    assert_null(st);
+    assert_int_equal(d->collect(st, NULL), DCBUS_DONE);
+
+    char want[1024];
+    char *real = realpath(DCBUS_TEST_PLUGIN_DIR "/good.so", NULL);
+    snprintf(want, sizeof want, "%s", real);
+    free(real);
+    assert_string_equal(dcb_plugin_path(lib), want);
+    dcb_plugin_unload(&lib);
+    assert_null(lib);
+    dcb_plugin_unload(&lib); /* harmless twice */
+}
+
+static void test_first_dir_that_has_it_wins(void **state)
+{
+    scratch_t *s = *state;
+    const char *empty = scratch_dir(s, "empty");
+    const char *other = scratch_dir(s, "other");
+    scratch_copy(s, "good", "other/good.so");
+    const char *dirs[] = {empty, DCBUS_TEST_PLUGIN_DIR, other};
+    char err[512] = "";
+    dcb_plugin_lib_t *lib = dcb_plugin_load(dirs, 3, "good", err, sizeof err);
+    if (!lib) fail_msg("good was refused: %s", err);
+    assert_contains(dcb_plugin_path(lib), "/tests/plugins/good.so");
+    dcb_plugin_unload(&lib);
+
+    const char *reversed[] = {other, DCBUS_TEST_PLUGIN_DIR};
+    lib = dcb_plugin_load(reversed, 2, "good", err, sizeof err);
+    if (!lib) fail_msg("good was refused: %s", err);
+    assert_contains(dcb_plugin_path(lib), "/other/good.so");
+    dcb_plugin_unload(&lib);
+}
+
+static void test_role_names(void **state)
+{
+    (void)state;
+    assert_string_equal(dcb_role_name(DCBUS_ROLE_COLLECTOR), "collector");
+    assert_string_equal(dcb_role_name(DCBUS_ROLE_PROCESSOR), "processor");
+    assert_string_equal(dcb_role_name(DCBUS_ROLE_STORAGE), "storage");
+    assert_string_equal(dcb_role_name(DCBUS_ROLE_HANDLER), "handler");
+    assert_string_equal(dcb_role_name((dcbus_role_t)0), "unknown");
+}
+
+/* ---------------------------------------------------------------------------
+ * Refusals, one message each
+ */
+
+static void test_wrong_abi_major(void **state)
+{
+    (void)state;
+    const char *err = test_refusal("abi_major2");
+    assert_contains(err, "ABI 2.0");
+    assert_contains(err, "ABI 1.0");
+    assert_contains(err, "rebuild");
+}
+
+static void test_no_entry_symbol(void **state)
+{
+    (void)state;
+    const char *err = test_refusal("no_entry");
+    assert_contains(err, "no entry symbol");
+    assert_contains(err, DCBUS_PLUGIN_ENTRY_SYMBOL);
+}
+
+static void test_entry_returns_null(void **state)
+{
+    (void)state;
+    assert_contains(test_refusal("null_desc"), "returned NULL");
+}
+
+static void test_description_too_small(void **state)
+{
+    (void)state;
+    const char *err = test_refusal("small_desc");
+    assert_contains(err, "description size 16");
+    assert_contains(err, "smaller than ABI 1.0");
+}
+
+static void test_unknown_role(void **state)
+{
+    (void)state;
+    assert_contains(test_refusal("bad_role"), "unknown role 9");
+}
+
+static void test_missing_operation(void **state)
+{
+    (void)state;
+    const char *err = test_refusal("no_collect");
+    assert_contains(err, "role collector needs operation collect");
+}
+
+static void test_description_names_another_plugin(void **state)
+{
+    (void)state;
+    const char *err = test_refusal("misnamed");
+    assert_contains(err, "describes itself as 'someone_else'");
+}
+
+static void test_unresolved_symbol(void **state)
+{
+    (void)state;
+    const char *err = test_refusal("unresolved");
+    assert_contains(err, "cannot load");
+    assert_contains(err, "dcbus_test_symbol_nobody_defines");
+}
+
+static void test_not_a_plain_name(void **state)
+{
+    (void)state;
+    static const char *const names[] = {
+        "../x", "..", ".", "a/b", "/good", "good.so", "good ", "", "g\xc3\xb6od",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 65 */
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        assert_contains(test_refusal(names[i]), "not a plain plugin name");
+    assert_contains(test_refusal(NULL), "not a plain plugin name");
+    /* Names made of the allowed characters are looked up, not refused as names. */
+    assert_contains(test_refusal("Az09_-"), "not found");
+}
+
+static void test_not_found_lists_the_path(void **state)
+{
+    (void)state;
+    const char *dirs[] = {DCBUS_TEST_PLUGIN_DIR, "/nonexistent/dcbus-plugins"};
+    const char *err = refusal(dirs, 2, "absent");
+    assert_contains(err, "absent.so not found");
+    char want[600];
+    snprintf(want, sizeof want, "[%s, /nonexistent/dcbus-plugins]", DCBUS_TEST_PLUGIN_DIR);
+    assert_contains(err, want);
+}
+
+/* A symlink in the plugin folder that leads out of it is refused, even to
+ * a good plugin; one that stays inside is followed. */
+static void test_symlink_outside_refused(void **state)
+{
+    scratch_t *s = *state;
+    const char *dir = scratch_dir(s, "plugins");
+    scratch_link(s, DCBUS_TEST_PLUGIN_DIR "/good.so", "plugins/good.so");
+    const char *dirs[] = {dir};
+    const char *err = refusal(dirs, 1, "good");
+    assert_contains(err, "outside the plugin path");
+    assert_contains(err, DCBUS_TEST_PLUGIN_DIR "/good.so"); /* says where it leads */
+}
+
+/* A sibling folder whose name starts like the plugin folder's is still
+ * outside it. */
+static void test_symlink_to_sibling_prefix_refused(void **state)
+{
+    scratch_t *s = *state;
+    const char *dir = scratch_dir(s, "plugins");
+    scratch_dir(s, "plugins-evil");
+    scratch_copy(s, "good", "plugins-evil/good.so");
+    scratch_link(s, "../plugins-evil/good.so", "plugins/good.so");
+    const char *dirs[] = {dir};
+    assert_contains(refusal(dirs, 1, "good"), "outside the plugin path");
+}
+
+static void test_symlink_inside_followed(void **state)
+{
+    scratch_t *s = *state;
+    const char *dir = scratch_dir(s, "plugins");
+    scratch_dir(s, "plugins/v1");
+    scratch_copy(s, "good", "plugins/v1/good.so");
+    scratch_link(s, "v1/good.so", "plugins/good.so");
+    const char *dirs[] = {dir};
+    char err[512] = "";
+    dcb_plugin_lib_t *lib = dcb_plugin_load(dirs, 1, "good", err, sizeof err);
+    if (!lib) fail_msg("good was refused: %s", err);
+    assert_contains(dcb_plugin_path(lib), "/plugins/v1/good.so");
+    dcb_plugin_unload(&lib);
+}
+
+/* The messages really are distinct: an operator can tell each case apart. */
+static void test_messages_are_distinct(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"abi_major2", "no_entry",  "null_desc", "small_desc",
+                                        "bad_role",   "no_collect", "misnamed",  "unresolved",
+                                        "../x",       "absent"};
+    enum { N = sizeof names / sizeof names[0] };
+    char msgs[N][1024];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(msgs[i], sizeof msgs[i], "%s", test_refusal(names[i]));
+        /* Strip the plugin name and path, which differ anyway. */
+        char *colon = strstr(msgs[i], ": ");
+        if (colon) memmove(msgs[i], colon + 2, strlen(colon + 2) + 1);
+    }
+    for (size_t i = 0; i < N; i++)
+        for (size_t j = i + 1; j < N; j++) assert_string_not_equal(msgs[i], msgs[j]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good_plugin_loads),
+        cmocka_unit_test_setup_teardown(test_first_dir_that_has_it_wins, scratch_setup,
+                                        scratch_teardown),
+        cmocka_unit_test(test_role_names),
+        cmocka_unit_test(test_wrong_abi_major),
+        cmocka_unit_test(test_no_entry_symbol),
+        cmocka_unit_test(test_entry_returns_null),
+        cmocka_unit_test(test_description_too_small),
+        cmocka_unit_test(test_unknown_role),
+        cmocka_unit_test(test_missing_operation),
+        cmocka_unit_test(test_description_names_another_plugin),
+        cmocka_unit_test(test_unresolved_symbol),
+        cmocka_unit_test(test_not_a_plain_name),
+        cmocka_unit_test(test_not_found_lists_the_path),
+        cmocka_unit_test_setup_teardown(test_symlink_outside_refused, scratch_setup,
+                                        scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_to_sibling_prefix_refused, scratch_setup,
+                                        scratch_teardown),
+        cmocka_unit_test_setup_teardown(test_symlink_inside_followed, scratch_setup,
+                                        scratch_teardown),
+        cmocka_unit_test(test_messages_are_distinct),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
