@@ -12,6 +12,7 @@
 #include "log.h"
 #include "mpread.h"
 #include "proto.h"
+#include "chain.h"
 #include "router.h"
 #include "runs.h"
 #include "sessions.h"
@@ -22,6 +23,7 @@ struct dcb_broker {
     zsock_t *bus;    /* ROUTER */
     zsock_t *topics; /* XPUB */
     rt_router_t *router;
+    dcb_chain_t *chain;
     dcb_sessions_t *sessions;
     dcb_tasks_t *tasks;
     dcb_runs_t *runs;
@@ -142,6 +144,14 @@ static void heartbeat_peer(void *arg, const rt_peer_t *peer)
     dcb_body_reset(&self->body);
     msgpack_pack_map(&self->body.pk, 0);
     send_body(self, peer, DCB_CMD_HEARTBEAT);
+}
+
+static void send_request(void *arg, const rt_peer_t *peer, dcbus_span_t body)
+{
+    dcb_broker_t *self = arg;
+    zmq_msg_t id;
+    dcb_proto_send(self->bus, routing_of(peer, &id), DCB_CMD_REQUEST, body.data, body.len);
+    zmq_msg_close(&id);
 }
 
 static void on_peer_gone(void *arg, const rt_peer_t *peer, const char *reason)
@@ -287,6 +297,7 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
     self->router = rt_router_new(config, &ops, self);
     rt_set_max_attempts(self->router, (uint32_t)config->max_attempts);
     self->runs = dcb_runs_new(self->tasks, publish, self);
+    self->chain = dcb_chain_new(config, self->router, send_request, self);
     self->started_us = now_us();
     self->sessions = dcb_sessions_new((int64_t)config->session_rotate_s * 1000000,
                                       on_session_changed, self, wall_us());
@@ -299,6 +310,7 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
 {
     if (!self_p || !*self_p) return;
     dcb_broker_t *self = *self_p;
+    dcb_chain_destroy(&self->chain);
     rt_router_destroy(&self->router);
     dcb_runs_destroy(&self->runs);
     dcb_sessions_destroy(&self->sessions);
@@ -489,6 +501,35 @@ static int op_resume(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, 
     return control_source(self, args, pk, why, whylen, false);
 }
 
+/* replay {pipeline, instance, batch}: a dead letter goes back to the stage
+ * that failed it (dcbus deadletter replay). */
+static int op_replay(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                     size_t whylen)
+{
+    char pipeline[DCB_NAME_MAX] = "", instance[DCB_NAME_MAX] = "";
+    dcbus_span_t raw;
+    dcb_envelope_t env;
+    dcb_map_get_str(args, "pipeline", pipeline, sizeof pipeline);
+    dcb_map_get_str(args, "instance", instance, sizeof instance);
+    if (!dcb_map_get_raw(args, "batch", &raw))
+        return snprintf(why, whylen, "replay needs a batch"), -1;
+    if (dcb_envelope_decode(raw.data, raw.len, &env, why, whylen) != 0) return -1;
+    zmq_msg_t body;
+    zmq_msg_init_size(&body, raw.len);
+    memcpy(zmq_msg_data(&body), raw.data, raw.len);
+    /* The envelope must point into the message the router keeps. */
+    dcb_envelope_decode(zmq_msg_data(&body), raw.len, &env, why, whylen);
+    int rc = rt_inject(self->router, pipeline, instance, &env, &body, why, whylen);
+    zmq_msg_close(&body);
+    if (rc != 0) return -1;
+    dcb_info("dead letter replayed", "stream=%s seq=%" PRIu64 " pipeline=%s instance=%s",
+             env.stream, env.seq, pipeline, instance);
+    msgpack_pack_map(pk, 2);
+    dcb_pack_kv_str(pk, "stream", env.stream);
+    dcb_pack_kv_uint(pk, "seq", env.seq);
+    return 0;
+}
+
 typedef int(request_op_fn)(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
                            size_t whylen);
 static const struct {
@@ -500,7 +541,8 @@ static const struct {
              {"session_start", op_session_start},
              {"session_end", op_session_end},
              {"pause", op_pause},
-             {"resume", op_resume}};
+             {"resume", op_resume},
+             {"replay", op_replay}};
 
 static void on_request(dcb_broker_t *self, dcb_message_t *m)
 {
@@ -588,9 +630,13 @@ static void on_ack(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_
         rt_on_ack(self->router, peer, stream, seq);
         return;
     }
+    char type[32] = "PROCESSING";
     dcb_map_get_bool(m->body_span, "retry", &retry);
     dcb_map_get_str(m->body_span, "error", error, sizeof error);
-    rt_on_nack(self->router, peer, stream, seq, retry, error, now);
+    dcb_map_get_str(m->body_span, "error_type", type, sizeof type);
+    rt_held_t *held = NULL;
+    if (rt_on_nack(self->router, peer, stream, seq, retry, error, now, &held) == 0)
+        dcb_chain_start(self->chain, held, type, error, retry, now);
 }
 
 /* EVENT and ERROR from a worker: published as topics, with its instance. */
@@ -647,6 +693,9 @@ static void on_peer_message(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *
     case DCB_CMD_ERROR: on_report(self, peer, m); break;
     case DCB_CMD_TASK: on_task(self, peer, m); break;
     case DCB_CMD_BYE: on_bye(self, peer, m); break;
+    case DCB_CMD_REPLY:
+        if (rt_peer_role(peer) == DCBUS_ROLE_HANDLER) dcb_chain_on_reply(self->chain, m->body_span, now);
+        break;
     case DCB_CMD_HEARTBEAT: break;
     default: note_malformed(self, rt_peer_instance(peer), "command not expected from a worker");
     }
@@ -715,6 +764,7 @@ static void periodic(dcb_broker_t *self, int64_t now)
     int64_t hb = (int64_t)self->config->heartbeat_ms * 1000;
     rt_expire_peers(self->router, now, (int64_t)self->config->heartbeat_timeout_ms * 1000);
     rt_tick(self->router, now);
+    dcb_chain_tick(self->chain, now);
     if (now - self->last_heartbeat_us >= hb) {
         rt_foreach_peer(self->router, heartbeat_peer, self);
         self->last_heartbeat_us = now;

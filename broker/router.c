@@ -51,6 +51,7 @@ typedef struct {
 typedef struct {
     char name[DCB_NAME_MAX];
     uint64_t last_seq;               /* highest seq taken from the collector */
+    bool seen;                       /* last_seq is meaningful (seq 0 is valid) */
     rt_batch_t *fifo_head, *fifo_tail; /* not yet released to the sinks */
 } rt_stream_t;
 
@@ -63,6 +64,7 @@ struct rt_batch {
     zmq_msg_t body;
     uint32_t count;
     bool processed;
+    bool replay;     /* injected, not from a collector: nobody to acknowledge */
     rt_batch_t *fifo_next;
     rt_work_t proc;  /* the processing stage's work */
     rt_work_t *sinks;
@@ -269,6 +271,17 @@ rt_peer_t *rt_peer_find(rt_router_t *self, const void *id, size_t idlen)
     return zhashx_lookup(self->peers, key);
 }
 
+static const char *role_name(dcbus_role_t role)
+{
+    switch (role) {
+    case DCBUS_ROLE_COLLECTOR: return "collector";
+    case DCBUS_ROLE_PROCESSOR: return "processor";
+    case DCBUS_ROLE_STORAGE: return "storage";
+    case DCBUS_ROLE_HANDLER: return "handler";
+    }
+    return "unused";
+}
+
 static const char *role_mismatch(const rt_instance_t *inst, dcbus_role_t role)
 {
     if (inst->role == 0 || inst->role == role) return NULL;
@@ -289,9 +302,7 @@ rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const 
     const char *mismatch = role_mismatch(inst, role);
     if (mismatch || idlen > sizeof ((rt_peer_t *)0)->id) {
         snprintf(why, whylen, "%s: %s is used as a %s", mismatch ? mismatch : "routing id too long",
-                 instance, inst->role == DCBUS_ROLE_COLLECTOR   ? "collector"
-                           : inst->role == DCBUS_ROLE_PROCESSOR ? "processor"
-                                                                : "sink");
+                 instance, role_name(inst->role));
         return NULL;
     }
     rt_peer_t *peer = rt_peer_find(self, id, idlen);
@@ -420,19 +431,33 @@ static void enqueue(rt_router_t *self, rt_work_t *w)
     dispatch(self, inst);
 }
 
+/* The collector's newest connection: after a reconnection the old one may
+ * linger until its heartbeats time out, and the ACK must reach the new one. */
 static rt_peer_t *collector_peer(const rt_batch_t *b)
 {
     rt_instance_t *from = b->pipe->from;
-    return from->npeers ? from->peers[0] : NULL;
+    return from->npeers ? from->peers[from->npeers - 1] : NULL;
 }
 
 static void complete(rt_router_t *self, rt_batch_t *b)
 {
     b->pipe->in_flight--;
-    rt_peer_t *collector = collector_peer(b);
+    rt_peer_t *collector = b->replay ? NULL : collector_peer(b);
     if (collector) self->ops.send_ack(self->arg, collector, b->stream->name, b->seq);
     zhashx_delete(self->batches, b->key);
     batch_free(b);
+}
+
+/* Hands one processed batch to every sink of its pipeline. */
+static void release_one(rt_router_t *self, rt_batch_t *b)
+{
+    if (self->ops.released) self->ops.released(self->arg, b->pipe->name);
+    if (b->count == 0 || b->pipe->nto == 0) {
+        complete(self, b);
+        return;
+    }
+    b->sinks_left = b->pipe->nto;
+    for (size_t i = 0; i < b->pipe->nto; i++) enqueue(self, &b->sinks[i]);
 }
 
 /* Hands the stream's processed batches to the sinks, in collector order. */
@@ -442,13 +467,7 @@ static void release(rt_router_t *self, rt_stream_t *s)
         rt_batch_t *b = s->fifo_head;
         s->fifo_head = b->fifo_next;
         if (!s->fifo_head) s->fifo_tail = NULL;
-        if (self->ops.released) self->ops.released(self->arg, b->pipe->name);
-        if (b->count == 0 || b->pipe->nto == 0) {
-            complete(self, b);
-            continue;
-        }
-        b->sinks_left = b->pipe->nto;
-        for (size_t i = 0; i < b->pipe->nto; i++) enqueue(self, &b->sinks[i]);
+        release_one(self, b);
     }
 }
 
@@ -512,11 +531,12 @@ static int take_from_collector(rt_router_t *self, rt_peer_t *peer, const dcb_env
     char key[DCB_NAME_MAX + 24];
     batch_key(env->stream, env->seq, key, sizeof key);
     if (zhashx_lookup(self->batches, key)) return 0; /* resent while in flight */
-    if (env->seq <= s->last_seq) {                   /* resent after it finished */
+    if (s->seen && env->seq <= s->last_seq) { /* resent after it finished */
         self->ops.send_ack(self->arg, peer, env->stream, env->seq);
         return 0;
     }
     s->last_seq = env->seq;
+    s->seen = true;
     peer->inst->batches_out++;
     peer->inst->records_out += env->count;
     rt_batch_t *b = batch_new(pipe, s, env, body);
@@ -558,7 +578,8 @@ static int take_from_processor(rt_router_t *self, rt_peer_t *peer, const dcb_env
     } else {
         b->processed = true;
         b->pipe->processing--;
-        release(self, b->stream);
+        if (b->replay) release_one(self, b);
+        else release(self, b->stream);
     }
     dispatch(self, inst);
     return 0;
@@ -611,24 +632,31 @@ static int64_t backoff_us(uint32_t attempts)
     return us;
 }
 
-/* Gives a batch up at one stage after too many failures. */
-static void abandon(rt_router_t *self, rt_work_t *w, const char *error)
+/* Gives a batch up at one stage: a sink counts as done; at a processing
+ * stage nothing goes on to the sinks. */
+static void give_up(rt_router_t *self, rt_work_t *w)
 {
     rt_batch_t *b = w->batch;
-    self->ops.abandoned(self->arg, b->stream->name, b->seq, error);
     if (w->sink >= 0) {
         sink_done(self, w);
         return;
     }
-    /* Lost at a processing stage: nothing goes on to the sinks. */
     b->count = 0;
     b->processed = true;
     b->pipe->processing--;
-    release(self, b->stream);
+    if (b->replay) release_one(self, b);
+    else release(self, b->stream);
+}
+
+/* Gives a batch up after too many failures, saying so. */
+static void abandon(rt_router_t *self, rt_work_t *w, const char *error)
+{
+    self->ops.abandoned(self->arg, w->batch->stream->name, w->batch->seq, error);
+    give_up(self, w);
 }
 
 int rt_on_nack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t seq, bool retry,
-               const char *error, int64_t now)
+               const char *error, int64_t now, rt_held_t **held)
 {
     rt_batch_t *b = batch_find(self, stream, seq);
     rt_work_t *w = b ? held_work(b, peer) : NULL;
@@ -638,13 +666,79 @@ int rt_on_nack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t 
     w->at = NULL;
     inst->errors++;
     w->attempts++;
-    if (!retry || w->attempts >= self->max_attempts) {
+    if (held) {
+        *held = w;
+    } else if (!retry || w->attempts >= self->max_attempts) {
         abandon(self, w, error);
     } else {
-        w->not_before = now + backoff_us(w->attempts);
-        list_push(&self->backoff, w, false);
+        rt_held_retry(self, w, backoff_us(w->attempts), now);
     }
     dispatch(self, inst);
+    return 0;
+}
+
+void rt_held_info(const rt_held_t *w, rt_held_info_t *info)
+{
+    info->stream = w->batch->stream->name;
+    info->seq = w->batch->seq;
+    info->pipeline = w->batch->pipe->name;
+    info->instance = work_instance(w)->name;
+    info->attempts = w->attempts;
+    info->body = &w->batch->body;
+}
+
+void rt_held_retry(rt_router_t *self, rt_held_t *w, int64_t delay_us, int64_t now)
+{
+    w->not_before = now + delay_us;
+    list_push(&self->backoff, w, false);
+}
+
+void rt_held_give_up(rt_router_t *self, rt_held_t *w, const char *error, bool report)
+{
+    if (report) abandon(self, w, error);
+    else give_up(self, w);
+}
+
+static rt_pipeline_t *find_pipeline(rt_router_t *self, const char *name)
+{
+    for (size_t i = 0; i < self->npipelines; i++)
+        if (strcmp(self->pipelines[i].name, name) == 0) return &self->pipelines[i];
+    return NULL;
+}
+
+int rt_inject(rt_router_t *self, const char *pipeline, const char *instance,
+              const dcb_envelope_t *env, zmq_msg_t *body, char *why, size_t whylen)
+{
+    rt_pipeline_t *pipe = find_pipeline(self, pipeline);
+    if (!pipe) return snprintf(why, whylen, "no pipeline '%s'", pipeline), -1;
+    if (batch_find(self, env->stream, env->seq))
+        return snprintf(why, whylen, "batch %s/%" PRIu64 " is already in flight", env->stream,
+                        env->seq), -1;
+    size_t stage = 0, sink = 0;
+    bool at_sink = false;
+    while (stage < pipe->nthrough && strcmp(pipe->through[stage]->name, instance) != 0) stage++;
+    if (stage == pipe->nthrough) {
+        while (sink < pipe->nto && strcmp(pipe->to[sink]->name, instance) != 0) sink++;
+        if (sink == pipe->nto)
+            return snprintf(why, whylen, "'%s' is not a stage of pipeline '%s'", instance,
+                            pipeline), -1;
+        at_sink = true;
+    }
+    rt_batch_t *b = batch_new(pipe, stream_get(self, env->stream), env, body);
+    b->replay = true;
+    b->stage = stage;
+    zhashx_insert(self->batches, b->key, b);
+    pipe->in_flight++;
+    if (!at_sink) {
+        pipe->processing++;
+        enqueue(self, &b->proc);
+        return 0;
+    }
+    /* Only the sink that failed gets it: the others have it already. */
+    b->processed = true;
+    b->sinks_left = 1;
+    for (size_t i = 0; i < pipe->nto; i++) b->sinks[i].done = i != sink;
+    enqueue(self, &b->sinks[sink]);
     return 0;
 }
 
@@ -696,17 +790,6 @@ size_t rt_batches_in_flight(const rt_router_t *self)
 /* ---------------------------------------------------------------------------
  * Statistics
  */
-
-static const char *role_name(dcbus_role_t role)
-{
-    switch (role) {
-    case DCBUS_ROLE_COLLECTOR: return "collector";
-    case DCBUS_ROLE_PROCESSOR: return "processor";
-    case DCBUS_ROLE_STORAGE: return "storage";
-    case DCBUS_ROLE_HANDLER: return "handler";
-    }
-    return "unused";
-}
 
 static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst, const char *status)
 {

@@ -81,9 +81,33 @@ int rt_on_data(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, zm
                int64_t now, char *why, size_t whylen);
 /* ACK from a sink. */
 int rt_on_ack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t seq);
-/* NACK from a processor or sink. */
+/* NACK from a processor or sink.  Without `held`, the router decides:
+ * retry after a back-off, or give up after max_attempts (or at once when
+ * !retry).  With `held`, the failed work is taken out of circulation and
+ * returned in *held for the caller (the error-handler chain) to settle with
+ * rt_held_retry() or rt_held_give_up(). */
+typedef struct rt_work rt_held_t;
 int rt_on_nack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t seq, bool retry,
-               const char *error, int64_t now);
+               const char *error, int64_t now, rt_held_t **held);
+/* What a held failure is about. */
+typedef struct {
+    const char *stream, *pipeline, *instance;
+    uint64_t seq;
+    uint32_t attempts;
+    zmq_msg_t *body; /* the batch as the failed stage got it */
+} rt_held_info_t;
+void rt_held_info(const rt_held_t *held, rt_held_info_t *info);
+/* Delivers it again after `delay_us`. */
+void rt_held_retry(rt_router_t *self, rt_held_t *held, int64_t delay_us, int64_t now);
+/* Gives it up at its stage: a sink counts as done, a processing stage
+ * passes nothing on.  `report` raises the `abandoned` callback. */
+void rt_held_give_up(rt_router_t *self, rt_held_t *held, const char *error, bool report);
+
+/* Puts a batch back into `pipeline` at the stage of `instance` (a replayed
+ * dead letter): from that processing stage on, or to that one sink only.
+ * No collector is acknowledged for it.  Returns -1 with a reason. */
+int rt_inject(rt_router_t *self, const char *pipeline, const char *instance,
+              const dcb_envelope_t *env, zmq_msg_t *body, char *why, size_t whylen);
 /* Moves batches whose back-off is over back to their queues. */
 void rt_tick(rt_router_t *self, int64_t now);
 

@@ -188,6 +188,11 @@ static void host_query_row(dcbus_ctx_t *ctx, dcbus_span_t row)
     if (ctx->hooks.query_row) ctx->hooks.query_row(ctx->hooks.arg, row);
 }
 
+static void host_retry_after(dcbus_ctx_t *ctx, uint32_t delay_ms)
+{
+    if (ctx->hooks.retry_after) ctx->hooks.retry_after(ctx->hooks.arg, delay_ms);
+}
+
 static uint32_t host_batch_count(dcbus_builder_t *b)
 {
     return dcb_builder_count(b);
@@ -225,6 +230,7 @@ static const dcbus_host_t s_services = {
     .report_error = host_report_error,
     .task_progress = host_task_progress,
     .query_row = host_query_row,
+    .retry_after = host_retry_after,
 };
 
 const dcbus_host_t *dcb_host_services(void)

@@ -23,6 +23,7 @@ typedef struct {
     void (*error)(void *arg, const dcbus_error_t *error);
     void (*progress)(void *arg, double progress, uint64_t records);
     void (*query_row)(void *arg, dcbus_span_t row);
+    void (*retry_after)(void *arg, uint32_t delay_ms);
     void *arg;
 } dcb_host_hooks_t;
 

@@ -91,12 +91,18 @@ void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint
 {
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, cmd == DCB_CMD_NACK ? 4 : 2);
+    msgpack_pack_map(pk, cmd == DCB_CMD_NACK ? 5 : 2);
     dcb_pack_kv_str(pk, "stream", stream);
     dcb_pack_kv_uint(pk, "seq", seq);
     if (cmd == DCB_CMD_NACK) {
+        /* A transient failure is a lost connection; a lasting one belongs
+         * to the stage's layer. */
+        const char *type = retry ? "CONNECTION"
+                           : self->plugin->role == DCBUS_ROLE_STORAGE ? "STORAGE"
+                                                                       : "PROCESSING";
         dcb_pack_kv_bool(pk, "retry", retry);
         dcb_pack_kv_str(pk, "error", error ? error : "");
+        dcb_pack_kv_str(pk, "error_type", type);
     }
     worker_send(self, cmd, dcb_body_span(&self->body));
 }
@@ -258,8 +264,14 @@ static void hook_progress(void *arg, double progress, uint64_t records)
     worker_send(self, DCB_CMD_TASK, dcb_body_span(&self->body));
 }
 
+static void hook_retry_after(void *arg, uint32_t delay_ms)
+{
+    ((dcb_worker_t *)arg)->retry_delay_ms = delay_ms;
+}
+
 void worker_hooks(dcb_worker_t *self, dcb_host_hooks_t *hooks)
 {
+    hooks->retry_after = hook_retry_after;
     hooks->event = hook_event;
     hooks->error = hook_error;
     hooks->progress = hook_progress;

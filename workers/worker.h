@@ -85,6 +85,8 @@ typedef struct {
     size_t nunacked, unacked_cap;
     int64_t first_unacked_us;
     char store_session[DCB_NAME_MAX];
+    /* handler */
+    int64_t retry_delay_ms; /* set by host->retry_after() during handle(), else -1 */
     /* stopping */
     int64_t stop_deadline_us;
     int exit_code;
@@ -122,6 +124,9 @@ int collector_poll_timeout(const dcb_worker_t *self, int64_t now);
 void processor_on_data(dcb_worker_t *self, dcb_message_t *m);
 
 void collector_on_control(dcb_worker_t *self, dcbus_span_t body);
+
+/* handler.c */
+void handler_on_request(dcb_worker_t *self, dcbus_span_t body);
 
 /* storage.c */
 void storage_on_data(dcb_worker_t *self, dcb_message_t *m);

@@ -118,7 +118,7 @@ wait_exit() {
         sleep 0.05
     done
     running "$name" && return 1
-    wait "${PID[$name]}"
+    wait "${PID[$name]}" 2>/dev/null # no "Killed" notice: the test reports
     STATUS[$name]=$?
     unset "PID[$name]"
     return 0

@@ -77,6 +77,9 @@ s=$(stats) || die "the broker answers the stats request"
 check "stats: no batch left in flight" test "$(stat_value batches_in_flight "$s")" -eq 0
 check "stats: the sink acknowledged $TOTAL records" test "$(stat_value csv.records_out "$s")" -eq $TOTAL
 check "stats: one slow replica left" test "$(stat_value slow.replicas "$s")" -eq 1
+# The survivor was busy the whole time, the broker talking to it all along.
+check "the surviving replica kept its link (never thought the broker silent)" \
+    ! grep -q "reconnecting to the broker" "$TMP/slow.0.log"
 for name in slow.0 validate csv broker; do
     stop $name
     check "$name stops on SIGTERM with exit 0" test "${STATUS[$name]}" -eq 0

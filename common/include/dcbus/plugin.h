@@ -149,6 +149,11 @@ typedef struct {
     const char *message;
     dcbus_span_t details; /* msgpack map or {NULL, 0} */
     bool is_critical;
+    /* Filled by the broker for handlers (NULL/0 when a plugin reports): */
+    const char *instance; /* the worker instance where the batch failed */
+    const char *pipeline; /* the pipeline it belongs to */
+    uint32_t attempts;    /* deliveries of the batch at that stage so far */
+    int64_t timestamp;    /* when the error occurred, unix microseconds */
 } dcbus_error_t;
 
 /* A query for storage plugins (seed 001's QueryCriteria). */
@@ -235,6 +240,10 @@ typedef struct dcbus_host {
 
     /* Query results (storage plugins): one call per matching row. */
     void (*query_row)(dcbus_ctx_t *ctx, dcbus_span_t row);
+
+    /* Handlers: asks the broker to deliver the failed batch again after
+     * `delay_ms`; call it from handle() and return DCBUS_HANDLED. */
+    void (*retry_after)(dcbus_ctx_t *ctx, uint32_t delay_ms);
 } dcbus_host_t;
 
 #define DCBUS_HOST_HAS(host, member)                                                               \
@@ -281,7 +290,11 @@ typedef struct dcbus_plugin {
     int (*session_begin)(void *state, const char *session_id, const char *type);
     int (*session_end)(void *state, const char *session_id, const char *status);
 
-    /* Handler (the error-handler chain). */
+    /* Handler (the error-handler chain).  handle() gets the error and, when
+     * a batch failed, the batch (else NULL).  It returns DCBUS_HANDLED (the
+     * chain stops: the batch is dealt with -- kept, logged -- or, if the
+     * handler called host->retry_after(), delivered again later) or
+     * DCBUS_PASS (the next handler is asked). */
     bool (*can_handle)(void *state, dcbus_error_type_t type);
     int (*handle)(void *state, const dcbus_error_t *error, const dcbus_batch_t *batch);
 

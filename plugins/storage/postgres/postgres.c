@@ -103,7 +103,7 @@ typedef struct {
 
 static void report(pg_t *pg, dcbus_error_type_t type, const char *operation, const char *message)
 {
-    dcbus_error_t error = {type, operation, message, {NULL, 0}, false};
+    dcbus_error_t error = {.type = type, .operation = operation, .message = message};
     pg->host->report_error(pg->ctx, &error);
 }
 
