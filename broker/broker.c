@@ -604,7 +604,8 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
 {
     dcb_envelope_t env;
     char why[256];
-    if (dcb_envelope_decode(m->body_span.data, m->body_span.len, &env, why, sizeof why) != 0 ||
+    if (dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &env, why, sizeof why) !=
+            0 ||
         rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why) != 0) {
         note_malformed(self, rt_peer_instance(peer), why);
         publish_broker_error(self, "VALIDATION", "route", why, NULL, 0);

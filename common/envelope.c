@@ -54,18 +54,24 @@ static bool read_uint(const dcbus_value_t *v, uint64_t *out)
 enum { F_V = 1, F_STREAM = 2, F_SEQ = 4, F_SESSION = 8, F_SOURCE = 16, F_TS = 32, F_RECORDS = 64 };
 
 /* Reads one header field into `out`; returns the F_ flag it set, 0 for an
- * unknown key (skipped, for forward compatibility), -1 on a bad value. */
+ * unknown key (skipped, for forward compatibility), -1 on a bad value.
+ * With `walk_last` false, records that are the last value are not walked. */
 static int read_field(const dcbus_value_t *key, const uint8_t **pos, const uint8_t *end,
-                      dcb_envelope_t *out)
+                      dcb_envelope_t *out, bool walk_last, bool last)
 {
     dcbus_value_t v;
     if (dcb_value_streq(key, "records")) {
         const uint8_t *start;
         if (!dcb_mp_read_array(pos, end, &out->count)) return -1;
         start = *pos;
-        /* Records are skipped here, not decoded: one pass over the bytes. */
-        for (uint32_t i = 0; i < out->count; i++)
-            if (!dcb_mp_skip(pos, end)) return -1;
+        if (last && !walk_last) {
+            if ((size_t)(end - start) < out->count) return -1; /* a byte a record at least */
+            *pos = end;
+        } else {
+            /* Skipped, not decoded: one pass over the bytes. */
+            for (uint32_t i = 0; i < out->count; i++)
+                if (!dcb_mp_skip(pos, end)) return -1;
+        }
         out->records.data = start;
         out->records.len = (size_t)(*pos - start);
         return F_RECORDS;
@@ -82,8 +88,8 @@ static int read_field(const dcbus_value_t *key, const uint8_t **pos, const uint8
     return 0;
 }
 
-int dcb_envelope_decode(const uint8_t *data, size_t len, dcb_envelope_t *out, char *why,
-                        size_t whylen)
+static int decode(const uint8_t *data, size_t len, dcb_envelope_t *out, char *why, size_t whylen,
+                  bool walk_records)
 {
     const uint8_t *pos = data, *end = data + len;
     uint32_t pairs;
@@ -95,7 +101,7 @@ int dcb_envelope_decode(const uint8_t *data, size_t len, dcb_envelope_t *out, ch
         dcbus_value_t key;
         if (!dcb_mp_read(&pos, end, &key) || key.type != DCBUS_VAL_STR)
             return fail(why, whylen, "envelope key is not a string or is truncated", NULL);
-        int flag = read_field(&key, &pos, end, out);
+        int flag = read_field(&key, &pos, end, out, walk_records, i + 1 == pairs);
         if (flag < 0) {
             char name[32];
             snprintf(name, sizeof name, "%.*s", (int)(key.as.str.len < 31 ? key.as.str.len : 31),
@@ -118,6 +124,18 @@ int dcb_envelope_decode(const uint8_t *data, size_t len, dcb_envelope_t *out, ch
         return fail(why, whylen, "unsupported envelope version", NULL);
     if (out->stream[0] == '\0') return fail(why, whylen, "empty stream name", NULL);
     return 0;
+}
+
+int dcb_envelope_decode(const uint8_t *data, size_t len, dcb_envelope_t *out, char *why,
+                        size_t whylen)
+{
+    return decode(data, len, out, why, whylen, true);
+}
+
+int dcb_envelope_decode_header(const uint8_t *data, size_t len, dcb_envelope_t *out, char *why,
+                               size_t whylen)
+{
+    return decode(data, len, out, why, whylen, false);
 }
 
 bool dcb_envelope_records_valid(const dcb_envelope_t *env)

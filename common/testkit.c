@@ -38,6 +38,7 @@ struct dcb_testkit {
     uint8_t last_error_details[8192];
     char last_event[128];
     double progress;
+    uint32_t retry_delay_ms; /* asked by a handler during the last handle() */
 };
 
 static void tk_error(void *arg, const dcbus_error_t *e)
@@ -69,6 +70,11 @@ static void tk_progress(void *arg, double progress, uint64_t records)
     ((dcb_testkit_t *)arg)->progress = progress;
 }
 
+static void tk_retry_after(void *arg, uint32_t delay_ms)
+{
+    ((dcb_testkit_t *)arg)->retry_delay_ms = delay_ms;
+}
+
 /* Wraps the settings in a minimal config so they get the real parser. */
 static dcb_config_t *settings_config(const char *plugin, const char *yaml, char *err, size_t errlen)
 {
@@ -94,8 +100,11 @@ static int tk_open(dcb_testkit_t *self, const char *instance, const dcb_node_t *
                    const char *config_path, char *err, size_t errlen)
 {
     self->desc = dcb_plugin_desc(self->lib);
-    dcb_host_hooks_t hooks = {
-        .event = tk_event, .error = tk_error, .progress = tk_progress, .arg = self};
+    dcb_host_hooks_t hooks = {.event = tk_event,
+                              .error = tk_error,
+                              .progress = tk_progress,
+                              .retry_after = tk_retry_after,
+                              .arg = self};
     self->ctx = dcb_ctx_new(instance, 0, settings, config_path, &hooks);
     if (self->desc->open(dcb_host_services(), self->ctx, &self->state) != 0) {
         snprintf(err, errlen, "plugin %s: open() failed", self->desc->name);
@@ -266,6 +275,19 @@ int dcb_testkit_session_end(dcb_testkit_t *self, const char *session, const char
 {
     return self->desc->session_end ? self->desc->session_end(self->state, session, status)
                                    : DCBUS_ENOTSUP;
+}
+
+int dcb_testkit_handle(dcb_testkit_t *self, const dcbus_error_t *error, const dcb_envelope_t *batch,
+                       uint32_t *retry_delay_ms)
+{
+    dcbus_batch_t view = {0};
+    if (batch) view = dcb_envelope_view(batch);
+    self->retry_delay_ms = DCB_TESTKIT_NO_RETRY;
+    int rc = DCBUS_PASS;
+    if (self->desc->can_handle(self->state, error->type))
+        rc = self->desc->handle(self->state, error, batch ? &view : NULL);
+    if (retry_delay_ms) *retry_delay_ms = self->retry_delay_ms;
+    return rc;
 }
 
 size_t dcb_testkit_error_count(dcb_testkit_t *self)

@@ -45,6 +45,14 @@ int dcb_testkit_store(dcb_testkit_t *self, const dcb_envelope_t *in);
 int dcb_testkit_flush(dcb_testkit_t *self);
 int dcb_testkit_session_begin(dcb_testkit_t *self, const char *session, const char *type);
 int dcb_testkit_session_end(dcb_testkit_t *self, const char *session, const char *status);
+/* Handler: can_handle() for the error's type, then handle() as the worker
+ * does (DCBUS_PASS without calling handle() when the type is not taken).
+ * `batch` may be NULL.  *retry_delay_ms (may be NULL) gets the delay the
+ * plugin asked for with host->retry_after() during the call, or
+ * DCB_TESTKIT_NO_RETRY if it did not ask. */
+#define DCB_TESTKIT_NO_RETRY UINT32_MAX
+int dcb_testkit_handle(dcb_testkit_t *self, const dcbus_error_t *error, const dcb_envelope_t *batch,
+                       uint32_t *retry_delay_ms);
 
 /* Builds a batch in a test: a fresh builder and a way to seal it. */
 dcbus_builder_t *dcb_testkit_builder(dcb_testkit_t *self);

@@ -107,6 +107,21 @@ void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint
     worker_send(self, cmd, dcb_body_span(&self->body));
 }
 
+bool worker_decode_batch(dcb_worker_t *self, dcb_message_t *m, dcb_envelope_t *env)
+{
+    char why[256];
+    if (dcb_envelope_decode(m->body_span.data, m->body_span.len, env, why, sizeof why) == 0)
+        return true;
+    dcb_warn("damaged batch refused", "why=\"%s\"", why);
+    /* The broker read the header, so it names the batch: refuse it for good. */
+    dcb_envelope_t hdr;
+    char ignored[16];
+    if (dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &hdr, ignored,
+                                   sizeof ignored) == 0)
+        worker_send_ack(self, DCB_CMD_NACK, hdr.stream, hdr.seq, false, why);
+    return false;
+}
+
 static void reconnect(dcb_worker_t *self, const char *why)
 {
     dcb_warn("reconnecting to the broker", "endpoint=%s reason=\"%s\"", self->endpoint, why);

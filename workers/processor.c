@@ -28,11 +28,7 @@ void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
 {
     dcb_envelope_t env;
     char why[256];
-    if (dcb_envelope_decode(m->body_span.data, m->body_span.len, &env, why, sizeof why) != 0) {
-        /* The broker checked the header; a bad one here means a broken peer. */
-        dcb_warn("malformed batch refused", "why=\"%s\"", why);
-        return;
-    }
+    if (!worker_decode_batch(self, m, &env)) return;
     dcbus_batch_t view = dcb_envelope_view(&env);
     snprintf(why, sizeof why, "process() failed");
     self->cur_stream = env.stream;

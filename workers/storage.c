@@ -81,11 +81,7 @@ static void remember_ack(dcb_worker_t *self, const dcb_envelope_t *env)
 void storage_on_data(dcb_worker_t *self, dcb_message_t *m)
 {
     dcb_envelope_t env;
-    char why[256];
-    if (dcb_envelope_decode(m->body_span.data, m->body_span.len, &env, why, sizeof why) != 0) {
-        dcb_warn("malformed batch refused", "why=\"%s\"", why);
-        return;
-    }
+    if (!worker_decode_batch(self, m, &env)) return;
     if (strcmp(env.session, self->store_session) != 0)
         switch_session(self, env.session,
                        strcmp(env.session, self->session) == 0 ? self->session_type : "unknown");

@@ -106,6 +106,9 @@ int worker_send_msg(dcb_worker_t *self, dcb_cmd_t cmd, zmq_msg_t *body);
 /* Sends ACK or NACK of (stream, seq); error may be NULL. */
 void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint64_t seq,
                      bool retry, const char *error);
+/* Decodes a DATA body fully; a damaged batch is NACKed (not worth a retry)
+ * and false returned. */
+bool worker_decode_batch(dcb_worker_t *self, dcb_message_t *m, dcb_envelope_t *env);
 /* Handles the commands every role shares; returns false if not one of them. */
 bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now);
 /* The hooks the services table reports through. */

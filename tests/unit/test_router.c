@@ -66,8 +66,11 @@ typedef struct {
     rt_router_t *rt;
     event_t ev[MAX_EVENTS];
     size_t nev;
-    char ids[16][32]; /* every peer said HELLO, for seen_all() */
+    char ids[16][32]; /* every peer said HELLO, for seen_all_but() */
     size_t nids;
+    char gone[16][32]; /* peers the router reported gone, in order */
+    size_t ngone;
+    int released_main, released_direct; /* batches handed to the sinks */
     int64_t now;
 } fx_t;
 
@@ -119,6 +122,22 @@ static void on_abandoned(void *arg, const char *stream, uint64_t seq, const char
     snprintf(e->error, sizeof e->error, "%s", error ? error : "");
 }
 
+static void on_peer_gone(void *arg, const rt_peer_t *peer, const char *reason)
+{
+    fx_t *f = arg;
+    (void)reason;
+    assert_true(f->ngone < 16);
+    id_text(peer, f->gone[f->ngone++], sizeof f->gone[0]);
+}
+
+static void on_released(void *arg, const char *pipeline)
+{
+    fx_t *f = arg;
+    if (strcmp(pipeline, "main") == 0) f->released_main++;
+    else if (strcmp(pipeline, "direct") == 0) f->released_direct++;
+    else fail_msg("released in unknown pipeline %s", pipeline);
+}
+
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof *f);
@@ -128,7 +147,11 @@ static int setup(void **state)
         fprintf(stderr, "config: %s\n", err);
         return -1;
     }
-    rt_ops_t ops = {.send_data = on_send_data, .send_ack = on_send_ack, .abandoned = on_abandoned};
+    rt_ops_t ops = {.send_data = on_send_data,
+                    .send_ack = on_send_ack,
+                    .abandoned = on_abandoned,
+                    .peer_gone = on_peer_gone,
+                    .released = on_released};
     f->rt = rt_router_new(f->config, &ops, f);
     f->now = 1000 * SECOND;
     *state = f;
@@ -745,6 +768,184 @@ static void test_batch_lost_in_processing_does_not_block_its_stream(void **state
 }
 
 /* ---------------------------------------------------------------------------
+ * Failures settled by the caller (the error-handler chain), and replays
+ */
+
+/* NACK with `held`: the router neither retries nor gives up by itself. */
+static rt_held_t *nack_held(fx_t *f, const char *id, const char *stream, uint64_t seq)
+{
+    rt_held_t *held = NULL;
+    assert_int_equal(
+        rt_on_nack(f->rt, peer(f, id), stream, seq, true, "disk full", f->now, &held), 0);
+    assert_non_null(held);
+    return held;
+}
+
+static void test_held_failure_described_then_retried(void **state)
+{
+    fx_t *f = *state;
+    hello_main(f, 4);
+    data(f, "src#0", "ticks", 1, "src");
+    expect_data(f, "p1#0", "ticks", 1, "src");
+    data(f, "p1#0", "ticks", 1, "p1");
+    expect_data(f, "p2#0", "ticks", 1, "p1");
+    rt_held_t *held = nack_held(f, "p2#0", "ticks", 1);
+    assert_int_equal(rt_peer_inflight(peer(f, "p2#0")), 0);
+
+    rt_held_info_t info;
+    rt_held_info(held, &info);
+    assert_string_equal(info.stream, "ticks");
+    assert_int_equal(info.seq, 1);
+    assert_string_equal(info.pipeline, "main");
+    assert_string_equal(info.instance, "p2");
+    assert_int_equal(info.attempts, 1);
+    dcb_envelope_t env; /* the batch as p2 got it: p1's output */
+    char why[128];
+    assert_int_equal(dcb_envelope_decode(zmq_msg_data(info.body), zmq_msg_size(info.body), &env,
+                                         why, sizeof why),
+                     0);
+    assert_string_equal(env.source, "p1");
+
+    f->now += 60 * SECOND;
+    rt_tick(f->rt, f->now);
+    expect_quiet(f); /* held: only the caller brings it back */
+    rt_held_retry(f->rt, held, 5 * SECOND, f->now);
+    rt_tick(f->rt, f->now + 5 * SECOND - 1);
+    expect_quiet(f);
+    rt_tick(f->rt, f->now + 5 * SECOND);
+    expect_data(f, "p2#0", "ticks", 1, "p1");
+    expect_quiet(f);
+    held = nack_held(f, "p2#0", "ticks", 1);
+    rt_held_info(held, &info);
+    assert_int_equal(info.attempts, 2);
+    /* Given up in a processing stage: nothing reaches the sinks. */
+    rt_held_give_up(f->rt, held, "disk full", false);
+    expect_ack(f, "src#0", "ticks", 1);
+    expect_quiet(f);
+}
+
+static void test_held_failure_given_up(void **state)
+{
+    fx_t *f = *state;
+    hello_direct(f, 4);
+    data(f, "src2#0", "d", 1, "src2");
+    data(f, "src2#0", "d", 2, "src2");
+    expect_data(f, "s3#0", "d", 1, "src2");
+    expect_data(f, "s3#0", "d", 2, "src2");
+    /* Reported: the abandoned callback, and the collector may forget it. */
+    rt_held_give_up(f->rt, nack_held(f, "s3#0", "d", 1), "kept as a dead letter", true);
+    expect_abandoned(f, "d", 1, "kept as a dead letter");
+    expect_ack(f, "src2#0", "d", 1);
+    expect_quiet(f);
+    /* Not reported: done just the same, silently. */
+    rt_held_give_up(f->rt, nack_held(f, "s3#0", "d", 2), "handled", false);
+    expect_ack(f, "src2#0", "d", 2);
+    expect_quiet(f);
+    assert_int_equal(rt_batches_in_flight(f->rt), 0);
+}
+
+static void inject(fx_t *f, const char *pipeline, const char *instance, const char *stream,
+                   uint64_t seq, const char *by)
+{
+    zmq_msg_t msg;
+    dcb_envelope_t env;
+    char why[256] = "";
+    make_batch(&msg, &env, stream, seq, by, 1);
+    int rc = rt_inject(f->rt, pipeline, instance, &env, &msg, why, sizeof why);
+    zmq_msg_close(&msg);
+    if (rc != 0) fail_msg("inject at %s refused: %s", instance, why);
+}
+
+static void inject_refused(fx_t *f, const char *pipeline, const char *instance, uint64_t seq,
+                           const char *want)
+{
+    zmq_msg_t msg;
+    dcb_envelope_t env;
+    char why[256] = "";
+    make_batch(&msg, &env, "ticks", seq, "dead-letter", 1);
+    assert_int_equal(rt_inject(f->rt, pipeline, instance, &env, &msg, why, sizeof why), -1);
+    zmq_msg_close(&msg);
+    if (!strstr(why, want)) fail_msg("inject at %s: reason \"%s\", want \"%s\"", instance, why, want);
+}
+
+/* A dead letter replayed at a sink goes to that sink only; nobody acknowledges
+ * the collector, which forgot the batch long ago. */
+static void test_inject_at_one_sink(void **state)
+{
+    fx_t *f = *state;
+    hello_main(f, 4);
+    inject(f, "main", "s2", "ticks", 5, "dead-letter");
+    expect_data(f, "s2#0", "ticks", 5, "dead-letter");
+    expect_quiet(f);
+    ack(f, "s2#0", "ticks", 5);
+    expect_quiet(f);
+    assert_int_equal(rt_batches_in_flight(f->rt), 0);
+}
+
+/* Replayed at a processing stage, it goes on from there to every sink,
+ * whatever the collector's own batches of that stream are doing. */
+static void test_inject_at_a_processing_stage(void **state)
+{
+    fx_t *f = *state;
+    hello_main(f, 4);
+    data(f, "src#0", "ticks", 9, "src"); /* stuck in p1: must not hold the replay up */
+    expect_data(f, "p1#0", "ticks", 9, "src");
+    inject(f, "main", "p2", "ticks", 5, "dead-letter");
+    expect_data(f, "p2#0", "ticks", 5, "dead-letter");
+    expect_quiet(f);
+    size_t total, processing;
+    rt_pipeline_in_flight(f->rt, "main", &total, &processing);
+    assert_int_equal(total, 2);
+    assert_int_equal(processing, 2);
+
+    data(f, "p2#0", "ticks", 5, "p2");
+    expect_data(f, "s1#0", "ticks", 5, "p2");
+    expect_data(f, "s2#0", "ticks", 5, "p2");
+    ack(f, "s1#0", "ticks", 5);
+    ack(f, "s2#0", "ticks", 5);
+    expect_quiet(f); /* no ACK to the collector */
+    rt_pipeline_in_flight(f->rt, "main", &total, &processing);
+    assert_int_equal(total, 1);
+    assert_int_equal(processing, 1);
+}
+
+static void test_inject_refusals(void **state)
+{
+    fx_t *f = *state;
+    hello_main(f, 4);
+    inject_refused(f, "nope", "p1", 1, "no pipeline 'nope'");
+    inject_refused(f, "main", "src", 1, "'src' is not a stage of pipeline 'main'");
+    inject_refused(f, "main", "s3", 1, "'s3' is not a stage of pipeline 'main'");
+    data(f, "src#0", "ticks", 1, "src");
+    expect_data(f, "p1#0", "ticks", 1, "src");
+    inject_refused(f, "main", "p1", 1, "already in flight");
+    expect_quiet(f);
+}
+
+static void test_callbacks_for_releases_and_departures(void **state)
+{
+    fx_t *f = *state;
+    hello_main(f, 4);
+    hello_direct(f, 4);
+    data(f, "src2#0", "d", 1, "src2");
+    assert_int_equal(f->released_direct, 1);
+    data(f, "src#0", "ticks", 1, "src");
+    data(f, "p1#0", "ticks", 1, "p1");
+    assert_int_equal(f->released_main, 0); /* still in p2 */
+    data(f, "p2#0", "ticks", 1, "p2");
+    assert_int_equal(f->released_main, 1);
+
+    rt_peer_gone(f->rt, peer(f, "s1#0"), "said BYE");
+    assert_int_equal(f->ngone, 1);
+    assert_string_equal(f->gone[0], "s1#0");
+    f->now += 10 * SECOND;
+    seen_all_but(f, "p2#0");
+    rt_expire_peers(f->rt, f->now, SECOND);
+    assert_int_equal(f->ngone, 2);
+    assert_string_equal(f->gone[1], "p2#0");
+}
+
+/* ---------------------------------------------------------------------------
  * Refusals
  */
 
@@ -1011,6 +1212,12 @@ int main(void)
         T(test_nack_gives_up_after_max_attempts),
         T(test_nack_without_retry_gives_up_at_once),
         T(test_batch_lost_in_processing_does_not_block_its_stream),
+        T(test_held_failure_described_then_retried),
+        T(test_held_failure_given_up),
+        T(test_inject_at_one_sink),
+        T(test_inject_at_a_processing_stage),
+        T(test_inject_refusals),
+        T(test_callbacks_for_releases_and_departures),
         T(test_hello_refusals),
         T(test_hello_refusal_names_handler_role),
         T(test_repeated_hello_keeps_the_peer),
