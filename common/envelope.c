@@ -78,7 +78,8 @@ static int read_field(const dcbus_value_t *key, const uint8_t **pos, const uint8
     }
     if (!dcb_mp_read(pos, end, &v)) return -1;
     uint64_t u;
-    if (dcb_value_streq(key, "v")) return read_uint(&v, &u) ? (out->v = (uint32_t)u, F_V) : -1;
+    if (dcb_value_streq(key, "v")) /* saturate: 2^32 + 1 must not pass as 1 */
+        return read_uint(&v, &u) ? (out->v = u > UINT32_MAX ? UINT32_MAX : (uint32_t)u, F_V) : -1;
     if (dcb_value_streq(key, "seq")) return read_uint(&v, &out->seq) ? F_SEQ : -1;
     if (dcb_value_streq(key, "ts"))
         return v.type == DCBUS_VAL_INT ? (out->ts = v.as.i, F_TS) : -1;
