@@ -413,7 +413,15 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     (void)args, (void)why, (void)whylen;
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  3, collection_status, self);
+                  4, collection_status, self);
+    dcb_pack_str(pk, "pipelines");
+    msgpack_pack_array(pk, (uint32_t)self->config->npipelines);
+    for (size_t i = 0; i < self->config->npipelines; i++) {
+        const char *name = self->config->pipelines[i].name;
+        msgpack_pack_map(pk, 2);
+        dcb_pack_kv_str(pk, "name", name);
+        dcb_pack_kv_str(pk, "status", dcb_runs_pipeline_status(self->runs, name));
+    }
     dcb_pack_kv_str(pk, "session", session->id);
     dcb_pack_kv_uint(pk, "topics_published", self->published);
     dcb_pack_kv_uint(pk, "topics_dropped", self->publish_dropped);
@@ -640,6 +648,17 @@ static void on_ack(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_
         dcb_chain_start(self->chain, held, type, error, retry, now);
 }
 
+struct critical {
+    dcb_broker_t *self;
+    dcbus_span_t error;
+};
+
+static void mark_pipeline_error(void *arg, const char *pipeline)
+{
+    struct critical *c = arg;
+    dcb_runs_pipeline_error(c->self->runs, pipeline, c->error, wall_us());
+}
+
 /* EVENT and ERROR from a worker: published as topics, with its instance. */
 static void on_report(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
 {
@@ -655,6 +674,13 @@ static void on_report(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
         dcb_sessions_count(self->sessions, 0, 1);
     }
     publish(self, topic, m->body_span);
+    bool critical = false;
+    if (m->cmd == DCB_CMD_ERROR && dcb_map_get_bool(m->body_span, "is_critical", &critical) &&
+        critical) {
+        struct critical c = {self, m->body_span};
+        dcb_warn("critical error: pipeline status ERROR", "instance=%s", instance);
+        rt_foreach_pipeline_of(self->router, instance, mark_pipeline_error, &c);
+    }
 }
 
 /* Progress of a collection run; the task table publishes the change. */

@@ -767,6 +767,23 @@ void rt_pipeline_in_flight(const rt_router_t *self, const char *pipeline, size_t
         }
 }
 
+static bool pipeline_has(const rt_pipeline_t *p, const char *instance)
+{
+    if (strcmp(p->from->name, instance) == 0) return true;
+    for (size_t i = 0; i < p->nthrough; i++)
+        if (strcmp(p->through[i]->name, instance) == 0) return true;
+    for (size_t i = 0; i < p->nto; i++)
+        if (strcmp(p->to[i]->name, instance) == 0) return true;
+    return false;
+}
+
+void rt_foreach_pipeline_of(const rt_router_t *self, const char *instance,
+                            void (*fn)(void *arg, const char *pipeline), void *arg)
+{
+    for (size_t i = 0; i < self->npipelines; i++)
+        if (pipeline_has(&self->pipelines[i], instance)) fn(arg, self->pipelines[i].name);
+}
+
 const char *rt_pipeline_of(const rt_router_t *self, const char *instance)
 {
     for (size_t i = 0; i < self->npipelines; i++)

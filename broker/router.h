@@ -124,6 +124,9 @@ size_t rt_batches_in_flight(const rt_router_t *self);
  * still in a processing stage. */
 void rt_pipeline_in_flight(const rt_router_t *self, const char *pipeline, size_t *total,
                            size_t *processing);
+/* Calls fn for every pipeline `instance` is a stage of (from, through or to). */
+void rt_foreach_pipeline_of(const rt_router_t *self, const char *instance,
+                            void (*fn)(void *arg, const char *pipeline), void *arg);
 /* The pipeline whose collector is `instance`, or NULL. */
 const char *rt_pipeline_of(const rt_router_t *self, const char *instance);
 /* The first live peer of `instance`, or NULL. */

@@ -19,6 +19,7 @@ typedef struct {
     source_status_t status;
     bool collecting;    /* the collector has not ended its run */
     bool processing_started, storage_started, finished;
+    bool pipeline_error; /* a critical error since the run began */
     uint64_t batches, records;
 } run_t;
 
@@ -125,7 +126,7 @@ void dcb_runs_begin(dcb_runs_t *self, const char *instance, const char *pipeline
     snprintf(r->collection_task, sizeof r->collection_task, "%s", run);
     snprintf(r->pipeline_task, sizeof r->pipeline_task, "%s/%s", run, r->pipeline);
     r->collecting = true;
-    r->processing_started = r->storage_started = r->finished = false;
+    r->processing_started = r->storage_started = r->finished = r->pipeline_error = false;
     r->batches = r->records = 0;
     r->status = ST_RUNNING;
     dcb_task_t *c = dcb_tasks_create(self->tasks, run, "collection", instance, now_us);
@@ -208,6 +209,22 @@ void dcb_runs_tick(dcb_runs_t *self, const rt_router_t *router, int64_t now_us)
         run_event(self, r, "STORAGE_COMPLETE", r->pipeline, now_us);
         set_task(self, r->pipeline_task, DCB_TASK_COMPLETED, NULL, now_us);
     }
+}
+
+void dcb_runs_pipeline_error(dcb_runs_t *self, const char *pipeline, dcbus_span_t error,
+                             int64_t now_us)
+{
+    run_t *r = find_pipeline(self, pipeline);
+    if (r) r->pipeline_error = true;
+    dcb_runs_event(self, "ERROR_OCCURRED", pipeline, error, now_us);
+}
+
+const char *dcb_runs_pipeline_status(const dcb_runs_t *self, const char *pipeline)
+{
+    const run_t *r = find_pipeline(self, pipeline);
+    if (!r) return "IDLE";
+    if (r->pipeline_error) return "ERROR";
+    return r->collecting || !r->finished ? "RUNNING" : "IDLE";
 }
 
 const char *dcb_runs_status(const dcb_runs_t *self, const char *instance)

@@ -48,6 +48,12 @@ void dcb_runs_tick(dcb_runs_t *self, const rt_router_t *router, int64_t now_us);
 /* IDLE, RUNNING, PAUSED, STOPPED or ERROR. */
 const char *dcb_runs_status(const dcb_runs_t *self, const char *instance);
 void dcb_runs_set_paused(dcb_runs_t *self, const char *instance, bool paused);
+/* A critical error in `pipeline`: its status becomes ERROR (until its next
+ * run begins) and ERROR_OCCURRED is raised with the error. */
+void dcb_runs_pipeline_error(dcb_runs_t *self, const char *pipeline, dcbus_span_t error,
+                             int64_t now_us);
+/* RUNNING, IDLE or ERROR; pipelines of no run are IDLE. */
+const char *dcb_runs_pipeline_status(const dcb_runs_t *self, const char *pipeline);
 /* Publishes a SystemEvent: `data` is a msgpack map or empty. */
 void dcb_runs_event(dcb_runs_t *self, const char *type, const char *source, dcbus_span_t data,
                     int64_t now_us);

@@ -7,6 +7,7 @@
  *             (nil when value is not a number): the builder path
  *   drop_odd  keep only records whose n is even: the raw-copy path
  *   fail      fail every batch with DCBUS_ERR: the error path
+ *   critical  report a critical error for every batch and pass it on
  * `delay_ms` sleeps that long in every process() call, to play a slow step
  * (back-pressure, time-outs).  It is the dcbus counterpart of MockProcessor
  * in the interfaces it descends from.
@@ -18,9 +19,9 @@
 #include <string.h>
 #include <time.h>
 
-typedef enum { MODE_PASS, MODE_DOUBLE, MODE_DROP_ODD, MODE_FAIL } mock_mode_t;
+typedef enum { MODE_PASS, MODE_DOUBLE, MODE_DROP_ODD, MODE_FAIL, MODE_CRITICAL } mock_mode_t;
 
-static const char *const s_modes[] = {"pass", "double", "drop_odd", "fail"};
+static const char *const s_modes[] = {"pass", "double", "drop_odd", "fail", "critical"};
 
 typedef struct {
     const dcbus_host_t *host;
@@ -42,7 +43,8 @@ static int mock_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         m++;
     if (m == sizeof s_modes / sizeof *s_modes || self->delay_ms < 0) {
         DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR,
-                  "mock-processor: mode must be pass, double, drop_odd or fail and delay_ms >= 0 "
+                  "mock-processor: mode must be pass, double, drop_odd, fail or critical and "
+                  "delay_ms >= 0 "
                   "(mode is \"%s\")",
                   mode);
         free(self);
@@ -142,6 +144,14 @@ static int mock_process(void *state, const dcbus_batch_t *in, dcbus_builder_t *o
         h->report_error(self->ctx, &error);
         return DCBUS_ERR;
     }
+    case MODE_CRITICAL: {
+        dcbus_error_t error = {.type = DCBUS_ERROR_PROCESSING,
+                               .operation = "process",
+                               .message = "mock-processor reports a critical error (mode: critical)",
+                               .is_critical = true};
+        h->report_error(self->ctx, &error);
+        return DCBUS_PASS;
+    }
     case MODE_DOUBLE:
     case MODE_DROP_ODD:
         break;
@@ -158,6 +168,6 @@ static int mock_process(void *state, const dcbus_batch_t *in, dcbus_builder_t *o
 }
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "mock-processor", .version = "0.1.0",
-                         .description = "test processor: pass, double, drop_odd or fail",
+                         .description = "test processor: pass, double, drop_odd, fail or critical",
                          .role = DCBUS_ROLE_PROCESSOR, .open = mock_open, .close = mock_close,
                          .process = mock_process)
