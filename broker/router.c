@@ -52,6 +52,7 @@ typedef struct {
     char name[DCB_NAME_MAX];
     uint64_t last_seq;               /* highest seq taken from the collector */
     bool seen;                       /* last_seq is meaningful (seq 0 is valid) */
+    rt_instance_t *owner;            /* the collector that sends it: only that one may */
     rt_batch_t *fifo_head, *fifo_tail; /* not yet released to the sinks */
 } rt_stream_t;
 
@@ -528,6 +529,12 @@ static int take_from_collector(rt_router_t *self, rt_peer_t *peer, const dcb_env
         return -1;
     }
     rt_stream_t *s = stream_get(self, env->stream);
+    if (!s->owner) s->owner = peer->inst;
+    if (s->owner != peer->inst) {
+        snprintf(why, whylen, "stream %s belongs to collector %s, not %s", env->stream,
+                 s->owner->name, peer->inst->name);
+        return -1;
+    }
     char key[DCB_NAME_MAX + 24];
     batch_key(env->stream, env->seq, key, sizeof key);
     if (zhashx_lookup(self->batches, key)) return 0; /* resent while in flight */

@@ -21,6 +21,9 @@
  *  - A peer that dies (heartbeat time-out) or says BYE gives back what it
  *    held: its batches go to the front of its stage's queue for another
  *    replica.  A NACK puts the batch back after an exponential back-off.
+ *  - A stream belongs to the collector that sent it first: (stream, seq)
+ *    from another collector is refused, so one peer cannot shadow
+ *    another's batches.
  *  - A peer has at most `credit` batches at a time; the rest wait in the
  *    stage's queue, so memory is bounded by the collectors' windows.
  */

@@ -98,19 +98,26 @@ static void pack_good_records(msgpack_packer *pk)
 
 static void pack_good_value(msgpack_packer *pk, const char *field)
 {
-    if (strcmp(field, "v") == 0) msgpack_pack_uint32(pk, 1);
-    else if (strcmp(field, "stream") == 0) pack_cstr(pk, "ticks");
-    else if (strcmp(field, "seq") == 0) msgpack_pack_uint64(pk, 42);
-    else if (strcmp(field, "session") == 0) pack_cstr(pk, "s-1");
-    else if (strcmp(field, "source") == 0) pack_cstr(pk, "ticker");
-    else if (strcmp(field, "ts") == 0) msgpack_pack_int64(pk, 1700000000000000LL);
-    else pack_good_records(pk);
+    if (strcmp(field, "v") == 0)
+        msgpack_pack_uint32(pk, 1);
+    else if (strcmp(field, "stream") == 0)
+        pack_cstr(pk, "ticks");
+    else if (strcmp(field, "seq") == 0)
+        msgpack_pack_uint64(pk, 42);
+    else if (strcmp(field, "session") == 0)
+        pack_cstr(pk, "s-1");
+    else if (strcmp(field, "source") == 0)
+        pack_cstr(pk, "ticker");
+    else if (strcmp(field, "ts") == 0)
+        msgpack_pack_int64(pk, 1700000000000000LL);
+    else
+        pack_good_records(pk);
 }
 
 typedef struct {
-    const int *order;      /* indexes into FIELDS; NULL: writer order */
-    const char *omit;      /* field left out, or NULL */
-    const char *replace;   /* field whose value is `value`, or NULL */
+    const int *order;    /* indexes into FIELDS; NULL: writer order */
+    const char *omit;    /* field left out, or NULL */
+    const char *replace; /* field whose value is `value`, or NULL */
     pack_fn value;
     const char *extra_key; /* an unknown key added at the end, or NULL */
 } env_spec_t;
@@ -124,8 +131,10 @@ static void pack_envelope(msgpack_sbuffer *sb, const env_spec_t *spec)
         const char *field = FIELDS[spec->order ? spec->order[i] : i];
         if (spec->omit && strcmp(field, spec->omit) == 0) continue;
         pack_cstr(&pk, field);
-        if (spec->replace && strcmp(field, spec->replace) == 0) spec->value(&pk);
-        else pack_good_value(&pk, field);
+        if (spec->replace && strcmp(field, spec->replace) == 0)
+            spec->value(&pk);
+        else
+            pack_good_value(&pk, field);
     }
     if (spec->extra_key) {
         pack_cstr(&pk, spec->extra_key);
@@ -239,9 +248,9 @@ static void round_trip_build(round_trip_t *rt)
 
     dcbus_builder_t *b = dcb_builder_new();
     dcb_builder_set_stream(b, "ticks");
-    build_typed_record(b, (dcbus_span_t){(const uint8_t *)rt->nested_map.data, rt->nested_map.size},
-                       (dcbus_span_t){(const uint8_t *)rt->nested_array.data,
-                                      rt->nested_array.size});
+    build_typed_record(
+        b, (dcbus_span_t){(const uint8_t *)rt->nested_map.data, rt->nested_map.size},
+        (dcbus_span_t){(const uint8_t *)rt->nested_array.data, rt->nested_array.size});
     dcb_builder_add_raw(b, (dcbus_span_t){(const uint8_t *)rt->exotic.data, rt->exotic.size});
     dcb_builder_record_begin(b, 0); /* an empty record is still a record */
     const char *why = "unset";
@@ -793,9 +802,8 @@ static void test_longest_names_fit(void **state)
         pack_envelope(&sb, &(env_spec_t){.replace = names[i], .value = pk_name_longest});
         dcb_envelope_t env;
         char why[128] = "";
-        assert_int_equal(dcb_envelope_decode((const uint8_t *)sb.data, sb.size, &env, why,
-                                             sizeof why),
-                         0);
+        assert_int_equal(
+            dcb_envelope_decode((const uint8_t *)sb.data, sb.size, &env, why, sizeof why), 0);
         const char *got = i == 0 ? env.stream : i == 1 ? env.session : env.source;
         assert_int_equal(strlen(got), DCB_NAME_MAX - 1);
         msgpack_sbuffer_destroy(&sb);
@@ -963,7 +971,8 @@ static void read_everything(const uint8_t *data, size_t len)
     dcbus_field_iter_t it;
     dcbus_value_t k, v;
     if (dcb_record_fields((dcbus_span_t){data, len}, &it))
-        while (dcb_field_next(&it, &k, &v)) assert_true(it.pos <= data + len);
+        while (dcb_field_next(&it, &k, &v))
+            assert_true(it.pos <= data + len);
 }
 
 static void test_random_garbage(void **state)
@@ -973,7 +982,8 @@ static void test_random_garbage(void **state)
     for (int iter = 0; iter < 20000; iter++) {
         size_t len = (size_t)(prng_next(&seed) % (iter < 10000 ? 16 : 400));
         uint8_t *buf = malloc(len ? len : 1);
-        for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)prng_next(&seed);
+        for (size_t i = 0; i < len; i++)
+            buf[i] = (uint8_t)prng_next(&seed);
         /* Half the time, start like an envelope so the decoder goes deeper. */
         if (len > 2 && (iter & 1)) buf[0] = 0x87, buf[1] = 0xa1, buf[2] = 'v';
         read_everything(buf, len);

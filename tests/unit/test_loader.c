@@ -53,7 +53,7 @@ static const char *test_refusal(const char *name)
  */
 
 typedef struct {
-    char *root; /* mkdtemp's folder (kept apart from paths[] for -Wrestrict) */
+    char *root;         /* mkdtemp's folder (kept apart from paths[] for -Wrestrict) */
     char paths[8][512]; /* what was created, removed in reverse order */
     int n;
 } scratch_t;
@@ -70,7 +70,8 @@ static int scratch_setup(void **state)
 static int scratch_teardown(void **state)
 {
     scratch_t *s = *state;
-    for (int i = s->n - 1; i >= 0; i--) remove(s->paths[i]);
+    for (int i = s->n - 1; i >= 0; i--)
+        remove(s->paths[i]);
     rmdir(s->root);
     free(s->root);
     free(s);
@@ -106,7 +107,8 @@ static void scratch_copy(scratch_t *s, const char *plugin, const char *rel)
     assert_non_null(out);
     char buf[8192];
     size_t n;
-    while ((n = fread(buf, 1, sizeof buf, in)) > 0) assert_int_equal(fwrite(buf, 1, n, out), n);
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
     fclose(in);
     fclose(out);
 }
@@ -244,8 +246,11 @@ static void test_not_a_plain_name(void **state)
 {
     (void)state;
     static const char *const names[] = {
-        "../x", "..", ".", "a/b", "/good", "good.so", "good ", "", "g\xc3\xb6od",
-        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 65 */
+        "../x",        "..",
+        ".",           "a/b",
+        "/good",       "good.so",
+        "good ",       "",
+        "g\xc3\xb6od", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", /* 65 */
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         assert_contains(test_refusal(names[i]), "not a plain plugin name");
@@ -310,7 +315,7 @@ static void test_symlink_inside_followed(void **state)
 static void test_messages_are_distinct(void **state)
 {
     (void)state;
-    static const char *const names[] = {"abi_major2", "no_entry",  "null_desc", "small_desc",
+    static const char *const names[] = {"abi_major2", "no_entry",   "null_desc", "small_desc",
                                         "bad_role",   "no_collect", "misnamed",  "unresolved",
                                         "../x",       "absent"};
     enum { N = sizeof names / sizeof names[0] };
@@ -322,7 +327,8 @@ static void test_messages_are_distinct(void **state)
         if (colon) memmove(msgs[i], colon + 2, strlen(colon + 2) + 1);
     }
     for (size_t i = 0; i < N; i++)
-        for (size_t j = i + 1; j < N; j++) assert_string_not_equal(msgs[i], msgs[j]);
+        for (size_t j = i + 1; j < N; j++)
+            assert_string_not_equal(msgs[i], msgs[j]);
 }
 
 int main(void)

@@ -108,7 +108,8 @@ static void test_command_names_round_trip(void **state)
         snprintf(longer, sizeof longer, "%sX", name);
         assert_int_equal(dcb_cmd_parse(longer, strlen(longer)), DCB_CMD_INVALID);
         size_t i;
-        for (i = 0; name[i]; i++) lower[i] = (char)(name[i] | 0x20);
+        for (i = 0; name[i]; i++)
+            lower[i] = (char)(name[i] | 0x20);
         assert_int_equal(dcb_cmd_parse(lower, i), DCB_CMD_INVALID);
     }
     assert_string_equal(dcb_cmd_name(DCB_CMD_DATA), "DATA");

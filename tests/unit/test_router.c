@@ -54,9 +54,9 @@ typedef struct {
     char peer[32]; /* routing id of the receiver (DATA, ACK) */
     char stream[DCB_NAME_MAX];
     uint64_t seq;
-    char by[32];   /* DATA: the "by" field of the batch's first record */
+    char by[32];    /* DATA: the "by" field of the batch's first record */
     char error[64]; /* ABANDONED */
-    bool taken;    /* already matched by an expect_*() */
+    bool taken;     /* already matched by an expect_*() */
 } event_t;
 
 #define MAX_EVENTS 1024
@@ -133,9 +133,12 @@ static void on_peer_gone(void *arg, const rt_peer_t *peer, const char *reason)
 static void on_released(void *arg, const char *pipeline)
 {
     fx_t *f = arg;
-    if (strcmp(pipeline, "main") == 0) f->released_main++;
-    else if (strcmp(pipeline, "direct") == 0) f->released_direct++;
-    else fail_msg("released in unknown pipeline %s", pipeline);
+    if (strcmp(pipeline, "main") == 0)
+        f->released_main++;
+    else if (strcmp(pipeline, "direct") == 0)
+        f->released_direct++;
+    else
+        fail_msg("released in unknown pipeline %s", pipeline);
 }
 
 static int setup(void **state)
@@ -228,8 +231,8 @@ static void make_batch(zmq_msg_t *msg, dcb_envelope_t *env, const char *stream, 
     memcpy(zmq_msg_data(msg), sb.data, sb.size);
     msgpack_sbuffer_destroy(&sb);
     char why[128];
-    assert_int_equal(dcb_envelope_decode(zmq_msg_data(msg), zmq_msg_size(msg), env, why, sizeof why),
-                     0);
+    assert_int_equal(
+        dcb_envelope_decode(zmq_msg_data(msg), zmq_msg_size(msg), env, why, sizeof why), 0);
 }
 
 /* DATA from peer `id`; returns the router's answer (why on refusal). */
@@ -406,7 +409,8 @@ static void test_replicas_share_round_robin(void **state)
     }
     expect_quiet(f);
     assert_string_not_equal(got[0], got[1]);
-    for (int i = 2; i < 6; i++) assert_string_equal(got[i], got[i % 2]);
+    for (int i = 2; i < 6; i++)
+        assert_string_equal(got[i], got[i % 2]);
     assert_int_equal(rt_peer_inflight(peer(f, "p1#0")), 3);
     assert_int_equal(rt_peer_inflight(peer(f, "p1#1")), 3);
 }
@@ -419,7 +423,8 @@ static void test_credit_bounds_what_a_peer_holds(void **state)
     hello(f, "p2#0", "p2", DCBUS_ROLE_PROCESSOR, 1);
     hello(f, "s1#0", "s1", DCBUS_ROLE_STORAGE, 8);
     hello(f, "s2#0", "s2", DCBUS_ROLE_STORAGE, 8);
-    for (uint64_t seq = 1; seq <= 5; seq++) data(f, "src#0", "ticks", seq, "src");
+    for (uint64_t seq = 1; seq <= 5; seq++)
+        data(f, "src#0", "ticks", seq, "src");
     expect_data(f, "p1#0", "ticks", 1, "src");
     expect_data(f, "p1#0", "ticks", 2, "src");
     expect_quiet(f); /* 3, 4 and 5 wait */
@@ -445,7 +450,8 @@ static void test_sink_credit_and_acks(void **state)
 {
     fx_t *f = *state;
     hello_direct(f, 1);
-    for (uint64_t seq = 1; seq <= 3; seq++) data(f, "src2#0", "d", seq, "src2");
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        data(f, "src2#0", "d", seq, "src2");
     expect_data(f, "s3#0", "d", 1, "src2");
     expect_quiet(f);
     assert_int_equal(rt_batches_in_flight(f->rt), 3);
@@ -582,13 +588,16 @@ static void test_given_back_batches_keep_their_order(void **state)
     fx_t *f = *state;
     hello(f, "src#0", "src", DCBUS_ROLE_COLLECTOR, 1);
     hello(f, "p1#0", "p1", DCBUS_ROLE_PROCESSOR, 3);
-    for (uint64_t seq = 1; seq <= 4; seq++) data(f, "src#0", "ticks", seq, "src");
-    for (uint64_t seq = 1; seq <= 3; seq++) expect_data(f, "p1#0", "ticks", seq, "src");
+    for (uint64_t seq = 1; seq <= 4; seq++)
+        data(f, "src#0", "ticks", seq, "src");
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        expect_data(f, "p1#0", "ticks", seq, "src");
     expect_quiet(f);
     rt_peer_gone(f->rt, peer(f, "p1#0"), "missed heartbeats");
     expect_quiet(f); /* nobody to give them to */
     hello(f, "p1#1", "p1", DCBUS_ROLE_PROCESSOR, 10);
-    for (uint64_t seq = 1; seq <= 4; seq++) expect_data(f, "p1#1", "ticks", seq, "src");
+    for (uint64_t seq = 1; seq <= 4; seq++)
+        expect_data(f, "p1#1", "ticks", seq, "src");
     expect_quiet(f);
 }
 
@@ -775,8 +784,8 @@ static void test_batch_lost_in_processing_does_not_block_its_stream(void **state
 static rt_held_t *nack_held(fx_t *f, const char *id, const char *stream, uint64_t seq)
 {
     rt_held_t *held = NULL;
-    assert_int_equal(
-        rt_on_nack(f->rt, peer(f, id), stream, seq, true, "disk full", f->now, &held), 0);
+    assert_int_equal(rt_on_nack(f->rt, peer(f, id), stream, seq, true, "disk full", f->now, &held),
+                     0);
     assert_non_null(held);
     return held;
 }
@@ -865,7 +874,8 @@ static void inject_refused(fx_t *f, const char *pipeline, const char *instance, 
     make_batch(&msg, &env, "ticks", seq, "dead-letter", 1);
     assert_int_equal(rt_inject(f->rt, pipeline, instance, &env, &msg, why, sizeof why), -1);
     zmq_msg_close(&msg);
-    if (!strstr(why, want)) fail_msg("inject at %s: reason \"%s\", want \"%s\"", instance, why, want);
+    if (!strstr(why, want))
+        fail_msg("inject at %s: reason \"%s\", want \"%s\"", instance, why, want);
 }
 
 /* A dead letter replayed at a sink goes to that sink only; nobody acknowledges
@@ -953,8 +963,8 @@ static void hello_refused(fx_t *f, const char *instance, dcbus_role_t role, cons
                           const char *want2)
 {
     char why[256] = "";
-    rt_peer_t *p = rt_peer_hello(f->rt, "x#0", 3, instance, "plugin", role, 0, 4, f->now, why,
-                                 sizeof why);
+    rt_peer_t *p =
+        rt_peer_hello(f->rt, "x#0", 3, instance, "plugin", role, 0, 4, f->now, why, sizeof why);
     if (p) fail_msg("HELLO as %s accepted", instance);
     if (!strstr(why, want1) || (want2 && !strstr(why, want2)))
         fail_msg("HELLO as %s: reason \"%s\"", instance, why);

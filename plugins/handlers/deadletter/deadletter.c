@@ -214,8 +214,8 @@ static void deadletter_close(void *state)
     deadletter_t *self = state;
     if (!self) return;
     if (self->kept)
-        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_INFO, "deadletter: %" PRIu64 " batches kept in %s",
-                  self->kept, self->dir);
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_INFO,
+                  "deadletter: %" PRIu64 " batches kept in %s", self->kept, self->dir);
     msgpack_sbuffer_destroy(&self->buf);
     free(self->dir);
     free(self);

@@ -16,7 +16,9 @@
 #include <dcbus/plugin.h>
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../error_types.h"
 
@@ -77,18 +79,28 @@ static const char *or_dash(const char *s)
     return s && *s ? s : "-";
 }
 
+/* The message as one quotable value: its quotes become ' and its line
+ * breaks spaces, so the line stays one line with one message="...". */
+static void quotable(char *out, size_t cap, const char *s)
+{
+    size_t n = 0;
+    for (; s && *s && n + 1 < cap; s++)
+        out[n++] = *s == '"' ? '\'' : (*s == '\n' || *s == '\r') ? ' ' : *s;
+    out[n] = '\0';
+}
+
 static int log_handle(void *state, const dcbus_error_t *error, const dcbus_batch_t *batch)
 {
     log_handler_t *self = state;
-    char seq[24] = "-";
+    char seq[24] = "-", message[1024];
+    quotable(message, sizeof message, error->message);
     if (batch) snprintf(seq, sizeof seq, "%" PRIu64, batch->seq);
     DCBUS_LOG(self->host, self->ctx, self->level,
               "log: type=%s stream=%s seq=%s instance=%s pipeline=%s attempts=%u operation=%s "
               "critical=%s message=\"%s\"",
               error_type_name(error->type), or_dash(batch ? batch->stream : NULL), seq,
               or_dash(error->instance), or_dash(error->pipeline), error->attempts,
-              or_dash(error->operation), error->is_critical ? "true" : "false",
-              error->message ? error->message : "");
+              or_dash(error->operation), error->is_critical ? "true" : "false", message);
     return self->pass ? DCBUS_PASS : DCBUS_HANDLED;
 }
 

@@ -52,8 +52,7 @@ static int read_settings(retry_t *self)
     int64_t max_attempts = h->config_int(self->ctx, "max_attempts", 5);
     if (max_attempts < 1 || max_attempts > 1000000) {
         DCBUS_LOG(h, self->ctx, DCBUS_LOG_ERROR,
-                  "retry: max_attempts must be between 1 and 1000000, got %" PRId64,
-                  max_attempts);
+                  "retry: max_attempts must be between 1 and 1000000, got %" PRId64, max_attempts);
         return -1;
     }
     self->max_attempts = (uint32_t)max_attempts;
@@ -126,8 +125,7 @@ static int retry_handle(void *state, const dcbus_error_t *error, const dcbus_bat
     uint32_t delay = backoff_ms(self, error->attempts);
     DCBUS_LOG(h, self->ctx, DCBUS_LOG_DEBUG,
               "retry: again in %u ms: stream=%s seq=%" PRIu64 " instance=%s attempts=%u", delay,
-              batch->stream, batch->seq, error->instance ? error->instance : "-",
-              error->attempts);
+              batch->stream, batch->seq, error->instance ? error->instance : "-", error->attempts);
     h->retry_after(self->ctx, delay);
     return DCBUS_HANDLED;
 }
