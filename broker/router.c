@@ -751,16 +751,18 @@ int rt_inject(rt_router_t *self, const char *pipeline, const char *instance,
 
 void rt_tick(rt_router_t *self, int64_t now)
 {
-    rt_work_t *w = self->backoff.head;
-    while (w) {
-        rt_work_t *next = w->next;
+    /* From the tail, each to the front of its queue: due batches keep their
+     * order among themselves and go before anything queued after them. */
+    bool moved = false;
+    for (rt_work_t *w = self->backoff.tail, *prev; w; w = prev) {
+        prev = w->prev;
         if (now >= w->not_before) {
-            rt_instance_t *inst = work_instance(w);
-            list_push(&inst->queue, w, true);
-            dispatch(self, inst);
+            list_push(&work_instance(w)->queue, w, true);
+            moved = true;
         }
-        w = next;
     }
+    if (moved)
+        for (size_t i = 0; i < self->ninstances; i++) dispatch(self, &self->instances[i]);
 }
 
 void rt_pipeline_in_flight(const rt_router_t *self, const char *pipeline, size_t *total,

@@ -32,6 +32,11 @@ typedef struct {
 int cli_run_main(int argc, char **argv);
 int cli_check_main(int argc, char **argv);
 int cli_stats_main(int argc, char **argv);
+int cli_watch_main(int argc, char **argv);
+int cli_tasks_main(int argc, char **argv);
+int cli_sessions_main(int argc, char **argv);
+int cli_pause_main(int argc, char **argv);
+int cli_resume_main(int argc, char **argv);
 
 /* Prints "dcbus COMMAND: <message>" on stderr and returns CLI_EXIT_USAGE,
  * telling where to find the usage; for an unknown option or a missing argument. */

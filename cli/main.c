@@ -25,6 +25,11 @@ static const cli_command_t s_commands[] = {
     {"run", "start the broker and every worker of a config; restart crashed ones", cli_run_main},
     {"check", "validate a config and the plugins it names", cli_check_main},
     {"stats", "ask a running broker for its counters", cli_stats_main},
+    {"watch", "follow the broker's topics: events, errors, tasks, sessions", cli_watch_main},
+    {"tasks", "list the broker's tasks, or follow them with --watch", cli_tasks_main},
+    {"sessions", "start, end or list sessions", cli_sessions_main},
+    {"pause", "pause a collector", cli_pause_main},
+    {"resume", "resume a paused collector", cli_resume_main},
 };
 #define COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
 

@@ -26,10 +26,14 @@ static size_t utf8_length(const unsigned char *s, size_t n)
     size_t len;
     uint32_t cp, min;
     if (s[0] < 0x80) return 1;
-    if ((s[0] & 0xe0) == 0xc0) len = 2, cp = s[0] & 0x1f, min = 0x80;
-    else if ((s[0] & 0xf0) == 0xe0) len = 3, cp = s[0] & 0x0f, min = 0x800;
-    else if ((s[0] & 0xf8) == 0xf0) len = 4, cp = s[0] & 0x07, min = 0x10000;
-    else return 0;
+    if ((s[0] & 0xe0) == 0xc0)
+        len = 2, cp = s[0] & 0x1f, min = 0x80;
+    else if ((s[0] & 0xf0) == 0xe0)
+        len = 3, cp = s[0] & 0x0f, min = 0x800;
+    else if ((s[0] & 0xf8) == 0xf0)
+        len = 4, cp = s[0] & 0x07, min = 0x10000;
+    else
+        return 0;
     if (len > n) return 0;
     for (size_t i = 1; i < len; i++) {
         if ((s[i] & 0xc0) != 0x80) return 0;
@@ -53,11 +57,16 @@ void cli_json_string(FILE *out, const char *s, size_t len)
             p += n;
         } else {
             unsigned char c = *p++;
-            if (c == '"' || c == '\\') fprintf(out, "\\%c", c);
-            else if (c == '\n') fputs("\\n", out);
-            else if (c == '\t') fputs("\\t", out);
-            else if (c < 0x20 || c == 0x7f) fprintf(out, "\\u%04x", c);
-            else fputc(c, out);
+            if (c == '"' || c == '\\')
+                fprintf(out, "\\%c", c);
+            else if (c == '\n')
+                fputs("\\n", out);
+            else if (c == '\t')
+                fputs("\\t", out);
+            else if (c < 0x20 || c == 0x7f)
+                fprintf(out, "\\u%04x", c);
+            else
+                fputc(c, out);
         }
     }
     fputc('"', out);
@@ -65,8 +74,7 @@ void cli_json_string(FILE *out, const char *s, size_t len)
 
 static void base64_string(FILE *out, const uint8_t *data, size_t len)
 {
-    static const char digits[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     fputc('"', out);
     for (size_t i = 0; i < len; i += 3) {
         uint32_t group = (uint32_t)data[i] << 16;
@@ -148,12 +156,24 @@ static bool json_array(FILE *out, dcbus_span_t raw)
 static bool json_value(FILE *out, const dcbus_value_t *v)
 {
     switch (v->type) {
-    case DCBUS_VAL_NIL: fputs("null", out); return true;
-    case DCBUS_VAL_BOOL: fputs(v->as.b ? "true" : "false", out); return true;
-    case DCBUS_VAL_INT: fprintf(out, "%lld", (long long)v->as.i); return true;
-    case DCBUS_VAL_UINT: fprintf(out, "%llu", (unsigned long long)v->as.u); return true;
-    case DCBUS_VAL_FLOAT: json_double(out, v->as.f); return true;
-    case DCBUS_VAL_STR: cli_json_string(out, v->as.str.ptr, v->as.str.len); return true;
+    case DCBUS_VAL_NIL:
+        fputs("null", out);
+        return true;
+    case DCBUS_VAL_BOOL:
+        fputs(v->as.b ? "true" : "false", out);
+        return true;
+    case DCBUS_VAL_INT:
+        fprintf(out, "%lld", (long long)v->as.i);
+        return true;
+    case DCBUS_VAL_UINT:
+        fprintf(out, "%llu", (unsigned long long)v->as.u);
+        return true;
+    case DCBUS_VAL_FLOAT:
+        json_double(out, v->as.f);
+        return true;
+    case DCBUS_VAL_STR:
+        cli_json_string(out, v->as.str.ptr, v->as.str.len);
+        return true;
     case DCBUS_VAL_BIN:
         base64_string(out, (const uint8_t *)v->as.str.ptr, v->as.str.len);
         return true;
@@ -163,8 +183,10 @@ static bool json_value(FILE *out, const dcbus_value_t *v)
         base64_string(out, (const uint8_t *)v->as.str.ptr + 1, v->as.str.len - 1);
         fputc('}', out);
         return true;
-    case DCBUS_VAL_MAP: return json_map(out, v->raw);
-    case DCBUS_VAL_ARRAY: return json_array(out, v->raw);
+    case DCBUS_VAL_MAP:
+        return json_map(out, v->raw);
+    case DCBUS_VAL_ARRAY:
+        return json_array(out, v->raw);
     }
     return false;
 }
@@ -234,12 +256,18 @@ const char *cli_format_clock(char *buf, size_t cap, int64_t us)
 
 const char *cli_format_duration(char *buf, size_t cap, double s)
 {
-    if (!(s >= 0)) snprintf(buf, cap, "-");
-    else if (s < 1) snprintf(buf, cap, "%dms", (int)(s * 1000));
-    else if (s < 60) snprintf(buf, cap, "%.1fs", s);
-    else if (s < 3600) snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
-    else if (s < 86400) snprintf(buf, cap, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
-    else snprintf(buf, cap, "%dd%02dh", (int)(s / 86400), (int)(s / 3600) % 24);
+    if (!(s >= 0))
+        snprintf(buf, cap, "-");
+    else if (s < 1)
+        snprintf(buf, cap, "%dms", (int)(s * 1000));
+    else if (s < 60)
+        snprintf(buf, cap, "%.1fs", s);
+    else if (s < 3600)
+        snprintf(buf, cap, "%dm%02ds", (int)s / 60, (int)s % 60);
+    else if (s < 86400)
+        snprintf(buf, cap, "%dh%02dm", (int)s / 3600, (int)s % 3600 / 60);
+    else
+        snprintf(buf, cap, "%dd%02dh", (int)(s / 86400), (int)(s / 3600) % 24);
     return buf;
 }
 
@@ -250,7 +278,8 @@ const char *cli_format_bar(char *buf, size_t cap, double progress, int width)
     int filled = (int)(progress * width + 1e-9);
     char cells[128];
     if (width > (int)sizeof cells - 1) width = (int)sizeof cells - 1;
-    for (int i = 0; i < width; i++) cells[i] = i < filled ? '#' : '.';
+    for (int i = 0; i < width; i++)
+        cells[i] = i < filled ? '#' : '.';
     cells[width] = '\0';
     snprintf(buf, cap, "[%s] %3d%%", cells, (int)(progress * 100 + 1e-9));
     return buf;
@@ -297,12 +326,24 @@ void cli_line_add_value(cli_line_t *line, const char *key, size_t keylen, const 
 {
     cli_line_add(line, " %.*s=", (int)keylen, key);
     switch (v->type) {
-    case DCBUS_VAL_NIL: line_append(line, "-", 1); break;
-    case DCBUS_VAL_BOOL: cli_line_add(line, "%s", v->as.b ? "true" : "false"); break;
-    case DCBUS_VAL_INT: cli_line_add(line, "%lld", (long long)v->as.i); break;
-    case DCBUS_VAL_UINT: cli_line_add(line, "%llu", (unsigned long long)v->as.u); break;
-    case DCBUS_VAL_FLOAT: cli_line_add(line, "%g", v->as.f); break;
-    case DCBUS_VAL_BIN: cli_line_add(line, "<%u bytes>", (unsigned)v->as.str.len); break;
+    case DCBUS_VAL_NIL:
+        line_append(line, "-", 1);
+        break;
+    case DCBUS_VAL_BOOL:
+        cli_line_add(line, "%s", v->as.b ? "true" : "false");
+        break;
+    case DCBUS_VAL_INT:
+        cli_line_add(line, "%lld", (long long)v->as.i);
+        break;
+    case DCBUS_VAL_UINT:
+        cli_line_add(line, "%llu", (unsigned long long)v->as.u);
+        break;
+    case DCBUS_VAL_FLOAT:
+        cli_line_add(line, "%g", v->as.f);
+        break;
+    case DCBUS_VAL_BIN:
+        cli_line_add(line, "<%u bytes>", (unsigned)v->as.str.len);
+        break;
     case DCBUS_VAL_STR:
         if (memchr(v->as.str.ptr, ' ', v->as.str.len))
             cli_line_add(line, "\"%.*s\"", (int)v->as.str.len, v->as.str.ptr);

@@ -73,10 +73,16 @@ static int parse_message(dcb_message_t *out, zmq_msg_t *sig, zmq_msg_t *cmd, cha
     out->cmd = dcb_cmd_parse(zmq_msg_data(cmd), zmq_msg_size(cmd));
     if (out->cmd == DCB_CMD_INVALID) return refuse(why, whylen, "unknown command");
     out->body_span = (dcbus_span_t){zmq_msg_data(&out->body), zmq_msg_size(&out->body)};
-    const uint8_t *pos = out->body_span.data;
+    const uint8_t *pos = out->body_span.data, *end = pos + out->body_span.len;
     uint32_t pairs;
-    if (!dcb_mp_read_map(&pos, pos + out->body_span.len, &pairs))
-        return refuse(why, whylen, "body is not a msgpack map");
+    if (!dcb_mp_read_map(&pos, end, &pairs)) return refuse(why, whylen, "body is not a msgpack map");
+    /* A DATA body is a batch: the envelope reader checks it, header first,
+     * without a second pass over the records here.  Control bodies are small:
+     * check them whole. */
+    if (out->cmd == DCB_CMD_DATA) return 0;
+    pos = out->body_span.data;
+    if (!dcb_mp_skip(&pos, end) || pos != end)
+        return refuse(why, whylen, "body is a truncated or padded msgpack map");
     return 0;
 }
 

@@ -9,8 +9,9 @@
  *     frame 2  body       one msgpack map (for DATA: the batch envelope)
  *
  * On the ROUTER side the routing id frame comes first.  Anything else --
- * wrong frame count, unknown signature or command, body that is not a
- * msgpack map -- is refused by dcb_proto_recv() with a reason the caller
+ * wrong frame count, unknown signature or command, a control body that is
+ * not exactly one msgpack map (a DATA body is checked by the envelope
+ * reader, header first) -- is refused by dcb_proto_recv() with a reason the caller
  * logs and counts; it never reaches the routing code.
  */
 #ifndef DCB_PROTO_H

@@ -690,18 +690,16 @@ static void test_outage_loses_nothing(void **state)
 
     bool stopped = false, restarted = false;
     size_t errors_before = 0;
-    struct timespec stop_at = {0};
-    for (int step = 0; d->acked < batches && step < 200000; step++) {
+    time_t start = time(NULL), stop_at = 0;
+    while (d->acked < batches && time(NULL) - start < 120) {
         if (!stopped && d->acked >= 60) {
             assert_int_equal(run_cmd("PG_ENV_STOP"), 0);
             stopped = true;
             errors_before = dcb_testkit_error_count(tk);
-            clock_gettime(CLOCK_MONOTONIC, &stop_at);
+            stop_at = time(NULL);
         }
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (stopped && !restarted && d->store_retries > 3 && d->flush_retries > 1 &&
-            now.tv_sec - stop_at.tv_sec >= 1) {
+        if (stopped && !restarted && d->store_retries > 3 && d->flush_retries > 0 &&
+            time(NULL) - stop_at >= 2) {
             assert_true(dcb_testkit_error_count(tk) > errors_before);
             assert_int_equal(dcb_testkit_last_error(tk)->type, DCBUS_ERROR_CONNECTION);
             assert_int_equal(run_cmd("PG_ENV_START"), 0);

@@ -334,6 +334,31 @@ static void test_refusals_on_dealer(void **state)
     dcb_body_destroy(&b);
 }
 
+/* "One msgpack map" means one whole map and nothing after it: a map cut
+ * short, or followed by more bytes, is refused like any other bad body. */
+static void test_truncated_or_padded_body_refused(void **state)
+{
+    pair_t *p = *state;
+    static const bad_case_t cases[] = {
+        /* Control bodies only: a DATA body is checked by the envelope reader
+         * (test_codec.c), so the broker does not read a batch twice. */
+        {"map without its value", 3, {"DCB1", "HELLO", "\x81\xa1n"}, {4, 5, 3}, "msgpack map"},
+        {"map header alone", 3, {"DCB1", "ACK", "\x82"}, {4, 3, 1}, "msgpack map"},
+        {"map and a byte more", 3, {"DCB1", "NACK", MAP_BODY "\xc0"}, {4, 4, 5}, "msgpack map"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        send_frames(p->dealer, cases[i].frames, cases[i].lens, cases[i].nframes);
+        const uint8_t good[] = {0x81, 0xa1, 'n', (uint8_t)i}; /* {"n": i}, off the heap */
+        assert_int_equal(dcb_proto_send(p->dealer, NULL, DCB_CMD_DATA, good, sizeof good), 0);
+        dcb_message_t m;
+        char why[128] = "";
+        int rc = dcb_proto_recv(p->router, true, &m, why, sizeof why);
+        dcb_message_release(&m);
+        assert_refused(cases[i].what, rc, why, cases[i].reason);
+        expect_good(p->router, true, DCB_CMD_DATA, (int64_t)i);
+    }
+}
+
 /* A peer sending a long burst of bad messages between good ones: every
  * good one arrives, in order. */
 static void test_stream_stays_in_step(void **state)
@@ -487,6 +512,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refusals_on_router, setup_pair, teardown_pair),
         cmocka_unit_test_setup_teardown(test_refusals_on_dealer, setup_pair, teardown_pair),
         cmocka_unit_test_setup_teardown(test_stream_stays_in_step, setup_pair, teardown_pair),
+        cmocka_unit_test_setup_teardown(test_truncated_or_padded_body_refused, setup_pair,
+                                        teardown_pair),
         cmocka_unit_test(test_body_round_trip),
         cmocka_unit_test(test_body_type_mismatches),
     };

@@ -667,6 +667,25 @@ static void test_resent_batch_in_processing_not_taken_twice(void **state)
     assert_int_equal(rt_peer_inflight(peer(f, "p1#0")), 1);
 }
 
+/* A stream belongs to the collector that sent it first: another collector
+ * using the same name is refused, not mistaken for a resend. */
+static void test_stream_belongs_to_its_first_collector(void **state)
+{
+    fx_t *f = *state;
+    hello_main(f, 4);
+    hello_direct(f, 4);
+    data(f, "src#0", "x", 100, "src");
+    expect_data(f, "p1#0", "x", 100, "src");
+    char why[256] = "";
+    assert_int_equal(data_n(f, "src2#0", "x", 50, "src2", 1, why, sizeof why), -1);
+    assert_non_null(strstr(why, "belongs to collector src"));
+    assert_int_equal(data_n(f, "src2#0", "x", 100, "src2", 1, why, sizeof why), -1);
+    expect_quiet(f); /* neither delivered nor acknowledged */
+    data(f, "src2#0", "y", 1, "src2");
+    expect_data(f, "s3#0", "y", 1, "src2");
+    expect_quiet(f);
+}
+
 /* The first batch of a stream may carry seq 0: nothing was seen before it. */
 static void test_first_batch_may_have_seq_zero(void **state)
 {
@@ -1217,6 +1236,7 @@ int main(void)
         T(test_ack_goes_to_the_reconnected_collector),
         T(test_resent_batch_not_taken_twice),
         T(test_resent_batch_in_processing_not_taken_twice),
+        T(test_stream_belongs_to_its_first_collector),
         T(test_first_batch_may_have_seq_zero),
         T(test_nack_retries_with_growing_backoff),
         T(test_nack_gives_up_after_max_attempts),
