@@ -276,10 +276,29 @@ static void print_json(const dl_list_t *list, const char *dir)
     printf("]}\n");
 }
 
-static int width(const char *s, int w)
+/* Column widths: at least the heading's, else the longest value's. */
+typedef struct {
+    int file, stream, seq, instance, pipeline, type;
+} widths_t;
+
+static int wider(int w, const char *s)
 {
     int n = (int)strlen(s);
     return n > w ? n : w;
+}
+
+static widths_t table_widths(const dl_list_t *list)
+{
+    widths_t w = {4, 6, 3, 8, 8, 10}; /* FILE STREAM SEQ INSTANCE PIPELINE ERROR_TYPE */
+    for (size_t i = 0; i < list->count; i++) {
+        const dl_letter_t *l = &list->items[i];
+        char seq[24];
+        snprintf(seq, sizeof seq, "%" PRIu64, l->env.seq);
+        w.file = wider(w.file, l->name), w.stream = wider(w.stream, l->env.stream);
+        w.seq = wider(w.seq, seq), w.instance = wider(w.instance, l->instance);
+        w.pipeline = wider(w.pipeline, l->pipeline), w.type = wider(w.type, l->error_type);
+    }
+    return w;
 }
 
 /* A table: one row per dead letter, columns padded, the message last. */
@@ -289,19 +308,16 @@ static void print_table(const dl_list_t *list, const char *dir)
         printf("no dead letters in %s\n", dir);
         return;
     }
-    int wf = 4, ws = 6, wi = 8, wp = 8, wt = 10;
+    widths_t w = table_widths(list);
+    printf("%-*s  %-*s  %*s  %-*s  %-*s  %8s  %-*s  %7s  %s\n", w.file, "FILE", w.stream, "STREAM",
+           w.seq, "SEQ", w.instance, "INSTANCE", w.pipeline, "PIPELINE", "ATTEMPTS", w.type,
+           "ERROR_TYPE", "RECORDS", "MESSAGE");
     for (size_t i = 0; i < list->count; i++) {
         const dl_letter_t *l = &list->items[i];
-        wf = width(l->name, wf), ws = width(l->env.stream, ws), wi = width(l->instance, wi);
-        wp = width(l->pipeline, wp), wt = width(l->error_type, wt);
-    }
-    printf("%-*s  %-*s  %10s  %-*s  %-*s  %8s  %-*s  %7s  %s\n", wf, "FILE", ws, "STREAM", "SEQ",
-           wi, "INSTANCE", wp, "PIPELINE", "ATTEMPTS", wt, "ERROR_TYPE", "RECORDS", "MESSAGE");
-    for (size_t i = 0; i < list->count; i++) {
-        const dl_letter_t *l = &list->items[i];
-        printf("%-*s  %-*s  %10" PRIu64 "  %-*s  %-*s  %8" PRIu64 "  %-*s  %7" PRIu32 "  %s\n", wf,
-               l->name, ws, l->env.stream, l->env.seq, wi, l->instance, wp, l->pipeline,
-               l->attempts, wt, l->error_type, l->env.count, l->message);
+        printf("%-*s  %-*s  %*" PRIu64 "  %-*s  %-*s  %8" PRIu64 "  %-*s  %7" PRIu32 "  %s\n",
+               w.file, l->name, w.stream, l->env.stream, w.seq, l->env.seq, w.instance, l->instance,
+               w.pipeline, l->pipeline, l->attempts, w.type, l->error_type, l->env.count,
+               l->message);
     }
 }
 
@@ -332,7 +348,12 @@ static int move_replayed(const dl_letter_t *l, char *why, size_t whylen)
     return 0;
 }
 
-typedef enum { REPLAY_DONE, REPLAY_FAILED, REPLAY_NO_BROKER } replay_outcome_t;
+typedef enum {
+    REPLAY_DONE,
+    REPLAY_NOT_MOVED, /* replayed, but the file is still there */
+    REPLAY_FAILED,
+    REPLAY_NO_BROKER
+} replay_outcome_t;
 
 /* Sends one dead letter and moves it away once the broker took it; prints
  * one line about it. */
@@ -357,12 +378,19 @@ static replay_outcome_t replay_one(cli_client_t *client, const dl_letter_t *l)
     dcb_map_get_uint(reply.result, "seq", &seq);
     cli_reply_release(&reply);
     if (move_replayed(l, err, sizeof err) != 0) {
-        printf("failed %s: replayed as stream=%s seq=%" PRIu64 " but %s\n", l->name, stream, seq,
-               err);
-        return REPLAY_FAILED;
+        printf("replayed %s stream=%s seq=%" PRIu64 " but %s\n", l->name, stream, seq, err);
+        return REPLAY_NOT_MOVED;
     }
     printf("replayed %s stream=%s seq=%" PRIu64 "\n", l->name, stream, seq);
     return REPLAY_DONE;
+}
+
+/* Where a FILE argument is: a path if it has a slash, else a name in dir. */
+static int letter_path(char *out, size_t cap, const char *dir, const char *arg)
+{
+    int n =
+        strchr(arg, '/') ? snprintf(out, cap, "%s", arg) : snprintf(out, cap, "%s/%s", dir, arg);
+    return n >= 0 && (size_t)n < cap ? 0 : -1;
 }
 
 /* The dead letters named on the command line: paths, or names in `dir`. */
@@ -371,11 +399,8 @@ static size_t list_named(dl_list_t *list, const char *dir, int n, char **names)
     size_t bad = 0;
     for (int i = 0; i < n; i++) {
         char path[4096], why[256] = "path too long";
-        /* A name with a slash is a path; a bare name is in dir. */
-        bool named = strchr(names[i], '/') == NULL;
-        int fits = named ? join_path(path, sizeof path, dir, names[i])
-                         : (snprintf(path, sizeof path, "%s", names[i]) < (int)sizeof path) - 1;
-        if (fits != 0 || list_load(list, path, why, sizeof why) != 0) {
+        if (letter_path(path, sizeof path, dir, names[i]) != 0 ||
+            list_load(list, path, why, sizeof why) != 0) {
             printf("failed %s: %s\n", names[i], why);
             bad++;
         }
@@ -391,7 +416,7 @@ static int replay_all(const dl_list_t *list, size_t bad, const char *endpoint)
         fprintf(stderr, "dcbus deadletter replay: %s\n", err);
         return CLI_EXIT_FAILURE;
     }
-    size_t done = 0;
+    size_t done = 0, not_moved = 0;
     bool no_broker = false;
     for (size_t i = 0; i < list->count; i++) {
         if (no_broker) { /* the others would only wait too */
@@ -399,13 +424,14 @@ static int replay_all(const dl_list_t *list, size_t bad, const char *endpoint)
             continue;
         }
         replay_outcome_t outcome = replay_one(client, &list->items[i]);
-        done += outcome == REPLAY_DONE;
+        done += outcome == REPLAY_DONE || outcome == REPLAY_NOT_MOVED;
+        not_moved += outcome == REPLAY_NOT_MOVED;
         no_broker = outcome == REPLAY_NO_BROKER;
     }
     cli_client_destroy(&client);
     size_t total = list->count + bad;
     printf("replayed %zu of %zu dead letters\n", done, total);
-    return done == total ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
+    return done == total && !not_moved ? CLI_EXIT_OK : CLI_EXIT_FAILURE;
 }
 
 /* ---------------------------------------------------------------------------

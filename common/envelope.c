@@ -13,10 +13,10 @@
 #include <string.h>
 
 #include "mpread.h"
+#include "mpwrite.h"
 
 struct dcbus_builder {
-    msgpack_sbuffer buf; /* the encoded records, back to back */
-    msgpack_packer pk;
+    dcb_mpbuf_t buf; /* the encoded records, back to back */
     uint32_t count;
     uint32_t fields_left; /* fields still owed by the open record */
     bool in_record;
@@ -199,22 +199,20 @@ dcbus_builder_t *dcb_builder_new(void)
 {
     dcbus_builder_t *self = calloc(1, sizeof *self);
     if (!self) return NULL;
-    msgpack_sbuffer_init(&self->buf);
-    msgpack_packer_init(&self->pk, &self->buf, msgpack_sbuffer_write);
     return self;
 }
 
 void dcb_builder_destroy(dcbus_builder_t **self_p)
 {
     if (!self_p || !*self_p) return;
-    msgpack_sbuffer_destroy(&(*self_p)->buf);
+    free((*self_p)->buf.data);
     free(*self_p);
     *self_p = NULL;
 }
 
 void dcb_builder_reset(dcbus_builder_t *self)
 {
-    msgpack_sbuffer_clear(&self->buf);
+    self->buf.len = 0;
     self->count = 0;
     self->fields_left = 0;
     self->in_record = false;
@@ -234,7 +232,7 @@ uint32_t dcb_builder_count(const dcbus_builder_t *self)
 
 dcbus_span_t dcb_builder_records(const dcbus_builder_t *self)
 {
-    return (dcbus_span_t){(const uint8_t *)self->buf.data, self->buf.size};
+    return (dcbus_span_t){self->buf.data, self->buf.len};
 }
 
 bool dcb_builder_ok(const dcbus_builder_t *self, const char **why)
@@ -265,14 +263,14 @@ static void close_record_check(dcbus_builder_t *self)
 void dcb_builder_add_raw(dcbus_builder_t *self, dcbus_span_t record)
 {
     close_record_check(self);
-    msgpack_sbuffer_write(&self->buf, (const char *)record.data, record.len);
+    dcb_mp_write_raw(&self->buf, record.data, record.len);
     self->count++;
 }
 
 void dcb_builder_record_begin(dcbus_builder_t *self, uint32_t nfields)
 {
     close_record_check(self);
-    msgpack_pack_map(&self->pk, nfields);
+    dcb_mp_write_map(&self->buf, nfields);
     self->count++;
     self->fields_left = nfields;
     self->in_record = true;
@@ -286,36 +284,36 @@ static bool put_key(dcbus_builder_t *self, const char *key)
         return false;
     }
     self->fields_left--;
-    msgpack_pack_str_with_body(&self->pk, key, strlen(key));
+    dcb_mp_write_str(&self->buf, key, strlen(key));
     return true;
 }
 
 void dcb_builder_put_str(dcbus_builder_t *self, const char *key, const char *val, size_t len)
 {
-    if (put_key(self, key)) msgpack_pack_str_with_body(&self->pk, val, len);
+    if (put_key(self, key)) dcb_mp_write_str(&self->buf, val, len);
 }
 
 void dcb_builder_put_int(dcbus_builder_t *self, const char *key, int64_t val)
 {
-    if (put_key(self, key)) msgpack_pack_int64(&self->pk, val);
+    if (put_key(self, key)) dcb_mp_write_int(&self->buf, val);
 }
 
 void dcb_builder_put_double(dcbus_builder_t *self, const char *key, double val)
 {
-    if (put_key(self, key)) msgpack_pack_double(&self->pk, val);
+    if (put_key(self, key)) dcb_mp_write_double(&self->buf, val);
 }
 
 void dcb_builder_put_bool(dcbus_builder_t *self, const char *key, bool val)
 {
-    if (put_key(self, key)) (val ? msgpack_pack_true : msgpack_pack_false)(&self->pk);
+    if (put_key(self, key)) dcb_mp_write_byte(&self->buf, val ? 0xc3 : 0xc2);
 }
 
 void dcb_builder_put_nil(dcbus_builder_t *self, const char *key)
 {
-    if (put_key(self, key)) msgpack_pack_nil(&self->pk);
+    if (put_key(self, key)) dcb_mp_write_byte(&self->buf, 0xc0);
 }
 
 void dcb_builder_put_raw(dcbus_builder_t *self, const char *key, dcbus_span_t val)
 {
-    if (put_key(self, key)) msgpack_sbuffer_write(&self->buf, (const char *)val.data, val.len);
+    if (put_key(self, key)) dcb_mp_write_raw(&self->buf, val.data, val.len);
 }

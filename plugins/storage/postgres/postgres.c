@@ -18,11 +18,13 @@
  *
  * What the host can rely on.  Data is durable when flush() returns
  * DCBUS_OK.  When anything goes wrong with the group -- the connection is
- * lost, the server refuses it -- the group is rolled back, every later
- * store() and the next flush() return DCBUS_ERETRY, and the host redelivers
- * every batch since the last good flush.  The plugin then reconnects, with
- * exponential back-off, on the next call.  A batch that does not fit the
- * table is refused alone by store() with DCBUS_ERR and a VALIDATION error.
+ * lost, the server refuses it -- the group is rolled back and the call at
+ * hand returns DCBUS_ERETRY; if the group held batches already accepted,
+ * every store() until the next flush(), and that flush(), return
+ * DCBUS_ERETRY too, so the host redelivers every batch since the last good
+ * flush.  The plugin reconnects, with exponential back-off, on a later
+ * call.  A batch that does not fit the table is refused alone by store()
+ * with DCBUS_ERR and a VALIDATION error.
  *
  * Sessions.  session_begin/end upsert a row of the sessions table; each
  * committed group adds the rows it really inserted to records_count in the
@@ -85,7 +87,7 @@ typedef struct {
     char why[512];        /* the last failure, for messages */
 
     bool group_open;      /* BEGIN + COPY under way */
-    bool group_lost;      /* the group was rolled back: ERETRY until flush */
+    bool group_lost;      /* accepted batches were rolled back: ERETRY until flush */
     dcb_pg_buf_t group;   /* its tuples since the COPY header, kept for a replay */
     dcb_pg_buf_t scratch; /* the batch being encoded */
     size_t group_rows;
@@ -386,11 +388,15 @@ static void group_clear(pg_t *pg)
     pg->group_open = false;
 }
 
-/* Gives the group up after a failure with status `rc`.  A data error in a
- * group of several batches is not pinned on all of them: they come back
- * (ERETRY) and are committed one by one, so only the bad one is refused. */
-static int group_fail(pg_t *pg, int rc, const char *operation)
+/* Gives the group up after a failure with status `rc`, returned for the
+ * batch at hand (if any).  When batches whose store() said OK were in it,
+ * every store() says ERETRY until the next flush() does too, so the host
+ * hands all of them back.  A data error in a group of several batches is not
+ * pinned on all of them: they come back and are committed one by one, so
+ * only the bad one is refused. */
+static int group_fail(pg_t *pg, int rc, const char *operation, bool store_at_hand)
 {
+    size_t accepted = pg->nbatches - (store_at_hand && pg->nbatches > 0 ? 1 : 0);
     if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK) {
         if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE) PQputCopyEnd(pg->conn, "abandoned");
         for (PGresult *res; (res = PQgetResult(pg->conn)) != NULL;) PQclear(res);
@@ -408,7 +414,7 @@ static int group_fail(pg_t *pg, int rc, const char *operation)
             operation, pg->why);
     }
     group_clear(pg);
-    if (rc == DCBUS_ERETRY) pg->group_lost = true;
+    if (accepted > 0) pg->group_lost = true;
     return rc;
 }
 
@@ -496,8 +502,8 @@ static int group_merge(pg_t *pg)
         }
     }
     PQclear(res);
-    LOG(pg, DCBUS_LOG_INFO, "redelivered rows skipped: %zu of %zu rows were new", fresh,
-        pg->group_rows);
+    LOG(pg, DCBUS_LOG_INFO, "a group held redelivered rows: %zu of %zu were new, the others "
+                            "were stored before", fresh, pg->group_rows);
     return DCBUS_OK;
 }
 
@@ -542,15 +548,16 @@ static void drop_counted_errors(pg_t *pg)
     for (size_t b = 0; b < pg->nbatches; b++) take_errors(pg, pg->batches[b].session);
 }
 
-/* Ends the COPY and commits: the group is durable when this returns OK. */
-static int group_commit(pg_t *pg, const char *operation)
+/* Ends the COPY and commits: the group is durable when this returns OK.
+ * `store_at_hand`: called from store() for the group's last batch. */
+static int group_commit(pg_t *pg, const char *operation, bool store_at_hand)
 {
     char sqlstate[6] = "";
     int rc = copy_finish(pg, operation, sqlstate);
     if (rc == DCBUS_ERR && strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0) rc = group_merge(pg);
     if (rc == DCBUS_OK) rc = count_sessions(pg);
     if (rc == DCBUS_OK) rc = exec(pg, "COMMIT", PGRES_COMMAND_OK, operation);
-    if (rc != DCBUS_OK) return group_fail(pg, rc, operation);
+    if (rc != DCBUS_OK) return group_fail(pg, rc, operation, store_at_hand);
     drop_counted_errors(pg);
     group_clear(pg);
     return DCBUS_OK;
@@ -609,7 +616,7 @@ static int write_ops(pg_t *pg)
 /* Commits the open group early, so a statement of our own can run. */
 static void group_settle(pg_t *pg, const char *operation)
 {
-    if (pg->group_open) group_commit(pg, operation);
+    if (pg->group_open) group_commit(pg, operation, false);
 }
 
 static int pg_session_begin(void *state, const char *session_id, const char *type)
@@ -657,21 +664,21 @@ static int pg_store(void *state, const dcbus_batch_t *batch)
     if (rc == DCBUS_OK) rc = copy_send(pg, &pg->scratch, "store");
     if (rc != DCBUS_OK) {
         group_note(pg, batch); /* so a data error counts this batch too */
-        return group_fail(pg, rc, "store");
+        return group_fail(pg, rc, "store", true);
     }
     dcb_pg_buf_add(&pg->group, pg->scratch.data, pg->scratch.len);
     group_note(pg, batch);
     if (pg->solo > 0) {
         pg->solo--;
-        return group_commit(pg, "store");
+        return group_commit(pg, "store", true);
     }
-    return (int64_t)pg->group_rows >= pg->batch_rows ? group_commit(pg, "store") : DCBUS_OK;
+    return (int64_t)pg->group_rows >= pg->batch_rows ? group_commit(pg, "store", true) : DCBUS_OK;
 }
 
 static int pg_flush(void *state)
 {
     pg_t *pg = state;
-    int rc = pg->group_open ? group_commit(pg, "flush") : DCBUS_OK;
+    int rc = pg->group_open ? group_commit(pg, "flush", false) : DCBUS_OK;
     if (pg->group_lost) {
         pg->group_lost = false;
         return DCBUS_ERETRY;
