@@ -20,7 +20,8 @@ typedef struct {
     char message[512];
     bool retry;        /* the worker thought it worth retrying */
     size_t next;       /* index of the handler asked (or to ask) */
-    int64_t asked_us;
+    int64_t asked_us;  /* when it was asked, or began waiting for it to connect */
+    bool waiting;      /* the handler is configured but not connected (yet) */
     int64_t timestamp_us;
 } case_t;
 
@@ -99,27 +100,44 @@ static void pack_error(msgpack_packer *pk, const case_t *c, const rt_held_info_t
     dcb_pack_kv_uint(pk, "attempts", info->attempts);
 }
 
-/* Offers the case to the next connected handler; false if none is left. */
+/* Sends the case to handler `c->next`. */
+static void ask(dcb_chain_t *self, case_t *c, const rt_peer_t *peer, int64_t now)
+{
+    rt_held_info_t info;
+    rt_held_info(c->held, &info);
+    msgpack_packer *pk = &self->body.pk;
+    dcb_body_reset(&self->body);
+    msgpack_pack_map(pk, 4);
+    dcb_pack_kv_uint(pk, "id", c->id);
+    dcb_pack_kv_str(pk, "op", "handle");
+    dcb_pack_str(pk, "error");
+    pack_error(pk, c, &info);
+    dcb_pack_str(pk, "batch"); /* the envelope, a msgpack map, as it is */
+    pk->callback(pk->data, zmq_msg_data(info.body), zmq_msg_size(info.body));
+    self->send(self->arg, peer, dcb_body_span(&self->body));
+    c->asked_us = now;
+    c->waiting = false;
+}
+
+/* Offers the case to the next handler.  A configured handler that is not
+ * connected -- still starting, or restarting -- is waited for up to the
+ * reply time-out before it is skipped, so a failure early in a run is not
+ * decided without it.  False once no handler is left. */
 static bool ask_next(dcb_chain_t *self, case_t *c, int64_t now)
 {
     for (; c->next < self->config->nerror_handlers; c->next++) {
         const rt_peer_t *peer =
             rt_instance_peer(self->router, self->config->error_handlers[c->next]);
-        if (!peer) continue;
-        rt_held_info_t info;
-        rt_held_info(c->held, &info);
-        msgpack_packer *pk = &self->body.pk;
-        dcb_body_reset(&self->body);
-        msgpack_pack_map(pk, 4);
-        dcb_pack_kv_uint(pk, "id", c->id);
-        dcb_pack_kv_str(pk, "op", "handle");
-        dcb_pack_str(pk, "error");
-        pack_error(pk, c, &info);
-        dcb_pack_str(pk, "batch"); /* the envelope, a msgpack map, as it is */
-        pk->callback(pk->data, zmq_msg_data(info.body), zmq_msg_size(info.body));
-        self->send(self->arg, peer, dcb_body_span(&self->body));
-        c->asked_us = now;
-        return true;
+        if (peer) {
+            ask(self, c, peer, now);
+            return true;
+        }
+        if (!c->waiting) {
+            c->waiting = true;
+            c->asked_us = now;
+        }
+        if (now - c->asked_us <= REPLY_TIMEOUT_US) return true;
+        c->waiting = false;
     }
     return false;
 }
@@ -192,6 +210,13 @@ void dcb_chain_tick(dcb_chain_t *self, int64_t now)
     /* Backwards: finish() moves the last case into the freed slot. */
     for (size_t i = self->ncases; i-- > 0;) {
         case_t *c = self->cases[i];
+        if (c->waiting) { /* its handler may have connected since */
+            if (!ask_next(self, c, now)) {
+                settle_by_default(self, c, now);
+                finish(self, c);
+            }
+            continue;
+        }
         if (now - c->asked_us <= REPLY_TIMEOUT_US) continue;
         dcb_warn("error handler did not answer: passing on", "handler=%s",
                  self->config->error_handlers[c->next]);

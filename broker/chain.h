@@ -8,6 +8,7 @@
  * has kept it; a log handler has written it down); retry delivers it again
  * after the delay; pass asks the next handler.  When no handler takes it --
  * none configured, none connected, none answering within 5 s, or all pass --
+ * (a configured handler that is not connected is waited for that long too),
  * the broker's own rule applies: retry with back-off up to max_attempts,
  * then give the batch up with an error on error.PROCESSING.broker.
  */

@@ -37,6 +37,7 @@ int cli_tasks_main(int argc, char **argv);
 int cli_sessions_main(int argc, char **argv);
 int cli_pause_main(int argc, char **argv);
 int cli_resume_main(int argc, char **argv);
+int cli_deadletter_main(int argc, char **argv);
 
 /* Prints "dcbus COMMAND: <message>" on stderr and returns CLI_EXIT_USAGE,
  * telling where to find the usage; for an unknown option or a missing argument. */

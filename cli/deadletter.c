@@ -15,7 +15,6 @@
  * into replayed/ next to it, so a second replay finds nothing to send.
  * docs/error-handling.md describes the output of both.
  */
-#include "deadletter.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -170,9 +169,22 @@ static bool is_letter_name(const char *name)
     return name[0] != '.' && n > s && strcmp(name + n - s, DL_SUFFIX) == 0;
 }
 
+/* Tells about a file that is not a readable dead letter. */
+typedef void(bad_letter_fn)(const char *name, const char *why);
+
+static void bad_letter_to_stderr(const char *name, const char *why)
+{
+    fprintf(stderr, "dcbus deadletter: skipping %s: %s\n", name, why);
+}
+
+static void bad_letter_failed(const char *name, const char *why)
+{
+    printf("failed %s: %s\n", name, why);
+}
+
 /* Reads every dead letter of `dir` (none if it does not exist), sorted.
- * Unreadable ones are reported on stderr and counted in *bad. */
-static int list_dir(dl_list_t *list, const char *dir, size_t *bad)
+ * Unreadable ones go to `bad_letter` and are counted in *bad. */
+static int list_dir(dl_list_t *list, const char *dir, bad_letter_fn *bad_letter, size_t *bad)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -186,7 +198,7 @@ static int list_dir(dl_list_t *list, const char *dir, size_t *bad)
         char path[4096], why[256] = "path too long";
         if (join_path(path, sizeof path, dir, e->d_name) != 0 ||
             list_load(list, path, why, sizeof why) != 0) {
-            fprintf(stderr, "dcbus deadletter: skipping %s: %s\n", path, why);
+            bad_letter(e->d_name, why);
             (*bad)++;
         }
     }
@@ -344,7 +356,8 @@ static int move_replayed(const dl_letter_t *l, char *why, size_t whylen)
         join_path(target, sizeof target, folder, l->name) != 0)
         return snprintf(why, whylen, "cannot move it: path too long"), -1;
     if ((mkdir(folder, 0755) != 0 && errno != EEXIST) || rename(l->path, target) != 0)
-        return snprintf(why, whylen, "cannot move it to %s: %s", target, strerror(errno)), -1;
+        return snprintf(why, whylen, "cannot move it to %s/: %s", REPLAYED_DIR, strerror(errno)),
+               -1;
     return 0;
 }
 
@@ -401,7 +414,7 @@ static size_t list_named(dl_list_t *list, const char *dir, int n, char **names)
         char path[4096], why[256] = "path too long";
         if (letter_path(path, sizeof path, dir, names[i]) != 0 ||
             list_load(list, path, why, sizeof why) != 0) {
-            printf("failed %s: %s\n", names[i], why);
+            bad_letter_failed(names[i], why);
             bad++;
         }
     }
@@ -452,8 +465,9 @@ static void print_help(void)
            "replay   sends each batch back to the broker (CONFIG's broker.bus), which\n"
            "         delivers it again at the stage that failed it; a replayed file is\n"
            "         moved to DIR/replayed/.  FILE is a name in DIR or a path.  Prints\n"
-           "         'replayed FILE stream=S seq=N' or 'failed FILE: reason' per file,\n"
-           "         then 'replayed N of M dead letters'.\n\n"
+           "         'replayed FILE stream=S seq=N' or 'failed FILE: reason' per file\n"
+           "         ('skipped FILE: no broker' for the rest once the broker did not\n"
+           "         answer), then 'replayed N of M dead letters'.\n\n"
            "options:\n"
            "  -i, --instance NAME  the deadletter worker, when CONFIG has several\n"
            "  -j, --json           list: print JSON\n"
@@ -513,7 +527,7 @@ static int list_main(const dl_opts_t *o, const char *dir)
 {
     dl_list_t list = {0};
     size_t bad = 0;
-    if (list_dir(&list, dir, &bad) != 0) return CLI_EXIT_FAILURE;
+    if (list_dir(&list, dir, bad_letter_to_stderr, &bad) != 0) return CLI_EXIT_FAILURE;
     if (o->json)
         print_json(&list, dir);
     else
@@ -527,7 +541,7 @@ static int replay_main(const dl_opts_t *o, const char *dir, const char *endpoint
     dl_list_t list = {0};
     size_t bad = 0;
     if (o->all) {
-        if (list_dir(&list, dir, &bad) != 0) return CLI_EXIT_FAILURE;
+        if (list_dir(&list, dir, bad_letter_failed, &bad) != 0) return CLI_EXIT_FAILURE;
     } else {
         bad = list_named(&list, dir, o->nfiles, o->files);
     }
@@ -536,13 +550,13 @@ static int replay_main(const dl_opts_t *o, const char *dir, const char *endpoint
     return rc;
 }
 
-int cmd_deadletter(int argc, char **argv)
+int cli_deadletter_main(int argc, char **argv)
 {
     const char *sub = argc > 1 ? argv[1] : NULL;
     if (sub && (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0))
         return print_help(), CLI_EXIT_OK;
-    bool replay = sub && strcmp(sub, "replay") == 0;
     if (!sub) return cli_usage_error("deadletter", "needs a subcommand: list or replay");
+    bool replay = strcmp(sub, "replay") == 0;
     if (!replay && strcmp(sub, "list") != 0)
         return cli_usage_error("deadletter", "no subcommand '%s' (list or replay)", sub);
 

@@ -30,6 +30,8 @@ static const cli_command_t s_commands[] = {
     {"sessions", "start, end or list sessions", cli_sessions_main},
     {"pause", "pause a collector", cli_pause_main},
     {"resume", "resume a paused collector", cli_resume_main},
+    {"deadletter", "list and replay the batches kept by the deadletter handler",
+     cli_deadletter_main},
 };
 #define COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
 

@@ -97,9 +97,10 @@ def check_n(path, rows=None):
         expected = 0
         for row in reader:
             if int(row[col]) != expected:
-                return False, "%s: row %d has n=%s, expected %d (%s)" % (
+                return False, "%s: data row %d has n=%s, expected %d (%s)" % (
                     name, expected + 1, row[col], expected,
-                    "a duplicate or reordering" if int(row[col]) < expected else "records missing")
+                    "a duplicate, or out of order" if int(row[col]) < expected
+                    else "records missing, or out of order")
             expected += 1
     if rows is not None and expected != rows:
         return False, "%s: n = 0..%d, expected %d rows" % (name, expected - 1, rows)

@@ -35,9 +35,9 @@
 #include "mpread.h"
 #include "testkit.h"
 
-#define T0_US      INT64_C(1767225600000000) /* 2026-01-01T00:00:00Z */
-#define TICK_STEP  1000                      /* µs between ticks */
-#define NSYMBOLS   3
+#define T0_US     INT64_C(1767225600000000) /* 2026-01-01T00:00:00Z */
+#define TICK_STEP 1000                      /* µs between ticks */
+#define NSYMBOLS  3
 
 static const char *const symbols[NSYMBOLS] = {"BTC_USDT", "ETH_USDT", "SOL_USDT"};
 
@@ -66,7 +66,8 @@ static char *psql(const char *fmt, ...)
     size_t n = p ? fread(out, 1, (1 << 16) - 1, p) : 0;
     int status = p ? pclose(p) : -1;
     unlink(path);
-    while (n > 0 && out[n - 1] == '\n') out[--n] = '\0';
+    while (n > 0 && out[n - 1] == '\n')
+        out[--n] = '\0';
     if (status != 0) {
         free(out);
         return NULL;
@@ -117,16 +118,15 @@ static const char *name_of(const char *what)
  * Opening the plugin
  */
 
-static const char *typed_ticks =
-    "mode: typed\n"
-    "time_column: ts\n"
-    "columns:\n"
-    "  symbol: {type: text}\n"
-    "  ts: {type: timestamptz}\n"
-    "  n: {type: bigint}\n"
-    "  price: {type: double}\n"
-    "  volume: {type: double}\n"
-    "  quote_volume: {type: double}\n";
+static const char *typed_ticks = "mode: typed\n"
+                                 "time_column: ts\n"
+                                 "columns:\n"
+                                 "  symbol: {type: text}\n"
+                                 "  ts: {type: timestamptz}\n"
+                                 "  n: {type: bigint}\n"
+                                 "  price: {type: double}\n"
+                                 "  volume: {type: double}\n"
+                                 "  quote_volume: {type: double}\n";
 
 /* The settings of an instance writing `table`, plus `extra` YAML lines. */
 static void settings(char *out, size_t len, const char *table, const char *sessions,
@@ -219,7 +219,8 @@ static void reader_error(void *arg, const dcbus_error_t *e)
 
 static void reader_clear(reader_t *r)
 {
-    for (size_t i = 0; i < r->nrows; i++) free(r->rows[i]);
+    for (size_t i = 0; i < r->nrows; i++)
+        free(r->rows[i]);
     r->nrows = 0;
     r->nerrors = 0;
 }
@@ -255,8 +256,8 @@ static void reader_close(reader_t *r)
     free(r);
 }
 
-static int run_query(reader_t *r, const char *const *fields, const char *const *values,
-                     size_t n, const char *sort_by, bool desc, int64_t limit, int64_t offset)
+static int run_query(reader_t *r, const char *const *fields, const char *const *values, size_t n,
+                     const char *sort_by, bool desc, int64_t limit, int64_t offset)
 {
     dcbus_query_t q = {n, fields, values, sort_by, desc, limit, offset};
     reader_clear(r);
@@ -285,12 +286,15 @@ static char *row_str(reader_t *r, size_t i, const char *key)
  */
 
 /* 1,000,000 ticks in batches of 1000, flushed every 8 batches, as a worker
- * that falls behind would: every row arrives once, with its values. */
+ * that falls behind would, with transactions capped at 5000 rows so some
+ * commit inside store(): every row arrives once, with its values. */
 static void test_million_ticks(void **state)
 {
     NEED_DATABASE();
     const char *table = name_of("ticks"), *sessions = name_of("sessions");
-    dcb_testkit_t *tk = open_pg(table, sessions, typed_ticks);
+    char extra[1024];
+    snprintf(extra, sizeof extra, "batch_rows: 5000\n%s", typed_ticks);
+    dcb_testkit_t *tk = open_pg(table, sessions, extra);
     const uint32_t size = 1000, batches = 1000;
     for (uint64_t seq = 1; seq <= batches; seq++) {
         assert_int_equal(store_ticks(tk, "ticks", seq, size), DCBUS_OK);
@@ -304,15 +308,18 @@ static void test_million_ticks(void **state)
     assert_int_equal(sql_int("SELECT count(DISTINCT n) FROM %s", table), total);
     assert_int_equal(sql_int("SELECT sum(n) FROM %s", table), total * (total - 1) / 2);
     assert_int_equal(sql_int("SELECT count(DISTINCT (stream, seq, idx)) FROM %s", table), total);
-    assert_int_equal(sql_int("SELECT count(*) FROM %s WHERE n <> (seq - 1) * %u + idx", table,
-                             size), 0);
+    assert_int_equal(
+        sql_int("SELECT count(*) FROM %s WHERE n <> (seq - 1) * %u + idx", table, size), 0);
     /* values: times to the microsecond, prices and symbols as sent */
     assert_int_equal(sql_int("SELECT count(*) FROM %s WHERE (extract(epoch FROM ts) * 1000000)"
                              "::bigint <> %lld + n * %d",
-                             table, (long long)T0_US, TICK_STEP), 0);
+                             table, (long long)T0_US, TICK_STEP),
+                     0);
     assert_int_equal(sql_int("SELECT count(*) FROM %s WHERE price <> 100 + (n %% 1000) / 100.0"
                              "::double precision OR symbol <> (ARRAY['BTC_USDT','ETH_USDT',"
-                             "'SOL_USDT'])[n %% 3 + 1]", table), 0);
+                             "'SOL_USDT'])[n %% 3 + 1]",
+                             table),
+                     0);
     /* the session row counted exactly what went in */
     assert_int_equal(sql_int("SELECT records_count FROM %s WHERE session_id = 'test'", sessions),
                      total);
@@ -325,7 +332,8 @@ static void test_redelivery_adds_nothing(void **state)
     NEED_DATABASE();
     const char *table = name_of("generic"), *sessions = name_of("gsessions");
     dcb_testkit_t *tk = open_pg(table, sessions, NULL);
-    for (uint64_t seq = 1; seq <= 3; seq++) assert_int_equal(store_ticks(tk, "s", seq, 100), DCBUS_OK);
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        assert_int_equal(store_ticks(tk, "s", seq, 100), DCBUS_OK);
     assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
     assert_int_equal(sql_int("SELECT count(*) FROM %s", table), 300);
 
@@ -349,8 +357,9 @@ static void test_redelivery_adds_nothing(void **state)
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT data::text FROM %s WHERE seq = 1 AND idx = 4", table);
     char *doc = sql_text(sql);
-    assert_string_equal(doc, "{\"n\": 4, \"ts\": 1767225600004000, \"price\": 100.04, "
-                             "\"symbol\": \"ETH_USDT\", \"volume\": 2.5, \"quote_volume\": 250.10000000000002}");
+    assert_string_equal(
+        doc, "{\"n\": 4, \"ts\": 1767225600004000, \"price\": 100.04, "
+             "\"symbol\": \"ETH_USDT\", \"volume\": 2.5, \"quote_volume\": 250.10000000000002}");
     free(doc);
 }
 
@@ -367,8 +376,10 @@ static void test_bad_record_refused(void **state)
         h->record_begin(b, 3);
         h->put_str(b, "symbol", "X", 1);
         h->put_int(b, "ts", T0_US);
-        if (i == 2) h->put_str(b, "price", "cheap", 5);
-        else h->put_double(b, "price", 1.5);
+        if (i == 2)
+            h->put_str(b, "price", "cheap", 5);
+        else
+            h->put_double(b, "price", 1.5);
     }
     dcb_envelope_t env;
     dcb_testkit_seal(tk, "bad", 1, &env);
@@ -447,8 +458,8 @@ static void store_people(dcb_testkit_t *tk)
     static const char *const names[] = {"ann", "bob", "O'Brien; DROP TABLE x; --", "dan", "bob"};
     const dcbus_host_t *h = dcb_testkit_host(tk);
     dcbus_builder_t *b = dcb_testkit_builder(tk);
-    static const uint8_t nested_a1[] = {0x81, 0xa1, 'a', 0x01};     /* {"a": 1} */
-    static const uint8_t nested_a2[] = {0x81, 0xa1, 'a', 0x02};     /* {"a": 2} */
+    static const uint8_t nested_a1[] = {0x81, 0xa1, 'a', 0x01}; /* {"a": 1} */
+    static const uint8_t nested_a2[] = {0x81, 0xa1, 'a', 0x02}; /* {"a": 2} */
     for (int i = 0; i < 5; i++) {
         h->record_begin(b, 3);
         h->put_int(b, "k", i * 10);
@@ -467,6 +478,18 @@ static void test_query_generic(void **state)
     const char *table = name_of("qgeneric"), *sessions = name_of("qgsessions");
     dcb_testkit_t *tk = open_pg(table, sessions, NULL);
     store_people(tk);
+    /* a string JSON must escape, with 2-, 3- and 4-byte UTF-8 */
+    static const char weird[] =
+        "tab\t nl\n quote\" back\\ ctl\x01 \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    const dcbus_host_t *h = dcb_testkit_host(tk);
+    dcbus_builder_t *b = dcb_testkit_builder(tk);
+    h->record_begin(b, 2);
+    h->put_int(b, "k", 99);
+    h->put_str(b, "name", weird, strlen(weird));
+    dcb_envelope_t env;
+    dcb_testkit_seal(tk, "people", 2, &env);
+    assert_int_equal(dcb_testkit_store(tk, &env), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
     dcb_testkit_destroy(&tk);
     reader_t *r = reader_open(table, sessions, NULL);
 
@@ -493,7 +516,17 @@ static void test_query_generic(void **state)
     /* delete by the uuid a row carries */
     char *location = row_str(r, 0, "_location_id");
     assert_int_equal(r->desc->delete_location(r->state, location), DCBUS_OK);
-    assert_int_equal(sql_int("SELECT count(*) FROM %s", table), 4);
+    assert_int_equal(sql_int("SELECT count(*) FROM %s", table), 5);
+    free(location);
+
+    /* the awkward string comes back byte for byte, and matches as a value */
+    const char *v4[] = {weird};
+    assert_int_equal(run_query(r, f, v4, 1, NULL, false, -1, 0), DCBUS_OK);
+    assert_int_equal(r->nrows, 1);
+    char *name = row_str(r, 0, "name");
+    assert_string_equal(name, weird);
+    free(name);
+    location = row_str(r, 0, "_location_id");
     assert_int_equal(r->desc->delete_location(r->state, "not-a-uuid"), DCBUS_ERR);
     free(location);
     reader_close(r);
@@ -510,7 +543,8 @@ static bool server_log_has(const char *needle)
     if (!f) return false;
     char line[8192];
     bool found = false;
-    while (!found && fgets(line, sizeof line, f)) found = strstr(line, needle) != NULL;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
     fclose(f);
     return found;
 }
@@ -567,13 +601,15 @@ static void test_migrations_apply_once(void **state)
     snprintf(scope, sizeof scope, "public.%s", table);
     dcb_testkit_t *tk = open_pg(table, sessions, typed_ticks);
     dcb_testkit_destroy(&tk);
-    assert_int_equal(sql_int("SELECT count(*) FROM schema_migrations WHERE scope = '%s'", scope), 2);
-    assert_int_equal(sql_int("SELECT count(*) FROM schema_migrations WHERE scope = 'public.%s'",
-                             sessions), 1);
+    assert_int_equal(sql_int("SELECT count(*) FROM schema_migrations WHERE scope = '%s'", scope),
+                     2);
+    assert_int_equal(
+        sql_int("SELECT count(*) FROM schema_migrations WHERE scope = 'public.%s'", sessions), 1);
     char sql[512];
     snprintf(sql, sizeof sql,
              "SELECT string_agg(version || name || checksum || applied_at, ',' ORDER BY version) "
-             "FROM schema_migrations WHERE scope = '%s'", scope);
+             "FROM schema_migrations WHERE scope = '%s'",
+             scope);
     char *before = sql_text(sql);
 
     tk = open_pg(table, sessions, typed_ticks); /* a second open applies nothing */
@@ -594,7 +630,8 @@ static void test_migrations_apply_once(void **state)
     settings(yaml, sizeof yaml, table, sessions,
              "mode: typed\ncolumns:\n  symbol: {type: text}\n  price: {type: integer}\n");
     assert_null(dcb_testkit_new(DCBUS_PLUGIN_DIR, "postgres", yaml, err, sizeof err));
-    assert_int_equal(sql_int("SELECT count(*) FROM schema_migrations WHERE scope = '%s'", scope), 2);
+    assert_int_equal(sql_int("SELECT count(*) FROM schema_migrations WHERE scope = '%s'", scope),
+                     2);
 }
 
 static void test_sessions_table(void **state)
@@ -611,9 +648,11 @@ static void test_sessions_table(void **state)
     }
     assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
     char sql[512];
-    snprintf(sql, sizeof sql, "SELECT type || ',' || status || ',' || records_count || ',' || "
-                              "(start_time IS NOT NULL) || ',' || (end_time IS NULL) FROM %s "
-                              "WHERE session_id = 's1'", sessions);
+    snprintf(sql, sizeof sql,
+             "SELECT type || ',' || status || ',' || records_count || ',' || "
+             "(start_time IS NOT NULL) || ',' || (end_time IS NULL) FROM %s "
+             "WHERE session_id = 's1'",
+             sessions);
     char *row = sql_text(sql);
     assert_string_equal(row, "observation,active,200,true,true");
     free(row);
@@ -624,9 +663,11 @@ static void test_sessions_table(void **state)
     assert_int_equal(dcb_testkit_session_end(tk, "s2", "failed"), DCBUS_OK);
     dcb_testkit_destroy(&tk);
 
-    snprintf(sql, sizeof sql, "SELECT status || ',' || (end_time > start_time) || ',' || "
-                              "(duration_seconds >= 0.02) || ',' || records_count FROM %s "
-                              "WHERE session_id = 's1'", sessions);
+    snprintf(sql, sizeof sql,
+             "SELECT status || ',' || (end_time > start_time) || ',' || "
+             "(duration_seconds >= 0.02) || ',' || records_count FROM %s "
+             "WHERE session_id = 's1'",
+             sessions);
     row = sql_text(sql);
     assert_string_equal(row, "completed,true,true,200");
     free(row);
@@ -670,8 +711,8 @@ static int64_t now_ms(void)
  * pending, or the oldest pending batch 50 ms old. */
 static bool flush_due(const delivery_t *d)
 {
-    return d->nunacked > 0 && (d->head == d->tail || d->nunacked == 5 ||
-                               now_ms() - d->first_unacked_ms >= 50);
+    return d->nunacked > 0 &&
+           (d->head == d->tail || d->nunacked == 5 || now_ms() - d->first_unacked_ms >= 50);
 }
 
 static void requeue(delivery_t *d, uint64_t seq)
@@ -683,10 +724,12 @@ static void flush_and_settle(dcb_testkit_t *tk, delivery_t *d)
 {
     int rc = dcb_testkit_flush(tk);
     assert_true(rc == DCBUS_OK || rc == DCBUS_ERETRY);
-    if (rc == DCBUS_OK) d->acked += d->nunacked;
+    if (rc == DCBUS_OK)
+        d->acked += d->nunacked;
     else {
         d->flush_retries++;
-        for (size_t i = 0; i < d->nunacked; i++) requeue(d, d->unacked[i]);
+        for (size_t i = 0; i < d->nunacked; i++)
+            requeue(d, d->unacked[i]);
     }
     d->nunacked = 0;
 }
@@ -702,7 +745,8 @@ static void test_outage_loses_nothing(void **state)
     const uint64_t batches = 200;
     const uint32_t size = 500;
     delivery_t *d = calloc(1, sizeof *d);
-    for (uint64_t seq = 1; seq <= batches; seq++) requeue(d, seq);
+    for (uint64_t seq = 1; seq <= batches; seq++)
+        requeue(d, seq);
 
     bool stopped = false, restarted = false;
     size_t errors_before = 0;
@@ -729,7 +773,8 @@ static void test_outage_loses_nothing(void **state)
         int rc = store_ticks(tk, "ticks", seq, size);
         assert_true(rc == DCBUS_OK || rc == DCBUS_ERETRY);
         if (rc == DCBUS_OK && d->nunacked++ == 0) d->first_unacked_ms = now_ms();
-        if (rc == DCBUS_OK) d->unacked[d->nunacked - 1] = seq;
+        if (rc == DCBUS_OK)
+            d->unacked[d->nunacked - 1] = seq;
         else {
             d->store_retries++;
             requeue(d, seq);

@@ -22,7 +22,8 @@ static inline void dcb_pg_buf_reserve(dcb_pg_buf_t *b, size_t more)
 {
     if (b->len + more <= b->cap) return;
     size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more) cap *= 2;
+    while (cap < b->len + more)
+        cap *= 2;
     uint8_t *data = realloc(b->data, cap);
     if (!data) abort(); /* as czmq does: running out of memory is not recoverable here */
     b->data = data;

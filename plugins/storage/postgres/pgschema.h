@@ -72,10 +72,10 @@ typedef struct {
     char *dsn;    /* NULL: libpq's PG* environment variables */
     char *schema; /* default "public" */
     char *table;
-    bool typed;   /* mode: typed, else generic */
+    bool typed;               /* mode: typed, else generic */
     dcb_pg_column_t *columns; /* typed only */
     size_t ncolumns;
-    int time_column; /* index into columns, or -1 */
+    int time_column;     /* index into columns, or -1 */
     char *session_table; /* NULL: no sessions table */
     bool migrate_auto;   /* migrate: auto (default) or manual */
 } dcb_pg_spec_t;
@@ -105,7 +105,7 @@ typedef enum {
 } dcb_pgm_state_t;
 
 typedef struct {
-    char *scope;   /* qualified table it builds: "public.tick_prices" */
+    char *scope;         /* qualified table it builds: "public.tick_prices" */
     const char *profile; /* "sessions", "generic", "typed" */
     const char *version; /* "001" */
     const char *name;    /* "create_table" */

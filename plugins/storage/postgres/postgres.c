@@ -76,15 +76,15 @@ typedef struct {
     dcb_pg_spec_t spec;
     dcb_pg_encoder_t *encoder;
     int64_t batch_rows;
-    char *copy_sql, *stage_sql, *merge_sql;           /* data */
-    char *count_sql, *begin_sql, *end_sql;            /* sessions, NULL without a table */
+    char *copy_sql, *stage_sql, *merge_sql; /* data */
+    char *count_sql, *begin_sql, *end_sql;  /* sessions, NULL without a table */
 
     PGconn *conn;
-    bool down;            /* an outage is under way and was reported */
-    bool timescale_said;  /* the TimescaleDB line was logged */
-    int64_t retry_at_us;  /* no connection attempt before (monotonic) */
+    bool down;           /* an outage is under way and was reported */
+    bool timescale_said; /* the TimescaleDB line was logged */
+    int64_t retry_at_us; /* no connection attempt before (monotonic) */
     int64_t backoff_us, backoff_min_us, backoff_max_us;
-    char why[512];        /* the last failure, for messages */
+    char why[512]; /* the last failure, for messages */
 
     bool group_open;      /* BEGIN + COPY under way */
     bool group_lost;      /* accepted batches were rolled back: ERETRY until flush */
@@ -113,7 +113,8 @@ static void set_why(pg_t *pg, const char *prefix, const char *message)
 {
     snprintf(pg->why, sizeof pg->why, "%s%s", prefix, message ? message : "");
     size_t n = strlen(pg->why);
-    while (n > 0 && (pg->why[n - 1] == '\n' || pg->why[n - 1] == ' ')) pg->why[--n] = '\0';
+    while (n > 0 && (pg->why[n - 1] == '\n' || pg->why[n - 1] == ' '))
+        pg->why[--n] = '\0';
 }
 
 /* --- Settings, through the host ------------------------------------------ */
@@ -177,27 +178,27 @@ static void build_statements(pg_t *pg)
 
     char *st = format("\"%s\".\"%s\"", s->schema, s->session_table);
     const char *at = "'epoch'::timestamptz + $3::bigint * interval '1 microsecond'";
-    pg->count_sql = format(
-        "INSERT INTO %s AS s (session_id, start_time, records_count, errors_count) "
-        "VALUES ($1, now(), $2, $3) ON CONFLICT (session_id) DO UPDATE SET "
-        "records_count = s.records_count + EXCLUDED.records_count, "
-        "errors_count = s.errors_count + EXCLUDED.errors_count, updated_at = now()",
-        st);
+    pg->count_sql =
+        format("INSERT INTO %s AS s (session_id, start_time, records_count, errors_count) "
+               "VALUES ($1, now(), $2, $3) ON CONFLICT (session_id) DO UPDATE SET "
+               "records_count = s.records_count + EXCLUDED.records_count, "
+               "errors_count = s.errors_count + EXCLUDED.errors_count, updated_at = now()",
+               st);
     pg->begin_sql = format(
         "INSERT INTO %s AS s (session_id, type, status, start_time) VALUES ($1, $2, 'active', %s) "
         "ON CONFLICT (session_id) DO UPDATE SET type = EXCLUDED.type, "
         "status = CASE WHEN s.end_time IS NULL THEN 'active' ELSE s.status END, "
         "start_time = LEAST(s.start_time, EXCLUDED.start_time), updated_at = now()",
         st, at);
-    pg->end_sql = format(
-        "INSERT INTO %s AS s (session_id, status, end_time, errors_count) "
-        "VALUES ($1, $2, %s, $4) ON CONFLICT (session_id) DO UPDATE SET "
-        "status = CASE WHEN s.status = 'failed' THEN s.status ELSE EXCLUDED.status END, "
-        "end_time = GREATEST(s.end_time, EXCLUDED.end_time), "
-        "duration_seconds = extract(epoch FROM GREATEST(s.end_time, EXCLUDED.end_time) "
-        "- s.start_time)::double precision, "
-        "errors_count = s.errors_count + EXCLUDED.errors_count, updated_at = now()",
-        st, at);
+    pg->end_sql =
+        format("INSERT INTO %s AS s (session_id, status, end_time, errors_count) "
+               "VALUES ($1, $2, %s, $4) ON CONFLICT (session_id) DO UPDATE SET "
+               "status = CASE WHEN s.status = 'failed' THEN s.status ELSE EXCLUDED.status END, "
+               "end_time = GREATEST(s.end_time, EXCLUDED.end_time), "
+               "duration_seconds = extract(epoch FROM GREATEST(s.end_time, EXCLUDED.end_time) "
+               "- s.start_time)::double precision, "
+               "errors_count = s.errors_count + EXCLUDED.errors_count, updated_at = now()",
+               st, at);
     free(st);
 }
 
@@ -270,8 +271,10 @@ static PGconn *pg_connect(pg_t *pg)
 {
     char err[512];
     PGconn *conn = dcb_pg_connect(pg->spec.dsn, "dcbus", err, sizeof err);
-    if (conn) PQsetNoticeProcessor(conn, log_notice, pg);
-    else set_why(pg, "", err);
+    if (conn)
+        PQsetNoticeProcessor(conn, log_notice, pg);
+    else
+        set_why(pg, "", err);
     return conn;
 }
 
@@ -283,8 +286,10 @@ static void mark_down(pg_t *pg, const char *operation)
         return;
     }
     pg->down = true;
-    LOG(pg, DCBUS_LOG_WARN, "PostgreSQL unreachable (%s): batches are refused for redelivery "
-                            "until it is back: %s", operation, pg->why);
+    LOG(pg, DCBUS_LOG_WARN,
+        "PostgreSQL unreachable (%s): batches are refused for redelivery "
+        "until it is back: %s",
+        operation, pg->why);
     report(pg, DCBUS_ERROR_CONNECTION, operation, pg->why);
 }
 
@@ -322,13 +327,16 @@ static int connected(pg_t *pg, const char *operation)
 }
 
 /* What a failed statement means: ERR for data the server refuses (class 22
- * data exception, 23 integrity), ERETRY for everything else. */
+ * data exception, 23 integrity), ERETRY for everything else.  A lost
+ * connection, or a server going away (class 08, 57P01-57P03: shutdown,
+ * crash, starting up), is an outage. */
 static int classify(pg_t *pg, const PGresult *res, const char *operation)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     set_why(pg, "", res ? PQresultErrorMessage(res) : PQerrorMessage(pg->conn));
     if (!*pg->why) set_why(pg, "", PQerrorMessage(pg->conn));
-    if (PQstatus(pg->conn) != CONNECTION_OK) {
+    bool going = state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P0", 4) == 0);
+    if (going || PQstatus(pg->conn) != CONNECTION_OK) {
         mark_down(pg, operation);
         return DCBUS_ERETRY;
     }
@@ -399,12 +407,15 @@ static int group_fail(pg_t *pg, int rc, const char *operation, bool store_at_han
     size_t accepted = pg->nbatches - (store_at_hand && pg->nbatches > 0 ? 1 : 0);
     if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK) {
         if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE) PQputCopyEnd(pg->conn, "abandoned");
-        for (PGresult *res; (res = PQgetResult(pg->conn)) != NULL;) PQclear(res);
+        for (PGresult *res; (res = PQgetResult(pg->conn)) != NULL;)
+            PQclear(res);
         PQclear(PQexec(pg->conn, "ROLLBACK"));
     }
     if (rc == DCBUS_ERR && pg->nbatches > 1) {
-        LOG(pg, DCBUS_LOG_WARN, "the server refused a group of %zu batches (%s): they will be "
-                                "retried one by one", pg->nbatches, pg->why);
+        LOG(pg, DCBUS_LOG_WARN,
+            "the server refused a group of %zu batches (%s): they will be "
+            "retried one by one",
+            pg->nbatches, pg->why);
         pg->solo = pg->nbatches;
         rc = DCBUS_ERETRY;
     } else if (rc == DCBUS_ERR) {
@@ -446,9 +457,9 @@ static void group_note(pg_t *pg, const dcbus_batch_t *batch)
         pg->batches_cap = pg->batches_cap ? pg->batches_cap * 2 : 32;
         pg->batches = realloc(pg->batches, pg->batches_cap * sizeof *pg->batches);
     }
-    pg->batches[pg->nbatches++] = (group_batch_t){
-        strdup(batch->stream), batch->seq, strdup(batch->session ? batch->session : ""),
-        batch->count, batch->count};
+    pg->batches[pg->nbatches++] =
+        (group_batch_t){strdup(batch->stream), batch->seq,
+                        strdup(batch->session ? batch->session : ""), batch->count, batch->count};
     pg->group_rows += batch->count;
 }
 
@@ -466,7 +477,8 @@ static int copy_finish(pg_t *pg, const char *operation, char sqlstate[6])
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     snprintf(sqlstate, 6, "%s", state ? state : "");
     PQclear(res);
-    for (; (res = PQgetResult(pg->conn)) != NULL;) PQclear(res);
+    for (; (res = PQgetResult(pg->conn)) != NULL;)
+        PQclear(res);
     return rc;
 }
 
@@ -488,7 +500,8 @@ static int group_merge(pg_t *pg)
         return rc;
     }
     size_t fresh = 0;
-    for (size_t b = 0; b < pg->nbatches; b++) pg->batches[b].inserted = 0;
+    for (size_t b = 0; b < pg->nbatches; b++)
+        pg->batches[b].inserted = 0;
     for (int r = 0; r < PQntuples(res); r++) {
         const char *stream = PQgetvalue(res, r, 0);
         uint64_t seq = strtoull(PQgetvalue(res, r, 1), NULL, 10);
@@ -502,8 +515,10 @@ static int group_merge(pg_t *pg)
         }
     }
     PQclear(res);
-    LOG(pg, DCBUS_LOG_INFO, "a group held redelivered rows: %zu of %zu were new, the others "
-                            "were stored before", fresh, pg->group_rows);
+    LOG(pg, DCBUS_LOG_INFO,
+        "a group held redelivered rows: %zu of %zu were new, the others "
+        "were stored before",
+        fresh, pg->group_rows);
     return DCBUS_OK;
 }
 
@@ -527,7 +542,8 @@ static int count_sessions(pg_t *pg)
     for (size_t b = 0; b < pg->nbatches; b++) {
         const char *session = pg->batches[b].session;
         bool seen = !*session;
-        for (size_t a = 0; a < b && !seen; a++) seen = strcmp(pg->batches[a].session, session) == 0;
+        for (size_t a = 0; a < b && !seen; a++)
+            seen = strcmp(pg->batches[a].session, session) == 0;
         if (seen) continue;
         int64_t records = 0;
         for (size_t a = b; a < pg->nbatches; a++)
@@ -545,7 +561,8 @@ static int count_sessions(pg_t *pg)
 /* Errors counted into the committed group are no longer pending. */
 static void drop_counted_errors(pg_t *pg)
 {
-    for (size_t b = 0; b < pg->nbatches; b++) take_errors(pg, pg->batches[b].session);
+    for (size_t b = 0; b < pg->nbatches; b++)
+        take_errors(pg, pg->batches[b].session);
 }
 
 /* Ends the COPY and commits: the group is durable when this returns OK.
@@ -574,15 +591,16 @@ static void queue_op(pg_t *pg, bool end, const char *session, const char *value)
         free(pg->ops[0].value);
         memmove(pg->ops, pg->ops + 1, --pg->nops * sizeof pg->ops[0]);
     }
-    pg->ops[pg->nops++] = (session_op_t){end, strdup(session), strdup(value ? value : ""),
-                                         pg->host->now_us()};
+    pg->ops[pg->nops++] =
+        (session_op_t){end, strdup(session), strdup(value ? value : ""), pg->host->now_us()};
 }
 
 static int write_op(pg_t *pg, const session_op_t *op)
 {
     char at[24], errors[24];
     snprintf(at, sizeof at, "%lld", (long long)op->at_us);
-    snprintf(errors, sizeof errors, "%lld", (long long)(op->end ? take_errors(pg, op->session) : 0));
+    snprintf(errors, sizeof errors, "%lld",
+             (long long)(op->end ? take_errors(pg, op->session) : 0));
     const char *params[] = {op->session, op->value, at, errors};
     PGresult *res = PQexecParams(pg->conn, op->end ? pg->end_sql : pg->begin_sql, op->end ? 4 : 3,
                                  NULL, params, NULL, NULL, 0);
@@ -723,7 +741,8 @@ static int pg_query(void *state, const dcbus_query_t *query)
     int rc = connected(pg, "query");
     if (rc != DCBUS_OK) return rc;
     row_sink_t sink = {pg};
-    return query_status(pg, dcb_pg_query(pg->conn, &pg->spec, query, emit_row, &sink, err, sizeof err),
+    return query_status(pg,
+                        dcb_pg_query(pg->conn, &pg->spec, query, emit_row, &sink, err, sizeof err),
                         "query", err);
 }
 
@@ -753,16 +772,18 @@ static void pg_close(void *state)
         free(pg->ops[i].session);
         free(pg->ops[i].value);
     }
-    while (pg->ntallies > 0) take_errors(pg, pg->tallies[0].session);
+    while (pg->ntallies > 0)
+        take_errors(pg, pg->tallies[0].session);
     PQfinish(pg->conn);
     dcb_pg_encoder_destroy(&pg->encoder);
     dcb_pg_buf_free(&pg->group);
     dcb_pg_buf_free(&pg->scratch);
     free(pg->batches);
     free(pg->tallies);
-    char *sql[] = {pg->copy_sql, pg->stage_sql, pg->merge_sql,
+    char *sql[] = {pg->copy_sql,  pg->stage_sql, pg->merge_sql,
                    pg->count_sql, pg->begin_sql, pg->end_sql};
-    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++) free(sql[i]);
+    for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++)
+        free(sql[i]);
     dcb_pg_spec_free(&pg->spec);
     free(pg);
 }
@@ -778,9 +799,11 @@ static int read_settings(pg_t *pg)
     pg->batch_rows = pg->host->config_int(pg->ctx, "batch_rows", DEFAULT_BATCH_ROWS);
     pg->backoff_min_us = pg->host->config_int(pg->ctx, "reconnect_min_ms", 100) * 1000;
     pg->backoff_max_us = pg->host->config_int(pg->ctx, "reconnect_max_ms", 30000) * 1000;
-    if (pg->batch_rows < 1 || pg->backoff_min_us < 1000 || pg->backoff_max_us < pg->backoff_min_us) {
-        LOG(pg, DCBUS_LOG_ERROR, "settings: batch_rows must be >= 1 and 1 <= reconnect_min_ms "
-                                 "<= reconnect_max_ms");
+    if (pg->batch_rows < 1 || pg->backoff_min_us < 1000 ||
+        pg->backoff_max_us < pg->backoff_min_us) {
+        LOG(pg, DCBUS_LOG_ERROR,
+            "settings: batch_rows must be >= 1 and 1 <= reconnect_min_ms "
+            "<= reconnect_max_ms");
         return -1;
     }
     return 0;
@@ -826,5 +849,5 @@ DCBUS_PLUGIN_DESCRIPTION(.name = "postgres", .version = "0.1.0",
                                         "(stream, seq, idx), typed or JSONB tables, migrations",
                          .role = DCBUS_ROLE_STORAGE, .open = pg_open, .close = pg_close,
                          .store = pg_store, .flush = pg_flush, .query = pg_query,
-                         .delete_location = pg_delete_location,
-                         .session_begin = pg_session_begin, .session_end = pg_session_end)
+                         .delete_location = pg_delete_location, .session_begin = pg_session_begin,
+                         .session_end = pg_session_end)
