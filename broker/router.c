@@ -66,6 +66,7 @@ struct rt_batch {
     uint32_t count;
     bool processed;
     bool replay;     /* injected, not from a collector: nobody to acknowledge */
+    char sender[520]; /* routing-id key of the connection that sent it */
     rt_batch_t *fifo_next;
     rt_work_t proc;  /* the processing stage's work */
     rt_work_t *sinks;
@@ -432,10 +433,13 @@ static void enqueue(rt_router_t *self, rt_work_t *w)
     dispatch(self, inst);
 }
 
-/* The collector's newest connection: after a reconnection the old one may
- * linger until its heartbeats time out, and the ACK must reach the new one. */
-static rt_peer_t *collector_peer(const rt_batch_t *b)
+/* Who gets the batch's ACK: the connection that sent it (or resent it
+ * last).  If that one is gone, the collector's newest connection -- a
+ * collector that reconnected resends its window, so it is waiting. */
+static rt_peer_t *collector_peer(rt_router_t *self, const rt_batch_t *b)
 {
+    rt_peer_t *sender = zhashx_lookup(self->peers, b->sender);
+    if (sender) return sender;
     rt_instance_t *from = b->pipe->from;
     return from->npeers ? from->peers[from->npeers - 1] : NULL;
 }
@@ -443,7 +447,7 @@ static rt_peer_t *collector_peer(const rt_batch_t *b)
 static void complete(rt_router_t *self, rt_batch_t *b)
 {
     b->pipe->in_flight--;
-    rt_peer_t *collector = b->replay ? NULL : collector_peer(b);
+    rt_peer_t *collector = b->replay ? NULL : collector_peer(self, b);
     if (collector) self->ops.send_ack(self->arg, collector, b->stream->name, b->seq);
     zhashx_delete(self->batches, b->key);
     batch_free(b);
@@ -537,7 +541,11 @@ static int take_from_collector(rt_router_t *self, rt_peer_t *peer, const dcb_env
     }
     char key[DCB_NAME_MAX + 24];
     batch_key(env->stream, env->seq, key, sizeof key);
-    if (zhashx_lookup(self->batches, key)) return 0; /* resent while in flight */
+    rt_batch_t *known = zhashx_lookup(self->batches, key);
+    if (known) { /* resent while in flight: the ACK goes to the resender */
+        snprintf(known->sender, sizeof known->sender, "%s", peer->key);
+        return 0;
+    }
     if (s->seen && env->seq <= s->last_seq) { /* resent after it finished */
         self->ops.send_ack(self->arg, peer, env->stream, env->seq);
         return 0;
@@ -547,6 +555,7 @@ static int take_from_collector(rt_router_t *self, rt_peer_t *peer, const dcb_env
     peer->inst->batches_out++;
     peer->inst->records_out += env->count;
     rt_batch_t *b = batch_new(pipe, s, env, body);
+    snprintf(b->sender, sizeof b->sender, "%s", peer->key);
     zhashx_insert(self->batches, b->key, b);
     pipe->in_flight++;
     if (pipe->nthrough > 0) pipe->processing++;

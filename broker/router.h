@@ -14,8 +14,8 @@
  *  - Per stream, batches are released to the sinks in the order the
  *    collector sent them, whatever order replicas finish in; every sink of
  *    the pipeline gets every batch.
- *  - When every sink has acknowledged, the collector gets ACK and forgets
- *    the batch.  A batch whose (stream, seq) the router has already seen is
+ *  - When every sink has acknowledged, the collector connection that sent
+ *    the batch (or resent it last) gets ACK and forgets the batch.  A batch whose (stream, seq) the router has already seen is
  *    not taken twice: if still in flight it is ignored, if finished it is
  *    acknowledged again.
  *  - A peer that dies (heartbeat time-out) or says BYE gives back what it

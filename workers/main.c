@@ -144,19 +144,23 @@ static void dispatch(dcb_worker_t *self, dcb_message_t *m, int64_t now)
     else dcb_debug("unexpected command ignored", "cmd=%s", dcb_cmd_name(m->cmd));
 }
 
-/* Handles every message already waiting; returns how many there were. */
-static int drain_socket(dcb_worker_t *self, int64_t now)
+/* Handles every message already waiting; returns how many there were.
+ * Each message gets the time it is handled at, and heartbeats go out
+ * between messages: a slow plugin working through a backlog must not look
+ * dead to the broker, nor the broker to it. */
+static int drain_socket(dcb_worker_t *self)
 {
     int n = 0;
-    while (zsock_events(self->sock) & ZMQ_POLLIN) {
+    while (self->sock && (zsock_events(self->sock) & ZMQ_POLLIN)) {
         dcb_message_t m;
         char why[256];
+        int64_t now = worker_now_us();
         if (dcb_proto_recv(self->sock, false, &m, why, sizeof why) == 0) dispatch(self, &m, now);
         else if (strcmp(why, "interrupted") != 0)
             dcb_warn("malformed message from the broker dropped", "why=\"%s\"", why);
         dcb_message_release(&m);
         n++;
-        if (!self->sock) break; /* reconnected under us */
+        if (self->sock) worker_link_tick(self, worker_now_us());
     }
     return n;
 }
@@ -193,9 +197,9 @@ static void run(dcb_worker_t *self)
         if (finished(self, now)) break;
         zmq_pollitem_t item = {zsock_resolve(self->sock), 0, ZMQ_POLLIN, 0};
         zmq_poll(&item, 1, poll_timeout(self, now));
-        now = worker_now_us();
-        drain_socket(self, now);
+        drain_socket(self);
         if (!self->sock) break;
+        now = worker_now_us();
         worker_link_tick(self, now);
         if (self->plugin->role == DCBUS_ROLE_COLLECTOR) collector_tick(self, now);
         if (self->plugin->role == DCBUS_ROLE_STORAGE)

@@ -79,7 +79,7 @@ def main():
     bus.check("that happened while the real collector ran", bus.procs["ticker"].poll() is None,
               "%.1f s into the run" % (time.monotonic() - t0))
 
-    status = bus.wait("ticker", 30)
+    status = bus.wait("ticker", 20)
     bus.check("the real collector ends by itself with exit 0", status == 0,
               "status %s after %.1f s" % (status, time.monotonic() - t0))
     result = lib.stats(bus.bus_ep)

@@ -2,7 +2,7 @@
 nothing down and starves no one else.
 
 Two identical pipelines, ticker (300,000 ticks, batches of 20: 16,500
-batches, more than the broker's high-water mark of 10,000 messages per
+batches on streams of their own, more than the broker's high-water mark of 10,000 messages per
 subscriber) -> csv, run one after the other:
 
   a: with only a healthy subscriber to task. (it reads everything);
@@ -41,7 +41,7 @@ bus = lib.Bus()
 workers, pipelines = "", ""
 for run in ("a", "b"):
     workers += ("  ticker_%s: {plugin: ticker, symbols: [BTC_USDT, ETH_USDT], limit: %d, "
-                "batch: 20, seed: 3, start_ts: 1700000000000000}\n" % (run, TICKS))
+                "batch: 20, seed: 3, stream_prefix: %s_}\n" % (run, TICKS, run))
     workers += "  csv_%s: {plugin: csv, dir: %s}\n" % (run, bus.path("csv_" + run))
     pipelines += "  ticks_%s: {from: ticker_%s, to: [csv_%s]}\n" % (run, run, run)
 config = bus.write("bus.yaml", bus.config_head() + "workers:\n" + workers
@@ -112,7 +112,7 @@ took_b = run_pipeline("b")
 if took_a and took_b:
     bus.check("run b, with a stuck subscriber to everything, is at normal speed: "
               "%.2f s against %.2f s without it" % (took_b, took_a), took_b <= 2 * took_a + 1)
-files = [os.path.join(bus.path("csv_b"), d, "prices.csv") for d in os.listdir(bus.path("csv_b"))]
+files = [os.path.join(bus.path("csv_b"), d, "b_prices.csv") for d in os.listdir(bus.path("csv_b"))]
 if bus.check("run b wrote its price file", len(files) == 1 and os.path.exists(files[0]), str(files)):
     ok, message = lib.check_n(files[0], TICKS)
     bus.check("run b: " + message, ok)

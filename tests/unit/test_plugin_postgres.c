@@ -395,6 +395,31 @@ static void test_bad_record_refused(void **state)
     assert_int_equal(sql_int("SELECT errors_count FROM %s WHERE session_id = 'test'", sessions), 1);
 }
 
+/* A group the server refuses for its data (here a CHECK the plugin cannot
+ * know) comes back whole (ERETRY), then goes in one batch per transaction:
+ * only the bad batch is refused, the others are stored. */
+static void test_refused_group_isolates_bad_batch(void **state)
+{
+    NEED_DATABASE();
+    const char *table = name_of("check"), *sessions = name_of("csessions");
+    dcb_testkit_t *tk = open_pg(table, sessions, typed_ticks);
+    char *out = psql("ALTER TABLE %s ADD CHECK (n <> 150)", table);
+    assert_non_null(out);
+    free(out);
+    for (int round = 0; round < 2; round++) { /* delivery, then redelivery */
+        assert_int_equal(store_ticks(tk, "ticks", 1, 100), DCBUS_OK);
+        int rc = store_ticks(tk, "ticks", 2, 100); /* holds n = 150 */
+        assert_int_equal(rc, round == 0 ? DCBUS_OK : DCBUS_ERR);
+        assert_int_equal(store_ticks(tk, "ticks", 3, 100), DCBUS_OK);
+        assert_int_equal(dcb_testkit_flush(tk), round == 0 ? DCBUS_ERETRY : DCBUS_OK);
+        if (round == 0) assert_int_equal(sql_int("SELECT count(*) FROM %s", table), 0);
+    }
+    assert_int_equal(dcb_testkit_last_error(tk)->type, DCBUS_ERROR_STORAGE);
+    dcb_testkit_destroy(&tk);
+    assert_int_equal(sql_int("SELECT count(*) FROM %s", table), 200);
+    assert_int_equal(sql_int("SELECT count(*) FROM %s WHERE seq = 2", table), 0);
+}
+
 /* ---------------------------------------------------------------------------
  * Querying
  */
@@ -682,6 +707,26 @@ static void test_sessions_table(void **state)
  * Outage
  */
 
+/* No server at start: the worker still starts, stores say ERETRY with one
+ * CONNECTION error, and a flush with nothing accepted has nothing to fail.
+ * Needs no database: port 1 on loopback refuses at once. */
+static void test_unreachable_at_start(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    const char *yaml = "dsn: \"postgresql://dcbus@127.0.0.1:1/dcbus\"\ntable: nowhere\n"
+                       "reconnect_min_ms: 1000\n";
+    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "postgres", yaml, err, sizeof err);
+    if (!tk) fail_msg("postgres did not open: %s", err);
+    assert_int_equal(dcb_testkit_error_count(tk), 1);
+    assert_int_equal(dcb_testkit_last_error(tk)->type, DCBUS_ERROR_CONNECTION);
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        assert_int_equal(store_ticks(tk, "ticks", seq, 10), DCBUS_ERETRY);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_int_equal(dcb_testkit_error_count(tk), 1); /* one report per outage */
+    dcb_testkit_destroy(&tk);
+}
+
 static int run_cmd(const char *var)
 {
     char cmd[1024];
@@ -803,11 +848,13 @@ int main(void)
         cmocka_unit_test(test_million_ticks),
         cmocka_unit_test(test_redelivery_adds_nothing),
         cmocka_unit_test(test_bad_record_refused),
+        cmocka_unit_test(test_refused_group_isolates_bad_batch),
         cmocka_unit_test(test_query_typed),
         cmocka_unit_test(test_query_generic),
         cmocka_unit_test(test_hostile_field_names_refused),
         cmocka_unit_test(test_migrations_apply_once),
         cmocka_unit_test(test_sessions_table),
+        cmocka_unit_test(test_unreachable_at_start),
         cmocka_unit_test(test_outage_loses_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

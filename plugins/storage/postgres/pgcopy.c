@@ -251,7 +251,7 @@ static bool gather_fields(dcb_pg_encoder_t *self, dcbus_span_t record)
             }
         }
     }
-    return it.left == 0;
+    return it.pos == it.end; /* every field read: the record is well formed */
 }
 
 static int encode_typed(dcb_pg_encoder_t *self, const dcbus_batch_t *batch, dcbus_span_t record,

@@ -247,7 +247,7 @@ bool dcb_pg_json_record(dcb_pg_buf_t *out, const dcbus_host_t *host, dcbus_span_
         dcb_pg_buf_byte(out, ':');
         if (!dcb_pg_json_value(out, host, &value, zone, why)) return false;
     }
-    if (it.left != 0) return *why = "a record is malformed", false;
+    if (it.pos != it.end) return *why = "a record is malformed", false;
     dcb_pg_buf_byte(out, '}');
     return true;
 }

@@ -62,6 +62,7 @@ typedef struct {
     char *session;
     char *value; /* type for begin, status for end */
     int64_t at_us;
+    int64_t errors; /* end: refused batches not yet counted */
 } session_op_t;
 
 /* Errors reported for a session, not yet added to its errors_count. */
@@ -419,6 +420,7 @@ static int group_fail(pg_t *pg, int rc, const char *operation, bool store_at_han
         pg->solo = pg->nbatches;
         rc = DCBUS_ERETRY;
     } else if (rc == DCBUS_ERR) {
+        LOG(pg, DCBUS_LOG_ERROR, "%s: the server refused the batch: %s", operation, pg->why);
         report(pg, DCBUS_ERROR_STORAGE, operation, pg->why);
     } else if (!pg->down) {
         LOG(pg, DCBUS_LOG_WARN, "%s failed, batches since the last flush will be redelivered: %s",
@@ -591,16 +593,15 @@ static void queue_op(pg_t *pg, bool end, const char *session, const char *value)
         free(pg->ops[0].value);
         memmove(pg->ops, pg->ops + 1, --pg->nops * sizeof pg->ops[0]);
     }
-    pg->ops[pg->nops++] =
-        (session_op_t){end, strdup(session), strdup(value ? value : ""), pg->host->now_us()};
+    pg->ops[pg->nops++] = (session_op_t){end, strdup(session), strdup(value ? value : ""),
+                                         pg->host->now_us(), end ? take_errors(pg, session) : 0};
 }
 
 static int write_op(pg_t *pg, const session_op_t *op)
 {
     char at[24], errors[24];
     snprintf(at, sizeof at, "%lld", (long long)op->at_us);
-    snprintf(errors, sizeof errors, "%lld",
-             (long long)(op->end ? take_errors(pg, op->session) : 0));
+    snprintf(errors, sizeof errors, "%lld", (long long)op->errors);
     const char *params[] = {op->session, op->value, at, errors};
     PGresult *res = PQexecParams(pg->conn, op->end ? pg->end_sql : pg->begin_sql, op->end ? 4 : 3,
                                  NULL, params, NULL, NULL, 0);
