@@ -33,6 +33,21 @@ struct dcb_broker {
     uint64_t malformed;
     uint64_t published, publish_dropped;
     int data_subscribers; /* subscriptions that match data.* */
+    /* client requests forwarded to a storage worker (query, delete) */
+    struct forwarded *forwarded;
+    size_t nforwarded;
+    uint64_t next_forward_id;
+};
+
+#define FORWARD_TIMEOUT_US (30 * 1000000LL)
+
+/* A client's request waiting for a storage worker's reply. */
+struct forwarded {
+    uint64_t id;        /* the id the worker sees */
+    uint64_t client_id; /* the id the client used */
+    uint8_t client[256];
+    size_t client_len;
+    int64_t deadline_us;
 };
 
 static int64_t now_us(void)
@@ -316,6 +331,7 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
     dcb_sessions_destroy(&self->sessions);
     dcb_tasks_close(&self->tasks);
     dcb_body_destroy(&self->note);
+    free(self->forwarded);
     if (self->bus) remove_ipc_file(self->config->bus_endpoint);
     if (self->topics) remove_ipc_file(self->config->topics_endpoint);
     zsock_destroy(&self->bus);
@@ -395,6 +411,109 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
                        wall_us());
     dcb_info("worker joined", "instance=%s replica=%d role=%s plugin=%s", instance, (int)replica,
              role, plugin);
+}
+
+/* ---------------------------------------------------------------------------
+ * Requests forwarded to storage workers: query and delete are answered by
+ * the instance's plugin, so the broker passes them on and relays the reply
+ * with the client's id.
+ */
+
+static void reply_error(dcb_broker_t *self, const zmq_msg_t *client, uint64_t id,
+                        const char *error)
+{
+    msgpack_packer *pk = &self->body.pk;
+    dcb_body_reset(&self->body);
+    msgpack_pack_map(pk, 3);
+    dcb_pack_kv_uint(pk, "id", id);
+    dcb_pack_kv_bool(pk, "ok", false);
+    dcb_pack_kv_str(pk, "error", error);
+    dcbus_span_t b = dcb_body_span(&self->body);
+    dcb_proto_try_send(self->bus, client, DCB_CMD_REPLY, b.data, b.len);
+}
+
+/* Copies every field of `body` but `id`, after a new id. */
+static void rewrite_id(dcb_body_t *out, dcbus_span_t body, uint64_t id)
+{
+    dcbus_field_iter_t it;
+    dcbus_value_t k, v;
+    uint32_t n = 1;
+    if (dcb_record_fields(body, &it))
+        while (dcb_field_next(&it, &k, &v)) n += !dcb_value_streq(&k, "id");
+    msgpack_pack_map(&out->pk, n);
+    dcb_pack_kv_uint(&out->pk, "id", id);
+    dcb_record_fields(body, &it);
+    while (dcb_field_next(&it, &k, &v)) {
+        if (dcb_value_streq(&k, "id")) continue;
+        msgpack_sbuffer_write(&out->buf, (const char *)k.raw.data, k.raw.len);
+        msgpack_sbuffer_write(&out->buf, (const char *)v.raw.data, v.raw.len);
+    }
+}
+
+static void forward_request(dcb_broker_t *self, dcb_message_t *m)
+{
+    char instance[DCB_NAME_MAX] = "";
+    uint64_t client_id = 0;
+    dcb_map_get_uint(m->body_span, "id", &client_id);
+    dcb_map_get_str(m->body_span, "instance", instance, sizeof instance);
+    const rt_peer_t *peer = rt_instance_peer(self->router, instance);
+    if (!peer || rt_peer_role(peer) != DCBUS_ROLE_STORAGE ||
+        zmq_msg_size(&m->routing) > sizeof self->forwarded->client) {
+        char why[256];
+        snprintf(why, sizeof why, "no storage worker '%s' is connected", instance);
+        reply_error(self, &m->routing, client_id, why);
+        return;
+    }
+    self->forwarded = realloc(self->forwarded, (self->nforwarded + 1) * sizeof *self->forwarded);
+    struct forwarded *f = &self->forwarded[self->nforwarded++];
+    f->id = ++self->next_forward_id;
+    f->client_id = client_id;
+    f->client_len = zmq_msg_size(&m->routing);
+    memcpy(f->client, zmq_msg_data(&m->routing), f->client_len);
+    f->deadline_us = now_us() + FORWARD_TIMEOUT_US;
+    dcb_body_reset(&self->note);
+    rewrite_id(&self->note, m->body_span, f->id);
+    send_request(self, peer, dcb_body_span(&self->note));
+}
+
+static void forget_forwarded(dcb_broker_t *self, size_t i)
+{
+    self->forwarded[i] = self->forwarded[--self->nforwarded];
+}
+
+/* A storage worker's REPLY: back to the client that asked. */
+static void relay_reply(dcb_broker_t *self, dcbus_span_t body)
+{
+    uint64_t id = 0;
+    dcb_map_get_uint(body, "id", &id);
+    for (size_t i = 0; i < self->nforwarded; i++) {
+        struct forwarded *f = &self->forwarded[i];
+        if (f->id != id) continue;
+        zmq_msg_t client;
+        zmq_msg_init_size(&client, f->client_len);
+        memcpy(zmq_msg_data(&client), f->client, f->client_len);
+        dcb_body_reset(&self->note);
+        rewrite_id(&self->note, body, f->client_id);
+        dcbus_span_t b = dcb_body_span(&self->note);
+        dcb_proto_try_send(self->bus, &client, DCB_CMD_REPLY, b.data, b.len);
+        zmq_msg_close(&client);
+        forget_forwarded(self, i);
+        return;
+    }
+}
+
+static void expire_forwarded(dcb_broker_t *self, int64_t now)
+{
+    for (size_t i = self->nforwarded; i-- > 0;) {
+        struct forwarded *f = &self->forwarded[i];
+        if (now < f->deadline_us) continue;
+        zmq_msg_t client;
+        zmq_msg_init_size(&client, f->client_len);
+        memcpy(zmq_msg_data(&client), f->client, f->client_len);
+        reply_error(self, &client, f->client_id, "the storage worker did not answer in 30 s");
+        zmq_msg_close(&client);
+        forget_forwarded(self, i);
+    }
 }
 
 /* ---------------------------------------------------------------------------
@@ -558,6 +677,10 @@ static void on_request(dcb_broker_t *self, dcb_message_t *m)
     uint64_t id = 0;
     dcb_map_get_uint(m->body_span, "id", &id);
     dcb_map_get_str(m->body_span, "op", op, sizeof op);
+    if (strcmp(op, "query") == 0 || strcmp(op, "delete") == 0) {
+        forward_request(self, m);
+        return;
+    }
     /* The result is packed into a scratch body first: an op may fail half way. */
     dcb_body_t result;
     dcb_body_init(&result);
@@ -721,7 +844,10 @@ static void on_peer_message(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *
     case DCB_CMD_TASK: on_task(self, peer, m); break;
     case DCB_CMD_BYE: on_bye(self, peer, m); break;
     case DCB_CMD_REPLY:
-        if (rt_peer_role(peer) == DCBUS_ROLE_HANDLER) dcb_chain_on_reply(self->chain, m->body_span, now);
+        if (rt_peer_role(peer) == DCBUS_ROLE_HANDLER)
+            dcb_chain_on_reply(self->chain, m->body_span, now);
+        else if (rt_peer_role(peer) == DCBUS_ROLE_STORAGE)
+            relay_reply(self, m->body_span);
         break;
     case DCB_CMD_HEARTBEAT: break;
     default: note_malformed(self, rt_peer_instance(peer), "command not expected from a worker");
@@ -792,6 +918,7 @@ static void periodic(dcb_broker_t *self, int64_t now)
     rt_expire_peers(self->router, now, (int64_t)self->config->heartbeat_timeout_ms * 1000);
     rt_tick(self->router, now);
     dcb_chain_tick(self->chain, now);
+    expire_forwarded(self, now);
     if (now - self->last_heartbeat_us >= hb) {
         rt_foreach_peer(self->router, heartbeat_peer, self);
         self->last_heartbeat_us = now;

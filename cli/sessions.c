@@ -217,8 +217,8 @@ static void print_active(const sessions_opts_t *o, const cli_reply_t *reply)
     if (strcmp(o->action, "start") == 0)
         printf("started session %s (%s)\n", id, type);
     else
-        printf("session ended %s; active now: %s (%s)\n", o->failed ? "failed" : "completed", id,
-               type);
+        printf("ended the session as %s; now active: %s (%s)\n", o->failed ? "failed" : "completed",
+               id, type);
 }
 
 int cli_sessions_main(int argc, char **argv)

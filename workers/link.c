@@ -290,6 +290,6 @@ void worker_hooks(dcb_worker_t *self, dcb_host_hooks_t *hooks)
     hooks->event = hook_event;
     hooks->error = hook_error;
     hooks->progress = hook_progress;
-    hooks->query_row = NULL;
+    query_hooks(hooks);
     hooks->arg = self;
 }

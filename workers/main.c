@@ -141,6 +141,8 @@ static void dispatch(dcb_worker_t *self, dcb_message_t *m, int64_t now)
     else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_STORAGE) storage_on_data(self, m);
     else if (m->cmd == DCB_CMD_REQUEST && role == DCBUS_ROLE_HANDLER)
         handler_on_request(self, m->body_span);
+    else if (m->cmd == DCB_CMD_REQUEST && role == DCBUS_ROLE_STORAGE)
+        query_on_request(self, m->body_span);
     else dcb_debug("unexpected command ignored", "cmd=%s", dcb_cmd_name(m->cmd));
 }
 

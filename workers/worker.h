@@ -85,6 +85,8 @@ typedef struct {
     size_t nunacked, unacked_cap;
     int64_t first_unacked_us;
     char store_session[DCB_NAME_MAX];
+    /* storage: the rows of the query being answered */
+    void *query_rows;
     /* handler */
     int64_t retry_delay_ms; /* set by host->retry_after() during handle(), else -1 */
     /* stopping */
@@ -127,6 +129,10 @@ int collector_poll_timeout(const dcb_worker_t *self, int64_t now);
 void processor_on_data(dcb_worker_t *self, dcb_message_t *m);
 
 void collector_on_control(dcb_worker_t *self, dcbus_span_t body);
+
+/* query.c */
+void query_on_request(dcb_worker_t *self, dcbus_span_t body);
+void query_hooks(dcb_host_hooks_t *hooks);
 
 /* handler.c */
 void handler_on_request(dcb_worker_t *self, dcbus_span_t body);

@@ -25,8 +25,8 @@
 #include "fuzz.h"
 #include "proto.h"
 
-#define ENDPOINT  "inproc://fuzz-frames"
-#define PEER_ID   "fuzz-peer"
+#define ENDPOINT   "inproc://fuzz-frames"
+#define PEER_ID    "fuzz-peer"
 #define MAX_FRAMES 5
 
 static zsock_t *s_router, *s_dealer;
@@ -104,7 +104,7 @@ static int receive(zsock_t *sock, bool router, dcb_message_t *m, char *why, size
     int rc = dcb_proto_recv(sock, router, m, why, whylen);
     FUZZ_CHECK(rc == 0 || (rc == -1 && why[0]));
     FUZZ_CHECK(strcmp(why, "interrupted") != 0); /* the message was there */
-    FUZZ_CHECK(nothing_left(sock));               /* consumed whole */
+    FUZZ_CHECK(nothing_left(sock));              /* consumed whole */
     FUZZ_CHECK(m->has_routing == router);
     if (router)
         FUZZ_CHECK(zmq_msg_size(&m->routing) == strlen(PEER_ID) &&
@@ -124,10 +124,10 @@ static bool same_message(const dcb_message_t *a, const dcb_message_t *b)
 static void read_body(dcbus_span_t body)
 {
     static const char *const keys[] = {
-        "role",  "instance", "plugin",  "replica", "abi",      "credit",     "pid",
-        "stream", "seq",     "retry",   "error",   "event_type", "timestamp", "data",
-        "code",  "message",  "progress", "records", "id",      "op",         "ok",
-        "result", "session", "heartbeat_ms", "action", "details", "is_critical", ""};
+        "role",   "instance", "plugin",       "replica", "abi",        "credit",      "pid",
+        "stream", "seq",      "retry",        "error",   "event_type", "timestamp",   "data",
+        "code",   "message",  "progress",     "records", "id",         "op",          "ok",
+        "result", "session",  "heartbeat_ms", "action",  "details",    "is_critical", ""};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char str[16];
         int64_t i64;

@@ -12,8 +12,8 @@
 #     PG_ENV_START a command line that starts it again on the same port
 #
 # The server is stopped and the directory removed when the sourcing shell
-# exits (an EXIT trap).  A script that needs its own EXIT trap calls
-# pg_env_cleanup from it.
+# exits (an EXIT trap; HUP, INT and TERM exit through it).  A script that
+# needs its own EXIT trap calls pg_env_cleanup from it.
 #
 # Tests run as root in CI, and initdb refuses root: the cluster is then owned
 # and run by the `postgres` system user (Debian's packages create it).
@@ -63,6 +63,9 @@ pg_env_start() {
         PG_ENV_AS="runuser -u postgres --"
     fi
     trap pg_env_cleanup EXIT
+    trap 'exit 129' HUP # a signal ends the shell through its EXIT trap, so
+    trap 'exit 130' INT # a killed test leaves no server or directory behind
+    trap 'exit 143' TERM
 
     $PG_ENV_AS "$PG_BIN/initdb" -D "$PG_ENV_DIR/data" -U dcbus --auth=trust -E UTF8 \
         --locale=C --no-sync >"$PG_ENV_DIR/initdb.log" 2>&1 ||

@@ -56,7 +56,7 @@ sessions start observation --meta target=M31 --meta operator=ana --json >"$TMP/s
 sleep 3
 sessions end >"$TMP/ended.txt" || not_ok "dcbus sessions end answers"
 check "dcbus sessions end says the session ended and idle is active: $(cat "$TMP/ended.txt")" \
-    grep -q '^session ended completed; active now: idle-' "$TMP/ended.txt"
+    grep -q '^ended the session as completed; now active: idle-' "$TMP/ended.txt"
 sessions end 2>"$TMP/end-again.txt"
 check "a second dcbus sessions end is refused (exit 1: only idle is active)" test $? -eq 1
 sleep 5.2

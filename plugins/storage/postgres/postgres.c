@@ -112,8 +112,15 @@ static void report(pg_t *pg, dcbus_error_type_t type, const char *operation, con
 
 static void set_why(pg_t *pg, const char *prefix, const char *message)
 {
-    snprintf(pg->why, sizeof pg->why, "%s%s", prefix, message ? message : "");
-    size_t n = strlen(pg->why);
+    /* A long server message is cut to fit: the reason's start is what matters. */
+    size_t n = strlen(prefix);
+    if (n >= sizeof pg->why) n = sizeof pg->why - 1;
+    memcpy(pg->why, prefix, n);
+    size_t m = message ? strlen(message) : 0;
+    if (m > sizeof pg->why - n - 1) m = sizeof pg->why - n - 1;
+    if (m) memcpy(pg->why + n, message, m);
+    n += m;
+    pg->why[n] = '\0';
     while (n > 0 && (pg->why[n - 1] == '\n' || pg->why[n - 1] == ' '))
         pg->why[--n] = '\0';
 }

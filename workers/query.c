@@ -1,0 +1,118 @@
+/*
+ * query.c -- a storage worker answering queries and deletes for the broker.
+ *
+ * REQUEST {id, op: "query", filters: {field: value, ...}, sort, descending,
+ * limit, offset} -> REPLY {id, ok, result: {rows: [...]}} with the rows the
+ * plugin hands to host->query_row; REQUEST {id, op: "delete", location}
+ * -> REPLY {id, ok}.  Filter values arrive as strings; the plugin binds
+ * them as parameters.  Rows are collected in one buffer and sent at once:
+ * a query is bounded by its limit (the CLI asks for 1000 by default).
+ */
+#include "log.h"
+#include "mpread.h"
+#include "worker.h"
+
+#define MAX_FILTERS 32
+
+typedef struct {
+    dcb_body_t rows;
+    uint32_t count;
+} rows_t;
+
+static void hook_query_row(void *arg, dcbus_span_t row)
+{
+    rows_t *r = ((dcb_worker_t *)arg)->query_rows;
+    const uint8_t *pos = row.data;
+    /* Only a well-formed map may go into the reply. */
+    if (!r || !row.len || !dcb_mp_skip(&pos, row.data + row.len) || pos != row.data + row.len)
+        return;
+    msgpack_sbuffer_write(&r->rows.buf, (const char *)row.data, row.len);
+    r->count++;
+}
+
+void query_hooks(dcb_host_hooks_t *hooks)
+{
+    hooks->query_row = hook_query_row;
+}
+
+static void reply(dcb_worker_t *self, uint64_t id, int rc, const char *error, const rows_t *rows)
+{
+    msgpack_packer *pk = &self->body.pk;
+    dcb_body_reset(&self->body);
+    bool ok = rc == DCBUS_OK;
+    msgpack_pack_map(pk, 3);
+    dcb_pack_kv_uint(pk, "id", id);
+    dcb_pack_kv_bool(pk, "ok", ok);
+    if (!ok) {
+        dcb_pack_kv_str(pk, "error", rc == DCBUS_ENOTSUP ? "not supported by this storage plugin"
+                                                          : error);
+    } else {
+        dcb_pack_str(pk, "result");
+        msgpack_pack_map(pk, 1);
+        dcb_pack_str(pk, "rows");
+        msgpack_pack_array(pk, rows ? rows->count : 0);
+        if (rows) msgpack_sbuffer_write(&self->body.buf, rows->rows.buf.data, rows->rows.buf.size);
+    }
+    worker_send(self, DCB_CMD_REPLY, dcb_body_span(&self->body));
+}
+
+/* Reads filters {field: value} into parallel arrays of copied strings. */
+static size_t read_filters(dcbus_span_t map, char fields[][128], char values[][512])
+{
+    dcbus_field_iter_t it;
+    dcbus_value_t k, v;
+    size_t n = 0;
+    if (!map.len || !dcb_record_fields(map, &it)) return 0;
+    while (n < MAX_FILTERS && dcb_field_next(&it, &k, &v)) {
+        if (k.type != DCBUS_VAL_STR || v.type != DCBUS_VAL_STR) continue;
+        snprintf(fields[n], 128, "%.*s", (int)k.as.str.len, k.as.str.ptr);
+        snprintf(values[n], 512, "%.*s", (int)v.as.str.len, v.as.str.ptr);
+        n++;
+    }
+    return n;
+}
+
+static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
+{
+    static char fields[MAX_FILTERS][128], values[MAX_FILTERS][512];
+    const char *field_p[MAX_FILTERS], *value_p[MAX_FILTERS];
+    char sort[128] = "";
+    dcbus_span_t filters = {NULL, 0};
+    dcbus_query_t q = {.limit = -1};
+    dcb_map_get_raw(body, "filters", &filters);
+    dcb_map_get_str(body, "sort", sort, sizeof sort);
+    dcb_map_get_bool(body, "descending", &q.descending);
+    dcb_map_get_int(body, "limit", &q.limit);
+    dcb_map_get_int(body, "offset", &q.offset);
+    q.nfilters = read_filters(filters, fields, values);
+    for (size_t i = 0; i < q.nfilters; i++) field_p[i] = fields[i], value_p[i] = values[i];
+    q.filter_fields = field_p;
+    q.filter_values = value_p;
+    q.sort_by = sort[0] ? sort : NULL;
+    if (q.offset < 0) q.offset = 0;
+
+    rows_t rows = {0};
+    dcb_body_init(&rows.rows);
+    self->query_rows = &rows;
+    int rc = self->plugin->query ? self->plugin->query(self->state, &q) : DCBUS_ENOTSUP;
+    self->query_rows = NULL;
+    reply(self, id, rc, "query failed: see the storage worker's log", &rows);
+    dcb_body_destroy(&rows.rows);
+}
+
+void query_on_request(dcb_worker_t *self, dcbus_span_t body)
+{
+    uint64_t id = 0;
+    char op[16] = "", location[256] = "";
+    dcb_map_get_uint(body, "id", &id);
+    dcb_map_get_str(body, "op", op, sizeof op);
+    if (strcmp(op, "query") == 0) {
+        run_query(self, id, body);
+    } else if (strcmp(op, "delete") == 0 && dcb_map_get_str(body, "location", location, sizeof location)) {
+        int rc = self->plugin->delete_location ? self->plugin->delete_location(self->state, location)
+                                               : DCBUS_ENOTSUP;
+        reply(self, id, rc, "no such location, or the delete failed", NULL);
+    } else {
+        reply(self, id, DCBUS_ERR, "unknown request", NULL);
+    }
+}
