@@ -74,7 +74,8 @@ static void settle_by_default(dcb_chain_t *self, case_t *c, int64_t now)
 {
     rt_held_info_t info;
     rt_held_info(c->held, &info);
-    if (c->retry && info.attempts < (uint32_t)self->config->max_attempts) {
+    /* An injected batch (a sink's backlog) waits for its sink however long. */
+    if (c->retry && (info.attempts < (uint32_t)self->config->max_attempts || info.replay)) {
         uint32_t shift = info.attempts < 7 ? info.attempts - 1 : 6;
         rt_held_retry(self->router, c->held, 100000LL << shift, now);
     } else {

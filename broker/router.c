@@ -36,6 +36,7 @@ struct rt_work {
     uint32_t attempts;
     int64_t not_before;
     bool done;
+    bool delivered; /* acknowledged by its sink (not given up) */
 };
 
 typedef struct {
@@ -45,7 +46,8 @@ typedef struct {
     rt_instance_t **through;
     size_t nthrough;
     rt_instance_t **to;
-    size_t nto;
+    bool *to_critical;
+    size_t nto, ncritical;
 } rt_pipeline_t;
 
 typedef struct {
@@ -66,6 +68,7 @@ struct rt_batch {
     uint32_t count;
     bool processed;
     bool replay;     /* injected, not from a collector: nobody to acknowledge */
+    int replay_sink; /* injected for this one sink, or -1 */
     char sender[520]; /* routing-id key of the connection that sent it */
     rt_batch_t *fifo_next;
     rt_work_t proc;  /* the processing stage's work */
@@ -180,6 +183,14 @@ static void build_pipelines(rt_router_t *self, const dcb_config_t *config)
         p->nthrough = pc->nthrough;
         p->to = resolve(self, pc->to, pc->nto, DCBUS_ROLE_STORAGE);
         p->nto = pc->nto;
+        p->to_critical = calloc(pc->nto ? pc->nto : 1, sizeof *p->to_critical);
+        for (size_t t = 0; t < pc->nto; t++) {
+            const dcb_worker_cfg_t *w = dcb_config_worker(config, pc->to[t]);
+            bool critical = true;
+            if (w && w->settings) dcb_node_bool(dcb_node_at(w->settings, "critical"), &critical);
+            p->to_critical[t] = critical || !self->ops.divert;
+            p->ncritical += p->to_critical[t];
+        }
     }
     for (size_t i = 0; i < config->nerror_handlers; i++) {
         rt_instance_t *h = find_instance(self, config->error_handlers[i]);
@@ -234,6 +245,7 @@ void rt_router_destroy(rt_router_t **self_p)
         free(self->pipelines[i].name);
         free(self->pipelines[i].through);
         free(self->pipelines[i].to);
+        free(self->pipelines[i].to_critical);
     }
     for (size_t i = 0; i < self->ninstances; i++) {
         free(self->instances[i].name);
@@ -447,22 +459,37 @@ static rt_peer_t *collector_peer(rt_router_t *self, const rt_batch_t *b)
 static void complete(rt_router_t *self, rt_batch_t *b)
 {
     b->pipe->in_flight--;
+    if (b->replay && b->replay_sink >= 0 && self->ops.injected_done)
+        self->ops.injected_done(self->arg, b->pipe->to[b->replay_sink]->name,
+                                b->sinks[b->replay_sink].delivered);
     rt_peer_t *collector = b->replay ? NULL : collector_peer(self, b);
     if (collector) self->ops.send_ack(self->arg, collector, b->stream->name, b->seq);
     zhashx_delete(self->batches, b->key);
     batch_free(b);
 }
 
-/* Hands one processed batch to every sink of its pipeline. */
+/* Hands one processed batch to every sink of its pipeline: critical sinks
+ * through their queues, the others through their backlogs. */
 static void release_one(rt_router_t *self, rt_batch_t *b)
 {
-    if (self->ops.released) self->ops.released(self->arg, b->pipe->name);
-    if (b->count == 0 || b->pipe->nto == 0) {
+    rt_pipeline_t *p = b->pipe;
+    if (self->ops.released) self->ops.released(self->arg, p->name);
+    if (b->count == 0 || p->nto == 0) {
         complete(self, b);
         return;
     }
-    b->sinks_left = b->pipe->nto;
-    for (size_t i = 0; i < b->pipe->nto; i++) enqueue(self, &b->sinks[i]);
+    for (size_t i = 0; i < p->nto; i++)
+        if (!p->to_critical[i]) {
+            self->ops.divert(self->arg, p->name, p->to[i]->name, &b->body);
+            b->sinks[i].done = true;
+        }
+    b->sinks_left = p->ncritical;
+    if (b->sinks_left == 0) {
+        complete(self, b);
+        return;
+    }
+    for (size_t i = 0; i < p->nto; i++)
+        if (p->to_critical[i]) enqueue(self, &b->sinks[i]);
 }
 
 /* Hands the stream's processed batches to the sinks, in collector order. */
@@ -519,6 +546,7 @@ static rt_batch_t *batch_new(rt_pipeline_t *pipe, rt_stream_t *s, const dcb_enve
     zmq_msg_init(&b->body);
     zmq_msg_copy(&b->body, body);
     b->proc = (rt_work_t){.batch = b, .sink = -1};
+    b->replay_sink = -1;
     b->sinks = calloc(pipe->nto ? pipe->nto : 1, sizeof *b->sinks);
     for (size_t i = 0; i < pipe->nto; i++) b->sinks[i] = (rt_work_t){.batch = b, .sink = (int)i};
     return b;
@@ -637,6 +665,7 @@ int rt_on_ack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t s
     rt_work_t *w = b ? held_work(b, peer) : NULL;
     if (!w || w->sink < 0) return -1;
     take_back(w, b->count);
+    w->delivered = true;
     sink_done(self, w);
     dispatch(self, peer->inst);
     return 0;
@@ -684,7 +713,7 @@ int rt_on_nack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t 
     w->attempts++;
     if (held) {
         *held = w;
-    } else if (!retry || w->attempts >= self->max_attempts) {
+    } else if (!retry || (w->attempts >= self->max_attempts && !b->replay)) {
         abandon(self, w, error);
     } else {
         rt_held_retry(self, w, backoff_us(w->attempts), now);
@@ -701,6 +730,7 @@ void rt_held_info(const rt_held_t *w, rt_held_info_t *info)
     info->instance = work_instance(w)->name;
     info->attempts = w->attempts;
     info->body = &w->batch->body;
+    info->replay = w->batch->replay;
 }
 
 void rt_held_retry(rt_router_t *self, rt_held_t *w, int64_t delay_us, int64_t now)
@@ -742,6 +772,7 @@ int rt_inject(rt_router_t *self, const char *pipeline, const char *instance,
     }
     rt_batch_t *b = batch_new(pipe, stream_get(self, env->stream), env, body);
     b->replay = true;
+    b->replay_sink = at_sink ? (int)sink : -1;
     b->stage = stage;
     zhashx_insert(self->batches, b->key, b);
     pipe->in_flight++;

@@ -24,6 +24,10 @@
  *  - A stream belongs to the collector that sent it first: (stream, seq)
  *    from another collector is refused, so one peer cannot shadow
  *    another's batches.
+ *  - A sink with `critical: false` in its worker settings gets its batches
+ *    through `divert` (a disk backlog) and does not hold up the collector's
+ *    acknowledgement; a failing injected batch is retried for as long as
+ *    the sink says it is worth retrying.
  *  - A peer has at most `credit` batches at a time; the rest wait in the
  *    stage's queue, so memory is bounded by the collectors' windows.
  */
@@ -52,6 +56,13 @@ typedef struct {
     void (*peer_gone)(void *arg, const rt_peer_t *peer, const char *reason);
     /* A batch was handed to the sinks (optional). */
     void (*released)(void *arg, const char *pipeline);
+    /* Sinks marked `critical: false` do not hold up the collector: their
+     * copy of each batch is handed here (to be kept on disk and replayed
+     * with rt_inject) instead of being queued.  NULL: every sink is
+     * critical. */
+    void (*divert)(void *arg, const char *pipeline, const char *sink, zmq_msg_t *body);
+    /* An injected batch left its sink: delivered (`ok`) or given up. */
+    void (*injected_done)(void *arg, const char *sink, bool ok);
 } rt_ops_t;
 
 rt_router_t *rt_router_new(const dcb_config_t *config, const rt_ops_t *ops, void *arg);
@@ -98,6 +109,7 @@ typedef struct {
     uint64_t seq;
     uint32_t attempts;
     zmq_msg_t *body; /* the batch as the failed stage got it */
+    bool replay;     /* injected (a replayed dead letter or a backlog) */
 } rt_held_info_t;
 void rt_held_info(const rt_held_t *held, rt_held_info_t *info);
 /* Delivers it again after `delay_us`. */

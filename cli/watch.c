@@ -52,11 +52,17 @@ static int64_t wall_us(void)
  * Summaries: one function per family of topics, given the body map.
  */
 
+/* Its source and data; an event shaped otherwise, its fields. */
 static void summarise_event(cli_line_t *line, dcbus_span_t body)
 {
+    static const char *const header[] = {"event_type", "timestamp", NULL};
     dcbus_span_t data = {NULL, 0};
+    if (!dcb_map_get_raw(body, "data", &data)) {
+        cli_line_add_fields(line, body, header);
+        return;
+    }
     cli_line_add_field(line, body, "source");
-    if (dcb_map_get_raw(body, "data", &data)) cli_line_add_fields(line, data, NULL);
+    cli_line_add_fields(line, data, NULL);
 }
 
 static void summarise_error(cli_line_t *line, dcbus_span_t body)

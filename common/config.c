@@ -266,7 +266,7 @@ static size_t expand_ref(const char *ref, buf_t *out, char *why, size_t whylen)
     }
     char *var = xstrndup(name, name_len);
     const char *value = getenv(var);
-    const char *dflt = after + 2;
+    const char *dflt = has_default ? after + 2 : close; /* after + 2 may be past the NUL */
     const char *nested = strstr(dflt, "${");
     size_t used = (size_t)(close - ref + 1);
     if (value && (*value || !has_default))

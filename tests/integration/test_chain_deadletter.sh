@@ -102,7 +102,9 @@ check "nothing fell through to the log handler" \
     test "$(grep -c 'msg="log: ' "$TMP/log.log")" -eq 0
 
 "$BIN/dcbus" deadletter replay "$CFG" --all >"$TMP/replay.txt" 2>&1
-check "dcbus deadletter replay --all succeeds: $(tail -n 1 "$TMP/replay.txt")" test $? -eq 0
+rc=$?
+check "dcbus deadletter replay --all succeeds (exit $rc): $(tail -n 1 "$TMP/replay.txt")" \
+    test $rc -eq 0
 check "it replayed all $letters" grep -q "^replayed $letters of $letters dead letters" \
     "$TMP/replay.txt"
 for ((i = 0; i < 100; i++)); do
