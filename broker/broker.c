@@ -12,6 +12,7 @@
 #include "log.h"
 #include "mpread.h"
 #include "proto.h"
+#include "backlog.h"
 #include "chain.h"
 #include "router.h"
 #include "runs.h"
@@ -33,6 +34,9 @@ struct dcb_broker {
     uint64_t malformed;
     uint64_t published, publish_dropped;
     int data_subscribers; /* subscriptions that match data.* */
+    /* backlogs of the sinks marked critical: false */
+    dcb_backlog_t **backlogs;
+    size_t nbacklogs;
     /* client requests forwarded to a storage worker (query, delete) */
     struct forwarded *forwarded;
     size_t nforwarded;
@@ -161,6 +165,67 @@ static void heartbeat_peer(void *arg, const rt_peer_t *peer)
     send_body(self, peer, DCB_CMD_HEARTBEAT);
 }
 
+static dcb_backlog_t *backlog_of(dcb_broker_t *self, const char *sink)
+{
+    for (size_t i = 0; i < self->nbacklogs; i++)
+        if (strcmp(dcb_backlog_sink(self->backlogs[i]), sink) == 0) return self->backlogs[i];
+    return NULL;
+}
+
+static void on_divert(void *arg, const char *pipeline, const char *sink, zmq_msg_t *body)
+{
+    dcb_broker_t *self = arg;
+    dcb_backlog_t *backlog = backlog_of(self, sink);
+    if (!backlog) return;
+    dcbus_span_t span = {zmq_msg_data(body), zmq_msg_size(body)};
+    if (dcb_backlog_append(backlog, pipeline, span) != 0)
+        publish_broker_error(self, "STORAGE", "backlog", "cannot append to a sink's backlog",
+                             NULL, 0);
+}
+
+static void on_injected_done(void *arg, const char *sink, bool ok)
+{
+    dcb_broker_t *self = arg;
+    dcb_backlog_t *backlog = backlog_of(self, sink);
+    (void)ok;
+    if (backlog) dcb_backlog_done(backlog);
+}
+
+static void free_body(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* Feeds a backlog to its sink while the sink has room: in order, at most
+ * `credit` batches at a time. */
+static void feed_backlog(dcb_broker_t *self, dcb_backlog_t *backlog)
+{
+    const char *sink = dcb_backlog_sink(backlog);
+    char pipeline[DCB_NAME_MAX], why[256];
+    uint8_t *data;
+    size_t len;
+    while (rt_instance_peer(self->router, sink) &&
+           dcb_backlog_in_flight(backlog) < (uint32_t)self->config->credit &&
+           dcb_backlog_peek(backlog, pipeline, sizeof pipeline, &data, &len)) {
+        dcb_envelope_t env;
+        zmq_msg_t body;
+        zmq_msg_init_data(&body, data, len, free_body, NULL);
+        int rc = dcb_envelope_decode_header(data, len, &env, why, sizeof why);
+        if (rc == 0) rc = rt_inject(self->router, pipeline, sink, &env, &body, why, sizeof why);
+        zmq_msg_close(&body);
+        /* Still in flight to the critical sinks: try again on the next tick. */
+        if (rc != 0 && strstr(why, "already in flight")) return;
+        if (rc != 0) {
+            dcb_error("backlog entry dropped", "sink=%s reason=\"%s\"", sink, why);
+            dcb_backlog_advance(backlog);
+            dcb_backlog_done(backlog);
+            continue;
+        }
+        dcb_backlog_advance(backlog);
+    }
+}
+
 static void send_request(void *arg, const rt_peer_t *peer, dcbus_span_t body)
 {
     dcb_broker_t *self = arg;
@@ -285,6 +350,27 @@ static zsock_t *bind_socket(int type, const char *endpoint)
     return sock;
 }
 
+/* One backlog per sink marked `critical: false`. */
+static int open_backlogs(dcb_broker_t *self, char *err, size_t errlen)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/backlog", self->config->spool_dir);
+    for (size_t p = 0; p < self->config->npipelines; p++) {
+        const dcb_pipeline_cfg_t *pc = &self->config->pipelines[p];
+        for (size_t t = 0; t < pc->nto; t++) {
+            const dcb_worker_cfg_t *w = dcb_config_worker(self->config, pc->to[t]);
+            bool critical = true;
+            dcb_node_bool(dcb_node_at(w->settings, "critical"), &critical);
+            if (critical || backlog_of(self, w->name)) continue;
+            dcb_backlog_t *backlog = dcb_backlog_open(dir, w->name, err, errlen);
+            if (!backlog) return -1;
+            self->backlogs = realloc(self->backlogs, (self->nbacklogs + 1) * sizeof *self->backlogs);
+            self->backlogs[self->nbacklogs++] = backlog;
+        }
+    }
+    return 0;
+}
+
 dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
 {
     dcb_broker_t *self = calloc(1, sizeof *self);
@@ -304,11 +390,18 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
         dcb_broker_destroy(&self);
         return NULL;
     }
+    if (open_backlogs(self, err, sizeof err) != 0) {
+        dcb_error("cannot open a backlog", "error=\"%s\"", err);
+        dcb_broker_destroy(&self);
+        return NULL;
+    }
     rt_ops_t ops = {.send_data = on_send_data,
                     .send_ack = on_send_ack,
                     .abandoned = on_abandoned,
                     .peer_gone = on_peer_gone,
-                    .released = on_released};
+                    .released = on_released,
+                    .divert = on_divert,
+                    .injected_done = on_injected_done};
     self->router = rt_router_new(config, &ops, self);
     rt_set_max_attempts(self->router, (uint32_t)config->max_attempts);
     self->runs = dcb_runs_new(self->tasks, publish, self);
@@ -332,6 +425,8 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
     dcb_tasks_close(&self->tasks);
     dcb_body_destroy(&self->note);
     free(self->forwarded);
+    for (size_t i = 0; i < self->nbacklogs; i++) dcb_backlog_close(&self->backlogs[i]);
+    free(self->backlogs);
     if (self->bus) remove_ipc_file(self->config->bus_endpoint);
     if (self->topics) remove_ipc_file(self->config->topics_endpoint);
     zsock_destroy(&self->bus);
@@ -532,7 +627,17 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     (void)args, (void)why, (void)whylen;
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  4, collection_status, self);
+                  5, collection_status, self);
+    dcb_pack_str(pk, "backlogs");
+    msgpack_pack_array(pk, (uint32_t)self->nbacklogs);
+    for (size_t i = 0; i < self->nbacklogs; i++) {
+        const dcb_backlog_t *b = self->backlogs[i];
+        msgpack_pack_map(pk, 4);
+        dcb_pack_kv_str(pk, "sink", dcb_backlog_sink(b));
+        dcb_pack_kv_uint(pk, "batches", dcb_backlog_pending(b));
+        dcb_pack_kv_uint(pk, "bytes", dcb_backlog_bytes(b));
+        dcb_pack_kv_uint(pk, "in_flight", dcb_backlog_in_flight(b));
+    }
     dcb_pack_str(pk, "pipelines");
     msgpack_pack_array(pk, (uint32_t)self->config->npipelines);
     for (size_t i = 0; i < self->config->npipelines; i++) {
@@ -919,6 +1024,7 @@ static void periodic(dcb_broker_t *self, int64_t now)
     rt_tick(self->router, now);
     dcb_chain_tick(self->chain, now);
     expire_forwarded(self, now);
+    for (size_t i = 0; i < self->nbacklogs; i++) feed_backlog(self, self->backlogs[i]);
     if (now - self->last_heartbeat_us >= hb) {
         rt_foreach_peer(self->router, heartbeat_peer, self);
         self->last_heartbeat_us = now;

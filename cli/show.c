@@ -322,6 +322,41 @@ void cli_line_add(cli_line_t *line, const char *fmt, ...)
     if (n > 0) line_append(line, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
 }
 
+void cli_line_add_quoted(cli_line_t *line, const char *s, size_t len)
+{
+    char *text = NULL;
+    size_t n = 0;
+    FILE *mem = open_memstream(&text, &n);
+    if (!mem) abort();
+    cli_json_string(mem, s, len);
+    fclose(mem);
+    line_append(line, text, n);
+    free(text);
+}
+
+/* One word of printable UTF-8: nothing a reader could take for a separator,
+ * a quote or the end of the line. */
+static bool plain_word(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    if (len == 0) return false;
+    while (p < end) {
+        size_t n = utf8_length(p, (size_t)(end - p));
+        if (n == 0 || (n == 1 && (*p <= ' ' || *p == '"' || *p == '\\' || *p == 0x7f)))
+            return false;
+        p += n;
+    }
+    return true;
+}
+
+void cli_line_add_text(cli_line_t *line, const char *s, size_t len)
+{
+    if (plain_word(s, len))
+        line_append(line, s, len);
+    else
+        cli_line_add_quoted(line, s, len);
+}
+
 void cli_line_add_value(cli_line_t *line, const char *key, size_t keylen, const dcbus_value_t *v)
 {
     cli_line_add(line, " %.*s=", (int)keylen, key);
@@ -345,10 +380,7 @@ void cli_line_add_value(cli_line_t *line, const char *key, size_t keylen, const 
         cli_line_add(line, "<%u bytes>", (unsigned)v->as.str.len);
         break;
     case DCBUS_VAL_STR:
-        if (memchr(v->as.str.ptr, ' ', v->as.str.len))
-            cli_line_add(line, "\"%.*s\"", (int)v->as.str.len, v->as.str.ptr);
-        else
-            line_append(line, v->as.str.ptr, v->as.str.len);
+        cli_line_add_text(line, v->as.str.ptr, v->as.str.len);
         break;
     default: {
         char *text = NULL;

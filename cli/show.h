@@ -65,9 +65,14 @@ typedef struct {
 
 void cli_line_init(cli_line_t *line);
 void cli_line_add(cli_line_t *line, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends " key=value" for one msgpack value: strings bare (quoted if they
- * hold a space), numbers and booleans as such, nil as "-", nested maps and
- * arrays in compact JSON-like form, binary as "<N bytes>". */
+/* Appends a string as a JSON string: quoted, control characters and
+ * bytes that are not UTF-8 escaped, so a line stays one line. */
+void cli_line_add_quoted(cli_line_t *line, const char *s, size_t len);
+/* Appends a string bare when it is one plain word, else quoted as above. */
+void cli_line_add_text(cli_line_t *line, const char *s, size_t len);
+/* Appends " key=value" for one msgpack value: strings as cli_line_add_text,
+ * numbers and booleans as such, nil as "-", nested maps and arrays as
+ * compact JSON, binary as "<N bytes>". */
 void cli_line_add_value(cli_line_t *line, const char *key, size_t keylen, const dcbus_value_t *v);
 /* " key=value" for each field of the map `map` whose key is not in `skip`
  * (a NULL-terminated list, or NULL). */

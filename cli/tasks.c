@@ -197,7 +197,10 @@ static void print_change(const task_row_t *t, bool json)
     cli_line_add(&line, "%s %s %s %s %s %.0f%% records=%llu",
                  cli_format_clock(clock, sizeof clock, t->updated ? t->updated : wall_us()), t->id,
                  t->type, t->name, t->status, t->progress * 100, (unsigned long long)t->records);
-    if (t->error[0]) cli_line_add(&line, " error=\"%s\"", t->error);
+    if (t->error[0]) {
+        cli_line_add(&line, " error=");
+        cli_line_add_quoted(&line, t->error, strlen(t->error));
+    }
     puts(line.text);
 }
 

@@ -72,7 +72,8 @@ static void summarise_error(cli_line_t *line, dcbus_span_t body)
     dcbus_span_t details = {NULL, 0};
     bool critical = false;
     dcb_map_get_str(body, "message", message, sizeof message);
-    cli_line_add(line, " \"%s\"", message);
+    cli_line_add(line, " ");
+    cli_line_add_quoted(line, message, strlen(message));
     cli_line_add_field(line, body, "operation");
     cli_line_add_field(line, body, "stream");
     cli_line_add_field(line, body, "seq");
@@ -93,8 +94,10 @@ static void summarise_task(cli_line_t *line, dcbus_span_t body)
     cli_line_add(line, " %s %s %.0f%% records=%llu", type, name,
                  cli_map_number(body, "progress", 0) * 100,
                  (unsigned long long)cli_map_count(body, "records"));
-    if (dcb_map_get_str(body, "error", error, sizeof error) && error[0])
-        cli_line_add(line, " error=\"%s\"", error);
+    if (dcb_map_get_str(body, "error", error, sizeof error) && error[0]) {
+        cli_line_add(line, " error=");
+        cli_line_add_quoted(line, error, strlen(error));
+    }
 }
 
 static void summarise_session(cli_line_t *line, dcbus_span_t body)
