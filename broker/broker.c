@@ -16,6 +16,7 @@
 #include "chain.h"
 #include "router.h"
 #include "runs.h"
+#include "security.h"
 #include "sessions.h"
 #include "tasks.h"
 
@@ -23,6 +24,7 @@ struct dcb_broker {
     const dcb_config_t *config;
     zsock_t *bus;    /* ROUTER */
     zsock_t *topics; /* XPUB */
+    zactor_t *auth;  /* CURVE authenticator, when security.curve */
     rt_router_t *router;
     dcb_chain_t *chain;
     dcb_sessions_t *sessions;
@@ -333,10 +335,16 @@ static void remove_ipc_file(const char *endpoint)
     if (strncmp(endpoint, "ipc://", 6) == 0) unlink(endpoint + 6);
 }
 
-static zsock_t *bind_socket(int type, const char *endpoint)
+static zsock_t *bind_socket(int type, const char *endpoint, const dcb_config_t *config)
 {
+    char err[512];
     prepare_ipc_dir(endpoint);
     zsock_t *sock = zsock_new(type);
+    if (dcb_security_server(sock, config, err, sizeof err) != 0) {
+        dcb_error("cannot secure an endpoint", "endpoint=%s error=\"%s\"", endpoint, err);
+        zsock_destroy(&sock);
+        return NULL;
+    }
     zsock_set_linger(sock, 0);
     zsock_set_sndhwm(sock, type == ZMQ_ROUTER ? 0 : 10000);
     /* A subscriber at its high-water mark makes sends fail instead of
@@ -375,8 +383,15 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
 {
     dcb_broker_t *self = calloc(1, sizeof *self);
     self->config = config;
-    self->bus = bind_socket(ZMQ_ROUTER, config->bus_endpoint);
-    self->topics = bind_socket(ZMQ_XPUB, config->topics_endpoint);
+    char why[512];
+    self->auth = dcb_security_start_auth(config, why, sizeof why);
+    if (config->curve && !self->auth) {
+        dcb_error("cannot start CURVE authentication", "error=\"%s\"", why);
+        free(self);
+        return NULL;
+    }
+    self->bus = bind_socket(ZMQ_ROUTER, config->bus_endpoint, config);
+    self->topics = bind_socket(ZMQ_XPUB, config->topics_endpoint, config);
     if (!self->bus || !self->topics) {
         dcb_broker_destroy(&self);
         return NULL;
@@ -409,8 +424,9 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
     self->started_us = now_us();
     self->sessions = dcb_sessions_new((int64_t)config->session_rotate_s * 1000000,
                                       on_session_changed, self, wall_us());
-    dcb_info("broker listening", "bus=%s topics=%s session=%s", config->bus_endpoint,
-             config->topics_endpoint, dcb_sessions_active(self->sessions)->id);
+    dcb_info("broker listening", "bus=%s topics=%s session=%s security=%s", config->bus_endpoint,
+             config->topics_endpoint, dcb_sessions_active(self->sessions)->id,
+             config->curve ? "curve" : "plaintext");
     return self;
 }
 
@@ -431,6 +447,7 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
     if (self->topics) remove_ipc_file(self->config->topics_endpoint);
     zsock_destroy(&self->bus);
     zsock_destroy(&self->topics);
+    zactor_destroy(&self->auth);
     dcb_body_destroy(&self->body);
     free(self);
     *self_p = NULL;

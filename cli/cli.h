@@ -38,6 +38,9 @@ int cli_sessions_main(int argc, char **argv);
 int cli_pause_main(int argc, char **argv);
 int cli_resume_main(int argc, char **argv);
 int cli_deadletter_main(int argc, char **argv);
+int cli_keygen_main(int argc, char **argv);
+int cli_query_main(int argc, char **argv);
+int cli_migrate_main(int argc, char **argv);
 
 /* Prints "dcbus COMMAND: <message>" on stderr and returns CLI_EXIT_USAGE,
  * telling where to find the usage; for an unknown option or a missing argument. */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "security.h"
 
 struct cli_client {
     zsock_t *sock;
@@ -18,6 +19,24 @@ struct cli_client {
 
 #define DEFAULT_BUS_ENDPOINT "ipc://run/bus"
 
+/* The CURVE settings of the config the command was given, if any: the
+ * command line talks to one broker, so one set serves every socket. */
+static dcb_config_t s_security;
+
+void cli_client_security(const dcb_config_t *config)
+{
+    free(s_security.server_cert);
+    free(s_security.client_cert);
+    s_security.curve = config->curve;
+    s_security.server_cert = config->server_cert ? strdup(config->server_cert) : NULL;
+    s_security.client_cert = config->client_cert ? strdup(config->client_cert) : NULL;
+}
+
+int cli_client_secure(zsock_t *sock, char *err, size_t errlen)
+{
+    return dcb_security_client(sock, &s_security, err, errlen);
+}
+
 cli_client_t *cli_client_new(const char *endpoint, char *err, size_t errlen)
 {
     zsock_t *sock = zsock_new(ZMQ_DEALER);
@@ -26,6 +45,10 @@ cli_client_t *cli_client_new(const char *endpoint, char *err, size_t errlen)
         return NULL;
     }
     zsock_set_linger(sock, 0);
+    if (cli_client_secure(sock, err, errlen) != 0) {
+        zsock_destroy(&sock);
+        return NULL;
+    }
     if (zsock_connect(sock, "%s", endpoint) != 0) {
         snprintf(err, errlen, "cannot connect to %s: %s", endpoint, zmq_strerror(zmq_errno()));
         zsock_destroy(&sock);

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "client.h"
 #include "log.h"
 #include "proto.h"
 
@@ -32,6 +33,9 @@ static const cli_command_t s_commands[] = {
     {"resume", "resume a paused collector", cli_resume_main},
     {"deadletter", "list and replay the batches kept by the deadletter handler",
      cli_deadletter_main},
+    {"keygen", "make a CURVE key pair for the bus's security section", cli_keygen_main},
+    {"query", "ask a storage instance for rows, or delete one", cli_query_main},
+    {"migrate", "list and apply the schema migrations of postgres instances", cli_migrate_main},
 };
 #define COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
 
@@ -75,6 +79,7 @@ dcb_config_t *cli_load_config(const char *path)
     char err[1024];
     dcb_config_t *cfg = dcb_config_load(path, err, sizeof err);
     if (!cfg) fprintf(stderr, "%s\n", err);
+    else cli_client_security(cfg); /* the broker's sockets may want CURVE */
     return cfg;
 }
 

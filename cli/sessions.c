@@ -13,7 +13,6 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "ask.h"
 #include "cli.h"
@@ -155,19 +154,12 @@ static void pack_end(msgpack_packer *pk, void *arg)
  * Printing
  */
 
-static int64_t wall_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
-}
-
 /* How long a session lasted, or has lasted so far. */
 static double session_seconds(dcbus_span_t s)
 {
     int64_t start = cli_map_time(s, "start"), end = cli_map_time(s, "end");
     if (end) return cli_map_number(s, "duration_s", (double)(end - start) / 1e6);
-    return start ? (double)(wall_us() - start) / 1e6 : -1;
+    return start ? (double)(cli_now_us() - start) / 1e6 : -1;
 }
 
 static void print_row(dcbus_span_t s)

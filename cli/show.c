@@ -231,6 +231,13 @@ double cli_map_number(dcbus_span_t map, const char *key, double fallback)
  * Text
  */
 
+int64_t cli_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static const char *format_local(char *buf, size_t cap, int64_t us, const char *fmt)
 {
     time_t t = (time_t)(us / 1000000);

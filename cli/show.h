@@ -46,6 +46,8 @@ double cli_map_number(dcbus_span_t map, const char *key, double fallback);
  * and returns buf, so calls can be arguments of printf.
  */
 
+/* The wall clock, Unix µs: the time base of every time the broker sends. */
+int64_t cli_now_us(void);
 /* Local time "YYYY-MM-DD HH:MM:SS" of a Unix µs time; "-" for 0. */
 const char *cli_format_time(char *buf, size_t cap, int64_t us);
 /* Local time of day with milliseconds: "HH:MM:SS.mmm". */

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -49,13 +48,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     s_interrupted = 1;
-}
-
-static int64_t wall_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
 /* ---------------------------------------------------------------------------
@@ -163,7 +155,7 @@ static widths_t column_widths(const task_table_t *table, size_t rows)
 /* The table; with `bars`, progress as a bar.  At most `rows` tasks. */
 static void print_table(const task_table_t *table, size_t rows, bool bars)
 {
-    int64_t now = wall_us();
+    int64_t now = cli_now_us();
     widths_t w = column_widths(table, rows);
     int progress_w = bars ? BAR_WIDTH + 7 : 8;
     printf("%-*s  %-*s  %-*s  %-9s  %-*s  %10s  %-19s  %8s  %s\n", w.id, "id", w.type, "type",
@@ -195,8 +187,9 @@ static void print_change(const task_row_t *t, bool json)
     cli_line_t line;
     cli_line_init(&line);
     cli_line_add(&line, "%s %s %s %s %s %.0f%% records=%llu",
-                 cli_format_clock(clock, sizeof clock, t->updated ? t->updated : wall_us()), t->id,
-                 t->type, t->name, t->status, t->progress * 100, (unsigned long long)t->records);
+                 cli_format_clock(clock, sizeof clock, t->updated ? t->updated : cli_now_us()),
+                 t->id, t->type, t->name, t->status, t->progress * 100,
+                 (unsigned long long)t->records);
     if (t->error[0]) {
         cli_line_add(&line, " error=");
         cli_line_add_quoted(&line, t->error, strlen(t->error));
@@ -244,7 +237,7 @@ static void redraw(const task_table_t *table, const char *endpoint)
     size_t rows = table->count < room ? table->count : room;
     printf("\033[H\033[2J");
     printf("tasks at %s, %s (Ctrl-C to stop)\n", endpoint,
-           cli_format_time(when, sizeof when, wall_us()));
+           cli_format_time(when, sizeof when, cli_now_us()));
     print_table(table, rows, true);
     if (rows < table->count) printf("... and %zu older\n", table->count - rows);
 }

@@ -18,9 +18,9 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "cli.h"
+#include "client.h"
 #include "mpread.h"
 #include "proto.h"
 #include "show.h"
@@ -39,13 +39,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     s_interrupted = 1;
-}
-
-static int64_t wall_us(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (int64_t)tv.tv_sec * 1000000 + tv.tv_usec;
 }
 
 /* ---------------------------------------------------------------------------
@@ -242,9 +235,9 @@ static bool show(const watch_opts_t *o, const char *topic, zmq_msg_t *body)
         return false;
     }
     if (o->json)
-        print_json(wall_us(), topic, span);
+        print_json(cli_now_us(), topic, span);
     else
-        print_summary(wall_us(), topic, span);
+        print_summary(cli_now_us(), topic, span);
     fflush(stdout);
     return true;
 }
@@ -255,6 +248,12 @@ static zsock_t *subscribe(const watch_opts_t *o)
     if (!sub) return NULL;
     zsock_set_linger(sub, 0);
     zsock_set_rcvhwm(sub, 100000);
+    char err[512];
+    if (cli_client_secure(sub, err, sizeof err) != 0) {
+        fprintf(stderr, "dcbus watch: %s\n", err);
+        zsock_destroy(&sub);
+        return NULL;
+    }
     for (size_t i = 0; i < o->nprefixes; i++)
         zsock_set_subscribe(sub, o->prefixes[i]);
     if (zsock_connect(sub, "%s", o->endpoint) != 0) {

@@ -578,8 +578,10 @@ typedef struct {
     zhashx_t *collectors; /* worker name -> dcb_pipeline_cfg_t * it is the `from` of */
 } check_t;
 
-static const char *const TOP_KEYS[] = {"broker",    "plugins_path",   "workers",
-                                       "pipelines", "error_handlers", NULL};
+static const char *const TOP_KEYS[] = {"broker",         "plugins_path", "workers", "pipelines",
+                                       "error_handlers", "security",     NULL};
+static const char *const SECURITY_KEYS[] = {"curve", "server_cert", "client_cert", "allowed",
+                                            NULL};
 static const char *const BROKER_KEYS[] = {
     "bus",          "topics",      "spool",    "heartbeat_ms",      "heartbeat_timeout_ms",
     "credit",       "log_level",   "max_attempts", "session_rotate_s", NULL};
@@ -1028,6 +1030,35 @@ static bool load_error_handlers(check_t *c, const dcb_node_t *node)
     return ok;
 }
 
+/* security: {curve, server_cert, client_cert, allowed}.  With curve on,
+ * every one of the certificate paths is required: a half-configured
+ * security section must not quietly fall back to plaintext. */
+static bool load_security(check_t *c, const dcb_node_t *node)
+{
+    dcb_config_t *cfg = c->cfg;
+    const dcb_node_t *v;
+    if (!node) return true;
+    if (!want_map(c, node, "security", "a map of security settings") ||
+        !check_keys(c, node, "security", SECURITY_KEYS))
+        return false;
+    if ((v = map_get(node, "curve")) && !dcb_node_bool(v, &cfg->curve))
+        return expected(c, v, "security.curve", "true or false");
+    if (!cfg->curve) return true;
+    static const char *const names[] = {"server_cert", "client_cert", "allowed"};
+    char **outs[] = {&cfg->server_cert, &cfg->client_cert, &cfg->allowed_dir};
+    const char *whats[] = {"the broker's certificate (from dcbus keygen)",
+                           "the workers' and clients' certificate (from dcbus keygen)",
+                           "a directory of allowed public certificates"};
+    for (int i = 0; i < 3; i++) {
+        char sub[64];
+        snprintf(sub, sizeof sub, "security.%s", names[i]);
+        if (!(v = map_get(node, names[i])))
+            return fail_node(c, node, sub, "required when security.curve is true");
+        if (!want_string(c, v, sub, whats[i], outs[i])) return false;
+    }
+    return true;
+}
+
 static bool load_config(check_t *c, const dcb_node_t *root)
 {
     if (root->kind == DCB_NODE_SCALAR && !root->quoted && !*root->scalar)
@@ -1039,7 +1070,8 @@ static bool load_config(check_t *c, const dcb_node_t *root)
     return check_keys(c, root, NULL, TOP_KEYS) && load_broker(c, map_get(root, "broker")) &&
            load_plugins_path(c, map_get(root, "plugins_path")) && load_workers(c, root) &&
            load_pipelines(c, map_get(root, "pipelines")) &&
-           load_error_handlers(c, map_get(root, "error_handlers"));
+           load_error_handlers(c, map_get(root, "error_handlers")) &&
+           load_security(c, map_get(root, "security"));
 }
 
 /* --------------------------------------------------------------------------
@@ -1133,6 +1165,9 @@ void dcb_config_destroy(dcb_config_t **self_p)
     }
     free(self->pipelines);
     free_strings(&self->error_handlers, &self->nerror_handlers);
+    free(self->server_cert);
+    free(self->client_cert);
+    free(self->allowed_dir);
     node_free(self->root);
     free(self);
     *self_p = NULL;

@@ -78,6 +78,11 @@ typedef struct {
     size_t npipelines;
     char **error_handlers;  /* worker instance names, in chain order */
     size_t nerror_handlers;
+    /* security: CURVE on both broker endpoints when `curve` */
+    bool curve;
+    char *server_cert;      /* the broker's certificate (dcbus keygen): <path> public, <path>_secret */
+    char *client_cert;      /* the certificate workers and clients present */
+    char *allowed_dir;      /* public certificates of the clients allowed in */
     dcb_node_t *root;
 } dcb_config_t;
 

@@ -15,6 +15,7 @@
 #include "host.h"
 #include "log.h"
 #include "mpread.h"
+#include "security.h"
 #include "worker.h"
 
 static const uint8_t s_empty_map[] = {0x80};
@@ -56,6 +57,12 @@ int worker_link_open(dcb_worker_t *self)
     snprintf(self->identity, sizeof self->identity, "%s.%d.%d.%04x", self->wcfg->name,
              self->replica, getpid(), (unsigned)(worker_now_us() & 0xffff));
     zsock_set_identity(self->sock, self->identity);
+    char err[512];
+    if (dcb_security_client(self->sock, self->config, err, sizeof err) != 0) {
+        dcb_error("cannot secure the broker link", "error=\"%s\"", err);
+        zsock_destroy(&self->sock);
+        return -1;
+    }
     if (zsock_connect(self->sock, "%s", self->endpoint) != 0) {
         dcb_error("cannot connect to the broker", "endpoint=%s", self->endpoint);
         zsock_destroy(&self->sock);
