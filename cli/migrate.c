@@ -210,7 +210,7 @@ static void print_applied(void *arg, const dcb_pgm_t *m)
 {
     char name[160];
     (void)arg;
-    printf("  applied %s to %s\n", migration_name(m, name, sizeof name), m->scope);
+    printf("  + %s applied to %s\n", migration_name(m, name, sizeof name), m->scope);
     fflush(stdout);
 }
 

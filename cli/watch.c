@@ -23,6 +23,7 @@
 #include "client.h"
 #include "mpread.h"
 #include "proto.h"
+#include "security.h"
 #include "show.h"
 
 #define DEFAULT_TOPICS_ENDPOINT "ipc://run/topics"
@@ -242,21 +243,21 @@ static bool show(const watch_opts_t *o, const char *topic, zmq_msg_t *body)
     return true;
 }
 
-static zsock_t *subscribe(const watch_opts_t *o)
+/* A SUB socket subscribed to the prefixes and connected; with `cfg`, it
+ * presents the config's client certificate when security.curve is on. */
+static zsock_t *subscribe(const watch_opts_t *o, const dcb_config_t *cfg)
 {
+    char err[512];
     zsock_t *sub = zsock_new(ZMQ_SUB);
     if (!sub) return NULL;
     zsock_set_linger(sub, 0);
     zsock_set_rcvhwm(sub, 100000);
-    char err[512];
-    if (cli_client_secure(sub, err, sizeof err) != 0) {
-        fprintf(stderr, "dcbus watch: %s\n", err);
-        zsock_destroy(&sub);
-        return NULL;
-    }
     for (size_t i = 0; i < o->nprefixes; i++)
         zsock_set_subscribe(sub, o->prefixes[i]);
-    if (zsock_connect(sub, "%s", o->endpoint) != 0) {
+    if (cfg && dcb_security_client(sub, cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "dcbus watch: %s\n", err);
+        zsock_destroy(&sub);
+    } else if (zsock_connect(sub, "%s", o->endpoint) != 0) {
         fprintf(stderr, "dcbus watch: cannot connect to %s: %s\n", o->endpoint,
                 zmq_strerror(zmq_errno()));
         zsock_destroy(&sub);
@@ -314,7 +315,8 @@ static void print_help(void)
            "                            subscribes to it)\n\n"
            "Default: every family but data. ('' selects everything, data included).\n\n"
            "options:\n"
-           "  -c, --config CONFIG    watch the broker of this config (its broker.topics)\n"
+           "  -c, --config CONFIG    watch the broker of this config (its broker.topics,\n"
+           "                         and its CURVE keys when security.curve is on)\n"
            "  -t, --topics EP        watch the broker at this XPUB endpoint\n"
            "                         (default: ipc://run/topics, the config default)\n"
            "  -j, --json             print each message whole, one JSON object a line:\n"
@@ -393,7 +395,7 @@ int cli_watch_main(int argc, char **argv)
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    zsock_t *sub = subscribe(&o);
+    zsock_t *sub = subscribe(&o, cfg);
     rc = sub ? run(&o, sub) : CLI_EXIT_USAGE;
     zsock_destroy(&sub);
     dcb_config_destroy(&cfg);

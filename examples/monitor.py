@@ -6,9 +6,12 @@ start it also asks the broker (a REQUEST on the bus endpoint) for the
 tasks already running.  Only ZeroMQ and msgpack are needed (Debian:
 python3-zmq, python3-msgpack).
 
-    examples/monitor.py [--topics EP] [--bus EP] [--count N] [--timeout S] [PREFIX ...]
+    examples/monitor.py [--topics EP] [--bus EP] [--count N] [--timeout S]
+                        [--client-cert FILE --server-cert FILE] [PREFIX ...]
 
 PREFIX selects topics by prefix (default: event. error. task. session.).
+With a broker that has security.curve on, give the config's client_cert
+and server_cert (the files `dcbus keygen` writes).
 """
 
 import argparse
@@ -17,13 +20,23 @@ import time
 
 import msgpack
 import zmq
+import zmq.auth
 
 
-def ask(ctx, bus, op, timeout_ms=2000, **args):
+def secure(sock, opts):
+    """CURVE, when asked: this client's key pair and the broker's public key."""
+    if opts.client_cert:
+        sock.curve_publickey, sock.curve_secretkey = \
+            zmq.auth.load_certificate(opts.client_cert + "_secret")
+        sock.curve_serverkey = zmq.auth.load_certificate(opts.server_cert)[0]
+
+
+def ask(ctx, opts, op, timeout_ms=2000, **args):
     """One REQUEST on the bus endpoint; returns the result map, or None."""
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(bus)
+    secure(sock, opts)
+    sock.connect(opts.bus)
     try:
         request = dict(args, id=1, op=op)
         sock.send_multipart([b"DCB1", b"REQUEST", msgpack.packb(request)])
@@ -66,11 +79,15 @@ def main():
     parser.add_argument("--bus", default="ipc://run/bus", help="the bus endpoint, for requests")
     parser.add_argument("--count", type=int, default=0, help="stop after N messages")
     parser.add_argument("--timeout", type=float, default=0, help="stop after S seconds")
+    parser.add_argument("--client-cert", help="this client's certificate (CURVE)")
+    parser.add_argument("--server-cert", help="the broker's public certificate (CURVE)")
     parser.add_argument("prefixes", nargs="*", default=["event.", "error.", "task.", "session."])
     opts = parser.parse_args()
+    if bool(opts.client_cert) != bool(opts.server_cert):
+        parser.error("--client-cert and --server-cert go together")
 
     ctx = zmq.Context()
-    tasks = ask(ctx, opts.bus, "tasks")
+    tasks = ask(ctx, opts, "tasks")
     if tasks is None:
         print("no broker answers at %s" % opts.bus, file=sys.stderr)
     else:
@@ -79,6 +96,7 @@ def main():
 
     sub = ctx.socket(zmq.SUB)
     sub.setsockopt(zmq.LINGER, 0)
+    secure(sub, opts)
     for prefix in opts.prefixes:
         sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
     sub.connect(opts.topics)

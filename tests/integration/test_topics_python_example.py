@@ -14,6 +14,8 @@ It checks that the example
     progress bars up to COMPLETED at 100 %, the observation session's start
     (with its metadata) and end, and the metrics;
   - stops cleanly on SIGINT, and by itself after --count messages;
+  - with --client-cert and --server-cert, works against a broker with
+    security.curve on (and gets nothing from it without them);
   - is, byte for byte, the example printed in docs/protocol.md.
 """
 
@@ -98,6 +100,44 @@ done = subprocess.run([PYTHON, MONITOR, "--topics", bus.topics_ep, "--bus", bus.
 lines = [l for l in done.stdout.splitlines() if " metrics " in l]
 bus.check("--count 2 stops after two messages (%.1f s)" % (time.monotonic() - t0),
           done.returncode == 0 and len(lines) == 2, done.stdout + done.stderr)
+
+# Against a broker with CURVE on: the example with the config's keys gets
+# in, without them it gets nothing (not even an answer to its request).
+keys = bus.path("keys")
+for name in ("broker", "client"):
+    subprocess.run([dcbus, "keygen", name, "--dir", keys], check=True, capture_output=True)
+os.makedirs(os.path.join(keys, "allowed"))
+with open(os.path.join(keys, "client")) as src, \
+        open(os.path.join(keys, "allowed", "client"), "w") as dst:
+    dst.write(src.read())
+secure_bus, secure_topics = bus.bus_ep + "2", bus.topics_ep + "2"
+secure = bus.write("secure.yaml", """broker: {bus: %s, topics: %s, spool: spool2}
+plugins_path: [%s]
+security: {curve: true, server_cert: %s/broker, client_cert: %s/client, allowed: %s/allowed}
+workers:
+  ticker: {plugin: ticker}
+""" % (secure_bus, secure_topics, bus.plugins, keys, keys, keys))
+bus.start("secure_broker", os.path.join(bus.bin, "dcbus-broker"), "--config", secure)
+bus.check("a broker with CURVE starts", bus.wait_log("secure_broker", "security=curve", 10))
+base = [PYTHON, MONITOR, "--topics", secure_topics, "--bus", secure_bus, "--count", "1",
+        "--timeout", "5", "metrics"]
+keyed = subprocess.run(base + ["--client-cert", os.path.join(keys, "client"),
+                               "--server-cert", os.path.join(keys, "broker")],
+                       capture_output=True, text=True, timeout=20)
+bus.check("with the config's keys the example gets answers and topics under CURVE",
+          keyed.returncode == 0 and keyed.stdout.startswith("0 tasks known")
+          and " metrics up " in keyed.stdout, keyed.stdout + keyed.stderr)
+plain = subprocess.run(base, capture_output=True, text=True, timeout=20)
+bus.check("without keys it gets nothing from that broker",
+          "no broker answers" in plain.stderr and " metrics " not in plain.stdout,
+          plain.stdout + plain.stderr)
+for argv, rc, what in (
+        (["--config", secure], 0, "dcbus watch --config presents the config's keys"),
+        (["--topics", secure_topics], 1, "dcbus watch without them gets nothing")):
+    done = subprocess.run([dcbus, "watch", "metrics", "--count", "1", "--timeout", "3"] + argv,
+                          capture_output=True, text=True, timeout=20, cwd=bus.dir)
+    bus.check("%s (exit %d)" % (what, done.returncode), done.returncode == rc,
+              done.stdout + done.stderr)
 
 # The example in the documentation is this very file.
 with open(os.path.join(SOURCE, "docs", "protocol.md")) as f:
