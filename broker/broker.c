@@ -74,16 +74,46 @@ static int64_t wall_us(void)
  * Topics
  */
 
-static void publish(void *arg, const char *topic, dcbus_span_t body)
+/* Sends topic and body.  With XPUB_NODROP a subscriber at its high-water
+ * mark makes the whole send fail, for every subscriber. */
+static bool send_topic(void *raw, const char *topic, zmq_msg_t *body)
 {
-    dcb_broker_t *self = arg;
-    void *raw = zsock_resolve(self->topics);
+    zmq_msg_t copy;
+    zmq_msg_init(&copy);
+    zmq_msg_copy(&copy, body);
     if (zmq_send(raw, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(raw, body.data, body.len, ZMQ_DONTWAIT) < 0) {
-        self->publish_dropped++;
+        zmq_msg_send(&copy, raw, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&copy);
+        return false;
+    }
+    return true;
+}
+
+/* A failed send is counted, then made again without NODROP: libzmq then
+ * skips the full subscriber (until it drains) and the others still get
+ * the message.  So one stuck monitor costs only itself its messages. */
+static void publish_msg(dcb_broker_t *self, const char *topic, zmq_msg_t *body)
+{
+    void *raw = zsock_resolve(self->topics);
+    if (send_topic(raw, topic, body)) {
+        self->published++;
         return;
     }
-    self->published++;
+    self->publish_dropped++;
+    int nodrop = 0;
+    zmq_setsockopt(raw, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop);
+    if (send_topic(raw, topic, body)) self->published++;
+    nodrop = 1;
+    zmq_setsockopt(raw, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop);
+}
+
+static void publish(void *arg, const char *topic, dcbus_span_t body)
+{
+    zmq_msg_t msg;
+    zmq_msg_init_size(&msg, body.len);
+    memcpy(zmq_msg_data(&msg), body.data, body.len);
+    publish_msg(arg, topic, &msg);
+    zmq_msg_close(&msg);
 }
 
 /* Publishes an ErrorInfo the broker itself raises. */
@@ -839,33 +869,29 @@ static void note_malformed(dcb_broker_t *self, const char *from, const char *why
 static void tap_data(dcb_broker_t *self, const dcb_envelope_t *env, zmq_msg_t *body)
 {
     char topic[DCB_NAME_MAX + 8];
-    void *raw = zsock_resolve(self->topics);
-    zmq_msg_t shared;
     snprintf(topic, sizeof topic, "data.%s", env->stream);
-    zmq_msg_init(&shared);
-    zmq_msg_copy(&shared, body);
-    if (zmq_send(raw, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_msg_send(&shared, raw, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&shared);
-        self->publish_dropped++;
-        return;
-    }
-    self->published++;
+    publish_msg(self, topic, body);
 }
 
 static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_t now)
 {
     dcb_envelope_t env;
     char why[256];
-    if (dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &env, why, sizeof why) !=
-            0 ||
-        rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why) != 0) {
+    bool collector = rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR;
+    int rc = dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &env, why,
+                                        sizeof why);
+    /* Counted before routing, so PROCESSING_START precedes STORAGE_START. */
+    if (rc == 0 && collector) dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
+    if (rc == 0) rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
+    if (rc != 0) {
         note_malformed(self, rt_peer_instance(peer), why);
         publish_broker_error(self, "VALIDATION", "route", why, NULL, 0);
+        /* A collector whose batches cannot be taken would wait for their
+         * acknowledgements forever: refuse it, so it stops and says why. */
+        if (collector) refuse_peer(self, &m->routing, "refused", why);
         return;
     }
-    if (rt_peer_role(peer) != DCBUS_ROLE_COLLECTOR) return;
-    dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
+    if (!collector) return;
     dcb_sessions_count(self->sessions, env.count, 0);
     if (self->data_subscribers > 0) tap_data(self, &env, &m->body);
 }

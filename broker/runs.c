@@ -153,6 +153,10 @@ void dcb_runs_batch(dcb_runs_t *self, const char *instance, uint32_t records, in
     if (!r || !r->collecting) return;
     r->batches++;
     r->records += records;
+    dcb_task_t *t = dcb_tasks_get(self->tasks, r->collection_task);
+    if (t) dcb_tasks_batches(self->tasks, t, r->batches);
+    t = dcb_tasks_get(self->tasks, r->pipeline_task);
+    if (t) dcb_tasks_batches(self->tasks, t, r->batches);
     if (!r->processing_started) {
         r->processing_started = true;
         run_event(self, r, "PROCESSING_START", r->pipeline, now_us);

@@ -203,6 +203,14 @@ void dcb_tasks_progress(dcb_tasks_t *self, dcb_task_t *t, double progress, uint6
     if (self->changed) self->changed(self->arg, t);
 }
 
+void dcb_tasks_batches(dcb_tasks_t *self, dcb_task_t *t, uint64_t batches)
+{
+    (void)self;
+    if (is_final(t->status) || batches <= t->batches) return;
+    t->batches = batches;
+    t->dirty = true;
+}
+
 void dcb_tasks_sync(dcb_tasks_t *self)
 {
     for (size_t i = 0; i < self->count; i++)

@@ -58,6 +58,8 @@ int dcb_tasks_set_status(dcb_tasks_t *self, dcb_task_t *task, dcb_task_status_t 
 /* Records progress (clamped to 0..1, never backwards) and counts. */
 void dcb_tasks_progress(dcb_tasks_t *self, dcb_task_t *task, double progress, uint64_t records,
                         int64_t now_us);
+/* Records the batches counted so far. */
+void dcb_tasks_batches(dcb_tasks_t *self, dcb_task_t *task, uint64_t batches);
 /* Writes tasks whose progress changed; called about once a second. */
 void dcb_tasks_sync(dcb_tasks_t *self);
 /* Every task, newest first, as a msgpack array (at most `limit`). */

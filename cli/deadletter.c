@@ -203,7 +203,7 @@ static int list_dir(dl_list_t *list, const char *dir, bad_letter_fn *bad_letter,
         }
     }
     closedir(d);
-    qsort(list->items, list->count, sizeof *list->items, letter_cmp);
+    if (list->count > 1) qsort(list->items, list->count, sizeof *list->items, letter_cmp);
     return 0;
 }
 

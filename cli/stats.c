@@ -96,6 +96,8 @@ static bool decode_stats(dcbus_span_t result, cli_stats_t *out)
     if (!dcb_map_get_double(result, "uptime_s", &out->uptime_s))
         out->uptime_s = (double)get_count(result, "uptime_s");
     out->malformed = get_count(result, "malformed");
+    out->topics_published = get_count(result, "topics_published");
+    out->topics_dropped = get_count(result, "topics_dropped");
     dcbus_span_t instances;
     if (!dcb_map_get_raw(result, "instances", &instances)) return true;
     return decode_instances(instances, out);
@@ -188,8 +190,10 @@ static void print_json(const cli_stats_t *st, const char *endpoint)
 {
     printf("{\"broker\":");
     print_json_string(endpoint);
-    printf(",\"uptime_s\":%.3f,\"malformed\":%llu,\"instances\":[", st->uptime_s,
-           (unsigned long long)st->malformed);
+    printf(",\"uptime_s\":%.3f,\"malformed\":%llu,\"topics_published\":%llu,"
+           "\"topics_dropped\":%llu,\"instances\":[",
+           st->uptime_s, (unsigned long long)st->malformed,
+           (unsigned long long)st->topics_published, (unsigned long long)st->topics_dropped);
     for (size_t i = 0; i < st->count; i++) {
         const cli_instance_stats_t *s = &st->instances[i];
         printf("%s{\"instance\":", i ? "," : "");

@@ -28,6 +28,7 @@ typedef struct {
 typedef struct {
     double uptime_s;
     uint64_t malformed; /* messages the broker refused */
+    uint64_t topics_published, topics_dropped;
     cli_instance_stats_t *instances;
     size_t count;
 } cli_stats_t;

@@ -90,6 +90,8 @@ static bool collect_once(dcb_worker_t *self, int64_t now)
     default:
         dcb_error("collect failed: stopping this collector", "rc=%d records=%" PRIu64, rc,
                   self->records_out);
+        snprintf(self->failure, sizeof self->failure,
+                 "collect() failed (rc=%d) after %" PRIu64 " records", rc, self->records_out);
         self->source_done = true;
         self->exit_code = 1;
         return false;

@@ -155,6 +155,9 @@ void worker_link_tick(dcb_worker_t *self, int64_t now)
 
 static void on_ready(dcb_worker_t *self, dcbus_span_t body)
 {
+    /* HELLOs queued while the broker was away each get a READY: only the
+     * first one on a socket counts (else the window is resent each time). */
+    if (self->ready) return;
     uint64_t credit;
     if (dcb_map_get_uint(body, "credit", &credit) && credit > 0) self->credit = (uint32_t)credit;
     dcb_map_get_str(body, "session", self->session, sizeof self->session);
@@ -271,19 +274,37 @@ static void hook_event(void *arg, const char *type, dcbus_span_t data)
     worker_send(self, DCB_CMD_EVENT, dcb_body_span(&self->body));
 }
 
-static void hook_progress(void *arg, double progress, uint64_t records)
+static void send_progress(dcb_worker_t *self, double progress, uint64_t records)
 {
-    dcb_worker_t *self = arg;
-    int64_t now = worker_now_us();
-    /* At most ten reports a second, but always the final one. */
-    if (progress < 1.0 && now - self->last_progress_us < 100000) return;
-    self->last_progress_us = now;
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
     msgpack_pack_map(pk, 2);
     dcb_pack_kv_double(pk, "progress", progress);
     dcb_pack_kv_uint(pk, "records", records);
     worker_send(self, DCB_CMD_TASK, dcb_body_span(&self->body));
+    self->progress_unsent = false;
+}
+
+static void hook_progress(void *arg, double progress, uint64_t records)
+{
+    dcb_worker_t *self = arg;
+    int64_t now = worker_now_us();
+    /* At most ten reports a second, but always the final one; the last
+     * one held back is sent before BYE. */
+    if (progress < 1.0 && now - self->last_progress_us < 100000) {
+        self->unsent_progress = progress;
+        self->unsent_records = records;
+        self->progress_unsent = true;
+        return;
+    }
+    self->last_progress_us = now;
+    send_progress(self, progress, records);
+}
+
+void worker_flush_progress(dcb_worker_t *self)
+{
+    if (self->progress_unsent && self->sock)
+        send_progress(self, self->unsent_progress, self->unsent_records);
 }
 
 static void hook_retry_after(void *arg, uint32_t delay_ms)

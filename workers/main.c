@@ -219,10 +219,12 @@ static void teardown(dcb_worker_t *self)
                                        collector_finished(self)
                                  ? "done"
                                  : "stopped";
+        worker_flush_progress(self);
         msgpack_packer *pk = &self->body.pk;
         dcb_body_reset(&self->body);
-        msgpack_pack_map(pk, 1);
+        msgpack_pack_map(pk, self->failure[0] ? 2 : 1);
         dcb_pack_kv_str(pk, "reason", reason);
+        if (self->failure[0]) dcb_pack_kv_str(pk, "error", self->failure);
         worker_send(self, DCB_CMD_BYE, dcb_body_span(&self->body));
         zclock_sleep(20); /* let BYE leave before linger 0 drops it */
     }

@@ -80,6 +80,10 @@ typedef struct {
     int64_t collect_again_us; /* do not call collect() before this */
     uint64_t records_out;
     int64_t last_progress_us;
+    double unsent_progress; /* a report held back by the 100 ms rate limit */
+    uint64_t unsent_records;
+    bool progress_unsent;
+    char failure[256]; /* why collecting stopped, for BYE */
     /* storage */
     struct dcb_ack *unacked; /* stored, not yet flushed */
     size_t nunacked, unacked_cap;
@@ -93,6 +97,9 @@ typedef struct {
     int64_t stop_deadline_us;
     int exit_code;
 } dcb_worker_t;
+
+/* Sends the last progress report if the rate limit held it back. */
+void worker_flush_progress(dcb_worker_t *self);
 
 /* Set by the signal handler; the loop stops gracefully. */
 extern volatile sig_atomic_t dcb_worker_stop;

@@ -148,6 +148,7 @@ class Bus:
         self.build = os.environ.get("DCBUS_BUILD_DIR")
         if not self.build:
             sys.exit("run through ctest, or set DCBUS_BUILD_DIR")
+        self.build = os.path.abspath(self.build)  # processes run in the temp dir
         self.bin = os.path.join(self.build, "bin")
         self.plugins = os.path.join(self.build, "plugins")
         # ipc paths must stay short (about 100 characters): not $TMPDIR.

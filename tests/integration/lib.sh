@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh -- what the shell integration tests share.  Source it first:
 #
 #     . "$(dirname "$0")/lib.sh"
@@ -12,6 +13,7 @@
 set -uo pipefail
 
 BUILD=${DCBUS_BUILD_DIR:?run through ctest, or set DCBUS_BUILD_DIR}
+BUILD=$(cd "$BUILD" && pwd) || exit 1 # configs and processes see it from elsewhere
 BIN=$BUILD/bin
 PY=/usr/bin/python3
 LIB_PY=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib.py

@@ -41,9 +41,8 @@ worker csv "$TMP/bus.yaml"
 worker validate "$TMP/bus.yaml"
 worker slow "$TMP/bus.yaml" 0
 worker slow "$TMP/bus.yaml" 1
-for who in "csv 0" "validate 0" "slow 0" "slow 1"; do
-    wait_joined $who || die "$who joins the broker"
-done
+wait_joined csv && wait_joined validate && wait_joined slow 0 && wait_joined slow 1 ||
+    die "the sink, the validator and both slow replicas join the broker"
 t0=$(now)
 worker ticker "$TMP/bus.yaml"
 
