@@ -494,6 +494,38 @@ static void test_quoted_flag(void **state)
  * Errors: the file as a whole, YAML syntax, the tree
  */
 
+/* security: curve on needs every certificate path; off needs none. */
+static void test_security(void **state)
+{
+    (void)state;
+    char err[1024] = "";
+    dcb_config_t *cfg = parse(W1 "security: {curve: true, server_cert: k/b, client_cert: k/w, "
+                                 "allowed: k/ok}\n",
+                              err, sizeof err);
+    assert_non_null(cfg);
+    assert_true(cfg->curve);
+    assert_string_equal(cfg->server_cert, "k/b");
+    assert_string_equal(cfg->client_cert, "k/w");
+    assert_string_equal(cfg->allowed_dir, "k/ok");
+    dcb_config_destroy(&cfg);
+    cfg = parse(W1 "security: {curve: false}\n", err, sizeof err);
+    assert_non_null(cfg);
+    assert_false(cfg->curve);
+    dcb_config_destroy(&cfg);
+    expect_error(W1 "security: [a]\n",
+                 "t.yaml:2:11: security: expected a map of security settings, got a list");
+    expect_error(W1 "security: {curv: true}\n",
+                 "t.yaml:2:12: security: unknown key 'curv', expected one of: curve, server_cert, "
+                 "client_cert, allowed");
+    expect_error(W1 "security: {curve: maybe}\n",
+                 "t.yaml:2:19: security.curve: expected true or false, got \"maybe\"");
+    expect_error(W1 "security: {curve: true, server_cert: k/b, client_cert: k/w}\n",
+                 "t.yaml:2:11: security.allowed: required when security.curve is true");
+    expect_error(W1 "security: {curve: true, server_cert: [x], client_cert: k/w, allowed: d}\n",
+                 "t.yaml:2:38: security.server_cert: expected the broker's certificate (from "
+                 "dcbus keygen), got a list");
+}
+
 static void test_errors_empty_and_top_level(void **state)
 {
     (void)state;
@@ -509,7 +541,7 @@ static void test_errors_empty_and_top_level(void **state)
     expect_error("hello\n", "t.yaml:1:1: expected a map at the top level (broker, plugins_path, "
                             "workers, pipelines, error_handlers), got \"hello\"");
     expect_error(W1 "brokr: {}\n", "t.yaml:2:1: unknown key 'brokr', expected one of: broker, "
-                                   "plugins_path, workers, pipelines, error_handlers");
+                                   "plugins_path, workers, pipelines, error_handlers, security");
     expect_error(W1 "---\nworkers: {}\n",
                  "t.yaml:2:1: a second YAML document: expected one document per file");
 }
@@ -962,6 +994,7 @@ int main(void)
         cmocka_unit_test(test_node_bool),
         cmocka_unit_test(test_quoted_flag),
         cmocka_unit_test(test_errors_empty_and_top_level),
+        cmocka_unit_test(test_security),
         cmocka_unit_test(test_errors_syntax),
         cmocka_unit_test(test_errors_tree),
         cmocka_unit_test(test_errors_deep_nesting),
