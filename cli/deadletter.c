@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 
 #include "cli.h"
+#include "show.h"
 #include "client.h"
 #include "envelope.h"
 #include "mpread.h"
@@ -245,18 +246,10 @@ static const char *worker_dir(const dcb_worker_cfg_t *w)
  * list
  */
 
+/* A NUL-terminated string as JSON (show.h does the escaping). */
 static void print_json_string(const char *s)
 {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
+    cli_json_string(stdout, s, strlen(s));
 }
 
 static void print_json_field(const char *key, const char *val, bool first)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "show.h"
 #include "mpread.h"
 
 #define STATS_TIMEOUT_MS 2000
@@ -171,18 +172,10 @@ static void print_table(const cli_stats_t *st, const char *endpoint)
     }
 }
 
+/* A NUL-terminated string as JSON (show.h does the escaping). */
 static void print_json_string(const char *s)
 {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
+    cli_json_string(stdout, s, strlen(s));
 }
 
 /* One JSON document on one line (so --watch --json is JSON lines). */
