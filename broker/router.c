@@ -96,6 +96,7 @@ struct rt_peer {
     uint32_t credit;
     int64_t last_seen;
     rt_list_t held;
+    uint64_t records_given; /* for balancing replicas by work, not turns */
 };
 
 struct rt_router {
@@ -415,14 +416,20 @@ void rt_foreach_peer(rt_router_t *self, void (*fn)(void *arg, const rt_peer_t *p
  * Moving work
  */
 
-/* Next replica of `inst` with credit left, round robin; NULL if none. */
+/* The replica of `inst` with credit left that has been given the fewest
+ * records (round robin among equals); NULL if none has credit.  Turns alone
+ * would line up with a collector that alternates streams of different
+ * sizes and give one replica all the big batches. */
 static rt_peer_t *pick_peer(rt_instance_t *inst)
 {
-    for (size_t tries = 0; tries < inst->npeers; tries++) {
-        rt_peer_t *p = inst->peers[inst->rr++ % inst->npeers];
-        if (p->held.count < p->credit) return p;
+    rt_peer_t *best = NULL;
+    for (size_t i = 0; i < inst->npeers; i++) {
+        rt_peer_t *p = inst->peers[(inst->rr + i) % inst->npeers];
+        if (p->held.count < p->credit && (!best || p->records_given < best->records_given))
+            best = p;
     }
-    return NULL;
+    inst->rr++;
+    return best;
 }
 
 static void dispatch(rt_router_t *self, rt_instance_t *inst)
@@ -431,6 +438,7 @@ static void dispatch(rt_router_t *self, rt_instance_t *inst)
     while (inst->queue.head && (peer = pick_peer(inst)) != NULL) {
         rt_work_t *w = inst->queue.head;
         w->at = peer;
+        peer->records_given += w->batch->count;
         list_push(&peer->held, w, false);
         inst->batches_in++;
         inst->records_in += w->batch->count;

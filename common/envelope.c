@@ -68,9 +68,13 @@ static int read_field(const dcbus_value_t *key, const uint8_t **pos, const uint8
             if ((size_t)(end - start) < out->count) return -1; /* a byte a record at least */
             *pos = end;
         } else {
-            /* Skipped, not decoded: one pass over the bytes. */
-            for (uint32_t i = 0; i < out->count; i++)
-                if (!dcb_mp_skip(pos, end)) return -1;
+            /* Skipped, not decoded: one pass over the bytes, checking that
+             * each record is a map on the way. */
+            for (uint32_t i = 0; i < out->count; i++) {
+                const uint8_t *rec = *pos;
+                uint32_t pairs;
+                if (!dcb_mp_read_map(&rec, end, &pairs) || !dcb_mp_skip(pos, end)) return -1;
+            }
         }
         out->records.data = start;
         out->records.len = (size_t)(*pos - start);

@@ -34,8 +34,9 @@ typedef struct {
 } dcb_envelope_t;
 
 /* Reads the header of an encoded batch and locates its records without
- * decoding them.  Returns 0, or -1 with a reason: not a map, a missing or
- * mistyped field, a name too long, a truncated buffer, trailing bytes. */
+ * decoding them, checking that each is a msgpack map.  Returns 0, or -1
+ * with a reason: not a map, a missing or mistyped field, a name too long,
+ * a record that is not a map, a truncated buffer, trailing bytes. */
 int dcb_envelope_decode(const uint8_t *data, size_t len, dcb_envelope_t *out, char *why,
                         size_t whylen);
 /* The same, for routing: when `records` is the last key (as writers put
