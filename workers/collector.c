@@ -53,6 +53,7 @@ static void send_batch(dcb_worker_t *self)
     memcpy(p->stream, hdr.stream, sizeof p->stream);
     p->seq = hdr.seq;
     p->records = dcb_builder_count(self->builder);
+    p->sent_us = worker_now_us();
     /* Hand the buffer to the message: no copy. */
     size_t size = self->encoded.size;
     zmq_msg_init_data(&p->body, msgpack_sbuffer_release(&self->encoded), size, free_buffer, NULL);
@@ -98,8 +99,21 @@ static bool collect_once(dcb_worker_t *self, int64_t now)
     }
 }
 
+/* Resends what has waited past the heartbeat time-out for its ACK. */
+static void resend_overdue(dcb_worker_t *self, int64_t now)
+{
+    int64_t overdue = (int64_t)self->config->heartbeat_timeout_ms * 1000;
+    for (size_t i = 0; i < self->nwindow; i++) {
+        dcb_pending_t *p = &self->window[i];
+        if (now - p->sent_us < overdue) continue;
+        worker_send_msg(self, DCB_CMD_DATA, &p->body);
+        p->sent_us = now;
+    }
+}
+
 void collector_tick(dcb_worker_t *self, int64_t now)
 {
+    if (self->ready) resend_overdue(self, now);
     if (!self->ready || self->source_done || self->paused || dcb_worker_stop) return;
     for (int i = 0; i < MAX_BATCHES_PER_TICK; i++) {
         if (self->nwindow >= self->window_cap || now < self->collect_again_us) return;
@@ -140,8 +154,11 @@ void collector_on_ready(dcb_worker_t *self)
 {
     if (self->nwindow)
         dcb_info("resending unacknowledged batches", "batches=%zu", self->nwindow);
-    for (size_t i = 0; i < self->nwindow; i++)
+    int64_t now = worker_now_us();
+    for (size_t i = 0; i < self->nwindow; i++) {
         worker_send_msg(self, DCB_CMD_DATA, &self->window[i].body);
+        self->window[i].sent_us = now;
+    }
 }
 
 void collector_on_control(dcb_worker_t *self, dcbus_span_t body)

@@ -32,7 +32,8 @@ typedef struct {
     char stream[DCB_NAME_MAX];
     uint64_t seq;
     uint32_t records;
-    zmq_msg_t body; /* the encoded envelope, kept for resending */
+    int64_t sent_us; /* last sent: resent if unacknowledged too long */
+    zmq_msg_t body;  /* the encoded envelope, kept for resending */
 } dcb_pending_t;
 
 /* The next seq of one stream. */

@@ -152,6 +152,18 @@ echo "$out" | sed 's/^/    | /'
 check "--yes applies the $pending and creates later_events" \
     test $rc -eq 0 -a "$(grep -c '^  + .* applied to public.later_events$' <<<"$out")" -eq "$pending" \
     -a "$(sql "SELECT to_regclass('later_events') IS NOT NULL")" = t
+# tick_prices as the workers made it, but one column fewer: a changed migration.
+{
+    config_head
+    echo "workers:"
+    typed_pg pg tick_prices | grep -v quote_volume
+} >"$TMP/changed.yaml"
+out=$("$DCBUS" migrate "$TMP/changed.yaml" --yes 2>&1)
+rc=$?
+echo "$out" | sed 's/^/    | /'
+check "a mapping changed since the table was made: 'changed', exit $rc (1), nothing applied" \
+    test $rc -eq 1 -a "$(grep -c '^  changed .*typed/001_create_table' <<<"$out")" -eq 1 -a \
+    "$(grep -c '^  + ' <<<"$out")" -eq 0
 "$DCBUS" migrate "$TMP/manual.yaml" --instance ticker_a >/dev/null 2>&1
 check "--instance of an instance that is not there is a usage error (exit 2)" test $? -eq 2
 "$DCBUS" migrate "$CFG" --instance ticker_a >/dev/null 2>&1
