@@ -40,3 +40,21 @@ int cli_ask_print_json(const char *command, const cli_reply_t *reply)
     fflush(stdout);
     return CLI_EXIT_OK;
 }
+
+bool cli_target_option(int c, const char *arg, const char **config, const char **broker,
+                       bool *json)
+{
+    switch (c) {
+    case 'c': *config = arg; return true;
+    case 'b': *broker = arg; return true;
+    case 'j': *json = true; return true;
+    default: return false;
+    }
+}
+
+bool cli_target_conflict(const char *command, const char *config, const char *broker)
+{
+    if (!config || !broker) return false;
+    cli_usage_error(command, "give --config or --broker, not both");
+    return true;
+}

@@ -11,6 +11,13 @@
 
 #include "client.h"
 
+/* Takes getopt option `c` if it is one of the three every asking command
+ * has -- --config (c), --broker (b), --json (j) -- and says whether it was. */
+bool cli_target_option(int c, const char *arg, const char **config, const char **broker,
+                       bool *json);
+/* True, after saying so, when both --config and --broker were given. */
+bool cli_target_conflict(const char *command, const char *config, const char *broker);
+
 /* The time a command waits for the broker's answer. */
 #define CLI_ASK_TIMEOUT_MS 2000
 

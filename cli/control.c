@@ -54,23 +54,15 @@ static int parse_options(const char *op, int argc, char **argv, control_opts_t *
     optind = 1;
     while ((c = getopt_long(argc, argv, ":c:b:jh", options, NULL)) != -1) {
         switch (c) {
-        case 'c':
-            o->config = optarg;
-            break;
-        case 'b':
-            o->broker = optarg;
-            break;
-        case 'j':
-            o->json = true;
-            break;
         case 'h':
             print_help(op);
             return CLI_EXIT_OK;
         default:
+            if (cli_target_option(c, optarg, &o->config, &o->broker, &o->json)) break;
             return cli_option_error(op, c, argv);
         }
     }
-    if (o->config && o->broker) return cli_usage_error(op, "give --config or --broker, not both");
+    if (cli_target_conflict(op, o->config, o->broker)) return CLI_EXIT_USAGE;
     if (optind >= argc) return cli_usage_error(op, "which collector? (SOURCE is missing)");
     o->source = argv[optind++];
     if (optind < argc) return cli_usage_error(op, "unexpected argument '%s'", argv[optind]);

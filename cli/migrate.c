@@ -221,8 +221,8 @@ static int settle_plan(PGconn *conn, dcb_pgm_plan_t *plan, bool yes, const char 
     size_t pending = dcb_pgm_count(plan, DCB_PGM_PENDING);
     size_t changed = dcb_pgm_count(plan, DCB_PGM_CHANGED);
     if (changed) {
-        printf("  %zu changed: the applied migration differs from this configuration;\n"
-               "  change the table by hand or point the instance at a new table\n",
+        printf("  %zu changed since applied (the migration file or the columns: mapping);\n"
+               "  change the table by hand, or point the instance at a new table\n",
                changed);
         fprintf(stderr, "dcbus migrate: %s: %zu applied migration(s) changed since\n", instance,
                 changed);

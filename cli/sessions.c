@@ -93,12 +93,6 @@ static int parse_options(int argc, char **argv, sessions_opts_t *o)
     /* '+' would stop at the action; options may come before or after it. */
     while ((c = getopt_long(argc, argv, ":c:b:m:fjh", options, NULL)) != -1) {
         switch (c) {
-        case 'c':
-            o->config = optarg;
-            break;
-        case 'b':
-            o->broker = optarg;
-            break;
         case 'm':
             if ((rc = check_meta(optarg)) >= 0) return rc;
             if (o->nmeta == MAX_META)
@@ -108,18 +102,15 @@ static int parse_options(int argc, char **argv, sessions_opts_t *o)
         case 'f':
             o->failed = true;
             break;
-        case 'j':
-            o->json = true;
-            break;
         case 'h':
             print_help();
             return CLI_EXIT_OK;
         default:
+            if (cli_target_option(c, optarg, &o->config, &o->broker, &o->json)) break;
             return cli_option_error("sessions", c, argv);
         }
     }
-    if (o->config && o->broker)
-        return cli_usage_error("sessions", "give --config or --broker, not both");
+    if (cli_target_conflict("sessions", o->config, o->broker)) return CLI_EXIT_USAGE;
     if (optind >= argc) return cli_usage_error("sessions", "start, end or list?");
     o->action = argv[optind++];
     if (optind < argc) o->type = argv[optind++];

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ask.h"
 #include "cli.h"
 #include "show.h"
 #include "mpread.h"
@@ -242,15 +243,6 @@ static int parse_options(int argc, char **argv, stats_opts_t *o)
     optind = 1;
     while ((c = getopt_long(argc, argv, ":c:b:jw:h", options, NULL)) != -1) {
         switch (c) {
-        case 'c':
-            o->config = optarg;
-            break;
-        case 'b':
-            o->broker = optarg;
-            break;
-        case 'j':
-            o->json = true;
-            break;
         case 'w':
             o->watch_s = strtod(optarg, &end);
             if (*end || !(o->watch_s > 0))
@@ -260,12 +252,12 @@ static int parse_options(int argc, char **argv, stats_opts_t *o)
             print_help();
             return CLI_EXIT_OK;
         default:
+            if (cli_target_option(c, optarg, &o->config, &o->broker, &o->json)) break;
             return cli_option_error("stats", c, argv);
         }
     }
     if (optind < argc) return cli_usage_error("stats", "unexpected argument '%s'", argv[optind]);
-    if (o->config && o->broker)
-        return cli_usage_error("stats", "give --config or --broker, not both");
+    if (cli_target_conflict("stats", o->config, o->broker)) return CLI_EXIT_USAGE;
     return -1;
 }
 

@@ -323,15 +323,6 @@ static int parse_options(int argc, char **argv, tasks_opts_t *o)
     optind = 1;
     while ((c = getopt_long(argc, argv, ":c:b:jwh", options, NULL)) != -1) {
         switch (c) {
-        case 'c':
-            o->config = optarg;
-            break;
-        case 'b':
-            o->broker = optarg;
-            break;
-        case 'j':
-            o->json = true;
-            break;
         case 'w':
             o->watch = true;
             break;
@@ -339,12 +330,12 @@ static int parse_options(int argc, char **argv, tasks_opts_t *o)
             print_help();
             return CLI_EXIT_OK;
         default:
+            if (cli_target_option(c, optarg, &o->config, &o->broker, &o->json)) break;
             return cli_option_error("tasks", c, argv);
         }
     }
     if (optind < argc) return cli_usage_error("tasks", "unexpected argument '%s'", argv[optind]);
-    if (o->config && o->broker)
-        return cli_usage_error("tasks", "give --config or --broker, not both");
+    if (cli_target_conflict("tasks", o->config, o->broker)) return CLI_EXIT_USAGE;
     return -1;
 }
 
