@@ -893,7 +893,7 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
     }
     if (!collector) return;
     dcb_sessions_count(self->sessions, env.count, 0);
-    if (self->data_subscribers > 0) tap_data(self, &env, &m->body);
+    if (self->config->data_tap && self->data_subscribers > 0) tap_data(self, &env, &m->body);
 }
 
 static void on_ack(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_t now)

@@ -584,7 +584,8 @@ static const char *const SECURITY_KEYS[] = {"curve", "server_cert", "client_cert
                                             NULL};
 static const char *const BROKER_KEYS[] = {
     "bus",          "topics",      "spool",    "heartbeat_ms",      "heartbeat_timeout_ms",
-    "credit",       "log_level",   "max_attempts", "session_rotate_s", NULL};
+    "credit",       "log_level",   "max_attempts", "session_rotate_s", "data_tap",
+    NULL};
 static const char *const PIPELINE_KEYS[] = {"from", "through", "to", NULL};
 
 static size_t count_names(const char *const *names)
@@ -905,6 +906,8 @@ static bool load_broker(check_t *c, const dcb_node_t *broker)
     if ((v = map_get(broker, "max_attempts")) &&
         !want_positive_int(c, v, "broker.max_attempts", &cfg->max_attempts))
         return false;
+    if ((v = map_get(broker, "data_tap")) && !dcb_node_bool(v, &cfg->data_tap))
+        return expected(c, v, "broker.data_tap", "true or false");
     if ((v = map_get(broker, "session_rotate_s")) &&
         !want_positive_int(c, v, "broker.session_rotate_s", &cfg->session_rotate_s))
         return false;

@@ -69,6 +69,7 @@ typedef struct {
     int credit;             /* batches in flight per worker, default 16 */
     int max_attempts;       /* deliveries of a failing batch before it is given up, default 8 */
     int session_rotate_s;   /* an idle session is rotated after this long, default 3600 */
+    bool data_tap;          /* publish every batch on data.<stream>, default false */
     char *log_level;        /* default "info" */
     char **plugins_path;    /* directories, default [build/plugins] */
     size_t nplugins_path;

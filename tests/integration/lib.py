@@ -164,10 +164,11 @@ class Bus:
     def path(self, *parts):
         return os.path.join(self.dir, *parts)
 
-    def config_head(self, heartbeat_ms=200):
-        """The broker and plugins_path lines of a config for this bus."""
-        return ("broker: {bus: %s, topics: %s, heartbeat_ms: %d}\nplugins_path: [%s]\n"
-                % (self.bus_ep, self.topics_ep, heartbeat_ms, self.plugins))
+    def config_head(self, heartbeat_ms=200, broker_extra=""):
+        """The broker and plugins_path lines of a config for this bus;
+        `broker_extra` adds broker settings (", data_tap: true")."""
+        return ("broker: {bus: %s, topics: %s, heartbeat_ms: %d%s}\nplugins_path: [%s]\n"
+                % (self.bus_ep, self.topics_ep, heartbeat_ms, broker_extra, self.plugins))
 
     def write(self, name, text):
         with open(self.path(name), "w") as f:

@@ -6,8 +6,9 @@ batches on streams of their own, more than the broker's high-water mark of 10,00
 subscriber) -> csv, run one after the other:
 
   a: with only a healthy subscriber to task. (it reads everything);
-  b: the same, plus a subscriber to everything -- data.* included, so the
-     broker publishes every batch -- with a receive high-water mark of 10,
+  b: the same, plus a subscriber to everything -- data.* included (the
+     config turns the data tap on), so the broker publishes every batch --
+     with a receive high-water mark of 10,
      that never reads.
 
 It checks that
@@ -44,7 +45,7 @@ for run in ("a", "b"):
                 "batch: 20, seed: 3, stream_prefix: %s_}\n" % (run, TICKS, run))
     workers += "  csv_%s: {plugin: csv, dir: %s}\n" % (run, bus.path("csv_" + run))
     pipelines += "  ticks_%s: {from: ticker_%s, to: [csv_%s]}\n" % (run, run, run)
-config = bus.write("bus.yaml", bus.config_head() + "workers:\n" + workers
+config = bus.write("bus.yaml", bus.config_head(broker_extra=", data_tap: true") + "workers:\n" + workers
                    + "pipelines:\n" + pipelines)
 
 

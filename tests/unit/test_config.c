@@ -647,7 +647,7 @@ static void test_errors_broker(void **state)
     expect_error("broker:\n  bsu: tcp://x:1\n" W1,
                  "t.yaml:2:3: broker: unknown key 'bsu', expected one of: bus, topics, spool, "
                  "heartbeat_ms, heartbeat_timeout_ms, credit, log_level, max_attempts, "
-                 "session_rotate_s");
+                 "session_rotate_s, data_tap");
     expect_error("broker: [a]\n" W1,
                  "t.yaml:1:9: broker: expected a map of broker settings, got a list");
     snprintf(expected, sizeof expected, "t.yaml:2:8: broker.bus: expected %s, got a list",

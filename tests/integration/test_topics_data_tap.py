@@ -1,0 +1,60 @@
+"""test_topics_data_tap.py -- the data.<stream> tap is optional.
+
+mock-source -> mock-storage, twice: with the default config, a subscriber
+to `data.` receives nothing (the tap is off: it would cost a copy of the
+data stream per subscriber); with `broker.data_tap: true` it receives every
+batch as the collector sent it, on data.<stream>, and their records add up
+to every record.
+"""
+
+import os
+import sys
+import time
+
+import msgpack
+import zmq
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+RECORDS, BATCH = 1000, 10
+bus = lib.Bus()
+
+
+def run(name, extra):
+    config = bus.write(name + ".yaml", bus.config_head(broker_extra=extra) + """workers:
+  src:  {plugin: mock-source, records: %d, batch: %d, stream: tapped}
+  sink: {plugin: mock-storage, file: %s.txt}
+pipelines:
+  p: {from: src, to: [sink]}
+""" % (RECORDS, BATCH, name))
+    sub = zmq.Context.instance().socket(zmq.SUB)
+    sub.setsockopt(zmq.SUBSCRIBE, b"data.")
+    bus.broker(config)
+    sub.connect(bus.topics_ep)
+    time.sleep(0.5)
+    bus.worker("sink", config)
+    bus.worker("src", config)
+    bus.check("%s: the collector finished" % name, bus.wait("src", 20) == 0)
+    time.sleep(0.5)
+    batches, records, topics = 0, 0, set()
+    while sub.poll(100):
+        topic, body = sub.recv_multipart()
+        env = msgpack.unpackb(body, raw=False)
+        topics.add(topic.decode())
+        batches += 1
+        records += len(env["records"])
+    sub.close()
+    bus.stop("sink")
+    bus.stop("broker")
+    return batches, records, topics
+
+
+batches, records, _ = run("off", "")
+bus.check("tap off (the default): a data. subscriber gets nothing", batches == 0,
+          "%d batches" % batches)
+batches, records, topics = run("on", ", data_tap: true")
+bus.check("tap on: every batch is published", batches == RECORDS // BATCH, "%d batches" % batches)
+bus.check("tap on: on data.<stream>", topics == {"data.tapped"}, str(topics))
+bus.check("tap on: the records add up", records == RECORDS, "%d records" % records)
+bus.finish()
