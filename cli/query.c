@@ -115,13 +115,9 @@ static int check_filter(const char *filter)
 /* One option of getopt_long; returns -1 to go on, else the exit status. */
 static int take_option(int c, query_opts_t *o, char **argv)
 {
+    bool json = false; /* --json is taken below, with --csv: one format */
+    if (cli_target_option(c, optarg, &o->config, &o->broker, &json) && !json) return -1;
     switch (c) {
-    case 'c':
-        o->config = optarg;
-        return -1;
-    case 'b':
-        o->broker = optarg;
-        return -1;
     case 'D':
         o->location = optarg;
         return -1;
@@ -162,8 +158,7 @@ static int take_option(int c, query_opts_t *o, char **argv)
 /* Checks what the options say together; returns -1 to go on, else the exit status. */
 static int check_options(const query_opts_t *o)
 {
-    if (o->config && o->broker)
-        return cli_usage_error("query", "give --config or --broker, not both");
+    if (cli_target_conflict("query", o->config, o->broker)) return CLI_EXIT_USAGE;
     if (o->location && o->query_options)
         return cli_usage_error("query", "--delete takes no query options");
     if (o->location && (!*o->location || strlen(o->location) > LOCATION_MAX))
@@ -473,6 +468,7 @@ static void print_table(const table_t *t, FILE *out)
 static void put_csv_field(const char *s, size_t len, FILE *out)
 {
     bool quote = false;
+    if (!len) return; /* a missing field's cell has no text at all */
     for (size_t i = 0; i < len && !quote; i++)
         quote = s[i] == ',' || s[i] == '"' || s[i] == '\n' || s[i] == '\r';
     if (!quote) {
