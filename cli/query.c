@@ -144,10 +144,13 @@ static int take_option(int c, query_opts_t *o, char **argv)
             return cli_usage_error("query", "--offset needs an integer >= 0, got '%s'", optarg);
         break;
     case 'j':
-    case 'C':
-        if (o->format != FORMAT_TABLE) return cli_usage_error("query", "give --json or --csv");
-        o->format = c == 'j' ? FORMAT_JSON : FORMAT_CSV;
+    case 'C': {
+        query_format_t format = c == 'j' ? FORMAT_JSON : FORMAT_CSV;
+        if (o->format != FORMAT_TABLE && o->format != format)
+            return cli_usage_error("query", "give --json or --csv, not both");
+        o->format = format;
         break;
+    }
     default:
         return cli_option_error("query", c, argv);
     }

@@ -17,7 +17,11 @@
 #       the end every record is there once (count and sum of n in SQL);
 #   (c) the same with `to: [csv, pg]`: the CSV has every record exactly once,
 #       PostgreSQL catches up after the restart, and the test prints how far
-#       the CSV got during the outage.
+#       the CSV got during the outage (with pg critical, the default, the
+#       pipeline waits for it: the CSV stands still);
+#   (c') the same with pg `critical: false`: its batches wait in the
+#       broker's backlog on disk, the CSV goes on during the outage, and
+#       PostgreSQL catches up afterwards, exactly once.
 root=${DCBUS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 PG_ENV_OPTS="-c log_statement=all" . "$root/tests/integration/pg_env.sh" || exit 1
 . "$(dirname "$0")/lib.sh"
@@ -71,7 +75,8 @@ ticker() {
 # abandoned after repeated failures").  30 attempts is a budget of about
 # two minutes; the test checks that no batch was given up.
 {
-    printf 'broker: {bus: %s, topics: %s, heartbeat_ms: 200, max_attempts: 30}\n' "$BUS" "$TOPICS"
+    printf 'broker: {bus: %s, topics: %s, spool: %s, heartbeat_ms: 200, max_attempts: 30}\n' \
+        "$BUS" "$TOPICS" "$TMP/spool"
     printf 'plugins_path: [%s]\n' "$BUILD/plugins"
     echo "workers:"
     ticker ticker_a a_
@@ -81,6 +86,10 @@ ticker() {
     ticker ticker_c c_ "rate: $RATE"
     echo "  csv_c: {plugin: csv, dir: $TMP/csv}"
     typed_pg pg_c tick_dual
+    ticker ticker_d d_ "rate: $RATE"
+    echo "  csv_d: {plugin: csv, dir: $TMP/csv}"
+    typed_pg pg_d tick_lagging
+    echo "    critical: false"
     echo "  mock: {plugin: mock-source, records: 10, batch: 10}"
     echo "  docs: {plugin: postgres, dsn: \"\${DATABASE_URL}\", table: docs}"
     cat <<YAML
@@ -88,14 +97,16 @@ pipelines:
   a: {from: ticker_a, to: [pg]}
   b: {from: ticker_b, to: [pg_b]}
   c: {from: ticker_c, to: [csv_c, pg_c]}
+  d: {from: ticker_d, to: [csv_d, pg_d]}
   m: {from: mock, to: [docs]}
 YAML
 } >"$CFG"
 
 t_test=$(now)
 broker "$CFG"
-for sink in pg pg_b pg_c csv_c docs; do worker $sink "$CFG"; done
-for sink in pg pg_b pg_c csv_c docs; do
+SINKS="pg pg_b pg_c csv_c pg_d csv_d docs"
+for sink in $SINKS; do worker $sink "$CFG"; done
+for sink in $SINKS; do
     wait_joined $sink || die "$sink joins the broker (its migrations applied)"
 done
 
@@ -126,12 +137,14 @@ check "dcbus migrate CONFIG lists and exits 0" test $rc -eq 0
 listed=$(awk '$1 == "applied" { print $4, $5 }' <<<"$out" | sort -u | wc -l)
 check "it lists the $recorded migrations recorded, all applied" \
     test "$listed" -eq "$recorded" -a "$(grep -c '^  pending ' <<<"$out")" -eq 0
-check "it names each of the 4 postgres instances, nothing pending" \
-    test "$(grep -c '^  nothing pending$' <<<"$out")" -eq 4
+instances=$(grep -c 'plugin: postgres' "$CFG")
+check "it names each of the $instances postgres instances, nothing pending" \
+    test "$(grep -c '^  nothing pending$' <<<"$out")" -eq "$instances" -a \
+    "$(grep -c '^[a-z_]*: database ' <<<"$out")" -eq "$instances"
 out=$("$DCBUS" migrate "$CFG" --yes 2>&1)
 rc=$?
 check "a second run with --yes applies nothing (exit 0, schema_migrations unchanged)" \
-    test $rc -eq 0 -a "$(grep -c '^  nothing pending$' <<<"$out")" -eq 4 -a \
+    test $rc -eq 0 -a "$(grep -c '^  nothing pending$' <<<"$out")" -eq "$instances" -a \
     "$(sql "SELECT count(*) FROM schema_migrations")" -eq "$recorded"
 
 {
@@ -194,8 +207,10 @@ PY
 )
 check "$out" test $? -eq 0
 
-t_cfg=$("$DCBUS" query pg --config "$CFG" --filter symbol=ETH_USDT --limit 3 | tail -n 1)
-check "--config finds the broker; the table ends with '(3 rows)'" test "$t_cfg" = "(3 rows)"
+"$DCBUS" query pg --config "$CFG" --filter symbol=ETH_USDT --limit 3 >"$TMP/table.out"
+rc=$?
+check "--config finds the broker; a header, a rule, 3 rows and '(3 rows)' (exit $rc)" \
+    test $rc -eq 0 -a "$(wc -l <"$TMP/table.out")" -eq 6 -a "$(tail -n 1 "$TMP/table.out")" = "(3 rows)"
 
 # Each hostile name carries a marker (zqN) to look for in the server's log,
 # which has every statement and its parameters (log_statement=all): a
@@ -291,27 +306,55 @@ check "the sum of n is $n ($SUM_N wanted)" test "$n" -eq $SUM_N
 n=$(sql 'SELECT count(*) FROM (SELECT DISTINCT stream, seq, idx FROM tick_outage) d')
 check "$n distinct (stream, seq, idx) ($TICKS wanted: none twice)" test "$n" -eq $TICKS
 
-echo "--- (c) to: [csv, pg], PostgreSQL stopped for $OUTAGE_S s"
+# dual_write TICKER TABLE STREAM: runs TICKER (-> a csv sink and the pg sink
+# writing TABLE) through an outage; prints the CSV's rows during it; checks
+# the CSV has every record once and ends with the rows the CSV had at the
+# end of the outage in $moved (rows the CSV gained while the server was down).
 csv_rows() {
     local f
-    f=$(session_file "$TMP/csv" c_prices)
+    f=$(session_file "$TMP/csv" "$1")
     [[ -n $f && -e $f ]] && echo $(($(wc -l <"$f") - 1)) || echo 0
 }
-progress=()
-during() { progress+=("$1s:$(csv_rows)"); }
-t0=$(now)
-worker ticker_c "$CFG"
-outage tick_dual || die "the server is stopped mid-run and started again"
-after_restart=$(csv_rows)
-echo "csv rows while PostgreSQL was down (seconds into the outage:rows): ${progress[*]}"
-echo "csv rows just after the restart: $after_restart"
-wait_exit ticker_c 120 || die "ticker_c finishes within 120 s"
-check "ticker_c ends with exit 0 after $(seconds_since "$t0") s" test "${STATUS[ticker_c]}" -eq 0
-exactly_once "$(session_file "$TMP/csv" c_prices)" $TICKS
-n=$(rows_in tick_dual)
-check "PostgreSQL caught up: tick_dual has $n rows ($TICKS wanted)" test "$n" -eq $TICKS
-n=$(sql 'SELECT sum(n) FROM tick_dual')
-check "the sum of n is $n ($SUM_N wanted)" test "$n" -eq $SUM_N
+dual_write() {
+    local ticker=$1 table=$2 stream=$3 t0 first last
+    progress=()
+    during() { progress+=("$1s:$(csv_rows "$stream")"); }
+    t0=$(now)
+    worker "$ticker" "$CFG"
+    outage "$table" || die "the server is stopped mid-run and started again"
+    echo "csv rows while PostgreSQL was down (seconds into the outage:rows): ${progress[*]}"
+    echo "csv rows just after the restart: $(csv_rows "$stream")"
+    first=${progress[0]#*:} last=${progress[-1]#*:}
+    moved=$((last - first))
+    wait_exit "$ticker" 120 || die "$ticker finishes within 120 s"
+    check "$ticker ends with exit 0 after $(seconds_since "$t0") s" test "${STATUS[$ticker]}" -eq 0
+    exactly_once "$(session_file "$TMP/csv" "$stream")" $TICKS
+}
+
+# caught_up TABLE SECONDS: waits until TABLE has TICKS rows, then checks them.
+caught_up() {
+    local i n t0
+    t0=$(now)
+    for ((i = 0; i < $2 * 10; i++)); do
+        (($(rows_in "$1") >= TICKS)) && break
+        sleep 0.1
+    done
+    n=$(rows_in "$1")
+    check "PostgreSQL caught up: $1 has $n rows ($TICKS wanted; waited $(seconds_since "$t0") s)" \
+        test "$n" -eq $TICKS
+    n=$(sql "SELECT sum(n) FROM $1")
+    check "the sum of n is $n ($SUM_N wanted)" test "$n" -eq $SUM_N
+}
+
+echo "--- (c) to: [csv, pg], PostgreSQL stopped for $OUTAGE_S s"
+dual_write ticker_c tick_dual c_prices
+check "pg is critical: the CSV waited for it ($moved rows during the outage)" test $moved -eq 0
+caught_up tick_dual 0
+
+echo "--- (c') to: [csv, pg] with pg critical: false, PostgreSQL stopped for $OUTAGE_S s"
+dual_write ticker_d tick_lagging d_prices
+check "the CSV went on during the outage ($moved rows)" test $moved -gt 0
+caught_up tick_lagging 60
 n=$(grep -c 'batch abandoned' "$TMP/broker.log")
 check "the broker gave no batch up ($n abandoned)" test "$n" -eq 0
 
@@ -325,7 +368,7 @@ check "a query of pg, idle through the outages, is answered by the second try" t
 
 s=$(stats) || die "the broker answers the stats request"
 check "stats: no batch left in flight" test "$(stat_value batches_in_flight "$s")" -eq 0
-for name in pg pg_b pg_c csv_c docs broker; do
+for name in $SINKS broker; do
     stop $name
     check "$name stops on SIGTERM with exit 0" test "${STATUS[$name]}" -eq 0
 done
