@@ -74,8 +74,12 @@ static void settle_by_default(dcb_chain_t *self, case_t *c, int64_t now)
 {
     rt_held_info_t info;
     rt_held_info(c->held, &info);
-    /* An injected batch (a sink's backlog) waits for its sink however long. */
-    if (c->retry && (info.attempts < (uint32_t)self->config->max_attempts || info.replay)) {
+    /* A lost connection (a backend down or restarting) and an injected
+     * batch (a sink's backlog) are retried for as long as it takes: giving
+     * up would lose data that only needs to wait.  Other failures get
+     * max_attempts. */
+    bool waits = info.replay || strcmp(c->error_type, "CONNECTION") == 0;
+    if (c->retry && (waits || info.attempts < (uint32_t)self->config->max_attempts)) {
         uint32_t shift = info.attempts < 7 ? info.attempts - 1 : 6;
         rt_held_retry(self->router, c->held, 100000LL << shift, now);
     } else {

@@ -9,8 +9,9 @@
  * after the delay; pass asks the next handler.  When no handler takes it --
  * none configured, none connected, none answering within 5 s, or all pass --
  * (a configured handler that is not connected is waited for that long too),
- * the broker's own rule applies: retry with back-off up to max_attempts,
- * then give the batch up with an error on error.PROCESSING.broker.
+ * the broker's own rule applies: retry with back-off (a CONNECTION failure
+ * for as long as it lasts, others up to max_attempts), then give the batch
+ * up with an error on error.PROCESSING.broker.
  */
 #ifndef DCB_CHAIN_H
 #define DCB_CHAIN_H

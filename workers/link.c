@@ -241,6 +241,7 @@ static const char *s_error_types[] = {"CONFIGURATION", "CONNECTION", "VALIDATION
 static void hook_error(void *arg, const dcbus_error_t *e)
 {
     dcb_worker_t *self = arg;
+    snprintf(self->last_error, sizeof self->last_error, "%s", e->message ? e->message : "");
     msgpack_packer *pk = &self->body.pk;
     bool has_batch = self->cur_stream != NULL;
     unsigned type = (unsigned)e->type <= DCBUS_ERROR_STORAGE ? (unsigned)e->type : 3;

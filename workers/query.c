@@ -94,9 +94,10 @@ static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
     rows_t rows = {0};
     dcb_body_init(&rows.rows);
     self->query_rows = &rows;
+    self->last_error[0] = '\0';
     int rc = self->plugin->query ? self->plugin->query(self->state, &q) : DCBUS_ENOTSUP;
     self->query_rows = NULL;
-    reply(self, id, rc, "query failed: see the storage worker's log", &rows);
+    reply(self, id, rc, self->last_error[0] ? self->last_error : "query failed", &rows);
     dcb_body_destroy(&rows.rows);
 }
 
@@ -108,10 +109,15 @@ void query_on_request(dcb_worker_t *self, dcbus_span_t body)
     dcb_map_get_str(body, "op", op, sizeof op);
     if (strcmp(op, "query") == 0) {
         run_query(self, id, body);
-    } else if (strcmp(op, "delete") == 0 && dcb_map_get_str(body, "location", location, sizeof location)) {
-        int rc = self->plugin->delete_location ? self->plugin->delete_location(self->state, location)
-                                               : DCBUS_ENOTSUP;
-        reply(self, id, rc, "no such location, or the delete failed", NULL);
+    } else if (strcmp(op, "delete") == 0 &&
+               dcb_map_get_str(body, "location", location, sizeof location)) {
+        self->last_error[0] = '\0';
+        int rc = self->plugin->delete_location
+                     ? self->plugin->delete_location(self->state, location)
+                     : DCBUS_ENOTSUP;
+        reply(self, id, rc,
+              self->last_error[0] ? self->last_error : "no such location, or the delete failed",
+              NULL);
     } else {
         reply(self, id, DCBUS_ERR, "unknown request", NULL);
     }

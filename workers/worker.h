@@ -90,8 +90,10 @@ typedef struct {
     size_t nunacked, unacked_cap;
     int64_t first_unacked_us;
     char store_session[DCB_NAME_MAX];
-    /* storage: the rows of the query being answered */
+    /* storage: the rows of the query being answered, and the last error the
+     * plugin reported (a query's refusal says why) */
     void *query_rows;
+    char last_error[512];
     /* handler */
     int64_t retry_delay_ms; /* set by host->retry_after() during handle(), else -1 */
     /* stopping */

@@ -167,8 +167,10 @@ class Bus:
     def config_head(self, heartbeat_ms=200, broker_extra=""):
         """The broker and plugins_path lines of a config for this bus;
         `broker_extra` adds broker settings (", data_tap: true")."""
-        return ("broker: {bus: %s, topics: %s, heartbeat_ms: %d%s}\nplugins_path: [%s]\n"
-                % (self.bus_ep, self.topics_ep, heartbeat_ms, broker_extra, self.plugins))
+        return ("broker: {bus: %s, topics: %s, heartbeat_ms: %d, spool: %s%s}\n"
+                "plugins_path: [%s]\n"
+                % (self.bus_ep, self.topics_ep, heartbeat_ms, self.path("spool"), broker_extra,
+                   self.plugins))
 
     def write(self, name, text):
         with open(self.path(name), "w") as f:

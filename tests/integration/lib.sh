@@ -164,8 +164,8 @@ wait_joined() {
 
 # config_head: the broker and plugins_path lines of a config for this test.
 config_head() {
-    printf 'broker: {bus: %s, topics: %s, heartbeat_ms: 200}\nplugins_path: [%s]\n' \
-        "$BUS" "$TOPICS" "$BUILD/plugins"
+    printf 'broker: {bus: %s, topics: %s, heartbeat_ms: 200, spool: %s/spool}\nplugins_path: [%s]\n' \
+        "$BUS" "$TOPICS" "$TMP" "$BUILD/plugins"
 }
 
 # stats: the broker's counters, "key value" a line (see lib.py).
