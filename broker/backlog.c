@@ -21,7 +21,7 @@ struct dcb_backlog {
     char path[1024], pos_path[1040];
     int fd;
     uint64_t read_off, write_off;
-    uint64_t pending;  /* entries between read_off and write_off */
+    uint64_t pending; /* entries between read_off and write_off */
     uint32_t in_flight;
     uint64_t next_len; /* size of the entry peek() returned */
 };
@@ -50,9 +50,9 @@ static void scan(dcb_backlog_t *self)
     uint64_t off = self->read_off;
     self->pending = 0;
     while (pread(self->fd, head, HEAD_SIZE, (off_t)off) == HEAD_SIZE) {
-        uint64_t len = HEAD_SIZE + (head[4] | (uint32_t)head[5] << 8) +
-                       (head[0] | (uint32_t)head[1] << 8 | (uint32_t)head[2] << 16 |
-                        (uint32_t)head[3] << 24);
+        uint64_t len =
+            HEAD_SIZE + (head[4] | (uint32_t)head[5] << 8) +
+            (head[0] | (uint32_t)head[1] << 8 | (uint32_t)head[2] << 16 | (uint32_t)head[3] << 24);
         if (off + len > self->write_off) break;
         off += len;
         self->pending++;
@@ -103,13 +103,18 @@ const char *dcb_backlog_sink(const dcb_backlog_t *self)
 int dcb_backlog_append(dcb_backlog_t *self, const char *pipeline, dcbus_span_t body)
 {
     size_t plen = strlen(pipeline);
-    uint8_t head[HEAD_SIZE] = {(uint8_t)body.len,        (uint8_t)(body.len >> 8),
-                               (uint8_t)(body.len >> 16), (uint8_t)(body.len >> 24),
-                               (uint8_t)plen,             (uint8_t)(plen >> 8)};
-    struct iovec iov[] = {{head, HEAD_SIZE}, {(void *)pipeline, plen}, {(void *)body.data, body.len}};
+    uint8_t head[HEAD_SIZE] = {(uint8_t)body.len,
+                               (uint8_t)(body.len >> 8),
+                               (uint8_t)(body.len >> 16),
+                               (uint8_t)(body.len >> 24),
+                               (uint8_t)plen,
+                               (uint8_t)(plen >> 8)};
+    struct iovec iov[] = {
+        {head, HEAD_SIZE}, {(void *)pipeline, plen}, {(void *)body.data, body.len}};
     size_t total = HEAD_SIZE + plen + body.len;
     if (pwritev(self->fd, iov, 3, (off_t)self->write_off) != (ssize_t)total) {
-        dcb_error("cannot append to a backlog", "sink=%s error=\"%s\"", self->sink, strerror(errno));
+        dcb_error("cannot append to a backlog", "sink=%s error=\"%s\"", self->sink,
+                  strerror(errno));
         return -1;
     }
     self->write_off += total;
@@ -117,8 +122,7 @@ int dcb_backlog_append(dcb_backlog_t *self, const char *pipeline, dcbus_span_t b
     return 0;
 }
 
-bool dcb_backlog_peek(dcb_backlog_t *self, char *pipeline, size_t cap, uint8_t **body,
-                      size_t *len)
+bool dcb_backlog_peek(dcb_backlog_t *self, char *pipeline, size_t cap, uint8_t **body, size_t *len)
 {
     uint8_t head[HEAD_SIZE];
     if (!self->pending || pread(self->fd, head, HEAD_SIZE, (off_t)self->read_off) != HEAD_SIZE)

@@ -35,8 +35,7 @@ const char *dcb_backlog_sink(const dcb_backlog_t *self);
 int dcb_backlog_append(dcb_backlog_t *self, const char *pipeline, dcbus_span_t body);
 /* The next batch to feed, without consuming it: fills pipeline (cap bytes)
  * and a malloc'ed copy of the body.  Returns false when nothing is left. */
-bool dcb_backlog_peek(dcb_backlog_t *self, char *pipeline, size_t cap, uint8_t **body,
-                      size_t *len);
+bool dcb_backlog_peek(dcb_backlog_t *self, char *pipeline, size_t cap, uint8_t **body, size_t *len);
 /* Consumes what peek returned (it is now in flight to the sink). */
 void dcb_backlog_advance(dcb_backlog_t *self);
 /* A fed batch left the sink. */

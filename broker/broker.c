@@ -211,8 +211,8 @@ static void on_divert(void *arg, const char *pipeline, const char *sink, zmq_msg
     if (!backlog) return;
     dcbus_span_t span = {zmq_msg_data(body), zmq_msg_size(body)};
     if (dcb_backlog_append(backlog, pipeline, span) != 0)
-        publish_broker_error(self, "STORAGE", "backlog", "cannot append to a sink's backlog",
-                             NULL, 0);
+        publish_broker_error(self, "STORAGE", "backlog", "cannot append to a sink's backlog", NULL,
+                             0);
 }
 
 static void on_injected_done(void *arg, const char *sink, bool ok)
@@ -336,8 +336,7 @@ static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const c
 static void on_session_changed(void *arg, const dcb_session_t *ended, const dcb_session_t *begun)
 {
     dcb_broker_t *self = arg;
-    dcb_info("session changed", "ended=%s status=%s began=%s", ended->id, ended->status,
-             begun->id);
+    dcb_info("session changed", "ended=%s status=%s began=%s", ended->id, ended->status, begun->id);
     announce_session(self, ended, "end");
     announce_session(self, begun, "start");
 }
@@ -402,7 +401,8 @@ static int open_backlogs(dcb_broker_t *self, char *err, size_t errlen)
             if (critical || backlog_of(self, w->name)) continue;
             dcb_backlog_t *backlog = dcb_backlog_open(dir, w->name, err, errlen);
             if (!backlog) return -1;
-            self->backlogs = realloc(self->backlogs, (self->nbacklogs + 1) * sizeof *self->backlogs);
+            self->backlogs =
+                realloc(self->backlogs, (self->nbacklogs + 1) * sizeof *self->backlogs);
             self->backlogs[self->nbacklogs++] = backlog;
         }
     }
@@ -471,7 +471,8 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
     dcb_tasks_close(&self->tasks);
     dcb_body_destroy(&self->note);
     free(self->forwarded);
-    for (size_t i = 0; i < self->nbacklogs; i++) dcb_backlog_close(&self->backlogs[i]);
+    for (size_t i = 0; i < self->nbacklogs; i++)
+        dcb_backlog_close(&self->backlogs[i]);
     free(self->backlogs);
     if (self->bus) remove_ipc_file(self->config->bus_endpoint);
     if (self->topics) remove_ipc_file(self->config->topics_endpoint);
@@ -529,9 +530,9 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
     }
     uint32_t max_credit = (uint32_t)self->config->credit;
     uint32_t granted = credit && credit < max_credit ? (uint32_t)credit : max_credit;
-    rt_peer_t *peer = rt_peer_hello(self->router, zmq_msg_data(&m->routing),
-                                    zmq_msg_size(&m->routing), instance, plugin, role_parse(role),
-                                    (int)replica, granted, now, why, sizeof why);
+    rt_peer_t *peer =
+        rt_peer_hello(self->router, zmq_msg_data(&m->routing), zmq_msg_size(&m->routing), instance,
+                      plugin, role_parse(role), (int)replica, granted, now, why, sizeof why);
     if (!peer) {
         refuse_peer(self, &m->routing, "refused", why);
         dcb_warn("worker refused", "instance=%s reason=\"%s\"", instance, why);
@@ -561,8 +562,7 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
  * with the client's id.
  */
 
-static void reply_error(dcb_broker_t *self, const zmq_msg_t *client, uint64_t id,
-                        const char *error)
+static void reply_error(dcb_broker_t *self, const zmq_msg_t *client, uint64_t id, const char *error)
 {
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
@@ -581,7 +581,8 @@ static void rewrite_id(dcb_body_t *out, dcbus_span_t body, uint64_t id)
     dcbus_value_t k, v;
     uint32_t n = 1;
     if (dcb_record_fields(body, &it))
-        while (dcb_field_next(&it, &k, &v)) n += !dcb_value_streq(&k, "id");
+        while (dcb_field_next(&it, &k, &v))
+            n += !dcb_value_streq(&k, "id");
     msgpack_pack_map(&out->pk, n);
     dcb_pack_kv_uint(&out->pk, "id", id);
     dcb_record_fields(body, &it);
@@ -673,8 +674,8 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
 {
     (void)args, (void)why, (void)whylen;
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
-    rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  5, collection_status, self);
+    rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed, 5,
+                  collection_status, self);
     dcb_pack_str(pk, "backlogs");
     msgpack_pack_array(pk, (uint32_t)self->nbacklogs);
     for (size_t i = 0; i < self->nbacklogs; i++) {
@@ -719,8 +720,8 @@ static int op_sessions(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk
     return 0;
 }
 
-static int op_session_start(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk,
-                            char *why, size_t whylen)
+static int op_session_start(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                            size_t whylen)
 {
     char type[64] = "";
     dcbus_span_t meta = {NULL, 0};
@@ -878,10 +879,10 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
     dcb_envelope_t env;
     char why[256];
     bool collector = rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR;
-    int rc = dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &env, why,
-                                        sizeof why);
+    int rc = dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &env, why, sizeof why);
     /* Counted before routing, so PROCESSING_START precedes STORAGE_START. */
-    if (rc == 0 && collector) dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
+    if (rc == 0 && collector)
+        dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
     if (rc == 0) rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
     if (rc != 0) {
         note_malformed(self, rt_peer_instance(peer), why);
@@ -974,8 +975,7 @@ static void on_bye(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
         dcb_run_end_t how = strcmp(reason, "done") == 0     ? DCB_RUN_DONE
                             : strcmp(reason, "failed") == 0 ? DCB_RUN_FAILED
                                                             : DCB_RUN_STOPPED;
-        dcb_runs_end(self->runs, rt_peer_instance(peer), how, error[0] ? error : NULL,
-                     wall_us());
+        dcb_runs_end(self->runs, rt_peer_instance(peer), how, error[0] ? error : NULL, wall_us());
     }
     rt_peer_gone(self->router, peer, "said BYE");
 }
@@ -984,21 +984,33 @@ static void on_peer_message(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *
 {
     rt_peer_seen(peer, now);
     switch (m->cmd) {
-    case DCB_CMD_DATA: on_data(self, peer, m, now); break;
+    case DCB_CMD_DATA:
+        on_data(self, peer, m, now);
+        break;
     case DCB_CMD_ACK:
-    case DCB_CMD_NACK: on_ack(self, peer, m, now); break;
+    case DCB_CMD_NACK:
+        on_ack(self, peer, m, now);
+        break;
     case DCB_CMD_EVENT:
-    case DCB_CMD_ERROR: on_report(self, peer, m); break;
-    case DCB_CMD_TASK: on_task(self, peer, m); break;
-    case DCB_CMD_BYE: on_bye(self, peer, m); break;
+    case DCB_CMD_ERROR:
+        on_report(self, peer, m);
+        break;
+    case DCB_CMD_TASK:
+        on_task(self, peer, m);
+        break;
+    case DCB_CMD_BYE:
+        on_bye(self, peer, m);
+        break;
     case DCB_CMD_REPLY:
         if (rt_peer_role(peer) == DCBUS_ROLE_HANDLER)
             dcb_chain_on_reply(self->chain, m->body_span, now);
         else if (rt_peer_role(peer) == DCBUS_ROLE_STORAGE)
             relay_reply(self, m->body_span);
         break;
-    case DCB_CMD_HEARTBEAT: break;
-    default: note_malformed(self, rt_peer_instance(peer), "command not expected from a worker");
+    case DCB_CMD_HEARTBEAT:
+        break;
+    default:
+        note_malformed(self, rt_peer_instance(peer), "command not expected from a worker");
     }
 }
 
@@ -1011,12 +1023,15 @@ static void on_message(dcb_broker_t *self, int64_t now)
         dcb_message_release(&m);
         return;
     }
-    if (m.cmd == DCB_CMD_HELLO) on_hello(self, &m, now);
-    else if (m.cmd == DCB_CMD_REQUEST) on_request(self, &m);
+    if (m.cmd == DCB_CMD_HELLO)
+        on_hello(self, &m, now);
+    else if (m.cmd == DCB_CMD_REQUEST)
+        on_request(self, &m);
     else {
-        rt_peer_t *peer = rt_peer_find(self->router, zmq_msg_data(&m.routing),
-                                       zmq_msg_size(&m.routing));
-        if (peer) on_peer_message(self, peer, &m, now);
+        rt_peer_t *peer =
+            rt_peer_find(self->router, zmq_msg_data(&m.routing), zmq_msg_size(&m.routing));
+        if (peer)
+            on_peer_message(self, peer, &m, now);
         else if (m.cmd != DCB_CMD_BYE)
             refuse_peer(self, &m.routing, "unknown_peer", "say HELLO first");
     }
@@ -1067,7 +1082,8 @@ static void periodic(dcb_broker_t *self, int64_t now)
     rt_tick(self->router, now);
     dcb_chain_tick(self->chain, now);
     expire_forwarded(self, now);
-    for (size_t i = 0; i < self->nbacklogs; i++) feed_backlog(self, self->backlogs[i]);
+    for (size_t i = 0; i < self->nbacklogs; i++)
+        feed_backlog(self, self->backlogs[i]);
     if (now - self->last_heartbeat_us >= hb) {
         rt_foreach_peer(self->router, heartbeat_peer, self);
         self->last_heartbeat_us = now;

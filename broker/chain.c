@@ -18,10 +18,10 @@ typedef struct {
     rt_held_t *held;
     char error_type[32];
     char message[512];
-    bool retry;        /* the worker thought it worth retrying */
-    size_t next;       /* index of the handler asked (or to ask) */
-    int64_t asked_us;  /* when it was asked, or began waiting for it to connect */
-    bool waiting;      /* the handler is configured but not connected (yet) */
+    bool retry;       /* the worker thought it worth retrying */
+    size_t next;      /* index of the handler asked (or to ask) */
+    int64_t asked_us; /* when it was asked, or began waiting for it to connect */
+    bool waiting;     /* the handler is configured but not connected (yet) */
     int64_t timestamp_us;
 } case_t;
 
@@ -36,8 +36,8 @@ struct dcb_chain {
     dcb_body_t body;
 };
 
-dcb_chain_t *dcb_chain_new(const dcb_config_t *config, rt_router_t *router,
-                           dcb_chain_send_fn *send, void *arg)
+dcb_chain_t *dcb_chain_new(const dcb_config_t *config, rt_router_t *router, dcb_chain_send_fn *send,
+                           void *arg)
 {
     dcb_chain_t *self = calloc(1, sizeof *self);
     self->config = config;
@@ -52,7 +52,8 @@ void dcb_chain_destroy(dcb_chain_t **self_p)
 {
     if (!self_p || !*self_p) return;
     dcb_chain_t *self = *self_p;
-    for (size_t i = 0; i < self->ncases; i++) free(self->cases[i]);
+    for (size_t i = 0; i < self->ncases; i++)
+        free(self->cases[i]);
     free(self->cases);
     dcb_body_destroy(&self->body);
     free(self);

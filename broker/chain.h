@@ -24,8 +24,8 @@ typedef struct dcb_chain dcb_chain_t;
 /* Sends a REQUEST body to the peer. */
 typedef void(dcb_chain_send_fn)(void *arg, const rt_peer_t *peer, dcbus_span_t body);
 
-dcb_chain_t *dcb_chain_new(const dcb_config_t *config, rt_router_t *router,
-                           dcb_chain_send_fn *send, void *arg);
+dcb_chain_t *dcb_chain_new(const dcb_config_t *config, rt_router_t *router, dcb_chain_send_fn *send,
+                           void *arg);
 void dcb_chain_destroy(dcb_chain_t **self_p);
 /* Takes a held failure. `error_type` is an ErrorType name. */
 void dcb_chain_start(dcb_chain_t *self, rt_held_t *held, const char *error_type,

@@ -46,8 +46,10 @@ int main(int argc, char **argv)
     const char *config_path = NULL, *level = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "c:l:h", longopts, NULL)) != -1) {
-        if (c == 'c') config_path = optarg;
-        else if (c == 'l') level = optarg;
+        if (c == 'c')
+            config_path = optarg;
+        else if (c == 'l')
+            level = optarg;
         else if (c == 'h') {
             usage(stdout);
             return 0;

@@ -29,9 +29,9 @@ typedef struct {
 
 struct rt_work {
     rt_batch_t *batch;
-    int sink;             /* index into the pipeline's sinks, or -1: processing */
-    rt_peer_t *at;        /* the peer holding it */
-    rt_list_t *list;      /* the list it is on, or NULL */
+    int sink;        /* index into the pipeline's sinks, or -1: processing */
+    rt_peer_t *at;   /* the peer holding it */
+    rt_list_t *list; /* the list it is on, or NULL */
     rt_work_t *prev, *next;
     uint32_t attempts;
     int64_t not_before;
@@ -52,9 +52,9 @@ typedef struct {
 
 typedef struct {
     char name[DCB_NAME_MAX];
-    uint64_t last_seq;               /* highest seq taken from the collector */
-    bool seen;                       /* last_seq is meaningful (seq 0 is valid) */
-    rt_instance_t *owner;            /* the collector that sends it: only that one may */
+    uint64_t last_seq;                 /* highest seq taken from the collector */
+    bool seen;                         /* last_seq is meaningful (seq 0 is valid) */
+    rt_instance_t *owner;              /* the collector that sends it: only that one may */
     rt_batch_t *fifo_head, *fifo_tail; /* not yet released to the sinks */
 } rt_stream_t;
 
@@ -63,23 +63,23 @@ struct rt_batch {
     rt_stream_t *stream;
     uint64_t seq;
     rt_pipeline_t *pipe;
-    size_t stage;    /* index into `through`; == nthrough once processed */
+    size_t stage; /* index into `through`; == nthrough once processed */
     zmq_msg_t body;
     uint32_t count;
     bool processed;
-    bool replay;     /* injected, not from a collector: nobody to acknowledge */
-    int replay_sink; /* injected for this one sink, or -1 */
+    bool replay;      /* injected, not from a collector: nobody to acknowledge */
+    int replay_sink;  /* injected for this one sink, or -1 */
     char sender[520]; /* routing-id key of the connection that sent it */
     rt_batch_t *fifo_next;
-    rt_work_t proc;  /* the processing stage's work */
+    rt_work_t proc; /* the processing stage's work */
     rt_work_t *sinks;
     size_t sinks_left;
 };
 
 struct rt_instance {
     char *name;
-    dcbus_role_t role;     /* what the pipelines need it to be; 0: unused */
-    rt_pipeline_t *pipe;   /* the pipeline it is the collector of */
+    dcbus_role_t role;   /* what the pipelines need it to be; 0: unused */
+    rt_pipeline_t *pipe; /* the pipeline it is the collector of */
     rt_peer_t **peers;
     size_t npeers, rr;
     rt_list_t queue;
@@ -88,7 +88,7 @@ struct rt_instance {
 };
 
 struct rt_peer {
-    char key[520];          /* the routing id, hex */
+    char key[520]; /* the routing id, hex */
     uint8_t id[256];
     size_t idlen;
     rt_instance_t *inst;
@@ -121,10 +121,14 @@ static void list_remove(rt_work_t *w)
 {
     rt_list_t *l = w->list;
     if (!l) return;
-    if (w->prev) w->prev->next = w->next;
-    else l->head = w->next;
-    if (w->next) w->next->prev = w->prev;
-    else l->tail = w->prev;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        l->head = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    else
+        l->tail = w->prev;
     w->prev = w->next = NULL;
     w->list = NULL;
     l->count--;
@@ -136,13 +140,17 @@ static void list_push(rt_list_t *l, rt_work_t *w, bool front)
     w->list = l;
     if (front) {
         w->prev = NULL, w->next = l->head;
-        if (l->head) l->head->prev = w;
-        else l->tail = w;
+        if (l->head)
+            l->head->prev = w;
+        else
+            l->tail = w;
         l->head = w;
     } else {
         w->next = NULL, w->prev = l->tail;
-        if (l->tail) l->tail->next = w;
-        else l->head = w;
+        if (l->tail)
+            l->tail->next = w;
+        else
+            l->head = w;
         l->tail = w;
     }
     l->count++;
@@ -226,7 +234,8 @@ rt_router_t *rt_router_new(const dcb_config_t *config, const rt_ops_t *ops, void
 static void batch_free(rt_batch_t *b)
 {
     list_remove(&b->proc);
-    for (size_t i = 0; i < b->pipe->nto; i++) list_remove(&b->sinks[i]);
+    for (size_t i = 0; i < b->pipe->nto; i++)
+        list_remove(&b->sinks[i]);
     zmq_msg_close(&b->body);
     free(b->sinks);
     free(b);
@@ -238,7 +247,8 @@ void rt_router_destroy(rt_router_t **self_p)
     rt_router_t *self = *self_p;
     for (rt_batch_t *b = zhashx_first(self->batches); b; b = zhashx_next(self->batches))
         batch_free(b);
-    for (rt_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers)) free(p);
+    for (rt_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers))
+        free(p);
     zhashx_destroy(&self->batches);
     zhashx_destroy(&self->peers);
     zhashx_destroy(&self->streams);
@@ -289,10 +299,14 @@ rt_peer_t *rt_peer_find(rt_router_t *self, const void *id, size_t idlen)
 static const char *role_name(dcbus_role_t role)
 {
     switch (role) {
-    case DCBUS_ROLE_COLLECTOR: return "collector";
-    case DCBUS_ROLE_PROCESSOR: return "processor";
-    case DCBUS_ROLE_STORAGE: return "storage";
-    case DCBUS_ROLE_HANDLER: return "handler";
+    case DCBUS_ROLE_COLLECTOR:
+        return "collector";
+    case DCBUS_ROLE_PROCESSOR:
+        return "processor";
+    case DCBUS_ROLE_STORAGE:
+        return "storage";
+    case DCBUS_ROLE_HANDLER:
+        return "handler";
     }
     return "unused";
 }
@@ -315,7 +329,7 @@ rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const 
         return NULL;
     }
     const char *mismatch = role_mismatch(inst, role);
-    if (mismatch || idlen > sizeof ((rt_peer_t *)0)->id) {
+    if (mismatch || idlen > sizeof((rt_peer_t *)0)->id) {
         snprintf(why, whylen, "%s: %s is used as a %s", mismatch ? mismatch : "routing id too long",
                  instance, role_name(inst->role));
         return NULL;
@@ -385,7 +399,8 @@ void rt_peer_gone(rt_router_t *self, rt_peer_t *peer, const char *reason)
     }
     for (size_t i = 0; i < inst->npeers; i++)
         if (inst->peers[i] == peer) {
-            memmove(&inst->peers[i], &inst->peers[i + 1], (inst->npeers - i - 1) * sizeof *inst->peers);
+            memmove(&inst->peers[i], &inst->peers[i + 1],
+                    (inst->npeers - i - 1) * sizeof *inst->peers);
             inst->npeers--;
             break;
         }
@@ -409,7 +424,8 @@ void rt_expire_peers(rt_router_t *self, int64_t now, int64_t timeout_us)
 
 void rt_foreach_peer(rt_router_t *self, void (*fn)(void *arg, const rt_peer_t *peer), void *arg)
 {
-    for (rt_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers)) fn(arg, p);
+    for (rt_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers))
+        fn(arg, p);
 }
 
 /* ---------------------------------------------------------------------------
@@ -556,7 +572,8 @@ static rt_batch_t *batch_new(rt_pipeline_t *pipe, rt_stream_t *s, const dcb_enve
     b->proc = (rt_work_t){.batch = b, .sink = -1};
     b->replay_sink = -1;
     b->sinks = calloc(pipe->nto ? pipe->nto : 1, sizeof *b->sinks);
-    for (size_t i = 0; i < pipe->nto; i++) b->sinks[i] = (rt_work_t){.batch = b, .sink = (int)i};
+    for (size_t i = 0; i < pipe->nto; i++)
+        b->sinks[i] = (rt_work_t){.batch = b, .sink = (int)i};
     return b;
 }
 
@@ -595,8 +612,10 @@ static int take_from_collector(rt_router_t *self, rt_peer_t *peer, const dcb_env
     zhashx_insert(self->batches, b->key, b);
     pipe->in_flight++;
     if (pipe->nthrough > 0) pipe->processing++;
-    if (s->fifo_tail) s->fifo_tail->fifo_next = b;
-    else s->fifo_head = b;
+    if (s->fifo_tail)
+        s->fifo_tail->fifo_next = b;
+    else
+        s->fifo_head = b;
     s->fifo_tail = b;
     if (pipe->nthrough > 0) {
         enqueue(self, &b->proc);
@@ -630,8 +649,10 @@ static int take_from_processor(rt_router_t *self, rt_peer_t *peer, const dcb_env
     } else {
         b->processed = true;
         b->pipe->processing--;
-        if (b->replay) release_one(self, b);
-        else release(self, b->stream);
+        if (b->replay)
+            release_one(self, b);
+        else
+            release(self, b->stream);
     }
     dispatch(self, inst);
     return 0;
@@ -642,8 +663,10 @@ int rt_on_data(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, zm
 {
     peer->last_seen = now;
     switch (peer->inst->role) {
-    case DCBUS_ROLE_COLLECTOR: return take_from_collector(self, peer, env, body, why, whylen);
-    case DCBUS_ROLE_PROCESSOR: return take_from_processor(self, peer, env, body);
+    case DCBUS_ROLE_COLLECTOR:
+        return take_from_collector(self, peer, env, body, why, whylen);
+    case DCBUS_ROLE_PROCESSOR:
+        return take_from_processor(self, peer, env, body);
     default:
         snprintf(why, whylen, "DATA from %s, which is not a collector or processor",
                  peer->inst->name);
@@ -697,8 +720,10 @@ static void give_up(rt_router_t *self, rt_work_t *w)
     b->count = 0;
     b->processed = true;
     b->pipe->processing--;
-    if (b->replay) release_one(self, b);
-    else release(self, b->stream);
+    if (b->replay)
+        release_one(self, b);
+    else
+        release(self, b->stream);
 }
 
 /* Gives a batch up after too many failures, saying so. */
@@ -749,8 +774,10 @@ void rt_held_retry(rt_router_t *self, rt_held_t *w, int64_t delay_us, int64_t no
 
 void rt_held_give_up(rt_router_t *self, rt_held_t *w, const char *error, bool report)
 {
-    if (report) abandon(self, w, error);
-    else give_up(self, w);
+    if (report)
+        abandon(self, w, error);
+    else
+        give_up(self, w);
 }
 
 static rt_pipeline_t *find_pipeline(rt_router_t *self, const char *name)
@@ -767,15 +794,19 @@ int rt_inject(rt_router_t *self, const char *pipeline, const char *instance,
     if (!pipe) return snprintf(why, whylen, "no pipeline '%s'", pipeline), -1;
     if (batch_find(self, env->stream, env->seq))
         return snprintf(why, whylen, "batch %s/%" PRIu64 " is already in flight", env->stream,
-                        env->seq), -1;
+                        env->seq),
+               -1;
     size_t stage = 0, sink = 0;
     bool at_sink = false;
-    while (stage < pipe->nthrough && strcmp(pipe->through[stage]->name, instance) != 0) stage++;
+    while (stage < pipe->nthrough && strcmp(pipe->through[stage]->name, instance) != 0)
+        stage++;
     if (stage == pipe->nthrough) {
-        while (sink < pipe->nto && strcmp(pipe->to[sink]->name, instance) != 0) sink++;
+        while (sink < pipe->nto && strcmp(pipe->to[sink]->name, instance) != 0)
+            sink++;
         if (sink == pipe->nto)
             return snprintf(why, whylen, "'%s' is not a stage of pipeline '%s'", instance,
-                            pipeline), -1;
+                            pipeline),
+                   -1;
         at_sink = true;
     }
     rt_batch_t *b = batch_new(pipe, stream_get(self, env->stream), env, body);
@@ -792,7 +823,8 @@ int rt_inject(rt_router_t *self, const char *pipeline, const char *instance,
     /* Only the sink that failed gets it: the others have it already. */
     b->processed = true;
     b->sinks_left = 1;
-    for (size_t i = 0; i < pipe->nto; i++) b->sinks[i].done = i != sink;
+    for (size_t i = 0; i < pipe->nto; i++)
+        b->sinks[i].done = i != sink;
     enqueue(self, &b->sinks[sink]);
     return 0;
 }
@@ -810,7 +842,8 @@ void rt_tick(rt_router_t *self, int64_t now)
         }
     }
     if (moved)
-        for (size_t i = 0; i < self->ninstances; i++) dispatch(self, &self->instances[i]);
+        for (size_t i = 0; i < self->ninstances; i++)
+            dispatch(self, &self->instances[i]);
 }
 
 void rt_pipeline_in_flight(const rt_router_t *self, const char *pipeline, size_t *total,
@@ -868,7 +901,8 @@ size_t rt_batches_in_flight(const rt_router_t *self)
 static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst, const char *status)
 {
     uint64_t inflight = 0;
-    for (size_t i = 0; i < inst->npeers; i++) inflight += inst->peers[i]->held.count;
+    for (size_t i = 0; i < inst->npeers; i++)
+        inflight += inst->peers[i]->held.count;
     msgpack_pack_map(pk, status ? 12 : 11);
     if (status) dcb_pack_kv_str(pk, "status", status);
     dcb_pack_kv_str(pk, "instance", inst->name);
@@ -896,9 +930,8 @@ void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint6
     msgpack_pack_array(pk, (uint32_t)self->ninstances);
     for (size_t i = 0; i < self->ninstances; i++) {
         const rt_instance_t *inst = &self->instances[i];
-        const char *status = status_of && inst->role == DCBUS_ROLE_COLLECTOR
-                                 ? status_of(arg, inst->name)
-                                 : NULL;
+        const char *status =
+            status_of && inst->role == DCBUS_ROLE_COLLECTOR ? status_of(arg, inst->name) : NULL;
         pack_instance(pk, inst, status);
     }
 }

@@ -15,8 +15,8 @@
  *    collector sent them, whatever order replicas finish in; every sink of
  *    the pipeline gets every batch.
  *  - When every sink has acknowledged, the collector connection that sent
- *    the batch (or resent it last) gets ACK and forgets the batch.  A batch whose (stream, seq) the router has already seen is
- *    not taken twice: if still in flight it is ignored, if finished it is
+ *    the batch (or resent it last) gets ACK and forgets the batch.  A batch whose (stream, seq) the
+ * router has already seen is not taken twice: if still in flight it is ignored, if finished it is
  *    acknowledged again.
  *  - A peer that dies (heartbeat time-out) or says BYE gives back what it
  *    held: its batches go to the front of its stage's queue for another

@@ -17,7 +17,7 @@ typedef struct {
     char collection_task[128];
     char pipeline_task[260];
     source_status_t status;
-    bool collecting;    /* the collector has not ended its run */
+    bool collecting; /* the collector has not ended its run */
     bool processing_started, storage_started, finished;
     bool pipeline_error; /* a critical error since the run began */
     uint64_t batches, records;
@@ -78,8 +78,10 @@ void dcb_runs_event(dcb_runs_t *self, const char *type, const char *source, dcbu
     dcb_pack_kv_int(pk, "timestamp", now_us);
     dcb_pack_kv_str(pk, "source", source);
     dcb_pack_str(pk, "data");
-    if (data.len) pk->callback(pk->data, (const char *)data.data, data.len);
-    else msgpack_pack_map(pk, 0);
+    if (data.len)
+        pk->callback(pk->data, (const char *)data.data, data.len);
+    else
+        msgpack_pack_map(pk, 0);
     snprintf(topic, sizeof topic, "event.%s.%s", type, source);
     self->publish(self->arg, topic, dcb_body_span(&self->body));
 }
@@ -100,8 +102,8 @@ static void run_event(dcb_runs_t *self, const run_t *r, const char *type, const 
     dcb_body_destroy(&data);
 }
 
-static void set_task(dcb_runs_t *self, const char *id, dcb_task_status_t status,
-                     const char *error, int64_t now_us)
+static void set_task(dcb_runs_t *self, const char *id, dcb_task_status_t status, const char *error,
+                     int64_t now_us)
 {
     dcb_task_t *t = dcb_tasks_get(self->tasks, id);
     if (t) dcb_tasks_set_status(self->tasks, t, status, error, now_us);
@@ -130,9 +132,12 @@ void dcb_runs_begin(dcb_runs_t *self, const char *instance, const char *pipeline
     r->batches = r->records = 0;
     r->status = ST_RUNNING;
     dcb_task_t *c = dcb_tasks_create(self->tasks, run, "collection", instance, now_us);
-    if (c->status == DCB_TASK_PENDING) dcb_tasks_set_status(self->tasks, c, DCB_TASK_RUNNING, NULL, now_us);
-    dcb_task_t *p = dcb_tasks_create(self->tasks, r->pipeline_task, "pipeline", r->pipeline, now_us);
-    if (p->status == DCB_TASK_PENDING) dcb_tasks_set_status(self->tasks, p, DCB_TASK_RUNNING, NULL, now_us);
+    if (c->status == DCB_TASK_PENDING)
+        dcb_tasks_set_status(self->tasks, c, DCB_TASK_RUNNING, NULL, now_us);
+    dcb_task_t *p =
+        dcb_tasks_create(self->tasks, r->pipeline_task, "pipeline", r->pipeline, now_us);
+    if (p->status == DCB_TASK_PENDING)
+        dcb_tasks_set_status(self->tasks, p, DCB_TASK_RUNNING, NULL, now_us);
     if (!resumed) run_event(self, r, "COLLECTION_START", instance, now_us);
 }
 

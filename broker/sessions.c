@@ -17,7 +17,7 @@ struct dcb_sessions {
     dcb_session_t history[DCB_SESSION_HISTORY];
     size_t nhistory, next; /* ring */
     int64_t rotate_us;
-    uint64_t counter;      /* keeps ids unique within one clock tick */
+    uint64_t counter; /* keeps ids unique within one clock tick */
     dcb_session_changed_fn *changed;
     void *arg;
 };
@@ -25,7 +25,7 @@ struct dcb_sessions {
 static bool valid_type(const char *type)
 {
     size_t n = strlen(type);
-    if (n == 0 || n >= sizeof ((dcb_session_t *)0)->type) return false;
+    if (n == 0 || n >= sizeof((dcb_session_t *)0)->type) return false;
     for (const char *p = type; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
               *p == '_' || *p == '-'))
@@ -44,8 +44,7 @@ static void begin(dcb_sessions_t *self, dcb_session_t *s, const char *type, dcbu
     gmtime_r(&t, &tm);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
     memset(s, 0, sizeof *s);
-    snprintf(s->id, sizeof s->id, "%s-%s-%llu", type, stamp,
-             (unsigned long long)++self->counter);
+    snprintf(s->id, sizeof s->id, "%s-%s-%llu", type, stamp, (unsigned long long)++self->counter);
     snprintf(s->type, sizeof s->type, "%s", type);
     snprintf(s->status, sizeof s->status, "active");
     s->start_us = now_us;
@@ -79,8 +78,8 @@ const dcb_session_t *dcb_sessions_active(const dcb_sessions_t *self)
 }
 
 /* Ends the active session and begins `type` in its place. */
-static void replace(dcb_sessions_t *self, const char *status, const char *type,
-                    dcbus_span_t meta, int64_t now_us)
+static void replace(dcb_sessions_t *self, const char *status, const char *type, dcbus_span_t meta,
+                    int64_t now_us)
 {
     dcb_session_t *ended = &self->history[self->next];
     *ended = self->active;
@@ -96,8 +95,7 @@ int dcb_sessions_start(dcb_sessions_t *self, const char *type, dcbus_span_t meta
                        char *why, size_t whylen)
 {
     if (!valid_type(type)) {
-        snprintf(why, whylen, "session type '%s' is not a plain name ([A-Za-z0-9_-], < 64)",
-                 type);
+        snprintf(why, whylen, "session type '%s' is not a plain name ([A-Za-z0-9_-], < 64)", type);
         return -1;
     }
     if (meta.len > sizeof self->active.meta) {
@@ -143,16 +141,19 @@ void dcb_session_pack(const dcb_session_t *s, msgpack_packer *pk)
     dcb_pack_kv_str(pk, "status", s->status);
     dcb_pack_kv_int(pk, "start", s->start_us);
     dcb_pack_str(pk, "end");
-    if (s->end_us) msgpack_pack_int64(pk, s->end_us);
-    else msgpack_pack_nil(pk);
-    dcb_pack_kv_double(pk, "duration_s",
-                       s->end_us ? (double)(s->end_us - s->start_us) / 1e6 : 0.0);
+    if (s->end_us)
+        msgpack_pack_int64(pk, s->end_us);
+    else
+        msgpack_pack_nil(pk);
+    dcb_pack_kv_double(pk, "duration_s", s->end_us ? (double)(s->end_us - s->start_us) / 1e6 : 0.0);
     dcb_pack_kv_uint(pk, "records", s->records);
     dcb_pack_kv_uint(pk, "errors", s->errors);
     dcb_pack_str(pk, "meta");
     /* The metadata is already msgpack: append it as it is. */
-    if (s->meta_len) pk->callback(pk->data, (const char *)s->meta, s->meta_len);
-    else msgpack_pack_map(pk, 0);
+    if (s->meta_len)
+        pk->callback(pk->data, (const char *)s->meta, s->meta_len);
+    else
+        msgpack_pack_map(pk, 0);
 }
 
 void dcb_sessions_pack_list(const dcb_sessions_t *self, msgpack_packer *pk)

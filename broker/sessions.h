@@ -25,9 +25,9 @@
 typedef struct {
     char id[128];
     char type[64];
-    char status[16];    /* active, completed, failed */
-    int64_t start_us;   /* wall clock */
-    int64_t end_us;     /* 0 while active */
+    char status[16];  /* active, completed, failed */
+    int64_t start_us; /* wall clock */
+    int64_t end_us;   /* 0 while active */
     uint64_t records, errors;
     uint8_t meta[1024]; /* msgpack map of key=value metadata */
     size_t meta_len;

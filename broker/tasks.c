@@ -151,8 +151,8 @@ dcb_task_t *dcb_tasks_get(dcb_tasks_t *self, const char *id)
     return NULL;
 }
 
-dcb_task_t *dcb_tasks_create(dcb_tasks_t *self, const char *id, const char *type,
-                             const char *name, int64_t now_us)
+dcb_task_t *dcb_tasks_create(dcb_tasks_t *self, const char *id, const char *type, const char *name,
+                             int64_t now_us)
 {
     dcb_task_t *t = dcb_tasks_get(self, id);
     if (t) return t;
@@ -239,5 +239,6 @@ void dcb_tasks_pack_list(dcb_tasks_t *self, msgpack_packer *pk, size_t limit)
 {
     size_t n = self->count < limit ? self->count : limit;
     msgpack_pack_array(pk, (uint32_t)n);
-    for (size_t i = 0; i < n; i++) dcb_task_pack(&self->tasks[self->count - 1 - i], pk);
+    for (size_t i = 0; i < n; i++)
+        dcb_task_pack(&self->tasks[self->count - 1 - i], pk);
 }

@@ -49,8 +49,8 @@ void dcb_tasks_close(dcb_tasks_t **self_p);
 const char *dcb_task_status_name(dcb_task_status_t status);
 dcb_task_t *dcb_tasks_get(dcb_tasks_t *self, const char *id);
 /* Creates a PENDING task; returns the existing one if the id is taken. */
-dcb_task_t *dcb_tasks_create(dcb_tasks_t *self, const char *id, const char *type,
-                             const char *name, int64_t now_us);
+dcb_task_t *dcb_tasks_create(dcb_tasks_t *self, const char *id, const char *type, const char *name,
+                             int64_t now_us);
 /* Moves a task to `status`; returns -1 (and changes nothing) if the
  * transition is not allowed. `error` may be NULL. */
 int dcb_tasks_set_status(dcb_tasks_t *self, dcb_task_t *task, dcb_task_status_t status,

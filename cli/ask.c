@@ -41,14 +41,20 @@ int cli_ask_print_json(const char *command, const cli_reply_t *reply)
     return CLI_EXIT_OK;
 }
 
-bool cli_target_option(int c, const char *arg, const char **config, const char **broker,
-                       bool *json)
+bool cli_target_option(int c, const char *arg, const char **config, const char **broker, bool *json)
 {
     switch (c) {
-    case 'c': *config = arg; return true;
-    case 'b': *broker = arg; return true;
-    case 'j': *json = true; return true;
-    default: return false;
+    case 'c':
+        *config = arg;
+        return true;
+    case 'b':
+        *broker = arg;
+        return true;
+    case 'j':
+        *json = true;
+        return true;
+    default:
+        return false;
     }
 }
 

@@ -23,14 +23,18 @@ static void usage(FILE *out)
 
 int cli_keygen_main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"dir", required_argument, NULL, 'd'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"dir", required_argument, NULL, 'd'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     const char *dir = "keys";
     int c;
     while ((c = getopt_long(argc, argv, ":d:h", longopts, NULL)) != -1) {
-        if (c == 'd') dir = optarg;
-        else if (c == 'h') return usage(stdout), CLI_EXIT_OK;
-        else return cli_option_error("keygen", c, argv);
+        if (c == 'd')
+            dir = optarg;
+        else if (c == 'h')
+            return usage(stdout), CLI_EXIT_OK;
+        else
+            return cli_option_error("keygen", c, argv);
     }
     if (optind != argc - 1) return cli_usage_error("keygen", "expected one NAME");
     const char *name = argv[optind];

@@ -78,8 +78,10 @@ dcb_config_t *cli_load_config(const char *path)
 {
     char err[1024];
     dcb_config_t *cfg = dcb_config_load(path, err, sizeof err);
-    if (!cfg) fprintf(stderr, "%s\n", err);
-    else cli_client_security(cfg); /* the broker's sockets may want CURVE */
+    if (!cfg)
+        fprintf(stderr, "%s\n", err);
+    else
+        cli_client_security(cfg); /* the broker's sockets may want CURVE */
     return cfg;
 }
 

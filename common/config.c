@@ -580,11 +580,10 @@ typedef struct {
 
 static const char *const TOP_KEYS[] = {"broker",         "plugins_path", "workers", "pipelines",
                                        "error_handlers", "security",     NULL};
-static const char *const SECURITY_KEYS[] = {"curve", "server_cert", "client_cert", "allowed",
-                                            NULL};
+static const char *const SECURITY_KEYS[] = {"curve", "server_cert", "client_cert", "allowed", NULL};
 static const char *const BROKER_KEYS[] = {
-    "bus",          "topics",      "spool",    "heartbeat_ms",      "heartbeat_timeout_ms",
-    "credit",       "log_level",   "max_attempts", "session_rotate_s", "data_tap",
+    "bus",    "topics",    "spool",        "heartbeat_ms",     "heartbeat_timeout_ms",
+    "credit", "log_level", "max_attempts", "session_rotate_s", "data_tap",
     NULL};
 static const char *const PIPELINE_KEYS[] = {"from", "through", "to", NULL};
 

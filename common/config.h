@@ -30,19 +30,19 @@ typedef enum { DCB_NODE_SCALAR, DCB_NODE_LIST, DCB_NODE_MAP } dcb_node_kind_t;
 typedef struct dcb_node dcb_node_t;
 struct dcb_node {
     dcb_node_kind_t kind;
-    int line, column; /* 1-based position of the node in its file */
-    char *scalar;     /* SCALAR: the value after ${ENV} substitution */
-    bool quoted;      /* SCALAR: written with quotes (so "10" is a string) */
-    size_t count;     /* LIST: items; MAP: pairs */
+    int line, column;   /* 1-based position of the node in its file */
+    char *scalar;       /* SCALAR: the value after ${ENV} substitution */
+    bool quoted;        /* SCALAR: written with quotes (so "10" is a string) */
+    size_t count;       /* LIST: items; MAP: pairs */
     dcb_node_t **items; /* LIST: the items; MAP: the values */
-    char **keys;      /* MAP: the keys, in file order */
+    char **keys;        /* MAP: the keys, in file order */
 };
 
 /* One worker instance (an entry of `workers:`). */
 typedef struct {
-    char *name;             /* the key under workers: */
-    char *plugin;           /* plugin name: loads <plugins_path>/<plugin>.so */
-    int replicas;           /* >= 1, default 1 */
+    char *name;                 /* the key under workers: */
+    char *plugin;               /* plugin name: loads <plugins_path>/<plugin>.so */
+    int replicas;               /* >= 1, default 1 */
     const dcb_node_t *settings; /* the whole map of the instance */
     int line, column;
 } dcb_worker_cfg_t;
@@ -50,40 +50,40 @@ typedef struct {
 /* One pipeline: from a collector, through processors, to storage sinks. */
 typedef struct {
     char *name;
-    char *from;             /* collector instance */
-    char **through;         /* processor instances, in order */
+    char *from;     /* collector instance */
+    char **through; /* processor instances, in order */
     size_t nthrough;
-    char **to;              /* storage instances, every one gets every batch */
+    char **to; /* storage instances, every one gets every batch */
     size_t nto;
     int line, column;
 } dcb_pipeline_cfg_t;
 
 typedef struct {
-    char *path;             /* the file it was loaded from */
+    char *path; /* the file it was loaded from */
     /* broker: */
-    char *bus_endpoint;     /* default ipc://run/bus */
-    char *topics_endpoint;  /* default ipc://run/topics */
-    char *spool_dir;        /* default data/spool */
-    int heartbeat_ms;       /* default 1000 */
+    char *bus_endpoint;       /* default ipc://run/bus */
+    char *topics_endpoint;    /* default ipc://run/topics */
+    char *spool_dir;          /* default data/spool */
+    int heartbeat_ms;         /* default 1000 */
     int heartbeat_timeout_ms; /* default 3 * heartbeat_ms: a silent peer is dead */
-    int credit;             /* batches in flight per worker, default 16 */
-    int max_attempts;       /* deliveries of a failing batch before it is given up, default 8 */
-    int session_rotate_s;   /* an idle session is rotated after this long, default 3600 */
-    bool data_tap;          /* publish every batch on data.<stream>, default false */
-    char *log_level;        /* default "info" */
-    char **plugins_path;    /* directories, default [build/plugins] */
+    int credit;               /* batches in flight per worker, default 16 */
+    int max_attempts;         /* deliveries of a failing batch before it is given up, default 8 */
+    int session_rotate_s;     /* an idle session is rotated after this long, default 3600 */
+    bool data_tap;            /* publish every batch on data.<stream>, default false */
+    char *log_level;          /* default "info" */
+    char **plugins_path;      /* directories, default [build/plugins] */
     size_t nplugins_path;
     dcb_worker_cfg_t *workers;
     size_t nworkers;
     dcb_pipeline_cfg_t *pipelines;
     size_t npipelines;
-    char **error_handlers;  /* worker instance names, in chain order */
+    char **error_handlers; /* worker instance names, in chain order */
     size_t nerror_handlers;
     /* security: CURVE on both broker endpoints when `curve` */
     bool curve;
-    char *server_cert;      /* the broker's certificate (dcbus keygen): <path> public, <path>_secret */
-    char *client_cert;      /* the certificate workers and clients present */
-    char *allowed_dir;      /* public certificates of the clients allowed in */
+    char *server_cert; /* the broker's certificate (dcbus keygen): <path> public, <path>_secret */
+    char *client_cert; /* the certificate workers and clients present */
+    char *allowed_dir; /* public certificates of the clients allowed in */
     dcb_node_t *root;
 } dcb_config_t;
 

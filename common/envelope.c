@@ -45,9 +45,12 @@ static bool copy_name(const dcbus_value_t *v, char *out)
 
 static bool read_uint(const dcbus_value_t *v, uint64_t *out)
 {
-    if (v->type == DCBUS_VAL_UINT) *out = v->as.u;
-    else if (v->type == DCBUS_VAL_INT && v->as.i >= 0) *out = (uint64_t)v->as.i;
-    else return false;
+    if (v->type == DCBUS_VAL_UINT)
+        *out = v->as.u;
+    else if (v->type == DCBUS_VAL_INT && v->as.i >= 0)
+        *out = (uint64_t)v->as.i;
+    else
+        return false;
     return true;
 }
 
@@ -85,8 +88,7 @@ static int read_field(const dcbus_value_t *key, const uint8_t **pos, const uint8
     if (dcb_value_streq(key, "v")) /* saturate: 2^32 + 1 must not pass as 1 */
         return read_uint(&v, &u) ? (out->v = u > UINT32_MAX ? UINT32_MAX : (uint32_t)u, F_V) : -1;
     if (dcb_value_streq(key, "seq")) return read_uint(&v, &out->seq) ? F_SEQ : -1;
-    if (dcb_value_streq(key, "ts"))
-        return v.type == DCBUS_VAL_INT ? (out->ts = v.as.i, F_TS) : -1;
+    if (dcb_value_streq(key, "ts")) return v.type == DCBUS_VAL_INT ? (out->ts = v.as.i, F_TS) : -1;
     if (dcb_value_streq(key, "stream")) return copy_name(&v, out->stream) ? F_STREAM : -1;
     if (dcb_value_streq(key, "session")) return copy_name(&v, out->session) ? F_SESSION : -1;
     if (dcb_value_streq(key, "source")) return copy_name(&v, out->source) ? F_SOURCE : -1;
@@ -119,9 +121,9 @@ static int decode(const uint8_t *data, size_t len, dcb_envelope_t *out, char *wh
     static const struct {
         int flag;
         const char *name;
-    } required[] = {{F_V, "v"},           {F_STREAM, "stream"}, {F_SEQ, "seq"},
-                    {F_SESSION, "session"}, {F_SOURCE, "source"}, {F_TS, "ts"},
-                    {F_RECORDS, "records"}};
+    } required[] = {
+        {F_V, "v"},           {F_STREAM, "stream"}, {F_SEQ, "seq"},        {F_SESSION, "session"},
+        {F_SOURCE, "source"}, {F_TS, "ts"},         {F_RECORDS, "records"}};
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++)
         if (!(seen & required[i].flag))
             return fail(why, whylen, "envelope field missing", required[i].name);

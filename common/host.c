@@ -61,8 +61,9 @@ static void host_log(dcbus_ctx_t *ctx, dcbus_log_level_t level, const char *fmt,
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    int lvl = level < DCBUS_LOG_ERROR ? DCB_LOG_ERROR : level > DCBUS_LOG_DEBUG ? DCB_LOG_DEBUG
-                                                                                : (int)level;
+    int lvl = level < DCBUS_LOG_ERROR   ? DCB_LOG_ERROR
+              : level > DCBUS_LOG_DEBUG ? DCB_LOG_DEBUG
+                                        : (int)level;
     if (lvl > (int)dcb_log_level()) return;
     (void)ctx; /* the process's log lines already name the instance */
     dcb_log((dcb_log_level_t)lvl, msg, NULL);

@@ -29,10 +29,14 @@ struct dcb_plugin_lib {
 const char *dcb_role_name(dcbus_role_t role)
 {
     switch (role) {
-    case DCBUS_ROLE_COLLECTOR: return "collector";
-    case DCBUS_ROLE_PROCESSOR: return "processor";
-    case DCBUS_ROLE_STORAGE: return "storage";
-    case DCBUS_ROLE_HANDLER: return "handler";
+    case DCBUS_ROLE_COLLECTOR:
+        return "collector";
+    case DCBUS_ROLE_PROCESSOR:
+        return "processor";
+    case DCBUS_ROLE_STORAGE:
+        return "storage";
+    case DCBUS_ROLE_HANDLER:
+        return "handler";
     }
     return "unknown";
 }
@@ -88,10 +92,14 @@ static const char *missing_operation(const dcbus_plugin_t *d)
 {
     if (!d->open) return "open";
     switch (d->role) {
-    case DCBUS_ROLE_COLLECTOR: return d->collect ? NULL : "collect";
-    case DCBUS_ROLE_PROCESSOR: return d->process ? NULL : "process";
-    case DCBUS_ROLE_STORAGE: return !d->store ? "store" : !d->flush ? "flush" : NULL;
-    case DCBUS_ROLE_HANDLER: return !d->can_handle ? "can_handle" : !d->handle ? "handle" : NULL;
+    case DCBUS_ROLE_COLLECTOR:
+        return d->collect ? NULL : "collect";
+    case DCBUS_ROLE_PROCESSOR:
+        return d->process ? NULL : "process";
+    case DCBUS_ROLE_STORAGE:
+        return !d->store ? "store" : !d->flush ? "flush" : NULL;
+    case DCBUS_ROLE_HANDLER:
+        return !d->can_handle ? "can_handle" : !d->handle ? "handle" : NULL;
     }
     return NULL;
 }
@@ -106,13 +114,13 @@ static int check_description(const dcbus_plugin_t *d, const char *name, char *er
         snprintf(err, errlen,
                  "plugin %s: built for ABI %u.%u, this host speaks ABI %u.%u: rebuild the "
                  "plugin against this dcbus",
-                 name, DCBUS_ABI_MAJOR_OF(d->abi_version), d->abi_version & 0xffff,
-                 DCBUS_ABI_MAJOR, DCBUS_ABI_MINOR);
+                 name, DCBUS_ABI_MAJOR_OF(d->abi_version), d->abi_version & 0xffff, DCBUS_ABI_MAJOR,
+                 DCBUS_ABI_MINOR);
         return -1;
     }
     if (d->size < DCB_PLUGIN_MIN_SIZE) {
-        snprintf(err, errlen, "plugin %s: description size %u is smaller than ABI 1.0's %zu",
-                 name, d->size, DCB_PLUGIN_MIN_SIZE);
+        snprintf(err, errlen, "plugin %s: description size %u is smaller than ABI 1.0's %zu", name,
+                 d->size, DCB_PLUGIN_MIN_SIZE);
         return -1;
     }
     if (d->role < DCBUS_ROLE_COLLECTOR || d->role > DCBUS_ROLE_HANDLER) {

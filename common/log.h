@@ -12,7 +12,12 @@
 
 #include <stdarg.h>
 
-typedef enum { DCB_LOG_ERROR = 0, DCB_LOG_WARN = 1, DCB_LOG_INFO = 2, DCB_LOG_DEBUG = 3 } dcb_log_level_t;
+typedef enum {
+    DCB_LOG_ERROR = 0,
+    DCB_LOG_WARN = 1,
+    DCB_LOG_INFO = 2,
+    DCB_LOG_DEBUG = 3
+} dcb_log_level_t;
 
 /* Names the program (and instance, or NULL) printed on every line. */
 void dcb_log_init(const char *program, const char *instance);
@@ -33,7 +38,7 @@ void dcb_logv(dcb_log_level_t level, const char *msg, const char *fields, va_lis
 #define dcb_info(msg, ...)  dcb_log(DCB_LOG_INFO, msg, __VA_ARGS__)
 #define dcb_debug(msg, ...)                                                                        \
     do {                                                                                           \
-        if (dcb_log_level() >= DCB_LOG_DEBUG) dcb_log(DCB_LOG_DEBUG, msg, __VA_ARGS__);           \
+        if (dcb_log_level() >= DCB_LOG_DEBUG) dcb_log(DCB_LOG_DEBUG, msg, __VA_ARGS__);            \
     } while (0)
 
 #endif

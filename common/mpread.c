@@ -79,8 +79,10 @@ static bool read_int(const uint8_t **pos, const uint8_t *end, uint8_t tag, dcbus
     if (!read_fixed(pos, end, w)) return false;
     uint64_t raw = w == 1 ? p[0] : w == 2 ? load16(p) : w == 4 ? load32(p) : load64(p);
     if (is_signed) {
-        int64_t s = w == 1 ? (int8_t)raw : w == 2 ? (int16_t)raw : w == 4 ? (int32_t)raw
-                                                                            : (int64_t)raw;
+        int64_t s = w == 1   ? (int8_t)raw
+                    : w == 2 ? (int16_t)raw
+                    : w == 4 ? (int32_t)raw
+                             : (int64_t)raw;
         v->type = DCBUS_VAL_INT;
         v->as.i = s;
     } else if (raw > (uint64_t)INT64_MAX) {
@@ -117,9 +119,19 @@ static bool read_sized(const uint8_t **pos, const uint8_t *end, uint8_t tag, dcb
     size_t len;
     int width;
     switch (tag) {
-    case 0xd9: case 0xc4: case 0xc7: width = 1; break;
-    case 0xda: case 0xc5: case 0xc8: width = 2; break;
-    default: width = 4; break; /* 0xdb, 0xc6, 0xc9 */
+    case 0xd9:
+    case 0xc4:
+    case 0xc7:
+        width = 1;
+        break;
+    case 0xda:
+    case 0xc5:
+    case 0xc8:
+        width = 2;
+        break;
+    default:
+        width = 4;
+        break; /* 0xdb, 0xc6, 0xc9 */
     }
     if (!take_len(pos, end, width, &len)) return false;
     if (tag >= 0xc7 && tag <= 0xc9) {
@@ -137,8 +149,8 @@ static bool read_fixext(const uint8_t **pos, const uint8_t *end, uint8_t tag, dc
     return take_bytes(pos, end, 1 + ((size_t)1 << (tag - 0xd4)), v);
 }
 
-static bool read_collection(const uint8_t **pos, const uint8_t *end, uint8_t tag,
-                            dcbus_value_t *v, int depth)
+static bool read_collection(const uint8_t **pos, const uint8_t *end, uint8_t tag, dcbus_value_t *v,
+                            int depth)
 {
     size_t n;
     bool is_map;

@@ -27,7 +27,8 @@ static inline uint8_t *dcb_mp_room(dcb_mpbuf_t *b, size_t n)
 {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 8192;
-        while (cap < b->len + n) cap *= 2;
+        while (cap < b->len + n)
+            cap *= 2;
         uint8_t *data = realloc(b->data, cap);
         if (!data) abort();
         b->data = data;
@@ -38,7 +39,8 @@ static inline uint8_t *dcb_mp_room(dcb_mpbuf_t *b, size_t n)
 
 static inline void dcb_mp_put_be(uint8_t *p, uint64_t v, int bytes)
 {
-    for (int i = bytes - 1; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+    for (int i = bytes - 1; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
 }
 
 static inline void dcb_mp_write_raw(dcb_mpbuf_t *b, const void *data, size_t n)
@@ -52,10 +54,14 @@ static inline void dcb_mp_write_len(dcb_mpbuf_t *b, uint32_t n, uint8_t fix, uin
                                     uint8_t tag8, uint8_t tag16, uint8_t tag32)
 {
     uint8_t *p = dcb_mp_room(b, 5);
-    if (n <= fixmax) p[0] = (uint8_t)(fix | n), b->len += 1;
-    else if (tag8 && n <= 0xff) p[0] = tag8, p[1] = (uint8_t)n, b->len += 2;
-    else if (n <= 0xffff) p[0] = tag16, dcb_mp_put_be(p + 1, n, 2), b->len += 3;
-    else p[0] = tag32, dcb_mp_put_be(p + 1, n, 4), b->len += 5;
+    if (n <= fixmax)
+        p[0] = (uint8_t)(fix | n), b->len += 1;
+    else if (tag8 && n <= 0xff)
+        p[0] = tag8, p[1] = (uint8_t)n, b->len += 2;
+    else if (n <= 0xffff)
+        p[0] = tag16, dcb_mp_put_be(p + 1, n, 2), b->len += 3;
+    else
+        p[0] = tag32, dcb_mp_put_be(p + 1, n, 4), b->len += 5;
 }
 
 static inline void dcb_mp_write_str(dcb_mpbuf_t *b, const char *s, size_t n)
@@ -72,16 +78,26 @@ static inline void dcb_mp_write_map(dcb_mpbuf_t *b, uint32_t n)
 static inline void dcb_mp_write_int(dcb_mpbuf_t *b, int64_t v)
 {
     uint8_t *p = dcb_mp_room(b, 9);
-    if (v >= 0 && v <= 0x7f) p[0] = (uint8_t)v, b->len += 1;
-    else if (v < 0 && v >= -32) p[0] = (uint8_t)(int8_t)v, b->len += 1;
-    else if (v >= 0 && v <= 0xff) p[0] = 0xcc, p[1] = (uint8_t)v, b->len += 2;
-    else if (v >= 0 && v <= 0xffff) p[0] = 0xcd, dcb_mp_put_be(p + 1, (uint64_t)v, 2), b->len += 3;
-    else if (v >= 0 && v <= 0xffffffff) p[0] = 0xce, dcb_mp_put_be(p + 1, (uint64_t)v, 4), b->len += 5;
-    else if (v >= 0) p[0] = 0xcf, dcb_mp_put_be(p + 1, (uint64_t)v, 8), b->len += 9;
-    else if (v >= -128) p[0] = 0xd0, p[1] = (uint8_t)(int8_t)v, b->len += 2;
-    else if (v >= -32768) p[0] = 0xd1, dcb_mp_put_be(p + 1, (uint64_t)v, 2), b->len += 3;
-    else if (v >= INT32_MIN) p[0] = 0xd2, dcb_mp_put_be(p + 1, (uint64_t)v, 4), b->len += 5;
-    else p[0] = 0xd3, dcb_mp_put_be(p + 1, (uint64_t)v, 8), b->len += 9;
+    if (v >= 0 && v <= 0x7f)
+        p[0] = (uint8_t)v, b->len += 1;
+    else if (v < 0 && v >= -32)
+        p[0] = (uint8_t)(int8_t)v, b->len += 1;
+    else if (v >= 0 && v <= 0xff)
+        p[0] = 0xcc, p[1] = (uint8_t)v, b->len += 2;
+    else if (v >= 0 && v <= 0xffff)
+        p[0] = 0xcd, dcb_mp_put_be(p + 1, (uint64_t)v, 2), b->len += 3;
+    else if (v >= 0 && v <= 0xffffffff)
+        p[0] = 0xce, dcb_mp_put_be(p + 1, (uint64_t)v, 4), b->len += 5;
+    else if (v >= 0)
+        p[0] = 0xcf, dcb_mp_put_be(p + 1, (uint64_t)v, 8), b->len += 9;
+    else if (v >= -128)
+        p[0] = 0xd0, p[1] = (uint8_t)(int8_t)v, b->len += 2;
+    else if (v >= -32768)
+        p[0] = 0xd1, dcb_mp_put_be(p + 1, (uint64_t)v, 2), b->len += 3;
+    else if (v >= INT32_MIN)
+        p[0] = 0xd2, dcb_mp_put_be(p + 1, (uint64_t)v, 4), b->len += 5;
+    else
+        p[0] = 0xd3, dcb_mp_put_be(p + 1, (uint64_t)v, 8), b->len += 9;
 }
 
 static inline void dcb_mp_write_double(dcb_mpbuf_t *b, double v)

@@ -9,12 +9,14 @@
 #include "mpread.h"
 
 static const char *s_cmd_names[DCB_CMD_COUNT] = {
-    [DCB_CMD_INVALID] = NULL,        [DCB_CMD_HELLO] = "HELLO",     [DCB_CMD_READY] = "READY",
-    [DCB_CMD_DATA] = "DATA",         [DCB_CMD_ACK] = "ACK",         [DCB_CMD_NACK] = "NACK",
-    [DCB_CMD_CREDIT] = "CREDIT",     [DCB_CMD_HEARTBEAT] = "HEARTBEAT",
-    [DCB_CMD_EVENT] = "EVENT",       [DCB_CMD_ERROR] = "ERROR",     [DCB_CMD_TASK] = "TASK",
-    [DCB_CMD_SESSION] = "SESSION",   [DCB_CMD_REQUEST] = "REQUEST", [DCB_CMD_REPLY] = "REPLY",
-    [DCB_CMD_BYE] = "BYE",           [DCB_CMD_CONTROL] = "CONTROL"};
+    [DCB_CMD_INVALID] = NULL,      [DCB_CMD_HELLO] = "HELLO",
+    [DCB_CMD_READY] = "READY",     [DCB_CMD_DATA] = "DATA",
+    [DCB_CMD_ACK] = "ACK",         [DCB_CMD_NACK] = "NACK",
+    [DCB_CMD_CREDIT] = "CREDIT",   [DCB_CMD_HEARTBEAT] = "HEARTBEAT",
+    [DCB_CMD_EVENT] = "EVENT",     [DCB_CMD_ERROR] = "ERROR",
+    [DCB_CMD_TASK] = "TASK",       [DCB_CMD_SESSION] = "SESSION",
+    [DCB_CMD_REQUEST] = "REQUEST", [DCB_CMD_REPLY] = "REPLY",
+    [DCB_CMD_BYE] = "BYE",         [DCB_CMD_CONTROL] = "CONTROL"};
 
 const char *dcb_cmd_name(dcb_cmd_t cmd)
 {
@@ -75,7 +77,8 @@ static int parse_message(dcb_message_t *out, zmq_msg_t *sig, zmq_msg_t *cmd, cha
     out->body_span = (dcbus_span_t){zmq_msg_data(&out->body), zmq_msg_size(&out->body)};
     const uint8_t *pos = out->body_span.data, *end = pos + out->body_span.len;
     uint32_t pairs;
-    if (!dcb_mp_read_map(&pos, end, &pairs)) return refuse(why, whylen, "body is not a msgpack map");
+    if (!dcb_mp_read_map(&pos, end, &pairs))
+        return refuse(why, whylen, "body is not a msgpack map");
     /* A DATA body is a batch: the envelope reader checks it, header first,
      * without a second pass over the records here.  Control bodies are small:
      * check them whole. */
@@ -256,9 +259,12 @@ bool dcb_map_get_uint(dcbus_span_t map, const char *key, uint64_t *out)
 {
     dcbus_value_t v;
     if (!dcb_record_get(map, key, &v)) return false;
-    if (v.type == DCBUS_VAL_UINT) *out = v.as.u;
-    else if (v.type == DCBUS_VAL_INT && v.as.i >= 0) *out = (uint64_t)v.as.i;
-    else return false;
+    if (v.type == DCBUS_VAL_UINT)
+        *out = v.as.u;
+    else if (v.type == DCBUS_VAL_INT && v.as.i >= 0)
+        *out = (uint64_t)v.as.i;
+    else
+        return false;
     return true;
 }
 
@@ -266,9 +272,12 @@ bool dcb_map_get_double(dcbus_span_t map, const char *key, double *out)
 {
     dcbus_value_t v;
     if (!dcb_record_get(map, key, &v)) return false;
-    if (v.type == DCBUS_VAL_FLOAT) *out = v.as.f;
-    else if (v.type == DCBUS_VAL_INT) *out = (double)v.as.i;
-    else return false;
+    if (v.type == DCBUS_VAL_FLOAT)
+        *out = v.as.f;
+    else if (v.type == DCBUS_VAL_INT)
+        *out = (double)v.as.i;
+    else
+        return false;
     return true;
 }
 

@@ -56,7 +56,7 @@ dcb_cmd_t dcb_cmd_parse(const void *data, size_t len);
  * forwarded by reference (zmq_msg_copy shares large contents) instead of
  * being copied at every hop. */
 typedef struct {
-    zmq_msg_t routing;  /* ROUTER side: the peer's routing id */
+    zmq_msg_t routing; /* ROUTER side: the peer's routing id */
     bool has_routing;
     dcb_cmd_t cmd;
     zmq_msg_t body;

@@ -13,8 +13,8 @@ static zcert_t *load_secret(const char *path, const char *what, char *err, size_
     zcert_t *cert = zcert_load(path);
     static const char zero_key[41] = "0000000000000000000000000000000000000000";
     if (!cert || strcmp(zcert_secret_txt(cert), zero_key) == 0) {
-        snprintf(err, errlen, "%s %s: no secret key (%s_secret missing or unreadable)", what,
-                 path, path);
+        snprintf(err, errlen, "%s %s: no secret key (%s_secret missing or unreadable)", what, path,
+                 path);
         zcert_destroy(&cert);
         return NULL;
     }

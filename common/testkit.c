@@ -45,7 +45,8 @@ static void tk_error(void *arg, const dcbus_error_t *e)
 {
     dcb_testkit_t *self = arg;
     self->nerrors++;
-    snprintf(self->last_error_op, sizeof self->last_error_op, "%s", e->operation ? e->operation : "");
+    snprintf(self->last_error_op, sizeof self->last_error_op, "%s",
+             e->operation ? e->operation : "");
     snprintf(self->last_error_msg, sizeof self->last_error_msg, "%s", e->message ? e->message : "");
     self->last_error = *e;
     self->last_error.operation = self->last_error_op;
@@ -243,7 +244,8 @@ int dcb_testkit_process(dcb_testkit_t *self, const dcb_envelope_t *in, dcb_envel
     if (rc == DCBUS_PASS) {
         dcb_builder_reset(self->builder);
         dcbus_span_t rest = in->records, rec;
-        while (dcb_record_next(&rest, &rec)) dcb_builder_add_raw(self->builder, rec);
+        while (dcb_record_next(&rest, &rec))
+            dcb_builder_add_raw(self->builder, rec);
     } else if (rc != DCBUS_OK) {
         return rc;
     }

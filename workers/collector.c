@@ -78,8 +78,11 @@ static bool collect_once(dcb_worker_t *self, int64_t now)
     if (dcb_builder_count(self->builder) > 0) send_batch(self);
     uint32_t wait_ms = self->plugin->collect_wait_ms ? self->plugin->collect_wait_ms : 10;
     switch (rc) {
-    case DCBUS_OK: return true;
-    case DCBUS_AGAIN: self->collect_again_us = now + (int64_t)wait_ms * 1000; return false;
+    case DCBUS_OK:
+        return true;
+    case DCBUS_AGAIN:
+        self->collect_again_us = now + (int64_t)wait_ms * 1000;
+        return false;
     case DCBUS_DONE:
         dcb_info("source exhausted", "records=%" PRIu64, self->records_out);
         self->source_done = true;
@@ -152,8 +155,7 @@ void collector_on_ack(dcb_worker_t *self, dcbus_span_t body)
 
 void collector_on_ready(dcb_worker_t *self)
 {
-    if (self->nwindow)
-        dcb_info("resending unacknowledged batches", "batches=%zu", self->nwindow);
+    if (self->nwindow) dcb_info("resending unacknowledged batches", "batches=%zu", self->nwindow);
     int64_t now = worker_now_us();
     for (size_t i = 0; i < self->nwindow; i++) {
         worker_send_msg(self, DCB_CMD_DATA, &self->window[i].body);
@@ -178,7 +180,8 @@ bool collector_finished(const dcb_worker_t *self)
 
 void collector_free(dcb_worker_t *self)
 {
-    for (size_t i = 0; i < self->nwindow; i++) zmq_msg_close(&self->window[i].body);
+    for (size_t i = 0; i < self->nwindow; i++)
+        zmq_msg_close(&self->window[i].body);
     free(self->window);
     free(self->streams);
     self->window = NULL;

@@ -104,9 +104,9 @@ void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint
     if (cmd == DCB_CMD_NACK) {
         /* A transient failure is a lost connection; a lasting one belongs
          * to the stage's layer. */
-        const char *type = retry ? "CONNECTION"
+        const char *type = retry                                      ? "CONNECTION"
                            : self->plugin->role == DCBUS_ROLE_STORAGE ? "STORAGE"
-                                                                       : "PROCESSING";
+                                                                      : "PROCESSING";
         dcb_pack_kv_bool(pk, "retry", retry);
         dcb_pack_kv_str(pk, "error", error ? error : "");
         dcb_pack_kv_str(pk, "error_type", type);
@@ -202,11 +202,19 @@ bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now)
 {
     self->last_recv_us = now;
     switch (m->cmd) {
-    case DCB_CMD_READY: on_ready(self, m->body_span); return true;
-    case DCB_CMD_HEARTBEAT: return true;
-    case DCB_CMD_ERROR: on_refusal(self, m->body_span); return true;
-    case DCB_CMD_SESSION: on_session(self, m->body_span); return true;
-    default: return false;
+    case DCB_CMD_READY:
+        on_ready(self, m->body_span);
+        return true;
+    case DCB_CMD_HEARTBEAT:
+        return true;
+    case DCB_CMD_ERROR:
+        on_refusal(self, m->body_span);
+        return true;
+    case DCB_CMD_SESSION:
+        on_session(self, m->body_span);
+        return true;
+    default:
+        return false;
     }
 }
 
@@ -217,10 +225,14 @@ bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now)
 static const char *layer_of(const dcb_worker_t *self)
 {
     switch (self->plugin->role) {
-    case DCBUS_ROLE_COLLECTOR: return "collection";
-    case DCBUS_ROLE_PROCESSOR: return "processing";
-    case DCBUS_ROLE_STORAGE: return "storage";
-    default: return "handling";
+    case DCBUS_ROLE_COLLECTOR:
+        return "collection";
+    case DCBUS_ROLE_PROCESSOR:
+        return "processing";
+    case DCBUS_ROLE_STORAGE:
+        return "storage";
+    default:
+        return "handling";
     }
 }
 

@@ -30,23 +30,22 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: dcbus-worker --broker EP --instance NAME --config FILE [--replica N]\n"
-            "\n"
-            "Hosts one instance of a dcbus plugin and connects it to the broker.\n"
-            "The instance's plugin and settings are read from the config; the plugin\n"
-            "is loaded only from the config's plugins_path.\n"
-            "\n"
-            "  -b, --broker EP      broker endpoint (default: broker.bus of the config)\n"
-            "  -i, --instance NAME  worker instance name (a key of workers:)\n"
-            "  -c, --config FILE    the dcbus YAML config\n"
-            "  -r, --replica N      replica number of this process (default 0)\n"
-            "  -l, --log-level L    error, warn, info or debug (default info)\n"
-            "  -h, --help           this help\n"
-            "\n"
-            "Exit status: 0 on a clean stop (SIGTERM/SIGINT, or a collector whose source\n"
-            "is exhausted and fully acknowledged), 1 on a runtime failure, 2 on a\n"
-            "configuration or plugin problem.\n");
+    fprintf(out, "usage: dcbus-worker --broker EP --instance NAME --config FILE [--replica N]\n"
+                 "\n"
+                 "Hosts one instance of a dcbus plugin and connects it to the broker.\n"
+                 "The instance's plugin and settings are read from the config; the plugin\n"
+                 "is loaded only from the config's plugins_path.\n"
+                 "\n"
+                 "  -b, --broker EP      broker endpoint (default: broker.bus of the config)\n"
+                 "  -i, --instance NAME  worker instance name (a key of workers:)\n"
+                 "  -c, --config FILE    the dcbus YAML config\n"
+                 "  -r, --replica N      replica number of this process (default 0)\n"
+                 "  -l, --log-level L    error, warn, info or debug (default info)\n"
+                 "  -h, --help           this help\n"
+                 "\n"
+                 "Exit status: 0 on a clean stop (SIGTERM/SIGINT, or a collector whose source\n"
+                 "is exhausted and fully acknowledged), 1 on a runtime failure, 2 on a\n"
+                 "configuration or plugin problem.\n");
 }
 
 typedef struct {
@@ -56,21 +55,37 @@ typedef struct {
 
 static int parse_args(int argc, char **argv, options_t *o)
 {
-    static const struct option longopts[] = {
-        {"broker", required_argument, NULL, 'b'},   {"instance", required_argument, NULL, 'i'},
-        {"config", required_argument, NULL, 'c'},   {"replica", required_argument, NULL, 'r'},
-        {"log-level", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"broker", required_argument, NULL, 'b'},
+                                             {"instance", required_argument, NULL, 'i'},
+                                             {"config", required_argument, NULL, 'c'},
+                                             {"replica", required_argument, NULL, 'r'},
+                                             {"log-level", required_argument, NULL, 'l'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "b:i:c:r:l:h", longopts, NULL)) != -1) {
         switch (c) {
-        case 'b': o->broker = optarg; break;
-        case 'i': o->instance = optarg; break;
-        case 'c': o->config = optarg; break;
-        case 'r': o->replica = atoi(optarg); break;
-        case 'l': o->log_level = optarg; break;
-        case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        case 'b':
+            o->broker = optarg;
+            break;
+        case 'i':
+            o->instance = optarg;
+            break;
+        case 'c':
+            o->config = optarg;
+            break;
+        case 'r':
+            o->replica = atoi(optarg);
+            break;
+        case 'l':
+            o->log_level = optarg;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        default:
+            usage(stderr);
+            return -1;
         }
     }
     if (!o->instance || !o->config) {
@@ -125,8 +140,8 @@ static int open_plugin(dcb_worker_t *self)
         return -1;
     }
     dcb_info("plugin loaded", "plugin=%s version=%s role=%s path=%s", self->plugin->name,
-             self->plugin->version ? self->plugin->version : "?",
-             dcb_role_name(self->plugin->role), dcb_plugin_path(self->lib));
+             self->plugin->version ? self->plugin->version : "?", dcb_role_name(self->plugin->role),
+             dcb_plugin_path(self->lib));
     return 0;
 }
 
@@ -134,16 +149,20 @@ static void dispatch(dcb_worker_t *self, dcb_message_t *m, int64_t now)
 {
     if (worker_link_handle(self, m, now)) return;
     dcbus_role_t role = self->plugin->role;
-    if (m->cmd == DCB_CMD_ACK && role == DCBUS_ROLE_COLLECTOR) collector_on_ack(self, m->body_span);
+    if (m->cmd == DCB_CMD_ACK && role == DCBUS_ROLE_COLLECTOR)
+        collector_on_ack(self, m->body_span);
     else if (m->cmd == DCB_CMD_CONTROL && role == DCBUS_ROLE_COLLECTOR)
         collector_on_control(self, m->body_span);
-    else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_PROCESSOR) processor_on_data(self, m);
-    else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_STORAGE) storage_on_data(self, m);
+    else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_PROCESSOR)
+        processor_on_data(self, m);
+    else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_STORAGE)
+        storage_on_data(self, m);
     else if (m->cmd == DCB_CMD_REQUEST && role == DCBUS_ROLE_HANDLER)
         handler_on_request(self, m->body_span);
     else if (m->cmd == DCB_CMD_REQUEST && role == DCBUS_ROLE_STORAGE)
         query_on_request(self, m->body_span);
-    else dcb_debug("unexpected command ignored", "cmd=%s", dcb_cmd_name(m->cmd));
+    else
+        dcb_debug("unexpected command ignored", "cmd=%s", dcb_cmd_name(m->cmd));
 }
 
 /* Handles every message already waiting; returns how many there were.
@@ -157,7 +176,8 @@ static int drain_socket(dcb_worker_t *self)
         dcb_message_t m;
         char why[256];
         int64_t now = worker_now_us();
-        if (dcb_proto_recv(self->sock, false, &m, why, sizeof why) == 0) dispatch(self, &m, now);
+        if (dcb_proto_recv(self->sock, false, &m, why, sizeof why) == 0)
+            dispatch(self, &m, now);
         else if (strcmp(why, "interrupted") != 0)
             dcb_warn("malformed message from the broker dropped", "why=\"%s\"", why);
         dcb_message_release(&m);
@@ -170,9 +190,12 @@ static int drain_socket(dcb_worker_t *self)
 static int poll_timeout(const dcb_worker_t *self, int64_t now)
 {
     switch (self->plugin->role) {
-    case DCBUS_ROLE_COLLECTOR: return collector_poll_timeout(self, now);
-    case DCBUS_ROLE_STORAGE: return storage_poll_timeout(self, now);
-    default: return 100;
+    case DCBUS_ROLE_COLLECTOR:
+        return collector_poll_timeout(self, now);
+    case DCBUS_ROLE_STORAGE:
+        return storage_poll_timeout(self, now);
+    default:
+        return 100;
     }
 }
 
@@ -214,11 +237,11 @@ static void teardown(dcb_worker_t *self)
     if (self->opened && self->plugin->role == DCBUS_ROLE_STORAGE) storage_close(self);
     if (self->sock) {
         /* A collector says how its run ended: the broker's task follows. */
-        const char *reason = self->exit_code != 0              ? "failed"
-                             : self->plugin && self->plugin->role == DCBUS_ROLE_COLLECTOR &&
-                                       collector_finished(self)
-                                 ? "done"
-                                 : "stopped";
+        const char *reason =
+            self->exit_code != 0 ? "failed"
+            : self->plugin && self->plugin->role == DCBUS_ROLE_COLLECTOR && collector_finished(self)
+                ? "done"
+                : "stopped";
         worker_flush_progress(self);
         msgpack_packer *pk = &self->body.pk;
         dcb_body_reset(&self->body);
@@ -267,8 +290,10 @@ int main(int argc, char **argv)
         rc = worker_link_open(&self);
     }
     if (rc == 0) rc = open_plugin(&self);
-    if (rc == 0) run(&self);
-    else self.exit_code = 2;
+    if (rc == 0)
+        run(&self);
+    else
+        self.exit_code = 2;
     teardown(&self);
     dcb_info("worker stopped", "exit=%d", self.exit_code);
     return self.exit_code;

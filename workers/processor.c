@@ -45,8 +45,11 @@ void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
         snprintf(why, sizeof why, "plugin misused the builder: %s", misuse);
         rc = DCBUS_ERR;
     }
-    if (rc == DCBUS_PASS) worker_send_msg(self, DCB_CMD_DATA, &m->body);
-    else if (rc == DCBUS_OK) send_output(self, &env);
-    else nack(self, &env, rc == DCBUS_ERETRY, rc == DCBUS_ERETRY ? "retry" : why);
+    if (rc == DCBUS_PASS)
+        worker_send_msg(self, DCB_CMD_DATA, &m->body);
+    else if (rc == DCBUS_OK)
+        send_output(self, &env);
+    else
+        nack(self, &env, rc == DCBUS_ERETRY, rc == DCBUS_ERETRY ? "retry" : why);
     self->cur_stream = NULL;
 }

@@ -44,8 +44,8 @@ static void reply(dcb_worker_t *self, uint64_t id, int rc, const char *error, co
     dcb_pack_kv_uint(pk, "id", id);
     dcb_pack_kv_bool(pk, "ok", ok);
     if (!ok) {
-        dcb_pack_kv_str(pk, "error", rc == DCBUS_ENOTSUP ? "not supported by this storage plugin"
-                                                          : error);
+        dcb_pack_kv_str(pk, "error",
+                        rc == DCBUS_ENOTSUP ? "not supported by this storage plugin" : error);
     } else {
         dcb_pack_str(pk, "result");
         msgpack_pack_map(pk, 1);
@@ -85,7 +85,8 @@ static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
     dcb_map_get_int(body, "limit", &q.limit);
     dcb_map_get_int(body, "offset", &q.offset);
     q.nfilters = read_filters(filters, fields, values);
-    for (size_t i = 0; i < q.nfilters; i++) field_p[i] = fields[i], value_p[i] = values[i];
+    for (size_t i = 0; i < q.nfilters; i++)
+        field_p[i] = fields[i], value_p[i] = values[i];
     q.filter_fields = field_p;
     q.filter_values = value_p;
     q.sort_by = sort[0] ? sort : NULL;

@@ -90,9 +90,11 @@ void storage_on_data(dcb_worker_t *self, dcb_message_t *m)
     self->cur_seq = env.seq;
     int rc = self->plugin->store(self->state, &view);
     self->cur_stream = NULL;
-    if (rc == DCBUS_OK) remember_ack(self, &env);
-    else worker_send_ack(self, DCB_CMD_NACK, env.stream, env.seq, rc == DCBUS_ERETRY,
-                         rc == DCBUS_ERETRY ? "store: retry later" : "store failed");
+    if (rc == DCBUS_OK)
+        remember_ack(self, &env);
+    else
+        worker_send_ack(self, DCB_CMD_NACK, env.stream, env.seq, rc == DCBUS_ERETRY,
+                        rc == DCBUS_ERETRY ? "store: retry later" : "store failed");
 }
 
 void storage_tick(dcb_worker_t *self, int64_t now, bool idle)

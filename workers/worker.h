@@ -57,7 +57,7 @@ typedef struct {
     bool opened;
     /* the link */
     zsock_t *sock;
-    bool ready;          /* READY received on this socket */
+    bool ready; /* READY received on this socket */
     int64_t last_recv_us, last_send_us, hello_sent_us;
     uint32_t credit;
     char session[DCB_NAME_MAX];
@@ -76,8 +76,8 @@ typedef struct {
     size_t nstreams;
     uint64_t seq_base;
     bool source_done;
-    bool paused;        /* by `dcbus pause` */
-    char run[128];      /* this process's collection run: the task id */
+    bool paused;              /* by `dcbus pause` */
+    char run[128];            /* this process's collection run: the task id */
     int64_t collect_again_us; /* do not call collect() before this */
     uint64_t records_out;
     int64_t last_progress_us;

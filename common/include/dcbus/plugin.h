@@ -30,9 +30,9 @@
 extern "C" {
 #endif
 
-#define DCBUS_ABI_MAJOR   1
-#define DCBUS_ABI_MINOR   0
-#define DCBUS_ABI_VERSION ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
+#define DCBUS_ABI_MAJOR       1
+#define DCBUS_ABI_MINOR       0
+#define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
 /* The name of the one symbol a plugin exports. */
@@ -127,12 +127,12 @@ typedef struct {
 /* A batch handed to a processor or storage plugin: the envelope header plus
  * its records.  Valid only during the call it is passed to. */
 typedef struct {
-    const char *stream;  /* NUL-terminated */
-    uint64_t seq;        /* per-stream, strictly increasing */
-    const char *session; /* id of the session the batch belongs to */
-    const char *source;  /* collector instance that produced it */
-    int64_t ts;          /* batch creation time, unix microseconds */
-    uint32_t count;      /* number of records */
+    const char *stream;   /* NUL-terminated */
+    uint64_t seq;         /* per-stream, strictly increasing */
+    const char *session;  /* id of the session the batch belongs to */
+    const char *source;   /* collector instance that produced it */
+    int64_t ts;           /* batch creation time, unix microseconds */
+    uint32_t count;       /* number of records */
     dcbus_span_t records; /* the `count` encoded records, back to back */
 } dcbus_batch_t;
 
@@ -310,9 +310,8 @@ typedef const dcbus_plugin_t *(*dcbus_plugin_entry_fn)(void);
     __attribute__((visibility("default"))) const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void);         \
     const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void)                                                 \
     {                                                                                              \
-        static const dcbus_plugin_t description = {.size = sizeof(dcbus_plugin_t),                 \
-                                                   .abi_version = DCBUS_ABI_VERSION,               \
-                                                   __VA_ARGS__};                                   \
+        static const dcbus_plugin_t description = {                                                \
+            .size = sizeof(dcbus_plugin_t), .abi_version = DCBUS_ABI_VERSION, __VA_ARGS__};        \
         return &description;                                                                       \
     }
 

@@ -147,7 +147,8 @@ static int mock_process(void *state, const dcbus_batch_t *in, dcbus_builder_t *o
     case MODE_CRITICAL: {
         dcbus_error_t error = {.type = DCBUS_ERROR_PROCESSING,
                                .operation = "process",
-                               .message = "mock-processor reports a critical error (mode: critical)",
+                               .message =
+                                   "mock-processor reports a critical error (mode: critical)",
                                .is_critical = true};
         h->report_error(self->ctx, &error);
         return DCBUS_PASS;
