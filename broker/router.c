@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "loader.h"
 #include "log.h"
 #include "proto.h"
 
@@ -296,19 +297,10 @@ rt_peer_t *rt_peer_find(rt_router_t *self, const void *id, size_t idlen)
     return zhashx_lookup(self->peers, key);
 }
 
+/* An instance no pipeline uses has no role: "unused". */
 static const char *role_name(dcbus_role_t role)
 {
-    switch (role) {
-    case DCBUS_ROLE_COLLECTOR:
-        return "collector";
-    case DCBUS_ROLE_PROCESSOR:
-        return "processor";
-    case DCBUS_ROLE_STORAGE:
-        return "storage";
-    case DCBUS_ROLE_HANDLER:
-        return "handler";
-    }
-    return "unused";
+    return role ? dcb_role_name(role) : "unused";
 }
 
 static const char *role_mismatch(const rt_instance_t *inst, dcbus_role_t role)
