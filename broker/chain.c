@@ -60,10 +60,6 @@ void dcb_chain_destroy(dcb_chain_t **self_p)
     *self_p = NULL;
 }
 
-size_t dcb_chain_pending(const dcb_chain_t *self)
-{
-    return self->ncases;
-}
 
 static int64_t wall_now_us(void)
 {

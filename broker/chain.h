@@ -34,7 +34,5 @@ void dcb_chain_start(dcb_chain_t *self, rt_held_t *held, const char *error_type,
 void dcb_chain_on_reply(dcb_chain_t *self, dcbus_span_t body, int64_t now);
 /* Treats handlers silent for 5 s as passing. */
 void dcb_chain_tick(dcb_chain_t *self, int64_t now);
-/* Failures being handled right now. */
-size_t dcb_chain_pending(const dcb_chain_t *self);
 
 #endif

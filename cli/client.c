@@ -32,10 +32,6 @@ void cli_client_security(const dcb_config_t *config)
     s_security.client_cert = config->client_cert ? strdup(config->client_cert) : NULL;
 }
 
-int cli_client_secure(zsock_t *sock, char *err, size_t errlen)
-{
-    return dcb_security_client(sock, &s_security, err, errlen);
-}
 
 cli_client_t *cli_client_new(const char *endpoint, char *err, size_t errlen)
 {
@@ -45,7 +41,7 @@ cli_client_t *cli_client_new(const char *endpoint, char *err, size_t errlen)
         return NULL;
     }
     zsock_set_linger(sock, 0);
-    if (cli_client_secure(sock, err, errlen) != 0) {
+    if (dcb_security_client(sock, &s_security, err, errlen) != 0) {
         zsock_destroy(&sock);
         return NULL;
     }

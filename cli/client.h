@@ -38,8 +38,6 @@ typedef void(cli_pack_args_fn)(msgpack_packer *pk, void *arg);
 /* Takes the CURVE settings of `config` for every socket made after it
  * (cli_load_config does this for every config a command reads). */
 void cli_client_security(const dcb_config_t *config);
-/* Applies them to a socket of the command's own (a SUB for topics). */
-int cli_client_secure(zsock_t *sock, char *err, size_t errlen);
 cli_client_t *cli_client_new(const char *endpoint, char *err, size_t errlen);
 void cli_client_destroy(cli_client_t **self_p);
 const char *cli_client_endpoint(const cli_client_t *self);
