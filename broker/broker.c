@@ -14,6 +14,7 @@
 #include "proto.h"
 #include "backlog.h"
 #include "chain.h"
+#include "intake.h"
 #include "router.h"
 #include "runs.h"
 #include "security.h"
@@ -26,6 +27,7 @@ struct dcb_broker {
     zsock_t *topics; /* XPUB */
     zactor_t *auth;  /* CURVE authenticator, when security.curve */
     rt_router_t *router;
+    dcb_intake_t *intake; /* collectors' batches: spool, acknowledge, admit */
     dcb_chain_t *chain;
     dcb_sessions_t *sessions;
     dcb_tasks_t *tasks;
@@ -169,15 +171,24 @@ static void send_body(dcb_broker_t *self, const rt_peer_t *peer, dcb_cmd_t cmd)
     zmq_msg_close(&id);
 }
 
-static void on_send_ack(void *arg, const rt_peer_t *peer, const char *stream, uint64_t seq)
+static void on_intake_ack(void *arg, const void *id, size_t idlen, const char *stream,
+                          uint64_t seq)
 {
     dcb_broker_t *self = arg;
+    const rt_peer_t *peer = rt_peer_find(self->router, id, idlen);
+    if (!peer) return; /* gone: it resends, and the resend is acknowledged */
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
     msgpack_pack_map(pk, 2);
     dcb_pack_kv_str(pk, "stream", stream);
     dcb_pack_kv_uint(pk, "seq", seq);
     send_body(self, peer, DCB_CMD_ACK);
+}
+
+static void on_finished(void *arg, uint64_t ref)
+{
+    dcb_broker_t *self = arg;
+    dcb_intake_finished(self->intake, ref);
 }
 
 static void on_abandoned(void *arg, const char *stream, uint64_t seq, const char *error)
@@ -441,7 +452,7 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
         return NULL;
     }
     rt_ops_t ops = {.send_data = on_send_data,
-                    .send_ack = on_send_ack,
+                    .finished = on_finished,
                     .abandoned = on_abandoned,
                     .peer_gone = on_peer_gone,
                     .released = on_released,
@@ -449,6 +460,12 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
                     .injected_done = on_injected_done};
     self->router = rt_router_new(config, &ops, self);
     rt_set_max_attempts(self->router, (uint32_t)config->max_attempts);
+    self->intake = dcb_intake_new(config, self->router, on_intake_ack, self, err, sizeof err);
+    if (!self->intake) {
+        dcb_error("cannot open the spool", "error=\"%s\"", err);
+        dcb_broker_destroy(&self);
+        return NULL;
+    }
     self->runs = dcb_runs_new(self->tasks, publish, self);
     self->chain = dcb_chain_new(config, self->router, send_request, self);
     self->started_us = now_us();
@@ -465,6 +482,7 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
     if (!self_p || !*self_p) return;
     dcb_broker_t *self = *self_p;
     dcb_chain_destroy(&self->chain);
+    dcb_intake_destroy(&self->intake);
     rt_router_destroy(&self->router);
     dcb_runs_destroy(&self->runs);
     dcb_sessions_destroy(&self->sessions);
@@ -508,6 +526,36 @@ static dcbus_role_t role_parse(const char *name)
     return 0;
 }
 
+struct owned {
+    const char *instance;
+    msgpack_packer *pk; /* NULL: count */
+    uint32_t count;
+};
+
+static void pack_owned(void *arg, const char *stream, uint64_t seq, const char *owner)
+{
+    struct owned *o = arg;
+    if (strcmp(owner, o->instance) != 0) return;
+    o->count++;
+    if (o->pk) dcb_pack_kv_uint(o->pk, stream, seq);
+}
+
+/* Where a (re)starting collector goes on from: the last seq the spool has
+ * of each of its streams, and its source position. */
+static void pack_resume_point(dcb_broker_t *self, const char *instance, msgpack_packer *pk)
+{
+    struct owned o = {instance, NULL, 0};
+    rt_foreach_stream(self->router, pack_owned, &o);
+    dcb_pack_str(pk, "streams");
+    msgpack_pack_map(pk, o.count);
+    o.pk = pk;
+    rt_foreach_stream(self->router, pack_owned, &o);
+    size_t len;
+    const uint8_t *pos = rt_position(self->router, instance, &len);
+    dcb_pack_str(pk, "position");
+    msgpack_pack_bin_with_body(pk, pos, len);
+}
+
 static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
 {
     char role[32] = "", instance[DCB_NAME_MAX] = "", plugin[64] = "", run[128] = "", why[256];
@@ -541,7 +589,9 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 5);
+    bool collector = role_parse(role) == DCBUS_ROLE_COLLECTOR;
+    msgpack_pack_map(pk, collector ? 7 : 5);
+    if (collector) pack_resume_point(self, instance, pk);
     dcb_pack_kv_uint(pk, "heartbeat_ms", (uint64_t)self->config->heartbeat_ms);
     dcb_pack_kv_uint(pk, "credit", granted);
     dcb_pack_kv_str(pk, "session", session->id);
@@ -549,7 +599,7 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
     bool paused = strcmp(dcb_runs_status(self->runs, instance), "PAUSED") == 0;
     dcb_pack_kv_bool(pk, "paused", paused);
     send_body(self, peer, DCB_CMD_READY);
-    if (role_parse(role) == DCBUS_ROLE_COLLECTOR)
+    if (collector)
         dcb_runs_begin(self->runs, instance, rt_pipeline_of(self->router, instance), run,
                        wall_us());
     dcb_info("worker joined", "instance=%s replica=%d role=%s plugin=%s", instance, (int)replica,
@@ -674,8 +724,13 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
 {
     (void)args, (void)why, (void)whylen;
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
-    rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed, 5,
-                  collection_status, self);
+    size_t waiting = 0;
+    for (size_t i = 0; i < self->config->npipelines; i++)
+        waiting += dcb_intake_waiting(self->intake, self->config->pipelines[i].name);
+    rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
+                  waiting, 6, collection_status, self);
+    dcb_pack_str(pk, "spool");
+    dcb_intake_pack_stats(self->intake, pk);
     dcb_pack_str(pk, "backlogs");
     msgpack_pack_array(pk, (uint32_t)self->nbacklogs);
     for (size_t i = 0; i < self->nbacklogs; i++) {
@@ -690,9 +745,10 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     msgpack_pack_array(pk, (uint32_t)self->config->npipelines);
     for (size_t i = 0; i < self->config->npipelines; i++) {
         const char *name = self->config->pipelines[i].name;
-        msgpack_pack_map(pk, 2);
+        msgpack_pack_map(pk, 3);
         dcb_pack_kv_str(pk, "name", name);
         dcb_pack_kv_str(pk, "status", dcb_runs_pipeline_status(self->runs, name));
+        dcb_pack_kv_uint(pk, "spooled", dcb_intake_waiting(self->intake, name));
     }
     dcb_pack_kv_str(pk, "session", session->id);
     dcb_pack_kv_uint(pk, "topics_published", self->published);
@@ -883,7 +939,10 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
     /* Counted before routing, so PROCESSING_START precedes STORAGE_START. */
     if (rc == 0 && collector)
         dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
-    if (rc == 0) rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
+    if (rc == 0 && collector)
+        rc = dcb_intake_take(self->intake, peer, &env, &m->body, why, sizeof why);
+    else if (rc == 0)
+        rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
     if (rc != 0) {
         note_malformed(self, rt_peer_instance(peer), why);
         publish_broker_error(self, "VALIDATION", "route", why, NULL, 0);
@@ -1075,6 +1134,15 @@ static void publish_metrics(dcb_broker_t *self)
     publish(self, "metrics", dcb_body_span(&self->note));
 }
 
+/* Batches of `pipeline` the broker still has to deliver. */
+static size_t carried(void *arg, const char *pipeline)
+{
+    dcb_broker_t *self = arg;
+    size_t total, processing;
+    rt_pipeline_in_flight(self->router, pipeline, &total, &processing);
+    return total + dcb_intake_waiting(self->intake, pipeline);
+}
+
 static void periodic(dcb_broker_t *self, int64_t now)
 {
     int64_t hb = (int64_t)self->config->heartbeat_ms * 1000;
@@ -1088,7 +1156,8 @@ static void periodic(dcb_broker_t *self, int64_t now)
         rt_foreach_peer(self->router, heartbeat_peer, self);
         self->last_heartbeat_us = now;
     }
-    dcb_runs_tick(self->runs, self->router, wall_us());
+    dcb_intake_service(self->intake, now);
+    dcb_runs_tick(self->runs, carried, self, wall_us());
     if (now - self->last_second_us >= 1000000) {
         dcb_sessions_tick(self->sessions, wall_us());
         dcb_tasks_sync(self->tasks);
@@ -1108,6 +1177,7 @@ int dcb_broker_run(dcb_broker_t *self, volatile sig_atomic_t *stop)
         /* Bounded bursts keep heartbeats and timers on time under load. */
         for (int i = 0; i < 256 && (zsock_events(self->bus) & ZMQ_POLLIN); i++)
             on_message(self, now);
+        dcb_intake_service(self->intake, now);
         if (items[1].revents & ZMQ_POLLIN) read_subscriptions(self);
         if (now - last_periodic >= 50000) {
             periodic(self, now);

@@ -68,9 +68,9 @@ struct rt_batch {
     zmq_msg_t body;
     uint32_t count;
     bool processed;
-    bool replay;      /* injected, not from a collector: nobody to acknowledge */
-    int replay_sink;  /* injected for this one sink, or -1 */
-    char sender[520]; /* routing-id key of the connection that sent it */
+    bool replay;     /* injected (a dead letter, a backlog), not from the spool */
+    int replay_sink; /* injected for this one sink, or -1 */
+    uint64_t ref;    /* its place in the spool */
     rt_batch_t *fifo_next;
     rt_work_t proc; /* the processing stage's work */
     rt_work_t *sinks;
@@ -86,6 +86,8 @@ struct rt_instance {
     rt_list_t queue;
     uint64_t batches_in, batches_out, records_in, records_out, errors;
     char plugin[64];
+    uint8_t pos[DCBUS_POSITION_MAX]; /* collector: source position of its last batch */
+    uint32_t poslen;
 };
 
 struct rt_peer {
@@ -461,25 +463,13 @@ static void enqueue(rt_router_t *self, rt_work_t *w)
     dispatch(self, inst);
 }
 
-/* Who gets the batch's ACK: the connection that sent it (or resent it
- * last).  If that one is gone, the collector's newest connection -- a
- * collector that reconnected resends its window, so it is waiting. */
-static rt_peer_t *collector_peer(rt_router_t *self, const rt_batch_t *b)
-{
-    rt_peer_t *sender = zhashx_lookup(self->peers, b->sender);
-    if (sender) return sender;
-    rt_instance_t *from = b->pipe->from;
-    return from->npeers ? from->peers[from->npeers - 1] : NULL;
-}
-
 static void complete(rt_router_t *self, rt_batch_t *b)
 {
     b->pipe->in_flight--;
     if (b->replay && b->replay_sink >= 0 && self->ops.injected_done)
         self->ops.injected_done(self->arg, b->pipe->to[b->replay_sink]->name,
                                 b->sinks[b->replay_sink].delivered);
-    rt_peer_t *collector = b->replay ? NULL : collector_peer(self, b);
-    if (collector) self->ops.send_ack(self->arg, collector, b->stream->name, b->seq);
+    if (!b->replay) self->ops.finished(self->arg, b->ref);
     zhashx_delete(self->batches, b->key);
     batch_free(b);
 }
@@ -569,12 +559,12 @@ static rt_batch_t *batch_new(rt_pipeline_t *pipe, rt_stream_t *s, const dcb_enve
     return b;
 }
 
-static int take_from_collector(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env,
-                               zmq_msg_t *body, char *why, size_t whylen)
+int rt_collector_check(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, char *why,
+                       size_t whylen)
 {
-    rt_pipeline_t *pipe = peer->inst->pipe;
-    if (!pipe) {
-        snprintf(why, whylen, "collector %s is not the source of any pipeline", peer->inst->name);
+    if (peer->inst->role != DCBUS_ROLE_COLLECTOR || !peer->inst->pipe) {
+        snprintf(why, whylen, "DATA from %s, which is not the collector of a pipeline",
+                 peer->inst->name);
         return -1;
     }
     rt_stream_t *s = stream_get(self, env->stream);
@@ -584,24 +574,31 @@ static int take_from_collector(rt_router_t *self, rt_peer_t *peer, const dcb_env
                  s->owner->name, peer->inst->name);
         return -1;
     }
-    char key[DCB_NAME_MAX + 24];
-    batch_key(env->stream, env->seq, key, sizeof key);
-    rt_batch_t *known = zhashx_lookup(self->batches, key);
-    if (known) { /* resent while in flight: the ACK goes to the resender */
-        snprintf(known->sender, sizeof known->sender, "%s", peer->key);
-        return 0;
-    }
-    if (s->seen && env->seq <= s->last_seq) { /* resent after it finished */
-        self->ops.send_ack(self->arg, peer, env->stream, env->seq);
-        return 0;
-    }
+    if (s->seen && env->seq <= s->last_seq) return RT_KNOWN;
     s->last_seq = env->seq;
     s->seen = true;
+    if (env->poslen) {
+        memcpy(peer->inst->pos, env->pos, env->poslen);
+        peer->inst->poslen = env->poslen;
+    }
     peer->inst->batches_out++;
     peer->inst->records_out += env->count;
+    return RT_NEW;
+}
+
+int rt_admit(rt_router_t *self, const char *collector, const dcb_envelope_t *env,
+             zmq_msg_t *body, uint64_t ref)
+{
+    rt_instance_t *from = find_instance(self, collector);
+    rt_pipeline_t *pipe = from ? from->pipe : NULL;
+    if (!pipe) return -1;
+    rt_stream_t *s = stream_get(self, env->stream);
     rt_batch_t *b = batch_new(pipe, s, env, body);
-    snprintf(b->sender, sizeof b->sender, "%s", peer->key);
-    zhashx_insert(self->batches, b->key, b);
+    b->ref = ref;
+    if (zhashx_insert(self->batches, b->key, b) != 0) { /* cannot happen: seqs only grow */
+        batch_free(b);
+        return -1;
+    }
     pipe->in_flight++;
     if (pipe->nthrough > 0) pipe->processing++;
     if (s->fifo_tail)
@@ -616,6 +613,42 @@ static int take_from_collector(rt_router_t *self, rt_peer_t *peer, const dcb_env
         release(self, s);
     }
     return 0;
+}
+
+void rt_restore_stream(rt_router_t *self, const char *stream, uint64_t seq, const char *collector)
+{
+    rt_stream_t *s = stream_get(self, stream);
+    if (!s->owner) s->owner = find_instance(self, collector);
+    if (!s->seen || seq > s->last_seq) s->last_seq = seq;
+    s->seen = true;
+}
+
+void rt_restore_position(rt_router_t *self, const char *collector, const uint8_t *pos,
+                         size_t len)
+{
+    rt_instance_t *inst = find_instance(self, collector);
+    if (!inst || len > sizeof inst->pos) return;
+    memcpy(inst->pos, pos, len);
+    inst->poslen = (uint32_t)len;
+}
+
+const uint8_t *rt_position(const rt_router_t *self, const char *collector, size_t *len)
+{
+    *len = 0;
+    for (size_t i = 0; i < self->ninstances; i++)
+        if (strcmp(self->instances[i].name, collector) == 0) {
+            *len = self->instances[i].poslen;
+            return self->instances[i].pos;
+        }
+    return NULL;
+}
+
+void rt_foreach_stream(const rt_router_t *self,
+                       void (*fn)(void *arg, const char *stream, uint64_t seq, const char *owner),
+                       void *arg)
+{
+    for (rt_stream_t *s = zhashx_first(self->streams); s; s = zhashx_next(self->streams))
+        if (s->seen && s->owner) fn(arg, s->name, s->last_seq, s->owner->name);
 }
 
 static rt_batch_t *batch_find(rt_router_t *self, const char *stream, uint64_t seq)
@@ -654,16 +687,9 @@ int rt_on_data(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, zm
                int64_t now, char *why, size_t whylen)
 {
     peer->last_seen = now;
-    switch (peer->inst->role) {
-    case DCBUS_ROLE_COLLECTOR:
-        return take_from_collector(self, peer, env, body, why, whylen);
-    case DCBUS_ROLE_PROCESSOR:
-        return take_from_processor(self, peer, env, body);
-    default:
-        snprintf(why, whylen, "DATA from %s, which is not a collector or processor",
-                 peer->inst->name);
-        return -1;
-    }
+    if (peer->inst->role == DCBUS_ROLE_PROCESSOR) return take_from_processor(self, peer, env, body);
+    snprintf(why, whylen, "DATA from %s, which is not a processor", peer->inst->name);
+    return -1;
 }
 
 /* The work item of batch `b` that `peer` holds, or NULL. */
@@ -911,13 +937,13 @@ static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst, const c
 }
 
 void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint64_t malformed,
-                   uint32_t extra, const char *(*status_of)(void *arg, const char *instance),
+                   uint64_t waiting, uint32_t extra, const char *(*status_of)(void *arg, const char *instance),
                    void *arg)
 {
     msgpack_pack_map(pk, 4 + extra);
     dcb_pack_kv_double(pk, "uptime_s", uptime_s);
     dcb_pack_kv_uint(pk, "malformed", malformed);
-    dcb_pack_kv_uint(pk, "batches_in_flight", zhashx_size(self->batches));
+    dcb_pack_kv_uint(pk, "batches_in_flight", zhashx_size(self->batches) + waiting);
     dcb_pack_str(pk, "instances");
     msgpack_pack_array(pk, (uint32_t)self->ninstances);
     for (size_t i = 0; i < self->ninstances; i++) {

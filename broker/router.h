@@ -14,10 +14,11 @@
  *  - Per stream, batches are released to the sinks in the order the
  *    collector sent them, whatever order replicas finish in; every sink of
  *    the pipeline gets every batch.
- *  - When every sink has acknowledged, the collector connection that sent
- *    the batch (or resent it last) gets ACK and forgets the batch.  A batch whose (stream, seq) the
- * router has already seen is not taken twice: if still in flight it is ignored, if finished it is
- *    acknowledged again.
+ *  - Batches from collectors come in through the spool (intake.c): the
+ *    router checks them (rt_collector_check) and is handed the ones it is
+ *    to carry (rt_admit).  When every sink has acknowledged one, the
+ *    `finished` callback gives its spool reference back.  A (stream, seq)
+ *    the router has already seen is not taken twice.
  *  - A peer that dies (heartbeat time-out) or says BYE gives back what it
  *    held: its batches go to the front of its stage's queue for another
  *    replica.  A NACK puts the batch back after an exponential back-off.
@@ -49,7 +50,8 @@ typedef struct rt_peer rt_peer_t;
 /* How the router talks back. `peer_id` is the routing id. */
 typedef struct {
     void (*send_data)(void *arg, const rt_peer_t *peer, zmq_msg_t *body);
-    void (*send_ack)(void *arg, const rt_peer_t *peer, const char *stream, uint64_t seq);
+    /* Every sink has the batch with spool reference `ref`. */
+    void (*finished)(void *arg, uint64_t ref);
     /* A batch was given up after max_attempts failures. */
     void (*abandoned)(void *arg, const char *stream, uint64_t seq, const char *error);
     /* A peer left or died (optional); called before it is freed. */
@@ -88,9 +90,31 @@ const char *rt_peer_instance(const rt_peer_t *peer);
 dcbus_role_t rt_peer_role(const rt_peer_t *peer);
 uint32_t rt_peer_inflight(const rt_peer_t *peer);
 
-/* DATA from a collector (a new batch) or from a processor (its output).
- * `body` is shared, not taken.  Returns 0, or -1 with a reason (the batch
- * is then dropped and the caller counts it). */
+/* DATA from a collector: RT_NEW if the router has not seen its (stream,
+ * seq) -- it now counts as taken, to be spooled and admitted --, RT_KNOWN if
+ * it has (a resend), -1 with a reason if the peer may not send it. */
+enum { RT_NEW = 0, RT_KNOWN = 1 };
+int rt_collector_check(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, char *why,
+                       size_t whylen);
+/* Puts a checked batch of `collector` into its pipeline; `ref` comes back
+ * through `finished`.  `body` is shared, not taken.  -1 if the collector
+ * is the source of no pipeline. */
+int rt_admit(rt_router_t *self, const char *collector, const dcb_envelope_t *env,
+             zmq_msg_t *body, uint64_t ref);
+/* After a restart: what was taken before it (from the spool). */
+void rt_restore_stream(rt_router_t *self, const char *stream, uint64_t seq, const char *collector);
+void rt_restore_position(rt_router_t *self, const char *collector, const uint8_t *pos,
+                         size_t len);
+/* The source position of the last batch taken from `collector` (*len 0: none). */
+const uint8_t *rt_position(const rt_router_t *self, const char *collector, size_t *len);
+/* Every stream taken from so far, with its last seq and its collector. */
+void rt_foreach_stream(const rt_router_t *self,
+                       void (*fn)(void *arg, const char *stream, uint64_t seq, const char *owner),
+                       void *arg);
+
+/* DATA from a processor (its output).  `body` is shared, not taken.
+ * Returns 0, or -1 with a reason (the batch is then dropped and the caller
+ * counts it). */
 int rt_on_data(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, zmq_msg_t *body,
                int64_t now, char *why, size_t whylen);
 /* ACK from a sink. */
@@ -127,10 +151,12 @@ int rt_inject(rt_router_t *self, const char *pipeline, const char *instance,
 void rt_tick(rt_router_t *self, int64_t now);
 
 /* Statistics as a msgpack map (the `result` of the stats request) with
- * `extra` more pairs left for the caller to append.  `status_of`, if not
+ * `extra` more pairs left for the caller to append.  `waiting`: batches the
+ * broker holds outside the router (in the spool), counted in
+ * batches_in_flight.  `status_of`, if not
  * NULL, gives each collector's collection status. */
 void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint64_t malformed,
-                   uint32_t extra, const char *(*status_of)(void *arg, const char *instance),
+                   uint64_t waiting, uint32_t extra, const char *(*status_of)(void *arg, const char *instance),
                    void *arg);
 /* Batches in flight in the broker (not yet acknowledged by every sink). */
 size_t rt_batches_in_flight(const rt_router_t *self);

@@ -213,15 +213,13 @@ void dcb_runs_end(dcb_runs_t *self, const char *instance, dcb_run_end_t how, con
     }
 }
 
-void dcb_runs_tick(dcb_runs_t *self, const rt_router_t *router, int64_t now_us)
+void dcb_runs_tick(dcb_runs_t *self, dcb_runs_carried_fn *carried, void *arg, int64_t now_us)
 {
     for (size_t i = 0; i < self->count; i++) {
         run_t *r = &self->runs[i];
         if (r->collecting) sync_batches(self, r);
         if (r->collecting || r->finished || !r->collection_task[0]) continue;
-        size_t total, processing;
-        rt_pipeline_in_flight(router, r->pipeline, &total, &processing);
-        if (total > 0) continue;
+        if (carried(arg, r->pipeline) > 0) continue;
         r->finished = true;
         run_event(self, r, "PROCESSING_COMPLETE", r->pipeline, now_us);
         run_event(self, r, "STORAGE_COMPLETE", r->pipeline, now_us);

@@ -43,8 +43,10 @@ void dcb_runs_batch(dcb_runs_t *self, const char *instance, uint32_t records, in
 void dcb_runs_released(dcb_runs_t *self, const char *pipeline, int64_t now_us);
 void dcb_runs_end(dcb_runs_t *self, const char *instance, dcb_run_end_t how, const char *error,
                   int64_t now_us);
-/* Completes pipelines whose collection is complete and that carry nothing. */
-void dcb_runs_tick(dcb_runs_t *self, const rt_router_t *router, int64_t now_us);
+/* Completes pipelines whose collection is complete and that carry nothing:
+ * `carried` says how many batches the broker still has of a pipeline. */
+typedef size_t dcb_runs_carried_fn(void *arg, const char *pipeline);
+void dcb_runs_tick(dcb_runs_t *self, dcb_runs_carried_fn *carried, void *arg, int64_t now_us);
 /* IDLE, RUNNING, PAUSED, STOPPED or ERROR. */
 const char *dcb_runs_status(const dcb_runs_t *self, const char *instance);
 void dcb_runs_set_paused(dcb_runs_t *self, const char *instance, bool paused);

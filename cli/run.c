@@ -220,6 +220,34 @@ static const char *end_reason(supervisor_end_t end)
     }
 }
 
+/* True once the broker has delivered everything it took (nothing in
+ * memory or in its spool still owed to a sink). */
+static bool delivered(void *arg)
+{
+    cli_client_t *client = arg;
+    cli_stats_t st;
+    char err[256];
+    if (cli_stats_fetch(client, SUMMARY_TIMEOUT_MS, &st, err, sizeof err) != CLI_CALL_OK)
+        return false;
+    bool done = st.batches_in_flight == 0;
+    cli_stats_free(&st);
+    return done;
+}
+
+/* The collectors are done once the broker has spooled their batches; the
+ * run is done once the sinks have them, so wait for that (workers that
+ * crash meanwhile are still restarted). */
+static supervisor_end_t drain(const dcb_config_t *cfg, supervisor_t *sv)
+{
+    char err[512];
+    cli_client_t *client = cli_client_new(cfg->bus_endpoint, err, sizeof err);
+    if (!client) return SUPERVISOR_DONE;
+    dcb_info("collectors finished; waiting for the sinks to have everything", NULL);
+    supervisor_end_t end = supervisor_wait_for(sv, delivered, client, 200);
+    cli_client_destroy(&client);
+    return end;
+}
+
 static int run(const dcb_config_t *cfg, const run_opts_t *o, const char *broker_prog,
                const char *worker_prog)
 {
@@ -233,6 +261,7 @@ static int run(const dcb_config_t *cfg, const run_opts_t *o, const char *broker_
     dcb_info("starting", "config=%s", o->config);
     supervisor_start(sv);
     supervisor_end_t end = supervisor_wait(sv);
+    if (end == SUPERVISOR_DONE) end = drain(cfg, sv);
     dcb_info("stopping", "reason=\"%s\"", end_reason(end));
     for (int stage = STAGE_COUNT - 1; stage > STAGE_BROKER; stage--) {
         dcb_info("stopping stage", "stage=\"%s\"", s_stage_names[stage]);

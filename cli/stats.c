@@ -98,6 +98,7 @@ static bool decode_stats(dcbus_span_t result, cli_stats_t *out)
     if (!dcb_map_get_double(result, "uptime_s", &out->uptime_s))
         out->uptime_s = (double)get_count(result, "uptime_s");
     out->malformed = get_count(result, "malformed");
+    out->batches_in_flight = get_count(result, "batches_in_flight");
     out->topics_published = get_count(result, "topics_published");
     out->topics_dropped = get_count(result, "topics_dropped");
     dcbus_span_t instances;

@@ -27,7 +27,8 @@ typedef struct {
 
 typedef struct {
     double uptime_s;
-    uint64_t malformed; /* messages the broker refused */
+    uint64_t malformed;         /* messages the broker refused */
+    uint64_t batches_in_flight; /* not yet delivered to every sink (in memory or spooled) */
     uint64_t topics_published, topics_dropped;
     cli_instance_stats_t *instances;
     size_t count;

@@ -354,6 +354,17 @@ supervisor_end_t supervisor_wait(supervisor_t *self)
     }
 }
 
+supervisor_end_t supervisor_wait_for(supervisor_t *self, bool (*done)(void *arg), void *arg,
+                                     int every_ms)
+{
+    for (;;) {
+        if (self->interrupted) return SUPERVISOR_SIGNALLED;
+        if (self->gave_up) return SUPERVISOR_GAVE_UP;
+        if (done(arg)) return SUPERVISOR_DONE;
+        supervisor_poll(self, every_ms);
+    }
+}
+
 static bool stage_running(const supervisor_t *self, int stage)
 {
     for (size_t i = 0; i < self->count; i++)

@@ -59,6 +59,10 @@ void supervisor_start(supervisor_t *self);
 /* Supervises until every one_shot child finished (never, when there are
  * none), a signal arrives, or a child kept failing. */
 supervisor_end_t supervisor_wait(supervisor_t *self);
+/* Supervises until done(arg) is true (asked every `every_ms`; the end is
+ * then SUPERVISOR_DONE), a signal arrives, or a child kept failing. */
+supervisor_end_t supervisor_wait_for(supervisor_t *self, bool (*done)(void *arg), void *arg,
+                                     int every_ms);
 /* Stops the children of `stage`: SIGTERM, then SIGKILL after the timeout
  * (or at once after a second SIGINT/SIGTERM).  Children of lower stages
  * stay supervised meanwhile; higher stages must be stopped already. */

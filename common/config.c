@@ -584,7 +584,8 @@ static const char *const SECURITY_KEYS[] = {"curve", "server_cert", "client_cert
 static const char *const BROKER_KEYS[] = {
     "bus",    "topics",    "spool",        "heartbeat_ms",     "heartbeat_timeout_ms",
     "credit", "log_level", "max_attempts", "session_rotate_s", "data_tap",
-    NULL};
+    "spool_fsync", "spool_fsync_ms", "spool_max_mb", "spool_segment_mb", "spool_full",
+    "memory_batches", NULL};
 static const char *const PIPELINE_KEYS[] = {"from", "through", "to", NULL};
 
 static size_t count_names(const char *const *names)
@@ -849,6 +850,11 @@ static void set_defaults(dcb_config_t *cfg)
     cfg->credit = DEFAULT_CREDIT;
     cfg->max_attempts = 8;
     cfg->session_rotate_s = 3600;
+    cfg->spool_fsync = DCB_FSYNC_INTERVAL;
+    cfg->spool_fsync_ms = 1000;
+    cfg->spool_max_mb = 4096;
+    cfg->spool_segment_mb = 64;
+    cfg->memory_batches = 64;
     cfg->log_level = xstrdup(DEFAULT_LOG_LEVEL);
     cfg->plugins_path = xcalloc(1, sizeof *cfg->plugins_path);
     cfg->plugins_path[0] = xstrdup(DEFAULT_PLUGINS_PATH);
@@ -879,6 +885,48 @@ static bool load_heartbeat_timeout(check_t *c, const dcb_node_t *node)
     char what[80];
     snprintf(what, sizeof what, "more than heartbeat_ms (%d)", cfg->heartbeat_ms);
     return expected(c, node, path, what);
+}
+
+/* One of `names` (NULL-terminated); its index in *out. */
+static bool want_choice(check_t *c, const dcb_node_t *node, const char *path,
+                        const char *const *names, const char *what, int *out)
+{
+    if (node->kind == DCB_NODE_SCALAR)
+        for (int i = 0; names[i]; i++)
+            if (strcmp(node->scalar, names[i]) == 0) return *out = i, true;
+    return expected(c, node, path, what);
+}
+
+static bool load_spool(check_t *c, const dcb_node_t *broker)
+{
+    static const char *const fsyncs[] = {"batch", "interval", "never", NULL};
+    static const char *const fulls[] = {"block", "drop_oldest", NULL};
+    dcb_config_t *cfg = c->cfg;
+    const dcb_node_t *v;
+    int full = 0, fsync = (int)cfg->spool_fsync;
+    if ((v = map_get(broker, "spool_fsync")) &&
+        !want_choice(c, v, "broker.spool_fsync", fsyncs, "batch, interval or never", &fsync))
+        return false;
+    cfg->spool_fsync = (dcb_fsync_t)fsync;
+    if ((v = map_get(broker, "spool_full")) &&
+        !want_choice(c, v, "broker.spool_full", fulls, "block or drop_oldest", &full))
+        return false;
+    cfg->spool_drop_oldest = full == 1;
+    if ((v = map_get(broker, "spool_fsync_ms")) &&
+        !want_positive_int(c, v, "broker.spool_fsync_ms", &cfg->spool_fsync_ms))
+        return false;
+    if ((v = map_get(broker, "spool_max_mb")) &&
+        !want_positive_int(c, v, "broker.spool_max_mb", &cfg->spool_max_mb))
+        return false;
+    if ((v = map_get(broker, "spool_segment_mb")) &&
+        (!want_positive_int(c, v, "broker.spool_segment_mb", &cfg->spool_segment_mb) ||
+         (cfg->spool_segment_mb > 1024 &&
+          !expected(c, v, "broker.spool_segment_mb", "a size from 1 to 1024"))))
+        return false;
+    if ((v = map_get(broker, "memory_batches")) &&
+        !want_positive_int(c, v, "broker.memory_batches", &cfg->memory_batches))
+        return false;
+    return true;
 }
 
 static bool load_broker(check_t *c, const dcb_node_t *broker)
@@ -913,6 +961,7 @@ static bool load_broker(check_t *c, const dcb_node_t *broker)
     if ((v = map_get(broker, "log_level")) &&
         !want_log_level(c, v, "broker.log_level", &cfg->log_level))
         return false;
+    if (!load_spool(c, broker)) return false;
     return load_heartbeat_timeout(c, map_get(broker, "heartbeat_timeout_ms"));
 }
 

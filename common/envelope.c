@@ -92,6 +92,11 @@ static int read_field(const dcbus_value_t *key, const uint8_t **pos, const uint8
     if (dcb_value_streq(key, "stream")) return copy_name(&v, out->stream) ? F_STREAM : -1;
     if (dcb_value_streq(key, "session")) return copy_name(&v, out->session) ? F_SESSION : -1;
     if (dcb_value_streq(key, "source")) return copy_name(&v, out->source) ? F_SOURCE : -1;
+    if (dcb_value_streq(key, "pos")) {
+        if (v.type != DCBUS_VAL_BIN || v.as.str.len > sizeof out->pos) return -1;
+        memcpy(out->pos, v.as.str.ptr, v.as.str.len);
+        out->poslen = v.as.str.len;
+    }
     return 0;
 }
 
@@ -178,7 +183,7 @@ void dcb_envelope_encode(const dcb_envelope_t *hdr, dcbus_span_t records, uint32
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, hdr->poslen ? 8 : 7);
     const char *names[] = {"v", "stream", "seq", "session", "source", "ts", "records"};
     msgpack_pack_str_with_body(&pk, names[0], 1);
     msgpack_pack_uint32(&pk, DCB_ENVELOPE_VERSION);
@@ -192,6 +197,10 @@ void dcb_envelope_encode(const dcb_envelope_t *hdr, dcbus_span_t records, uint32
     msgpack_pack_str_with_body(&pk, hdr->source, strlen(hdr->source));
     msgpack_pack_str_with_body(&pk, names[5], 2);
     msgpack_pack_int64(&pk, hdr->ts);
+    if (hdr->poslen) {
+        msgpack_pack_str_with_body(&pk, "pos", 3);
+        msgpack_pack_bin_with_body(&pk, hdr->pos, hdr->poslen);
+    }
     msgpack_pack_str_with_body(&pk, names[6], 7);
     msgpack_pack_array(&pk, count);
     msgpack_sbuffer_write(out, (const char *)records.data, records.len);

@@ -2,7 +2,8 @@
  * envelope.h -- the batch envelope and the batch builder.
  *
  * A batch travels as one msgpack map, header fields first:
- *     {v, stream, seq, session, source, ts, records: [...]}
+ *     {v, stream, seq, session, source, ts, [pos,] records: [...]}
+ * (`pos`, binary, only from collectors whose plugin can resume)
  * so the broker reads the header (dcb_envelope_decode) without walking the
  * records.  Writers always emit that order; the reader accepts any order.
  *
@@ -31,6 +32,9 @@ typedef struct {
     int64_t ts;
     uint32_t count;
     dcbus_span_t records; /* points into the decoded buffer */
+    /* optional: the collector's source position just past this batch */
+    uint8_t pos[DCBUS_POSITION_MAX];
+    uint32_t poslen;
 } dcb_envelope_t;
 
 /* Reads the header of an encoded batch and locates its records without

@@ -2,31 +2,57 @@
  * collector.c -- hosting a collector plugin.
  *
  * Each collect() call yields one batch of one stream.  The host, not the
- * plugin, numbers batches: seq is per stream and strictly increasing.  It
- * starts at the wall-clock microsecond of the worker's start, so a
- * restarted collector never reuses a seq (a collector emits far fewer than
- * a million batches a second) without keeping any state on disk.
+ * plugin, numbers batches: seq is per stream and strictly increasing.  The
+ * broker's first READY says the last seq its spool has of each stream, and
+ * the stream goes on from the next one, so a restarted collector never
+ * reuses a seq.  A stream the broker has never seen starts at the
+ * wall-clock microsecond of the worker's start (above anything an earlier
+ * run of it can have used, should the broker's spool have been wiped).
  *
- * A sent batch stays in the window until the broker acknowledges it; the
- * window's size bounds what is in flight (that is the flow control: a slow
- * sink fills the window and the collector stops calling collect()).  After
- * every READY -- first registration or reconnection -- the whole window is
- * sent again, oldest first; the broker ignores what it already has.
+ * A plugin that can resume (checkpoint/resume) has its position sent with
+ * every batch; the same READY carries the position of the last batch the
+ * broker spooled, and the plugin goes on from there: a collector killed
+ * with batches in flight collects them again, under the seqs the broker
+ * has not seen, and nothing it had is collected twice.
+ *
+ * A sent batch stays in the window until the broker acknowledges it as
+ * spooled; the window's size bounds what is in flight.  After every READY
+ * -- first registration or reconnection -- the whole window is sent again,
+ * oldest first; the broker ignores what it already has.
  */
 #include "log.h"
+#include "mpread.h"
 #include "worker.h"
 
 #define MAX_BATCHES_PER_TICK 8
 
-static uint64_t next_seq(dcb_worker_t *self, const char *stream)
+static dcb_stream_seq_t *stream_seq(dcb_worker_t *self, const char *stream)
 {
     for (size_t i = 0; i < self->nstreams; i++)
-        if (strcmp(self->streams[i].name, stream) == 0) return self->streams[i].next_seq++;
+        if (strcmp(self->streams[i].name, stream) == 0) return &self->streams[i];
     self->streams = realloc(self->streams, (self->nstreams + 1) * sizeof *self->streams);
     dcb_stream_seq_t *s = &self->streams[self->nstreams++];
     snprintf(s->name, sizeof s->name, "%s", stream);
     s->next_seq = self->seq_base;
-    return s->next_seq++;
+    return s;
+}
+
+static uint64_t next_seq(dcb_worker_t *self, const char *stream)
+{
+    return stream_seq(self, stream)->next_seq++;
+}
+
+/* The plugin's position after the batch just collected, into the header. */
+static void put_position(dcb_worker_t *self, dcb_envelope_t *hdr)
+{
+    size_t len = 0;
+    if (!DCBUS_PLUGIN_HAS(self->plugin, checkpoint)) return;
+    if (self->plugin->checkpoint(self->state, hdr->pos, sizeof hdr->pos, &len) != DCBUS_OK ||
+        len > sizeof hdr->pos) {
+        dcb_warn("checkpoint() failed: this batch carries no position", NULL);
+        len = 0;
+    }
+    hdr->poslen = (uint32_t)len;
 }
 
 static void free_buffer(void *data, void *hint)
@@ -44,6 +70,7 @@ static void send_batch(dcb_worker_t *self)
     snprintf(hdr.session, sizeof hdr.session, "%s", self->session);
     snprintf(hdr.source, sizeof hdr.source, "%s", self->wcfg->name);
     hdr.seq = next_seq(self, stream);
+    put_position(self, &hdr);
     msgpack_sbuffer_clear(&self->encoded);
     dcb_envelope_encode(&hdr, dcb_builder_records(self->builder), dcb_builder_count(self->builder),
                         &self->encoded);
@@ -153,8 +180,56 @@ void collector_on_ack(dcb_worker_t *self, dcbus_span_t body)
     }
 }
 
-void collector_on_ready(dcb_worker_t *self)
+/* READY's `streams`: {stream: last seq spooled}. */
+static void continue_streams(dcb_worker_t *self, dcbus_span_t streams)
 {
+    const uint8_t *p = streams.data, *end = streams.data + streams.len;
+    uint32_t n;
+    if (!streams.len || !dcb_mp_read_map(&p, end, &n)) return;
+    for (uint32_t i = 0; i < n; i++) {
+        dcbus_value_t k, v;
+        if (!dcb_mp_read(&p, end, &k) || !dcb_mp_read(&p, end, &v)) return;
+        if (k.type != DCBUS_VAL_STR || k.as.str.len >= DCB_NAME_MAX || v.type != DCBUS_VAL_INT)
+            continue;
+        char name[DCB_NAME_MAX];
+        memcpy(name, k.as.str.ptr, k.as.str.len);
+        name[k.as.str.len] = '\0';
+        stream_seq(self, name)->next_seq = (uint64_t)v.as.i + 1;
+    }
+}
+
+/* READY's `position`: where the plugin goes on from.  False if it refused. */
+static bool resume_plugin(dcb_worker_t *self, dcbus_span_t raw)
+{
+    const uint8_t *p = raw.data;
+    dcbus_value_t pos;
+    if (!raw.len || !dcb_mp_read(&p, raw.data + raw.len, &pos) || pos.type != DCBUS_VAL_BIN ||
+        pos.as.str.len == 0)
+        return true;
+    if (!DCBUS_PLUGIN_HAS(self->plugin, resume)) return true;
+    if (self->plugin->resume(self->state, (const uint8_t *)pos.as.str.ptr, pos.as.str.len) !=
+        DCBUS_OK)
+        return false;
+    dcb_info("collector resumes where the broker's spool ends", "position_bytes=%u",
+             pos.as.str.len);
+    return true;
+}
+
+void collector_on_ready(dcb_worker_t *self, dcbus_span_t body)
+{
+    dcbus_span_t streams = {NULL, 0}, position = {NULL, 0};
+    if (!self->resumed) {
+        self->resumed = true;
+        dcb_map_get_raw(body, "streams", &streams);
+        dcb_map_get_raw(body, "position", &position);
+        continue_streams(self, streams);
+        if (!resume_plugin(self, position)) {
+            dcb_error("the plugin refused the broker's resume point: stopping", NULL);
+            snprintf(self->failure, sizeof self->failure, "resume() refused the position");
+            self->source_done = true;
+            self->exit_code = 1;
+        }
+    }
     if (self->nwindow) dcb_info("resending unacknowledged batches", "batches=%zu", self->nwindow);
     int64_t now = worker_now_us();
     for (size_t i = 0; i < self->nwindow; i++) {

@@ -166,7 +166,7 @@ static void on_ready(dcb_worker_t *self, dcbus_span_t body)
     self->ready = true;
     dcb_info("registered with the broker", "endpoint=%s role=%s session=%s", self->endpoint,
              dcb_role_name(self->plugin->role), self->session);
-    if (self->plugin->role == DCBUS_ROLE_COLLECTOR) collector_on_ready(self);
+    if (self->plugin->role == DCBUS_ROLE_COLLECTOR) collector_on_ready(self, body);
 }
 
 static void on_refusal(dcb_worker_t *self, dcbus_span_t body)

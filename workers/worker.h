@@ -75,6 +75,7 @@ typedef struct {
     dcb_stream_seq_t *streams;
     size_t nstreams;
     uint64_t seq_base;
+    bool resumed; /* the broker's resume point has been applied */
     bool source_done;
     bool paused;              /* by `dcbus pause` */
     char run[128];            /* this process's collection run: the task id */
@@ -130,7 +131,9 @@ int64_t worker_now_us(void);
 /* collector.c */
 void collector_tick(dcb_worker_t *self, int64_t now);
 void collector_on_ack(dcb_worker_t *self, dcbus_span_t body);
-void collector_on_ready(dcb_worker_t *self);
+/* READY: on the first one, go on from the broker's resume point; on
+ * every one, resend the window. */
+void collector_on_ready(dcb_worker_t *self, dcbus_span_t body);
 bool collector_finished(const dcb_worker_t *self);
 void collector_free(dcb_worker_t *self);
 int collector_poll_timeout(const dcb_worker_t *self, int64_t now);

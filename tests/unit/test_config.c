@@ -647,7 +647,15 @@ static void test_errors_broker(void **state)
     expect_error("broker:\n  bsu: tcp://x:1\n" W1,
                  "t.yaml:2:3: broker: unknown key 'bsu', expected one of: bus, topics, spool, "
                  "heartbeat_ms, heartbeat_timeout_ms, credit, log_level, max_attempts, "
-                 "session_rotate_s, data_tap");
+                 "session_rotate_s, data_tap, spool_fsync, spool_fsync_ms, spool_max_mb, "
+                 "spool_segment_mb, spool_full, memory_batches");
+    expect_error("broker:\n  spool_fsync: always\n" W1,
+                 "t.yaml:2:16: broker.spool_fsync: expected batch, interval or never, got "
+                 "\"always\"");
+    expect_error("broker:\n  spool_full: drop\n" W1,
+                 "t.yaml:2:15: broker.spool_full: expected block or drop_oldest, got \"drop\"");
+    expect_error("broker:\n  spool_segment_mb: 4096\n" W1,
+                 "t.yaml:2:21: broker.spool_segment_mb: expected a size from 1 to 1024, got \"4096\"");
     expect_error("broker: [a]\n" W1,
                  "t.yaml:1:9: broker: expected a map of broker settings, got a list");
     snprintf(expected, sizeof expected, "t.yaml:2:8: broker.bus: expected %s, got a list",

@@ -188,7 +188,7 @@ static void test_wrong_abi_major(void **state)
     (void)state;
     const char *err = test_refusal("abi_major2");
     assert_contains(err, "ABI 2.0");
-    assert_contains(err, "ABI 1.0");
+    assert_contains(err, "ABI 1.1");
     assert_contains(err, "rebuild");
 }
 

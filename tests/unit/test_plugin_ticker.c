@@ -5,8 +5,9 @@
  * these tests regenerate the price stream from the algorithm written in
  * plugins/collectors/ticker/README.md and compare every field, check that
  * batch size and pacing do not change a byte, and check the counters,
- * limits, stream alternation and pacing.  Set DCBUS_BENCH=1 to also print
- * the generation speed.
+ * limits, stream alternation and pacing; and that a run checkpointed after
+ * any batch and resumed in a new instance continues exactly where it left
+ * off.  Set DCBUS_BENCH=1 to also print the generation speed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -389,6 +390,353 @@ static double generation_rate(const char *settings)
     return (double)records / secs;
 }
 
+/* ---------------------------------------------------------------------------
+ * Checkpoint and resume (ABI 1.1).  The testkit keeps the plugin's state to
+ * itself, so these tests drive the plugin directly, as the worker does: the
+ * loaded description, a context over parsed settings, a builder.
+ */
+
+typedef struct {
+    dcb_testkit_t *tk; /* loads the plugin; its description and reader */
+    const dcbus_plugin_t *p;
+    dcb_config_t *config;
+    dcbus_ctx_t *ctx;
+    void *st;
+    dcbus_builder_t *b;
+} direct_t;
+
+/* What a run produced: the records of each stream, back to back, and the
+ * batches in order (stream kind 0 prices / 1 books, and size). */
+#define MAX_BATCHES 4096
+typedef struct {
+    stream_bytes_t prices, books;
+    int kind[MAX_BATCHES];
+    uint32_t count[MAX_BATCHES];
+    size_t nbatches;
+} run_t;
+
+/* Opens a ticker with `settings` given as the inside of a YAML flow map. */
+static direct_t *direct_open(const char *settings)
+{
+    char yaml[512], err[256];
+    int len = snprintf(yaml, sizeof yaml, "workers:\n  it: {plugin: ticker, %s}\n", settings);
+    direct_t *d = calloc(1, sizeof *d);
+    assert_non_null(d);
+    d->config = dcb_config_parse(yaml, (size_t)len, "resume", err, sizeof err);
+    if (!d->config) fail_msg("bad test settings: %s", err);
+    d->tk = ticker(NULL);
+    d->p = dcb_testkit_plugin(d->tk);
+    assert_true(DCBUS_PLUGIN_HAS(d->p, checkpoint));
+    assert_true(DCBUS_PLUGIN_HAS(d->p, resume));
+    d->ctx = dcb_ctx_new("it", 0, d->config->workers[0].settings, "resume", NULL);
+    assert_int_equal(d->p->open(dcb_host_services(), d->ctx, &d->st), 0);
+    d->b = dcb_builder_new();
+    return d;
+}
+
+static void direct_close(direct_t **d_p)
+{
+    direct_t *d = *d_p;
+    d->p->close(d->st);
+    dcb_builder_destroy(&d->b);
+    dcb_testkit_destroy(&d->tk);
+    dcb_ctx_destroy(&d->ctx);
+    dcb_config_destroy(&d->config);
+    free(d);
+    *d_p = NULL;
+}
+
+static void run_free(run_t *r)
+{
+    free(r->prices.data);
+    free(r->books.data);
+    free(r);
+}
+
+static void append_span(stream_bytes_t *s, dcbus_span_t records, uint32_t count)
+{
+    s->data = realloc(s->data, s->len + records.len);
+    memcpy(s->data + s->len, records.data, records.len);
+    s->len += records.len;
+    s->count += count;
+}
+
+/* One collect(); a batch with records goes into `run`. */
+static int direct_collect(direct_t *d, run_t *run)
+{
+    dcb_builder_reset(d->b);
+    int rc = d->p->collect(d->st, d->b);
+    const char *why = NULL;
+    if (!dcb_builder_ok(d->b, &why)) fail_msg("builder misused: %s", why);
+    uint32_t n = dcb_builder_count(d->b);
+    if (n == 0) return rc;
+    int kind = strstr(dcb_builder_stream(d->b), "orderbook") ? 1 : 0;
+    if (!kind) assert_non_null(strstr(dcb_builder_stream(d->b), "prices"));
+    append_span(kind ? &run->books : &run->prices, dcb_builder_records(d->b), n);
+    assert_true(run->nbatches < MAX_BATCHES);
+    run->kind[run->nbatches] = kind;
+    run->count[run->nbatches++] = n;
+    return rc;
+}
+
+/* Collects until DONE (unpaced: never AGAIN). */
+static void direct_collect_all(direct_t *d, run_t *run)
+{
+    for (int calls = 0;; calls++) {
+        assert_true(calls < 100000);
+        int rc = direct_collect(d, run);
+        assert_true(rc == DCBUS_OK || rc == DCBUS_DONE);
+        if (rc == DCBUS_DONE) return;
+    }
+}
+
+static size_t checkpoint_of(direct_t *d, uint8_t pos[DCBUS_POSITION_MAX])
+{
+    size_t len = 0;
+    assert_int_equal(d->p->checkpoint(d->st, pos, DCBUS_POSITION_MAX, &len), DCBUS_OK);
+    assert_true(len > 0 && len <= DCBUS_POSITION_MAX);
+    return len;
+}
+
+/* Run A uninterrupted; for each k, run B collects k batches, checkpoints,
+ * closes, and a new instance resumes there and collects to DONE: B's
+ * records per stream and its batches, both parts together, equal A's. */
+static void check_resume_everywhere(const char *settings)
+{
+    run_t *a = calloc(1, sizeof *a);
+    direct_t *d = direct_open(settings);
+    direct_collect_all(d, a);
+    direct_close(&d);
+    assert_true(a->nbatches > 6);
+
+    /* Right at the start, after the first prices and the first books
+     * batch, in the middle after each kind, just before and after the end. */
+    size_t mid = a->nbatches / 2;
+    size_t ks[] = {0, 1, 2, 3, mid, mid + 1, a->nbatches - 1, a->nbatches};
+    bool after_prices = false, after_books = false;
+    for (size_t i = 0; i < sizeof ks / sizeof *ks; i++) {
+        size_t k = ks[i];
+        if (k > 0 && k < a->nbatches) {
+            if (a->kind[k - 1])
+                after_books = true;
+            else
+                after_prices = true;
+        }
+        run_t *b = calloc(1, sizeof *b);
+        uint8_t pos[DCBUS_POSITION_MAX];
+        d = direct_open(settings);
+        for (size_t j = 0; j < k; j++) {
+            int rc = direct_collect(d, b);
+            assert_int_equal(rc, j + 1 < a->nbatches ? DCBUS_OK : DCBUS_DONE);
+        }
+        size_t len = checkpoint_of(d, pos);
+        direct_close(&d);
+
+        d = direct_open(settings);
+        assert_int_equal(d->p->resume(d->st, pos, len), DCBUS_OK);
+        direct_collect_all(d, b);
+        direct_close(&d);
+
+        assert_same_bytes(&a->prices, &b->prices);
+        assert_same_bytes(&a->books, &b->books);
+        assert_int_equal(b->nbatches, a->nbatches);
+        for (size_t j = 0; j < a->nbatches; j++) {
+            assert_int_equal(b->kind[j], a->kind[j]);
+            assert_int_equal(b->count[j], a->count[j]);
+        }
+        run_free(b);
+    }
+    assert_true(after_prices && after_books);
+    run_free(a);
+}
+
+static void test_resume_continues_exactly_where_the_checkpoint_was(void **state)
+{
+    (void)state;
+    check_resume_everywhere("seed: 11, start_ts: 1700000000000000, limit: 5000, batch: 100, "
+                            "orderbook_every: 10");
+    /* Uneven: 3 symbols, a limit that ends in a partial batch, books due
+     * at other points of the batches. */
+    check_resume_everywhere("seed: 12, start_ts: 1700000000000000, symbols: [AAA, BBB, CCC], "
+                            "limit: 5003, batch: 64, orderbook_every: 7");
+}
+
+/* A position taken after DONE: the resumed instance has nothing more. */
+static void test_resume_at_the_end_is_done(void **state)
+{
+    (void)state;
+    const char *settings = "seed: 2, start_ts: 1700000000000000, limit: 1000, batch: 100";
+    run_t *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    uint8_t pos[DCBUS_POSITION_MAX];
+    direct_t *d = direct_open(settings);
+    direct_collect_all(d, a);
+    size_t len = checkpoint_of(d, pos);
+    direct_close(&d);
+
+    d = direct_open(settings);
+    assert_int_equal(d->p->resume(d->st, pos, len), DCBUS_OK);
+    assert_int_equal(direct_collect(d, b), DCBUS_DONE);
+    assert_int_equal(b->nbatches, 0);
+    direct_close(&d);
+    run_free(a);
+    run_free(b);
+}
+
+/* Without start_ts in the settings, ts starts at the clock of the first
+ * open; a resumed instance, opened later, keeps that origin. */
+static void test_resume_keeps_the_default_start_ts(void **state)
+{
+    (void)state;
+    const char *settings = "seed: 4, limit: 1000, batch: 100, orderbook: false";
+    run_t *b = calloc(1, sizeof *b);
+    uint8_t pos[DCBUS_POSITION_MAX];
+    direct_t *d = direct_open(settings);
+    assert_int_equal(direct_collect(d, b), DCBUS_OK);
+    dcbus_span_t rest = {b->prices.data, b->prices.len}, record;
+    assert_true(host_of(d->tk)->record_next(&rest, &record));
+    int64_t ts0 = get_int(d->tk, record, "ts");
+    size_t len = checkpoint_of(d, pos);
+    direct_close(&d);
+
+    usleep(20000); /* the new instance's clock differs by far more than a step */
+    d = direct_open(settings);
+    assert_int_equal(d->p->resume(d->st, pos, len), DCBUS_OK);
+    direct_collect_all(d, b);
+    rest = (dcbus_span_t){b->prices.data, b->prices.len};
+    for (int64_t n = 0; host_of(d->tk)->record_next(&rest, &record); n++) {
+        assert_int_equal(get_int(d->tk, record, "n"), n);
+        assert_int_equal(get_int(d->tk, record, "ts"), ts0 + n * 1000);
+    }
+    assert_int_equal(b->prices.count, 1000);
+    direct_close(&d);
+    run_free(b);
+}
+
+/* With a rate, a resumed run is paced from the resume on: no burst to
+ * catch up the ticks done before, and no wait for them either. */
+static void test_resume_paces_from_now(void **state)
+{
+    (void)state;
+    const char *unpaced =
+        "seed: 6, start_ts: 1700000000000000, limit: 1200, batch: 100, orderbook: false";
+    run_t *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    uint8_t pos[DCBUS_POSITION_MAX];
+    direct_t *d = direct_open(unpaced);
+    direct_collect_all(d, a);
+    direct_close(&d);
+    d = direct_open(unpaced);
+    for (int i = 0; i < 10; i++) /* a position at tick 1000 */
+        assert_int_equal(direct_collect(d, b), DCBUS_OK);
+    size_t len = checkpoint_of(d, pos);
+    direct_close(&d);
+
+    /* The remaining 200 ticks at 2000/s take about 100 ms, not 0 (a burst)
+     * and not 600 (waiting out the schedule of ticks 0..999 again). */
+    d = direct_open("seed: 6, start_ts: 1700000000000000, limit: 1200, batch: 100, "
+                    "orderbook: false, rate: 2000, linger_ms: 5");
+    assert_int_equal(d->p->resume(d->st, pos, len), DCBUS_OK);
+    int agains = 0, rc;
+    int64_t t0 = mono_us();
+    do {
+        rc = direct_collect(d, b);
+        assert_true(rc == DCBUS_OK || rc == DCBUS_DONE || rc == DCBUS_AGAIN);
+        if (rc == DCBUS_AGAIN) agains++, usleep(1000);
+    } while (rc != DCBUS_DONE);
+    int64_t elapsed = mono_us() - t0;
+    direct_close(&d);
+    assert_true(elapsed >= 90000);
+    assert_true(elapsed < 450000);
+    assert_true(agains > 0);
+    assert_same_bytes(&a->prices, &b->prices);
+    run_free(a);
+    run_free(b);
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Bad positions are refused with DCBUS_ERR and leave a working instance. */
+static void test_resume_refuses_bad_positions(void **state)
+{
+    (void)state;
+    const char *settings = "seed: 8, start_ts: 1700000000000000, limit: 1000, batch: 100";
+    run_t *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    uint8_t good[DCBUS_POSITION_MAX], bad[DCBUS_POSITION_MAX + 1];
+    direct_t *d = direct_open(settings);
+    assert_int_equal(direct_collect(d, a), DCBUS_OK); /* 100 ticks, 10 books due */
+    size_t len = checkpoint_of(d, good);
+    assert_int_equal(len, 26);
+    assert_int_equal(good[0], 1);
+    direct_collect_all(d, a);
+    direct_close(&d);
+
+    d = direct_open(settings);
+    const dcbus_plugin_t *p = d->p;
+    /* Length. */
+    assert_int_equal(p->resume(d->st, good, 0), DCBUS_ERR);
+    assert_int_equal(p->resume(d->st, NULL, 0), DCBUS_ERR);
+    assert_int_equal(p->resume(d->st, good, len - 1), DCBUS_ERR);
+    memcpy(bad, good, len);
+    bad[len] = 0;
+    assert_int_equal(p->resume(d->st, bad, len + 1), DCBUS_ERR);
+    /* Version and flags. */
+    memcpy(bad, good, len);
+    bad[0] = 0;
+    assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
+    bad[0] = 2;
+    assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
+    memcpy(bad, good, len);
+    bad[1] = 0x80;
+    assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
+    /* Ticks beyond the limit (even far beyond: no attempt to replay them). */
+    memcpy(bad, good, len);
+    put_le64(bad + 2, 1001);
+    assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
+    put_le64(bad + 2, UINT64_MAX);
+    assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
+    /* Books beyond those due: 100 ticks of 2 symbols make 10 due. */
+    memcpy(bad, good, len);
+    put_le64(bad + 10, 11);
+    assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
+    put_le64(bad + 10, 10);
+    assert_int_equal(p->resume(d->st, bad, len), DCBUS_OK); /* the bound itself is fine */
+    /* Then a good position still resumes exactly. */
+    assert_int_equal(p->resume(d->st, good, len), DCBUS_OK);
+    direct_collect_all(d, b);
+    direct_close(&d);
+    assert_int_equal(b->prices.count, 900);
+    assert_int_equal(b->books.count, 100);
+    assert_memory_equal(b->prices.data, a->prices.data + (a->prices.len - b->prices.len),
+                        b->prices.len);
+    assert_memory_equal(b->books.data, a->books.data, b->books.len);
+
+    /* Without order books no book is ever due. */
+    d = direct_open("seed: 8, start_ts: 1700000000000000, limit: 1000, orderbook: false");
+    memcpy(bad, good, len);
+    put_le64(bad + 10, 1);
+    assert_int_equal(d->p->resume(d->st, bad, len), DCBUS_ERR);
+    direct_close(&d);
+    run_free(a);
+    run_free(b);
+}
+
+static void test_checkpoint_needs_room(void **state)
+{
+    (void)state;
+    direct_t *d = direct_open("limit: 100");
+    uint8_t buf[DCBUS_POSITION_MAX];
+    size_t len = 12345;
+    assert_int_equal(d->p->checkpoint(d->st, buf, 0, &len), DCBUS_ERR);
+    assert_int_equal(d->p->checkpoint(d->st, buf, 25, &len), DCBUS_ERR);
+    assert_int_equal(len, 12345);
+    assert_int_equal(d->p->checkpoint(d->st, buf, 26, &len), DCBUS_OK);
+    assert_int_equal(len, 26);
+    direct_close(&d);
+}
+
 /* Not a check: prints how fast records are generated. */
 static void test_generation_speed(void **state)
 {
@@ -409,6 +757,12 @@ int main(void)
         cmocka_unit_test(test_limit_ends_with_done_and_full_progress),
         cmocka_unit_test(test_rate_paces_without_changing_data),
         cmocka_unit_test(test_bad_settings_refuse_to_open),
+        cmocka_unit_test(test_resume_continues_exactly_where_the_checkpoint_was),
+        cmocka_unit_test(test_resume_at_the_end_is_done),
+        cmocka_unit_test(test_resume_keeps_the_default_start_ts),
+        cmocka_unit_test(test_resume_paces_from_now),
+        cmocka_unit_test(test_resume_refuses_bad_positions),
+        cmocka_unit_test(test_checkpoint_needs_room),
         cmocka_unit_test(test_generation_speed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

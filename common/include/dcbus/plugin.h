@@ -31,7 +31,7 @@ extern "C" {
 #endif
 
 #define DCBUS_ABI_MAJOR       1
-#define DCBUS_ABI_MINOR       0
+#define DCBUS_ABI_MINOR       1
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -300,7 +300,28 @@ typedef struct dcbus_plugin {
 
     /* Collector: how long the host waits after DCBUS_AGAIN (0: 10 ms). */
     uint32_t collect_wait_ms;
+
+    /* ABI 1.1.  Collector, optional, both or neither: a source that can be
+     * read again from a position (a file offset, a sequence number, a
+     * generator's counters).  After each collect() that filled a batch the
+     * host calls checkpoint() for the position just past that batch (at
+     * most DCBUS_POSITION_MAX bytes, written to `buf`, length to *len) and
+     * sends it with the batch; the broker keeps the position of the last
+     * batch it spooled.  When a restarted collector registers, the host
+     * calls resume() with that position before the first collect(), so
+     * nothing the broker already has is collected twice and nothing it
+     * lacks is skipped.  Without them a restarted collector starts afresh. */
+    int (*checkpoint)(void *state, uint8_t *buf, size_t cap, size_t *len);
+    int (*resume)(void *state, const uint8_t *position, size_t len);
 } dcbus_plugin_t;
+
+/* The largest position checkpoint() may write. */
+#define DCBUS_POSITION_MAX 64
+
+/* Whether a loaded description has member `m` (a plugin built against an
+ * older minor version has a shorter description). */
+#define DCBUS_PLUGIN_HAS(plugin, m)                                                                \
+    ((plugin)->size >= offsetof(dcbus_plugin_t, m) + sizeof((plugin)->m) && (plugin)->m != NULL)
 
 /* The exported entry point. */
 typedef const dcbus_plugin_t *(*dcbus_plugin_entry_fn)(void);

@@ -18,6 +18,11 @@
  * One collect() fills one batch of one stream.  Ticks are generated into
  * the prices batch; order-book snapshots they make due wait in a queue and
  * go out in the next batch, so the two streams alternate.
+ *
+ * Being a pure function also makes it resumable (ABI 1.1): a position is
+ * the pair of counters (ticks, books) plus the last batch's stream and the
+ * start_ts in use.  resume() resets the generators to what open() set up
+ * and replays `ticks` ticks and `books` books without building records.
  */
 #include <dcbus/plugin.h>
 
@@ -43,6 +48,12 @@
 #define QUOTE_DIV         1e6 /* cents x volume units -> quote currency */
 #define BOOK_GAP_SPAN     5   /* levels are 1..5 cents apart */
 
+/* The position checkpoint() writes, little-endian (see README.md):
+ * version u8, flags u8, ticks u64, books u64, start_ts i64. */
+#define POSITION_VERSION         1
+#define POSITION_LEN             26
+#define POSITION_LAST_WAS_PRICES 0x01 /* the last batch was a prices batch */
+
 typedef struct {
     char name[NAME_MAX_LEN];
     size_t len;
@@ -50,6 +61,21 @@ typedef struct {
     int64_t price;  /* cents */
     uint64_t ticks; /* ticks of this symbol so far */
 } symbol_t;
+
+/* One step of the walk, before it becomes a record. */
+typedef struct {
+    uint64_t n; /* the tick's index */
+    uint32_t symbol;
+    int64_t ts;
+    int64_t price;  /* cents, after the move */
+    int64_t volume; /* units of 1e-4 */
+} tick_t;
+
+/* The random draws of one order-book snapshot. */
+typedef struct {
+    uint64_t gaps;
+    uint64_t qty[3];
+} book_draws_t;
 
 /* An order-book snapshot made due by a tick, waiting for its batch. */
 typedef struct {
@@ -69,7 +95,9 @@ typedef struct {
     uint32_t batch;
     bool orderbook;
     uint64_t book_every;
+    uint64_t seed;
     int64_t start_ts, step_us, linger_us;
+    bool start_ts_set; /* given in the settings, not the clock at open */
     char prices_stream[NAME_MAX_LEN + 16];
     char book_stream[NAME_MAX_LEN + 16];
 
@@ -81,7 +109,8 @@ typedef struct {
     size_t head, tail, cap;
     bool last_was_prices;
 
-    int64_t t0_us; /* monotonic time of the first collect(), for pacing */
+    int64_t t0_us;     /* monotonic time of the first collect(), for pacing */
+    uint64_t t0_ticks; /* ticks already generated then (non-zero after resume) */
     int64_t progress_at_us;
 } ticker_t;
 
@@ -154,7 +183,7 @@ static int read_settings(ticker_t *self)
     self->orderbook = h->config_bool(ctx, "orderbook", true);
     int64_t every = h->config_int(ctx, "orderbook_every", DEFAULT_BOOK_EVERY);
     const char *prefix = h->config_str(ctx, "stream_prefix", "");
-    uint64_t seed = (uint64_t)h->config_int(ctx, "seed", 1);
+    self->seed = (uint64_t)h->config_int(ctx, "seed", 1);
     self->start_ts = h->config_int(ctx, "start_ts", INT64_MIN);
     self->step_us = h->config_int(ctx, "step_us", DEFAULT_STEP_US);
     self->linger_us = h->config_int(ctx, "linger_ms", DEFAULT_LINGER_MS) * 1000;
@@ -173,11 +202,19 @@ static int read_settings(ticker_t *self)
     self->limit = (uint64_t)limit;
     self->batch = (uint32_t)batch;
     self->book_every = (uint64_t)every;
-    if (self->start_ts == INT64_MIN) self->start_ts = h->now_us();
+    self->start_ts_set = self->start_ts != INT64_MIN;
+    if (!self->start_ts_set) self->start_ts = h->now_us();
     snprintf(self->prices_stream, sizeof self->prices_stream, "%sprices", prefix);
     snprintf(self->book_stream, sizeof self->book_stream, "%sorderbook", prefix);
+    return 0;
+}
 
-    uint64_t sm = seed;
+/* Puts the generation state back to the start of the run: the generators
+ * seeded, every symbol at its initial price, no tick, no book, an empty
+ * queue, pacing not started.  open() and resume() both start from here. */
+static void reset(ticker_t *self)
+{
+    uint64_t sm = self->seed;
     self->tick_rng = splitmix64(&sm);
     self->book_rng = splitmix64(&sm);
     if (!self->tick_rng) self->tick_rng = 1; /* xorshift stays at 0 forever */
@@ -186,8 +223,14 @@ static int read_settings(ticker_t *self)
         symbol_t *s = &self->symbols[i];
         s->price0 = PRICE0_MIN_CENTS + (int64_t)(xorshift64s(&self->tick_rng) % PRICE0_SPAN_CENTS);
         s->price = s->price0;
+        s->ticks = 0;
     }
-    return 0;
+    self->ticks = self->books = 0;
+    self->head = self->tail = 0;
+    self->last_was_prices = false;
+    self->t0_us = 0;
+    self->t0_ticks = 0;
+    self->progress_at_us = 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -223,10 +266,11 @@ static size_t queue_len(const ticker_t *self)
  * Generation
  */
 
-/* Advances the walk of one symbol by one tick and appends the price record. */
-static int put_tick(ticker_t *self, dcbus_builder_t *out)
+/* Advances the walk of one symbol by one tick, without building anything:
+ * fills *t and returns whether the tick makes an order-book snapshot due.
+ * Generation and resume() both step through here. */
+static inline bool advance_tick(ticker_t *self, tick_t *t)
 {
-    const dcbus_host_t *h = self->host;
     uint64_t i = self->ticks++;
     uint32_t si = (uint32_t)(i % self->nsymbols);
     symbol_t *s = &self->symbols[si];
@@ -237,20 +281,43 @@ static int put_tick(ticker_t *self, dcbus_builder_t *out)
     if (delta == 0) delta = bps > 0 ? 1 : bps < 0 ? -1 : 0;
     if (s->price + delta < s->price0 / 2 || s->price + delta > s->price0 * 2) delta = -delta;
     s->price += delta;
-    int64_t volume = 1 + (int64_t)((r >> 32) % VOLUME_SPAN);
-    int64_t ts = self->start_ts + (int64_t)i * self->step_us;
+
+    t->n = i;
+    t->symbol = si;
+    t->ts = self->start_ts + (int64_t)i * self->step_us;
+    t->price = s->price;
+    t->volume = 1 + (int64_t)((r >> 32) % VOLUME_SPAN);
+    return self->orderbook && ++s->ticks % self->book_every == 0;
+}
+
+/* Generates one tick, appends its price record and queues the snapshot it
+ * makes due, if any. */
+static int put_tick(ticker_t *self, dcbus_builder_t *out)
+{
+    const dcbus_host_t *h = self->host;
+    tick_t t;
+    bool book_due = advance_tick(self, &t);
+    const symbol_t *s = &self->symbols[t.symbol];
 
     h->record_begin(out, 6);
     h->put_str(out, "symbol", s->name, s->len);
-    h->put_int(out, "ts", ts);
-    h->put_int(out, "n", (int64_t)i);
-    h->put_double(out, "price", (double)s->price / 100.0);
-    h->put_double(out, "volume", (double)volume / VOLUME_DIV);
-    h->put_double(out, "quote_volume", (double)(s->price * volume) / QUOTE_DIV);
+    h->put_int(out, "ts", t.ts);
+    h->put_int(out, "n", (int64_t)t.n);
+    h->put_double(out, "price", (double)t.price / 100.0);
+    h->put_double(out, "volume", (double)t.volume / VOLUME_DIV);
+    h->put_double(out, "quote_volume", (double)(t.price * t.volume) / QUOTE_DIV);
 
-    if (self->orderbook && ++s->ticks % self->book_every == 0)
-        return queue_push(self, si, ts, s->price);
-    return 0;
+    return book_due ? queue_push(self, t.symbol, t.ts, t.price) : 0;
+}
+
+/* Draws the random numbers of the next snapshot and returns its n.
+ * Generation and resume() both step through here. */
+static inline uint64_t advance_book(ticker_t *self, book_draws_t *d)
+{
+    d->gaps = xorshift64s(&self->book_rng);
+    for (int k = 0; k < 3; k++)
+        d->qty[k] = xorshift64s(&self->book_rng);
+    return self->books++;
 }
 
 /* Appends the order-book snapshot of one queued tick: three levels each
@@ -263,32 +330,33 @@ static void put_book(ticker_t *self, const book_due_t *due, dcbus_builder_t *out
     static const char *const ask_qty[] = {"ask_qty_1", "ask_qty_2", "ask_qty_3"};
     const dcbus_host_t *h = self->host;
     const symbol_t *s = &self->symbols[due->symbol];
-    uint64_t gaps = xorshift64s(&self->book_rng);
-    uint64_t q[3] = {xorshift64s(&self->book_rng), xorshift64s(&self->book_rng),
-                     xorshift64s(&self->book_rng)};
+    book_draws_t d;
+    uint64_t n = advance_book(self, &d);
 
     h->record_begin(out, 15);
     h->put_str(out, "symbol", s->name, s->len);
     h->put_int(out, "ts", due->ts);
-    h->put_int(out, "n", (int64_t)self->books++);
+    h->put_int(out, "n", (int64_t)n);
     int64_t bid = due->price, ask = due->price;
     for (int k = 0; k < 3; k++) {
-        bid -= 1 + (int64_t)((gaps >> (16 * k)) % BOOK_GAP_SPAN);
+        bid -= 1 + (int64_t)((d.gaps >> (16 * k)) % BOOK_GAP_SPAN);
         h->put_double(out, bid_price[k], (double)bid / 100.0);
     }
     for (int k = 0; k < 3; k++)
         h->put_double(out, bid_qty[k],
-                      (double)(1 + (q[k] & 0xffffffff) % VOLUME_SPAN) / VOLUME_DIV);
+                      (double)(1 + (d.qty[k] & 0xffffffff) % VOLUME_SPAN) / VOLUME_DIV);
     for (int k = 0; k < 3; k++) {
-        ask += 1 + (int64_t)((gaps >> (16 * k + 8)) % BOOK_GAP_SPAN);
+        ask += 1 + (int64_t)((d.gaps >> (16 * k + 8)) % BOOK_GAP_SPAN);
         h->put_double(out, ask_price[k], (double)ask / 100.0);
     }
     for (int k = 0; k < 3; k++)
-        h->put_double(out, ask_qty[k], (double)(1 + (q[k] >> 32) % VOLUME_SPAN) / VOLUME_DIV);
+        h->put_double(out, ask_qty[k], (double)(1 + (d.qty[k] >> 32) % VOLUME_SPAN) / VOLUME_DIV);
 }
 
 /* How many ticks may be generated now: bounded by the batch, the limit and,
- * with a rate, by the schedule (tick k is due at t0 + k / rate).  Returns 0
+ * with a rate, by the schedule (tick k is due at t0 + (k - t0_ticks) / rate,
+ * where t0 is the first collect() after open or resume, so a resumed run is
+ * paced from then on and does not burst to catch up).  Returns 0
  * while a partial batch is younger than linger_us, so slow rates still
  * make batches of a useful size. */
 static uint32_t ticks_allowed(ticker_t *self)
@@ -301,13 +369,17 @@ static uint32_t ticks_allowed(ticker_t *self)
     if (self->rate <= 0 || n == 0) return (uint32_t)n;
 
     int64_t now = self->host->monotonic_us();
-    if (self->t0_us == 0) self->t0_us = now;
+    if (self->t0_us == 0) {
+        self->t0_us = now;
+        self->t0_ticks = self->ticks;
+    }
     double elapsed_s = (double)(now - self->t0_us) / 1e6;
+    uint64_t done = self->ticks - self->t0_ticks;
     uint64_t due = (uint64_t)(elapsed_s * self->rate) + 1;
-    uint64_t ready = due > self->ticks ? due - self->ticks : 0;
+    uint64_t ready = due > done ? due - done : 0;
     if (ready >= n) return (uint32_t)n;
     if (ready == 0) return 0;
-    int64_t oldest_due_us = self->t0_us + (int64_t)((double)self->ticks / self->rate * 1e6);
+    int64_t oldest_due_us = self->t0_us + (int64_t)((double)done / self->rate * 1e6);
     return now - oldest_due_us >= self->linger_us ? (uint32_t)ready : 0;
 }
 
@@ -369,6 +441,7 @@ static int ticker_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         ticker_close(self);
         return -1;
     }
+    reset(self);
     *state = self;
     return 0;
 }
@@ -400,7 +473,127 @@ static int ticker_collect(void *state, dcbus_builder_t *out)
     return done ? DCBUS_DONE : DCBUS_OK;
 }
 
+/* ---------------------------------------------------------------------------
+ * Positions (ABI 1.1)
+ */
+
+static void put_u64le(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64le(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* How many snapshots the first `ticks` ticks make due: symbol k has
+ * ticks / nsymbols ticks, one more if k < ticks % nsymbols. */
+static uint64_t books_due_after(const ticker_t *self, uint64_t ticks)
+{
+    if (!self->orderbook) return 0;
+    uint64_t per = ticks / self->nsymbols, extra = ticks % self->nsymbols;
+    return extra * ((per + 1) / self->book_every) +
+           (self->nsymbols - extra) * (per / self->book_every);
+}
+
+static int ticker_checkpoint(void *state, uint8_t *buf, size_t cap, size_t *len)
+{
+    ticker_t *self = state;
+    if (cap < POSITION_LEN) {
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR,
+                  "ticker: checkpoint needs %d bytes, the buffer has %zu", POSITION_LEN, cap);
+        return DCBUS_ERR;
+    }
+    buf[0] = POSITION_VERSION;
+    buf[1] = self->last_was_prices ? POSITION_LAST_WAS_PRICES : 0;
+    put_u64le(buf + 2, self->ticks);
+    put_u64le(buf + 10, self->books);
+    put_u64le(buf + 18, (uint64_t)self->start_ts);
+    *len = POSITION_LEN;
+    return DCBUS_OK;
+}
+
+/* Checks a position against the settings; returns NULL or why it is bad. */
+static const char *position_error(const ticker_t *self, const uint8_t *position, size_t len,
+                                  char *why, size_t whylen)
+{
+    if (!position || len != POSITION_LEN) {
+        snprintf(why, whylen, "%zu bytes, expected %d", position ? len : 0, POSITION_LEN);
+        return why;
+    }
+    if (position[0] != POSITION_VERSION) {
+        snprintf(why, whylen, "version %u, expected %d", position[0], POSITION_VERSION);
+        return why;
+    }
+    if (position[1] & ~POSITION_LAST_WAS_PRICES) {
+        snprintf(why, whylen, "unknown flags 0x%02x", position[1]);
+        return why;
+    }
+    uint64_t ticks = get_u64le(position + 2), books = get_u64le(position + 10);
+    if (self->limit && ticks > self->limit) {
+        snprintf(why, whylen, "ticks %" PRIu64 " beyond limit %" PRIu64, ticks, self->limit);
+        return why;
+    }
+    uint64_t due = books_due_after(self, ticks);
+    if (books > due) {
+        snprintf(why, whylen,
+                 "books %" PRIu64 " beyond the %" PRIu64 " that %" PRIu64 " ticks make due", books,
+                 due, ticks);
+        return why;
+    }
+    return NULL;
+}
+
+/* Replays the run up to a position: the walk advanced `ticks` times and
+ * the book generator `books` times, the snapshots due but not yet emitted
+ * in the queue, exactly as the uninterrupted run had them.  Books are
+ * consumed as soon as they are due (the queue is FIFO, so the order is
+ * the same), which keeps the queue as short as at the position itself. */
+static int ticker_resume(void *state, const uint8_t *position, size_t len)
+{
+    ticker_t *self = state;
+    char why[160];
+    if (position_error(self, position, len, why, sizeof why)) {
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR, "ticker: cannot resume: bad position: %s",
+                  why);
+        return DCBUS_ERR;
+    }
+    uint64_t ticks = get_u64le(position + 2), books = get_u64le(position + 10);
+    int64_t start_ts = (int64_t)get_u64le(position + 18);
+    if (!self->start_ts_set)
+        self->start_ts = start_ts; /* the clock at the run's first open, not this one */
+    else if (start_ts != self->start_ts)
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_WARN,
+                  "ticker: resuming with start_ts %" PRId64 " from the settings; the position was "
+                  "taken with %" PRId64,
+                  self->start_ts, start_ts);
+
+    reset(self);
+    tick_t t;
+    book_draws_t d;
+    while (self->ticks < ticks) {
+        if (!advance_tick(self, &t)) continue;
+        if (self->books < books)
+            advance_book(self, &d);
+        else if (queue_push(self, t.symbol, t.ts, t.price) != 0) {
+            DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR, "ticker: out of memory");
+            return DCBUS_ERR;
+        }
+    }
+    self->last_was_prices = (position[1] & POSITION_LAST_WAS_PRICES) != 0;
+    DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_INFO,
+              "ticker: resumed at tick %" PRIu64 ", book %" PRIu64 " (%zu books pending)",
+              self->ticks, self->books, queue_len(self));
+    return DCBUS_OK;
+}
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "ticker", .version = "0.1.0",
                          .description = "synthetic tick prices and 3-level order books",
                          .role = DCBUS_ROLE_COLLECTOR, .open = ticker_open, .close = ticker_close,
-                         .collect = ticker_collect, .collect_wait_ms = 1)
+                         .collect = ticker_collect, .checkpoint = ticker_checkpoint,
+                         .resume = ticker_resume, .collect_wait_ms = 1)

@@ -1,0 +1,478 @@
+/*
+ * intake.c -- see intake.h.
+ *
+ * Acknowledgements are group-committed: DATA handled in one burst of the
+ * broker's loop is appended to the spool, then dcb_intake_service() makes
+ * the lot durable with one fsync (per the policy) and only then
+ * acknowledges it.  A collector therefore never forgets a batch the spool
+ * could still lose, and the fsync cost is shared by the whole burst.
+ */
+#include "intake.h"
+
+#include <czmq.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mpread.h"
+#include "proto.h"
+#include "spool.h"
+
+/* Spool references of one pipeline not yet admitted, oldest first. */
+typedef struct {
+    uint64_t *refs;
+    size_t head, tail, cap;
+} ref_queue_t;
+
+typedef struct {
+    const char *name, *collector;
+    ref_queue_t spooled;
+} intake_pipe_t;
+
+/* A batch that came while the spool was full. */
+typedef struct held {
+    zmq_msg_t body;
+    dcb_envelope_t env;
+    uint8_t id[256];
+    size_t idlen;
+    struct held *next;
+} held_t;
+
+/* An acknowledgement waiting for the spool's commit. */
+typedef struct {
+    uint8_t id[256];
+    size_t idlen;
+    char stream[DCB_NAME_MAX];
+    uint64_t seq;
+} ack_t;
+
+struct dcb_intake {
+    const dcb_config_t *config;
+    rt_router_t *router;
+    dcb_spool_t *spool;
+    dcb_intake_ack_fn *ack;
+    void *arg;
+    intake_pipe_t *pipes;
+    size_t npipes;
+    held_t *held_head, *held_tail;
+    size_t nheld;
+    ack_t *acks;
+    size_t nacks, acks_cap;
+    dcb_body_t state; /* the state entry being written */
+    uint64_t unreadable;
+    uint64_t *discard; /* recovered entries nobody can take */
+    size_t ndiscard;
+};
+
+/* ---------------------------------------------------------------------------
+ * Reference queues
+ */
+
+static void refs_push(ref_queue_t *q, uint64_t ref)
+{
+    if (q->tail == q->cap) {
+        if (q->head > 0) {
+            memmove(q->refs, q->refs + q->head, (q->tail - q->head) * sizeof *q->refs);
+            q->tail -= q->head;
+            q->head = 0;
+        } else {
+            q->cap = q->cap ? q->cap * 2 : 256;
+            q->refs = realloc(q->refs, q->cap * sizeof *q->refs);
+        }
+    }
+    q->refs[q->tail++] = ref;
+}
+
+static size_t refs_len(const ref_queue_t *q)
+{
+    return q->tail - q->head;
+}
+
+static intake_pipe_t *pipe_of(dcb_intake_t *self, const char *collector)
+{
+    for (size_t i = 0; i < self->npipes; i++)
+        if (strcmp(self->pipes[i].collector, collector) == 0) return &self->pipes[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * The state entry: [["s", stream, seq, collector]..., ["p", collector, pos]...]
+ */
+
+struct state_pack {
+    msgpack_packer *pk;
+    uint32_t count;
+};
+
+static void pack_stream(void *arg, const char *stream, uint64_t seq, const char *owner)
+{
+    struct state_pack *sp = arg;
+    if (!sp->pk) {
+        sp->count++;
+        return;
+    }
+    msgpack_pack_array(sp->pk, 4);
+    dcb_pack_str(sp->pk, "s");
+    dcb_pack_str(sp->pk, stream);
+    msgpack_pack_uint64(sp->pk, seq);
+    dcb_pack_str(sp->pk, owner);
+}
+
+static dcbus_span_t encode_state(void *arg)
+{
+    dcb_intake_t *self = arg;
+    struct state_pack counting = {NULL, 0};
+    rt_foreach_stream(self->router, pack_stream, &counting);
+    uint32_t positions = 0;
+    size_t len;
+    for (size_t i = 0; i < self->npipes; i++)
+        positions += rt_position(self->router, self->pipes[i].collector, &len) && len > 0;
+    dcb_body_reset(&self->state);
+    msgpack_packer *pk = &self->state.pk;
+    msgpack_pack_array(pk, counting.count + positions);
+    struct state_pack packing = {pk, 0};
+    rt_foreach_stream(self->router, pack_stream, &packing);
+    for (size_t i = 0; i < self->npipes; i++) {
+        const uint8_t *pos = rt_position(self->router, self->pipes[i].collector, &len);
+        if (!pos || len == 0) continue;
+        msgpack_pack_array(pk, 3);
+        dcb_pack_str(pk, "p");
+        dcb_pack_str(pk, self->pipes[i].collector);
+        msgpack_pack_bin_with_body(pk, pos, len);
+    }
+    return dcb_body_span(&self->state);
+}
+
+static bool read_name(const uint8_t **p, const uint8_t *end, char *out)
+{
+    dcbus_value_t v;
+    if (!dcb_mp_read(p, end, &v) || v.type != DCBUS_VAL_STR || v.as.str.len >= DCB_NAME_MAX)
+        return false;
+    memcpy(out, v.as.str.ptr, v.as.str.len);
+    out[v.as.str.len] = '\0';
+    return true;
+}
+
+static bool restore_item(dcb_intake_t *self, const uint8_t **p, const uint8_t *end)
+{
+    uint32_t n;
+    char tag[DCB_NAME_MAX], name[DCB_NAME_MAX], owner[DCB_NAME_MAX];
+    dcbus_value_t v;
+    if (!dcb_mp_read_array(p, end, &n) || n < 3 || !read_name(p, end, tag) ||
+        !read_name(p, end, name))
+        return false;
+    if (strcmp(tag, "s") == 0 && n == 4) {
+        if (!dcb_mp_read(p, end, &v) || v.type != DCBUS_VAL_INT || !read_name(p, end, owner))
+            return false;
+        rt_restore_stream(self->router, name, (uint64_t)v.as.i, owner);
+        return true;
+    }
+    if (strcmp(tag, "p") == 0 && n == 3) {
+        if (!dcb_mp_read(p, end, &v) || v.type != DCBUS_VAL_BIN) return false;
+        rt_restore_position(self->router, name, (const uint8_t *)v.as.str.ptr, v.as.str.len);
+        return true;
+    }
+    return false;
+}
+
+static void restore_state(dcb_intake_t *self, dcbus_span_t data)
+{
+    const uint8_t *p = data.data, *end = data.data + data.len;
+    uint32_t n;
+    bool ok = data.len == 0 || dcb_mp_read_array(&p, end, &n);
+    for (uint32_t i = 0; ok && data.len && i < n; i++)
+        ok = restore_item(self, &p, end);
+    if (!ok) dcb_warn("spool: unreadable state entry skipped", NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * Recovery
+ */
+
+static void recover_batch(dcb_intake_t *self, uint64_t ref, dcbus_span_t data, bool released)
+{
+    dcb_envelope_t env;
+    char why[256];
+    if (dcb_envelope_decode_header(data.data, data.len, &env, why, sizeof why) != 0) {
+        dcb_warn("spool: unreadable batch skipped", "reason=\"%s\"", why);
+        self->unreadable++;
+        if (!released) goto discard;
+        return;
+    }
+    rt_restore_stream(self->router, env.stream, env.seq, env.source);
+    if (env.poslen) rt_restore_position(self->router, env.source, env.pos, env.poslen);
+    if (released) return;
+    intake_pipe_t *p = pipe_of(self, env.source);
+    if (p) {
+        refs_push(&p->spooled, ref);
+        return;
+    }
+    dcb_warn("spool: no pipeline takes this batch any more; dropped", "source=%s stream=%s seq=%" PRIu64,
+             env.source, env.stream, env.seq);
+discard:
+    self->discard = realloc(self->discard, (self->ndiscard + 1) * sizeof *self->discard);
+    self->discard[self->ndiscard++] = ref;
+}
+
+static void recover_entry(void *arg, dcb_spool_kind_t kind, uint64_t ref, dcbus_span_t data,
+                          bool released)
+{
+    if (kind == DCB_SPOOL_STATE)
+        restore_state(arg, data);
+    else
+        recover_batch(arg, ref, data, released);
+}
+
+/* ---------------------------------------------------------------------------
+ * Life cycle
+ */
+
+static dcb_spool_t *open_spool(dcb_intake_t *self, char *err, size_t errlen)
+{
+    const dcb_config_t *c = self->config;
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/spool", c->spool_dir);
+    dcb_spool_opts_t opts = {.dir = dir,
+                             .fsync = c->spool_fsync,
+                             .fsync_interval_us = (int64_t)c->spool_fsync_ms * 1000,
+                             .max_bytes = (uint64_t)c->spool_max_mb << 20,
+                             .segment_bytes = (uint64_t)c->spool_segment_mb << 20,
+                             .drop_oldest = c->spool_drop_oldest};
+    return dcb_spool_open(&opts, encode_state, self, err, errlen);
+}
+
+dcb_intake_t *dcb_intake_new(const dcb_config_t *config, rt_router_t *router,
+                             dcb_intake_ack_fn *ack, void *arg, char *err, size_t errlen)
+{
+    dcb_intake_t *self = calloc(1, sizeof *self);
+    self->config = config;
+    self->router = router;
+    self->ack = ack;
+    self->arg = arg;
+    dcb_body_init(&self->state);
+    self->npipes = config->npipelines;
+    self->pipes = calloc(self->npipes ? self->npipes : 1, sizeof *self->pipes);
+    for (size_t i = 0; i < self->npipes; i++) {
+        self->pipes[i].name = config->pipelines[i].name;
+        self->pipes[i].collector = config->pipelines[i].from;
+    }
+    self->spool = open_spool(self, err, errlen);
+    if (!self->spool || dcb_spool_recover(self->spool, recover_entry, self, err, errlen) != 0) {
+        dcb_intake_destroy(&self);
+        return NULL;
+    }
+    for (size_t i = 0; i < self->ndiscard; i++)
+        dcb_spool_release(self->spool, self->discard[i]);
+    free(self->discard);
+    self->discard = NULL;
+    return self;
+}
+
+void dcb_intake_destroy(dcb_intake_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    dcb_intake_t *self = *self_p;
+    for (held_t *h = self->held_head, *next; h; h = next) {
+        next = h->next;
+        zmq_msg_close(&h->body);
+        free(h);
+    }
+    for (size_t i = 0; i < self->npipes; i++)
+        free(self->pipes[i].spooled.refs);
+    dcb_spool_close(&self->spool);
+    dcb_body_destroy(&self->state);
+    free(self->pipes);
+    free(self->acks);
+    free(self->discard);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Taking batches
+ */
+
+static void queue_ack(dcb_intake_t *self, const void *id, size_t idlen, const char *stream,
+                      uint64_t seq)
+{
+    if (self->nacks == self->acks_cap) {
+        self->acks_cap = self->acks_cap ? self->acks_cap * 2 : 64;
+        self->acks = realloc(self->acks, self->acks_cap * sizeof *self->acks);
+    }
+    ack_t *a = &self->acks[self->nacks++];
+    a->idlen = idlen < sizeof a->id ? idlen : sizeof a->id;
+    memcpy(a->id, id, a->idlen);
+    snprintf(a->stream, sizeof a->stream, "%s", stream);
+    a->seq = seq;
+}
+
+static bool pipe_has_room(dcb_intake_t *self, const intake_pipe_t *p)
+{
+    size_t total, processing;
+    rt_pipeline_in_flight(self->router, p->name, &total, &processing);
+    return total < (size_t)self->config->memory_batches;
+}
+
+/* Appends one batch; 1 if there is no room, and it stays where it is. */
+static int spool_one(dcb_intake_t *self, const void *id, size_t idlen, const dcb_envelope_t *env,
+                     zmq_msg_t *body)
+{
+    uint64_t ref;
+    char err[256];
+    dcbus_span_t data = {zmq_msg_data(body), zmq_msg_size(body)};
+    int rc = dcb_spool_append(self->spool, data, &ref, err, sizeof err);
+    if (rc < 0) {
+        /* Held, not lost: it is retried each service, like a full spool. */
+        dcb_error("cannot spool a batch; collectors are held back", "error=\"%s\"", err);
+        return 1;
+    }
+    if (rc > 0) return 1;
+    queue_ack(self, id, idlen, env->stream, env->seq);
+    intake_pipe_t *p = pipe_of(self, env->source);
+    if (refs_len(&p->spooled) == 0 && pipe_has_room(self, p))
+        rt_admit(self->router, p->collector, env, body, ref);
+    else
+        refs_push(&p->spooled, ref);
+    return 0;
+}
+
+static void hold(dcb_intake_t *self, const void *id, size_t idlen, const dcb_envelope_t *env,
+                 zmq_msg_t *body)
+{
+    held_t *h = calloc(1, sizeof *h);
+    zmq_msg_init(&h->body);
+    zmq_msg_copy(&h->body, body);
+    h->env = *env;
+    h->idlen = idlen < sizeof h->id ? idlen : sizeof h->id;
+    memcpy(h->id, id, h->idlen);
+    if (self->held_tail)
+        self->held_tail->next = h;
+    else
+        self->held_head = h;
+    self->held_tail = h;
+    if (self->nheld++ == 0)
+        dcb_warn("spool full: collectors held back", "limit_mb=%d", self->config->spool_max_mb);
+}
+
+static bool is_held(const dcb_intake_t *self, const dcb_envelope_t *env)
+{
+    for (const held_t *h = self->held_head; h; h = h->next)
+        if (h->env.seq == env->seq && strcmp(h->env.stream, env->stream) == 0) return true;
+    return false;
+}
+
+int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env,
+                    zmq_msg_t *body, char *why, size_t whylen)
+{
+    if (strcmp(env->source, rt_peer_instance(peer)) != 0) {
+        snprintf(why, whylen, "batch source '%s' is not the collector that sent it (%s)",
+                 env->source, rt_peer_instance(peer));
+        return -1;
+    }
+    int rc = rt_collector_check(self->router, peer, env, why, whylen);
+    if (rc < 0) return -1;
+    size_t idlen;
+    const void *id = rt_peer_id(peer, &idlen);
+    if (rc == RT_KNOWN) { /* a resend: acknowledged again once it is spooled */
+        if (!is_held(self, env)) queue_ack(self, id, idlen, env->stream, env->seq);
+        return 0;
+    }
+    /* Behind batches already held, so a stream's batches keep their order. */
+    if (self->held_head || spool_one(self, id, idlen, env, body) != 0)
+        hold(self, id, idlen, env, body);
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Service
+ */
+
+static void spool_held(dcb_intake_t *self)
+{
+    while (self->held_head) {
+        held_t *h = self->held_head;
+        if (spool_one(self, h->id, h->idlen, &h->env, &h->body) != 0) return;
+        self->held_head = h->next;
+        if (!self->held_head) self->held_tail = NULL;
+        zmq_msg_close(&h->body);
+        free(h);
+        if (--self->nheld == 0) dcb_info("spool has room again: collectors resume", NULL);
+    }
+}
+
+static void admit_spooled(dcb_intake_t *self, intake_pipe_t *p)
+{
+    while (refs_len(&p->spooled) && pipe_has_room(self, p)) {
+        uint64_t ref = p->spooled.refs[p->spooled.head++];
+        zmq_msg_t body;
+        dcb_envelope_t env;
+        char why[256];
+        int rc = dcb_spool_read(self->spool, ref, &body);
+        if (rc != 0) { /* -2: dropped to make room, counted there */
+            if (rc == -1) {
+                dcb_warn("spool: unreadable batch skipped", "pipeline=%s", p->name);
+                self->unreadable++;
+                dcb_spool_release(self->spool, ref);
+            }
+            continue;
+        }
+        if (dcb_envelope_decode_header(zmq_msg_data(&body), zmq_msg_size(&body), &env, why,
+                                       sizeof why) != 0 ||
+            rt_admit(self->router, p->collector, &env, &body, ref) != 0) {
+            dcb_warn("spool: batch cannot be fed back; dropped", "pipeline=%s", p->name);
+            self->unreadable++;
+            dcb_spool_release(self->spool, ref);
+        }
+        zmq_msg_close(&body);
+    }
+}
+
+void dcb_intake_service(dcb_intake_t *self, int64_t now_us)
+{
+    spool_held(self);
+    if (self->nacks) {
+        if (dcb_spool_commit(self->spool, now_us) != 0)
+            dcb_error("spool fsync failed; acknowledging anyway", NULL);
+        for (size_t i = 0; i < self->nacks; i++)
+            self->ack(self->arg, self->acks[i].id, self->acks[i].idlen, self->acks[i].stream,
+                      self->acks[i].seq);
+        self->nacks = 0;
+    } else {
+        dcb_spool_commit(self->spool, now_us); /* the interval policy's timer */
+    }
+    for (size_t i = 0; i < self->npipes; i++)
+        admit_spooled(self, &self->pipes[i]);
+}
+
+void dcb_intake_finished(dcb_intake_t *self, uint64_t ref)
+{
+    dcb_spool_release(self->spool, ref);
+}
+
+size_t dcb_intake_waiting(const dcb_intake_t *self, const char *pipeline)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < self->npipes; i++)
+        if (strcmp(self->pipes[i].name, pipeline) == 0) {
+            n = refs_len(&self->pipes[i].spooled);
+            for (const held_t *h = self->held_head; h; h = h->next)
+                n += strcmp(h->env.source, self->pipes[i].collector) == 0;
+        }
+    return n;
+}
+
+void dcb_intake_pack_stats(const dcb_intake_t *self, msgpack_packer *pk)
+{
+    dcb_spool_stats_t st;
+    dcb_spool_stats(self->spool, &st);
+    msgpack_pack_map(pk, 7);
+    dcb_pack_kv_uint(pk, "bytes", st.bytes);
+    dcb_pack_kv_uint(pk, "segments", st.segments);
+    dcb_pack_kv_uint(pk, "batches", st.batches);
+    dcb_pack_kv_uint(pk, "dropped", st.dropped);
+    dcb_pack_kv_uint(pk, "unreadable", self->unreadable);
+    dcb_pack_kv_uint(pk, "held", self->nheld);
+    dcb_pack_kv_bool(pk, "full", self->nheld > 0);
+}

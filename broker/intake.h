@@ -1,0 +1,61 @@
+/*
+ * intake.h -- how a collector's batch enters the broker: spooled first,
+ * acknowledged once durable, fed to its pipeline from the spool.
+ *
+ *   collector --DATA--> check (router) --> spool append --> ACK after commit
+ *                                              |
+ *                           pipeline window <--+-- the rest waits on disk
+ *
+ * The router carries at most `memory_batches` batches of a pipeline at a
+ * time; the others stay in the spool as references, read back when room
+ * is made.  A sink that stops accepting therefore grows the spool, not the
+ * broker, and the collectors go on at full rate until the spool's size
+ * limit: then, with `spool_full: block`, their batches are held unspooled
+ * and unacknowledged (bounded by their windows, so they stop), or with
+ * `drop_oldest` the oldest segments make room.
+ *
+ * On start the spool is read back: every stream's last seq, every
+ * collector's position, and the batches not yet released, which are fed to
+ * their pipelines again.
+ */
+#ifndef DCB_INTAKE_H
+#define DCB_INTAKE_H
+
+#include <msgpack.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "envelope.h"
+#include "router.h"
+
+typedef struct dcb_intake dcb_intake_t;
+
+/* Acknowledges (stream, seq) to the connection with routing id `id`. */
+typedef void dcb_intake_ack_fn(void *arg, const void *id, size_t idlen, const char *stream,
+                               uint64_t seq);
+
+/* Opens the spool under config->spool_dir and recovers what it holds into
+ * `router`.  NULL and a reason if the spool cannot be used. */
+dcb_intake_t *dcb_intake_new(const dcb_config_t *config, rt_router_t *router,
+                             dcb_intake_ack_fn *ack, void *arg, char *err, size_t errlen);
+void dcb_intake_destroy(dcb_intake_t **self_p);
+
+/* A batch from collector `peer` (routing id `id`).  Returns 0 (spooled or
+ * held; a resend is acknowledged again), or -1 with a reason. */
+int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env,
+                    zmq_msg_t *body, char *why, size_t whylen);
+/* After a burst of messages: makes the spool durable per the fsync policy,
+ * sends the acknowledgements that waited for it, admits spooled batches
+ * into pipelines with room, spools held batches if room was made. */
+void dcb_intake_service(dcb_intake_t *self, int64_t now_us);
+/* The router's `finished` callback: every sink has the batch. */
+void dcb_intake_finished(dcb_intake_t *self, uint64_t ref);
+
+/* Batches of `pipeline` waiting in the spool or held for room (not yet in
+ * the router). */
+size_t dcb_intake_waiting(const dcb_intake_t *self, const char *pipeline);
+/* The `spool` statistics: a msgpack map. */
+void dcb_intake_pack_stats(const dcb_intake_t *self, msgpack_packer *pk);
+
+#endif

@@ -1,0 +1,475 @@
+/*
+ * spool.c -- see spool.h.
+ *
+ * A reference is (segment number << 32) | offset of the entry, so a batch
+ * is found again with one pread and released with one 4-byte append to
+ * the segment's release list.  Segment numbers start at 1: reference 0
+ * means none.
+ */
+#include "spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define ENTRY_HEAD 9u
+#define MAX_ENTRY  (512u << 20)
+
+typedef struct {
+    uint32_t no;
+    int fd, rel_fd;
+    uint64_t size;
+    uint64_t live; /* batches not released */
+} segment_t;
+
+struct dcb_spool {
+    dcb_spool_opts_t opts;
+    char *dir;
+    dcb_spool_state_fn *state;
+    void *state_arg;
+    segment_t *segs; /* oldest first; the last one is the active one */
+    size_t nsegs;
+    bool active; /* segs[nsegs-1] takes appends */
+    uint64_t bytes, dropped;
+    bool dirty, full;
+    int64_t synced_us;
+};
+
+/* ---------------------------------------------------------------------------
+ * Helpers
+ */
+
+static uint32_t fnv1a(const uint8_t *p, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void seg_path(const dcb_spool_t *self, uint32_t no, const char *ext, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s/%010" PRIu32 ".%s", self->dir, no, ext);
+}
+
+static int write_all(int fd, const struct iovec *iov, int n)
+{
+    struct iovec v[2];
+    memcpy(v, iov, (size_t)n * sizeof *v);
+    struct iovec *p = v;
+    while (n > 0) {
+        ssize_t w = writev(fd, p, n);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) return -1;
+        while (n > 0 && (size_t)w >= p->iov_len) {
+            w -= (ssize_t)p->iov_len;
+            p++, n--;
+        }
+        if (n > 0) {
+            p->iov_base = (uint8_t *)p->iov_base + w;
+            p->iov_len -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
+static int read_at(int fd, void *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, (uint8_t *)buf + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static void sync_dir(const dcb_spool_t *self)
+{
+    int fd = open(self->dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+static segment_t *seg_find(dcb_spool_t *self, uint32_t no)
+{
+    size_t lo = 0, hi = self->nsegs;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (self->segs[mid].no == no) return &self->segs[mid];
+        if (self->segs[mid].no < no)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+static void seg_delete(dcb_spool_t *self, segment_t *s)
+{
+    char path[4200];
+    close(s->fd);
+    if (s->rel_fd >= 0) close(s->rel_fd);
+    seg_path(self, s->no, "seg", path, sizeof path);
+    unlink(path);
+    seg_path(self, s->no, "rel", path, sizeof path);
+    unlink(path);
+    self->bytes -= s->size;
+    size_t i = (size_t)(s - self->segs);
+    memmove(s, s + 1, (self->nsegs - i - 1) * sizeof *s);
+    self->nsegs--;
+}
+
+/* ---------------------------------------------------------------------------
+ * Opening
+ */
+
+static int seg_open_files(dcb_spool_t *self, segment_t *s, bool create)
+{
+    char path[4200];
+    seg_path(self, s->no, "seg", path, sizeof path);
+    s->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0644);
+    if (s->fd < 0) return -1;
+    seg_path(self, s->no, "rel", path, sizeof path);
+    s->rel_fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (s->rel_fd < 0) {
+        close(s->fd);
+        return -1;
+    }
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int add_found(dcb_spool_t *self, uint32_t no)
+{
+    self->segs = realloc(self->segs, (self->nsegs + 1) * sizeof *self->segs);
+    segment_t *s = &self->segs[self->nsegs];
+    *s = (segment_t){.no = no, .fd = -1, .rel_fd = -1};
+    if (seg_open_files(self, s, false) != 0) return -1;
+    struct stat st;
+    s->size = fstat(s->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    self->bytes += s->size;
+    self->nsegs++;
+    return 0;
+}
+
+static int find_segments(dcb_spool_t *self, char *err, size_t errlen)
+{
+    DIR *d = opendir(self->dir);
+    if (!d) return snprintf(err, errlen, "%s: %s", self->dir, strerror(errno)), -1;
+    uint32_t *nos = NULL;
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        unsigned long no = strtoul(e->d_name, &end, 10);
+        if (end == e->d_name || strcmp(end, ".seg") != 0 || no == 0 || no > UINT32_MAX) continue;
+        nos = realloc(nos, (n + 1) * sizeof *nos);
+        nos[n++] = (uint32_t)no;
+    }
+    closedir(d);
+    qsort(nos, n, sizeof *nos, cmp_u32);
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        if ((rc = add_found(self, nos[i])) != 0)
+            snprintf(err, errlen, "segment %" PRIu32 " in %s: %s", nos[i], self->dir,
+                     strerror(errno));
+    free(nos);
+    return rc;
+}
+
+static int make_dirs(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(path, 0755) != 0 && errno != EEXIST) return -1;
+            *p = '/';
+        }
+    return mkdir(path, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+dcb_spool_t *dcb_spool_open(const dcb_spool_opts_t *opts, dcb_spool_state_fn *state, void *arg,
+                            char *err, size_t errlen)
+{
+    if (make_dirs(opts->dir) != 0) {
+        snprintf(err, errlen, "cannot create %s: %s", opts->dir, strerror(errno));
+        return NULL;
+    }
+    dcb_spool_t *self = calloc(1, sizeof *self);
+    self->opts = *opts;
+    self->dir = strdup(opts->dir);
+    self->opts.dir = self->dir;
+    self->state = state;
+    self->state_arg = arg;
+    if (find_segments(self, err, errlen) != 0) dcb_spool_close(&self);
+    return self;
+}
+
+void dcb_spool_close(dcb_spool_t **self_p)
+{
+    if (!self_p || !*self_p) return;
+    dcb_spool_t *self = *self_p;
+    for (size_t i = 0; i < self->nsegs; i++) {
+        if (self->opts.fsync != DCB_FSYNC_NEVER) fsync(self->segs[i].fd);
+        close(self->segs[i].fd);
+        close(self->segs[i].rel_fd);
+    }
+    free(self->segs);
+    free(self->dir);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Writing
+ */
+
+static int write_entry(dcb_spool_t *self, segment_t *s, dcb_spool_kind_t kind, dcbus_span_t data,
+                       uint64_t *offset)
+{
+    uint8_t head[ENTRY_HEAD];
+    put_u32(head, (uint32_t)data.len);
+    put_u32(head + 4, fnv1a(data.data, data.len));
+    head[8] = (uint8_t)kind;
+    struct iovec iov[2] = {{head, sizeof head}, {(void *)data.data, data.len}};
+    if (write_all(s->fd, iov, 2) != 0) {
+        /* Cut what a short write left, so the segment stays readable. */
+        if (ftruncate(s->fd, (off_t)s->size) != 0) dcb_warn("cannot cut a failed write", NULL);
+        return -1;
+    }
+    *offset = s->size;
+    s->size += ENTRY_HEAD + data.len;
+    self->bytes += ENTRY_HEAD + data.len;
+    self->dirty = true;
+    return 0;
+}
+
+/* Starts a new active segment, beginning with the broker's state. */
+static int roll(dcb_spool_t *self)
+{
+    uint32_t no = self->nsegs ? self->segs[self->nsegs - 1].no + 1 : 1;
+    self->segs = realloc(self->segs, (self->nsegs + 1) * sizeof *self->segs);
+    segment_t *s = &self->segs[self->nsegs];
+    *s = (segment_t){.no = no, .fd = -1, .rel_fd = -1};
+    if (seg_open_files(self, s, true) != 0) return -1;
+    self->nsegs++;
+    /* The segment it replaces may have had everything released already. */
+    if (self->active && self->segs[self->nsegs - 2].live == 0)
+        seg_delete(self, &self->segs[self->nsegs - 2]);
+    self->active = true;
+    if (self->opts.fsync != DCB_FSYNC_NEVER) sync_dir(self);
+    uint64_t offset;
+    dcbus_span_t state = self->state ? self->state(self->state_arg) : (dcbus_span_t){NULL, 0};
+    return write_entry(self, &self->segs[self->nsegs - 1], DCB_SPOOL_STATE, state, &offset);
+}
+
+/* The oldest segments go until `need` more bytes fit; false if they
+ * cannot (only the active segment is left). */
+static bool drop_oldest(dcb_spool_t *self, uint64_t need)
+{
+    while (self->bytes + need > self->opts.max_bytes && self->nsegs > 1) {
+        segment_t *s = &self->segs[0];
+        if (s->live)
+            dcb_warn("spool full: oldest segment dropped", "segment=%" PRIu32 " batches=%" PRIu64,
+                     s->no, s->live);
+        self->dropped += s->live;
+        seg_delete(self, s);
+    }
+    return self->bytes + need <= self->opts.max_bytes;
+}
+
+int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *err,
+                     size_t errlen)
+{
+    uint64_t need = ENTRY_HEAD + data.len;
+    if (data.len > MAX_ENTRY)
+        return snprintf(err, errlen, "batch of %zu bytes is too large to spool", data.len), -1;
+    segment_t *s = self->active ? &self->segs[self->nsegs - 1] : NULL;
+    if (!s || s->size + need > self->opts.segment_bytes) {
+        if (self->bytes + need > self->opts.max_bytes && !self->opts.drop_oldest)
+            return self->full = true, 1;
+        if (roll(self) != 0)
+            return snprintf(err, errlen, "cannot start a spool segment: %s", strerror(errno)), -1;
+        s = &self->segs[self->nsegs - 1];
+    }
+    if (self->bytes + need > self->opts.max_bytes &&
+        (!self->opts.drop_oldest || !drop_oldest(self, need))) {
+        self->full = true;
+        return 1;
+    }
+    s = &self->segs[self->nsegs - 1]; /* drop_oldest moved the array */
+    uint64_t offset;
+    if (write_entry(self, s, DCB_SPOOL_BATCH, data, &offset) != 0)
+        return snprintf(err, errlen, "spool write: %s", strerror(errno)), -1;
+    s->live++;
+    self->full = false;
+    *ref = (uint64_t)s->no << 32 | offset;
+    return 0;
+}
+
+int dcb_spool_commit(dcb_spool_t *self, int64_t now_us)
+{
+    if (!self->dirty || !self->active) return 0;
+    if (self->opts.fsync == DCB_FSYNC_NEVER) return 0;
+    if (self->opts.fsync == DCB_FSYNC_INTERVAL &&
+        now_us - self->synced_us < self->opts.fsync_interval_us)
+        return 0;
+    self->dirty = false;
+    self->synced_us = now_us;
+    return fdatasync(self->segs[self->nsegs - 1].fd);
+}
+
+void dcb_spool_release(dcb_spool_t *self, uint64_t ref)
+{
+    segment_t *s = seg_find(self, (uint32_t)(ref >> 32));
+    if (!s || s->live == 0) return; /* dropped to make room */
+    uint8_t off[4];
+    put_u32(off, (uint32_t)ref);
+    struct iovec iov = {off, sizeof off};
+    if (write_all(s->rel_fd, &iov, 1) != 0)
+        dcb_warn("spool: cannot record a release", "error=\"%s\"", strerror(errno));
+    bool is_active = self->active && s == &self->segs[self->nsegs - 1];
+    if (--s->live == 0 && !is_active) seg_delete(self, s);
+}
+
+static void free_msg(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+int dcb_spool_read(dcb_spool_t *self, uint64_t ref, zmq_msg_t *out)
+{
+    segment_t *s = seg_find(self, (uint32_t)(ref >> 32));
+    uint64_t off = (uint32_t)ref;
+    uint8_t head[ENTRY_HEAD];
+    if (!s) return -2;
+    if (read_at(s->fd, head, sizeof head, off) != 0) return -1;
+    uint32_t len = get_u32(head);
+    uint8_t *data = len <= MAX_ENTRY ? malloc(len ? len : 1) : NULL;
+    if (!data || read_at(s->fd, data, len, off + ENTRY_HEAD) != 0 ||
+        fnv1a(data, len) != get_u32(head + 4)) {
+        free(data);
+        return -1;
+    }
+    zmq_msg_init_data(out, data, len, free_msg, NULL);
+    return 0;
+}
+
+void dcb_spool_stats(const dcb_spool_t *self, dcb_spool_stats_t *out)
+{
+    out->bytes = self->bytes;
+    out->segments = self->nsegs;
+    out->batches = 0;
+    for (size_t i = 0; i < self->nsegs; i++)
+        out->batches += self->segs[i].live;
+    out->dropped = self->dropped;
+    out->full = self->full;
+}
+
+/* ---------------------------------------------------------------------------
+ * Recovery
+ */
+
+static uint32_t *read_releases(const segment_t *s, size_t *n)
+{
+    struct stat st;
+    *n = 0;
+    if (fstat(s->rel_fd, &st) != 0 || st.st_size < 4) return NULL;
+    size_t count = (size_t)st.st_size / 4;
+    uint8_t *raw = malloc(count * 4);
+    uint32_t *offs = malloc(count * sizeof *offs);
+    if (read_at(s->rel_fd, raw, count * 4, 0) == 0) {
+        for (size_t i = 0; i < count; i++)
+            offs[i] = get_u32(raw + 4 * i);
+        *n = count;
+        qsort(offs, count, sizeof *offs, cmp_u32);
+    }
+    free(raw);
+    return offs;
+}
+
+/* Reads one segment; a torn or corrupt entry ends it and is cut off. */
+static void recover_segment(dcb_spool_t *self, segment_t *s, dcb_spool_visit_fn *fn, void *arg)
+{
+    size_t nrel;
+    uint32_t *rel = read_releases(s, &nrel);
+    uint64_t off = 0;
+    uint8_t head[ENTRY_HEAD];
+    while (off + ENTRY_HEAD <= s->size && read_at(s->fd, head, sizeof head, off) == 0) {
+        uint32_t len = get_u32(head);
+        if (len > MAX_ENTRY || off + ENTRY_HEAD + len > s->size) break;
+        uint8_t *data = malloc(len ? len : 1);
+        if (read_at(s->fd, data, len, off + ENTRY_HEAD) != 0 || fnv1a(data, len) != get_u32(head + 4)) {
+            free(data);
+            break;
+        }
+        uint32_t key = (uint32_t)off;
+        bool released = rel && bsearch(&key, rel, nrel, sizeof *rel, cmp_u32);
+        if (head[8] == DCB_SPOOL_BATCH && !released) s->live++;
+        fn(arg, (dcb_spool_kind_t)head[8], (uint64_t)s->no << 32 | off, (dcbus_span_t){data, len},
+           released);
+        free(data);
+        off += ENTRY_HEAD + len;
+    }
+    if (off < s->size) {
+        dcb_warn("spool: torn tail cut", "segment=%" PRIu32 " bytes=%" PRIu64, s->no,
+                 s->size - off);
+        if (ftruncate(s->fd, (off_t)off) == 0) {
+            self->bytes -= s->size - off;
+            s->size = off;
+        }
+    }
+    free(rel);
+}
+
+int dcb_spool_recover(dcb_spool_t *self, dcb_spool_visit_fn *fn, void *arg, char *err,
+                      size_t errlen)
+{
+    uint64_t pending = 0;
+    for (size_t i = 0; i < self->nsegs; i++) {
+        recover_segment(self, &self->segs[i], fn, arg);
+        pending += self->segs[i].live;
+    }
+    for (size_t i = self->nsegs; i-- > 0;)
+        if (self->segs[i].live == 0) seg_delete(self, &self->segs[i]);
+    if (pending)
+        dcb_info("spool recovered", "batches=%" PRIu64 " segments=%zu bytes=%" PRIu64, pending,
+                 self->nsegs, self->bytes);
+    if (roll(self) != 0)
+        return snprintf(err, errlen, "cannot start a spool segment in %s: %s", self->dir,
+                        strerror(errno)),
+               -1;
+    return 0;
+}

@@ -1,0 +1,91 @@
+/*
+ * spool.h -- the broker's spool: every batch a collector sends, on disk,
+ * until every sink of its pipeline has it.
+ *
+ * An append-only log cut into segments (<dir>/<n>.seg).  A collector's
+ * batch is appended and made durable by the fsync policy before the
+ * collector is told it may forget it; the broker then feeds its pipelines
+ * from here, holding only a few batches per pipeline in memory, so an
+ * outage of a sink grows the spool on disk, not any process.  When every
+ * sink has acknowledged a batch it is released: its offset goes to the
+ * segment's release list (<n>.rel), and a segment whose batches are all
+ * released is deleted.  After a crash the segments are read back and the
+ * batches not released are delivered again (sinks de-duplicate on
+ * (stream, seq)).
+ *
+ * Each segment starts with a state entry the broker writes through the
+ * roll callback (what it has taken from each stream and collector), so the
+ * newest segment alone tells where every collector left off, however many
+ * older segments have been deleted.
+ *
+ * Entry: u32 length, u32 FNV-1a of the data, u8 kind, the data; integers
+ * little-endian.  A torn or corrupt tail (a crash mid-write) ends the
+ * segment: it is cut there on recovery.
+ *
+ * Size limit: past max_bytes, `block` refuses appends (the broker holds
+ * collectors back until releases make room) and `drop_oldest` deletes the
+ * oldest segments, counting the batches lost with them.
+ */
+#ifndef DCB_SPOOL_H
+#define DCB_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "config.h"
+#include "dcbus/plugin.h"
+
+typedef struct dcb_spool dcb_spool_t;
+
+typedef enum { DCB_SPOOL_BATCH = 1, DCB_SPOOL_STATE = 2 } dcb_spool_kind_t;
+
+typedef struct {
+    const char *dir;
+    dcb_fsync_t fsync;
+    int64_t fsync_interval_us;
+    uint64_t max_bytes, segment_bytes;
+    bool drop_oldest;
+} dcb_spool_opts_t;
+
+/* Writes the state entry of a new segment: `data` is the caller's encoding. */
+typedef dcbus_span_t dcb_spool_state_fn(void *arg);
+
+/* Opens (creating) the spool in opts->dir and reads the segments found
+ * there.  NULL and a reason if the directory cannot be used. */
+dcb_spool_t *dcb_spool_open(const dcb_spool_opts_t *opts, dcb_spool_state_fn *state, void *arg,
+                            char *err, size_t errlen);
+void dcb_spool_close(dcb_spool_t **self_p);
+
+/* Calls fn for every entry of the segments found at open, oldest first:
+ * state entries, and batches with `released` telling whether they are
+ * done with.  Then deletes the segments with nothing left to deliver and
+ * starts a new segment (beginning with the current state). */
+typedef void dcb_spool_visit_fn(void *arg, dcb_spool_kind_t kind, uint64_t ref, dcbus_span_t data,
+                                bool released);
+int dcb_spool_recover(dcb_spool_t *self, dcb_spool_visit_fn *fn, void *arg, char *err,
+                      size_t errlen);
+
+/* Appends a batch.  Returns 0 and its reference in *ref, 1 if the spool is
+ * full and the policy is to block, -1 on an I/O error (err says which). */
+int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *err,
+                     size_t errlen);
+/* Makes what was appended durable as the fsync policy says; call before
+ * acknowledging the batches to their collectors.  -1 on an I/O error. */
+int dcb_spool_commit(dcb_spool_t *self, int64_t now_us);
+/* Every sink has the batch: it need not be kept. */
+void dcb_spool_release(dcb_spool_t *self, uint64_t ref);
+/* Reads a batch back into `out` (initialised here).  -2 if it is gone
+ * (dropped to make room, and counted then), -1 if it is unreadable. */
+int dcb_spool_read(dcb_spool_t *self, uint64_t ref, zmq_msg_t *out);
+
+/* Figures for the stats. */
+typedef struct {
+    uint64_t bytes, segments, batches; /* on disk now; batches not released */
+    uint64_t dropped;                  /* batches deleted unreleased (drop_oldest) */
+    bool full;                         /* the last append was refused */
+} dcb_spool_stats_t;
+void dcb_spool_stats(const dcb_spool_t *self, dcb_spool_stats_t *out);
+
+#endif
