@@ -154,7 +154,8 @@ static int seg_open_files(dcb_spool_t *self, segment_t *s, bool create)
     s->fd = open(path, O_RDWR | O_APPEND | O_CLOEXEC | (create ? O_CREAT | O_EXCL : 0), 0644);
     if (s->fd < 0) return -1;
     seg_path(self, s->no, "rel", path, sizeof path);
-    s->rel_fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    /* A new segment's list starts empty, whatever a deletion cut short left. */
+    s->rel_fd = open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | (create ? O_TRUNC : 0), 0644);
     if (s->rel_fd < 0) {
         close(s->fd);
         return -1;
@@ -196,7 +197,7 @@ static int find_segments(dcb_spool_t *self, char *err, size_t errlen)
         nos[n++] = (uint32_t)no;
     }
     closedir(d);
-    qsort(nos, n, sizeof *nos, cmp_u32);
+    if (n) qsort(nos, n, sizeof *nos, cmp_u32); /* nos is NULL when n is 0 */
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++)
         if ((rc = add_found(self, nos[i])) != 0)
@@ -278,6 +279,12 @@ static int write_entry(dcb_spool_t *self, segment_t *s, dcb_spool_kind_t kind, d
 /* Starts a new active segment, beginning with the broker's state. */
 static int roll(dcb_spool_t *self)
 {
+    /* What the segment it replaces took since the last commit is made
+     * durable now: the commit syncs the new one only. */
+    if (self->active && self->dirty && self->opts.fsync != DCB_FSYNC_NEVER &&
+        self->segs[self->nsegs - 1].live &&
+        fdatasync(self->segs[self->nsegs - 1].fd) != 0)
+        dcb_warn("spool: cannot sync a full segment", "error=\"%s\"", strerror(errno));
     uint32_t no = self->nsegs ? self->segs[self->nsegs - 1].no + 1 : 1;
     self->segs = realloc(self->segs, (self->nsegs + 1) * sizeof *self->segs);
     segment_t *s = &self->segs[self->nsegs];
@@ -316,8 +323,14 @@ int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *
     if (data.len > MAX_ENTRY)
         return snprintf(err, errlen, "batch of %zu bytes is too large to spool", data.len), -1;
     segment_t *s = self->active ? &self->segs[self->nsegs - 1] : NULL;
-    if (!s || s->size + need > self->opts.segment_bytes) {
-        if (self->bytes + need > self->opts.max_bytes && !self->opts.drop_oldest)
+    /* Past the limit, a roll lets the active segment go: deleted if all of
+     * it is released, droppable if it alone holds the limit. */
+    uint64_t max = self->opts.max_bytes;
+    bool let_go = s && self->bytes + need > max &&
+                  (s->live == 0 || (self->opts.drop_oldest && s->size + need > max));
+    if (!s || s->size + need > self->opts.segment_bytes || let_go) {
+        uint64_t freed = s && s->live == 0 ? s->size : 0; /* the roll deletes it */
+        if (self->bytes - freed + need > max && !self->opts.drop_oldest)
             return self->full = true, 1;
         if (roll(self) != 0)
             return snprintf(err, errlen, "cannot start a spool segment: %s", strerror(errno)), -1;
@@ -406,8 +419,12 @@ static uint32_t *read_releases(const segment_t *s, size_t *n)
 {
     struct stat st;
     *n = 0;
-    if (fstat(s->rel_fd, &st) != 0 || st.st_size < 4) return NULL;
+    if (fstat(s->rel_fd, &st) != 0) return NULL;
     size_t count = (size_t)st.st_size / 4;
+    /* A torn last record is cut, so the releases appended after it stay aligned. */
+    if ((uint64_t)st.st_size % 4 && ftruncate(s->rel_fd, (off_t)(count * 4)) != 0)
+        dcb_warn("spool: cannot cut a torn release list", "segment=%" PRIu32, s->no);
+    if (count == 0) return NULL;
     uint8_t *raw = malloc(count * 4);
     uint32_t *offs = malloc(count * sizeof *offs);
     if (read_at(s->rel_fd, raw, count * 4, 0) == 0) {
@@ -429,7 +446,9 @@ static void recover_segment(dcb_spool_t *self, segment_t *s, dcb_spool_visit_fn 
     uint8_t head[ENTRY_HEAD];
     while (off + ENTRY_HEAD <= s->size && read_at(s->fd, head, sizeof head, off) == 0) {
         uint32_t len = get_u32(head);
-        if (len > MAX_ENTRY || off + ENTRY_HEAD + len > s->size) break;
+        if (len > MAX_ENTRY || off + ENTRY_HEAD + len > s->size ||
+            (head[8] != DCB_SPOOL_BATCH && head[8] != DCB_SPOOL_STATE))
+            break;
         uint8_t *data = malloc(len ? len : 1);
         if (read_at(s->fd, data, len, off + ENTRY_HEAD) != 0 || fnv1a(data, len) != get_u32(head + 4)) {
             free(data);
@@ -458,18 +477,20 @@ int dcb_spool_recover(dcb_spool_t *self, dcb_spool_visit_fn *fn, void *arg, char
                       size_t errlen)
 {
     uint64_t pending = 0;
+    size_t found = self->nsegs;
     for (size_t i = 0; i < self->nsegs; i++) {
         recover_segment(self, &self->segs[i], fn, arg);
         pending += self->segs[i].live;
     }
-    for (size_t i = self->nsegs; i-- > 0;)
-        if (self->segs[i].live == 0) seg_delete(self, &self->segs[i]);
-    if (pending)
-        dcb_info("spool recovered", "batches=%" PRIu64 " segments=%zu bytes=%" PRIu64, pending,
-                 self->nsegs, self->bytes);
+    /* The new segment, with the state just recovered, is written before
+     * the old ones go: a crash in between must not lose the state. */
     if (roll(self) != 0)
         return snprintf(err, errlen, "cannot start a spool segment in %s: %s", self->dir,
                         strerror(errno)),
                -1;
+    for (size_t i = self->nsegs - 1; i-- > 0;)
+        if (self->segs[i].live == 0) seg_delete(self, &self->segs[i]);
+    dcb_info("spool opened", "dir=%s segments_found=%zu batches_to_deliver=%" PRIu64
+             " bytes=%" PRIu64, self->dir, found, pending, self->bytes);
     return 0;
 }
