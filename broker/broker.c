@@ -185,18 +185,19 @@ static void on_intake_ack(void *arg, const void *id, size_t idlen, const char *s
     send_body(self, peer, DCB_CMD_ACK);
 }
 
-static void on_finished(void *arg, uint64_t ref)
+static void on_finished(void *arg, uint64_t ref, bool kept)
 {
     dcb_broker_t *self = arg;
-    dcb_intake_finished(self->intake, ref);
+    dcb_intake_finished(self->intake, ref, kept);
 }
 
 static void on_abandoned(void *arg, const char *stream, uint64_t seq, const char *error)
 {
     dcb_broker_t *self = arg;
-    dcb_error("batch abandoned after repeated failures", "stream=%s seq=%" PRIu64 " error=\"%s\"",
+    dcb_error("batch given up after repeated failures; the spool keeps it", "stream=%s seq=%" PRIu64 " error=\"%s\"",
               stream, seq, error ? error : "");
-    publish_broker_error(self, "PROCESSING", "deliver", "batch abandoned after repeated failures",
+    publish_broker_error(self, "PROCESSING", "deliver",
+                         "batch given up after repeated failures; the spool keeps it",
                          stream, seq);
 }
 

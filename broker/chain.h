@@ -11,7 +11,8 @@
  * (a configured handler that is not connected is waited for that long too),
  * the broker's own rule applies: retry with back-off (a CONNECTION failure
  * for as long as it lasts, others up to max_attempts), then give the batch
- * up with an error on error.PROCESSING.broker.
+ * up with an error on error.PROCESSING.broker; the spool keeps it, and a
+ * broker restart delivers it again.
  */
 #ifndef DCB_CHAIN_H
 #define DCB_CHAIN_H

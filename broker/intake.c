@@ -62,6 +62,7 @@ struct dcb_intake {
     size_t nacks, acks_cap;
     dcb_body_t state; /* the state entry being written */
     uint64_t unreadable;
+    uint64_t kept; /* given up, left in the spool */
     uint64_t *discard; /* recovered entries nobody can take */
     size_t ndiscard;
 };
@@ -446,9 +447,12 @@ void dcb_intake_service(dcb_intake_t *self, int64_t now_us)
         admit_spooled(self, &self->pipes[i]);
 }
 
-void dcb_intake_finished(dcb_intake_t *self, uint64_t ref)
+void dcb_intake_finished(dcb_intake_t *self, uint64_t ref, bool kept)
 {
-    dcb_spool_release(self->spool, ref);
+    if (kept)
+        self->kept++;
+    else
+        dcb_spool_release(self->spool, ref);
 }
 
 size_t dcb_intake_waiting(const dcb_intake_t *self, const char *pipeline)
@@ -467,12 +471,13 @@ void dcb_intake_pack_stats(const dcb_intake_t *self, msgpack_packer *pk)
 {
     dcb_spool_stats_t st;
     dcb_spool_stats(self->spool, &st);
-    msgpack_pack_map(pk, 7);
+    msgpack_pack_map(pk, 8);
     dcb_pack_kv_uint(pk, "bytes", st.bytes);
     dcb_pack_kv_uint(pk, "segments", st.segments);
     dcb_pack_kv_uint(pk, "batches", st.batches);
     dcb_pack_kv_uint(pk, "dropped", st.dropped);
     dcb_pack_kv_uint(pk, "unreadable", self->unreadable);
+    dcb_pack_kv_uint(pk, "kept", self->kept);
     dcb_pack_kv_uint(pk, "held", self->nheld);
     dcb_pack_kv_bool(pk, "full", self->nheld > 0);
 }

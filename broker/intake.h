@@ -49,8 +49,10 @@ int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *e
  * sends the acknowledgements that waited for it, admits spooled batches
  * into pipelines with room, spools held batches if room was made. */
 void dcb_intake_service(dcb_intake_t *self, int64_t now_us);
-/* The router's `finished` callback: every sink has the batch. */
-void dcb_intake_finished(dcb_intake_t *self, uint64_t ref);
+/* The router's `finished` callback: every sink has the batch, or (`kept`)
+ * it was given up with no handler to keep it, so the spool keeps it: it is
+ * delivered again after a broker restart. */
+void dcb_intake_finished(dcb_intake_t *self, uint64_t ref, bool kept);
 
 /* Batches of `pipeline` waiting in the spool or held for room (not yet in
  * the router). */

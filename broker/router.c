@@ -69,6 +69,7 @@ struct rt_batch {
     uint32_t count;
     bool processed;
     bool replay;     /* injected (a dead letter, a backlog), not from the spool */
+    bool kept;       /* given up by the broker's own rule: the spool keeps it */
     int replay_sink; /* injected for this one sink, or -1 */
     uint64_t ref;    /* its place in the spool */
     rt_batch_t *fifo_next;
@@ -469,7 +470,7 @@ static void complete(rt_router_t *self, rt_batch_t *b)
     if (b->replay && b->replay_sink >= 0 && self->ops.injected_done)
         self->ops.injected_done(self->arg, b->pipe->to[b->replay_sink]->name,
                                 b->sinks[b->replay_sink].delivered);
-    if (!b->replay) self->ops.finished(self->arg, b->ref);
+    if (!b->replay) self->ops.finished(self->arg, b->ref, b->kept);
     zhashx_delete(self->batches, b->key);
     batch_free(b);
 }
@@ -747,6 +748,7 @@ static void give_up(rt_router_t *self, rt_work_t *w)
 /* Gives a batch up after too many failures, saying so. */
 static void abandon(rt_router_t *self, rt_work_t *w, const char *error)
 {
+    w->batch->kept = true;
     self->ops.abandoned(self->arg, w->batch->stream->name, w->batch->seq, error);
     give_up(self, w);
 }

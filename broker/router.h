@@ -50,8 +50,11 @@ typedef struct rt_peer rt_peer_t;
 /* How the router talks back. `peer_id` is the routing id. */
 typedef struct {
     void (*send_data)(void *arg, const rt_peer_t *peer, zmq_msg_t *body);
-    /* Every sink has the batch with spool reference `ref`. */
-    void (*finished)(void *arg, uint64_t ref);
+    /* The batch with spool reference `ref` is done with: every sink has it
+     * (or it was settled by the error-handler chain), or, with `kept`, it
+     * was given up after max_attempts with no handler taking it, and stays
+     * in the spool. */
+    void (*finished)(void *arg, uint64_t ref, bool kept);
     /* A batch was given up after max_attempts failures. */
     void (*abandoned)(void *arg, const char *stream, uint64_t seq, const char *error);
     /* A peer left or died (optional); called before it is freed. */

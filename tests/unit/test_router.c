@@ -79,6 +79,7 @@ typedef struct {
         uint64_t seq;
     } admitted[MAX_EVENTS];
     size_t nadmitted;
+    int kept; /* finished batches the spool is to keep */
 } fx_t;
 
 static void id_text(const rt_peer_t *peer, char *out, size_t cap)
@@ -123,9 +124,10 @@ static void record_ack(fx_t *f, const char *peer, const char *stream, uint64_t s
 
 /* Every sink has the batch: the test acknowledges its collector then, so
  * an ACK event means "delivered everywhere". */
-static void on_finished(void *arg, uint64_t ref)
+static void on_finished(void *arg, uint64_t ref, bool kept)
 {
     fx_t *f = arg;
+    f->kept += kept;
     assert_true(ref < f->nadmitted);
     char peer[32], stream[DCB_NAME_MAX];
     memcpy(peer, f->admitted[ref].peer, sizeof peer);
@@ -785,9 +787,10 @@ static void test_nack_gives_up_after_max_attempts(void **state)
     }
     nack(f, "s3#0", "d", 1, true, "disk full"); /* the third failure */
     expect_abandoned(f, "d", 1, "disk full");
-    /* Given up: the collector may forget it (it goes to the dead letter). */
+    /* Given up: done with in the router, but the spool is told to keep it. */
     expect_ack(f, "src2#0", "d", 1);
     expect_quiet(f);
+    assert_int_equal(f->kept, 1);
     assert_int_equal(rt_batches_in_flight(f->rt), 0);
     f->now += 600 * SECOND;
     rt_tick(f->rt, f->now);
@@ -894,15 +897,18 @@ static void test_held_failure_given_up(void **state)
     data(f, "src2#0", "d", 2, "src2");
     expect_data(f, "s3#0", "d", 1, "src2");
     expect_data(f, "s3#0", "d", 2, "src2");
-    /* Reported: the abandoned callback, and the collector may forget it. */
-    rt_held_give_up(f->rt, nack_held(f, "s3#0", "d", 1), "kept as a dead letter", true);
-    expect_abandoned(f, "d", 1, "kept as a dead letter");
+    /* Reported (no handler took it): the abandoned callback, and the spool
+     * is to keep it. */
+    rt_held_give_up(f->rt, nack_held(f, "s3#0", "d", 1), "max attempts", true);
+    expect_abandoned(f, "d", 1, "max attempts");
     expect_ack(f, "src2#0", "d", 1);
     expect_quiet(f);
-    /* Not reported: done just the same, silently. */
+    assert_int_equal(f->kept, 1);
+    /* Not reported (a handler settled it): done, and released. */
     rt_held_give_up(f->rt, nack_held(f, "s3#0", "d", 2), "handled", false);
     expect_ack(f, "src2#0", "d", 2);
     expect_quiet(f);
+    assert_int_equal(f->kept, 1);
     assert_int_equal(rt_batches_in_flight(f->rt), 0);
 }
 
