@@ -6,8 +6,11 @@
  * formatting (including the edge cases the fast formatter must get right),
  * nested values as JSON, header order and missing or extra keys, session
  * file sets, rolling, the flush policy, reopening, and the undoing of a
- * batch whose write fails.  Set DCBUS_BENCH=1 to also print how fast rows
- * are formatted and written.
+ * batch whose write fails; then exactly once: de-duplication on (stream,
+ * seq) across restarts, the cut of what a crash left after the last
+ * checkpoint, the undoing of a failed flush, and the refusal of a
+ * malformed checkpoint.  Set DCBUS_BENCH=1 to also print how fast rows are
+ * formatted and written.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -463,7 +466,24 @@ static void test_failed_batch_is_undone(void **state)
     free(before);
 }
 
-/* No space left: retry later, and the rows wait in the buffer. */
+/* Stores batch `seq` of `stream` in session "test": one row {n: seq, v}. */
+static int store_seq(dcb_testkit_t *tk, const char *stream, uint64_t seq)
+{
+    const dcbus_host_t *h = dcb_testkit_host(tk);
+    dcbus_builder_t *b = dcb_testkit_builder(tk);
+    h->record_begin(b, 2);
+    h->put_int(b, "n", (int64_t)seq);
+    h->put_str(b, "v", "abcdefghij", 10);
+    dcb_envelope_t env;
+    dcb_testkit_seal(tk, stream, seq, &env);
+    return dcb_testkit_store(tk, &env);
+}
+
+/* The row store_seq writes for `n`. */
+#define ROW(n) #n ",abcdefghij\n"
+
+/* No space left: retry later.  The host hands the batch back, so its rows
+ * are undone and its redelivery is written again, not skipped. */
 static void test_full_disk_asks_for_a_retry(void **state)
 {
     fixture_t *fx = *state;
@@ -474,17 +494,18 @@ static void test_full_disk_asks_for_a_retry(void **state)
     snprintf(target, sizeof target, "/dev/full");
     if (symlink(target, path) != 0 || access(target, W_OK) != 0) skip();
     dcb_testkit_t *tk = open_csv(fx, NULL);
-    store_rows(tk, "full", "test", 0, 1);
+    assert_int_equal(store_seq(tk, "full", 1), DCBUS_OK);
     assert_int_equal(dcb_testkit_flush(tk), DCBUS_ERETRY);
     const dcbus_error_t *e = dcb_testkit_last_error(tk);
     assert_non_null(e);
     assert_int_equal(e->type, DCBUS_ERROR_STORAGE);
     assert_string_equal(e->operation, "flush");
+    assert_int_equal(store_seq(tk, "full", 1), DCBUS_OK); /* redelivered: written, so fails again */
     assert_int_equal(dcb_testkit_flush(tk), DCBUS_ERETRY);
-    /* Ending the session cannot close the file without losing rows: it stays. */
-    assert_int_equal(dcb_testkit_session_end(tk, "test", "completed"), DCBUS_ERETRY);
-    assert_int_equal(dcb_testkit_flush(tk), DCBUS_ERETRY);
-    assert_int_equal(dcb_testkit_error_count(tk), 4);
+    /* Nothing is left buffered: the session ends, and a flush of nothing succeeds. */
+    assert_int_equal(dcb_testkit_session_end(tk, "test", "completed"), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_int_equal(dcb_testkit_error_count(tk), 2);
 }
 
 static void test_bad_settings_refuse_to_open(void **state)
@@ -497,6 +518,341 @@ static void test_bad_settings_refuse_to_open(void **state)
         dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "csv", settings, err, sizeof err);
         if (tk) fail_msg("csv opened with %s", bad[i]);
     }
+}
+
+/* ---------------------------------------------------------------------------
+ * Exactly once: the checkpoint
+ */
+
+#define CK_FILE ".dcbus-csv-checkpoint"
+
+static void put_file(const fixture_t *fx, const char *relpath, const char *text, size_t len,
+                     const char *mode)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", fx->dir, relpath);
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    mkdir(path, 0755);
+    *slash = '/';
+    FILE *f = fopen(path, mode);
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    fclose(f);
+}
+
+/* What the plugin logs between start and stop (it logs to stderr). */
+typedef struct {
+    int saved;
+    char path[64];
+} capture_t;
+
+static void capture_start(capture_t *c)
+{
+    snprintf(c->path, sizeof c->path, "/tmp/dcbus-csv-log-XXXXXX");
+    int fd = mkstemp(c->path);
+    assert_true(fd >= 0);
+    fflush(stderr);
+    c->saved = dup(2);
+    dup2(fd, 2);
+    close(fd);
+}
+
+static char *capture_stop(capture_t *c)
+{
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    FILE *f = fopen(c->path, "rb");
+    char *text = calloc(1, 1 << 16);
+    size_t n = f ? fread(text, 1, (1 << 16) - 1, f) : 0;
+    text[n] = '\0';
+    if (f) fclose(f);
+    unlink(c->path);
+    fputs(text, stderr); /* still shown */
+    return text;
+}
+
+static size_t count_lines(const fixture_t *fx, const char *relpath)
+{
+    char *text = slurp(fx, relpath);
+    size_t n = 0;
+    for (char *p = text; (p = strchr(p, '\n')); p++)
+        n++;
+    free(text);
+    return n;
+}
+
+/* Batches 1..3, a restart, then 2 and 3 again with 4: each row once. */
+static void test_redelivered_batches_are_written_once(void **state)
+{
+    fixture_t *fx = *state;
+    dcb_testkit_t *tk = open_csv(fx, NULL);
+    for (uint64_t seq = 1; seq <= 3; seq++)
+        assert_int_equal(store_seq(tk, "s", seq), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, CK_FILE,
+                "dcbus-csv-checkpoint 1\n"
+                "file test/s.csv 43\n"
+                "stream s 1-3\n"
+                "end 1 1\n");
+
+    tk = open_csv(fx, NULL); /* a new plugin state on the same dir */
+    for (uint64_t seq = 2; seq <= 4; seq++)
+        assert_int_equal(store_seq(tk, "s", seq), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, "test/s.csv", "n,v\n" ROW(1) ROW(2) ROW(3) ROW(4));
+    /* Twice in one flush group. */
+    assert_int_equal(store_seq(tk, "s", 5), DCBUS_OK);
+    assert_int_equal(store_seq(tk, "s", 5), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, "test/s.csv", "n,v\n" ROW(1) ROW(2) ROW(3) ROW(4) ROW(5));
+    assert_file(fx, CK_FILE,
+                "dcbus-csv-checkpoint 1\n"
+                "file test/s.csv 69\n"
+                "stream s 1-5\n"
+                "end 1 1\n");
+}
+
+/* A sink killed between writing rows and its flush leaves rows nobody
+ * acknowledged (and perhaps a torn one, and files created since): the
+ * restart cuts them, and the redelivered batches are written once. */
+static void test_rows_after_the_last_checkpoint_are_cut(void **state)
+{
+    fixture_t *fx = *state;
+    dcb_testkit_t *tk = open_csv(fx, NULL);
+    assert_int_equal(store_seq(tk, "s", 1), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    dcb_testkit_destroy(&fx->tk);
+    /* What the killed writer left: batch 2, part of 3, and a file of batch 7. */
+    put_file(fx, "test/s.csv", ROW(2) "3,abc", 18, "ab");
+    put_file(fx, "test/late.csv", "n,v\n" ROW(7), 17, "wb");
+
+    capture_t cap;
+    capture_start(&cap);
+    tk = open_csv(fx, NULL);
+    char *log = capture_stop(&cap);
+    assert_non_null(strstr(log, "test/s.csv: cut 18 bytes written after the last checkpoint"));
+    assert_non_null(strstr(log, "test/late.csv: cut 17 bytes"));
+    free(log);
+    assert_file(fx, "test/s.csv", "n,v\n" ROW(1));
+    assert_file(fx, "test/late.csv", "");
+
+    for (uint64_t seq = 1; seq <= 3; seq++) /* 1 as well: the host may resend it */
+        assert_int_equal(store_seq(tk, "s", seq), DCBUS_OK);
+    assert_int_equal(store_seq(tk, "late", 7), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, "test/s.csv", "n,v\n" ROW(1) ROW(2) ROW(3));
+    assert_file(fx, "test/late.csv", "n,v\n" ROW(7));
+}
+
+/* A batch that comes late (a retry, a replayed dead letter) with a seq
+ * below others is new: written; the second time it is a duplicate. */
+static void test_a_late_lower_seq_is_written_once(void **state)
+{
+    fixture_t *fx = *state;
+    dcb_testkit_t *tk = open_csv(fx, NULL);
+    static const uint64_t seqs[] = {1, 2, 4, 5};
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(store_seq(tk, "s", seqs[i]), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, CK_FILE,
+                "dcbus-csv-checkpoint 1\n"
+                "file test/s.csv 56\n"
+                "stream s 1-2 4-5\n"
+                "end 1 1\n");
+    assert_int_equal(store_seq(tk, "s", 3), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    const char *want = "n,v\n" ROW(1) ROW(2) ROW(4) ROW(5) ROW(3);
+    assert_file(fx, "test/s.csv", want);
+    assert_int_equal(store_seq(tk, "s", 3), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, "test/s.csv", want);
+    tk = open_csv(fx, NULL);
+    assert_int_equal(store_seq(tk, "s", 3), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, "test/s.csv", want);
+    /* Other streams have seqs of their own. */
+    assert_int_equal(store_seq(tk, "t", 3), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, "test/t.csv", "n,v\n" ROW(3));
+}
+
+/* A checkpoint that cannot be trusted stops the plugin, naming the line. */
+static void test_malformed_checkpoint_refuses_to_open(void **state)
+{
+    fixture_t *fx = *state;
+#define CK(text, line)                                                                             \
+    {                                                                                              \
+        text, sizeof text - 1, line                                                                \
+    }
+    static const struct {
+        const char *text;
+        size_t len;
+        int line;
+    } bad[] = {
+        CK("", 1),
+        CK("garbage\n", 1),
+        CK("dcbus-csv-checkpoint 2\nend 0 0\n", 1),
+        CK("dcbus-csv-checkpoint 1\nfile test/a.csv 12x\nend 1 0\n", 2),
+        CK("dcbus-csv-checkpoint 1\nfile ../etc/passwd.csv 1\nend 1 0\n", 2),
+        CK("dcbus-csv-checkpoint 1\nfile test/.a.csv 1\nend 1 0\n", 2),
+        CK("dcbus-csv-checkpoint 1\nfile test/a.csv\nend 1 0\n", 2),
+        CK("dcbus-csv-checkpoint 1\nfile test/a.csv 1\nfile test/a.csv 2\nend 2 0\n", 3),
+        CK("dcbus-csv-checkpoint 1\nfile test/a%00.csv 1\nend 1 0\n", 2),
+        CK("dcbus-csv-checkpoint 1\nfile test/a\0.csv 1\nend 1 0\n", 2),
+        CK("dcbus-csv-checkpoint 1\nstream s 5-3\nend 0 1\n", 2),
+        CK("dcbus-csv-checkpoint 1\nstream s 1-5 4-9\nend 0 1\n", 2),
+        CK("dcbus-csv-checkpoint 1\nstream s\nend 0 1\n", 2),
+        CK("dcbus-csv-checkpoint 1\nstream s 1-2 \nend 0 1\n", 2),
+        CK("dcbus-csv-checkpoint 1\nstream s 18446744073709551616-1\nend 0 1\n", 2),
+        CK("dcbus-csv-checkpoint 1\nstream s 1-2\nstream s 4-5\nend 0 2\n", 3),
+        CK("dcbus-csv-checkpoint 1\nbogus line\nend 0 0\n", 2),
+        CK("dcbus-csv-checkpoint 1\nfile test/a.csv 1\n", 3),
+        CK("dcbus-csv-checkpoint 1\nend 1 0\n", 2),
+        CK("dcbus-csv-checkpoint 1\nend 0 0", 2),
+        CK("dcbus-csv-checkpoint 1\nend 0 0\nfile test/a.csv 1\n", 3),
+    };
+    char ck[256];
+    snprintf(ck, sizeof ck, "%s/" CK_FILE, fx->dir);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char settings[256], err[256], want[512];
+        put_file(fx, CK_FILE, bad[i].text, bad[i].len, "wb");
+        snprintf(settings, sizeof settings, "dir: %s\n", fx->dir);
+        capture_t cap;
+        capture_start(&cap);
+        dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "csv", settings, err, sizeof err);
+        char *log = capture_stop(&cap);
+        if (tk) fail_msg("csv opened with checkpoint #%zu", i);
+        snprintf(want, sizeof want, "csv: %s:%d: malformed checkpoint", ck, bad[i].line);
+        if (!strstr(log, want)) fail_msg("checkpoint #%zu: no \"%s\" in the log", i, want);
+        free(log);
+    }
+    /* Well-formed ones open: empty, and with names percent-encoded. */
+    put_file(fx, CK_FILE, "dcbus-csv-checkpoint 1\nend 0 0\n", 31, "wb");
+    open_csv(fx, NULL);
+    const char *text =
+        "dcbus-csv-checkpoint 1\nfile a_b/x.csv 0\nstream a%2Fb%20c 7-9\nstream % 1-1\n"
+        "end 1 2\n";
+    put_file(fx, CK_FILE, text, strlen(text), "wb");
+    dcb_testkit_t *tk = open_csv(fx, NULL);
+    assert_int_equal(store_seq(tk, "a/b c", 8), DCBUS_OK); /* a duplicate */
+    assert_int_equal(store_seq(tk, "", 1), DCBUS_OK);      /* a duplicate */
+    assert_int_equal(store_seq(tk, "", 2), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_false(exists(fx, "test/a_b_c.csv"));
+    assert_file(fx, "test/_.csv", "n,v\n" ROW(2));
+}
+
+/* A flush whose rows cannot be written fails; the host hands its batches
+ * back, so every file is cut back to the checkpoint and they are written
+ * again once. */
+static void test_failed_flush_undoes_its_batches(void **state)
+{
+    fixture_t *fx = *state;
+    dcb_testkit_t *tk = open_csv(fx, NULL);
+    assert_int_equal(store_seq(tk, "s", 1), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    char *before = slurp(fx, "test/s.csv");
+    assert_int_equal(store_seq(tk, "s", 2), DCBUS_OK); /* buffered */
+    assert_int_equal(store_seq(tk, "t", 1), DCBUS_OK); /* a new file: its rows get written */
+
+    struct rlimit old, lim;
+    getrlimit(RLIMIT_FSIZE, &old);
+    lim = old;
+    lim.rlim_cur = strlen(before); /* s.csv cannot grow, t.csv can */
+    signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc = dcb_testkit_flush(tk);
+    setrlimit(RLIMIT_FSIZE, &old);
+    assert_int_equal(rc, DCBUS_ERR); /* EFBIG */
+    const dcbus_error_t *e = dcb_testkit_last_error(tk);
+    assert_non_null(e);
+    assert_string_equal(e->operation, "flush");
+    assert_file(fx, "test/s.csv", before);
+    assert_file(fx, "test/t.csv", "");
+
+    assert_int_equal(store_seq(tk, "s", 2), DCBUS_OK);
+    assert_int_equal(store_seq(tk, "t", 1), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, "test/s.csv", "n,v\n" ROW(1) ROW(2));
+    assert_file(fx, "test/t.csv", "n,v\n" ROW(1));
+    free(before);
+}
+
+/* The same when the checkpoint itself cannot be written. */
+static void test_failed_checkpoint_undoes_its_batches(void **state)
+{
+    fixture_t *fx = *state;
+    dcb_testkit_t *tk = open_csv(fx, "fsync: true\n");
+    assert_int_equal(store_seq(tk, "s", 1), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    char tmp[256];
+    snprintf(tmp, sizeof tmp, "%s/" CK_FILE ".tmp", fx->dir);
+    assert_int_equal(mkdir(tmp, 0755), 0); /* the temp file cannot be created */
+    assert_int_equal(store_seq(tk, "s", 2), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_ERR); /* EISDIR */
+    const dcbus_error_t *e = dcb_testkit_last_error(tk);
+    assert_non_null(e);
+    assert_string_equal(e->operation, "checkpoint");
+    assert_non_null(strstr(e->message, CK_FILE));
+    assert_file(fx, "test/s.csv", "n,v\n" ROW(1));
+
+    assert_int_equal(rmdir(tmp), 0);
+    assert_int_equal(store_seq(tk, "s", 2), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, "test/s.csv", "n,v\n" ROW(1) ROW(2));
+    tk = open_csv(fx, NULL);
+    assert_int_equal(store_seq(tk, "s", 2), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, "test/s.csv", "n,v\n" ROW(1) ROW(2));
+}
+
+/* Files written before there was a checkpoint are listed in the first one
+ * as they are, so a later restart keeps them. */
+static void test_files_from_before_the_checkpoint_are_kept(void **state)
+{
+    fixture_t *fx = *state;
+    put_file(fx, "old/a.csv", "n,v\n" ROW(1), 17, "wb");
+    dcb_testkit_t *tk = open_csv(fx, NULL);
+    assert_false(exists(fx, CK_FILE)); /* nothing stored yet */
+    assert_int_equal(store_seq(tk, "s", 1), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    char *ck = slurp(fx, CK_FILE);
+    assert_non_null(strstr(ck, "\nfile old/a.csv 17\n"));
+    assert_non_null(strstr(ck, "\nfile test/s.csv 17\n"));
+    free(ck);
+    open_csv(fx, NULL);
+    assert_file(fx, "old/a.csv", "n,v\n" ROW(1));
+}
+
+/* At most 256 seq ranges per stream: the lowest go, with one warning. */
+static void test_seq_ranges_are_capped(void **state)
+{
+    fixture_t *fx = *state;
+    dcb_testkit_t *tk = open_csv(fx, NULL);
+    for (uint64_t seq = 2; seq <= 600; seq += 2) /* 300 ranges of one */
+        assert_int_equal(store_seq(tk, "s", seq), DCBUS_OK);
+    capture_t cap;
+    capture_start(&cap);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    char *log = capture_stop(&cap);
+    assert_non_null(strstr(log, "de-duplication below seq 90 is no longer exact"));
+    free(log);
+    char *ck = slurp(fx, CK_FILE);
+    assert_non_null(strstr(ck, "\nstream s 90-90 92-92 "));
+    assert_non_null(strstr(ck, " 600-600\n"));
+    free(ck);
+    /* From 90 up, exact; below, a redelivery is written again. */
+    assert_int_equal(store_seq(tk, "s", 90), DCBUS_OK);
+    assert_int_equal(store_seq(tk, "s", 600), DCBUS_OK);
+    assert_int_equal(store_seq(tk, "s", 2), DCBUS_OK);
+    capture_start(&cap);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    log = capture_stop(&cap);
+    assert_null(strstr(log, "no longer exact")); /* warned once */
+    free(log);
+    assert_int_equal(count_lines(fx, "test/s.csv"), 1 + 300 + 1);
 }
 
 static int64_t mono_us(void)
@@ -529,7 +885,7 @@ static void test_store_speed(void **state)
     seal(tk, "bench", "test", &env);
     const int batches = 5000;
     int64_t t0 = mono_us();
-    for (int i = 0; i < batches; i++)
+    for (int i = 0; i < batches; i++, env.seq++) /* one seq each, or all but one are duplicates */
         store_ok(tk, &env);
     assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
     double secs = (double)(mono_us() - t0) / 1e6;
@@ -554,6 +910,14 @@ int main(void)
         T(test_failed_batch_is_undone),
         T(test_full_disk_asks_for_a_retry),
         T(test_bad_settings_refuse_to_open),
+        T(test_redelivered_batches_are_written_once),
+        T(test_rows_after_the_last_checkpoint_are_cut),
+        T(test_a_late_lower_seq_is_written_once),
+        T(test_malformed_checkpoint_refuses_to_open),
+        T(test_failed_flush_undoes_its_batches),
+        T(test_failed_checkpoint_undoes_its_batches),
+        T(test_files_from_before_the_checkpoint_are_kept),
+        T(test_seq_ranges_are_capped),
         T(test_store_speed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
