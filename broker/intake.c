@@ -10,6 +10,7 @@
 #include "intake.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,7 @@ struct dcb_intake {
     dcb_body_t state; /* the state entry being written */
     uint64_t unreadable;
     uint64_t kept; /* given up, left in the spool */
+    uint64_t commit_failures;
     uint64_t *discard; /* recovered entries nobody can take */
     size_t ndiscard;
 };
@@ -332,9 +334,8 @@ static int spool_one(dcb_intake_t *self, const void *id, size_t idlen, const dcb
     if (rc > 0) return 1;
     queue_ack(self, id, idlen, env->stream, env->seq);
     intake_pipe_t *p = pipe_of(self, env->source);
-    if (refs_len(&p->spooled) == 0 && pipe_has_room(self, p))
-        rt_admit(self->router, p->collector, env, body, ref);
-    else
+    if (refs_len(&p->spooled) || !pipe_has_room(self, p) ||
+        rt_admit(self->router, p->collector, env, body, ref) != 0)
         refs_push(&p->spooled, ref);
     return 0;
 }
@@ -403,29 +404,38 @@ static void spool_held(dcb_intake_t *self)
     }
 }
 
+/* A spooled batch the spool cannot give back: counted, and let go. */
+static void skip_unreadable(dcb_intake_t *self, const intake_pipe_t *p, uint64_t ref,
+                            const char *why)
+{
+    dcb_warn("spool: unreadable batch skipped", "pipeline=%s reason=\"%s\"", p->name, why);
+    self->unreadable++;
+    dcb_spool_release(self->spool, ref);
+}
+
 static void admit_spooled(dcb_intake_t *self, intake_pipe_t *p)
 {
     while (refs_len(&p->spooled) && pipe_has_room(self, p)) {
-        uint64_t ref = p->spooled.refs[p->spooled.head++];
+        uint64_t ref = p->spooled.refs[p->spooled.head];
         zmq_msg_t body;
         dcb_envelope_t env;
         char why[256];
         int rc = dcb_spool_read(self->spool, ref, &body);
-        if (rc != 0) { /* -2: dropped to make room, counted there */
-            if (rc == -1) {
-                dcb_warn("spool: unreadable batch skipped", "pipeline=%s", p->name);
-                self->unreadable++;
-                dcb_spool_release(self->spool, ref);
-            }
+        if (rc != 0) { /* -2: dropped to make room, and counted then */
+            if (rc == -1) skip_unreadable(self, p, ref, "read failed or checksum mismatch");
+            p->spooled.head++;
             continue;
         }
         if (dcb_envelope_decode_header(zmq_msg_data(&body), zmq_msg_size(&body), &env, why,
-                                       sizeof why) != 0 ||
-            rt_admit(self->router, p->collector, &env, &body, ref) != 0) {
-            dcb_warn("spool: batch cannot be fed back; dropped", "pipeline=%s", p->name);
-            self->unreadable++;
-            dcb_spool_release(self->spool, ref);
+                                       sizeof why) != 0) {
+            skip_unreadable(self, p, ref, why);
+        } else if (rt_admit(self->router, p->collector, &env, &body, ref) != 0) {
+            /* Its (stream, seq) is in flight as a replayed dead letter:
+             * it waits at the head for that one to finish. */
+            zmq_msg_close(&body);
+            return;
         }
+        p->spooled.head++;
         zmq_msg_close(&body);
     }
 }
@@ -433,15 +443,18 @@ static void admit_spooled(dcb_intake_t *self, intake_pipe_t *p)
 void dcb_intake_service(dcb_intake_t *self, int64_t now_us)
 {
     spool_held(self);
-    if (self->nacks) {
-        if (dcb_spool_commit(self->spool, now_us) != 0)
-            dcb_error("spool fsync failed; acknowledging anyway", NULL);
+    /* Without acknowledgements waiting this is the interval policy's timer. */
+    if (dcb_spool_commit(self->spool, now_us) != 0) {
+        /* Not durable: the acknowledgements wait for a commit that works. */
+        if (self->commit_failures++ % 100 == 0)
+            dcb_error("spool fsync failed; acknowledgements held back", "error=\"%s\"",
+                      strerror(errno));
+    } else {
         for (size_t i = 0; i < self->nacks; i++)
             self->ack(self->arg, self->acks[i].id, self->acks[i].idlen, self->acks[i].stream,
                       self->acks[i].seq);
         self->nacks = 0;
-    } else {
-        dcb_spool_commit(self->spool, now_us); /* the interval policy's timer */
+        self->commit_failures = 0;
     }
     for (size_t i = 0; i < self->npipes; i++)
         admit_spooled(self, &self->pipes[i]);

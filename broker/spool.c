@@ -358,9 +358,10 @@ int dcb_spool_commit(dcb_spool_t *self, int64_t now_us)
     if (self->opts.fsync == DCB_FSYNC_INTERVAL &&
         now_us - self->synced_us < self->opts.fsync_interval_us)
         return 0;
-    self->dirty = false;
     self->synced_us = now_us;
-    return fdatasync(self->segs[self->nsegs - 1].fd);
+    if (fdatasync(self->segs[self->nsegs - 1].fd) != 0) return -1; /* still dirty: retried */
+    self->dirty = false;
+    return 0;
 }
 
 void dcb_spool_release(dcb_spool_t *self, uint64_t ref)
