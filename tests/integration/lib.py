@@ -4,8 +4,9 @@ Imported by the Python tests, and run by the shell tests (through lib.sh)
 for the checks that are clearer in Python:
 
     lib.py stats ENDPOINT            the broker's stats, one "key value" a line:
-                                     uptime_s, malformed, batches_in_flight and
-                                     INSTANCE.FIELD for every instance
+                                     uptime_s, malformed, batches_in_flight, ...,
+                                     spool.FIELD (bytes, segments, batches, ...)
+                                     and INSTANCE.FIELD for every instance
     lib.py check-n FILE [ROWS]       the `n` column of a CSV file is 0, 1, 2, ...
                                      in order, each once (and ROWS rows)
     lib.py compare DIR               DIR/reference/*.csv (from dcbus-reference)
@@ -40,12 +41,15 @@ SIGNATURE = b"DCB1"
 # The broker's stats request
 
 
-def stats(endpoint, timeout_s=3.0):
+def stats(endpoint, timeout_s=3.0, curve=None):
     """Asks the broker at `endpoint` for its stats; returns the result map,
-    or raises TimeoutError if it does not answer."""
+    or raises TimeoutError if it does not answer.  With security.curve on,
+    `curve` is (public key, secret key, the broker's public key)."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    if curve:
+        sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = curve
     try:
         sock.connect(endpoint)
         sock.send_multipart([SIGNATURE, b"REQUEST", msgpack.packb({"id": 1, "op": "stats"})])
@@ -72,9 +76,40 @@ def instance_stats(result, name):
     raise KeyError(name)
 
 
+def wait_delivered(endpoint, timeout_s, curve=None):
+    """Waits until the broker at `endpoint` has delivered every batch it took
+    to every sink: its stats say batches_in_flight 0 (nothing left in memory
+    or in its spool).  A collector ends once the broker has spooled its
+    batches, so a test that checks what the sinks stored waits for this after
+    the collector's exit.  Returns (True, 0), or (False, the last
+    batches_in_flight read, None if the broker never answered) after
+    timeout_s.  `curve` as for stats."""
+    deadline = time.monotonic() + timeout_s
+    in_flight = None
+    while True:
+        try:
+            in_flight = stats(endpoint, min(3.0, max(0.5, deadline - time.monotonic())),
+                              curve)["batches_in_flight"]
+        except TimeoutError:
+            pass
+        if in_flight == 0:
+            return True, 0
+        if time.monotonic() >= deadline:
+            return False, in_flight
+        time.sleep(0.1)
+
+
 def flat_stats(result):
-    """Stats as (key, value) pairs: top-level scalars, then INSTANCE.FIELD."""
-    pairs = [(k, v) for k, v in result.items() if k != "instances"]
+    """Stats as (key, value) pairs: top-level scalars (a map such as spool
+    as MAP.FIELD), then INSTANCE.FIELD."""
+    pairs = []
+    for k, v in result.items():
+        if k == "instances":
+            continue
+        if isinstance(v, dict):
+            pairs += [("%s.%s" % (k, field), x) for field, x in v.items()]
+        else:
+            pairs.append((k, v))
     for inst in result["instances"]:
         pairs += [("%s.%s" % (inst["instance"], k), v) for k, v in inst.items() if k != "instance"]
     return pairs
@@ -213,6 +248,11 @@ class Bus:
                 p.kill()
                 p.wait()
         return p.returncode
+
+    def wait_delivered(self, timeout_s):
+        """Until the broker has delivered everything it took to every sink
+        (module-level wait_delivered); returns (ok, last batches_in_flight)."""
+        return wait_delivered(self.bus_ep, timeout_s)
 
     def log(self, name):
         with open(self.path(name + ".log"), errors="replace") as f:

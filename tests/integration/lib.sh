@@ -174,6 +174,41 @@ stats() { "$PY" "$LIB_PY" stats "$BUS"; }
 # stat_value KEY STATS_TEXT: one value of a stats dump.
 stat_value() { awk -v k="$1" '$1 == k { print $2 }' <<<"$2"; }
 
+# wait_delivered SECONDS: until the broker has delivered every batch it took
+# to every sink (its stats say batches_in_flight 0: nothing left in memory or
+# in its spool); fails after SECONDS.  A collector now ends once the broker
+# has spooled its batches, so a test that checks what the sinks stored waits
+# for this after the collector's exit.  Sets IN_FLIGHT to the last value read
+# (empty if the broker never answered), for the caller's message.
+IN_FLIGHT=""
+wait_delivered() {
+    local deadline s
+    deadline=$(($(date +%s%N) + $1 * 1000000000))
+    IN_FLIGHT=""
+    while :; do
+        if s=$(stats 2>/dev/null); then
+            IN_FLIGHT=$(stat_value batches_in_flight "$s")
+            [[ $IN_FLIGHT == 0 ]] && return 0
+        fi
+        (($(date +%s%N) < deadline)) || return 1
+        sleep 0.1
+    done
+}
+
+# check_delivered SECONDS WHAT: a check that wait_delivered SECONDS succeeds,
+# saying how long it took (or how many batches were left).
+check_delivered() {
+    local t0
+    t0=$(now)
+    if wait_delivered "$1"; then
+        ok "$2 (nothing in flight after $(seconds_since "$t0") s)"
+    elif [[ -n $IN_FLIGHT ]]; then
+        not_ok "$2 ($IN_FLIGHT batches still in flight after $1 s)"
+    else
+        not_ok "$2 (the broker did not answer the stats request for $1 s)"
+    fi
+}
+
 # reference CONFIG: the pipelines run in one process, into the sessions dir
 # "reference" next to the bus's (see tests/tools/reference.c).
 reference() { "$BIN/dcbus-reference" --config "$1" >"$TMP/reference.log" 2>&1; }
@@ -196,7 +231,7 @@ same_as_reference() {
 # exactly_once CSV_FILE ROWS: n is 0..ROWS-1, in order, each once.
 exactly_once() {
     local out
-    if out=$("$PY" "$LIB_PY" check-n "$1" "$2"); then ok "$out"; else not_ok "$out"; fi
+    if out=$("$PY" "$LIB_PY" check-n "$1" ${2:+"$2"}); then ok "$out"; else not_ok "$out"; fi
 }
 
 # session_file CSV_DIR STREAM: the bus session's file of STREAM.

@@ -76,10 +76,7 @@ wait_exit src 30 || die "the source finishes within 30 s although its sink fails
 check "the source ends with exit 0" test "${STATUS[src]}" -eq 0
 
 # The dead letters, once the broker has nothing left in flight.
-for ((i = 0; i < 100; i++)); do
-    s=$(stats) && (($(stat_value batches_in_flight "$s") == 0)) && break
-    sleep 0.1
-done
+check_delivered 30 "the broker is done with every batch (stored or dead-lettered)"
 "$BIN/dcbus" deadletter list "$CFG" --json >"$TMP/list.json" 2>"$TMP/list.err" ||
     not_ok "dcbus deadletter list answers ($(cat "$TMP/list.err"))"
 letters=$("$PY" -c '

@@ -12,8 +12,9 @@ stalls.
 While ticker -> json-validate -> csv runs (300,000 ticks at 100,000 a
 second), a client registers as `ticker`, then falls silent and vanishes
 (the broker drops it after the heartbeat time-out).  It checks that the
-real collector still ends by itself, and that the CSV files are byte for
-byte dcbus-reference's, n 0..N-1 once each.
+real collector still ends by itself, that the broker then delivers every
+batch to the sink, and that the CSV files are byte for byte
+dcbus-reference's, n 0..N-1 once each.
 """
 
 import os
@@ -82,6 +83,10 @@ def main():
     status = bus.wait("ticker", 20)
     bus.check("the real collector ends by itself with exit 0", status == 0,
               "status %s after %.1f s" % (status, time.monotonic() - t0))
+    delivered, in_flight = bus.wait_delivered(60)
+    bus.check("the broker delivers every batch to the sink", delivered,
+              "%.1f s into the run" % (time.monotonic() - t0) if delivered
+              else "batches_in_flight %s after 60 s" % in_flight)
     result = lib.stats(bus.bus_ep)
     sink = lib.instance_stats(result, "csv")["records_out"]
     bus.check("stats: the sink acknowledged %d records" % (TICKS + BOOKS), sink == TICKS + BOOKS,

@@ -95,6 +95,11 @@ bus.worker("sink", config)
 bus.worker("sink2", config)
 bus.worker("src", config)
 bus.check("the collector with the allowed key finished", bus.wait("src", 20) == 0)
+# It ends once the broker has spooled its batches: wait for their delivery.
+public, secret = zmq.auth.load_certificate(bus.path("keys", "worker_secret"))
+delivered, left = lib.wait_delivered(bus.bus_ep, 20, curve=(public, secret, server_public))
+bus.check("the broker delivers every batch to the sink", delivered,
+          "" if delivered else "batches_in_flight %s after 20 s" % left)
 time.sleep(0.5)
 with open(bus.path("sink.txt")) as f:
     rows = f.read().split()

@@ -293,6 +293,10 @@ def main():
     status = bus.wait("ticker", 60)
     bus.check("the collector ends by itself with exit 0", status == 0,
               "status %s after %.1f s" % (status, time.monotonic() - t0))
+    delivered, in_flight = bus.wait_delivered(60)
+    bus.check("the broker delivers every batch to the sink", delivered,
+              "%.1f s into the run" % (time.monotonic() - t0) if delivered
+              else "batches_in_flight %s after 60 s" % in_flight)
     try:
         result = lib.stats(bus.bus_ep)
     except (TimeoutError, RuntimeError) as e:
@@ -319,7 +323,8 @@ def main():
         bus.check(m, "identical" in m)
     for stream, rows in (("prices", TICKS), ("orderbook", BOOKS)):
         files = [os.path.join(bus.path("csv"), d, stream + ".csv")
-                 for d in os.listdir(bus.path("csv")) if d != "reference"]
+                 for d in os.listdir(bus.path("csv"))
+                 if d != "reference" and os.path.isdir(os.path.join(bus.path("csv"), d))]
         if len(files) != 1 or not os.path.exists(files[0]):
             bus.check("one %s.csv written by the bus" % stream, False, str(files))
             continue

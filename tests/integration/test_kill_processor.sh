@@ -10,8 +10,9 @@
 #   - the kill happens mid-run: the sink has some of the records, not all;
 #   - the broker declares the replica dead after the heartbeat time-out
 #     and hands the batches it held to the other replica;
-#   - the collector still ends by itself, the CSV files are byte for byte
-#     dcbus-reference's, and n is 0..N-1 in order once each.
+#   - the collector still ends by itself, the broker then delivers every
+#     batch to the sink (batches_in_flight reaches 0), the CSV files are
+#     byte for byte dcbus-reference's, and n is 0..N-1 in order once each.
 . "$(dirname "$0")/lib.sh"
 
 TICKS=500000
@@ -72,6 +73,7 @@ fi
 wait_exit ticker 120 || die "the collector finishes within 120 s"
 check "the collector ends by itself with exit 0 after $(seconds_since "$t0") s" \
     test "${STATUS[ticker]}" -eq 0
+check_delivered 120 "the broker delivers every batch to the sink"
 s=$(stats) || die "the broker answers the stats request"
 check "stats: no batch left in flight" test "$(stat_value batches_in_flight "$s")" -eq 0
 check "stats: the sink acknowledged $TOTAL records" test "$(stat_value csv.records_out "$s")" -eq $TOTAL

@@ -22,6 +22,9 @@
 #   (c') the same with pg `critical: false`: its batches wait in the
 #       broker's backlog on disk, the CSV goes on during the outage, and
 #       PostgreSQL catches up afterwards, exactly once.
+# A collector ends once the broker has spooled its batches, so after each
+# collector's exit the test first waits for the broker to deliver them
+# (batches_in_flight 0, wait_delivered) before it counts what was stored.
 root=${DCBUS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 PG_ENV_OPTS="-c log_statement=all" . "$root/tests/integration/pg_env.sh" || exit 1
 . "$(dirname "$0")/lib.sh"
@@ -80,10 +83,10 @@ ticker() {
     ticker ticker_b b_ "rate: $RATE"
     typed_pg pg_b tick_outage
     ticker ticker_c c_ "rate: $RATE"
-    echo "  csv_c: {plugin: csv, dir: $TMP/csv}"
+    echo "  csv_c: {plugin: csv, dir: $TMP/csv_c}" # one csv instance per dir (its checkpoint)
     typed_pg pg_c tick_dual
     ticker ticker_d d_ "rate: $RATE"
-    echo "  csv_d: {plugin: csv, dir: $TMP/csv}"
+    echo "  csv_d: {plugin: csv, dir: $TMP/csv_d}"
     typed_pg pg_d tick_lagging
     echo "    critical: false"
     echo "  mock: {plugin: mock-source, records: 10, batch: 10}"
@@ -113,6 +116,7 @@ worker ticker_a "$CFG"
 wait_exit ticker_a 120 || die "ticker_a finishes within 120 s"
 check "ticker_a ends by itself with exit 0 after $(seconds_since "$t0") s" \
     test "${STATUS[ticker_a]}" -eq 0
+check_delivered 120 "the broker delivers every batch of ticker_a to pg"
 # Debian has no TimescaleDB: the typed table stays a plain one, said once.
 n=$(grep -c 'timescaledb is not available: public.tick_prices is a plain table' "$TMP/pg.log" || true)
 check "without TimescaleDB, one clear line says tick_prices is a plain table" test "$n" -eq 1
@@ -252,6 +256,7 @@ check "--filter without '=' is a usage error (exit 2)" test $? -eq 2
 
 worker mock "$CFG"
 wait_exit mock 20 || die "the mock source finishes"
+check_delivered 20 "the broker delivers the mock source's batch to docs"
 sql "INSERT INTO docs (data, stream, seq, idx)
      VALUES (jsonb_build_object('n', 100, 'text', E'a,\"b\"\\nc'), 'by-hand', 0, 0)"
 "$DCBUS" query docs --broker "$BUS" --csv >"$TMP/docs.csv"
@@ -298,6 +303,7 @@ worker ticker_b "$CFG"
 outage tick_outage || die "the server is stopped mid-run and started again"
 wait_exit ticker_b 120 || die "ticker_b finishes within 120 s"
 check "ticker_b ends with exit 0 after $(seconds_since "$t0") s" test "${STATUS[ticker_b]}" -eq 0
+check_delivered 120 "the broker delivers every batch of ticker_b to pg_b"
 n=$(rows_in tick_outage)
 check "tick_outage has $n rows ($TICKS wanted)" test "$n" -eq $TICKS
 n=$(sql 'SELECT sum(n) FROM tick_outage')
@@ -305,29 +311,31 @@ check "the sum of n is $n ($SUM_N wanted)" test "$n" -eq $SUM_N
 n=$(sql 'SELECT count(*) FROM (SELECT DISTINCT stream, seq, idx FROM tick_outage) d')
 check "$n distinct (stream, seq, idx) ($TICKS wanted: none twice)" test "$n" -eq $TICKS
 
-# dual_write TICKER TABLE STREAM: runs TICKER (-> a csv sink and the pg sink
-# writing TABLE) through an outage; prints the CSV's rows during it; checks
-# the CSV has every record once and ends with the rows the CSV had at the
-# end of the outage in $moved (rows the CSV gained while the server was down).
-csv_rows() {
+# dual_write TICKER TABLE STREAM CSV_DIR: runs TICKER (-> a csv sink into
+# CSV_DIR and the pg sink writing TABLE) through an outage; prints the CSV's
+# rows during it; checks the CSV has every record once and ends with the rows
+# the CSV had at the end of the outage in $moved (rows the CSV gained while
+# the server was down).
+csv_rows() { # csv_rows CSV_DIR STREAM
     local f
-    f=$(session_file "$TMP/csv" "$1")
+    f=$(session_file "$1" "$2")
     [[ -n $f && -e $f ]] && echo $(($(wc -l <"$f") - 1)) || echo 0
 }
 dual_write() {
-    local ticker=$1 table=$2 stream=$3 t0 first last
+    local ticker=$1 table=$2 stream=$3 dir=$4 t0 first last
     progress=()
-    during() { progress+=("$1s:$(csv_rows "$stream")"); }
+    during() { progress+=("$1s:$(csv_rows "$dir" "$stream")"); }
     t0=$(now)
     worker "$ticker" "$CFG"
     outage "$table" || die "the server is stopped mid-run and started again"
     echo "csv rows while PostgreSQL was down (seconds into the outage:rows): ${progress[*]}"
-    echo "csv rows just after the restart: $(csv_rows "$stream")"
+    echo "csv rows just after the restart: $(csv_rows "$dir" "$stream")"
     first=${progress[0]#*:} last=${progress[-1]#*:}
     moved=$((last - first))
     wait_exit "$ticker" 120 || die "$ticker finishes within 120 s"
     check "$ticker ends with exit 0 after $(seconds_since "$t0") s" test "${STATUS[$ticker]}" -eq 0
-    exactly_once "$(session_file "$TMP/csv" "$stream")" $TICKS
+    check_delivered 120 "the broker delivers every batch of $ticker (nothing in flight)"
+    exactly_once "$(session_file "$dir" "$stream")" $TICKS
 }
 
 # caught_up TABLE SECONDS: waits until TABLE has TICKS rows, then checks them.
@@ -346,12 +354,12 @@ caught_up() {
 }
 
 echo "--- (c) to: [csv, pg], PostgreSQL stopped for $OUTAGE_S s"
-dual_write ticker_c tick_dual c_prices
+dual_write ticker_c tick_dual c_prices "$TMP/csv_c"
 check "pg is critical: the CSV waited for it ($moved rows during the outage)" test $moved -eq 0
 caught_up tick_dual 0
 
 echo "--- (c') to: [csv, pg] with pg critical: false, PostgreSQL stopped for $OUTAGE_S s"
-dual_write ticker_d tick_lagging d_prices
+dual_write ticker_d tick_lagging d_prices "$TMP/csv_d"
 check "the CSV went on during the outage ($moved rows)" test $moved -gt 0
 caught_up tick_lagging 60
 n=$(grep -c 'batch abandoned' "$TMP/broker.log")

@@ -4,9 +4,9 @@
 # ticker through json-validate to the csv sink, with the broker and one
 # worker process per instance.  It checks that
 #   - the collector ends by itself (source exhausted, every batch
-#     acknowledged by the sink) with exit status 0;
-#   - the broker then has nothing in flight and counted every record
-#     through every stage;
+#     acknowledged by the broker's spool) with exit status 0;
+#   - the broker then delivers every batch to the sink (batches_in_flight
+#     reaches 0), and counted every record through every stage;
 #   - each stream's CSV file is byte for byte what dcbus-reference writes
 #     from the same config with no broker (tests/tools/reference.c);
 #   - independently of the reference, n is 0..N-1, in order, once each,
@@ -28,6 +28,7 @@ worker ticker "$TMP/bus.yaml"
 wait_exit ticker 120 || die "the collector finishes $TOTAL records within 120 s"
 check "the collector ends by itself with exit 0 after $(seconds_since "$t0") s" \
     test "${STATUS[ticker]}" -eq 0
+check_delivered 120 "the broker delivers every batch to the sink"
 
 s=$(stats) || die "the broker answers the stats request"
 check "stats: no batch left in flight" test "$(stat_value batches_in_flight "$s")" -eq 0

@@ -4,6 +4,8 @@
 # go ticker -> json-validate (replicas: 2, two worker processes) -> csv.
 # It checks that
 #   - the broker sees both replicas of the processor;
+#   - the collector ends by itself, and the broker then delivers every
+#     batch to the sink (batches_in_flight reaches 0);
 #   - each replica checked some of the records (its "records checked" line
 #     when it stops), and together exactly all of them: no batch went to
 #     both, none to neither;
@@ -31,6 +33,7 @@ worker ticker "$TMP/bus.yaml"
 wait_exit ticker 120 || die "the collector finishes $TOTAL records within 120 s"
 check "the collector ends by itself with exit 0 after $(seconds_since "$t0") s" \
     test "${STATUS[ticker]}" -eq 0
+check_delivered 120 "the broker delivers every batch to the sink"
 s=$(stats) || die "the broker answers the stats request"
 check "stats: no batch left in flight" test "$(stat_value batches_in_flight "$s")" -eq 0
 check "stats: the processor instance passed on $TOTAL records" \

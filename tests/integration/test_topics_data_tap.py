@@ -36,6 +36,9 @@ pipelines:
     bus.worker("sink", config)
     bus.worker("src", config)
     bus.check("%s: the collector finished" % name, bus.wait("src", 20) == 0)
+    delivered, in_flight = bus.wait_delivered(20)
+    bus.check("%s: the broker delivers every batch to the sink" % name, delivered,
+              "" if delivered else "batches_in_flight %s after 20 s" % in_flight)
     time.sleep(0.5)
     batches, records, topics = 0, 0, set()
     while sub.poll(100):

@@ -4,7 +4,8 @@
 # first; the broker starts 2 s later.  It checks that
 #   - the workers are still running when the broker comes up (none gave
 #     up or exited for want of a broker);
-#   - each then registers, data flows, and the collector ends by itself;
+#   - each then registers, data flows, the collector ends by itself, and
+#     the broker then delivers every batch to the sink;
 #   - the output is byte for byte dcbus-reference's, n 0..N-1 once each.
 . "$(dirname "$0")/lib.sh"
 
@@ -30,6 +31,7 @@ done
 wait_exit ticker 60 || die "the collector finishes $TOTAL records within 60 s of the broker's start"
 check "the collector ends by itself with exit 0, $(seconds_since "$t0") s after the broker started" \
     test "${STATUS[ticker]}" -eq 0
+check_delivered 60 "the broker delivers every batch to the sink"
 s=$(stats) || die "the broker answers the stats request"
 check "stats: no batch left in flight" test "$(stat_value batches_in_flight "$s")" -eq 0
 check "stats: the sink acknowledged $TOTAL records" test "$(stat_value csv.records_out "$s")" -eq $TOTAL
