@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "syncer.h"
 
 #define ENTRY_HEAD 9u
 #define MAX_ENTRY  (512u << 20)
@@ -42,6 +43,7 @@ struct dcb_spool {
     uint64_t bytes, dropped;
     bool dirty, full;
     int64_t synced_us;
+    dcb_syncer_t *syncer; /* fsync: interval, off the broker's loop */
 };
 
 /* ---------------------------------------------------------------------------
@@ -233,6 +235,9 @@ dcb_spool_t *dcb_spool_open(const dcb_spool_opts_t *opts, dcb_spool_state_fn *st
     self->opts.dir = self->dir;
     self->state = state;
     self->state_arg = arg;
+    if (opts->fsync == DCB_FSYNC_INTERVAL &&
+        (self->syncer = dcb_syncer_new(opts->fsync_interval_us)) == NULL)
+        dcb_warn("spool: no fsync thread; syncing in the loop", NULL);
     if (find_segments(self, err, errlen) != 0) dcb_spool_close(&self);
     return self;
 }
@@ -241,6 +246,7 @@ void dcb_spool_close(dcb_spool_t **self_p)
 {
     if (!self_p || !*self_p) return;
     dcb_spool_t *self = *self_p;
+    dcb_syncer_destroy(&self->syncer);
     for (size_t i = 0; i < self->nsegs; i++) {
         if (self->opts.fsync != DCB_FSYNC_NEVER) fsync(self->segs[i].fd);
         close(self->segs[i].fd);
@@ -280,17 +286,21 @@ static int write_entry(dcb_spool_t *self, segment_t *s, dcb_spool_kind_t kind, d
 static int roll(dcb_spool_t *self)
 {
     /* What the segment it replaces took since the last commit is made
-     * durable now: the commit syncs the new one only. */
+     * durable too: the commit syncs the new one only. */
     if (self->active && self->dirty && self->opts.fsync != DCB_FSYNC_NEVER &&
-        self->segs[self->nsegs - 1].live &&
-        fdatasync(self->segs[self->nsegs - 1].fd) != 0)
-        dcb_warn("spool: cannot sync a full segment", "error=\"%s\"", strerror(errno));
+        self->segs[self->nsegs - 1].live) {
+        if (self->syncer)
+            dcb_syncer_once(self->syncer, self->segs[self->nsegs - 1].fd);
+        else if (fdatasync(self->segs[self->nsegs - 1].fd) != 0)
+            dcb_warn("spool: cannot sync a full segment", "error=\"%s\"", strerror(errno));
+    }
     uint32_t no = self->nsegs ? self->segs[self->nsegs - 1].no + 1 : 1;
     self->segs = realloc(self->segs, (self->nsegs + 1) * sizeof *self->segs);
     segment_t *s = &self->segs[self->nsegs];
     *s = (segment_t){.no = no, .fd = -1, .rel_fd = -1};
     if (seg_open_files(self, s, true) != 0) return -1;
     self->nsegs++;
+    if (self->syncer) dcb_syncer_follow(self->syncer, s->fd);
     /* The segment it replaces may have had everything released already. */
     if (self->active && self->segs[self->nsegs - 2].live == 0)
         seg_delete(self, &self->segs[self->nsegs - 2]);
@@ -355,6 +365,11 @@ int dcb_spool_commit(dcb_spool_t *self, int64_t now_us)
 {
     if (!self->dirty || !self->active) return 0;
     if (self->opts.fsync == DCB_FSYNC_NEVER) return 0;
+    if (self->syncer) { /* it syncs within the interval, off this thread */
+        dcb_syncer_dirty(self->syncer);
+        self->dirty = false;
+        return 0;
+    }
     if (self->opts.fsync == DCB_FSYNC_INTERVAL &&
         now_us - self->synced_us < self->opts.fsync_interval_us)
         return 0;

@@ -21,6 +21,8 @@
 #include <stdint.h>
 
 #include <cmocka.h>
+#include <pthread.h>
+#include <time.h>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -56,6 +58,19 @@ int __real_fsync(int fd);
 int __wrap_fdatasync(int fd);
 int __wrap_fsync(int fd);
 
+static pthread_mutex_t synced_lock = PTHREAD_MUTEX_INITIALIZER; /* the syncer's thread */
+static pthread_t caller;      /* the test's thread */
+static bool synced_on_caller; /* a sync since reset_synced() ran on it */
+
+static void reset_synced(void)
+{
+    pthread_mutex_lock(&synced_lock);
+    nsynced = 0;
+    synced_on_caller = false;
+    caller = pthread_self();
+    pthread_mutex_unlock(&synced_lock);
+}
+
 static void note_sync(int fd)
 {
     char link[64], path[4096];
@@ -66,8 +81,11 @@ static void note_sync(int fd)
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     size_t len = strnlen(base, sizeof synced[0] - 1);
+    pthread_mutex_lock(&synced_lock);
+    synced_on_caller |= pthread_equal(pthread_self(), caller) != 0;
     memcpy(synced[nsynced], base, len);
     synced[nsynced++][len] = '\0';
+    pthread_mutex_unlock(&synced_lock);
 }
 
 int __wrap_fdatasync(int fd)
@@ -84,9 +102,19 @@ int __wrap_fsync(int fd)
 
 static bool was_synced(const char *name)
 {
-    for (size_t i = 0; i < nsynced; i++)
-        if (strcmp(synced[i], name) == 0) return true;
-    return false;
+    bool found = false;
+    pthread_mutex_lock(&synced_lock);
+    for (size_t i = 0; i < nsynced && !found; i++)
+        found = strcmp(synced[i], name) == 0;
+    pthread_mutex_unlock(&synced_lock);
+    return found;
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* ---------------------------------------------------------------------------
@@ -158,7 +186,7 @@ static int setup(void **state)
     snprintf(fx->dir, sizeof fx->dir, "%s/spool", fx->root);
     fx->opts = (dcb_spool_opts_t){
         .dir = fx->dir, .fsync = DCB_FSYNC_NEVER, .max_bytes = 1u << 30, .segment_bytes = 1u << 20};
-    nsynced = 0;
+    reset_synced();
     *state = fx;
     return 0;
 }
@@ -1055,32 +1083,34 @@ static void test_fsync_policy(void **state)
     fx->opts.fsync = DCB_FSYNC_BATCH;
     start(fx);
     append(fx, 0, 10);
-    nsynced = 0;
+    reset_synced();
     assert_int_equal(dcb_spool_commit(fx->sp, 0), 0);
     assert_true(was_synced("0000000001.seg"));
-    nsynced = 0;
+    reset_synced();
     assert_int_equal(dcb_spool_commit(fx->sp, 1), 0); /* nothing new */
     assert_int_equal(nsynced, 0);
     stop(fx);
 
-    /* interval: at most every fsync_interval_us */
+    /* interval: by the spool's own thread within fsync_interval_us, not in
+     * the commit (so a slow disk never stalls the broker's loop) */
     fx->opts.fsync = DCB_FSYNC_INTERVAL;
-    fx->opts.fsync_interval_us = 1000;
+    fx->opts.fsync_interval_us = 200000;
     start(fx);
-    assert_int_equal(dcb_spool_commit(fx->sp, 1000), 0);
     append(fx, 1, 10);
-    nsynced = 0;
-    assert_int_equal(dcb_spool_commit(fx->sp, 1500), 0);
-    assert_int_equal(nsynced, 0);
-    assert_int_equal(dcb_spool_commit(fx->sp, 2000), 0);
+    reset_synced();
+    int64_t t0 = now_us();
+    assert_int_equal(dcb_spool_commit(fx->sp, 0), 0);
+    while (!was_synced("0000000002.seg") && now_us() - t0 < 3000000)
+        usleep(10000);
     assert_true(was_synced("0000000002.seg"));
+    assert_false(synced_on_caller); /* by the spool's thread */
     stop(fx);
 
     /* never: left to the kernel, even at close */
     fx->opts.fsync = DCB_FSYNC_NEVER;
     start(fx);
     append(fx, 2, 10);
-    nsynced = 0;
+    reset_synced();
     assert_int_equal(dcb_spool_commit(fx->sp, 5000), 0);
     stop(fx);
     assert_int_equal(nsynced, 0);
@@ -1095,7 +1125,7 @@ static void test_commit_covers_segment_left_by_roll(void **state)
     append(fx, 0, 100);
     assert_int_equal(dcb_spool_commit(fx->sp, 0), 0);
     /* A burst of appends that crosses into a new segment, one commit. */
-    nsynced = 0;
+    reset_synced();
     append(fx, 1, 100);
     append(fx, 2, 100); /* segment 2 */
     assert_int_equal(dcb_spool_commit(fx->sp, 1), 0);
