@@ -314,6 +314,21 @@ static const char *role_mismatch(const rt_instance_t *inst, dcbus_role_t role)
 
 static void dispatch(rt_router_t *self, rt_instance_t *inst);
 
+/* A processor or sink that says HELLO again from a new connection (it
+ * reconnected: the broker was silent too long) replaces its old one at
+ * once.  Waiting for the old one to time out would hand the new one later
+ * batches first, and the old one's batches after them: out of order at a
+ * sink.  Collectors hold no work and keep the old rule (time-out). */
+static void replace_stale_peer(rt_router_t *self, rt_instance_t *inst, int replica)
+{
+    if (inst->role != DCBUS_ROLE_PROCESSOR && inst->role != DCBUS_ROLE_STORAGE) return;
+    for (size_t i = 0; i < inst->npeers; i++)
+        if (inst->peers[i]->replica == replica) {
+            rt_peer_gone(self, inst->peers[i], "replaced by a new connection");
+            return;
+        }
+}
+
 rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const char *instance,
                          const char *plugin, dcbus_role_t role, int replica, uint32_t credit,
                          int64_t now, char *why, size_t whylen)
@@ -334,6 +349,7 @@ rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const 
         peer->last_seen = now;
         return peer;
     }
+    replace_stale_peer(self, inst, replica);
     peer = calloc(1, sizeof *peer);
     memcpy(peer->id, id, idlen);
     peer->idlen = idlen;

@@ -206,8 +206,10 @@ static rt_peer_t *hello(fx_t *f, const char *id, const char *instance, dcbus_rol
                         uint32_t credit)
 {
     char why[256] = "";
-    rt_peer_t *p = rt_peer_hello(f->rt, id, strlen(id), instance, "plugin-of-test", role, 0, credit,
-                                 f->now, why, sizeof why);
+    const char *hash = strchr(id, '#'); /* "p1#1": replica 1 */
+    int replica = hash ? atoi(hash + 1) : 0;
+    rt_peer_t *p = rt_peer_hello(f->rt, id, strlen(id), instance, "plugin-of-test", role, replica,
+                                 credit, f->now, why, sizeof why);
     if (!p) fail_msg("HELLO from %s (%s) refused: %s", id, instance, why);
     assert_true(f->nids < 16);
     snprintf(f->ids[f->nids++], sizeof f->ids[0], "%s", id);
@@ -649,6 +651,32 @@ static void test_dead_sink_redelivers(void **state)
     ack(f, "s3#1", "d", 1);
     expect_ack(f, "src2#0", "d", 1);
     expect_quiet(f);
+}
+
+/* A sink that reconnects (new routing id, same replica) before its old
+ * connection timed out: the old one is replaced at once, so what it held
+ * comes first, in order, and the sink sees the stream in order. */
+static void test_reconnected_sink_replaces_its_old_connection(void **state)
+{
+    fx_t *f = *state;
+    hello_direct(f, 2);
+    for (uint64_t seq = 1; seq <= 4; seq++)
+        data(f, "src2#0", "d", seq, "src2");
+    expect_data(f, "s3#0", "d", 1, "src2");
+    expect_data(f, "s3#0", "d", 2, "src2");
+    expect_quiet(f);
+    hello(f, "s3#0.again", "s3", DCBUS_ROLE_STORAGE, 2);
+    assert_int_equal(f->ngone, 1);
+    assert_string_equal(f->gone[0], "s3#0");
+    expect_data(f, "s3#0.again", "d", 1, "src2");
+    expect_data(f, "s3#0.again", "d", 2, "src2");
+    expect_quiet(f);
+    ack(f, "s3#0.again", "d", 1);
+    ack(f, "s3#0.again", "d", 2);
+    expect_ack(f, "src2#0", "d", 1);
+    expect_ack(f, "src2#0", "d", 2);
+    expect_data(f, "s3#0.again", "d", 3, "src2");
+    expect_data(f, "s3#0.again", "d", 4, "src2");
 }
 
 /* A collector that reconnects comes back with a new routing id while the
@@ -1273,6 +1301,7 @@ int main(void)
         T(test_silent_peer_expires),
         T(test_given_back_batches_keep_their_order),
         T(test_dead_sink_redelivers),
+        T(test_reconnected_sink_replaces_its_old_connection),
         T(test_ack_goes_to_the_reconnected_collector),
         T(test_resent_batch_not_taken_twice),
         T(test_resent_batch_in_processing_not_taken_twice),
