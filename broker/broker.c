@@ -171,8 +171,7 @@ static void send_body(dcb_broker_t *self, const rt_peer_t *peer, dcb_cmd_t cmd)
     zmq_msg_close(&id);
 }
 
-static void on_intake_ack(void *arg, const void *id, size_t idlen, const char *stream,
-                          uint64_t seq)
+static void on_intake_ack(void *arg, const void *id, size_t idlen, const char *stream, uint64_t seq)
 {
     dcb_broker_t *self = arg;
     const rt_peer_t *peer = rt_peer_find(self->router, id, idlen);
@@ -194,11 +193,10 @@ static void on_finished(void *arg, uint64_t ref, bool kept)
 static void on_abandoned(void *arg, const char *stream, uint64_t seq, const char *error)
 {
     dcb_broker_t *self = arg;
-    dcb_error("batch given up after repeated failures; the spool keeps it", "stream=%s seq=%" PRIu64 " error=\"%s\"",
-              stream, seq, error ? error : "");
+    dcb_error("batch given up after repeated failures; the spool keeps it",
+              "stream=%s seq=%" PRIu64 " error=\"%s\"", stream, seq, error ? error : "");
     publish_broker_error(self, "PROCESSING", "deliver",
-                         "batch given up after repeated failures; the spool keeps it",
-                         stream, seq);
+                         "batch given up after repeated failures; the spool keeps it", stream, seq);
 }
 
 static void heartbeat_peer(void *arg, const rt_peer_t *peer)

@@ -60,7 +60,6 @@ void dcb_chain_destroy(dcb_chain_t **self_p)
     *self_p = NULL;
 }
 
-
 static int64_t wall_now_us(void)
 {
     return zclock_time() * 1000;

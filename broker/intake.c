@@ -212,8 +212,8 @@ static void recover_batch(dcb_intake_t *self, uint64_t ref, dcbus_span_t data, b
         refs_push(&p->spooled, ref);
         return;
     }
-    dcb_warn("spool: no pipeline takes this batch any more; dropped", "source=%s stream=%s seq=%" PRIu64,
-             env.source, env.stream, env.seq);
+    dcb_warn("spool: no pipeline takes this batch any more; dropped",
+             "source=%s stream=%s seq=%" PRIu64, env.source, env.stream, env.seq);
 discard:
     self->discard = realloc(self->discard, (self->ndiscard + 1) * sizeof *self->discard);
     self->discard[self->ndiscard++] = ref;
@@ -365,8 +365,8 @@ static bool is_held(const dcb_intake_t *self, const dcb_envelope_t *env)
     return false;
 }
 
-int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env,
-                    zmq_msg_t *body, char *why, size_t whylen)
+int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env, zmq_msg_t *body,
+                    char *why, size_t whylen)
 {
     if (strcmp(env->source, rt_peer_instance(peer)) != 0) {
         snprintf(why, whylen, "batch source '%s' is not the collector that sent it (%s)",

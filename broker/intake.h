@@ -43,8 +43,8 @@ void dcb_intake_destroy(dcb_intake_t **self_p);
 
 /* A batch from collector `peer` (routing id `id`).  Returns 0 (spooled or
  * held; a resend is acknowledged again), or -1 with a reason. */
-int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env,
-                    zmq_msg_t *body, char *why, size_t whylen);
+int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env, zmq_msg_t *body,
+                    char *why, size_t whylen);
 /* After a burst of messages: makes the spool durable per the fsync policy,
  * sends the acknowledgements that waited for it, admits spooled batches
  * into pipelines with room, spools held batches if room was made. */

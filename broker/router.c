@@ -603,8 +603,8 @@ int rt_collector_check(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t 
     return RT_NEW;
 }
 
-int rt_admit(rt_router_t *self, const char *collector, const dcb_envelope_t *env,
-             zmq_msg_t *body, uint64_t ref)
+int rt_admit(rt_router_t *self, const char *collector, const dcb_envelope_t *env, zmq_msg_t *body,
+             uint64_t ref)
 {
     rt_instance_t *from = find_instance(self, collector);
     rt_pipeline_t *pipe = from ? from->pipe : NULL;
@@ -640,8 +640,7 @@ void rt_restore_stream(rt_router_t *self, const char *stream, uint64_t seq, cons
     s->seen = true;
 }
 
-void rt_restore_position(rt_router_t *self, const char *collector, const uint8_t *pos,
-                         size_t len)
+void rt_restore_position(rt_router_t *self, const char *collector, const uint8_t *pos, size_t len)
 {
     rt_instance_t *inst = find_instance(self, collector);
     if (!inst || len > sizeof inst->pos) return;
@@ -955,8 +954,8 @@ static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst, const c
 }
 
 void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint64_t malformed,
-                   uint64_t waiting, uint32_t extra, const char *(*status_of)(void *arg, const char *instance),
-                   void *arg)
+                   uint64_t waiting, uint32_t extra,
+                   const char *(*status_of)(void *arg, const char *instance), void *arg)
 {
     msgpack_pack_map(pk, 4 + extra);
     dcb_pack_kv_double(pk, "uptime_s", uptime_s);

@@ -102,12 +102,11 @@ int rt_collector_check(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t 
 /* Puts a checked batch of `collector` into its pipeline; `ref` comes back
  * through `finished`.  `body` is shared, not taken.  -1 if the collector
  * is the source of no pipeline. */
-int rt_admit(rt_router_t *self, const char *collector, const dcb_envelope_t *env,
-             zmq_msg_t *body, uint64_t ref);
+int rt_admit(rt_router_t *self, const char *collector, const dcb_envelope_t *env, zmq_msg_t *body,
+             uint64_t ref);
 /* After a restart: what was taken before it (from the spool). */
 void rt_restore_stream(rt_router_t *self, const char *stream, uint64_t seq, const char *collector);
-void rt_restore_position(rt_router_t *self, const char *collector, const uint8_t *pos,
-                         size_t len);
+void rt_restore_position(rt_router_t *self, const char *collector, const uint8_t *pos, size_t len);
 /* The source position of the last batch taken from `collector` (*len 0: none). */
 const uint8_t *rt_position(const rt_router_t *self, const char *collector, size_t *len);
 /* Every stream taken from so far, with its last seq and its collector. */
@@ -159,8 +158,8 @@ void rt_tick(rt_router_t *self, int64_t now);
  * batches_in_flight.  `status_of`, if not
  * NULL, gives each collector's collection status. */
 void rt_pack_stats(rt_router_t *self, msgpack_packer *pk, double uptime_s, uint64_t malformed,
-                   uint64_t waiting, uint32_t extra, const char *(*status_of)(void *arg, const char *instance),
-                   void *arg);
+                   uint64_t waiting, uint32_t extra,
+                   const char *(*status_of)(void *arg, const char *instance), void *arg);
 /* Batches in flight in the broker (not yet acknowledged by every sink). */
 size_t rt_batches_in_flight(const rt_router_t *self);
 

@@ -326,8 +326,7 @@ static bool drop_oldest(dcb_spool_t *self, uint64_t need)
     return self->bytes + need <= self->opts.max_bytes;
 }
 
-int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *err,
-                     size_t errlen)
+int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *err, size_t errlen)
 {
     uint64_t need = ENTRY_HEAD + data.len;
     if (data.len > MAX_ENTRY)
@@ -466,7 +465,8 @@ static void recover_segment(dcb_spool_t *self, segment_t *s, dcb_spool_visit_fn 
             (head[8] != DCB_SPOOL_BATCH && head[8] != DCB_SPOOL_STATE))
             break;
         uint8_t *data = malloc(len ? len : 1);
-        if (read_at(s->fd, data, len, off + ENTRY_HEAD) != 0 || fnv1a(data, len) != get_u32(head + 4)) {
+        if (read_at(s->fd, data, len, off + ENTRY_HEAD) != 0 ||
+            fnv1a(data, len) != get_u32(head + 4)) {
             free(data);
             break;
         }
@@ -506,7 +506,8 @@ int dcb_spool_recover(dcb_spool_t *self, dcb_spool_visit_fn *fn, void *arg, char
                -1;
     for (size_t i = self->nsegs - 1; i-- > 0;)
         if (self->segs[i].live == 0) seg_delete(self, &self->segs[i]);
-    dcb_info("spool opened", "dir=%s segments_found=%zu batches_to_deliver=%" PRIu64
-             " bytes=%" PRIu64, self->dir, found, pending, self->bytes);
+    dcb_info("spool opened",
+             "dir=%s segments_found=%zu batches_to_deliver=%" PRIu64 " bytes=%" PRIu64, self->dir,
+             found, pending, self->bytes);
     return 0;
 }

@@ -69,8 +69,7 @@ int dcb_spool_recover(dcb_spool_t *self, dcb_spool_visit_fn *fn, void *arg, char
 
 /* Appends a batch.  Returns 0 and its reference in *ref, 1 if the spool is
  * full and the policy is to block, -1 on an I/O error (err says which). */
-int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *err,
-                     size_t errlen);
+int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *err, size_t errlen);
 /* Makes what was appended durable as the fsync policy says; call before
  * acknowledging the batches to their collectors.  -1 on an I/O error. */
 int dcb_spool_commit(dcb_spool_t *self, int64_t now_us);

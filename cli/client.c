@@ -32,7 +32,6 @@ void cli_client_security(const dcb_config_t *config)
     s_security.client_cert = config->client_cert ? strdup(config->client_cert) : NULL;
 }
 
-
 cli_client_t *cli_client_new(const char *endpoint, char *err, size_t errlen)
 {
     zsock_t *sock = zsock_new(ZMQ_DEALER);

@@ -148,9 +148,8 @@ static int max_int(int a, int b)
 static void print_table(const cli_stats_t *st, const char *endpoint)
 {
     printf("broker %s: up %.1f s, %llu malformed message%s refused, %llu batch%s in flight\n",
-           endpoint, st->uptime_s, (unsigned long long)st->malformed,
-           st->malformed == 1 ? "" : "s", (unsigned long long)st->batches_in_flight,
-           st->batches_in_flight == 1 ? "" : "es");
+           endpoint, st->uptime_s, (unsigned long long)st->malformed, st->malformed == 1 ? "" : "s",
+           (unsigned long long)st->batches_in_flight, st->batches_in_flight == 1 ? "" : "es");
     int name_w = (int)strlen("instance"), role_w = (int)strlen("role");
     int count_w[COUNTER_COUNT];
     for (size_t c = 0; c < COUNTER_COUNT; c++)
@@ -190,8 +189,8 @@ static void print_json(const cli_stats_t *st, const char *endpoint)
     printf(",\"uptime_s\":%.3f,\"malformed\":%llu,\"batches_in_flight\":%llu,"
            "\"topics_published\":%llu,\"topics_dropped\":%llu,\"instances\":[",
            st->uptime_s, (unsigned long long)st->malformed,
-           (unsigned long long)st->batches_in_flight,
-           (unsigned long long)st->topics_published, (unsigned long long)st->topics_dropped);
+           (unsigned long long)st->batches_in_flight, (unsigned long long)st->topics_published,
+           (unsigned long long)st->topics_dropped);
     for (size_t i = 0; i < st->count; i++) {
         const cli_instance_stats_t *s = &st->instances[i];
         printf("%s{\"instance\":", i ? "," : "");

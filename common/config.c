@@ -581,11 +581,23 @@ typedef struct {
 static const char *const TOP_KEYS[] = {"broker",         "plugins_path", "workers", "pipelines",
                                        "error_handlers", "security",     NULL};
 static const char *const SECURITY_KEYS[] = {"curve", "server_cert", "client_cert", "allowed", NULL};
-static const char *const BROKER_KEYS[] = {
-    "bus",    "topics",    "spool",        "heartbeat_ms",     "heartbeat_timeout_ms",
-    "credit", "log_level", "max_attempts", "session_rotate_s", "data_tap",
-    "spool_fsync", "spool_fsync_ms", "spool_max_mb", "spool_segment_mb", "spool_full",
-    "memory_batches", NULL};
+static const char *const BROKER_KEYS[] = {"bus",
+                                          "topics",
+                                          "spool",
+                                          "heartbeat_ms",
+                                          "heartbeat_timeout_ms",
+                                          "credit",
+                                          "log_level",
+                                          "max_attempts",
+                                          "session_rotate_s",
+                                          "data_tap",
+                                          "spool_fsync",
+                                          "spool_fsync_ms",
+                                          "spool_max_mb",
+                                          "spool_segment_mb",
+                                          "spool_full",
+                                          "memory_batches",
+                                          NULL};
 static const char *const PIPELINE_KEYS[] = {"from", "through", "to", NULL};
 
 static size_t count_names(const char *const *names)

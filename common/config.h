@@ -78,14 +78,14 @@ typedef struct {
     int session_rotate_s;     /* an idle session is rotated after this long, default 3600 */
     bool data_tap;            /* publish every batch on data.<stream>, default false */
     /* the spool (broker/spool.h): */
-    dcb_fsync_t spool_fsync;  /* default DCB_FSYNC_INTERVAL */
-    int spool_fsync_ms;       /* the interval, default 1000 */
-    int spool_max_mb;         /* size limit, default 4096 */
-    int spool_segment_mb;     /* segment size, default 64 */
-    bool spool_drop_oldest;   /* when full: drop the oldest segment (else block collectors) */
-    int memory_batches;       /* batches per pipeline held in memory, default 64 */
-    char *log_level;          /* default "info" */
-    char **plugins_path;      /* directories, default [build/plugins] */
+    dcb_fsync_t spool_fsync; /* default DCB_FSYNC_INTERVAL */
+    int spool_fsync_ms;      /* the interval, default 1000 */
+    int spool_max_mb;        /* size limit, default 4096 */
+    int spool_segment_mb;    /* segment size, default 64 */
+    bool spool_drop_oldest;  /* when full: drop the oldest segment (else block collectors) */
+    int memory_batches;      /* batches per pipeline held in memory, default 64 */
+    char *log_level;         /* default "info" */
+    char **plugins_path;     /* directories, default [build/plugins] */
     size_t nplugins_path;
     dcb_worker_cfg_t *workers;
     size_t nworkers;

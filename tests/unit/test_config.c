@@ -654,8 +654,9 @@ static void test_errors_broker(void **state)
                  "\"always\"");
     expect_error("broker:\n  spool_full: drop\n" W1,
                  "t.yaml:2:15: broker.spool_full: expected block or drop_oldest, got \"drop\"");
-    expect_error("broker:\n  spool_segment_mb: 4096\n" W1,
-                 "t.yaml:2:21: broker.spool_segment_mb: expected a size from 1 to 1024, got \"4096\"");
+    expect_error(
+        "broker:\n  spool_segment_mb: 4096\n" W1,
+        "t.yaml:2:21: broker.spool_segment_mb: expected a size from 1 to 1024, got \"4096\"");
     expect_error("broker: [a]\n" W1,
                  "t.yaml:1:9: broker: expected a map of broker settings, got a list");
     snprintf(expected, sizeof expected, "t.yaml:2:8: broker.bus: expected %s, got a list",

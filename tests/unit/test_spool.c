@@ -59,7 +59,7 @@ int __wrap_fdatasync(int fd);
 int __wrap_fsync(int fd);
 
 static pthread_mutex_t synced_lock = PTHREAD_MUTEX_INITIALIZER; /* the syncer's thread */
-static pthread_t caller;      /* the test's thread */
+static pthread_t caller;                                        /* the test's thread */
 static bool synced_on_caller; /* a sync since reset_synced() ran on it */
 
 static void reset_synced(void)
