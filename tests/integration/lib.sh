@@ -159,6 +159,19 @@ wait_joined() {
     wait_for "$TMP/broker.log" "msg=\"worker joined\" instance=$1 replica=${2:-0} " 10
 }
 
+# stalled_sink_bus CONFIG: the broker, csv and validate of CONFIG, then the
+# csv sink stopped (SIGSTOP), then the ticker: a bus whose sink takes
+# nothing until `kill -CONT "${PID[csv]}"`.
+stalled_sink_bus() {
+    broker "$1"
+    worker csv "$1"
+    worker validate "$1"
+    wait_joined csv && wait_joined validate || die "the sink and the processor join the broker"
+    kill -STOP "${PID[csv]}"
+    worker ticker "$1"
+    wait_joined ticker || die "the ticker joins the broker"
+}
+
 # ---------------------------------------------------------------------------
 # Configs and results
 

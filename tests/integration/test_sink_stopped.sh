@@ -23,13 +23,7 @@ rows() { tail -n +2 "$1" | wc -l; }
 ticks_config "$TMP/bus.yaml" 0
 # Room for 30 s at full rate (about 4 GB here): the limit is not what is tested.
 sed -i "1s/}$/, spool_max_mb: 16384}/" "$TMP/bus.yaml"
-broker "$TMP/bus.yaml"
-worker csv "$TMP/bus.yaml"
-worker validate "$TMP/bus.yaml"
-wait_joined csv && wait_joined validate || die "the sink and the processor join the broker"
-kill -STOP "${PID[csv]}"
-worker ticker "$TMP/bus.yaml"
-wait_joined ticker || die "the ticker joins the broker"
+stalled_sink_bus "$TMP/bus.yaml"
 sleep 2
 spool0=$(spool_kb)
 out0=$(records_out)

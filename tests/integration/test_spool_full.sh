@@ -15,13 +15,7 @@ BOOKS=$((TICKS / 10))
 
 ticks_config "$TMP/bus.yaml" $TICKS
 sed -i "1s/}$/, spool_max_mb: 2, spool_segment_mb: 1}/" "$TMP/bus.yaml"
-broker "$TMP/bus.yaml"
-worker csv "$TMP/bus.yaml"
-worker validate "$TMP/bus.yaml"
-wait_joined csv && wait_joined validate || die "the sink and the processor join the broker"
-kill -STOP "${PID[csv]}"
-worker ticker "$TMP/bus.yaml"
-wait_joined ticker || die "the ticker joins the broker"
+stalled_sink_bus "$TMP/bus.yaml"
 
 full=""
 for ((i = 0; i < 100; i++)); do

@@ -386,6 +386,14 @@ static void expect_batch_visit(fx_t *fx, size_t k, uint64_t ref, int i, size_t l
  * Appending and reading back
  */
 
+/* A fresh spool with three batches of 100 bytes, their refs in refs[0..2]. */
+static void start_with_three(fx_t *fx, uint64_t refs[3])
+{
+    start(fx);
+    for (int i = 0; i < 3; i++)
+        refs[i] = append(fx, i, 100);
+}
+
 static void test_append_then_read_back(void **state)
 {
     fx_t *fx = *state;
@@ -766,9 +774,7 @@ static void test_corrupt_data_ends_its_segment(void **state)
 {
     fx_t *fx = *state;
     uint64_t refs[3];
-    start(fx);
-    for (int i = 0; i < 3; i++)
-        refs[i] = append(fx, i, 100);
+    start_with_three(fx, refs);
     stop(fx);
     corrupt(fx, 1, "seg", OFF_OF(refs[1]) + HEAD + 50, 0x80);
     start(fx);
@@ -781,9 +787,7 @@ static void test_unknown_kind_ends_its_segment(void **state)
 {
     fx_t *fx = *state;
     uint64_t refs[3];
-    start(fx);
-    for (int i = 0; i < 3; i++)
-        refs[i] = append(fx, i, 100);
+    start_with_three(fx, refs);
     stop(fx);
     corrupt(fx, 1, "seg", OFF_OF(refs[1]) + 8, 0x40); /* the kind byte: not covered by the sum */
     start(fx);
@@ -798,9 +802,7 @@ static void test_torn_release_list(void **state)
 {
     fx_t *fx = *state;
     uint64_t refs[3];
-    start(fx);
-    for (int i = 0; i < 3; i++)
-        refs[i] = append(fx, i, 100);
+    start_with_three(fx, refs);
     dcb_spool_release(fx->sp, refs[0]);
     stop(fx);
     /* A release record half written when the broker died. */
@@ -1010,9 +1012,7 @@ static void test_read_of_corrupt_entry_fails(void **state)
     fx_t *fx = *state;
     uint64_t refs[3];
     zmq_msg_t msg;
-    start(fx);
-    for (int i = 0; i < 3; i++)
-        refs[i] = append(fx, i, 100);
+    start_with_three(fx, refs);
     corrupt(fx, 1, "seg", OFF_OF(refs[1]) + HEAD + 99, 0x02); /* a data byte */
     assert_int_equal(dcb_spool_read(fx->sp, refs[1], &msg), -1);
     corrupt(fx, 1, "seg", OFF_OF(refs[1]) + HEAD + 99, 0x02); /* whole again */
