@@ -19,6 +19,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "crc32c.h"
 #include "log.h"
 #include "syncer.h"
 
@@ -49,14 +50,6 @@ struct dcb_spool {
 /* ---------------------------------------------------------------------------
  * Helpers
  */
-
-static uint32_t fnv1a(const uint8_t *p, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
-}
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
@@ -267,7 +260,7 @@ static int write_entry(dcb_spool_t *self, segment_t *s, dcb_spool_kind_t kind, d
 {
     uint8_t head[ENTRY_HEAD];
     put_u32(head, (uint32_t)data.len);
-    put_u32(head + 4, fnv1a(data.data, data.len));
+    put_u32(head + 4, dcb_crc32c(data.data, data.len));
     head[8] = (uint8_t)kind;
     struct iovec iov[2] = {{head, sizeof head}, {(void *)data.data, data.len}};
     if (write_all(s->fd, iov, 2) != 0) {
@@ -407,7 +400,7 @@ int dcb_spool_read(dcb_spool_t *self, uint64_t ref, zmq_msg_t *out)
     uint32_t len = get_u32(head);
     uint8_t *data = len <= MAX_ENTRY ? malloc(len ? len : 1) : NULL;
     if (!data || read_at(s->fd, data, len, off + ENTRY_HEAD) != 0 ||
-        fnv1a(data, len) != get_u32(head + 4)) {
+        dcb_crc32c(data, len) != get_u32(head + 4)) {
         free(data);
         return -1;
     }
@@ -466,7 +459,7 @@ static void recover_segment(dcb_spool_t *self, segment_t *s, dcb_spool_visit_fn 
             break;
         uint8_t *data = malloc(len ? len : 1);
         if (read_at(s->fd, data, len, off + ENTRY_HEAD) != 0 ||
-            fnv1a(data, len) != get_u32(head + 4)) {
+            dcb_crc32c(data, len) != get_u32(head + 4)) {
             free(data);
             break;
         }

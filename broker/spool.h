@@ -18,7 +18,7 @@
  * newest segment alone tells where every collector left off, however many
  * older segments have been deleted.
  *
- * Entry: u32 length, u32 FNV-1a of the data, u8 kind, the data; integers
+ * Entry: u32 length, u32 CRC-32C of the data, u8 kind, the data; integers
  * little-endian.  A torn or corrupt tail (a crash mid-write) ends the
  * segment: it is cut there on recovery.
  *
