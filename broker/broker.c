@@ -1034,6 +1034,7 @@ static void on_bye(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
                             : strcmp(reason, "failed") == 0 ? DCB_RUN_FAILED
                                                             : DCB_RUN_STOPPED;
         dcb_runs_end(self->runs, rt_peer_instance(peer), how, error[0] ? error : NULL, wall_us());
+        if (how == DCB_RUN_DONE) dcb_intake_source_done(self->intake, rt_peer_instance(peer));
     }
     rt_peer_gone(self->router, peer, "said BYE");
 }

@@ -184,6 +184,9 @@ static void restore_state(dcb_intake_t *self, dcbus_span_t data)
 {
     const uint8_t *p = data.data, *end = data.data + data.len;
     uint32_t n;
+    /* A state entry lists every position there was: the others are gone. */
+    for (size_t i = 0; i < self->npipes; i++)
+        rt_restore_position(self->router, self->pipes[i].collector, NULL, 0);
     bool ok = data.len == 0 || dcb_mp_read_array(&p, end, &n);
     for (uint32_t i = 0; ok && data.len && i < n; i++)
         ok = restore_item(self, &p, end);
@@ -466,6 +469,16 @@ void dcb_intake_finished(dcb_intake_t *self, uint64_t ref, bool kept)
         self->kept++;
     else
         dcb_spool_release(self->spool, ref);
+}
+
+void dcb_intake_source_done(dcb_intake_t *self, const char *collector)
+{
+    rt_restore_position(self->router, collector, NULL, 0);
+    /* A new segment states the positions without it, so a broker restart
+     * does not find the old one again in the batches before. */
+    if (dcb_spool_roll(self->spool) != 0)
+        dcb_warn("spool: cannot start a segment; a restart may resume a finished collector",
+                 "collector=%s", collector);
 }
 
 size_t dcb_intake_waiting(const dcb_intake_t *self, const char *pipeline)

@@ -54,6 +54,11 @@ void dcb_intake_service(dcb_intake_t *self, int64_t now_us);
  * delivered again after a broker restart. */
 void dcb_intake_finished(dcb_intake_t *self, uint64_t ref, bool kept);
 
+/* Collector `collector` finished its source (BYE done): its position is
+ * forgotten, so that its next start is a new run from the beginning, not
+ * a resumption at the end.  Its streams keep their seqs. */
+void dcb_intake_source_done(dcb_intake_t *self, const char *collector);
+
 /* Batches of `pipeline` waiting in the spool or held for room (not yet in
  * the router). */
 size_t dcb_intake_waiting(const dcb_intake_t *self, const char *pipeline);

@@ -644,7 +644,7 @@ void rt_restore_position(rt_router_t *self, const char *collector, const uint8_t
 {
     rt_instance_t *inst = find_instance(self, collector);
     if (!inst || len > sizeof inst->pos) return;
-    memcpy(inst->pos, pos, len);
+    if (len) memcpy(inst->pos, pos, len);
     inst->poslen = (uint32_t)len;
 }
 

@@ -104,7 +104,8 @@ int rt_collector_check(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t 
  * is the source of no pipeline. */
 int rt_admit(rt_router_t *self, const char *collector, const dcb_envelope_t *env, zmq_msg_t *body,
              uint64_t ref);
-/* After a restart: what was taken before it (from the spool). */
+/* After a restart: what was taken before it (from the spool).  A
+ * position of length 0 forgets the collector's position. */
 void rt_restore_stream(rt_router_t *self, const char *stream, uint64_t seq, const char *collector);
 void rt_restore_position(rt_router_t *self, const char *collector, const uint8_t *pos, size_t len);
 /* The source position of the last batch taken from `collector` (*len 0: none). */

@@ -304,6 +304,11 @@ static int roll(dcb_spool_t *self)
     return write_entry(self, &self->segs[self->nsegs - 1], DCB_SPOOL_STATE, state, &offset);
 }
 
+int dcb_spool_roll(dcb_spool_t *self)
+{
+    return roll(self);
+}
+
 /* The oldest segments go until `need` more bytes fit; false if they
  * cannot (only the active segment is left). */
 static bool drop_oldest(dcb_spool_t *self, uint64_t need)

@@ -67,6 +67,10 @@ typedef void dcb_spool_visit_fn(void *arg, dcb_spool_kind_t kind, uint64_t ref, 
 int dcb_spool_recover(dcb_spool_t *self, dcb_spool_visit_fn *fn, void *arg, char *err,
                       size_t errlen);
 
+/* Starts a new segment now, beginning with the current state.  -1 on an
+ * I/O error. */
+int dcb_spool_roll(dcb_spool_t *self);
+
 /* Appends a batch.  Returns 0 and its reference in *ref, 1 if the spool is
  * full and the policy is to block, -1 on an I/O error (err says which). */
 int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *err, size_t errlen);

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# test_collector_rerun.sh -- a collector that finished its source starts a
+# new run next time; one that was stopped half way goes on where it was.
+# The ticker (deterministic: the same records each run) runs to the end; the
+# broker is restarted (its spool read back) and the ticker started again.
+# It checks that
+#   - the second run is a new run: its records are stored again, in a
+#     session of their own, n 0..N-1 once each, not skipped as duplicates;
+#   - a run stopped with SIGTERM half way resumes after a broker restart:
+#     the third session plus the rest of the run make exactly one run.
+. "$(dirname "$0")/lib.sh"
+
+TICKS=200000
+
+ticks_config "$TMP/bus.yaml" $TICKS "rate: 100000"
+start_bus() {
+    broker "$TMP/bus.yaml"
+    worker csv "$TMP/bus.yaml"
+    worker validate "$TMP/bus.yaml"
+    wait_joined csv && wait_joined validate || die "the sink and the processor join the broker"
+}
+stop_bus() {
+    stop validate
+    stop csv
+    stop broker
+}
+sessions() { find "$TMP/csv" -mindepth 1 -maxdepth 1 -type d ! -name reference | sort; }
+
+start_bus
+worker ticker "$TMP/bus.yaml"
+wait_exit ticker 60 || die "the first run finishes"
+wait_delivered 60 || die "the first run is delivered (in flight: $IN_FLIGHT)"
+stop_bus
+sleep 1 # session ids have a one-second resolution
+
+start_bus
+worker ticker "$TMP/bus.yaml"
+wait_exit ticker 60 || die "the second run finishes"
+wait_delivered 60 || die "the second run is delivered (in flight: $IN_FLIGHT)"
+mapfile -t dirs < <(sessions)
+check "two runs, two sessions (${#dirs[@]})" test ${#dirs[@]} -eq 2
+for d in "${dirs[@]}"; do exactly_once "$d/prices.csv" $TICKS; done
+
+# A third run (a new broker: a session of its own), stopped half way, then
+# the broker restarted.
+stop_bus
+sleep 1
+start_bus
+worker ticker "$TMP/bus.yaml"
+sleep 1
+stop ticker
+check "the stopped run exits 0" test "${STATUS[ticker]}" -eq 0
+wait_delivered 60 || die "the stopped run's batches are delivered"
+stop_bus
+sleep 1
+start_bus
+worker ticker "$TMP/bus.yaml"
+wait_exit ticker 60 || die "the resumed run finishes"
+wait_delivered 60 || die "the resumed run is delivered (in flight: $IN_FLIGHT)"
+stop csv
+mapfile -t dirs < <(sessions)
+check "the stopped run and its resumption: two more sessions (${#dirs[@]} in all)" \
+    test ${#dirs[@]} -eq 4
+cat "${dirs[2]}/prices.csv" <(tail -n +2 "${dirs[3]}/prices.csv") >"$TMP/resumed.csv"
+check "the stopped run was cut short ($(($(wc -l <"${dirs[2]}/prices.csv") - 1)) rows)" \
+    test "$(($(wc -l <"${dirs[2]}/prices.csv") - 1))" -lt $TICKS
+exactly_once "$TMP/resumed.csv" $TICKS
+finish
