@@ -419,11 +419,35 @@ static int open_backlogs(dcb_broker_t *self, char *err, size_t errlen)
     return 0;
 }
 
+/* The routing core and what keeps state on disk: the task table, the
+ * backlogs, the spool (recovered into the router).  -1 and a message. */
+static int open_state(dcb_broker_t *self, char *err, size_t errlen)
+{
+    const dcb_config_t *config = self->config;
+    char why[512];
+    self->tasks = dcb_tasks_open(config->spool_dir, on_task_changed, self, why, sizeof why);
+    if (!self->tasks) return snprintf(err, errlen, "cannot open the task table: %s", why), -1;
+    if (open_backlogs(self, why, sizeof why) != 0)
+        return snprintf(err, errlen, "cannot open a backlog: %s", why), -1;
+    rt_ops_t ops = {.send_data = on_send_data,
+                    .finished = on_finished,
+                    .abandoned = on_abandoned,
+                    .peer_gone = on_peer_gone,
+                    .released = on_released,
+                    .divert = on_divert,
+                    .injected_done = on_injected_done};
+    self->router = rt_router_new(config, &ops, self);
+    rt_set_max_attempts(self->router, (uint32_t)config->max_attempts);
+    self->intake = dcb_intake_new(config, self->router, on_intake_ack, self, why, sizeof why);
+    if (!self->intake) return snprintf(err, errlen, "cannot open the spool: %s", why), -1;
+    return 0;
+}
+
 dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
 {
     dcb_broker_t *self = calloc(1, sizeof *self);
     self->config = config;
-    char why[512];
+    char why[1100];
     self->auth = dcb_security_start_auth(config, why, sizeof why);
     if (config->curve && !self->auth) {
         dcb_error("cannot start CURVE authentication", "error=\"%s\"", why);
@@ -436,32 +460,10 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
         dcb_broker_destroy(&self);
         return NULL;
     }
-    char err[512];
     dcb_body_init(&self->body);
     dcb_body_init(&self->note);
-    self->tasks = dcb_tasks_open(config->spool_dir, on_task_changed, self, err, sizeof err);
-    if (!self->tasks) {
-        dcb_error("cannot open the task table", "error=\"%s\"", err);
-        dcb_broker_destroy(&self);
-        return NULL;
-    }
-    if (open_backlogs(self, err, sizeof err) != 0) {
-        dcb_error("cannot open a backlog", "error=\"%s\"", err);
-        dcb_broker_destroy(&self);
-        return NULL;
-    }
-    rt_ops_t ops = {.send_data = on_send_data,
-                    .finished = on_finished,
-                    .abandoned = on_abandoned,
-                    .peer_gone = on_peer_gone,
-                    .released = on_released,
-                    .divert = on_divert,
-                    .injected_done = on_injected_done};
-    self->router = rt_router_new(config, &ops, self);
-    rt_set_max_attempts(self->router, (uint32_t)config->max_attempts);
-    self->intake = dcb_intake_new(config, self->router, on_intake_ack, self, err, sizeof err);
-    if (!self->intake) {
-        dcb_error("cannot open the spool", "error=\"%s\"", err);
+    if (open_state(self, why, sizeof why) != 0) {
+        dcb_error("broker cannot start", "error=\"%s\"", why);
         dcb_broker_destroy(&self);
         return NULL;
     }
