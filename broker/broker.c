@@ -527,30 +527,19 @@ static dcbus_role_t role_parse(const char *name)
     return 0;
 }
 
-struct owned {
-    const char *instance;
-    msgpack_packer *pk; /* NULL: count */
-    uint32_t count;
-};
-
-static void pack_owned(void *arg, const char *stream, uint64_t seq, const char *owner)
+static void pack_last_seq(void *pk, const char *stream, uint64_t seq, const char *owner)
 {
-    struct owned *o = arg;
-    if (strcmp(owner, o->instance) != 0) return;
-    o->count++;
-    if (o->pk) dcb_pack_kv_uint(o->pk, stream, seq);
+    (void)owner;
+    dcb_pack_kv_uint(pk, stream, seq);
 }
 
 /* Where a (re)starting collector goes on from: the last seq the spool has
  * of each of its streams, and its source position. */
 static void pack_resume_point(dcb_broker_t *self, const char *instance, msgpack_packer *pk)
 {
-    struct owned o = {instance, NULL, 0};
-    rt_foreach_stream(self->router, pack_owned, &o);
     dcb_pack_str(pk, "streams");
-    msgpack_pack_map(pk, o.count);
-    o.pk = pk;
-    rt_foreach_stream(self->router, pack_owned, &o);
+    msgpack_pack_map(pk, rt_stream_count(self->router, instance));
+    rt_foreach_stream(self->router, instance, pack_last_seq, pk);
     size_t len;
     const uint8_t *pos = rt_position(self->router, instance, &len);
     dcb_pack_str(pk, "position");
@@ -725,9 +714,7 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
 {
     (void)args, (void)why, (void)whylen;
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
-    size_t waiting = 0;
-    for (size_t i = 0; i < self->config->npipelines; i++)
-        waiting += dcb_intake_waiting(self->intake, self->config->pipelines[i].name);
+    size_t waiting = dcb_intake_waiting(self->intake, NULL);
     rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
                   waiting, 6, collection_status, self);
     dcb_pack_str(pk, "spool");

@@ -104,39 +104,26 @@ static intake_pipe_t *pipe_of(dcb_intake_t *self, const char *collector)
  * The state entry: [["s", stream, seq, collector]..., ["p", collector, pos]...]
  */
 
-struct state_pack {
-    msgpack_packer *pk;
-    uint32_t count;
-};
-
-static void pack_stream(void *arg, const char *stream, uint64_t seq, const char *owner)
+static void pack_stream(void *pk, const char *stream, uint64_t seq, const char *owner)
 {
-    struct state_pack *sp = arg;
-    if (!sp->pk) {
-        sp->count++;
-        return;
-    }
-    msgpack_pack_array(sp->pk, 4);
-    dcb_pack_str(sp->pk, "s");
-    dcb_pack_str(sp->pk, stream);
-    msgpack_pack_uint64(sp->pk, seq);
-    dcb_pack_str(sp->pk, owner);
+    msgpack_pack_array(pk, 4);
+    dcb_pack_str(pk, "s");
+    dcb_pack_str(pk, stream);
+    msgpack_pack_uint64(pk, seq);
+    dcb_pack_str(pk, owner);
 }
 
 static dcbus_span_t encode_state(void *arg)
 {
     dcb_intake_t *self = arg;
-    struct state_pack counting = {NULL, 0};
-    rt_foreach_stream(self->router, pack_stream, &counting);
     uint32_t positions = 0;
     size_t len;
     for (size_t i = 0; i < self->npipes; i++)
         positions += rt_position(self->router, self->pipes[i].collector, &len) && len > 0;
     dcb_body_reset(&self->state);
     msgpack_packer *pk = &self->state.pk;
-    msgpack_pack_array(pk, counting.count + positions);
-    struct state_pack packing = {pk, 0};
-    rt_foreach_stream(self->router, pack_stream, &packing);
+    msgpack_pack_array(pk, rt_stream_count(self->router, NULL) + positions);
+    rt_foreach_stream(self->router, NULL, pack_stream, pk);
     for (size_t i = 0; i < self->npipes; i++) {
         const uint8_t *pos = rt_position(self->router, self->pipes[i].collector, &len);
         if (!pos || len == 0) continue;
@@ -151,11 +138,7 @@ static dcbus_span_t encode_state(void *arg)
 static bool read_name(const uint8_t **p, const uint8_t *end, char *out)
 {
     dcbus_value_t v;
-    if (!dcb_mp_read(p, end, &v) || v.type != DCBUS_VAL_STR || v.as.str.len >= DCB_NAME_MAX)
-        return false;
-    memcpy(out, v.as.str.ptr, v.as.str.len);
-    out[v.as.str.len] = '\0';
-    return true;
+    return dcb_mp_read(p, end, &v) && dcb_value_copy_str(&v, out, DCB_NAME_MAX);
 }
 
 static bool restore_item(dcb_intake_t *self, const uint8_t **p, const uint8_t *end)
@@ -485,7 +468,7 @@ size_t dcb_intake_waiting(const dcb_intake_t *self, const char *pipeline)
 {
     size_t n = 0;
     for (size_t i = 0; i < self->npipes; i++)
-        if (strcmp(self->pipes[i].name, pipeline) == 0) {
+        if (!pipeline || strcmp(self->pipes[i].name, pipeline) == 0) {
             n = refs_len(&self->pipes[i].spooled);
             for (const held_t *h = self->held_head; h; h = h->next)
                 n += strcmp(h->env.source, self->pipes[i].collector) == 0;

@@ -59,8 +59,8 @@ void dcb_intake_finished(dcb_intake_t *self, uint64_t ref, bool kept);
  * a resumption at the end.  Its streams keep their seqs. */
 void dcb_intake_source_done(dcb_intake_t *self, const char *collector);
 
-/* Batches of `pipeline` waiting in the spool or held for room (not yet in
- * the router). */
+/* Batches of `pipeline` (NULL: of every pipeline) waiting in the spool or
+ * held for room (not yet in the router). */
 size_t dcb_intake_waiting(const dcb_intake_t *self, const char *pipeline);
 /* The `spool` statistics: a msgpack map. */
 void dcb_intake_pack_stats(const dcb_intake_t *self, msgpack_packer *pk);

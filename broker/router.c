@@ -659,12 +659,25 @@ const uint8_t *rt_position(const rt_router_t *self, const char *collector, size_
     return NULL;
 }
 
-void rt_foreach_stream(const rt_router_t *self,
+static bool stream_of(const rt_stream_t *s, const char *owner)
+{
+    return s->seen && s->owner && (!owner || strcmp(s->owner->name, owner) == 0);
+}
+
+void rt_foreach_stream(const rt_router_t *self, const char *owner,
                        void (*fn)(void *arg, const char *stream, uint64_t seq, const char *owner),
                        void *arg)
 {
     for (rt_stream_t *s = zhashx_first(self->streams); s; s = zhashx_next(self->streams))
-        if (s->seen && s->owner) fn(arg, s->name, s->last_seq, s->owner->name);
+        if (stream_of(s, owner)) fn(arg, s->name, s->last_seq, s->owner->name);
+}
+
+uint32_t rt_stream_count(const rt_router_t *self, const char *owner)
+{
+    uint32_t n = 0;
+    for (rt_stream_t *s = zhashx_first(self->streams); s; s = zhashx_next(self->streams))
+        n += stream_of(s, owner);
+    return n;
 }
 
 static rt_batch_t *batch_find(rt_router_t *self, const char *stream, uint64_t seq)

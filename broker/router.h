@@ -110,10 +110,12 @@ void rt_restore_stream(rt_router_t *self, const char *stream, uint64_t seq, cons
 void rt_restore_position(rt_router_t *self, const char *collector, const uint8_t *pos, size_t len);
 /* The source position of the last batch taken from `collector` (*len 0: none). */
 const uint8_t *rt_position(const rt_router_t *self, const char *collector, size_t *len);
-/* Every stream taken from so far, with its last seq and its collector. */
-void rt_foreach_stream(const rt_router_t *self,
+/* Every stream taken from so far (of collector `owner`; NULL: of any),
+ * with its last seq and its collector; and how many there are. */
+void rt_foreach_stream(const rt_router_t *self, const char *owner,
                        void (*fn)(void *arg, const char *stream, uint64_t seq, const char *owner),
                        void *arg);
+uint32_t rt_stream_count(const rt_router_t *self, const char *owner);
 
 /* DATA from a processor (its output).  `body` is shared, not taken.
  * Returns 0, or -1 with a reason (the batch is then dropped and the caller

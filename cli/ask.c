@@ -3,6 +3,7 @@
  */
 #include "ask.h"
 
+#include <getopt.h>
 #include <stdlib.h>
 
 #include "cli.h"
@@ -56,6 +57,13 @@ bool cli_target_option(int c, const char *arg, const char **config, const char *
     default:
         return false;
     }
+}
+
+int cli_target_options_end(const char *command, int argc, char **argv, const char *config,
+                           const char *broker)
+{
+    if (optind < argc) return cli_usage_error(command, "unexpected argument '%s'", argv[optind]);
+    return cli_target_conflict(command, config, broker) ? CLI_EXIT_USAGE : -1;
 }
 
 bool cli_target_conflict(const char *command, const char *config, const char *broker)

@@ -17,6 +17,10 @@ bool cli_target_option(int c, const char *arg, const char **config, const char *
                        bool *json);
 /* True, after saying so, when both --config and --broker were given. */
 bool cli_target_conflict(const char *command, const char *config, const char *broker);
+/* After getopt: an argument left over, or --config with --broker, is
+ * refused (said, and CLI_EXIT_USAGE returned); else -1, to go on. */
+int cli_target_options_end(const char *command, int argc, char **argv, const char *config,
+                           const char *broker);
 
 /* The time a command waits for the broker's answer. */
 #define CLI_ASK_TIMEOUT_MS 2000

@@ -259,9 +259,7 @@ static int parse_options(int argc, char **argv, stats_opts_t *o)
             return cli_option_error("stats", c, argv);
         }
     }
-    if (optind < argc) return cli_usage_error("stats", "unexpected argument '%s'", argv[optind]);
-    if (cli_target_conflict("stats", o->config, o->broker)) return CLI_EXIT_USAGE;
-    return -1;
+    return cli_target_options_end("stats", argc, argv, o->config, o->broker);
 }
 
 /* Asks once and prints; returns the exit status. */

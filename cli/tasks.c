@@ -334,9 +334,7 @@ static int parse_options(int argc, char **argv, tasks_opts_t *o)
             return cli_option_error("tasks", c, argv);
         }
     }
-    if (optind < argc) return cli_usage_error("tasks", "unexpected argument '%s'", argv[optind]);
-    if (cli_target_conflict("tasks", o->config, o->broker)) return CLI_EXIT_USAGE;
-    return -1;
+    return cli_target_options_end("tasks", argc, argv, o->config, o->broker);
 }
 
 static int show_once(cli_client_t *client, bool json)

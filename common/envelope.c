@@ -36,11 +36,7 @@ static int fail(char *why, size_t whylen, const char *reason, const char *field)
 
 static bool copy_name(const dcbus_value_t *v, char *out)
 {
-    if (v->type != DCBUS_VAL_STR || v->as.str.len >= DCB_NAME_MAX) return false;
-    if (memchr(v->as.str.ptr, '\0', v->as.str.len)) return false;
-    memcpy(out, v->as.str.ptr, v->as.str.len);
-    out[v->as.str.len] = '\0';
-    return true;
+    return dcb_value_copy_str(v, out, DCB_NAME_MAX);
 }
 
 static bool read_uint(const dcbus_value_t *v, uint64_t *out)

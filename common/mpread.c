@@ -289,6 +289,15 @@ bool dcb_value_streq(const dcbus_value_t *v, const char *s)
     return v->type == DCBUS_VAL_STR && v->as.str.len == n && memcmp(v->as.str.ptr, s, n) == 0;
 }
 
+bool dcb_value_copy_str(const dcbus_value_t *v, char *out, size_t cap)
+{
+    if (v->type != DCBUS_VAL_STR || v->as.str.len >= cap) return false;
+    if (memchr(v->as.str.ptr, '\0', v->as.str.len)) return false;
+    memcpy(out, v->as.str.ptr, v->as.str.len);
+    out[v->as.str.len] = '\0';
+    return true;
+}
+
 bool dcb_record_get(dcbus_span_t record, const char *key, dcbus_value_t *value)
 {
     dcbus_field_iter_t it;

@@ -37,5 +37,8 @@ bool dcb_field_next(dcbus_field_iter_t *it, dcbus_value_t *key, dcbus_value_t *v
 bool dcb_record_get(dcbus_span_t record, const char *key, dcbus_value_t *value);
 /* True if a STR value equals the NUL-terminated `s`. */
 bool dcb_value_streq(const dcbus_value_t *v, const char *s);
+/* Copies a string value into `out` (cap bytes, NUL-terminated).  False if
+ * it is not a string, does not fit, or holds a NUL byte. */
+bool dcb_value_copy_str(const dcbus_value_t *v, char *out, size_t cap);
 
 #endif

@@ -189,12 +189,9 @@ static void continue_streams(dcb_worker_t *self, dcbus_span_t streams)
     for (uint32_t i = 0; i < n; i++) {
         dcbus_value_t k, v;
         if (!dcb_mp_read(&p, end, &k) || !dcb_mp_read(&p, end, &v)) return;
-        if (k.type != DCBUS_VAL_STR || k.as.str.len >= DCB_NAME_MAX || v.type != DCBUS_VAL_INT)
-            continue;
         char name[DCB_NAME_MAX];
-        memcpy(name, k.as.str.ptr, k.as.str.len);
-        name[k.as.str.len] = '\0';
-        stream_seq(self, name)->next_seq = (uint64_t)v.as.i + 1;
+        if (v.type == DCBUS_VAL_INT && dcb_value_copy_str(&k, name, sizeof name))
+            stream_seq(self, name)->next_seq = (uint64_t)v.as.i + 1;
     }
 }
 
