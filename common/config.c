@@ -318,6 +318,7 @@ typedef struct {
     const char *text; /* the input, to place reader errors */
     size_t len;
     errctx_t *e;
+    bool empty_is_map;   /* no document at all is an empty map, not an error */
     char path[PATH_CAP]; /* dotted path of the node being built */
 } builder_t;
 
@@ -544,6 +545,7 @@ static dcb_node_t *build_document(builder_t *b)
     if (!next_event(b, &ev)) return NULL;
     bool empty = ev.type == YAML_STREAM_END_EVENT;
     yaml_event_delete(&ev);
+    if (empty && b->empty_is_map) return &node_new(DCB_NODE_MAP, (mark_t){1, 1})->pub;
     if (empty) {
         fail_at(b->e, 1, 1, NULL, EMPTY_FILE);
         return NULL;
@@ -557,9 +559,9 @@ static dcb_node_t *build_document(builder_t *b)
     return root;
 }
 
-static dcb_node_t *tree_parse(const char *text, size_t len, errctx_t *e)
+static dcb_node_t *tree_parse(const char *text, size_t len, errctx_t *e, bool empty_is_map)
 {
-    builder_t b = {.text = text, .len = len, .e = e};
+    builder_t b = {.text = text, .len = len, .e = e, .empty_is_map = empty_is_map};
     if (!yaml_parser_initialize(&b.parser)) abort();
     yaml_parser_set_input_string(&b.parser, (const unsigned char *)text, len);
     dcb_node_t *root = build_document(&b);
@@ -1190,7 +1192,7 @@ dcb_config_t *dcb_config_parse(const char *text, size_t len, const char *name, c
 {
     errctx_t e = {name ? name : "(config)", err, errlen};
     if (err && errlen) err[0] = '\0';
-    dcb_node_t *root = tree_parse(text ? text : "", text ? len : 0, &e);
+    dcb_node_t *root = tree_parse(text ? text : "", text ? len : 0, &e, false);
     if (!root) return NULL;
     dcb_config_t *self = xcalloc(1, sizeof *self);
     self->path = xstrdup(e.file);
@@ -1202,6 +1204,37 @@ dcb_config_t *dcb_config_parse(const char *text, size_t len, const char *name, c
     zhashx_destroy(&c.collectors);
     if (!ok) dcb_config_destroy(&self);
     return self;
+}
+
+dcb_node_t *dcb_config_parse_settings(const char *text, size_t len, const char *name, char *err,
+                                      size_t errlen)
+{
+    errctx_t e = {name ? name : "(settings)", err, errlen};
+    if (err && errlen) err[0] = '\0';
+    dcb_node_t *root = tree_parse(text ? text : "", text ? len : 0, &e, true);
+    if (!root) return NULL;
+    if (root->kind == DCB_NODE_SCALAR && !root->quoted && !*root->scalar) {
+        /* "---" alone, or "~": a document with nothing in it. */
+        mark_t at = {root->line, root->column};
+        node_free(root);
+        return &node_new(DCB_NODE_MAP, at)->pub;
+    }
+    if (root->kind != DCB_NODE_MAP) {
+        char what[80];
+        fail_at(&e, root->line, root->column, NULL,
+                "expected a map of settings (key: value, or {key: value}), got %s",
+                describe(root, what, sizeof what));
+        node_free(root);
+        return NULL;
+    }
+    return root;
+}
+
+void dcb_node_destroy(dcb_node_t **node_p)
+{
+    if (!node_p) return;
+    node_free(*node_p);
+    *node_p = NULL;
 }
 
 void dcb_config_destroy(dcb_config_t **self_p)

@@ -109,6 +109,17 @@ dcb_config_t *dcb_config_parse(const char *text, size_t len, const char *name, c
                                size_t errlen);
 void dcb_config_destroy(dcb_config_t **self_p);
 
+/* Parses one instance's settings given on their own rather than inside a
+ * config (the testkit's settings text): one YAML document, block or flow
+ * (`{field: price}`), under the same rules as a config file (${ENV},
+ * unique keys, no anchors).  Positions in nodes and messages are those of
+ * `text`, which `name` stands for in messages.  Empty text (or only
+ * comments) is an empty map.  Returns the map's node, to free with
+ * dcb_node_destroy, or NULL with "name:line:column: why" in err. */
+dcb_node_t *dcb_config_parse_settings(const char *text, size_t len, const char *name, char *err,
+                                      size_t errlen);
+void dcb_node_destroy(dcb_node_t **node_p);
+
 /* The worker instance called `name`, or NULL. */
 const dcb_worker_cfg_t *dcb_config_worker(const dcb_config_t *self, const char *name);
 /* The pipeline whose collector is `instance`, or NULL. */

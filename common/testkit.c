@@ -20,7 +20,7 @@
 struct dcb_testkit {
     dcb_plugin_lib_t *lib;
     const dcbus_plugin_t *desc;
-    dcb_config_t *config; /* a wrapper config holding the settings tree, or NULL
+    dcb_node_t *settings; /* the settings tree parsed from the test's text, or NULL
                              when the settings are borrowed from a whole config */
     dcbus_ctx_t *ctx;
     void *state;
@@ -76,25 +76,6 @@ static void tk_retry_after(void *arg, uint32_t delay_ms)
     ((dcb_testkit_t *)arg)->retry_delay_ms = delay_ms;
 }
 
-/* Wraps the settings in a minimal config so they get the real parser. */
-static dcb_config_t *settings_config(const char *plugin, const char *yaml, char *err, size_t errlen)
-{
-    size_t len = strlen(plugin) + (yaml ? strlen(yaml) : 0) * 2 + 256;
-    char *text = malloc(len), *out = text;
-    out += sprintf(out, "workers:\n  it:\n    plugin: %s\n", plugin);
-    /* Indent each line of the user's YAML under the instance. */
-    for (const char *line = yaml; line && *line;) {
-        const char *nl = strchr(line, '\n');
-        size_t n = nl ? (size_t)(nl - line) : strlen(line);
-        out += sprintf(out, "    %.*s\n", (int)n, line);
-        line = nl ? nl + 1 : line + n;
-    }
-    out += sprintf(out, "pipelines: {}\n");
-    dcb_config_t *config = dcb_config_parse(text, (size_t)(out - text), "settings", err, errlen);
-    free(text);
-    return config;
-}
-
 /* Creates the context of `instance` over `settings` and opens the loaded
  * plugin with it; the common tail of both constructors. */
 static int tk_open(dcb_testkit_t *self, const char *instance, const dcb_node_t *settings,
@@ -128,10 +109,12 @@ dcb_testkit_t *dcb_testkit_new(const char *plugin_dir, const char *plugin,
     self->builder = dcb_builder_new();
     self->lib = dcb_plugin_load(&plugin_dir, 1, plugin, err, errlen);
     if (!self->lib) goto fail;
-    self->config = settings_config(plugin, settings_yaml, err, errlen);
-    if (!self->config) goto fail;
-    if (tk_open(self, "it", self->config->workers[0].settings, "settings", err, errlen) != 0)
-        goto fail;
+    /* The settings are parsed as a document of their own, so any YAML a
+     * config takes works and positions are those of the test's text. */
+    self->settings = dcb_config_parse_settings(
+        settings_yaml, settings_yaml ? strlen(settings_yaml) : 0, "settings", err, errlen);
+    if (!self->settings) goto fail;
+    if (tk_open(self, "it", self->settings, "settings", err, errlen) != 0) goto fail;
     return self;
 fail:
     dcb_testkit_destroy(&self);
@@ -164,7 +147,7 @@ void dcb_testkit_destroy(dcb_testkit_t **self_p)
     dcb_testkit_t *self = *self_p;
     if (self->opened && self->desc->close) self->desc->close(self->state);
     dcb_ctx_destroy(&self->ctx);
-    dcb_config_destroy(&self->config);
+    dcb_node_destroy(&self->settings);
     dcb_plugin_unload(&self->lib);
     dcb_builder_destroy(&self->builder);
     msgpack_sbuffer_destroy(&self->sealed);
