@@ -18,24 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dcbus/envelope.h" /* dcb_envelope_t, installed for the testkit */
 #include "dcbus/plugin.h"
-
-#define DCB_ENVELOPE_VERSION 1
-#define DCB_NAME_MAX         128 /* stream, session and source names, with the NUL */
-
-typedef struct {
-    uint32_t v;
-    char stream[DCB_NAME_MAX];
-    uint64_t seq;
-    char session[DCB_NAME_MAX];
-    char source[DCB_NAME_MAX];
-    int64_t ts;
-    uint32_t count;
-    dcbus_span_t records; /* points into the decoded buffer */
-    /* optional: the collector's source position just past this batch */
-    uint8_t pos[DCBUS_POSITION_MAX];
-    uint32_t poslen;
-} dcb_envelope_t;
 
 /* Reads the header of an encoded batch and locates its records without
  * decoding them, checking that each is a msgpack map.  Returns 0, or -1

@@ -1,73 +1,21 @@
 /*
- * testkit.h -- run one plugin in process, with no broker.
- *
- * For unit tests of plugins (the project's and plugin authors'): load a
- * plugin .so through the same loader the worker uses, open it with the real
- * services table and settings given as YAML text, then drive it call by
- * call.  Events, errors and progress the plugin reports are captured for
- * the test to inspect instead of being sent to a broker.
+ * testkit.h -- the testkit as the project's own tests use it: the installed
+ * API (dcbus/testkit.h, documented there) plus what needs dcbus internals,
+ * a whole config's instance, and the envelope and config modules the
+ * in-tree tests build batches and configs with.
  */
 #ifndef DCB_TESTKIT_H
 #define DCB_TESTKIT_H
 
-#include <stdbool.h>
-#include <stdint.h>
-
 #include "config.h"
-#include "dcbus/plugin.h"
+#include "dcbus/testkit.h"
 #include "envelope.h"
 
-typedef struct dcb_testkit dcb_testkit_t;
-
-/* Loads `plugin` (a name, looked up in `plugin_dir`) and opens it with the
- * instance settings in `settings_yaml` (a YAML map, may be NULL).  Returns
- * NULL and a message in err if loading or open() fails. */
-dcb_testkit_t *dcb_testkit_new(const char *plugin_dir, const char *plugin,
-                               const char *settings_yaml, char *err, size_t errlen);
 /* Loads and opens worker `instance` of a whole config, with its plugin and
  * settings as the worker host would (`config` must outlive the testkit).
  * Returns NULL and a message in err if there is no such instance or loading
  * or open() fails. */
 dcb_testkit_t *dcb_testkit_new_from_config(const dcb_config_t *config, const char *instance,
                                            char *err, size_t errlen);
-/* Closes the plugin and frees everything. */
-void dcb_testkit_destroy(dcb_testkit_t **self_p);
-const dcbus_plugin_t *dcb_testkit_plugin(dcb_testkit_t *self);
-
-/* Collector: one collect() call.  The built batch (header filled as the
- * worker would: stream, seq 1,2,3... per stream, session "test", source =
- * the plugin name) is in *out, valid until the next call. */
-int dcb_testkit_collect(dcb_testkit_t *self, dcb_envelope_t *out);
-/* Processor: one process() call; on DCBUS_PASS *out is a copy of *in. */
-int dcb_testkit_process(dcb_testkit_t *self, const dcb_envelope_t *in, dcb_envelope_t *out);
-/* Storage. */
-int dcb_testkit_store(dcb_testkit_t *self, const dcb_envelope_t *in);
-int dcb_testkit_flush(dcb_testkit_t *self);
-int dcb_testkit_session_begin(dcb_testkit_t *self, const char *session, const char *type);
-int dcb_testkit_session_end(dcb_testkit_t *self, const char *session, const char *status);
-/* Handler: can_handle() for the error's type, then handle() as the worker
- * does (DCBUS_PASS without calling handle() when the type is not taken).
- * `batch` may be NULL.  *retry_delay_ms (may be NULL) gets the delay the
- * plugin asked for with host->retry_after() during the call, or
- * DCB_TESTKIT_NO_RETRY if it did not ask. */
-#define DCB_TESTKIT_NO_RETRY UINT32_MAX
-int dcb_testkit_handle(dcb_testkit_t *self, const dcbus_error_t *error, const dcb_envelope_t *batch,
-                       uint32_t *retry_delay_ms);
-
-/* Builds a batch in a test: a fresh builder and a way to seal it. */
-dcbus_builder_t *dcb_testkit_builder(dcb_testkit_t *self);
-/* Seals the testkit's builder into an envelope of `stream`/`seq` in *out
- * (valid until the next call of seal or collect). */
-void dcb_testkit_seal(dcb_testkit_t *self, const char *stream, uint64_t seq, dcb_envelope_t *out);
-/* The services table, so tests can use the record reader. */
-const dcbus_host_t *dcb_testkit_host(dcb_testkit_t *self);
-
-/* What the plugin reported. */
-size_t dcb_testkit_error_count(dcb_testkit_t *self);
-/* The last error, with copies of its strings and details (up to 8 KiB). */
-const dcbus_error_t *dcb_testkit_last_error(dcb_testkit_t *self); /* NULL if none */
-size_t dcb_testkit_event_count(dcb_testkit_t *self);
-const char *dcb_testkit_last_event(dcb_testkit_t *self);
-double dcb_testkit_progress(dcb_testkit_t *self);
 
 #endif
