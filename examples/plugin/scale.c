@@ -1,0 +1,153 @@
+/*
+ * scale.c -- an example dcbus processor, built out of tree against an
+ * installed dcbus (see README.md): it multiplies one numeric field of every
+ * record by a factor, in place or into another field.
+ *
+ *     workers:
+ *       cents: {plugin: scale, field: price, factor: 100, to: price_cents}
+ *
+ * A record without the field passes unchanged.  One whose field is not a
+ * number passes unchanged too, and is reported (a validation error with
+ * the record as details), so nothing goes by unnoticed.
+ */
+#include <dcbus/plugin.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const dcbus_host_t *host;
+    dcbus_ctx_t *ctx;
+    char *field; /* the field read */
+    char *to;    /* the field written: `field` itself unless set */
+    double factor;
+    char *key; /* a field's key, NUL-terminated for the put_* calls */
+    size_t keycap;
+} scale_t;
+
+static void scale_close(void *state)
+{
+    scale_t *self = state;
+    if (!self) return;
+    free(self->field);
+    free(self->to);
+    free(self->key);
+    free(self);
+}
+
+static int scale_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
+{
+    const char *field = host->config_str(ctx, "field", NULL);
+    if (!field || !*field) {
+        DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR, "scale: setting 'field' is required");
+        return -1;
+    }
+    scale_t *self = calloc(1, sizeof *self);
+    if (!self) return -1;
+    self->host = host;
+    self->ctx = ctx;
+    self->factor = host->config_double(ctx, "factor", 1.0);
+    /* What a call receives is valid during that call only: keep copies. */
+    self->field = strdup(field);
+    self->to = strdup(host->config_str(ctx, "to", field));
+    if (!self->field || !self->to) {
+        scale_close(self);
+        return -1;
+    }
+    *state = self;
+    return 0;
+}
+
+/* A number of any msgpack kind, as a double; false for anything else. */
+static bool number_of(const dcbus_value_t *v, double *x)
+{
+    switch (v->type) {
+    case DCBUS_VAL_INT:
+        *x = (double)v->as.i;
+        return true;
+    case DCBUS_VAL_UINT:
+        *x = (double)v->as.u;
+        return true;
+    case DCBUS_VAL_FLOAT:
+        *x = v->as.f;
+        return true;
+    default:
+        return false;
+    }
+}
+
+static bool key_is(const dcbus_value_t *key, const char *name)
+{
+    return key->as.str.len == strlen(name) && memcmp(key->as.str.ptr, name, key->as.str.len) == 0;
+}
+
+/* Appends a copy of `rec` with `to` set to `value`: in the place of an
+ * existing `to`, else as a last field.  The reader's keys are not
+ * NUL-terminated, the builder's puts want C strings: each is copied. */
+static int add_scaled(scale_t *self, dcbus_span_t rec, double value, dcbus_builder_t *out)
+{
+    const dcbus_host_t *h = self->host;
+    dcbus_field_iter_t it;
+    dcbus_value_t key, val;
+    uint32_t nfields = 0;
+    size_t longest = 0;
+    bool has_to = false;
+    h->record_fields(rec, &it);
+    while (h->field_next(&it, &key, &val)) {
+        nfields++;
+        if (key.as.str.len > longest) longest = key.as.str.len;
+        has_to = has_to || key_is(&key, self->to);
+    }
+    if (longest + 1 > self->keycap) { /* before record_begin: no half-built record */
+        char *grown = realloc(self->key, longest + 1);
+        if (!grown) return DCBUS_ERR;
+        self->key = grown;
+        self->keycap = longest + 1;
+    }
+    h->record_begin(out, has_to ? nfields : nfields + 1);
+    h->record_fields(rec, &it);
+    while (h->field_next(&it, &key, &val)) {
+        if (key_is(&key, self->to)) {
+            h->put_double(out, self->to, value);
+            continue;
+        }
+        memcpy(self->key, key.as.str.ptr, key.as.str.len);
+        self->key[key.as.str.len] = '\0';
+        h->put_raw(out, self->key, val.raw);
+    }
+    if (!has_to) h->put_double(out, self->to, value);
+    return DCBUS_OK;
+}
+
+static void report_not_a_number(scale_t *self, dcbus_span_t rec)
+{
+    dcbus_error_t e = {.type = DCBUS_ERROR_VALIDATION,
+                       .operation = "scale",
+                       .message = "the field to scale is not a number",
+                       .details = rec};
+    self->host->report_error(self->ctx, &e);
+}
+
+static int scale_process(void *state, const dcbus_batch_t *in, dcbus_builder_t *out)
+{
+    scale_t *self = state;
+    const dcbus_host_t *h = self->host;
+    dcbus_span_t rest = in->records, rec;
+    dcbus_value_t v;
+    double x;
+    while (h->record_next(&rest, &rec)) {
+        if (!h->record_get(rec, self->field, &v)) {
+            h->batch_add_raw(out, rec);
+        } else if (!number_of(&v, &x)) {
+            report_not_a_number(self, rec);
+            h->batch_add_raw(out, rec);
+        } else if (add_scaled(self, rec, x * self->factor, out) != DCBUS_OK) {
+            return DCBUS_ERR;
+        }
+    }
+    return DCBUS_OK;
+}
+
+DCBUS_PLUGIN_DESCRIPTION(.name = "scale", .version = "1.0.0",
+                         .description = "multiplies a numeric field by a factor",
+                         .role = DCBUS_ROLE_PROCESSOR, .open = scale_open, .close = scale_close,
+                         .process = scale_process)
