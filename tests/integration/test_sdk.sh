@@ -105,6 +105,7 @@ print("%d rows, %d without price_cents = price x 100%s"
 sys.exit(1 if bad else 0)
 PY
 )
-check "the records the example changed arrived: $out" test $? = 0
+rc=$?
+check "the records the example changed arrived: $out" test "$rc" = 0
 
 finish
