@@ -1214,7 +1214,7 @@ dcb_node_t *dcb_config_parse_settings(const char *text, size_t len, const char *
     dcb_node_t *root = tree_parse(text ? text : "", text ? len : 0, &e, true);
     if (!root) return NULL;
     if (root->kind == DCB_NODE_SCALAR && !root->quoted && !*root->scalar) {
-        /* "---" alone, or "~": a document with nothing in it. */
+        /* "---" alone: a document with nothing in it. */
         mark_t at = {root->line, root->column};
         node_free(root);
         return &node_new(DCB_NODE_MAP, at)->pub;
