@@ -8,10 +8,10 @@
 #     with PKG_CONFIG_PATH=P/lib/pkgconfig and nothing else in its
 #     environment, no compile command of it names the source tree, and its
 #     unit test (against the installed testkit) passes;
-#   - P's programs run ticker -> scale (the example: price x 100 into
-#     price_cents) -> csv, plugins_path = [P's plugins, the example's build
-#     dir]: every tick arrives once, in order, each with price_cents = price
-#     x 100.
+#   - P's `dcbus check` accepts a config using it, and P's programs run
+#     ticker -> scale (the example: price x 100 into price_cents) -> csv,
+#     plugins_path = [P's plugins, the example's build dir]: every tick
+#     arrives once, in order, each with price_cents = price x 100.
 # `scripts/test-sdk` builds dcbus and runs this on its own.
 . "$(dirname "$0")/lib.sh"
 
@@ -77,6 +77,8 @@ workers:
 pipelines:
   ticks: {from: ticker, through: [cents], to: [csv]}
 YAML
+check "the installed dcbus check finds the example on the plugins path and accepts it as a processor" \
+    "$BIN/dcbus" check "$CFG"
 broker "$CFG"
 worker csv "$CFG"
 worker cents "$CFG"
