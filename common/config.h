@@ -121,5 +121,11 @@ const dcb_node_t *dcb_node_at(const dcb_node_t *node, const char *path);
 bool dcb_node_int(const dcb_node_t *node, int64_t *out);
 bool dcb_node_double(const dcb_node_t *node, double *out);
 bool dcb_node_bool(const dcb_node_t *node, bool *out);
+/* The file position of the `i`th key of a MAP node. */
+void dcb_node_key_position(const dcb_node_t *map, size_t i, int *line, int *column);
+
+/* Whether `key` of a worker's map belongs to the worker host (plugin,
+ * replicas, critical), not to the plugin's settings. */
+bool dcb_config_is_host_key(const char *key);
 
 #endif

@@ -12,8 +12,10 @@
 #include <time.h>
 
 #include "envelope.h"
+#include "loader.h"
 #include "log.h"
 #include "mpread.h"
+#include "settings.h"
 
 struct dcbus_ctx {
     char *instance;
@@ -48,6 +50,38 @@ void dcb_ctx_destroy(dcbus_ctx_t **self_p)
 int dcb_ctx_config_errors(const dcbus_ctx_t *self)
 {
     return self->config_errors;
+}
+
+/* Logs each settings problem; the first also goes to the caller's buffer. */
+typedef struct {
+    char *err;
+    size_t errlen;
+    bool seen;
+} settings_report_t;
+
+static void report_setting(void *arg, const char *problem)
+{
+    settings_report_t *r = arg;
+    dcb_error("bad setting", "problem=\"%s\"", problem);
+    if (!r->seen && r->errlen) snprintf(r->err, r->errlen, "%s", problem);
+    r->seen = true;
+}
+
+int dcb_ctx_open(dcbus_ctx_t *ctx, const dcbus_plugin_t *desc, void **state, char *err,
+                 size_t errlen)
+{
+    settings_report_t r = {err, errlen, false};
+    int problems = dcb_settings_check(desc, ctx->settings, ctx->config_path, ctx->instance,
+                                      report_setting, &r);
+    if (problems > 0) {
+        ctx->config_errors += problems;
+        return -1;
+    }
+    if (dcb_plugin_open_fn(desc)(dcb_host_services(), ctx, state) != 0) {
+        snprintf(err, errlen, "plugin %s: open() failed", desc->name);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------

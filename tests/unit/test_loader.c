@@ -131,13 +131,21 @@ static void test_good_plugin_loads(void **state)
     assert_int_equal(d->role, DCBUS_ROLE_COLLECTOR);
     assert_int_equal(d->abi_version, DCBUS_ABI_VERSION);
     assert_int_equal(d->size, sizeof(dcbus_plugin_t));
-    assert_non_null(d->collect);
-    assert_null(d->process);
-    /* The description's operations are the plugin's own code. */
+    assert_null(dcbus_processor_ops(d));
+    assert_null(dcbus_storage_ops(d));
+    const dcbus_collector_ops_t *ops = dcbus_collector_ops(d);
+    assert_non_null(ops);
+    assert_int_equal(ops->size, sizeof(dcbus_collector_ops_t));
+    assert_true(DCBUS_COLLECTOR_HAS(ops, collect));
+    assert_false(DCBUS_COLLECTOR_HAS(ops, checkpoint));
+    assert_true(DCBUS_PLUGIN_HAS(d, settings));
+    assert_string_equal(d->settings[0].name, "symbols");
+    /* The operations are the plugin's own code. */
     void *st = (void *)1;
-    assert_int_equal(d->open(NULL, NULL, &st), 0);
+    assert_ptr_equal(dcb_plugin_open_fn(d), ops->open);
+    assert_int_equal(ops->open(NULL, NULL, &st), 0);
     assert_null(st);
-    assert_int_equal(d->collect(st, NULL), DCBUS_DONE);
+    assert_int_equal(ops->collect(st, NULL), DCBUS_DONE);
 
     char want[1024];
     char *real = realpath(DCBUS_TEST_PLUGIN_DIR "/good.so", NULL);
@@ -186,10 +194,33 @@ static void test_role_names(void **state)
 static void test_wrong_abi_major(void **state)
 {
     (void)state;
-    const char *err = test_refusal("abi_major2");
-    assert_contains(err, "ABI 2.0");
-    assert_contains(err, "ABI 1.1");
+    const char *err = test_refusal("abi_major3");
+    assert_contains(err, "built for ABI 3.0");
+    assert_contains(err, "this host speaks ABI 2.0");
     assert_contains(err, "rebuild");
+}
+
+/* A plugin built before ABI 2 (one description for every role) is told to
+ * rebuild against ABI 2, never read as an ABI 2 description. */
+static void test_abi1_plugin_refused(void **state)
+{
+    (void)state;
+    const char *err = test_refusal("abi1");
+    assert_contains(err, "plugin abi1: built for ABI 1.1");
+    assert_contains(err, "rebuild the plugin against ABI 2");
+}
+
+static void test_operations_missing(void **state)
+{
+    (void)state;
+    assert_contains(test_refusal("no_ops"), "collector operations missing");
+}
+
+static void test_operations_too_small(void **state)
+{
+    (void)state;
+    const char *err = test_refusal("small_ops");
+    assert_contains(err, "collector operations too small (size 8");
 }
 
 static void test_no_entry_symbol(void **state)
@@ -211,7 +242,7 @@ static void test_description_too_small(void **state)
     (void)state;
     const char *err = test_refusal("small_desc");
     assert_contains(err, "description size 16");
-    assert_contains(err, "smaller than ABI 1.0");
+    assert_contains(err, "smaller than ABI 2.0");
 }
 
 static void test_unknown_role(void **state)
@@ -315,9 +346,9 @@ static void test_symlink_inside_followed(void **state)
 static void test_messages_are_distinct(void **state)
 {
     (void)state;
-    static const char *const names[] = {"abi_major2", "no_entry",   "null_desc", "small_desc",
-                                        "bad_role",   "no_collect", "misnamed",  "unresolved",
-                                        "../x",       "absent"};
+    static const char *const names[] = {
+        "abi_major3", "no_entry", "null_desc", "small_desc", "bad_role", "no_collect", "misnamed",
+        "unresolved", "../x",     "absent",    "abi1",       "no_ops",   "small_ops"};
     enum { N = sizeof names / sizeof names[0] };
     char msgs[N][1024];
     for (size_t i = 0; i < N; i++) {
@@ -339,6 +370,9 @@ int main(void)
                                         scratch_teardown),
         cmocka_unit_test(test_role_names),
         cmocka_unit_test(test_wrong_abi_major),
+        cmocka_unit_test(test_abi1_plugin_refused),
+        cmocka_unit_test(test_operations_missing),
+        cmocka_unit_test(test_operations_too_small),
         cmocka_unit_test(test_no_entry_symbol),
         cmocka_unit_test(test_entry_returns_null),
         cmocka_unit_test(test_description_too_small),
