@@ -50,9 +50,9 @@ static const char *allowed_text(const dcbus_setting_t *s, char *buf, size_t len)
     if (s->allowed)
         snprintf(buf, len, "%s", s->allowed);
     else if (s->min < s->max && s->max >= DCBUS_SETTING_NO_MAX)
-        snprintf(buf, len, ">= %g", s->min);
+        snprintf(buf, len, ">= %.15g", s->min);
     else if (s->min < s->max)
-        snprintf(buf, len, "%g .. %g", s->min, s->max);
+        snprintf(buf, len, "%.15g .. %.15g", s->min, s->max);
     else
         buf[0] = '\0';
     return buf;

@@ -15,7 +15,8 @@
  * error at its position.  Relative paths are taken from the current directory.
  *
  * The instance settings (everything in a worker's map besides the keys the
- * host itself uses: plugin, replicas) stay a node tree; plugins read them
+ * host itself uses: plugin, replicas, critical) stay a node tree, checked
+ * against the plugin's declared table (settings.h); plugins read them
  * through the host's config accessors with dotted paths.
  */
 #ifndef DCB_CONFIG_H

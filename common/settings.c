@@ -88,8 +88,10 @@ const dcbus_setting_t *dcb_settings_find(const dcbus_plugin_t *desc, const char 
 
 const dcbus_setting_t *dcb_settings_nearest(const dcbus_plugin_t *desc, const char *key)
 {
-    /* Near enough: at most a third of the key's letters wrong, and at least one. */
-    size_t limit = strlen(key) / 3 > 1 ? strlen(key) / 3 : 1;
+    /* Near enough: one edit for a short key, else two or a third of its
+     * letters, whichever is more (a swap of two letters is two edits). */
+    size_t len = strlen(key);
+    size_t limit = len <= 3 ? 1 : len / 3 > 2 ? len / 3 : 2;
     const dcbus_setting_t *best = NULL;
     size_t best_d = SIZE_MAX;
     for (const dcbus_setting_t *s = desc->settings; s && s->name; s++) {
@@ -127,11 +129,11 @@ static void check_range(check_t *c, const dcbus_setting_t *s, const dcb_node_t *
 {
     if (s->min < s->max && (x < s->min || x > s->max)) {
         if (s->max >= DCBUS_SETTING_NO_MAX)
-            problem_at(c, v->line, v->column, key, "%s is out of range: at least %g", v->scalar,
+            problem_at(c, v->line, v->column, key, "%s is out of range: at least %.15g", v->scalar,
                        s->min);
         else
-            problem_at(c, v->line, v->column, key, "%s is out of range [%g, %g]", v->scalar, s->min,
-                       s->max);
+            problem_at(c, v->line, v->column, key, "%s is out of range [%.15g, %.15g]", v->scalar,
+                       s->min, s->max);
     }
 }
 
@@ -218,7 +220,7 @@ int dcb_settings_check(const dcbus_plugin_t *desc, const dcb_node_t *settings, c
     for (const dcbus_setting_t *s = desc->settings; s && s->name; s++) {
         if (!s->required || (map && dcb_node_at(map, s->name))) continue;
         problem_at(&c, settings ? settings->line : 1, settings ? settings->column : 1, NULL,
-                   "missing required setting '%s' of plugin %s (%s)", s->name, desc->name,
+                   "missing required setting '%s' of plugin %s: %s", s->name, desc->name,
                    s->description ? s->description : dcb_setting_type_name(s->type));
     }
     return c.problems;

@@ -20,7 +20,11 @@
 
 #include <cmocka.h>
 
+#include "config.h"
+#include "host.h"
 #include "loader.h"
+#include "settings.h"
+#include "testkit.h"
 
 static const char *const TEST_DIRS[] = {DCBUS_TEST_PLUGIN_DIR};
 
@@ -362,6 +366,111 @@ static void test_messages_are_distinct(void **state)
             assert_string_not_equal(msgs[i], msgs[j]);
 }
 
+/* ---------------------------------------------------------------------------
+ * Declared settings (good.so declares symbols, count 1..10, mode fast|slow
+ * and a map `types`)
+ */
+
+typedef struct {
+    char lines[8][512];
+    int n;
+} problems_t;
+
+static void keep_problem(void *arg, const char *problem)
+{
+    problems_t *p = arg;
+    if (p->n < 8) snprintf(p->lines[p->n], sizeof p->lines[p->n], "%s", problem);
+    p->n++;
+}
+
+/* Checks worker `a` of plugin good with the settings `body` (YAML lines
+ * indented by four spaces under the worker). */
+static problems_t check_good(const char *body)
+{
+    char yaml[2048], err[512];
+    snprintf(yaml, sizeof yaml, "workers:\n  a:\n    plugin: good\n%s", body);
+    dcb_config_t *cfg = dcb_config_parse(yaml, strlen(yaml), "s.yaml", err, sizeof err);
+    if (!cfg) fail_msg("bad test config: %s", err);
+    dcb_plugin_lib_t *lib = dcb_plugin_load(TEST_DIRS, 1, "good", err, sizeof err);
+    if (!lib) fail_msg("good was refused: %s", err);
+    problems_t p = {0};
+    int n = dcb_settings_check(dcb_plugin_desc(lib), cfg->workers[0].settings, cfg->path, "a",
+                               keep_problem, &p);
+    assert_int_equal(n, p.n);
+    dcb_plugin_unload(&lib);
+    dcb_config_destroy(&cfg);
+    return p;
+}
+
+static void test_settings_valid(void **state)
+{
+    (void)state;
+    problems_t p = check_good("    replicas: 2\n    critical: false\n    symbols: [A, B]\n"
+                              "    count: 10\n    mode: slow\n    types: {x: int}\n");
+    if (p.n) fail_msg("valid settings refused: %s", p.lines[0]);
+    p = check_good("    symbols: A\n"); /* one scalar stands for a list of one */
+    assert_int_equal(p.n, 0);
+}
+
+static void test_settings_unknown_key_suggests_nearest(void **state)
+{
+    (void)state;
+    problems_t p = check_good("    symbol: [A]\n");
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.lines[0], "s.yaml:4:5: workers.a.symbol: unknown setting of plugin good "
+                                    "(did you mean 'symbols'?)");
+    p = check_good("    cuont: 3\n");
+    assert_int_equal(p.n, 1);
+    assert_contains(p.lines[0], "(did you mean 'count'?)");
+    p = check_good("    frobnicate: 1\n");
+    assert_int_equal(p.n, 1);
+    assert_contains(p.lines[0], "s.yaml:4:5: workers.a.frobnicate: unknown setting of plugin good");
+    assert_null(strstr(p.lines[0], "did you mean"));
+}
+
+static void test_settings_type_range_and_choice(void **state)
+{
+    (void)state;
+    problems_t p = check_good("    count: many\n    mode: medium\n    symbols: {a: 1}\n"
+                              "    types: [x]\n");
+    assert_int_equal(p.n, 4);
+    assert_string_equal(p.lines[0],
+                        "s.yaml:4:12: workers.a.count: expected an integer, got \"many\"");
+    assert_string_equal(p.lines[1],
+                        "s.yaml:5:11: workers.a.mode: \"medium\" is not one of fast|slow");
+    assert_contains(p.lines[2], "s.yaml:6:14: workers.a.symbols: expected a list, got a map");
+    assert_contains(p.lines[3], "s.yaml:7:12: workers.a.types: expected a map, got a list");
+    p = check_good("    count: 11\n");
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.lines[0], "s.yaml:4:12: workers.a.count: 11 is out of range [1, 10]");
+    p = check_good("    count: 0\n");
+    assert_int_equal(p.n, 1);
+}
+
+static void test_edit_distance(void **state)
+{
+    (void)state;
+    assert_int_equal(dcb_edit_distance("", ""), 0);
+    assert_int_equal(dcb_edit_distance("symbol", "symbols"), 1);
+    assert_int_equal(dcb_edit_distance("kitten", "sitting"), 3);
+    assert_int_equal(dcb_edit_distance("abc", ""), 3);
+}
+
+/* The host refuses bad settings before open(): the testkit opens through the
+ * same path as the worker, and open() of good would succeed. */
+static void test_bad_settings_refused_before_open(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    dcb_testkit_t *tk =
+        dcb_testkit_new(DCBUS_TEST_PLUGIN_DIR, "good", "count: 42", err, sizeof err);
+    assert_null(tk);
+    assert_contains(err, "workers.it.count: 42 is out of range [1, 10]");
+    tk = dcb_testkit_new(DCBUS_TEST_PLUGIN_DIR, "good", "count: 4", err, sizeof err);
+    if (!tk) fail_msg("good settings refused: %s", err);
+    dcb_testkit_destroy(&tk);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +498,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_symlink_inside_followed, scratch_setup,
                                         scratch_teardown),
         cmocka_unit_test(test_messages_are_distinct),
+        cmocka_unit_test(test_settings_valid),
+        cmocka_unit_test(test_settings_unknown_key_suggests_nearest),
+        cmocka_unit_test(test_settings_type_range_and_choice),
+        cmocka_unit_test(test_edit_distance),
+        cmocka_unit_test(test_bad_settings_refused_before_open),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

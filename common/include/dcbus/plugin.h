@@ -187,8 +187,10 @@ typedef struct dcbus_host {
 
     /* The instance's settings from the config.  Keys are dotted paths into
      * the instance's map ("types.price"); list items are addressed by index
-     * ("symbols.0").  Each returns `dflt` when the key is absent; a present
-     * value of the wrong type is logged with its file:line:column, `dflt` is
+     * ("symbols.0").  Each returns `dflt` when the key is absent (pass the
+     * default the settings table declares).  The host has checked the
+     * declared settings before open(); a value of the wrong type met here
+     * (inside a MAP setting) is logged with its file:line:column, `dflt` is
      * returned, and the host refuses to run the instance once open() returns. */
     const char *(*config_str)(dcbus_ctx_t *ctx, const char *key, const char *dflt);
     int64_t (*config_int)(dcbus_ctx_t *ctx, const char *key, int64_t dflt);
