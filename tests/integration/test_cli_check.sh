@@ -209,32 +209,39 @@ run timeout 20 "$BUILD/bin/dcbus-worker" --broker "ipc://$TMP/bus" --instance si
 expect "a worker refuses a wrong type before open()" 2 \
     "refused.yaml:5:[0-9]+: workers.sink.delay_ms: expected an integer, got" "plugin not opened"
 [[ ! -e $TMP/opened ]] || fail "the refused worker ran open(): $TMP/opened exists"
+rm -f "$TMP/opened"
+sed -i "s|delay_ms: slow|fail_times: -1|" "$refused"
+run timeout 20 "$BUILD/bin/dcbus-worker" --broker "ipc://$TMP/bus" --instance sink --config "$refused"
+expect "a worker refuses a value out of range before open()" 2 \
+    "refused.yaml:5:[0-9]+: workers.sink.fail_times: -1 is out of range: at least 0" "plugin not opened"
+[[ ! -e $TMP/opened ]] || fail "the refused worker ran open(): $TMP/opened exists"
 
-# postgres with a value out of range never connects: a listener stands in
+# postgres with a setting of the wrong type never connects (its own open()
+# would, and refuse the instance only after): a listener stands in
 # for the server and records any connection it gets.
 if [[ -e $BUILD/plugins/postgres.so ]]; then
     /usr/bin/python3 -c '
 import socket, sys
-s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4)
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4); s.settimeout(60)
 print(s.getsockname()[1], flush=True)
 c, _ = s.accept()
 open(sys.argv[1], "w").write("connected\n")
 ' "$TMP/pg-connected" >"$TMP/pg-port" &
     listener=$!
     for _ in $(seq 100); do [[ -s $TMP/pg-port ]] && break; sleep 0.1; done
-    pgrange=$(config pgrange.yaml <<YAML
+    pgtype=$(config pgtype.yaml <<YAML
 plugins_path: [$BUILD/plugins]
 broker: {bus: "ipc://$TMP/bus"}
 workers:
   src: {plugin: mock-source}
-  pg: {plugin: postgres, dsn: "host=127.0.0.1 port=$(cat "$TMP/pg-port") connect_timeout=2", table: t, batch_rows: 0}
+  pg: {plugin: postgres, dsn: "host=127.0.0.1 port=$(cat "$TMP/pg-port") connect_timeout=2", table: t, schema: [a, b]}
 pipelines:
   p: {from: src, to: [pg]}
 YAML
 )
-    run timeout 20 "$BUILD/bin/dcbus-worker" --broker "ipc://$TMP/bus" --instance pg --config "$pgrange"
-    expect "a worker refuses a value out of range before open()" 2 \
-        "pgrange.yaml:5:[0-9]+: workers.pg.batch_rows: 0 is out of range: at least 1" "plugin not opened"
+    run timeout 20 "$BUILD/bin/dcbus-worker" --broker "ipc://$TMP/bus" --instance pg --config "$pgtype"
+    expect "a postgres worker refuses a wrong type before open()" 2 \
+        "pgtype.yaml:5:[0-9]+: workers.pg.schema: expected a string, got a list" "plugin not opened"
     [[ ! -e $TMP/pg-connected ]] || fail "the refused postgres worker connected to the server"
     kill "$listener" 2>/dev/null
     wait "$listener" 2>/dev/null
@@ -253,6 +260,9 @@ expect "dcbus plugins on an unknown plugin" 1 "no-such-plugin.so not found"
 
 run "$DCBUS" run "$roles"
 expect "run refuses an invalid config before starting anything" 2 "nothing started"
+run "$DCBUS" run "$settings"
+expect "run refuses bad plugin settings before starting anything" 2 \
+    "workers.src.symbol: unknown setting of plugin ticker" "nothing started"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]
