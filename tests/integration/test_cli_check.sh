@@ -255,6 +255,10 @@ run "$DCBUS" plugins --config "$demo" csv
 expect "dcbus plugins csv prints its settings" 0 "^csv [0-9.]+: CSV files" "^role: storage$" \
     "^  dir +string +data/csv " "^  flush +string +batch +batch\|none " "^  fsync +bool +false " \
     "^  roll_bytes +int +0 +>= 0 "
+run "$DCBUS" plugins --path "$BUILD/tests/plugins"
+expect "dcbus plugins lists a refused plugin with the loader's reason" 0 \
+    "^good +collector +1\.2\.3 +a well-formed test collector" \
+    "^abi1 +refused .*built for ABI 1\.1.*rebuild the plugin against ABI 2"
 run "$DCBUS" plugins --path "$BUILD/plugins" no-such-plugin
 expect "dcbus plugins on an unknown plugin" 1 "no-such-plugin.so not found"
 
