@@ -44,6 +44,9 @@ void dcb_ctx_destroy(dcbus_ctx_t **self_p);
  * called -- or open() failed. */
 int dcb_ctx_open(dcbus_ctx_t *ctx, const dcbus_plugin_t *desc, void **state, char *err,
                  size_t errlen);
+/* How many times the plugin read a setting its table does not declare
+ * (logged each time; the testkit refuses a plugin that does). */
+int dcb_ctx_undeclared_reads(const dcbus_ctx_t *self);
 /* How many settings were of the wrong type so far. */
 int dcb_ctx_config_errors(const dcbus_ctx_t *self);
 

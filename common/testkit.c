@@ -109,6 +109,11 @@ static int tk_open(dcb_testkit_t *self, const char *instance, const dcb_node_t *
     self->ctx = dcb_ctx_new(instance, 0, settings, config_path, &hooks);
     if (dcb_ctx_open(self->ctx, self->desc, &self->state, err, errlen) != 0) return -1;
     self->opened = true;
+    if (dcb_ctx_undeclared_reads(self->ctx) > 0) {
+        snprintf(err, errlen, "plugin %s: open() read %d setting(s) its table does not declare",
+                 self->desc->name, dcb_ctx_undeclared_reads(self->ctx));
+        return -1;
+    }
     if (dcb_ctx_config_errors(self->ctx) > 0) {
         snprintf(err, errlen, "plugin %s: %d bad setting(s)", self->desc->name,
                  dcb_ctx_config_errors(self->ctx));

@@ -471,6 +471,29 @@ static void test_bad_settings_refused_before_open(void **state)
     dcb_testkit_destroy(&tk);
 }
 
+/* A read of a key the table lacks is counted (the testkit refuses such a
+ * plugin), so a table that falls behind its plugin's code shows in tests. */
+static void test_undeclared_reads_counted(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    dcb_plugin_lib_t *lib = dcb_plugin_load(TEST_DIRS, 1, "good", err, sizeof err);
+    if (!lib) fail_msg("good was refused: %s", err);
+    dcbus_ctx_t *ctx = dcb_ctx_new("a", 0, NULL, "s.yaml", NULL);
+    void *st;
+    assert_int_equal(dcb_ctx_open(ctx, dcb_plugin_desc(lib), &st, err, sizeof err), 0);
+    const dcbus_host_t *h = dcb_host_services();
+    assert_int_equal(h->config_int(ctx, "count", 3), 3);
+    assert_int_equal(h->config_len(ctx, "symbols"), 0);
+    assert_null(h->config_str(ctx, "types.x", NULL));
+    assert_int_equal(dcb_ctx_undeclared_reads(ctx), 0);
+    assert_int_equal(h->config_int(ctx, "cuont", 3), 3);
+    assert_int_equal(dcb_ctx_undeclared_reads(ctx), 1);
+    dcb_plugin_close(dcb_plugin_desc(lib), st);
+    dcb_ctx_destroy(&ctx);
+    dcb_plugin_unload(&lib);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +526,7 @@ int main(void)
         cmocka_unit_test(test_settings_type_range_and_choice),
         cmocka_unit_test(test_edit_distance),
         cmocka_unit_test(test_bad_settings_refused_before_open),
+        cmocka_unit_test(test_undeclared_reads_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
