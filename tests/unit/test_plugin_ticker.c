@@ -391,7 +391,7 @@ static double generation_rate(const char *settings)
 }
 
 /* ---------------------------------------------------------------------------
- * Checkpoint and resume (ABI 1.1).  The testkit keeps the plugin's state to
+ * Checkpoint and resume (optional collector operations).  The testkit keeps the plugin's state to
  * itself, so these tests drive the plugin directly, as the worker does: the
  * loaded description, a context over parsed settings, a builder.
  */

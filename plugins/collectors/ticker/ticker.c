@@ -19,7 +19,7 @@
  * the prices batch; order-book snapshots they make due wait in a queue and
  * go out in the next batch, so the two streams alternate.
  *
- * Being a pure function also makes it resumable (ABI 1.1): a position is
+ * Being a pure function also makes it resumable (checkpoint and resume): a position is
  * the pair of counters (ticks, books) plus the last batch's stream and the
  * start_ts in use.  resume() resets the generators to what open() set up
  * and replays `ticks` ticks and `books` books without building records.
@@ -474,7 +474,7 @@ static int ticker_collect(void *state, dcbus_builder_t *out)
 }
 
 /* ---------------------------------------------------------------------------
- * Positions (ABI 1.1)
+ * Positions (checkpoint and resume)
  */
 
 static void put_u64le(uint8_t *p, uint64_t v)
