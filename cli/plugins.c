@@ -71,7 +71,8 @@ static const char *default_cell(const dcbus_setting_t *s, char *buf, size_t len)
 static void print_markdown(const dcbus_plugin_t *d)
 {
     printf("| key | default | meaning |\n|---|---|---|\n");
-    for (const dcbus_setting_t *s = d->settings; s && s->name; s++) {
+    const dcbus_setting_t *s;
+    for (size_t i = 0; (s = dcbus_setting_at(d, i)) && s->name; i++) {
         char dflt[256];
         printf("| `%s` | %s | %s |\n", s->name, default_cell(s, dflt, sizeof dflt),
                s->description ? s->description : "");
@@ -80,13 +81,14 @@ static void print_markdown(const dcbus_plugin_t *d)
 
 static void print_table(const dcbus_plugin_t *d)
 {
-    if (!d->settings || !d->settings->name) {
+    const dcbus_setting_t *s = dcbus_setting_at(d, 0);
+    if (!s || !s->name) {
         printf("settings: none\n");
         return;
     }
     printf("settings:\n  %-18s %-7s %-24s %-26s %s\n", "KEY", "TYPE", "DEFAULT", "ALLOWED",
            "DESCRIPTION");
-    for (const dcbus_setting_t *s = d->settings; s && s->name; s++) {
+    for (size_t i = 0; (s = dcbus_setting_at(d, i)) && s->name; i++) {
         char allowed[256];
         const char *dflt = s->dflt ? s->dflt : s->required ? "(required)" : "-";
         printf("  %-18s %-7s %-24s %-26s %s\n", s->name, dcb_setting_type_name(s->type), dflt,

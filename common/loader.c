@@ -117,10 +117,20 @@ static const char *missing_operation(const dcbus_plugin_t *d)
     return NULL;
 }
 
-/* Each entry of the settings table names a key and has a known type. */
+/* The size of a settings entry in ABI 2.0. */
+#define DCB_SETTING_MIN_SIZE (offsetof(dcbus_setting_t, description) + sizeof(const char *))
+
+/* The entries of the settings table are at least as large as ABI 2.0's,
+ * and each has a known type. */
 static int check_settings_table(const dcbus_plugin_t *d, const char *name, char *err, size_t errlen)
 {
-    for (const dcbus_setting_t *s = d->settings; s && s->name; s++) {
+    if (d->settings && d->setting_size < DCB_SETTING_MIN_SIZE) {
+        snprintf(err, errlen, "plugin %s: settings entry size %u is smaller than ABI 2.0's %zu",
+                 name, d->setting_size, DCB_SETTING_MIN_SIZE);
+        return -1;
+    }
+    const dcbus_setting_t *s;
+    for (size_t i = 0; (s = dcbus_setting_at(d, i)) && s->name; i++) {
         if (s->type < DCBUS_SETTING_STR || s->type > DCBUS_SETTING_MAP) {
             snprintf(err, errlen, "plugin %s: setting %s has unknown type %d", name, s->name,
                      (int)s->type);

@@ -81,7 +81,8 @@ size_t dcb_edit_distance(const char *a, const char *b)
 
 const dcbus_setting_t *dcb_settings_find(const dcbus_plugin_t *desc, const char *name)
 {
-    for (const dcbus_setting_t *s = desc->settings; s && s->name; s++)
+    const dcbus_setting_t *s;
+    for (size_t i = 0; (s = dcbus_setting_at(desc, i)) && s->name; i++)
         if (strcmp(s->name, name) == 0) return s;
     return NULL;
 }
@@ -94,7 +95,8 @@ const dcbus_setting_t *dcb_settings_nearest(const dcbus_plugin_t *desc, const ch
     size_t limit = len <= 3 ? 1 : len / 3 > 2 ? len / 3 : 2;
     const dcbus_setting_t *best = NULL;
     size_t best_d = SIZE_MAX;
-    for (const dcbus_setting_t *s = desc->settings; s && s->name; s++) {
+    const dcbus_setting_t *s;
+    for (size_t i = 0; (s = dcbus_setting_at(desc, i)) && s->name; i++) {
         size_t d = dcb_edit_distance(key, s->name);
         if (d < best_d) best = s, best_d = d;
     }
@@ -195,7 +197,7 @@ static void check_unknown(check_t *c, const dcb_node_t *map, size_t k)
     if (near)
         problem_at(c, line, column, key, "unknown setting of plugin %s (did you mean '%s'?)",
                    c->desc->name, near->name);
-    else if (c->desc->settings && c->desc->settings->name)
+    else if (dcbus_setting_at(c->desc, 0) && dcbus_setting_at(c->desc, 0)->name)
         problem_at(c, line, column, key,
                    "unknown setting of plugin %s (`dcbus plugins %s` lists its settings)",
                    c->desc->name, c->desc->name);
@@ -217,7 +219,8 @@ int dcb_settings_check(const dcbus_plugin_t *desc, const dcb_node_t *settings, c
         else
             check_unknown(&c, map, k);
     }
-    for (const dcbus_setting_t *s = desc->settings; s && s->name; s++) {
+    const dcbus_setting_t *s;
+    for (size_t i = 0; (s = dcbus_setting_at(desc, i)) && s->name; i++) {
         if (!s->required || (map && dcb_node_at(map, s->name))) continue;
         problem_at(&c, settings ? settings->line : 1, settings ? settings->column : 1, NULL,
                    "missing required setting '%s' of plugin %s: %s", s->name, desc->name,

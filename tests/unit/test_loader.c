@@ -220,6 +220,13 @@ static void test_operations_missing(void **state)
     assert_contains(test_refusal("no_ops"), "collector operations missing");
 }
 
+static void test_settings_entries_too_small(void **state)
+{
+    (void)state;
+    assert_contains(test_refusal("small_settings"),
+                    "settings entry size 8 is smaller than ABI 2.0");
+}
+
 static void test_operations_too_small(void **state)
 {
     (void)state;
@@ -350,9 +357,10 @@ static void test_symlink_inside_followed(void **state)
 static void test_messages_are_distinct(void **state)
 {
     (void)state;
-    static const char *const names[] = {
-        "abi_major3", "no_entry", "null_desc", "small_desc", "bad_role", "no_collect", "misnamed",
-        "unresolved", "../x",     "absent",    "abi1",       "no_ops",   "small_ops"};
+    static const char *const names[] = {"abi_major3", "no_entry",      "null_desc", "small_desc",
+                                        "bad_role",   "no_collect",    "misnamed",  "unresolved",
+                                        "../x",       "absent",        "abi1",      "no_ops",
+                                        "small_ops",  "small_settings"};
     enum { N = sizeof names / sizeof names[0] };
     char msgs[N][1024];
     for (size_t i = 0; i < N; i++) {
@@ -505,6 +513,7 @@ int main(void)
         cmocka_unit_test(test_abi1_plugin_refused),
         cmocka_unit_test(test_operations_missing),
         cmocka_unit_test(test_operations_too_small),
+        cmocka_unit_test(test_settings_entries_too_small),
         cmocka_unit_test(test_no_entry_symbol),
         cmocka_unit_test(test_entry_returns_null),
         cmocka_unit_test(test_description_too_small),

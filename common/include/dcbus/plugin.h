@@ -396,12 +396,24 @@ typedef struct dcbus_plugin {
     const char *description; /* one line */
     dcbus_role_t role;
     const dcbus_setting_t *settings; /* ended by DCBUS_SETTINGS_END; NULL: no settings */
+    uint32_t setting_size;           /* sizeof(dcbus_setting_t): set by DCBUS_PLUGIN_DESCRIPTION, so
+                                        entries can grow within ABI 2 (read them with dcbus_setting_at) */
     const void *ops;                 /* the dcbus_<role>_ops_t of `role` */
 } dcbus_plugin_t;
 
 /* Whether a loaded description has member `m`. */
 #define DCBUS_PLUGIN_HAS(plugin, m)                                                                \
     ((plugin)->size >= offsetof(dcbus_plugin_t, m) + sizeof((plugin)->m) && (plugin)->m != NULL)
+
+/* The `i`th entry of a description's settings table, stepping by the entry
+ * size the plugin was built with (the table ends at an entry whose name is
+ * NULL); NULL if it has no table.  Members of an entry added after ABI 2.0
+ * are there only if setting_size covers them. */
+static inline const dcbus_setting_t *dcbus_setting_at(const dcbus_plugin_t *p, size_t i)
+{
+    if (!p->settings) return NULL;
+    return (const dcbus_setting_t *)((const char *)p->settings + i * p->setting_size);
+}
 
 /* The operations of a description, typed by role; NULL for another role. */
 static inline const dcbus_collector_ops_t *dcbus_collector_ops(const dcbus_plugin_t *p)
@@ -443,8 +455,10 @@ typedef const dcbus_plugin_t *(*dcbus_plugin_entry_fn)(void);
     __attribute__((visibility("default"))) const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void);         \
     const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void)                                                 \
     {                                                                                              \
-        static const dcbus_plugin_t description = {                                                \
-            .size = sizeof(dcbus_plugin_t), .abi_version = DCBUS_ABI_VERSION, __VA_ARGS__};        \
+        static const dcbus_plugin_t description = {.size = sizeof(dcbus_plugin_t),                 \
+                                                   .abi_version = DCBUS_ABI_VERSION,               \
+                                                   .setting_size = sizeof(dcbus_setting_t),        \
+                                                   __VA_ARGS__};                                   \
         return &description;                                                                       \
     }
 

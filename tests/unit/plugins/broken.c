@@ -10,6 +10,7 @@
  *   TP_DESC_NAME="..."   the name the description gives (default: TP_NAME)
  *   TP_OPS_SIZE=...      the collector operations' size
  *   TP_NO_OPS            no operations at all
+ *   TP_SETTING_SIZE=...  a settings table with entries of this size
  *   TP_NO_COLLECT        no collect operation, which a collector needs
  *   TP_NO_ENTRY          no entry symbol at all
  *   TP_NULL_DESC         the entry returns NULL
@@ -78,6 +79,10 @@ const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void)
         .collect = broken_collect,
 #endif
     };
+#ifdef TP_SETTING_SIZE
+    static const dcbus_setting_t settings[] = {{.name = "x", .type = DCBUS_SETTING_INT},
+                                               DCBUS_SETTINGS_END};
+#endif
     static const dcbus_plugin_t description = {
         .size = TP_SIZE,
         .abi_version = TP_ABI,
@@ -86,6 +91,10 @@ const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void)
         .role = TP_ROLE,
 #ifndef TP_NO_OPS
         .ops = &ops,
+#endif
+#ifdef TP_SETTING_SIZE
+        .settings = settings,
+        .setting_size = TP_SETTING_SIZE,
 #endif
     };
 #ifdef TP_NO_OPS
