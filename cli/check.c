@@ -6,8 +6,9 @@
  * plugin is loaded from the config's plugins_path through the same loader
  * the worker uses, and the role the plugin declares is compared with each
  * place the config uses the instance: a pipeline's `from` needs a collector,
- * `through` processors, `to` storage, `error_handlers` handlers.  `dcbus run`
- * runs the same pass before starting anything.
+ * `through` processors, `to` storage, `error_handlers` handlers; and each
+ * instance's settings are checked against the table its plugin declares
+ * (settings.h).  `dcbus run` runs the same pass before starting anything.
  */
 #include <getopt.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "cli.h"
 #include "loader.h"
+#include "settings.h"
 
 static void print_help(void)
 {
@@ -22,7 +24,9 @@ static void print_help(void)
            "Validates CONFIG (default %s): its YAML and structure, then that every\n"
            "worker's plugin loads from plugins_path and has the role its use needs\n"
            "(pipeline from: collector, through: processor, to: storage,\n"
-           "error_handlers: handler).\n\n"
+           "error_handlers: handler), and that every instance's settings are ones\n"
+           "its plugin declares, of the declared type and range (`dcbus plugins\n"
+           "NAME` lists them).\n\n"
            "Prints 'CONFIG: ok (N workers, M pipelines)', or each problem as\n"
            "FILE:LINE:COLUMN: message.  Exit status 0 if valid, 2 if not.\n\n"
            "options:\n"
@@ -110,6 +114,11 @@ static int check_defined(const dcb_config_t *cfg, const cli_use_t *uses, size_t 
     return problems;
 }
 
+static void print_problem(void *arg, const char *problem)
+{
+    fprintf(arg, "%s\n", problem);
+}
+
 int cli_check_plugins(const dcb_config_t *cfg, FILE *out)
 {
     cli_use_t *uses;
@@ -126,6 +135,8 @@ int cli_check_plugins(const dcb_config_t *cfg, FILE *out)
             continue;
         }
         problems += check_uses(cfg, w, dcb_plugin_desc(lib)->role, uses, nuses, out);
+        problems += dcb_settings_check(dcb_plugin_desc(lib), w->settings, cfg->path, w->name,
+                                       print_problem, out);
         dcb_plugin_unload(&lib);
     }
     free(uses);

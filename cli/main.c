@@ -25,6 +25,7 @@
 static const cli_command_t s_commands[] = {
     {"run", "start the broker and every worker of a config; restart crashed ones", cli_run_main},
     {"check", "validate a config and the plugins it names", cli_check_main},
+    {"plugins", "list the plugins on the plugin path, or one plugin's settings", cli_plugins_main},
     {"stats", "ask a running broker for its counters", cli_stats_main},
     {"watch", "follow the broker's topics: events, errors, tasks, sessions", cli_watch_main},
     {"tasks", "list the broker's tasks, or follow them with --watch", cli_tasks_main},

@@ -600,6 +600,8 @@ static const char *const BROKER_KEYS[] = {"bus",
                                           "spool_full",
                                           "memory_batches",
                                           NULL};
+/* The keys of a worker's map the host reads; the rest are plugin settings. */
+static const char *const WORKER_HOST_KEYS[] = {"plugin", "replicas", "critical", NULL};
 static const char *const PIPELINE_KEYS[] = {"from", "through", "to", NULL};
 
 static size_t count_names(const char *const *names)
@@ -1368,4 +1370,18 @@ bool dcb_node_bool(const dcb_node_t *node, bool *out)
         }
     }
     return false;
+}
+
+bool dcb_config_is_host_key(const char *key)
+{
+    for (size_t i = 0; WORKER_HOST_KEYS[i]; i++)
+        if (strcmp(WORKER_HOST_KEYS[i], key) == 0) return true;
+    return false;
+}
+
+void dcb_node_key_position(const dcb_node_t *map, size_t i, int *line, int *column)
+{
+    mark_t m = key_mark(map, i);
+    *line = m.line;
+    *column = m.column;
 }

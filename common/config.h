@@ -15,7 +15,8 @@
  * error at its position.  Relative paths are taken from the current directory.
  *
  * The instance settings (everything in a worker's map besides the keys the
- * host itself uses: plugin, replicas) stay a node tree; plugins read them
+ * host itself uses: plugin, replicas, critical) stay a node tree, checked
+ * against the plugin's declared table (settings.h); plugins read them
  * through the host's config accessors with dotted paths.
  */
 #ifndef DCB_CONFIG_H
@@ -132,5 +133,11 @@ const dcb_node_t *dcb_node_at(const dcb_node_t *node, const char *path);
 bool dcb_node_int(const dcb_node_t *node, int64_t *out);
 bool dcb_node_double(const dcb_node_t *node, double *out);
 bool dcb_node_bool(const dcb_node_t *node, bool *out);
+/* The file position of the `i`th key of a MAP node. */
+void dcb_node_key_position(const dcb_node_t *map, size_t i, int *line, int *column);
+
+/* Whether `key` of a worker's map belongs to the worker host (plugin,
+ * replicas, critical), not to the plugin's settings. */
+bool dcb_config_is_host_key(const char *key);
 
 #endif

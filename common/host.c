@@ -12,8 +12,10 @@
 #include <time.h>
 
 #include "envelope.h"
+#include "loader.h"
 #include "log.h"
 #include "mpread.h"
+#include "settings.h"
 
 struct dcbus_ctx {
     char *instance;
@@ -22,6 +24,8 @@ struct dcbus_ctx {
     const char *config_path;
     dcb_host_hooks_t hooks;
     int config_errors;
+    const dcbus_plugin_t *desc; /* set by dcb_ctx_open() */
+    int undeclared_reads;
 };
 
 dcbus_ctx_t *dcb_ctx_new(const char *instance, int replica, const dcb_node_t *settings,
@@ -48,6 +52,44 @@ void dcb_ctx_destroy(dcbus_ctx_t **self_p)
 int dcb_ctx_config_errors(const dcbus_ctx_t *self)
 {
     return self->config_errors;
+}
+
+int dcb_ctx_undeclared_reads(const dcbus_ctx_t *self)
+{
+    return self->undeclared_reads;
+}
+
+/* Logs each settings problem; the first also goes to the caller's buffer. */
+typedef struct {
+    char *err;
+    size_t errlen;
+    bool seen;
+} settings_report_t;
+
+static void report_setting(void *arg, const char *problem)
+{
+    settings_report_t *r = arg;
+    dcb_error("bad setting", "problem=\"%s\"", problem);
+    if (!r->seen && r->errlen) snprintf(r->err, r->errlen, "%s", problem);
+    r->seen = true;
+}
+
+int dcb_ctx_open(dcbus_ctx_t *ctx, const dcbus_plugin_t *desc, void **state, char *err,
+                 size_t errlen)
+{
+    settings_report_t r = {err, errlen, false};
+    int problems = dcb_settings_check(desc, ctx->settings, ctx->config_path, ctx->instance,
+                                      report_setting, &r);
+    if (problems > 0) {
+        ctx->config_errors += problems;
+        return -1;
+    }
+    ctx->desc = desc;
+    if (dcb_plugin_open_fn(desc)(dcb_host_services(), ctx, state) != 0) {
+        snprintf(err, errlen, "plugin %s: open() failed", desc->name);
+        return -1;
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -100,10 +142,27 @@ static int64_t host_monotonic_us(void)
  * Settings
  */
 
+/* The node at `key`, after noting a read of a top-level key the plugin's
+ * table lacks: such a key could never be set, since the check before
+ * open() refuses it. */
+static const dcb_node_t *lookup(dcbus_ctx_t *ctx, const char *key)
+{
+    if (ctx->desc) {
+        char top[128];
+        snprintf(top, sizeof top, "%.*s", (int)strcspn(key, "."), key);
+        if (!dcb_settings_find(ctx->desc, top)) {
+            ctx->undeclared_reads++;
+            dcb_warn("plugin reads a setting it does not declare", "plugin=%s key=%s",
+                     ctx->desc->name, top);
+        }
+    }
+    return ctx->settings ? dcb_node_at(ctx->settings, key) : NULL;
+}
+
 /* The scalar at `key`, or NULL if absent; a present non-scalar is a type error. */
 static const dcb_node_t *setting(dcbus_ctx_t *ctx, const char *key, const char *expected)
 {
-    const dcb_node_t *node = ctx->settings ? dcb_node_at(ctx->settings, key) : NULL;
+    const dcb_node_t *node = lookup(ctx, key);
     if (node && node->kind != DCB_NODE_SCALAR) {
         ctx->config_errors++;
         dcb_error("bad setting", "where=%s:%d:%d key=workers.%s.%s expected=\"%s\"",
@@ -154,13 +213,13 @@ static bool host_config_bool(dcbus_ctx_t *ctx, const char *key, bool dflt)
 
 static size_t host_config_len(dcbus_ctx_t *ctx, const char *key)
 {
-    const dcb_node_t *node = ctx->settings ? dcb_node_at(ctx->settings, key) : NULL;
+    const dcb_node_t *node = lookup(ctx, key);
     return (node && node->kind != DCB_NODE_SCALAR) ? node->count : 0;
 }
 
 static const char *host_config_key(dcbus_ctx_t *ctx, const char *key, size_t index)
 {
-    const dcb_node_t *node = ctx->settings ? dcb_node_at(ctx->settings, key) : NULL;
+    const dcb_node_t *node = lookup(ctx, key);
     if (!node || node->kind != DCB_NODE_MAP || index >= node->count) return NULL;
     return node->keys[index];
 }

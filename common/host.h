@@ -5,9 +5,11 @@
  * The table (dcbus_host_t) is the same for every plugin; what differs is the
  * context: the instance's name and settings, and where events, errors,
  * progress and query rows go.  The worker sends them to the broker; the
- * testkit records them.  Config accessors that meet a value of the wrong
- * type log it with its file position and mark the context, so the caller
- * refuses to run the instance (dcb_ctx_config_errors) right after open().
+ * testkit records them.  dcb_ctx_open() checks the settings against the
+ * plugin's declared table before open(); config accessors that still meet a
+ * value of the wrong type (a nested key the table declares as a map) log it
+ * with its file position and mark the context, so the caller refuses to run
+ * the instance (dcb_ctx_config_errors) right after open().
  */
 #ifndef DCB_HOST_H
 #define DCB_HOST_H
@@ -35,6 +37,16 @@ const dcbus_host_t *dcb_host_services(void);
 dcbus_ctx_t *dcb_ctx_new(const char *instance, int replica, const dcb_node_t *settings,
                          const char *config_path, const dcb_host_hooks_t *hooks);
 void dcb_ctx_destroy(dcbus_ctx_t **self_p);
+/* Checks the context's settings against the table `desc` declares (each
+ * problem logged with its file:line:column), then calls the plugin's open().
+ * Returns 0 once open() succeeded; -1 with the first problem (or "open()
+ * failed") in err if the settings were refused -- open() is then never
+ * called -- or open() failed. */
+int dcb_ctx_open(dcbus_ctx_t *ctx, const dcbus_plugin_t *desc, void **state, char *err,
+                 size_t errlen);
+/* How many times the plugin read a setting its table does not declare
+ * (logged each time; the testkit refuses a plugin that does). */
+int dcb_ctx_undeclared_reads(const dcbus_ctx_t *self);
 /* How many settings were of the wrong type so far. */
 int dcb_ctx_config_errors(const dcbus_ctx_t *self);
 

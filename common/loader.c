@@ -11,6 +11,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +23,23 @@ struct dcb_plugin_lib {
     char path[PATH_MAX];
 };
 
-/* The size of the first ABI 1.0 description: a plugin smaller than this
- * cannot be a dcbus plugin at all. */
-#define DCB_PLUGIN_MIN_SIZE (offsetof(dcbus_plugin_t, collect_wait_ms) + sizeof(uint32_t))
+/* The size of the operations struct of each role in ABI 2.0 (up to its
+ * last member of 2.0): the host reads every 2.0 member without a *_HAS()
+ * check, so a smaller struct is refused. */
+static size_t ops_min_size(dcbus_role_t role)
+{
+    switch (role) {
+    case DCBUS_ROLE_COLLECTOR:
+        return offsetof(dcbus_collector_ops_t, resume) + sizeof(void (*)(void));
+    case DCBUS_ROLE_PROCESSOR:
+        return offsetof(dcbus_processor_ops_t, process) + sizeof(void (*)(void));
+    case DCBUS_ROLE_STORAGE:
+        return offsetof(dcbus_storage_ops_t, session_end) + sizeof(void (*)(void));
+    case DCBUS_ROLE_HANDLER:
+        return offsetof(dcbus_handler_ops_t, handle) + sizeof(void (*)(void));
+    }
+    return SIZE_MAX;
+}
 
 const char *dcb_role_name(dcbus_role_t role)
 {
@@ -90,18 +105,59 @@ static int find_plugin(const char *const *dirs, size_t ndirs, const char *name, 
 /* The operations each role cannot do without. */
 static const char *missing_operation(const dcbus_plugin_t *d)
 {
-    if (!d->open) return "open";
-    switch (d->role) {
-    case DCBUS_ROLE_COLLECTOR:
-        return d->collect ? NULL : "collect";
-    case DCBUS_ROLE_PROCESSOR:
-        return d->process ? NULL : "process";
-    case DCBUS_ROLE_STORAGE:
-        return !d->store ? "store" : !d->flush ? "flush" : NULL;
-    case DCBUS_ROLE_HANDLER:
-        return !d->can_handle ? "can_handle" : !d->handle ? "handle" : NULL;
-    }
+    if (!dcb_plugin_open_fn(d)) return "open";
+    const dcbus_collector_ops_t *c = dcbus_collector_ops(d);
+    const dcbus_processor_ops_t *p = dcbus_processor_ops(d);
+    const dcbus_storage_ops_t *s = dcbus_storage_ops(d);
+    const dcbus_handler_ops_t *h = dcbus_handler_ops(d);
+    if (c) return c->collect ? NULL : "collect";
+    if (p) return p->process ? NULL : "process";
+    if (s) return !s->store ? "store" : !s->flush ? "flush" : NULL;
+    if (h) return !h->can_handle ? "can_handle" : !h->handle ? "handle" : NULL;
     return NULL;
+}
+
+/* The size of a settings entry in ABI 2.0. */
+#define DCB_SETTING_MIN_SIZE (offsetof(dcbus_setting_t, description) + sizeof(const char *))
+
+/* The entries of the settings table are at least as large as ABI 2.0's,
+ * and each has a known type. */
+static int check_settings_table(const dcbus_plugin_t *d, const char *name, char *err, size_t errlen)
+{
+    if (d->settings && d->setting_size < DCB_SETTING_MIN_SIZE) {
+        snprintf(err, errlen, "plugin %s: settings entry size %u is smaller than ABI 2.0's %zu",
+                 name, d->setting_size, DCB_SETTING_MIN_SIZE);
+        return -1;
+    }
+    const dcbus_setting_t *s;
+    for (size_t i = 0; (s = dcbus_setting_at(d, i)) && s->name; i++) {
+        if (s->type < DCBUS_SETTING_STR || s->type > DCBUS_SETTING_MAP) {
+            snprintf(err, errlen, "plugin %s: setting %s has unknown type %d", name, s->name,
+                     (int)s->type);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The ABI major version comes first: its offset is the same in every ABI, so
+ * an ABI 1 plugin gets the message that tells its author what to do. */
+static int check_abi(const dcbus_plugin_t *d, const char *name, char *err, size_t errlen)
+{
+    if (DCBUS_ABI_MAJOR_OF(d->abi_version) != DCBUS_ABI_MAJOR) {
+        snprintf(err, errlen,
+                 "plugin %s: built for ABI %u.%u, this host speaks ABI %u.%u: rebuild the "
+                 "plugin against ABI %u (dcbus/plugin.h of this dcbus)",
+                 name, DCBUS_ABI_MAJOR_OF(d->abi_version), d->abi_version & 0xffff, DCBUS_ABI_MAJOR,
+                 DCBUS_ABI_MINOR, DCBUS_ABI_MAJOR);
+        return -1;
+    }
+    if (d->size < sizeof(dcbus_plugin_t)) {
+        snprintf(err, errlen, "plugin %s: description size %u is smaller than ABI 2.0's %zu", name,
+                 d->size, sizeof(dcbus_plugin_t));
+        return -1;
+    }
+    return 0;
 }
 
 static int check_description(const dcbus_plugin_t *d, const char *name, char *err, size_t errlen)
@@ -110,19 +166,7 @@ static int check_description(const dcbus_plugin_t *d, const char *name, char *er
         snprintf(err, errlen, "plugin %s: %s() returned NULL", name, DCBUS_PLUGIN_ENTRY_SYMBOL);
         return -1;
     }
-    if (DCBUS_ABI_MAJOR_OF(d->abi_version) != DCBUS_ABI_MAJOR) {
-        snprintf(err, errlen,
-                 "plugin %s: built for ABI %u.%u, this host speaks ABI %u.%u: rebuild the "
-                 "plugin against this dcbus",
-                 name, DCBUS_ABI_MAJOR_OF(d->abi_version), d->abi_version & 0xffff, DCBUS_ABI_MAJOR,
-                 DCBUS_ABI_MINOR);
-        return -1;
-    }
-    if (d->size < DCB_PLUGIN_MIN_SIZE) {
-        snprintf(err, errlen, "plugin %s: description size %u is smaller than ABI 1.0's %zu", name,
-                 d->size, DCB_PLUGIN_MIN_SIZE);
-        return -1;
-    }
+    if (check_abi(d, name, err, errlen) != 0) return -1;
     if (d->role < DCBUS_ROLE_COLLECTOR || d->role > DCBUS_ROLE_HANDLER) {
         snprintf(err, errlen, "plugin %s: unknown role %d", name, (int)d->role);
         return -1;
@@ -132,13 +176,21 @@ static int check_description(const dcbus_plugin_t *d, const char *name, char *er
                  d->name ? d->name : "(null)");
         return -1;
     }
+    /* Every ops struct starts with its size. */
+    uint32_t ops_size = d->ops ? *(const uint32_t *)d->ops : 0;
+    if (ops_size < ops_min_size(d->role)) {
+        snprintf(err, errlen, "plugin %s: %s operations %s (size %u, ABI 2.0's is %zu)", name,
+                 dcb_role_name(d->role), d->ops ? "too small" : "missing", ops_size,
+                 ops_min_size(d->role));
+        return -1;
+    }
     const char *missing = missing_operation(d);
     if (missing) {
         snprintf(err, errlen, "plugin %s: role %s needs operation %s, which is NULL", name,
                  dcb_role_name(d->role), missing);
         return -1;
     }
-    return 0;
+    return check_settings_table(d, name, err, errlen);
 }
 
 dcb_plugin_lib_t *dcb_plugin_load(const char *const *dirs, size_t ndirs, const char *name,
@@ -188,4 +240,39 @@ const dcbus_plugin_t *dcb_plugin_desc(const dcb_plugin_lib_t *self)
 const char *dcb_plugin_path(const dcb_plugin_lib_t *self)
 {
     return self->path;
+}
+
+dcb_open_fn dcb_plugin_open_fn(const dcbus_plugin_t *d)
+{
+    switch (d->role) {
+    case DCBUS_ROLE_COLLECTOR:
+        return dcbus_collector_ops(d)->open;
+    case DCBUS_ROLE_PROCESSOR:
+        return dcbus_processor_ops(d)->open;
+    case DCBUS_ROLE_STORAGE:
+        return dcbus_storage_ops(d)->open;
+    case DCBUS_ROLE_HANDLER:
+        return dcbus_handler_ops(d)->open;
+    }
+    return NULL;
+}
+
+void dcb_plugin_close(const dcbus_plugin_t *d, void *state)
+{
+    void (*close)(void *) = NULL;
+    switch (d->role) {
+    case DCBUS_ROLE_COLLECTOR:
+        close = dcbus_collector_ops(d)->close;
+        break;
+    case DCBUS_ROLE_PROCESSOR:
+        close = dcbus_processor_ops(d)->close;
+        break;
+    case DCBUS_ROLE_STORAGE:
+        close = dcbus_storage_ops(d)->close;
+        break;
+    case DCBUS_ROLE_HANDLER:
+        close = dcbus_handler_ops(d)->close;
+        break;
+    }
+    if (close) close(state);
 }

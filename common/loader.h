@@ -5,9 +5,11 @@
  * a plain name ([A-Za-z0-9_-]+, no slash, no dots), the file is
  * <dir>/<name>.so for the first dir of the path that has it, and its real
  * path (symlinks resolved) must still lie inside that dir.  The entry symbol
- * must exist, the description must be at least as large as ABI 1.0's, of
- * this host's major ABI version, of a known role, with the operations that
- * role needs, and named like its file.  Each refusal has its own message.
+ * must exist, the description must be of this host's major ABI version (an
+ * ABI 1 plugin is told to rebuild), at least as large as ABI 2.0's, of a
+ * known role, named like its file, with an operations struct of its role at
+ * least as large as ABI 2.0's holding the operations that role needs, and a
+ * settings table of known types.  Each refusal has its own message.
  */
 #ifndef DCB_LOADER_H
 #define DCB_LOADER_H
@@ -27,6 +29,11 @@ void dcb_plugin_unload(dcb_plugin_lib_t **self_p);
 const dcbus_plugin_t *dcb_plugin_desc(const dcb_plugin_lib_t *self);
 /* The absolute path the plugin was loaded from. */
 const char *dcb_plugin_path(const dcb_plugin_lib_t *self);
+/* A plugin's open(), whatever its role (each role's ops start with it). */
+typedef int (*dcb_open_fn)(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state);
+dcb_open_fn dcb_plugin_open_fn(const dcbus_plugin_t *desc);
+/* Calls the plugin's close(state) if it has one. */
+void dcb_plugin_close(const dcbus_plugin_t *desc, void *state);
 /* "collector", "processor", "storage", "handler" or "unknown". */
 const char *dcb_role_name(dcbus_role_t role);
 

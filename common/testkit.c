@@ -88,11 +88,13 @@ static int tk_open(dcb_testkit_t *self, const char *instance, const dcb_node_t *
                               .retry_after = tk_retry_after,
                               .arg = self};
     self->ctx = dcb_ctx_new(instance, 0, settings, config_path, &hooks);
-    if (self->desc->open(dcb_host_services(), self->ctx, &self->state) != 0) {
-        snprintf(err, errlen, "plugin %s: open() failed", self->desc->name);
+    if (dcb_ctx_open(self->ctx, self->desc, &self->state, err, errlen) != 0) return -1;
+    self->opened = true;
+    if (dcb_ctx_undeclared_reads(self->ctx) > 0) {
+        snprintf(err, errlen, "plugin %s: open() read %d setting(s) its table does not declare",
+                 self->desc->name, dcb_ctx_undeclared_reads(self->ctx));
         return -1;
     }
-    self->opened = true;
     if (dcb_ctx_config_errors(self->ctx) > 0) {
         snprintf(err, errlen, "plugin %s: %d bad setting(s)", self->desc->name,
                  dcb_ctx_config_errors(self->ctx));
@@ -145,7 +147,7 @@ void dcb_testkit_destroy(dcb_testkit_t **self_p)
 {
     if (!self_p || !*self_p) return;
     dcb_testkit_t *self = *self_p;
-    if (self->opened && self->desc->close) self->desc->close(self->state);
+    if (self->opened) dcb_plugin_close(self->desc, self->state);
     dcb_ctx_destroy(&self->ctx);
     dcb_node_destroy(&self->settings);
     dcb_plugin_unload(&self->lib);
@@ -203,7 +205,7 @@ static uint64_t next_seq(dcb_testkit_t *self, const char *stream)
 int dcb_testkit_collect(dcb_testkit_t *self, dcb_envelope_t *out)
 {
     dcb_builder_reset(self->builder);
-    int rc = self->desc->collect(self->state, self->builder);
+    int rc = dcbus_collector_ops(self->desc)->collect(self->state, self->builder);
     memset(out, 0, sizeof *out);
     const char *why;
     if (!dcb_builder_ok(self->builder, &why)) {
@@ -221,9 +223,10 @@ int dcb_testkit_process(dcb_testkit_t *self, const dcb_envelope_t *in, dcb_envel
 {
     dcbus_batch_t view = dcb_envelope_view(in);
     dcb_builder_reset(self->builder);
-    if (self->desc->validate_input && !self->desc->validate_input(self->state, &view))
+    const dcbus_processor_ops_t *ops = dcbus_processor_ops(self->desc);
+    if (DCBUS_PROCESSOR_HAS(ops, validate_input) && !ops->validate_input(self->state, &view))
         return DCBUS_ERR;
-    int rc = self->desc->process(self->state, &view, self->builder);
+    int rc = ops->process(self->state, &view, self->builder);
     if (rc == DCBUS_PASS) {
         dcb_builder_reset(self->builder);
         dcbus_span_t rest = in->records, rec;
@@ -244,24 +247,26 @@ int dcb_testkit_process(dcb_testkit_t *self, const dcb_envelope_t *in, dcb_envel
 int dcb_testkit_store(dcb_testkit_t *self, const dcb_envelope_t *in)
 {
     dcbus_batch_t view = dcb_envelope_view(in);
-    return self->desc->store(self->state, &view);
+    return dcbus_storage_ops(self->desc)->store(self->state, &view);
 }
 
 int dcb_testkit_flush(dcb_testkit_t *self)
 {
-    return self->desc->flush(self->state);
+    return dcbus_storage_ops(self->desc)->flush(self->state);
 }
 
 int dcb_testkit_session_begin(dcb_testkit_t *self, const char *session, const char *type)
 {
-    return self->desc->session_begin ? self->desc->session_begin(self->state, session, type)
-                                     : DCBUS_ENOTSUP;
+    const dcbus_storage_ops_t *ops = dcbus_storage_ops(self->desc);
+    return DCBUS_STORAGE_HAS(ops, session_begin) ? ops->session_begin(self->state, session, type)
+                                                 : DCBUS_ENOTSUP;
 }
 
 int dcb_testkit_session_end(dcb_testkit_t *self, const char *session, const char *status)
 {
-    return self->desc->session_end ? self->desc->session_end(self->state, session, status)
-                                   : DCBUS_ENOTSUP;
+    const dcbus_storage_ops_t *ops = dcbus_storage_ops(self->desc);
+    return DCBUS_STORAGE_HAS(ops, session_end) ? ops->session_end(self->state, session, status)
+                                               : DCBUS_ENOTSUP;
 }
 
 int dcb_testkit_handle(dcb_testkit_t *self, const dcbus_error_t *error, const dcb_envelope_t *batch,
@@ -271,8 +276,9 @@ int dcb_testkit_handle(dcb_testkit_t *self, const dcbus_error_t *error, const dc
     if (batch) view = dcb_envelope_view(batch);
     self->retry_delay_ms = DCB_TESTKIT_NO_RETRY;
     int rc = DCBUS_PASS;
-    if (self->desc->can_handle(self->state, error->type))
-        rc = self->desc->handle(self->state, error, batch ? &view : NULL);
+    const dcbus_handler_ops_t *ops = dcbus_handler_ops(self->desc);
+    if (ops->can_handle(self->state, error->type))
+        rc = ops->handle(self->state, error, batch ? &view : NULL);
     if (retry_delay_ms) *retry_delay_ms = self->retry_delay_ms;
     return rc;
 }

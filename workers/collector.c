@@ -46,8 +46,9 @@ static uint64_t next_seq(dcb_worker_t *self, const char *stream)
 static void put_position(dcb_worker_t *self, dcb_envelope_t *hdr)
 {
     size_t len = 0;
-    if (!DCBUS_PLUGIN_HAS(self->plugin, checkpoint)) return;
-    if (self->plugin->checkpoint(self->state, hdr->pos, sizeof hdr->pos, &len) != DCBUS_OK ||
+    if (!DCBUS_COLLECTOR_HAS(dcbus_collector_ops(self->plugin), checkpoint)) return;
+    if (dcbus_collector_ops(self->plugin)
+                ->checkpoint(self->state, hdr->pos, sizeof hdr->pos, &len) != DCBUS_OK ||
         len > sizeof hdr->pos) {
         dcb_warn("checkpoint() failed: this batch carries no position", NULL);
         len = 0;
@@ -93,7 +94,7 @@ static bool collect_once(dcb_worker_t *self, int64_t now)
 {
     const char *why;
     dcb_builder_reset(self->builder);
-    int rc = self->plugin->collect(self->state, self->builder);
+    int rc = dcbus_collector_ops(self->plugin)->collect(self->state, self->builder);
     if (!dcb_builder_ok(self->builder, &why) ||
         (dcb_builder_count(self->builder) > 0 && !dcb_builder_stream(self->builder)[0])) {
         dcb_error("collector plugin misused the batch builder", "why=\"%s\"",
@@ -103,7 +104,9 @@ static bool collect_once(dcb_worker_t *self, int64_t now)
         return false;
     }
     if (dcb_builder_count(self->builder) > 0) send_batch(self);
-    uint32_t wait_ms = self->plugin->collect_wait_ms ? self->plugin->collect_wait_ms : 10;
+    uint32_t wait_ms = dcbus_collector_ops(self->plugin)->collect_wait_ms
+                           ? dcbus_collector_ops(self->plugin)->collect_wait_ms
+                           : 10;
     switch (rc) {
     case DCBUS_OK:
         return true;
@@ -203,9 +206,9 @@ static bool resume_plugin(dcb_worker_t *self, dcbus_span_t raw)
     if (!raw.len || !dcb_mp_read(&p, raw.data + raw.len, &pos) || pos.type != DCBUS_VAL_BIN ||
         pos.as.str.len == 0)
         return true;
-    if (!DCBUS_PLUGIN_HAS(self->plugin, resume)) return true;
-    if (self->plugin->resume(self->state, (const uint8_t *)pos.as.str.ptr, pos.as.str.len) !=
-        DCBUS_OK)
+    if (!DCBUS_COLLECTOR_HAS(dcbus_collector_ops(self->plugin), resume)) return true;
+    if (dcbus_collector_ops(self->plugin)
+            ->resume(self->state, (const uint8_t *)pos.as.str.ptr, pos.as.str.len) != DCBUS_OK)
         return false;
     dcb_info("collector resumes where the broker's spool ends", "position_bytes=%u",
              pos.as.str.len);

@@ -86,8 +86,8 @@ void handler_on_request(dcb_worker_t *self, dcbus_span_t body)
     }
     self->retry_delay_ms = -1;
     const char *action = "pass";
-    if (self->plugin->can_handle(self->state, error.type) &&
-        self->plugin->handle(self->state, &error, batch) == DCBUS_HANDLED)
+    if (dcbus_handler_ops(self->plugin)->can_handle(self->state, error.type) &&
+        dcbus_handler_ops(self->plugin)->handle(self->state, &error, batch) == DCBUS_HANDLED)
         action = self->retry_delay_ms >= 0 ? "retry" : "handled";
     reply(self, id, action, self->retry_delay_ms > 0 ? (uint32_t)self->retry_delay_ms : 0);
 }

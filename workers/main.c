@@ -129,8 +129,9 @@ static int setup(dcb_worker_t *self, const options_t *o)
 /* Opens the plugin once the link exists, so open() may already report. */
 static int open_plugin(dcb_worker_t *self)
 {
-    if (self->plugin->open(dcb_host_services(), self->ctx, &self->state) != 0) {
-        dcb_error("plugin open() failed", "plugin=%s", self->plugin->name);
+    char err[1024];
+    if (dcb_ctx_open(self->ctx, self->plugin, &self->state, err, sizeof err) != 0) {
+        dcb_error("plugin not opened", "plugin=%s reason=\"%s\"", self->plugin->name, err);
         return -1;
     }
     self->opened = true;
@@ -251,7 +252,7 @@ static void teardown(dcb_worker_t *self)
         worker_send(self, DCB_CMD_BYE, dcb_body_span(&self->body));
         zclock_sleep(20); /* let BYE leave before linger 0 drops it */
     }
-    if (self->opened && self->plugin->close) self->plugin->close(self->state);
+    if (self->opened) dcb_plugin_close(self->plugin, self->state);
     worker_link_close(self);
     collector_free(self);
     dcb_ctx_destroy(&self->ctx);

@@ -36,10 +36,11 @@ void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
     dcb_builder_reset(self->builder);
     int rc = DCBUS_ERR;
     const char *misuse = NULL;
-    if (self->plugin->validate_input && !self->plugin->validate_input(self->state, &view))
+    if (dcbus_processor_ops(self->plugin)->validate_input &&
+        !dcbus_processor_ops(self->plugin)->validate_input(self->state, &view))
         snprintf(why, sizeof why, "input refused by validate_input");
     else
-        rc = self->plugin->process(self->state, &view, self->builder);
+        rc = dcbus_processor_ops(self->plugin)->process(self->state, &view, self->builder);
     if (rc == DCBUS_OK && !dcb_builder_ok(self->builder, &misuse)) {
         dcb_error("processor plugin misused the batch builder", "why=\"%s\"", misuse);
         snprintf(why, sizeof why, "plugin misused the builder: %s", misuse);

@@ -96,7 +96,9 @@ static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
     dcb_body_init(&rows.rows);
     self->query_rows = &rows;
     self->last_error[0] = '\0';
-    int rc = self->plugin->query ? self->plugin->query(self->state, &q) : DCBUS_ENOTSUP;
+    int rc = dcbus_storage_ops(self->plugin)->query
+                 ? dcbus_storage_ops(self->plugin)->query(self->state, &q)
+                 : DCBUS_ENOTSUP;
     self->query_rows = NULL;
     reply(self, id, rc, self->last_error[0] ? self->last_error : "query failed", &rows);
     dcb_body_destroy(&rows.rows);
@@ -113,8 +115,8 @@ void query_on_request(dcb_worker_t *self, dcbus_span_t body)
     } else if (strcmp(op, "delete") == 0 &&
                dcb_map_get_str(body, "location", location, sizeof location)) {
         self->last_error[0] = '\0';
-        int rc = self->plugin->delete_location
-                     ? self->plugin->delete_location(self->state, location)
+        int rc = dcbus_storage_ops(self->plugin)->delete_location
+                     ? dcbus_storage_ops(self->plugin)->delete_location(self->state, location)
                      : DCBUS_ENOTSUP;
         reply(self, id, rc,
               self->last_error[0] ? self->last_error : "no such location, or the delete failed",

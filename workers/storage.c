@@ -30,7 +30,7 @@ static void ack_all(dcb_worker_t *self, dcb_cmd_t cmd, bool retry, const char *w
 
 static void flush_now(dcb_worker_t *self)
 {
-    int rc = self->plugin->flush(self->state);
+    int rc = dcbus_storage_ops(self->plugin)->flush(self->state);
     if (rc == DCBUS_OK) {
         ack_all(self, DCB_CMD_ACK, false, NULL);
         return;
@@ -44,10 +44,11 @@ static void flush_now(dcb_worker_t *self)
 static void switch_session(dcb_worker_t *self, const char *session, const char *type)
 {
     if (self->nunacked) flush_now(self);
-    if (self->store_session[0] && self->plugin->session_end)
-        self->plugin->session_end(self->state, self->store_session, "completed");
+    if (self->store_session[0] && dcbus_storage_ops(self->plugin)->session_end)
+        dcbus_storage_ops(self->plugin)->session_end(self->state, self->store_session, "completed");
     snprintf(self->store_session, sizeof self->store_session, "%s", session);
-    if (self->plugin->session_begin) self->plugin->session_begin(self->state, session, type);
+    if (dcbus_storage_ops(self->plugin)->session_begin)
+        dcbus_storage_ops(self->plugin)->session_begin(self->state, session, type);
 }
 
 void storage_on_session(dcb_worker_t *self, dcbus_span_t body)
@@ -61,7 +62,8 @@ void storage_on_session(dcb_worker_t *self, dcbus_span_t body)
         switch_session(self, id, type);
     } else if (strcmp(event, "end") == 0 && strcmp(id, self->store_session) == 0) {
         if (self->nunacked) flush_now(self);
-        if (self->plugin->session_end) self->plugin->session_end(self->state, id, status);
+        if (dcbus_storage_ops(self->plugin)->session_end)
+            dcbus_storage_ops(self->plugin)->session_end(self->state, id, status);
         self->store_session[0] = '\0';
     }
 }
@@ -88,7 +90,7 @@ void storage_on_data(dcb_worker_t *self, dcb_message_t *m)
     dcbus_batch_t view = dcb_envelope_view(&env);
     self->cur_stream = env.stream;
     self->cur_seq = env.seq;
-    int rc = self->plugin->store(self->state, &view);
+    int rc = dcbus_storage_ops(self->plugin)->store(self->state, &view);
     self->cur_stream = NULL;
     if (rc == DCBUS_OK)
         remember_ack(self, &env);
@@ -114,8 +116,8 @@ int storage_poll_timeout(const dcb_worker_t *self, int64_t now)
 void storage_close(dcb_worker_t *self)
 {
     if (self->nunacked) flush_now(self);
-    if (self->store_session[0] && self->plugin->session_end)
-        self->plugin->session_end(self->state, self->store_session, "completed");
+    if (self->store_session[0] && dcbus_storage_ops(self->plugin)->session_end)
+        dcbus_storage_ops(self->plugin)->session_end(self->state, self->store_session, "completed");
     self->store_session[0] = '\0';
     free(self->unacked);
     self->unacked = NULL;

@@ -73,7 +73,7 @@ def frames_seeds():
         return frames(b"DCB1", cmd.encode(), pack(body))
     return {
         "hello": msg("HELLO", {"role": "storage", "instance": "csv", "plugin": "csv",
-                               "replica": 0, "abi": 1 << 16, "credit": 16, "pid": 42,
+                               "replica": 0, "abi": 2 << 16, "credit": 16, "pid": 42,
                                "version": "0.1.0"}),
         "ready": msg("READY", {"heartbeat_ms": 1000, "credit": 16, "session": "idle-1",
                                "session_type": "idle"}),

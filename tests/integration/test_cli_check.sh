@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test_cli_check.sh -- the command line's own surface: --help and --version
 # of every program, `dcbus check` on the demo config and on broken ones
-# (exit status 0 or 2, and a message naming file:line:column).
+# (exit status 0 or 2, and a message naming file:line:column), plugin
+# settings checked against the declared tables (by check and by the worker
+# before open()), and `dcbus plugins`.
 set -uo pipefail
 
 BUILD=${DCBUS_BUILD_DIR:?run through ctest, or set DCBUS_BUILD_DIR}
@@ -62,7 +64,7 @@ run "$DCBUS"
 expect "dcbus without a command" 2 "^usage: dcbus"
 run "$DCBUS" frobnicate
 expect "an unknown command" 2 "no command 'frobnicate'"
-for cmd in run check stats; do
+for cmd in run check stats plugins; do
     run "$DCBUS" "$cmd" --help
     expect "dcbus $cmd --help" 0 "^usage: dcbus $cmd"
     run "$DCBUS" help "$cmd"
@@ -156,8 +158,115 @@ YAML
 run "$DCBUS" check "$undefined"
 expect "a pipeline naming an undefined worker" 2 "undefined.yaml:[0-9]+:[0-9]+: .*ghost"
 
+# --- check: plugin settings against the declared tables ----------------------
+settings=$(config settings.yaml <<YAML
+plugins_path: [$BUILD/plugins]
+workers:
+  src:
+    plugin: ticker
+    replicas: 1
+    symbol: [BTC_USDT]
+    rate: fast
+  sink:
+    plugin: csv
+    critical: true
+    dir: $TMP/csv
+    flush: sometimes
+  retry:
+    plugin: retry
+    max_attempts: 0
+  store: {plugin: mock-storage}
+pipelines:
+  p: {from: src, to: [sink, store]}
+error_handlers: [retry]
+YAML
+)
+run "$DCBUS" check "$settings"
+expect "misspelt, mistyped and out-of-range plugin settings" 2 \
+    "settings.yaml:6:5: workers.src.symbol: unknown setting of plugin ticker \(did you mean 'symbols'\?\)" \
+    "settings.yaml:7:11: workers.src.rate: expected a number, got \"fast\"" \
+    "settings.yaml:12:12: workers.sink.flush: \"sometimes\" is not one of batch\|none" \
+    "settings.yaml:15:19: workers.retry.max_attempts: 0 is out of range \[1, 1000000\]" \
+    "settings.yaml:16:10: workers.store: missing required setting 'file' of plugin mock-storage" \
+    "5 problems$"
+if grep -Eq "replicas|critical|plugin:" <<<"$(grep -v 'missing required' <<<"$out")"; then
+    fail "host keys (plugin, replicas, critical) taken for plugin settings"
+fi
+
+# The worker host runs the same check before open(): mock-storage's open()
+# creates its file, so a refused instance leaves no file behind.
+refused=$(config refused.yaml <<YAML
+plugins_path: [$BUILD/plugins]
+broker: {bus: "ipc://$TMP/bus"}
+workers:
+  src: {plugin: mock-source}
+  sink: {plugin: mock-storage, file: $TMP/opened, delay_ms: slow}
+pipelines:
+  p: {from: src, to: [sink]}
+YAML
+)
+run timeout 20 "$BUILD/bin/dcbus-worker" --broker "ipc://$TMP/bus" --instance sink --config "$refused"
+expect "a worker refuses a wrong type before open()" 2 \
+    "refused.yaml:5:[0-9]+: workers.sink.delay_ms: expected an integer, got" "plugin not opened"
+[[ ! -e $TMP/opened ]] || fail "the refused worker ran open(): $TMP/opened exists"
+rm -f "$TMP/opened"
+sed -i "s|delay_ms: slow|fail_times: -1|" "$refused"
+run timeout 20 "$BUILD/bin/dcbus-worker" --broker "ipc://$TMP/bus" --instance sink --config "$refused"
+expect "a worker refuses a value out of range before open()" 2 \
+    "refused.yaml:5:[0-9]+: workers.sink.fail_times: -1 is out of range: at least 0" "plugin not opened"
+[[ ! -e $TMP/opened ]] || fail "the refused worker ran open(): $TMP/opened exists"
+
+# postgres with a setting of the wrong type never connects (its own open()
+# would, and refuse the instance only after): a listener stands in
+# for the server and records any connection it gets.
+if [[ -e $BUILD/plugins/postgres.so ]]; then
+    /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4); s.settimeout(60)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept()
+open(sys.argv[1], "w").write("connected\n")
+' "$TMP/pg-connected" >"$TMP/pg-port" &
+    listener=$!
+    for _ in $(seq 100); do [[ -s $TMP/pg-port ]] && break; sleep 0.1; done
+    pgtype=$(config pgtype.yaml <<YAML
+plugins_path: [$BUILD/plugins]
+broker: {bus: "ipc://$TMP/bus"}
+workers:
+  src: {plugin: mock-source}
+  pg: {plugin: postgres, dsn: "host=127.0.0.1 port=$(cat "$TMP/pg-port") connect_timeout=2", table: t, schema: [a, b]}
+pipelines:
+  p: {from: src, to: [pg]}
+YAML
+)
+    run timeout 20 "$BUILD/bin/dcbus-worker" --broker "ipc://$TMP/bus" --instance pg --config "$pgtype"
+    expect "a postgres worker refuses a wrong type before open()" 2 \
+        "pgtype.yaml:5:[0-9]+: workers.pg.schema: expected a string, got a list" "plugin not opened"
+    [[ ! -e $TMP/pg-connected ]] || fail "the refused postgres worker connected to the server"
+    kill "$listener" 2>/dev/null
+    wait "$listener" 2>/dev/null
+fi
+
+# --- plugins: the plugin path and one plugin's declared settings -------------
+run "$DCBUS" plugins --path "$BUILD/plugins"
+expect "dcbus plugins lists the plugin path" 0 "^csv +storage +[0-9.]+ +CSV files" \
+    "^ticker +collector " "^retry +handler " "^json-validate +processor "
+run "$DCBUS" plugins --config "$demo" csv
+expect "dcbus plugins csv prints its settings" 0 "^csv [0-9.]+: CSV files" "^role: storage$" \
+    "^  dir +string +data/csv " "^  flush +string +batch +batch\|none " "^  fsync +bool +false " \
+    "^  roll_bytes +int +0 +>= 0 "
+run "$DCBUS" plugins --path "$BUILD/tests/plugins"
+expect "dcbus plugins lists a refused plugin with the loader's reason" 0 \
+    "^good +collector +1\.2\.3 +a well-formed test collector" \
+    "^abi1 +refused .*built for ABI 1\.1.*rebuild the plugin against ABI 2"
+run "$DCBUS" plugins --path "$BUILD/plugins" no-such-plugin
+expect "dcbus plugins on an unknown plugin" 1 "no-such-plugin.so not found"
+
 run "$DCBUS" run "$roles"
 expect "run refuses an invalid config before starting anything" 2 "nothing started"
+run "$DCBUS" run "$settings"
+expect "run refuses bad plugin settings before starting anything" 2 \
+    "workers.src.symbol: unknown setting of plugin ticker" "nothing started"
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

@@ -52,7 +52,7 @@ def second_connection():
     s.connect(bus.bus_ep)
     s.send_multipart([b"DCB1", b"HELLO", msgpack.packb(
         {"role": "collector", "instance": "ticker", "plugin": "ticker", "replica": 1,
-         "abi": 1 << 16, "credit": 16})])
+         "abi": 2 << 16, "credit": 16})])
     ready = False
     deadline = time.monotonic() + 3
     while not ready and time.monotonic() < deadline:

@@ -72,7 +72,7 @@ def intruder(cert):
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_public
     sock.connect(bus.bus_ep)
     hello = {"role": "collector", "instance": "src2", "plugin": "mock-source", "replica": 0,
-             "abi": 1 << 16, "credit": 16, "pid": 1, "version": "x", "run": "intruder"}
+             "abi": 2 << 16, "credit": 16, "pid": 1, "version": "x", "run": "intruder"}
     env = {"v": 1, "stream": "q", "seq": 1, "session": "x", "source": "src2", "ts": 0,
            "records": [{"n": 1}]}
     stats = {"id": 7, "op": "stats"}

@@ -40,7 +40,7 @@ import lib  # noqa: E402
 TICKS = 300000
 BOOKS = TICKS // 10
 TOTAL = TICKS + BOOKS
-ABI = 1 << 16
+ABI = 2 << 16
 
 bus = lib.Bus()
 rng = random.Random(20261123)
@@ -161,7 +161,7 @@ def throw_at_router(counter):
               refused or counter.expected == before + 1,
               "refused" if refused else "malformed %d -> %d" % (before, counter.expected))
     c.send_multipart([b"DCB1", b"HELLO", msgpack.packb(
-        {"role": "collector", "instance": "ticker", "plugin": "ticker", "abi": 2 << 16})])
+        {"role": "collector", "instance": "ticker", "plugin": "ticker", "abi": 3 << 16})])
     bus.check("a HELLO of another ABI major version is refused",
               expect_reply(c, b"ERROR", "refused"))
     c.send_multipart([b"DCB1", b"HELLO", msgpack.packb(

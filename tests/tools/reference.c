@@ -142,7 +142,7 @@ static int run_pipeline(reference_t *self, const dcb_pipeline_cfg_t *p)
 {
     if (!open_pipeline(self, p)) return 2;
     dcb_testkit_t *collector = instance(self, p->from);
-    uint32_t wait_ms = dcb_testkit_plugin(collector)->collect_wait_ms;
+    uint32_t wait_ms = dcbus_collector_ops(dcb_testkit_plugin(collector))->collect_wait_ms;
     for (size_t i = 0; i < p->nto; i++)
         dcb_testkit_session_begin(instance(self, p->to[i]), self->session, "reference");
     int status = 0;

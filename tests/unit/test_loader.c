@@ -20,7 +20,11 @@
 
 #include <cmocka.h>
 
+#include "config.h"
+#include "host.h"
 #include "loader.h"
+#include "settings.h"
+#include "testkit.h"
 
 static const char *const TEST_DIRS[] = {DCBUS_TEST_PLUGIN_DIR};
 
@@ -131,13 +135,21 @@ static void test_good_plugin_loads(void **state)
     assert_int_equal(d->role, DCBUS_ROLE_COLLECTOR);
     assert_int_equal(d->abi_version, DCBUS_ABI_VERSION);
     assert_int_equal(d->size, sizeof(dcbus_plugin_t));
-    assert_non_null(d->collect);
-    assert_null(d->process);
-    /* The description's operations are the plugin's own code. */
+    assert_null(dcbus_processor_ops(d));
+    assert_null(dcbus_storage_ops(d));
+    const dcbus_collector_ops_t *ops = dcbus_collector_ops(d);
+    assert_non_null(ops);
+    assert_int_equal(ops->size, sizeof(dcbus_collector_ops_t));
+    assert_true(DCBUS_COLLECTOR_HAS(ops, collect));
+    assert_false(DCBUS_COLLECTOR_HAS(ops, checkpoint));
+    assert_true(DCBUS_PLUGIN_HAS(d, settings));
+    assert_string_equal(d->settings[0].name, "symbols");
+    /* The operations are the plugin's own code. */
     void *st = (void *)1;
-    assert_int_equal(d->open(NULL, NULL, &st), 0);
+    assert_ptr_equal(dcb_plugin_open_fn(d), ops->open);
+    assert_int_equal(ops->open(NULL, NULL, &st), 0);
     assert_null(st);
-    assert_int_equal(d->collect(st, NULL), DCBUS_DONE);
+    assert_int_equal(ops->collect(st, NULL), DCBUS_DONE);
 
     char want[1024];
     char *real = realpath(DCBUS_TEST_PLUGIN_DIR "/good.so", NULL);
@@ -186,10 +198,40 @@ static void test_role_names(void **state)
 static void test_wrong_abi_major(void **state)
 {
     (void)state;
-    const char *err = test_refusal("abi_major2");
-    assert_contains(err, "ABI 2.0");
-    assert_contains(err, "ABI 1.1");
+    const char *err = test_refusal("abi_major3");
+    assert_contains(err, "built for ABI 3.0");
+    assert_contains(err, "this host speaks ABI 2.0");
     assert_contains(err, "rebuild");
+}
+
+/* A plugin built before ABI 2 (one description for every role) is told to
+ * rebuild against ABI 2, never read as an ABI 2 description. */
+static void test_abi1_plugin_refused(void **state)
+{
+    (void)state;
+    const char *err = test_refusal("abi1");
+    assert_contains(err, "plugin abi1: built for ABI 1.1");
+    assert_contains(err, "rebuild the plugin against ABI 2");
+}
+
+static void test_operations_missing(void **state)
+{
+    (void)state;
+    assert_contains(test_refusal("no_ops"), "collector operations missing");
+}
+
+static void test_settings_entries_too_small(void **state)
+{
+    (void)state;
+    assert_contains(test_refusal("small_settings"),
+                    "settings entry size 8 is smaller than ABI 2.0");
+}
+
+static void test_operations_too_small(void **state)
+{
+    (void)state;
+    const char *err = test_refusal("small_ops");
+    assert_contains(err, "collector operations too small (size 8");
 }
 
 static void test_no_entry_symbol(void **state)
@@ -211,7 +253,7 @@ static void test_description_too_small(void **state)
     (void)state;
     const char *err = test_refusal("small_desc");
     assert_contains(err, "description size 16");
-    assert_contains(err, "smaller than ABI 1.0");
+    assert_contains(err, "smaller than ABI 2.0");
 }
 
 static void test_unknown_role(void **state)
@@ -315,9 +357,10 @@ static void test_symlink_inside_followed(void **state)
 static void test_messages_are_distinct(void **state)
 {
     (void)state;
-    static const char *const names[] = {"abi_major2", "no_entry",   "null_desc", "small_desc",
-                                        "bad_role",   "no_collect", "misnamed",  "unresolved",
-                                        "../x",       "absent"};
+    static const char *const names[] = {"abi_major3", "no_entry",      "null_desc", "small_desc",
+                                        "bad_role",   "no_collect",    "misnamed",  "unresolved",
+                                        "../x",       "absent",        "abi1",      "no_ops",
+                                        "small_ops",  "small_settings"};
     enum { N = sizeof names / sizeof names[0] };
     char msgs[N][1024];
     for (size_t i = 0; i < N; i++) {
@@ -331,6 +374,134 @@ static void test_messages_are_distinct(void **state)
             assert_string_not_equal(msgs[i], msgs[j]);
 }
 
+/* ---------------------------------------------------------------------------
+ * Declared settings (good.so declares symbols, count 1..10, mode fast|slow
+ * and a map `types`)
+ */
+
+typedef struct {
+    char lines[8][512];
+    int n;
+} problems_t;
+
+static void keep_problem(void *arg, const char *problem)
+{
+    problems_t *p = arg;
+    if (p->n < 8) snprintf(p->lines[p->n], sizeof p->lines[p->n], "%s", problem);
+    p->n++;
+}
+
+/* Checks worker `a` of plugin good with the settings `body` (YAML lines
+ * indented by four spaces under the worker). */
+static problems_t check_good(const char *body)
+{
+    char yaml[2048], err[512];
+    snprintf(yaml, sizeof yaml, "workers:\n  a:\n    plugin: good\n%s", body);
+    dcb_config_t *cfg = dcb_config_parse(yaml, strlen(yaml), "s.yaml", err, sizeof err);
+    if (!cfg) fail_msg("bad test config: %s", err);
+    dcb_plugin_lib_t *lib = dcb_plugin_load(TEST_DIRS, 1, "good", err, sizeof err);
+    if (!lib) fail_msg("good was refused: %s", err);
+    problems_t p = {0};
+    int n = dcb_settings_check(dcb_plugin_desc(lib), cfg->workers[0].settings, cfg->path, "a",
+                               keep_problem, &p);
+    assert_int_equal(n, p.n);
+    dcb_plugin_unload(&lib);
+    dcb_config_destroy(&cfg);
+    return p;
+}
+
+static void test_settings_valid(void **state)
+{
+    (void)state;
+    problems_t p = check_good("    replicas: 2\n    critical: false\n    symbols: [A, B]\n"
+                              "    count: 10\n    mode: slow\n    types: {x: int}\n");
+    if (p.n) fail_msg("valid settings refused: %s", p.lines[0]);
+    p = check_good("    symbols: A\n"); /* one scalar stands for a list of one */
+    assert_int_equal(p.n, 0);
+}
+
+static void test_settings_unknown_key_suggests_nearest(void **state)
+{
+    (void)state;
+    problems_t p = check_good("    symbol: [A]\n");
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.lines[0], "s.yaml:4:5: workers.a.symbol: unknown setting of plugin good "
+                                    "(did you mean 'symbols'?)");
+    p = check_good("    cuont: 3\n");
+    assert_int_equal(p.n, 1);
+    assert_contains(p.lines[0], "(did you mean 'count'?)");
+    p = check_good("    frobnicate: 1\n");
+    assert_int_equal(p.n, 1);
+    assert_contains(p.lines[0], "s.yaml:4:5: workers.a.frobnicate: unknown setting of plugin good");
+    assert_null(strstr(p.lines[0], "did you mean"));
+}
+
+static void test_settings_type_range_and_choice(void **state)
+{
+    (void)state;
+    problems_t p = check_good("    count: many\n    mode: medium\n    symbols: {a: 1}\n"
+                              "    types: [x]\n");
+    assert_int_equal(p.n, 4);
+    assert_string_equal(p.lines[0],
+                        "s.yaml:4:12: workers.a.count: expected an integer, got \"many\"");
+    assert_string_equal(p.lines[1],
+                        "s.yaml:5:11: workers.a.mode: \"medium\" is not one of fast|slow");
+    assert_contains(p.lines[2], "s.yaml:6:14: workers.a.symbols: expected a list, got a map");
+    assert_contains(p.lines[3], "s.yaml:7:12: workers.a.types: expected a map, got a list");
+    p = check_good("    count: 11\n");
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.lines[0], "s.yaml:4:12: workers.a.count: 11 is out of range [1, 10]");
+    p = check_good("    count: 0\n");
+    assert_int_equal(p.n, 1);
+}
+
+static void test_edit_distance(void **state)
+{
+    (void)state;
+    assert_int_equal(dcb_edit_distance("", ""), 0);
+    assert_int_equal(dcb_edit_distance("symbol", "symbols"), 1);
+    assert_int_equal(dcb_edit_distance("kitten", "sitting"), 3);
+    assert_int_equal(dcb_edit_distance("abc", ""), 3);
+}
+
+/* The host refuses bad settings before open(): the testkit opens through the
+ * same path as the worker, and open() of good would succeed. */
+static void test_bad_settings_refused_before_open(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    dcb_testkit_t *tk =
+        dcb_testkit_new(DCBUS_TEST_PLUGIN_DIR, "good", "count: 42", err, sizeof err);
+    assert_null(tk);
+    assert_contains(err, "workers.it.count: 42 is out of range [1, 10]");
+    tk = dcb_testkit_new(DCBUS_TEST_PLUGIN_DIR, "good", "count: 4", err, sizeof err);
+    if (!tk) fail_msg("good settings refused: %s", err);
+    dcb_testkit_destroy(&tk);
+}
+
+/* A read of a key the table lacks is counted (the testkit refuses such a
+ * plugin), so a table that falls behind its plugin's code shows in tests. */
+static void test_undeclared_reads_counted(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    dcb_plugin_lib_t *lib = dcb_plugin_load(TEST_DIRS, 1, "good", err, sizeof err);
+    if (!lib) fail_msg("good was refused: %s", err);
+    dcbus_ctx_t *ctx = dcb_ctx_new("a", 0, NULL, "s.yaml", NULL);
+    void *st;
+    assert_int_equal(dcb_ctx_open(ctx, dcb_plugin_desc(lib), &st, err, sizeof err), 0);
+    const dcbus_host_t *h = dcb_host_services();
+    assert_int_equal(h->config_int(ctx, "count", 3), 3);
+    assert_int_equal(h->config_len(ctx, "symbols"), 0);
+    assert_null(h->config_str(ctx, "types.x", NULL));
+    assert_int_equal(dcb_ctx_undeclared_reads(ctx), 0);
+    assert_int_equal(h->config_int(ctx, "cuont", 3), 3);
+    assert_int_equal(dcb_ctx_undeclared_reads(ctx), 1);
+    dcb_plugin_close(dcb_plugin_desc(lib), st);
+    dcb_ctx_destroy(&ctx);
+    dcb_plugin_unload(&lib);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -339,6 +510,10 @@ int main(void)
                                         scratch_teardown),
         cmocka_unit_test(test_role_names),
         cmocka_unit_test(test_wrong_abi_major),
+        cmocka_unit_test(test_abi1_plugin_refused),
+        cmocka_unit_test(test_operations_missing),
+        cmocka_unit_test(test_operations_too_small),
+        cmocka_unit_test(test_settings_entries_too_small),
         cmocka_unit_test(test_no_entry_symbol),
         cmocka_unit_test(test_entry_returns_null),
         cmocka_unit_test(test_description_too_small),
@@ -355,6 +530,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_symlink_inside_followed, scratch_setup,
                                         scratch_teardown),
         cmocka_unit_test(test_messages_are_distinct),
+        cmocka_unit_test(test_settings_valid),
+        cmocka_unit_test(test_settings_unknown_key_suggests_nearest),
+        cmocka_unit_test(test_settings_type_range_and_choice),
+        cmocka_unit_test(test_edit_distance),
+        cmocka_unit_test(test_bad_settings_refused_before_open),
+        cmocka_unit_test(test_undeclared_reads_counted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -191,7 +191,7 @@ static int store_ticks(dcb_testkit_t *tk, const char *stream, uint64_t seq, uint
 
 typedef struct {
     dcb_plugin_lib_t *lib;
-    const dcbus_plugin_t *desc;
+    const dcbus_storage_ops_t *desc;
     dcb_config_t *config;
     dcbus_ctx_t *ctx;
     void *state;
@@ -237,7 +237,7 @@ static reader_t *reader_open(const char *table, const char *sessions, const char
     snprintf(text + used, sizeof text - used, "pipelines: {}\n");
     r->lib = dcb_plugin_load(&dir, 1, "postgres", err, sizeof err);
     if (!r->lib) fail_msg("load: %s", err);
-    r->desc = dcb_plugin_desc(r->lib);
+    r->desc = dcbus_storage_ops(dcb_plugin_desc(r->lib));
     r->config = dcb_config_parse(text, strlen(text), "settings", err, sizeof err);
     if (!r->config) fail_msg("settings: %s", err);
     dcb_host_hooks_t hooks = {.error = reader_error, .query_row = reader_row, .arg = r};

@@ -369,7 +369,7 @@ static double generation_rate(const char *settings)
     assert_non_null(config);
     dcbus_ctx_t *ctx = dcb_ctx_new("bench", 0, config->workers[0].settings, "bench", NULL);
     dcb_testkit_t *tk = ticker(NULL); /* just for the loaded description */
-    const dcbus_plugin_t *p = dcb_testkit_plugin(tk);
+    const dcbus_collector_ops_t *p = dcbus_collector_ops(dcb_testkit_plugin(tk));
     void *st = NULL;
     assert_int_equal(p->open(dcb_host_services(), ctx, &st), 0);
     dcbus_builder_t *b = dcb_builder_new();
@@ -391,14 +391,14 @@ static double generation_rate(const char *settings)
 }
 
 /* ---------------------------------------------------------------------------
- * Checkpoint and resume (ABI 1.1).  The testkit keeps the plugin's state to
+ * Checkpoint and resume (optional collector operations).  The testkit keeps the plugin's state to
  * itself, so these tests drive the plugin directly, as the worker does: the
  * loaded description, a context over parsed settings, a builder.
  */
 
 typedef struct {
     dcb_testkit_t *tk; /* loads the plugin; its description and reader */
-    const dcbus_plugin_t *p;
+    const dcbus_collector_ops_t *p;
     dcb_config_t *config;
     dcbus_ctx_t *ctx;
     void *st;
@@ -425,9 +425,9 @@ static direct_t *direct_open(const char *settings)
     d->config = dcb_config_parse(yaml, (size_t)len, "resume", err, sizeof err);
     if (!d->config) fail_msg("bad test settings: %s", err);
     d->tk = ticker(NULL);
-    d->p = dcb_testkit_plugin(d->tk);
-    assert_true(DCBUS_PLUGIN_HAS(d->p, checkpoint));
-    assert_true(DCBUS_PLUGIN_HAS(d->p, resume));
+    d->p = dcbus_collector_ops(dcb_testkit_plugin(d->tk));
+    assert_true(DCBUS_COLLECTOR_HAS(d->p, checkpoint));
+    assert_true(DCBUS_COLLECTOR_HAS(d->p, resume));
     d->ctx = dcb_ctx_new("it", 0, d->config->workers[0].settings, "resume", NULL);
     assert_int_equal(d->p->open(dcb_host_services(), d->ctx, &d->st), 0);
     d->b = dcb_builder_new();
@@ -674,7 +674,7 @@ static void test_resume_refuses_bad_positions(void **state)
     direct_close(&d);
 
     d = direct_open(settings);
-    const dcbus_plugin_t *p = d->p;
+    const dcbus_collector_ops_t *p = d->p;
     /* Length. */
     assert_int_equal(p->resume(d->st, good, 0), DCBUS_ERR);
     assert_int_equal(p->resume(d->st, NULL, 0), DCBUS_ERR);

@@ -2,8 +2,9 @@
  * dcbus/plugin.h -- the one public header a dcbus plugin is written against.
  *
  * A plugin is a shared object that exports one symbol, DCBUS_PLUGIN_ENTRY,
- * returning a const description (dcbus_plugin_t): ABI version, name, version,
- * role and the operations of that role.  The worker host (dcbus-worker) loads
+ * returning a const description (dcbus_plugin_t): a header common to every
+ * role (ABI version, name, version, description, role, declared settings)
+ * and a pointer to the operations struct of its role.  The worker host (dcbus-worker) loads
  * it with dlopen(), checks the ABI, and drives it; the plugin never touches
  * the transport.  Everything a plugin needs from the host -- logging, config,
  * records, events, errors, progress, clock -- comes through the services
@@ -11,10 +12,14 @@
  *
  * Versioning.  DCBUS_ABI_MAJOR changes when an existing member changes
  * meaning; the host refuses a plugin of another major version.  Within one
- * major version members are only ever appended: the description and the
- * services table each carry their own size, so a newer host can serve an
- * older plugin (it reads only the first `size` bytes) and a plugin can test
- * whether the host offers a newer service with DCBUS_HOST_HAS().
+ * major version members are only ever appended: the description, each
+ * role's operations struct and the services table each carry their own
+ * size, so a newer host can serve an older plugin (it reads only the first
+ * `size` bytes, *_HAS() tells what is there) and a plugin can test whether
+ * the host offers a newer service with DCBUS_HOST_HAS().  ABI 2 split the
+ * one description of ABI 1 into a header and one operations struct per
+ * role, and added declared settings; a plugin built for ABI 1 is refused
+ * with a message saying to rebuild it.
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -30,8 +35,8 @@
 extern "C" {
 #endif
 
-#define DCBUS_ABI_MAJOR       1
-#define DCBUS_ABI_MINOR       1
+#define DCBUS_ABI_MAJOR       2
+#define DCBUS_ABI_MINOR       0
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -182,8 +187,10 @@ typedef struct dcbus_host {
 
     /* The instance's settings from the config.  Keys are dotted paths into
      * the instance's map ("types.price"); list items are addressed by index
-     * ("symbols.0").  Each returns `dflt` when the key is absent; a present
-     * value of the wrong type is logged with its file:line:column, `dflt` is
+     * ("symbols.0").  Each returns `dflt` when the key is absent (pass the
+     * default the settings table declares).  The host has checked the
+     * declared settings before open(); a value of the wrong type met here
+     * (inside a MAP setting) is logged with its file:line:column, `dflt` is
      * returned, and the host refuses to run the instance once open() returns. */
     const char *(*config_str)(dcbus_ctx_t *ctx, const char *key, const char *dflt);
     int64_t (*config_int)(dcbus_ctx_t *ctx, const char *key, int64_t dflt);
@@ -251,88 +258,207 @@ typedef struct dcbus_host {
      (host)->member != NULL)
 
 /* ---------------------------------------------------------------------------
- * The description a plugin exports.  Members not used by the role are NULL.
- * Every operation receives the state its open() returned.
+ * Declared settings.
+ *
+ * A plugin lists the settings it reads in a table ended by
+ * DCBUS_SETTINGS_END.  The host checks an instance's settings against it
+ * before open(): a key the table lacks (with the nearest declared key as a
+ * hint), a value of the wrong type, out of range or not among the allowed
+ * values, or a missing required key is an error at its file:line:column,
+ * and the instance does not start.  Keys the host itself reads (plugin,
+ * replicas, critical) are not plugin settings.  `dcbus plugins NAME` prints
+ * the table; the plugin's README shows the same names and defaults.
+ */
+typedef enum {
+    DCBUS_SETTING_STR = 1, /* any scalar, read with config_str */
+    DCBUS_SETTING_INT,     /* an integer (config_int) */
+    DCBUS_SETTING_DOUBLE,  /* a number (config_double) */
+    DCBUS_SETTING_BOOL,    /* true/false/yes/no/on/off (config_bool) */
+    DCBUS_SETTING_LIST,    /* a list of scalars, or one scalar standing for a list of one */
+    DCBUS_SETTING_MAP      /* a map whose content the plugin checks itself in open() */
+} dcbus_setting_type_t;
+
+/* No upper bound, for `max` (a double holds any int64 range end closely enough). */
+#define DCBUS_SETTING_NO_MAX 9.2e18
+
+typedef struct {
+    const char *name; /* the key under the instance, NULL ends the table */
+    dcbus_setting_type_t type;
+    const char *dflt;        /* the default as documentation shows it ("100", "data/csv",
+                                "[CONNECTION]"); NULL: none (the setting is off or derived) */
+    bool required;           /* absent is an error */
+    double min, max;         /* INT and DOUBLE: the allowed range, checked when min < max */
+    const char *allowed;     /* STR and LIST items: the allowed values, '|'-separated; NULL: any */
+    const char *description; /* one line */
+} dcbus_setting_t;
+
+#define DCBUS_SETTINGS_END                                                                         \
+    {                                                                                              \
+        NULL, 0, NULL, false, 0, 0, NULL, NULL                                                     \
+    }
+
+/* ---------------------------------------------------------------------------
+ * The operations of each role.  Each struct carries its own size, so one
+ * role grows (members are only ever appended) without touching the others;
+ * test a member added later with the role's *_HAS(ops, member).  Every
+ * struct starts with open() and close(): open() reads settings, allocates
+ * state and connects (returning non-zero stops the worker with the error it
+ * logged); every later operation receives the state open() returned.
+ */
+
+typedef struct {
+    uint32_t size; /* sizeof(dcbus_collector_ops_t): set by DCBUS_COLLECTOR */
+    int (*open)(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state);
+    void (*close)(void *state);
+    /* Fill `out` with one batch.  Returns DCBUS_OK (the batch is sent if it
+     * holds records), DCBUS_AGAIN (nothing now: the host sleeps up to
+     * `collect_wait_ms`), DCBUS_DONE (source exhausted; a final batch in
+     * `out` is still sent), or an error. */
+    int (*collect)(void *state, dcbus_builder_t *out);
+    /* How long the host waits after DCBUS_AGAIN (0: 10 ms). */
+    uint32_t collect_wait_ms;
+    /* Optional, both or neither: a source that can be read again from a
+     * position (a file offset, a sequence number, a generator's counters).
+     * After each collect() that filled a batch the host calls checkpoint()
+     * for the position just past that batch (at most DCBUS_POSITION_MAX
+     * bytes, written to `buf`, length to *len) and sends it with the batch;
+     * the broker keeps the position of the last batch it spooled.  When a
+     * restarted collector registers, the host calls resume() with that
+     * position before the first collect(), so nothing the broker already has
+     * is collected twice and nothing it lacks is skipped.  Without them a
+     * restarted collector starts afresh. */
+    int (*checkpoint)(void *state, uint8_t *buf, size_t cap, size_t *len);
+    int (*resume)(void *state, const uint8_t *position, size_t len);
+} dcbus_collector_ops_t;
+
+/* The largest position checkpoint() may write. */
+#define DCBUS_POSITION_MAX 64
+
+typedef struct {
+    uint32_t size; /* sizeof(dcbus_processor_ops_t): set by DCBUS_PROCESSOR */
+    int (*open)(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state);
+    void (*close)(void *state);
+    /* Optional cheap check of a batch before process(). */
+    bool (*validate_input)(void *state, const dcbus_batch_t *in);
+    /* Batch in, batch out.  Return DCBUS_PASS to forward `in` unchanged (no
+     * copy), DCBUS_OK when `out` holds the result (records may be dropped,
+     * changed or added), or an error. */
+    int (*process)(void *state, const dcbus_batch_t *in, dcbus_builder_t *out);
+} dcbus_processor_ops_t;
+
+typedef struct {
+    uint32_t size; /* sizeof(dcbus_storage_ops_t): set by DCBUS_STORAGE */
+    int (*open)(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state);
+    void (*close)(void *state);
+    /* store() accepts a batch; it is acknowledged once a later flush()
+     * returns DCBUS_OK, so flush() is where data becomes durable.
+     * DCBUS_ERETRY asks for redelivery later (backend down). */
+    int (*store)(void *state, const dcbus_batch_t *in);
+    int (*flush)(void *state);
+    /* Optional. */
+    int (*query)(void *state, const dcbus_query_t *query);
+    int (*delete_location)(void *state, const char *location_id);
+    int (*session_begin)(void *state, const char *session_id, const char *type);
+    int (*session_end)(void *state, const char *session_id, const char *status);
+} dcbus_storage_ops_t;
+
+typedef struct {
+    uint32_t size; /* sizeof(dcbus_handler_ops_t): set by DCBUS_HANDLER */
+    int (*open)(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state);
+    void (*close)(void *state);
+    /* The error-handler chain.  handle() gets the error and, when a batch
+     * failed, the batch (else NULL).  It returns DCBUS_HANDLED (the chain
+     * stops: the batch is dealt with -- kept, logged -- or, if the handler
+     * called host->retry_after(), delivered again later) or DCBUS_PASS (the
+     * next handler is asked). */
+    bool (*can_handle)(void *state, dcbus_error_type_t type);
+    int (*handle)(void *state, const dcbus_error_t *error, const dcbus_batch_t *batch);
+} dcbus_handler_ops_t;
+
+/* Whether operations struct `ops` of type `type` has member `m` set (a
+ * plugin built against an older minor version has a shorter struct). */
+#define DCBUS_OPS_HAS(type, ops, m)                                                                \
+    ((ops) != NULL && (ops)->size >= offsetof(type, m) + sizeof((ops)->m) && (ops)->m)
+#define DCBUS_COLLECTOR_HAS(ops, m) DCBUS_OPS_HAS(dcbus_collector_ops_t, ops, m)
+#define DCBUS_PROCESSOR_HAS(ops, m) DCBUS_OPS_HAS(dcbus_processor_ops_t, ops, m)
+#define DCBUS_STORAGE_HAS(ops, m)   DCBUS_OPS_HAS(dcbus_storage_ops_t, ops, m)
+#define DCBUS_HANDLER_HAS(ops, m)   DCBUS_OPS_HAS(dcbus_handler_ops_t, ops, m)
+
+/* ---------------------------------------------------------------------------
+ * The description a plugin exports: the same header for every role, then
+ * the operations struct of its role.
  */
 typedef struct dcbus_plugin {
     uint32_t size;        /* sizeof(dcbus_plugin_t): set by DCBUS_PLUGIN_DESCRIPTION */
     uint32_t abi_version; /* DCBUS_ABI_VERSION the plugin was built for */
     const char *name;     /* must equal the .so file name without ".so" */
     const char *version;
-    const char *description;
+    const char *description; /* one line */
     dcbus_role_t role;
-
-    /* Every role.  open() reads settings, allocates state and connects;
-     * returning non-zero stops the worker with the error it logged. */
-    int (*open)(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state);
-    void (*close)(void *state);
-
-    /* Collector: fill `out` with one batch.  Returns DCBUS_OK (the batch is
-     * sent if it holds records), DCBUS_AGAIN (nothing now: the host sleeps
-     * up to `collect_wait_ms`), DCBUS_DONE (source exhausted; a final
-     * batch in `out` is still sent), or an error. */
-    int (*collect)(void *state, dcbus_builder_t *out);
-
-    /* Processor: optional cheap check of a batch before process(). */
-    bool (*validate_input)(void *state, const dcbus_batch_t *in);
-    /* Processor: batch in, batch out.  Return DCBUS_PASS to forward `in`
-     * unchanged (no copy), DCBUS_OK when `out` holds the result (records
-     * may be dropped, changed or added), or an error. */
-    int (*process)(void *state, const dcbus_batch_t *in, dcbus_builder_t *out);
-
-    /* Storage. store() accepts a batch; it is acknowledged once a later
-     * flush() returns DCBUS_OK, so flush() is where data becomes durable.
-     * DCBUS_ERETRY asks for redelivery later (backend down). */
-    int (*store)(void *state, const dcbus_batch_t *in);
-    int (*flush)(void *state);
-    int (*query)(void *state, const dcbus_query_t *query);
-    int (*delete_location)(void *state, const char *location_id);
-    int (*session_begin)(void *state, const char *session_id, const char *type);
-    int (*session_end)(void *state, const char *session_id, const char *status);
-
-    /* Handler (the error-handler chain).  handle() gets the error and, when
-     * a batch failed, the batch (else NULL).  It returns DCBUS_HANDLED (the
-     * chain stops: the batch is dealt with -- kept, logged -- or, if the
-     * handler called host->retry_after(), delivered again later) or
-     * DCBUS_PASS (the next handler is asked). */
-    bool (*can_handle)(void *state, dcbus_error_type_t type);
-    int (*handle)(void *state, const dcbus_error_t *error, const dcbus_batch_t *batch);
-
-    /* Collector: how long the host waits after DCBUS_AGAIN (0: 10 ms). */
-    uint32_t collect_wait_ms;
-
-    /* ABI 1.1.  Collector, optional, both or neither: a source that can be
-     * read again from a position (a file offset, a sequence number, a
-     * generator's counters).  After each collect() that filled a batch the
-     * host calls checkpoint() for the position just past that batch (at
-     * most DCBUS_POSITION_MAX bytes, written to `buf`, length to *len) and
-     * sends it with the batch; the broker keeps the position of the last
-     * batch it spooled.  When a restarted collector registers, the host
-     * calls resume() with that position before the first collect(), so
-     * nothing the broker already has is collected twice and nothing it
-     * lacks is skipped.  Without them a restarted collector starts afresh. */
-    int (*checkpoint)(void *state, uint8_t *buf, size_t cap, size_t *len);
-    int (*resume)(void *state, const uint8_t *position, size_t len);
+    const dcbus_setting_t *settings; /* ended by DCBUS_SETTINGS_END; NULL: no settings */
+    uint32_t setting_size;           /* sizeof(dcbus_setting_t): set by DCBUS_PLUGIN_DESCRIPTION, so
+                                        entries can grow within ABI 2 (read them with dcbus_setting_at) */
+    const void *ops;                 /* the dcbus_<role>_ops_t of `role` */
 } dcbus_plugin_t;
 
-/* The largest position checkpoint() may write. */
-#define DCBUS_POSITION_MAX 64
-
-/* Whether a loaded description has member `m` (a plugin built against an
- * older minor version has a shorter description). */
+/* Whether a loaded description has member `m`. */
 #define DCBUS_PLUGIN_HAS(plugin, m)                                                                \
     ((plugin)->size >= offsetof(dcbus_plugin_t, m) + sizeof((plugin)->m) && (plugin)->m != NULL)
 
+/* The `i`th entry of a description's settings table, stepping by the entry
+ * size the plugin was built with (the table ends at an entry whose name is
+ * NULL); NULL if it has no table.  Members of an entry added after ABI 2.0
+ * are there only if setting_size covers them. */
+static inline const dcbus_setting_t *dcbus_setting_at(const dcbus_plugin_t *p, size_t i)
+{
+    if (!p->settings) return NULL;
+    return (const dcbus_setting_t *)((const char *)p->settings + i * p->setting_size);
+}
+
+/* The operations of a description, typed by role; NULL for another role. */
+static inline const dcbus_collector_ops_t *dcbus_collector_ops(const dcbus_plugin_t *p)
+{
+    return p->role == DCBUS_ROLE_COLLECTOR ? (const dcbus_collector_ops_t *)p->ops : NULL;
+}
+static inline const dcbus_processor_ops_t *dcbus_processor_ops(const dcbus_plugin_t *p)
+{
+    return p->role == DCBUS_ROLE_PROCESSOR ? (const dcbus_processor_ops_t *)p->ops : NULL;
+}
+static inline const dcbus_storage_ops_t *dcbus_storage_ops(const dcbus_plugin_t *p)
+{
+    return p->role == DCBUS_ROLE_STORAGE ? (const dcbus_storage_ops_t *)p->ops : NULL;
+}
+static inline const dcbus_handler_ops_t *dcbus_handler_ops(const dcbus_plugin_t *p)
+{
+    return p->role == DCBUS_ROLE_HANDLER ? (const dcbus_handler_ops_t *)p->ops : NULL;
+}
+
 /* The exported entry point. */
 typedef const dcbus_plugin_t *(*dcbus_plugin_entry_fn)(void);
+
+/* Definition macros.  A plugin defines its operations, then its description:
+ *
+ *     DCBUS_COLLECTOR(my_ops, .open = my_open, .close = my_close, .collect = my_collect);
+ *     DCBUS_PLUGIN_DESCRIPTION(.name = "my", .version = "1.0.0", .description = "...",
+ *                              .role = DCBUS_ROLE_COLLECTOR, .settings = my_settings,
+ *                              .ops = &my_ops)
+ */
+#define DCBUS_OPS_DEFINE_(type, var, ...)                                                          \
+    static const type var = {.size = sizeof(type), __VA_ARGS__}
+#define DCBUS_COLLECTOR(var, ...) DCBUS_OPS_DEFINE_(dcbus_collector_ops_t, var, __VA_ARGS__)
+#define DCBUS_PROCESSOR(var, ...) DCBUS_OPS_DEFINE_(dcbus_processor_ops_t, var, __VA_ARGS__)
+#define DCBUS_STORAGE(var, ...)   DCBUS_OPS_DEFINE_(dcbus_storage_ops_t, var, __VA_ARGS__)
+#define DCBUS_HANDLER(var, ...)   DCBUS_OPS_DEFINE_(dcbus_handler_ops_t, var, __VA_ARGS__)
 
 /* Defines the entry point: DCBUS_PLUGIN_DESCRIPTION(.name = "x", ...). */
 #define DCBUS_PLUGIN_DESCRIPTION(...)                                                              \
     __attribute__((visibility("default"))) const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void);         \
     const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void)                                                 \
     {                                                                                              \
-        static const dcbus_plugin_t description = {                                                \
-            .size = sizeof(dcbus_plugin_t), .abi_version = DCBUS_ABI_VERSION, __VA_ARGS__};        \
+        static const dcbus_plugin_t description = {.size = sizeof(dcbus_plugin_t),                 \
+                                                   .abi_version = DCBUS_ABI_VERSION,               \
+                                                   .setting_size = sizeof(dcbus_setting_t),        \
+                                                   __VA_ARGS__};                                   \
         return &description;                                                                       \
     }
 

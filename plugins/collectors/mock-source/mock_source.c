@@ -84,7 +84,29 @@ static int mock_collect(void *state, dcbus_builder_t *out)
     return self->next >= self->records ? DCBUS_DONE : DCBUS_OK;
 }
 
+static const dcbus_setting_t mock_source_settings[] = {
+    {.name = "records",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "100",
+     .min = 0,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "records in total"},
+    {.name = "batch",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "10",
+     .min = 1,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "records per batch"},
+    {.name = "stream", .type = DCBUS_SETTING_STR, .dflt = "mock", .description = "stream name"},
+    {.name = "fail_after",
+     .type = DCBUS_SETTING_INT,
+     .description =
+         "emit this many records, then fail every collect() with DCBUS_ERR; absent: never"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_COLLECTOR(mock_ops, .open = mock_open, .close = mock_close, .collect = mock_collect);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "mock-source", .version = "0.1.0",
                          .description = "test collector: n, value, text records",
-                         .role = DCBUS_ROLE_COLLECTOR, .open = mock_open, .close = mock_close,
-                         .collect = mock_collect)
+                         .role = DCBUS_ROLE_COLLECTOR, .settings = mock_source_settings,
+                         .ops = &mock_ops)

@@ -19,7 +19,7 @@
  * the prices batch; order-book snapshots they make due wait in a queue and
  * go out in the next batch, so the two streams alternate.
  *
- * Being a pure function also makes it resumable (ABI 1.1): a position is
+ * Being a pure function also makes it resumable (checkpoint and resume): a position is
  * the pair of counters (ticks, books) plus the last batch's stream and the
  * start_ts in use.  resume() resets the generators to what open() set up
  * and replays `ticks` ticks and `books` books without building records.
@@ -474,7 +474,7 @@ static int ticker_collect(void *state, dcbus_builder_t *out)
 }
 
 /* ---------------------------------------------------------------------------
- * Positions (ABI 1.1)
+ * Positions (checkpoint and resume)
  */
 
 static void put_u64le(uint8_t *p, uint64_t v)
@@ -592,8 +592,69 @@ static int ticker_resume(void *state, const uint8_t *position, size_t len)
     return DCBUS_OK;
 }
 
+static const dcbus_setting_t ticker_settings[] = {
+    {.name = "symbols",
+     .type = DCBUS_SETTING_LIST,
+     .dflt = "[BTC_USDT, ETH_USDT]",
+     .description = "symbol names (a single name is allowed too)"},
+    {.name = "rate",
+     .type = DCBUS_SETTING_DOUBLE,
+     .dflt = "0",
+     .min = 0,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "ticks per second, all symbols together; 0 = as fast as possible"},
+    {.name = "limit",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "0",
+     .min = 0,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "ticks in total, then DONE; 0 = unlimited"},
+    {.name = "batch",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "1000",
+     .min = 1,
+     .max = 4294967295.0,
+     .description = "records per batch, at most"},
+    {.name = "orderbook",
+     .type = DCBUS_SETTING_BOOL,
+     .dflt = "true",
+     .description = "also emit order-book snapshots on their own stream"},
+    {.name = "orderbook_every",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "10",
+     .min = 1,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "one snapshot every this many ticks of a symbol"},
+    {.name = "stream_prefix",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "\"\"",
+     .description = "streams are <prefix>prices and <prefix>orderbook"},
+    {.name = "seed",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "1",
+     .description = "seed of the random walk"},
+    {.name = "start_ts",
+     .type = DCBUS_SETTING_INT,
+     .description = "ts of the first tick, unix microseconds; absent: the host clock at open"},
+    {.name = "step_us",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "1000",
+     .min = 0,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "ts advances this much per tick"},
+    {.name = "linger_ms",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "100",
+     .min = 0,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description =
+         "with a rate: a partial batch is sent once its oldest tick has waited this long"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_COLLECTOR(ticker_ops, .open = ticker_open, .close = ticker_close, .collect = ticker_collect,
+                .checkpoint = ticker_checkpoint, .resume = ticker_resume, .collect_wait_ms = 1);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "ticker", .version = "0.1.0",
                          .description = "synthetic tick prices and 3-level order books",
-                         .role = DCBUS_ROLE_COLLECTOR, .open = ticker_open, .close = ticker_close,
-                         .collect = ticker_collect, .checkpoint = ticker_checkpoint,
-                         .resume = ticker_resume, .collect_wait_ms = 1)
+                         .role = DCBUS_ROLE_COLLECTOR, .settings = ticker_settings,
+                         .ops = &ticker_ops)

@@ -275,8 +275,21 @@ static int deadletter_handle(void *state, const dcbus_error_t *error, const dcbu
     return DCBUS_HANDLED;
 }
 
+static const dcbus_setting_t deadletter_settings[] = {
+    {.name = "dir",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "data/deadletter",
+     .description = "the folder of the files, created (with its parents) if missing"},
+    {.name = "types",
+     .type = DCBUS_SETTING_LIST,
+     .allowed = "CONFIGURATION|CONNECTION|VALIDATION|PROCESSING|STORAGE",
+     .description = "the error types it keeps (a list or one name); absent: all"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_HANDLER(deadletter_ops, .open = deadletter_open, .close = deadletter_close,
+              .can_handle = deadletter_can_handle, .handle = deadletter_handle);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "deadletter", .version = "1.0.0",
                          .description = "keeps failed batches and their errors in files",
-                         .role = DCBUS_ROLE_HANDLER, .open = deadletter_open,
-                         .close = deadletter_close, .can_handle = deadletter_can_handle,
-                         .handle = deadletter_handle)
+                         .role = DCBUS_ROLE_HANDLER, .settings = deadletter_settings,
+                         .ops = &deadletter_ops)

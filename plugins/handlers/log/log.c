@@ -104,7 +104,25 @@ static int log_handle(void *state, const dcbus_error_t *error, const dcbus_batch
     return self->pass ? DCBUS_PASS : DCBUS_HANDLED;
 }
 
+static const dcbus_setting_t log_settings[] = {
+    {.name = "level",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "warn",
+     .allowed = "error|warn|info",
+     .description = "the level of the log line"},
+    {.name = "pass",
+     .type = DCBUS_SETTING_BOOL,
+     .dflt = "false",
+     .description = "true: log, then pass to the next handler instead of handling"},
+    {.name = "types",
+     .type = DCBUS_SETTING_LIST,
+     .allowed = "CONFIGURATION|CONNECTION|VALIDATION|PROCESSING|STORAGE",
+     .description = "the error types it takes (a list or one name); absent: all"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_HANDLER(log_ops, .open = log_open, .close = log_close, .can_handle = log_can_handle,
+              .handle = log_handle);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "log", .version = "1.0.0",
                          .description = "writes each error as one structured log line",
-                         .role = DCBUS_ROLE_HANDLER, .open = log_open, .close = log_close,
-                         .can_handle = log_can_handle, .handle = log_handle)
+                         .role = DCBUS_ROLE_HANDLER, .settings = log_settings, .ops = &log_ops)

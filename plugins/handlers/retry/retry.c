@@ -130,7 +130,35 @@ static int retry_handle(void *state, const dcbus_error_t *error, const dcbus_bat
     return DCBUS_HANDLED;
 }
 
+static const dcbus_setting_t retry_settings[] = {
+    {.name = "types",
+     .type = DCBUS_SETTING_LIST,
+     .dflt = "[CONNECTION]",
+     .allowed = "CONFIGURATION|CONNECTION|VALIDATION|PROCESSING|STORAGE",
+     .description = "the error types it retries (a list or one name)"},
+    {.name = "max_attempts",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "5",
+     .min = 1,
+     .max = 1000000,
+     .description = "deliveries of a batch at one stage before it passes"},
+    {.name = "base_ms",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "100",
+     .min = 0,
+     .max = 86400000,
+     .description = "delay after the first failure, ms"},
+    {.name = "max_ms",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "10000",
+     .min = 0,
+     .max = 86400000,
+     .description = "the longest delay, ms (at least base_ms)"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_HANDLER(retry_ops, .open = retry_open, .close = retry_close, .can_handle = retry_can_handle,
+              .handle = retry_handle);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "retry", .version = "1.0.0",
                          .description = "delivers a failed batch again with exponential back-off",
-                         .role = DCBUS_ROLE_HANDLER, .open = retry_open, .close = retry_close,
-                         .can_handle = retry_can_handle, .handle = retry_handle)
+                         .role = DCBUS_ROLE_HANDLER, .settings = retry_settings, .ops = &retry_ops)

@@ -379,8 +379,22 @@ static int validate_process(void *state, const dcbus_batch_t *in, dcbus_builder_
     return copying ? DCBUS_OK : DCBUS_PASS;
 }
 
+static const dcbus_setting_t validate_settings[] = {
+    {.name = "required",
+     .type = DCBUS_SETTING_LIST,
+     .dflt = "[]",
+     .description = "field names every record must have"},
+    {.name = "types",
+     .type = DCBUS_SETTING_MAP,
+     .dflt = "{}",
+     .description = "field -> type it must have when present (string, int, float, number, bool, "
+                    "map, array, any)"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_PROCESSOR(validate_ops, .open = validate_open, .close = validate_close,
+                .validate_input = validate_input, .process = validate_process);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "json-validate", .version = "0.1.0",
                          .description = "drops records missing required fields or of wrong types",
-                         .role = DCBUS_ROLE_PROCESSOR, .open = validate_open,
-                         .close = validate_close, .validate_input = validate_input,
-                         .process = validate_process)
+                         .role = DCBUS_ROLE_PROCESSOR, .settings = validate_settings,
+                         .ops = &validate_ops)

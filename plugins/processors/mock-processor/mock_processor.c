@@ -168,7 +168,22 @@ static int mock_process(void *state, const dcbus_batch_t *in, dcbus_builder_t *o
     return DCBUS_OK;
 }
 
+static const dcbus_setting_t mock_settings[] = {
+    {.name = "mode",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "pass",
+     .allowed = "pass|double|drop_odd|fail|critical",
+     .description = "what process() does"},
+    {.name = "delay_ms",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "0",
+     .min = 0,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "sleep this long in every process() call: a slow step"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_PROCESSOR(mock_ops, .open = mock_open, .close = mock_close, .process = mock_process);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "mock-processor", .version = "0.1.0",
                          .description = "test processor: pass, double, drop_odd, fail or critical",
-                         .role = DCBUS_ROLE_PROCESSOR, .open = mock_open, .close = mock_close,
-                         .process = mock_process)
+                         .role = DCBUS_ROLE_PROCESSOR, .settings = mock_settings, .ops = &mock_ops)

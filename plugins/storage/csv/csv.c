@@ -2044,9 +2044,38 @@ static int csv_delete(void *state, const char *location_id)
     return DCBUS_ENOTSUP;
 }
 
+static const dcbus_setting_t csv_settings[] = {
+    {.name = "dir",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "data/csv",
+     .description = "root folder, created if missing"},
+    {.name = "flush",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "batch",
+     .allowed = "batch|none",
+     .description = "batch: every flush() hands the buffered rows to the kernel; none: rows stay "
+                    "buffered until the buffer fills or the file closes"},
+    {.name = "fsync",
+     .type = DCBUS_SETTING_BOOL,
+     .dflt = "false",
+     .description = "flush() also fsyncs the files (and, once, the folder of a new file)"},
+    {.name = "columns",
+     .type = DCBUS_SETTING_LIST,
+     .description =
+         "fixed header for every file; absent: the keys of the first record written to the file"},
+    {.name = "roll_bytes",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "0",
+     .min = 0,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description =
+         "start <stream>.1.csv, <stream>.2.csv... once a file holds this many bytes; 0 = never"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_STORAGE(csv_ops, .open = csv_open, .close = csv_close, .store = csv_store, .flush = csv_flush,
+              .query = csv_query, .delete_location = csv_delete, .session_begin = csv_session_begin,
+              .session_end = csv_session_end);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "csv", .version = "0.1.0",
                          .description = "CSV files per session and stream",
-                         .role = DCBUS_ROLE_STORAGE, .open = csv_open, .close = csv_close,
-                         .store = csv_store, .flush = csv_flush, .query = csv_query,
-                         .delete_location = csv_delete, .session_begin = csv_session_begin,
-                         .session_end = csv_session_end)
+                         .role = DCBUS_ROLE_STORAGE, .settings = csv_settings, .ops = &csv_ops)

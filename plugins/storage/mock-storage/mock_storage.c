@@ -118,8 +118,28 @@ static int mock_session(void *state, const char *session_id, const char *what)
     return DCBUS_OK;
 }
 
+static const dcbus_setting_t mock_settings[] = {
+    {.name = "file",
+     .type = DCBUS_SETTING_STR,
+     .required = true,
+     .description = "the file to append to (created if missing)"},
+    {.name = "fail_times",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "0",
+     .min = 0,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "the first N store() calls report a STORAGE error and return DCBUS_ERETRY"},
+    {.name = "delay_ms",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "0",
+     .min = 0,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "sleep this long in every store() call: a slow sink"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_STORAGE(mock_ops, .open = mock_open, .close = mock_close, .store = mock_store,
+              .flush = mock_flush, .session_begin = mock_session, .session_end = mock_session);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "mock-storage", .version = "0.1.0",
                          .description = "test storage: one line stream,seq,n per record",
-                         .role = DCBUS_ROLE_STORAGE, .open = mock_open, .close = mock_close,
-                         .store = mock_store, .flush = mock_flush, .session_begin = mock_session,
-                         .session_end = mock_session)
+                         .role = DCBUS_ROLE_STORAGE, .settings = mock_settings, .ops = &mock_ops)

@@ -852,10 +852,66 @@ static int pg_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
     return 0;
 }
 
+static const dcbus_setting_t pg_settings[] = {
+    {.name = "dsn",
+     .type = DCBUS_SETTING_STR,
+     .description =
+         "libpq connection string or URI; absent or empty: the PG* environment variables"},
+    {.name = "table",
+     .type = DCBUS_SETTING_STR,
+     .required = true,
+     .description = "the table this instance writes"},
+    {.name = "schema",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "public",
+     .description = "schema of the table, of the sessions table and of schema_migrations"},
+    {.name = "mode",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "generic",
+     .allowed = "generic|typed",
+     .description =
+         "generic: each record as one JSONB document; typed: one column per mapped field"},
+    {.name = "columns",
+     .type = DCBUS_SETTING_MAP,
+     .description = "typed only: map column -> {type, field, unit}"},
+    {.name = "time_column",
+     .type = DCBUS_SETTING_STR,
+     .description = "typed only: a timestamptz column, the hypertable time dimension"},
+    {.name = "session_table",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "data_collection_sessions",
+     .description = "the sessions table; \"\" for none"},
+    {.name = "migrate",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "auto",
+     .allowed = "auto|manual",
+     .description =
+         "auto: apply pending migrations at start; manual: refuse to start while any is pending"},
+    {.name = "batch_rows",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "100000",
+     .min = 1,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "most rows in one transaction"},
+    {.name = "reconnect_min_ms",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "100",
+     .min = 1,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "first wait before reconnecting after a failure"},
+    {.name = "reconnect_max_ms",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "30000",
+     .min = 1,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "the longest wait between reconnection attempts"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_STORAGE(pg_ops, .open = pg_open, .close = pg_close, .store = pg_store, .flush = pg_flush,
+              .query = pg_query, .delete_location = pg_delete_location,
+              .session_begin = pg_session_begin, .session_end = pg_session_end);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "postgres", .version = "0.1.0",
                          .description = "PostgreSQL storage: COPY in batches, idempotent on "
                                         "(stream, seq, idx), typed or JSONB tables, migrations",
-                         .role = DCBUS_ROLE_STORAGE, .open = pg_open, .close = pg_close,
-                         .store = pg_store, .flush = pg_flush, .query = pg_query,
-                         .delete_location = pg_delete_location, .session_begin = pg_session_begin,
-                         .session_end = pg_session_end)
+                         .role = DCBUS_ROLE_STORAGE, .settings = pg_settings, .ops = &pg_ops)

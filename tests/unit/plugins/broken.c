@@ -8,6 +8,9 @@
  *   TP_SIZE=...          the description's size
  *   TP_ROLE=...          the description's role
  *   TP_DESC_NAME="..."   the name the description gives (default: TP_NAME)
+ *   TP_OPS_SIZE=...      the collector operations' size
+ *   TP_NO_OPS            no operations at all
+ *   TP_SETTING_SIZE=...  a settings table with entries of this size
  *   TP_NO_COLLECT        no collect operation, which a collector needs
  *   TP_NO_ENTRY          no entry symbol at all
  *   TP_NULL_DESC         the entry returns NULL
@@ -23,6 +26,9 @@
 #endif
 #ifndef TP_SIZE
 #define TP_SIZE sizeof(dcbus_plugin_t)
+#endif
+#ifndef TP_OPS_SIZE
+#define TP_OPS_SIZE sizeof(dcbus_collector_ops_t)
 #endif
 #ifndef TP_ROLE
 #define TP_ROLE DCBUS_ROLE_COLLECTOR
@@ -66,17 +72,34 @@ int not_a_dcbus_plugin(void)
 __attribute__((visibility("default"))) const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void);
 const dcbus_plugin_t *DCBUS_PLUGIN_ENTRY(void)
 {
+    static const dcbus_collector_ops_t ops = {
+        .size = TP_OPS_SIZE,
+        .open = broken_open,
+#ifndef TP_NO_COLLECT
+        .collect = broken_collect,
+#endif
+    };
+#ifdef TP_SETTING_SIZE
+    static const dcbus_setting_t settings[] = {{.name = "x", .type = DCBUS_SETTING_INT},
+                                               DCBUS_SETTINGS_END};
+#endif
     static const dcbus_plugin_t description = {
         .size = TP_SIZE,
         .abi_version = TP_ABI,
         .name = TP_DESC_NAME,
         .version = "0.0.1",
         .role = TP_ROLE,
-        .open = broken_open,
-#ifndef TP_NO_COLLECT
-        .collect = broken_collect,
+#ifndef TP_NO_OPS
+        .ops = &ops,
+#endif
+#ifdef TP_SETTING_SIZE
+        .settings = settings,
+        .setting_size = TP_SETTING_SIZE,
 #endif
     };
+#ifdef TP_NO_OPS
+    (void)ops;
+#endif
 #ifdef TP_NULL_DESC
     (void)description;
     return NULL;

@@ -1,0 +1,230 @@
+/*
+ * settings.c -- see settings.h.
+ *
+ * Each key of the instance map is looked up in the declared table; its
+ * value is read with the same node readers the host's config accessors use
+ * (config.c), so what passes here is what config_int() & co. will accept.
+ */
+#include "settings.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const dcbus_plugin_t *desc;
+    const char *path;
+    const char *instance;
+    dcb_settings_report_fn report;
+    void *arg;
+    int problems;
+} check_t;
+
+static void problem_at(check_t *c, int line, int column, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void problem_at(check_t *c, int line, int column, const char *key, const char *fmt, ...)
+{
+    char msg[1024], line_buf[1400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    snprintf(line_buf, sizeof line_buf, "%s:%d:%d: workers.%s%s%s: %s", c->path, line, column,
+             c->instance, key ? "." : "", key ? key : "", msg);
+    c->report(c->arg, line_buf);
+    c->problems++;
+}
+
+const char *dcb_setting_type_name(dcbus_setting_type_t type)
+{
+    switch (type) {
+    case DCBUS_SETTING_STR:
+        return "string";
+    case DCBUS_SETTING_INT:
+        return "int";
+    case DCBUS_SETTING_DOUBLE:
+        return "double";
+    case DCBUS_SETTING_BOOL:
+        return "bool";
+    case DCBUS_SETTING_LIST:
+        return "list";
+    case DCBUS_SETTING_MAP:
+        return "map";
+    }
+    return "?";
+}
+
+size_t dcb_edit_distance(const char *a, const char *b)
+{
+    size_t n = strlen(b);
+    size_t *row = malloc((n + 1) * sizeof *row);
+    if (!row) return SIZE_MAX;
+    for (size_t j = 0; j <= n; j++)
+        row[j] = j;
+    for (size_t i = 1; a[i - 1]; i++) {
+        size_t diag = row[0]; /* row[i-1][j-1] */
+        row[0] = i;
+        for (size_t j = 1; j <= n; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    size_t d = row[n];
+    free(row);
+    return d;
+}
+
+const dcbus_setting_t *dcb_settings_find(const dcbus_plugin_t *desc, const char *name)
+{
+    const dcbus_setting_t *s;
+    for (size_t i = 0; (s = dcbus_setting_at(desc, i)) && s->name; i++)
+        if (strcmp(s->name, name) == 0) return s;
+    return NULL;
+}
+
+const dcbus_setting_t *dcb_settings_nearest(const dcbus_plugin_t *desc, const char *key)
+{
+    /* Near enough: one edit for a short key, else two or a third of its
+     * letters, whichever is more (a swap of two letters is two edits). */
+    size_t len = strlen(key);
+    size_t limit = len <= 3 ? 1 : len / 3 > 2 ? len / 3 : 2;
+    const dcbus_setting_t *best = NULL;
+    size_t best_d = SIZE_MAX;
+    const dcbus_setting_t *s;
+    for (size_t i = 0; (s = dcbus_setting_at(desc, i)) && s->name; i++) {
+        size_t d = dcb_edit_distance(key, s->name);
+        if (d < best_d) best = s, best_d = d;
+    }
+    return best_d <= limit ? best : NULL;
+}
+
+/* Whether `value` is one of the '|'-separated `allowed`. */
+static bool allowed_value(const char *allowed, const char *value)
+{
+    size_t n = strlen(value);
+    for (const char *p = allowed; p && *p;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == n && strncmp(p, value, n) == 0) return true;
+        p = bar ? bar + 1 : NULL;
+    }
+    return false;
+}
+
+static void check_scalar_choice(check_t *c, const dcbus_setting_t *s, const dcb_node_t *v,
+                                const char *key)
+{
+    if (v->kind != DCB_NODE_SCALAR)
+        problem_at(c, v->line, v->column, key, "expected a string, got a %s",
+                   v->kind == DCB_NODE_MAP ? "map" : "list");
+    else if (s->allowed && !allowed_value(s->allowed, v->scalar))
+        problem_at(c, v->line, v->column, key, "\"%s\" is not one of %s", v->scalar, s->allowed);
+}
+
+static void check_range(check_t *c, const dcbus_setting_t *s, const dcb_node_t *v, const char *key,
+                        double x)
+{
+    if (s->min < s->max && (x < s->min || x > s->max)) {
+        if (s->max >= DCBUS_SETTING_NO_MAX)
+            problem_at(c, v->line, v->column, key, "%s is out of range: at least %.15g", v->scalar,
+                       s->min);
+        else
+            problem_at(c, v->line, v->column, key, "%s is out of range [%.15g, %.15g]", v->scalar,
+                       s->min, s->max);
+    }
+}
+
+static void check_value(check_t *c, const dcbus_setting_t *s, const dcb_node_t *v, const char *key)
+{
+    int64_t i;
+    double d;
+    bool b;
+    switch (s->type) {
+    case DCBUS_SETTING_STR:
+        check_scalar_choice(c, s, v, key);
+        return;
+    case DCBUS_SETTING_INT:
+        if (!dcb_node_int(v, &i))
+            problem_at(c, v->line, v->column, key, "expected an integer, got %s%s%s",
+                       v->scalar ? "\"" : "a ", v->scalar ? v->scalar : "non-scalar",
+                       v->scalar ? "\"" : "");
+        else
+            check_range(c, s, v, key, (double)i);
+        return;
+    case DCBUS_SETTING_DOUBLE:
+        if (!dcb_node_double(v, &d))
+            problem_at(c, v->line, v->column, key, "expected a number, got %s%s%s",
+                       v->scalar ? "\"" : "a ", v->scalar ? v->scalar : "non-scalar",
+                       v->scalar ? "\"" : "");
+        else
+            check_range(c, s, v, key, d);
+        return;
+    case DCBUS_SETTING_BOOL:
+        if (!dcb_node_bool(v, &b))
+            problem_at(c, v->line, v->column, key, "expected true or false, got %s%s%s",
+                       v->scalar ? "\"" : "a ", v->scalar ? v->scalar : "non-scalar",
+                       v->scalar ? "\"" : "");
+        return;
+    case DCBUS_SETTING_LIST:
+        if (v->kind == DCB_NODE_MAP) {
+            problem_at(c, v->line, v->column, key, "expected a list, got a map");
+        } else if (v->kind == DCB_NODE_SCALAR) {
+            check_scalar_choice(c, s, v, key);
+        } else {
+            for (size_t k = 0; k < v->count; k++)
+                check_scalar_choice(c, s, v->items[k], key);
+        }
+        return;
+    case DCBUS_SETTING_MAP:
+        if (v->kind != DCB_NODE_MAP)
+            problem_at(c, v->line, v->column, key, "expected a map, got %s",
+                       v->kind == DCB_NODE_LIST ? "a list" : "a scalar");
+        return;
+    }
+}
+
+static void check_unknown(check_t *c, const dcb_node_t *map, size_t k)
+{
+    int line, column;
+    dcb_node_key_position(map, k, &line, &column);
+    const char *key = map->keys[k];
+    const dcbus_setting_t *near = dcb_settings_nearest(c->desc, key);
+    if (near)
+        problem_at(c, line, column, key, "unknown setting of plugin %s (did you mean '%s'?)",
+                   c->desc->name, near->name);
+    else if (dcbus_setting_at(c->desc, 0) && dcbus_setting_at(c->desc, 0)->name)
+        problem_at(c, line, column, key,
+                   "unknown setting of plugin %s (`dcbus plugins %s` lists its settings)",
+                   c->desc->name, c->desc->name);
+    else
+        problem_at(c, line, column, key, "unknown setting: plugin %s takes no settings",
+                   c->desc->name);
+}
+
+int dcb_settings_check(const dcbus_plugin_t *desc, const dcb_node_t *settings, const char *path,
+                       const char *instance, dcb_settings_report_fn report, void *arg)
+{
+    check_t c = {desc, path ? path : "(settings)", instance, report, arg, 0};
+    const dcb_node_t *map = settings && settings->kind == DCB_NODE_MAP ? settings : NULL;
+    for (size_t k = 0; map && k < map->count; k++) {
+        if (dcb_config_is_host_key(map->keys[k])) continue;
+        const dcbus_setting_t *s = dcb_settings_find(desc, map->keys[k]);
+        if (s)
+            check_value(&c, s, map->items[k], map->keys[k]);
+        else
+            check_unknown(&c, map, k);
+    }
+    const dcbus_setting_t *s;
+    for (size_t i = 0; (s = dcbus_setting_at(desc, i)) && s->name; i++) {
+        if (!s->required || (map && dcb_node_at(map, s->name))) continue;
+        problem_at(&c, settings ? settings->line : 1, settings ? settings->column : 1, NULL,
+                   "missing required setting '%s' of plugin %s: %s", s->name, desc->name,
+                   s->description ? s->description : dcb_setting_type_name(s->type));
+    }
+    return c.problems;
+}
