@@ -147,7 +147,24 @@ static int scale_process(void *state, const dcbus_batch_t *in, dcbus_builder_t *
     return DCBUS_OK;
 }
 
+static const dcbus_setting_t scale_settings[] = {
+    {.name = "field",
+     .type = DCBUS_SETTING_STR,
+     .required = true,
+     .description = "the field to read; a record without it passes unchanged"},
+    {.name = "factor",
+     .type = DCBUS_SETTING_DOUBLE,
+     .dflt = "1",
+     .description = "what it is multiplied by; the result is a double"},
+    {.name = "to",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "field",
+     .description = "the field written: replaced where it is, or added last"},
+    DCBUS_SETTINGS_END};
+
+DCBUS_PROCESSOR(scale_ops, .open = scale_open, .close = scale_close, .process = scale_process);
+
 DCBUS_PLUGIN_DESCRIPTION(.name = "scale", .version = "1.0.0",
                          .description = "multiplies a numeric field by a factor",
-                         .role = DCBUS_ROLE_PROCESSOR, .open = scale_open, .close = scale_close,
-                         .process = scale_process)
+                         .role = DCBUS_ROLE_PROCESSOR, .settings = scale_settings,
+                         .ops = &scale_ops)
