@@ -23,6 +23,9 @@ struct dcb_backlog {
     uint64_t read_off, write_off;
     uint64_t pending; /* entries between read_off and write_off */
     uint32_t in_flight;
+    /* Where the entries fed since nothing was last in flight begin: what
+     * a restart feeds again, since the sink may not have them all. */
+    uint64_t unsettled_off;
     uint64_t next_len; /* size of the entry peek() returned */
 };
 
@@ -34,11 +37,16 @@ static void mkdirs(const char *dir)
         if (*p == '/') *p = '\0', mkdir(path, 0755), *p = '/';
 }
 
+/* The position kept is before every batch still in flight: a batch the
+ * sink never stored is fed again after a restart, never skipped.  (Done
+ * does not say which batch, so all of the window since the last time
+ * nothing was in flight goes again; the sink de-duplicates.) */
 static void save_position(dcb_backlog_t *self)
 {
     FILE *f = fopen(self->pos_path, "w");
     if (!f) return;
-    fprintf(f, "%llu\n", (unsigned long long)self->read_off);
+    fprintf(f, "%llu\n",
+            (unsigned long long)(self->in_flight ? self->unsettled_off : self->read_off));
     fclose(f);
 }
 
@@ -145,6 +153,7 @@ bool dcb_backlog_peek(dcb_backlog_t *self, char *pipeline, size_t cap, uint8_t *
 
 void dcb_backlog_advance(dcb_backlog_t *self)
 {
+    if (self->in_flight == 0) self->unsettled_off = self->read_off;
     self->read_off += self->next_len;
     self->pending--;
     self->in_flight++;
@@ -153,6 +162,7 @@ void dcb_backlog_advance(dcb_backlog_t *self)
 void dcb_backlog_done(dcb_backlog_t *self)
 {
     if (self->in_flight) self->in_flight--;
+    if (self->in_flight == 0) self->unsettled_off = self->read_off;
     if (self->pending || self->in_flight) return;
     /* Caught up: start the file afresh. */
     if (ftruncate(self->fd, 0) == 0) self->read_off = self->write_off = 0;

@@ -7,9 +7,10 @@
  * <spool>/backlog/<sink>.log, and fed back to it in order, a few batches at
  * a time, as it acknowledges them.  Memory stays flat however long the
  * outage; the disk takes the difference.  The read position is kept beside
- * the file, so after a broker restart feeding goes on where it was (a batch
- * fed twice is de-duplicated by the sink on (stream, seq)).  Once the sink
- * has caught up the file is emptied.
+ * the file, so after a broker restart feeding goes on where it was, the
+ * batches that were in flight included (a batch fed twice is de-duplicated
+ * by the sink on (stream, seq)).  Once the sink has caught up the file is
+ * emptied.
  *
  * Entry: u32 body length, u16 pipeline-name length, the name, the body
  * (the batch envelope), all little-endian.

@@ -15,6 +15,7 @@
 #include "backlog.h"
 #include "chain.h"
 #include "intake.h"
+#include "lastvalue.h"
 #include "router.h"
 #include "runs.h"
 #include "security.h"
@@ -32,8 +33,9 @@ struct dcb_broker {
     dcb_sessions_t *sessions;
     dcb_tasks_t *tasks;
     dcb_runs_t *runs;
-    dcb_body_t body; /* scratch for replies */
-    dcb_body_t note; /* scratch for topics and notices, never reused while `body` is */
+    dcb_lastvalue_t *lastvalue; /* what a late subscriber is told */
+    dcb_body_t body;            /* scratch for replies */
+    dcb_body_t note;            /* scratch for topics and notices, never reused while `body` is */
     int64_t started_us, last_heartbeat_us, last_second_us;
     uint64_t malformed;
     uint64_t published, publish_dropped;
@@ -109,13 +111,22 @@ static void publish_msg(dcb_broker_t *self, const char *topic, zmq_msg_t *body)
     zmq_setsockopt(raw, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop);
 }
 
-static void publish(void *arg, const char *topic, dcbus_span_t body)
+static void publish_copy(void *arg, const char *topic, dcbus_span_t body)
 {
     zmq_msg_t msg;
     zmq_msg_init_size(&msg, body.len);
     memcpy(zmq_msg_data(&msg), body.data, body.len);
     publish_msg(arg, topic, &msg);
     zmq_msg_close(&msg);
+}
+
+/* Every topic but the data tap goes out here: a state topic's message is
+ * also kept, for subscribers that join later (lastvalue.h). */
+static void publish(void *arg, const char *topic, dcbus_span_t body)
+{
+    dcb_broker_t *self = arg;
+    dcb_lastvalue_note(self->lastvalue, topic, body);
+    publish_copy(self, topic, body);
 }
 
 /* Publishes an ErrorInfo the broker itself raises. */
@@ -290,14 +301,30 @@ static void on_released(void *arg, const char *pipeline)
     dcb_runs_released(self->runs, pipeline, wall_us());
 }
 
+/* A task's topic message: the topic in `topic`, the body in self->note. */
+static void pack_task_message(dcb_broker_t *self, const dcb_task_t *task, char *topic, size_t cap)
+{
+    dcb_body_reset(&self->note);
+    dcb_task_pack(task, &self->note.pk);
+    snprintf(topic, cap, "task.%s.%s", dcb_task_status_name(task->status), task->id);
+}
+
 static void on_task_changed(void *arg, const dcb_task_t *task)
 {
     dcb_broker_t *self = arg;
     char topic[320];
-    dcb_body_reset(&self->note);
-    dcb_task_pack(task, &self->note.pk);
-    snprintf(topic, sizeof topic, "task.%s.%s", dcb_task_status_name(task->status), task->id);
+    pack_task_message(self, task, topic, sizeof topic);
     publish(self, topic, dcb_body_span(&self->note));
+}
+
+/* A task of the table as it was loaded: the last value of its topic, as if
+ * it had just been published (a finished one is not kept). */
+static void keep_task(void *arg, const dcb_task_t *task)
+{
+    dcb_broker_t *self = arg;
+    char topic[320];
+    pack_task_message(self, task, topic, sizeof topic);
+    dcb_lastvalue_note(self->lastvalue, topic, dcb_body_span(&self->note));
 }
 
 /* Tells every peer of `role` about a session change. */
@@ -323,15 +350,29 @@ static void notify_role(dcb_broker_t *self, dcbus_role_t role, dcb_cmd_t cmd)
     rt_foreach_peer(self->router, notify_peer, &n);
 }
 
-static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const char *event)
+/* A session's topic message (`event`: start or end): the topic in
+ * `topic`, the body in self->note. */
+static void pack_session_message(dcb_broker_t *self, const dcb_session_t *s, const char *event,
+                                 char *topic, size_t cap)
 {
-    char topic[160], type[32];
     dcb_body_reset(&self->note);
     dcb_session_pack(s, &self->note.pk);
-    snprintf(topic, sizeof topic, "session.%s.%s", event, s->type);
+    snprintf(topic, cap, "session.%s.%s", event, s->type);
+}
+
+/* Tells the monitors: session.<event>.<type> and SESSION_START or _END. */
+static void publish_session(dcb_broker_t *self, const dcb_session_t *s, const char *event)
+{
+    char topic[160], type[32];
+    pack_session_message(self, s, event, topic, sizeof topic);
     publish(self, topic, dcb_body_span(&self->note));
     snprintf(type, sizeof type, "SESSION_%s", strcmp(event, "start") == 0 ? "START" : "END");
     dcb_runs_event(self->runs, type, "broker", dcb_body_span(&self->note), wall_us());
+}
+
+static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const char *event)
+{
+    publish_session(self, s, event);
     /* Collectors stamp new batches with it; sinks close and open their files. */
     dcb_body_reset(&self->note);
     msgpack_pack_map(&self->note.pk, 4);
@@ -389,6 +430,10 @@ static zsock_t *bind_socket(int type, const char *endpoint, const dcb_config_t *
     /* A subscriber at its high-water mark makes sends fail instead of
      * silently dropping, so the broker can count what is lost. */
     if (type == ZMQ_XPUB) zsock_set_xpub_nodrop(sock, 1);
+    /* Every subscription and unsubscription reaches the broker, not only
+     * the first and last of a prefix: each new subscriber is told the
+     * state (lastvalue.h), and the data tap's subscribers are counted. */
+    if (type == ZMQ_XPUB) zsock_set_xpub_verboser(sock, 1);
     zsock_set_rcvhwm(sock, 0);
     if (zsock_bind(sock, "%s", endpoint) < 0) {
         dcb_error("cannot bind", "endpoint=%s error=\"%s\"", endpoint, zmq_strerror(errno));
@@ -462,6 +507,7 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
     }
     dcb_body_init(&self->body);
     dcb_body_init(&self->note);
+    self->lastvalue = dcb_lastvalue_new();
     if (open_state(self, why, sizeof why) != 0) {
         dcb_error("broker cannot start", "error=\"%s\"", why);
         dcb_broker_destroy(&self);
@@ -472,6 +518,12 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
     self->started_us = now_us();
     self->sessions = dcb_sessions_new((int64_t)config->session_rotate_s * 1000000,
                                       on_session_changed, self, wall_us());
+    /* What a subscriber is told from the start: the first session, and
+     * the tasks the table kept from before a restart that are not done. */
+    char topic[160];
+    pack_session_message(self, dcb_sessions_active(self->sessions), "start", topic, sizeof topic);
+    dcb_lastvalue_note(self->lastvalue, topic, dcb_body_span(&self->note));
+    dcb_tasks_foreach(self->tasks, keep_task, self);
     dcb_info("broker listening", "bus=%s topics=%s session=%s security=%s", config->bus_endpoint,
              config->topics_endpoint, dcb_sessions_active(self->sessions)->id,
              config->curve ? "curve" : "plaintext");
@@ -488,6 +540,7 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
     dcb_runs_destroy(&self->runs);
     dcb_sessions_destroy(&self->sessions);
     dcb_tasks_close(&self->tasks);
+    dcb_lastvalue_destroy(&self->lastvalue);
     dcb_body_destroy(&self->note);
     free(self->forwarded);
     for (size_t i = 0; i < self->nbacklogs; i++)
@@ -1095,8 +1148,12 @@ static bool matches_data(const char *prefix, size_t len)
 }
 
 /* Subscriptions arrive on the XPUB as one byte (1 subscribe, 0 unsubscribe)
- * and the prefix; the broker counts those that want the data tap, so it
- * publishes data.* only when someone listens.  Anything else is junk. */
+ * and the prefix, every one of them (XPUB_VERBOSER).  A new subscription
+ * is told the last value of the state topics its prefix matches; since an
+ * XPUB cannot send to one subscriber alone, those who subscribed before
+ * to the same topics get the values again.  The broker counts the
+ * subscriptions that want the data tap, so it publishes data.* only when
+ * someone listens.  Anything else is junk. */
 static void read_subscriptions(dcb_broker_t *self)
 {
     zmq_msg_t msg;
@@ -1106,6 +1163,8 @@ static void read_subscriptions(dcb_broker_t *self)
         size_t len = zmq_msg_size(&msg);
         if (len >= 1 && (d[0] == 0 || d[0] == 1) && !zmq_msg_more(&msg)) {
             if (matches_data(d + 1, len - 1)) self->data_subscribers += d[0] == 1 ? 1 : -1;
+            if (d[0] == 1)
+                dcb_lastvalue_replay(self->lastvalue, d + 1, len - 1, publish_copy, self);
         } else {
             note_malformed(self, "topics subscriber", "not a subscription message");
         }
@@ -1155,6 +1214,17 @@ static void periodic(dcb_broker_t *self, int64_t now)
     }
 }
 
+/* A clean stop ends the active session for the monitors: session.end and
+ * SESSION_END.  Workers are not told; a broker that starts again begins a
+ * new session and gives it to each in READY.  The topics socket then
+ * lingers a moment, so the message leaves before the socket closes. */
+static void announce_stop(dcb_broker_t *self)
+{
+    const dcb_session_t *ended = dcb_sessions_stop(self->sessions, wall_us());
+    if (ended) publish_session(self, ended, "end");
+    zsock_set_linger(self->topics, 1000);
+}
+
 int dcb_broker_run(dcb_broker_t *self, volatile sig_atomic_t *stop)
 {
     zmq_pollitem_t items[] = {{zsock_resolve(self->bus), 0, ZMQ_POLLIN, 0},
@@ -1175,5 +1245,6 @@ int dcb_broker_run(dcb_broker_t *self, volatile sig_atomic_t *stop)
     }
     dcb_info("broker stopping", "in_flight=%zu malformed=%" PRIu64,
              rt_batches_in_flight(self->router), self->malformed);
+    announce_stop(self);
     return 0;
 }

@@ -6,7 +6,9 @@
  * by the protocol layer first; a malformed one is logged, counted and
  * dropped before it can reach routing.  Registered peers' DATA, ACK, NACK
  * and BYE go to the router (router.h); EVENT, ERROR and TASK are published
- * as topics; REQUEST is answered directly.
+ * as topics; REQUEST is answered directly.  Each new subscription on the
+ * XPUB is told the last values of the state topics (lastvalue.h), and a
+ * clean stop publishes session.end for the active session.
  */
 #ifndef DCB_BROKER_H
 #define DCB_BROKER_H

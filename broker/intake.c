@@ -469,7 +469,7 @@ size_t dcb_intake_waiting(const dcb_intake_t *self, const char *pipeline)
     size_t n = 0;
     for (size_t i = 0; i < self->npipes; i++)
         if (!pipeline || strcmp(self->pipes[i].name, pipeline) == 0) {
-            n = refs_len(&self->pipes[i].spooled);
+            n += refs_len(&self->pipes[i].spooled);
             for (const held_t *h = self->held_head; h; h = h->next)
                 n += strcmp(h->env.source, self->pipes[i].collector) == 0;
         }

@@ -240,6 +240,7 @@ const char *dcb_runs_pipeline_status(const dcb_runs_t *self, const char *pipelin
     const run_t *r = find_pipeline(self, pipeline);
     if (!r) return "IDLE";
     if (r->pipeline_error) return "ERROR";
+    if (!r->collection_task[0]) return "IDLE"; /* its collector gave no run id: no run */
     return r->collecting || !r->finished ? "RUNNING" : "IDLE";
 }
 

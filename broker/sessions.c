@@ -18,6 +18,7 @@ struct dcb_sessions {
     size_t nhistory, next; /* ring */
     int64_t rotate_us;
     uint64_t counter; /* keeps ids unique within one clock tick */
+    bool stopped;     /* the broker stopped: the active session has ended */
     dcb_session_changed_fn *changed;
     void *arg;
 };
@@ -94,6 +95,10 @@ static void replace(dcb_sessions_t *self, const char *status, const char *type, 
 int dcb_sessions_start(dcb_sessions_t *self, const char *type, dcbus_span_t meta, int64_t now_us,
                        char *why, size_t whylen)
 {
+    if (self->stopped) {
+        snprintf(why, whylen, "the broker is stopping");
+        return -1;
+    }
     if (!valid_type(type)) {
         snprintf(why, whylen, "session type '%s' is not a plain name ([A-Za-z0-9_-], < 64)", type);
         return -1;
@@ -109,6 +114,10 @@ int dcb_sessions_start(dcb_sessions_t *self, const char *type, dcbus_span_t meta
 int dcb_sessions_end(dcb_sessions_t *self, const char *status, int64_t now_us, char *why,
                      size_t whylen)
 {
+    if (self->stopped) {
+        snprintf(why, whylen, "the broker is stopping");
+        return -1;
+    }
     if (strcmp(self->active.type, "idle") == 0) {
         snprintf(why, whylen, "no session to end: only the idle session is active");
         return -1;
@@ -121,8 +130,18 @@ int dcb_sessions_end(dcb_sessions_t *self, const char *status, int64_t now_us, c
     return 0;
 }
 
+const dcb_session_t *dcb_sessions_stop(dcb_sessions_t *self, int64_t now_us)
+{
+    if (self->stopped) return NULL;
+    self->stopped = true;
+    snprintf(self->active.status, sizeof self->active.status, "completed");
+    self->active.end_us = now_us;
+    return &self->active;
+}
+
 void dcb_sessions_tick(dcb_sessions_t *self, int64_t now_us)
 {
+    if (self->stopped) return;
     if (strcmp(self->active.type, "idle") == 0 && now_us - self->active.start_us >= self->rotate_us)
         replace(self, "completed", "idle", (dcbus_span_t){NULL, 0}, now_us);
 }

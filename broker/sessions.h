@@ -50,6 +50,12 @@ int dcb_sessions_start(dcb_sessions_t *self, const char *type, dcbus_span_t meta
  * an idle one.  Returns -1 if only the idle session is active. */
 int dcb_sessions_end(dcb_sessions_t *self, const char *status, int64_t now_us, char *why,
                      size_t whylen);
+/* The broker stops: the active session ends as completed and no other
+ * begins.  Returns the ended session, for its announcement (the callback
+ * is not called); dcb_sessions_active() returns it from then on, ended.
+ * Later calls return NULL, and the registry changes no more: start and
+ * end refuse, tick does nothing. */
+const dcb_session_t *dcb_sessions_stop(dcb_sessions_t *self, int64_t now_us);
 /* Rotates an idle session that has lasted the rotation period. */
 void dcb_sessions_tick(dcb_sessions_t *self, int64_t now_us);
 /* Counts records and errors into the active session. */

@@ -217,6 +217,12 @@ void dcb_tasks_sync(dcb_tasks_t *self)
         if (self->tasks[i].dirty) save(self, &self->tasks[i]);
 }
 
+void dcb_tasks_foreach(const dcb_tasks_t *self, dcb_task_fn *fn, void *arg)
+{
+    for (size_t i = 0; i < self->count; i++)
+        fn(arg, &self->tasks[i]);
+}
+
 void dcb_task_pack(const dcb_task_t *t, msgpack_packer *pk)
 {
     msgpack_pack_map(pk, 13);

@@ -62,6 +62,9 @@ void dcb_tasks_progress(dcb_tasks_t *self, dcb_task_t *task, double progress, ui
 void dcb_tasks_batches(dcb_tasks_t *self, dcb_task_t *task, uint64_t batches);
 /* Writes tasks whose progress changed; called about once a second. */
 void dcb_tasks_sync(dcb_tasks_t *self);
+/* Calls `fn` with every task, oldest first; `fn` must not create tasks. */
+typedef void(dcb_task_fn)(void *arg, const dcb_task_t *task);
+void dcb_tasks_foreach(const dcb_tasks_t *self, dcb_task_fn *fn, void *arg);
 /* Every task, newest first, as a msgpack array (at most `limit`). */
 void dcb_tasks_pack_list(dcb_tasks_t *self, msgpack_packer *pk, size_t limit);
 void dcb_task_pack(const dcb_task_t *task, msgpack_packer *pk);
