@@ -66,6 +66,7 @@ struct dcb_intake {
     uint64_t kept; /* given up, left in the spool */
     uint64_t commit_failures;
     bool append_failing; /* an episode of refused appends, logged once */
+    bool roll_pending;   /* a finished collector's segment still to start */
     uint64_t *discard;   /* recovered entries nobody can take */
     size_t ndiscard;
 };
@@ -371,7 +372,10 @@ static void hold(dcb_intake_t *self, const void *id, size_t idlen, const dcb_env
     else
         self->held_head = h;
     self->held_tail = h;
-    if (self->nheld++ == 0)
+    dcb_spool_stats_t st;
+    dcb_spool_stats(self->spool, &st);
+    /* Out of disk space is said by note_refused(), with what it needs. */
+    if (self->nheld++ == 0 && !st.nospace)
         dcb_warn("spool full: collectors held back", "limit_mb=%d", self->config->spool_max_mb);
 }
 
@@ -459,6 +463,7 @@ static void admit_spooled(dcb_intake_t *self, intake_pipe_t *p)
 
 void dcb_intake_service(dcb_intake_t *self, int64_t now_us)
 {
+    if (self->roll_pending && dcb_spool_roll(self->spool) == 0) self->roll_pending = false;
     spool_held(self);
     /* Without acknowledgements waiting this is the interval policy's timer. */
     if (dcb_spool_commit(self->spool, now_us) != 0) {
@@ -490,9 +495,13 @@ void dcb_intake_source_done(dcb_intake_t *self, const char *collector)
     rt_restore_position(self->router, collector, NULL, 0);
     /* A new segment states the positions without it, so a broker restart
      * does not find the old one again in the batches before. */
-    if (dcb_spool_roll(self->spool) != 0)
-        dcb_warn("spool: cannot start a segment; a restart may resume a finished collector",
-                 "collector=%s", collector);
+    if (dcb_spool_roll(self->spool) != 0) {
+        if (!self->roll_pending)
+            dcb_warn("spool: cannot start a segment yet; until it is, a restart may resume a "
+                     "finished collector",
+                     "collector=%s error=\"%s\"", collector, strerror(errno));
+        self->roll_pending = true; /* tried again by the service */
+    }
 }
 
 size_t dcb_intake_waiting(const dcb_intake_t *self, const char *pipeline)

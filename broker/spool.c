@@ -63,8 +63,9 @@ struct dcb_spool {
     bool sealed; /* and takes no more appends: the disk was full */
     uint64_t bytes, dropped;
     bool dirty, full;
-    bool nospace;  /* the file system refused the last append */
-    uint64_t need; /* and how many bytes it needed */
+    bool nospace;         /* the file system refused the last append */
+    bool release_failing; /* a release list write failed (warned once until one works) */
+    uint64_t need;        /* and how many bytes it needed */
     uint64_t nospace_episodes;
     int64_t retry_us; /* when a spool out of space tries again (0: now) */
     int64_t synced_us;
@@ -412,7 +413,10 @@ static int roll(dcb_spool_t *self)
 
 int dcb_spool_roll(dcb_spool_t *self)
 {
-    return roll(self) == 0 ? 0 : -1;
+    if (self->nospace && self->retry_us && mono_us() < self->retry_us) return errno = ENOSPC, -1;
+    int rc = roll(self);
+    if (rc > 0) no_space(self, next_cap(self));
+    return rc == 0 ? 0 : -1;
 }
 
 /* The oldest segments go until `need` more bytes fit; false if they
@@ -501,8 +505,13 @@ void dcb_spool_release(dcb_spool_t *self, uint64_t ref)
     uint8_t off[4];
     put_u32(off, (uint32_t)ref);
     struct iovec iov = {off, sizeof off};
-    if (write_all(s->rel_fd, &iov, 1) != 0)
-        dcb_warn("spool: cannot record a release", "error=\"%s\"", strerror(errno));
+    /* Not recorded, the batch is delivered again after a crash (and
+     * de-duplicated): warned once, not per release. */
+    bool failed = write_all(s->rel_fd, &iov, 1) != 0;
+    if (failed && !self->release_failing)
+        dcb_warn("spool: cannot record releases; a crash now delivers them again", "error=\"%s\"",
+                 strerror(errno));
+    self->release_failing = failed;
     /* The newest segment stays, even sealed: it holds the latest state. */
     bool newest = self->active && s == &self->segs[self->nsegs - 1];
     if (--s->live == 0 && !newest) seg_delete(self, s);

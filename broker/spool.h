@@ -73,7 +73,8 @@ int dcb_spool_recover(dcb_spool_t *self, dcb_spool_visit_fn *fn, void *arg, char
                       size_t errlen);
 
 /* Starts a new segment now, beginning with the current state.  -1 on an
- * I/O error. */
+ * I/O error or for lack of space (errno ENOSPC; tried again no sooner than
+ * an append would be). */
 int dcb_spool_roll(dcb_spool_t *self);
 
 /* Appends a batch.  Returns 0 and its reference in *ref, 1 if the spool is
