@@ -388,6 +388,8 @@ static int roll(dcb_spool_t *self)
     /* Without room for a whole segment, one of the state alone still lets
      * a released newest segment go. */
     if (rc != 0 && is_nospace(errno) && prev && prev->live == 0) rc = 0;
+    /* Nor must a broker starting on a full disk fail for the want of it. */
+    if (rc != 0 && is_nospace(errno) && !self->active) rc = 0;
     uint64_t offset;
     dcbus_span_t state = self->state ? self->state(self->state_arg) : (dcbus_span_t){NULL, 0};
     if (rc == 0) rc = write_entry(self, &s, DCB_SPOOL_STATE, state, &offset);
