@@ -418,6 +418,7 @@ int dcb_spool_roll(dcb_spool_t *self)
     if (self->nospace && self->retry_us && mono_us() < self->retry_us) return errno = ENOSPC, -1;
     int rc = roll(self);
     if (rc > 0) no_space(self, next_cap(self));
+    if (rc == 0) self->nospace = false;
     return rc == 0 ? 0 : -1;
 }
 
