@@ -63,11 +63,11 @@ struct dcb_spool {
     bool sealed; /* and takes no more appends: the disk was full */
     uint64_t bytes, dropped;
     bool dirty, full;
-    bool nospace;         /* the file system refused the last append */
-    bool release_failing; /* a release list write failed (warned once until one works) */
-    uint64_t need;        /* and how many bytes it needed */
-    uint64_t nospace_episodes;
-    int64_t retry_us; /* when a spool out of space tries again (0: now) */
+    bool nospace;              /* the file system refused the last append */
+    uint64_t need;             /* and how many bytes it needed */
+    uint64_t nospace_episodes; /* times it was found full */
+    bool release_failing;      /* a release list write failed (warned once until one works) */
+    int64_t retry_us;          /* when a spool out of space tries again (0: now) */
     int64_t synced_us;
     dcb_syncer_t *syncer; /* fsync: interval, off the broker's loop */
 };
