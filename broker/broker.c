@@ -38,6 +38,7 @@ struct dcb_broker {
     dcb_body_t note;            /* scratch for topics and notices, never reused while `body` is */
     int64_t started_us, last_heartbeat_us, last_second_us;
     uint64_t malformed;
+    uint64_t refused_keys; /* HELLOs whose CURVE key may not be what they claim */
     uint64_t published, publish_dropped;
     int data_subscribers; /* subscriptions that match data.* */
     /* backlogs of the sinks marked critical: false */
@@ -599,6 +600,19 @@ static void pack_resume_point(dcb_broker_t *self, const char *instance, msgpack_
     msgpack_pack_bin_with_body(pk, pos, len);
 }
 
+/* A HELLO whose CURVE key is not the instance's: refused, counted, and an
+ * error on error.VALIDATION.broker. */
+static void refuse_key(dcb_broker_t *self, const zmq_msg_t *routing, const char *instance,
+                       const char *why)
+{
+    self->refused_keys++;
+    refuse_peer(self, routing, "refused", why);
+    if (self->refused_keys <= 10 || self->refused_keys % 1000 == 0)
+        dcb_error("worker refused: key not allowed for the instance",
+                  "instance=%s reason=\"%s\" total=%" PRIu64, instance, why, self->refused_keys);
+    publish_broker_error(self, "VALIDATION", "register", why, NULL, 0);
+}
+
 static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
 {
     char role[32] = "", instance[DCB_NAME_MAX] = "", plugin[64] = "", run[128] = "", why[256];
@@ -617,6 +631,11 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
                  DCBUS_ABI_MAJOR_OF(abi), (unsigned)(abi & 0xffff), role, DCBUS_ABI_MAJOR);
         refuse_peer(self, &m->routing, "refused", why);
         dcb_warn("worker refused", "instance=%s reason=\"%s\"", instance, why);
+        return;
+    }
+    if (!dcb_security_may_register(self->config, dcb_security_peer_key(&m->body), instance,
+                                   role_parse(role), why, sizeof why)) {
+        refuse_key(self, &m->routing, instance, why);
         return;
     }
     uint32_t max_credit = (uint32_t)self->config->credit;
@@ -769,7 +788,7 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     size_t waiting = dcb_intake_waiting(self->intake, NULL);
     rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  waiting, 6, collection_status, self);
+                  waiting, 7, collection_status, self);
     dcb_pack_str(pk, "spool");
     dcb_intake_pack_stats(self->intake, pk);
     dcb_pack_str(pk, "backlogs");
@@ -794,6 +813,7 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     dcb_pack_kv_str(pk, "session", session->id);
     dcb_pack_kv_uint(pk, "topics_published", self->published);
     dcb_pack_kv_uint(pk, "topics_dropped", self->publish_dropped);
+    dcb_pack_kv_uint(pk, "refused_keys", self->refused_keys);
     return 0;
 }
 

@@ -65,7 +65,9 @@ struct dcb_intake {
     uint64_t unreadable;
     uint64_t kept; /* given up, left in the spool */
     uint64_t commit_failures;
-    uint64_t *discard; /* recovered entries nobody can take */
+    bool append_failing; /* an episode of refused appends, logged once */
+    bool roll_pending;   /* a finished collector's segment still to start */
+    uint64_t *discard;   /* recovered entries nobody can take */
     size_t ndiscard;
 };
 
@@ -218,6 +220,17 @@ static void recover_entry(void *arg, dcb_spool_kind_t kind, uint64_t ref, dcbus_
  * Life cycle
  */
 
+/* The configured segment size, but at most a quarter of the size limit
+ * (and 1 MiB at least), so releases can delete old segments before the
+ * limit is reached. */
+static uint64_t segment_bytes(const dcb_config_t *c)
+{
+    uint64_t seg = (uint64_t)c->spool_segment_mb << 20,
+             quarter = ((uint64_t)c->spool_max_mb << 20) / 4;
+    if (quarter < (1u << 20)) quarter = 1u << 20;
+    return seg < quarter ? seg : quarter;
+}
+
 static dcb_spool_t *open_spool(dcb_intake_t *self, char *err, size_t errlen)
 {
     const dcb_config_t *c = self->config;
@@ -227,7 +240,7 @@ static dcb_spool_t *open_spool(dcb_intake_t *self, char *err, size_t errlen)
                              .fsync = c->spool_fsync,
                              .fsync_interval_us = (int64_t)c->spool_fsync_ms * 1000,
                              .max_bytes = (uint64_t)c->spool_max_mb << 20,
-                             .segment_bytes = (uint64_t)c->spool_segment_mb << 20,
+                             .segment_bytes = segment_bytes(c),
                              .drop_oldest = c->spool_drop_oldest};
     return dcb_spool_open(&opts, encode_state, self, err, errlen);
 }
@@ -304,6 +317,22 @@ static bool pipe_has_room(dcb_intake_t *self, const intake_pipe_t *p)
     return total < (size_t)self->config->memory_batches;
 }
 
+/* An append refused for lack of disk space or an I/O error: logged once
+ * per episode, with what the spool needs.  (A full spool is logged by
+ * hold().) */
+static void note_refused(dcb_intake_t *self, int rc, const char *err)
+{
+    dcb_spool_stats_t st;
+    dcb_spool_stats(self->spool, &st);
+    if (self->append_failing || (rc > 0 && !st.nospace)) return;
+    self->append_failing = true;
+    if (rc > 0)
+        dcb_error("spool: no space left on device; collectors held back until there is room",
+                  "need_bytes=%" PRIu64 " spool_bytes=%" PRIu64, st.need, st.bytes);
+    else
+        dcb_error("cannot spool a batch; collectors are held back", "error=\"%s\"", err);
+}
+
 /* Appends one batch; 1 if there is no room, and it stays where it is. */
 static int spool_one(dcb_intake_t *self, const void *id, size_t idlen, const dcb_envelope_t *env,
                      zmq_msg_t *body)
@@ -312,12 +341,15 @@ static int spool_one(dcb_intake_t *self, const void *id, size_t idlen, const dcb
     char err[256];
     dcbus_span_t data = {zmq_msg_data(body), zmq_msg_size(body)};
     int rc = dcb_spool_append(self->spool, data, &ref, err, sizeof err);
-    if (rc < 0) {
+    if (rc != 0) {
         /* Held, not lost: it is retried each service, like a full spool. */
-        dcb_error("cannot spool a batch; collectors are held back", "error=\"%s\"", err);
+        note_refused(self, rc, err);
         return 1;
     }
-    if (rc > 0) return 1;
+    if (self->append_failing) {
+        self->append_failing = false;
+        dcb_info("spool writes again: collectors resume", NULL);
+    }
     queue_ack(self, id, idlen, env->stream, env->seq);
     intake_pipe_t *p = pipe_of(self, env->source);
     if (refs_len(&p->spooled) || !pipe_has_room(self, p) ||
@@ -340,7 +372,10 @@ static void hold(dcb_intake_t *self, const void *id, size_t idlen, const dcb_env
     else
         self->held_head = h;
     self->held_tail = h;
-    if (self->nheld++ == 0)
+    dcb_spool_stats_t st;
+    dcb_spool_stats(self->spool, &st);
+    /* Out of disk space is said by note_refused(), with what it needs. */
+    if (self->nheld++ == 0 && !st.nospace)
         dcb_warn("spool full: collectors held back", "limit_mb=%d", self->config->spool_max_mb);
 }
 
@@ -428,6 +463,7 @@ static void admit_spooled(dcb_intake_t *self, intake_pipe_t *p)
 
 void dcb_intake_service(dcb_intake_t *self, int64_t now_us)
 {
+    if (self->roll_pending && dcb_spool_roll(self->spool) == 0) self->roll_pending = false;
     spool_held(self);
     /* Without acknowledgements waiting this is the interval policy's timer. */
     if (dcb_spool_commit(self->spool, now_us) != 0) {
@@ -459,9 +495,13 @@ void dcb_intake_source_done(dcb_intake_t *self, const char *collector)
     rt_restore_position(self->router, collector, NULL, 0);
     /* A new segment states the positions without it, so a broker restart
      * does not find the old one again in the batches before. */
-    if (dcb_spool_roll(self->spool) != 0)
-        dcb_warn("spool: cannot start a segment; a restart may resume a finished collector",
-                 "collector=%s", collector);
+    if (dcb_spool_roll(self->spool) != 0) {
+        if (!self->roll_pending)
+            dcb_warn("spool: cannot start a segment yet; until it is, a restart may resume a "
+                     "finished collector",
+                     "collector=%s error=\"%s\"", collector, strerror(errno));
+        self->roll_pending = true; /* tried again by the service */
+    }
 }
 
 size_t dcb_intake_waiting(const dcb_intake_t *self, const char *pipeline)
@@ -480,7 +520,7 @@ void dcb_intake_pack_stats(const dcb_intake_t *self, msgpack_packer *pk)
 {
     dcb_spool_stats_t st;
     dcb_spool_stats(self->spool, &st);
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 10);
     dcb_pack_kv_uint(pk, "bytes", st.bytes);
     dcb_pack_kv_uint(pk, "segments", st.segments);
     dcb_pack_kv_uint(pk, "batches", st.batches);
@@ -489,4 +529,6 @@ void dcb_intake_pack_stats(const dcb_intake_t *self, msgpack_packer *pk)
     dcb_pack_kv_uint(pk, "kept", self->kept);
     dcb_pack_kv_uint(pk, "held", self->nheld);
     dcb_pack_kv_bool(pk, "full", self->nheld > 0);
+    dcb_pack_kv_uint(pk, "nospace", st.nospace_episodes);
+    dcb_pack_kv_uint(pk, "need_bytes", st.need);
 }

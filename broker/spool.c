@@ -5,7 +5,21 @@
  * is found again with one pread and released with one 4-byte append to
  * the segment's release list.  Segment numbers start at 1: reference 0
  * means none.
+ *
+ * Disk space.  A new segment is preallocated (fallocate) to its full size,
+ * so a full file system is met when a segment starts -- a clean point --
+ * not in the middle of an entry; a segment's unused preallocation is given
+ * back when it stops taking appends.  Segments are at most a quarter of
+ * what the file system can give the spool, so a disk that fills up still
+ * has older segments to delete as their batches are released.  When no
+ * space is left the append is refused like a full spool (the broker holds
+ * the collectors back), the segment is sealed, and a new one is tried
+ * again after a segment was deleted or RETRY_US passed: space that comes
+ * back, from the spool's own releases or from elsewhere, is found without
+ * a restart.  The newest segment is never deleted before a newer one
+ * holds the state.
  */
+#define _GNU_SOURCE /* fallocate */
 #include "spool.h"
 
 #include <dirent.h>
@@ -16,20 +30,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crc32c.h"
 #include "log.h"
 #include "syncer.h"
 
-#define ENTRY_HEAD 9u
-#define MAX_ENTRY  (512u << 20)
+#define ENTRY_HEAD  9u
+#define MAX_ENTRY   (512u << 20)
+#define MIN_SEGMENT (64u << 10) /* the smallest a segment is made for lack of space */
+#define RETRY_US    100000      /* how often a spool out of space tries again */
 
 typedef struct {
     uint32_t no;
     int fd, rel_fd;
     uint64_t size;
+    uint64_t cap;  /* appends roll past this size */
     uint64_t live; /* batches not released */
 } segment_t;
 
@@ -40,9 +59,15 @@ struct dcb_spool {
     void *state_arg;
     segment_t *segs; /* oldest first; the last one is the active one */
     size_t nsegs;
-    bool active; /* segs[nsegs-1] takes appends */
+    bool active; /* segs[nsegs-1] is the broker's own (not one found at open) */
+    bool sealed; /* and takes no more appends: the disk was full */
     uint64_t bytes, dropped;
     bool dirty, full;
+    bool nospace;              /* the file system refused the last append */
+    uint64_t need;             /* and how many bytes it needed */
+    uint64_t nospace_episodes; /* times it was found full */
+    bool release_failing;      /* a release list write failed (warned once until one works) */
+    int64_t retry_us;          /* when a spool out of space tries again (0: now) */
     int64_t synced_us;
     dcb_syncer_t *syncer; /* fsync: interval, off the broker's loop */
 };
@@ -123,7 +148,15 @@ static segment_t *seg_find(dcb_spool_t *self, uint32_t no)
     return NULL;
 }
 
-static void seg_delete(dcb_spool_t *self, segment_t *s)
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Closes a segment's files and removes them. */
+static void seg_remove_files(const dcb_spool_t *self, segment_t *s)
 {
     char path[4200];
     close(s->fd);
@@ -132,6 +165,19 @@ static void seg_delete(dcb_spool_t *self, segment_t *s)
     unlink(path);
     seg_path(self, s->no, "rel", path, sizeof path);
     unlink(path);
+}
+
+/* Gives back what a segment had preallocated past its end. */
+static void seg_trim(segment_t *s)
+{
+    if (ftruncate(s->fd, (off_t)s->size) != 0)
+        dcb_warn("spool: cannot trim a segment", "segment=%" PRIu32, s->no);
+}
+
+static void seg_delete(dcb_spool_t *self, segment_t *s)
+{
+    seg_remove_files(self, s);
+    self->retry_us = 0; /* room, perhaps, for a segment refused for space */
     self->bytes -= s->size;
     size_t i = (size_t)(s - self->segs);
     memmove(s, s + 1, (self->nsegs - i - 1) * sizeof *s);
@@ -172,6 +218,8 @@ static int add_found(dcb_spool_t *self, uint32_t no)
     if (seg_open_files(self, s, false) != 0) return -1;
     struct stat st;
     s->size = fstat(s->fd, &st) == 0 ? (uint64_t)st.st_size : 0;
+    s->cap = s->size;
+    seg_trim(s); /* a crash left its preallocation */
     self->bytes += s->size;
     self->nsegs++;
     return 0;
@@ -242,6 +290,7 @@ void dcb_spool_close(dcb_spool_t **self_p)
     dcb_syncer_destroy(&self->syncer);
     for (size_t i = 0; i < self->nsegs; i++) {
         if (self->opts.fsync != DCB_FSYNC_NEVER) fsync(self->segs[i].fd);
+        seg_trim(&self->segs[i]);
         close(self->segs[i].fd);
         close(self->segs[i].rel_fd);
     }
@@ -275,38 +324,102 @@ static int write_entry(dcb_spool_t *self, segment_t *s, dcb_spool_kind_t kind, d
     return 0;
 }
 
-/* Starts a new active segment, beginning with the broker's state. */
+/* The size of the next segment: the configured one, or a quarter of what
+ * the file system can give the spool (what is free and what it holds). */
+static uint64_t next_cap(const dcb_spool_t *self)
+{
+    uint64_t cap = self->opts.segment_bytes;
+    struct statvfs fs;
+    if (statvfs(self->dir, &fs) == 0) {
+        uint64_t room = (uint64_t)fs.f_bavail * fs.f_frsize + self->bytes;
+        uint64_t quarter = room / 4 < MIN_SEGMENT ? MIN_SEGMENT : room / 4;
+        if (quarter < cap) cap = quarter;
+    }
+    return cap;
+}
+
+/* Reserves a new segment's room, within the size limit.  A file system
+ * that cannot preallocate is written to as it comes. */
+static int preallocate(const dcb_spool_t *self, const segment_t *s)
+{
+    uint64_t len = s->cap;
+    if (self->opts.max_bytes > self->bytes && self->opts.max_bytes - self->bytes < len)
+        len = self->opts.max_bytes - self->bytes;
+    if (len == 0) return 0;
+    int rc = fallocate(s->fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)len);
+    return rc == 0 || errno == EOPNOTSUPP || errno == ENOSYS ? 0 : -1;
+}
+
+static bool is_nospace(int err)
+{
+    return err == ENOSPC || err == EDQUOT;
+}
+
+/* The file system refused `need` bytes: the append waits for room. */
+static int no_space(dcb_spool_t *self, uint64_t need)
+{
+    if (!self->nospace) self->nospace_episodes++;
+    self->nospace = true;
+    self->need = need;
+    self->full = true;
+    self->retry_us = mono_us() + RETRY_US;
+    return 1;
+}
+
+/* Starts a new active segment, beginning with the broker's state, then
+ * lets the one before go (trimmed, and deleted if all of it is released).
+ * 0; 1 if the file system has no room for it (errno ENOSPC); -1 on
+ * another I/O error. */
 static int roll(dcb_spool_t *self)
 {
+    segment_t *prev = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
     /* What the segment it replaces took since the last commit is made
      * durable too: the commit syncs the new one only. */
-    if (self->active && self->dirty && self->opts.fsync != DCB_FSYNC_NEVER &&
-        self->segs[self->nsegs - 1].live) {
+    if (prev && self->dirty && self->opts.fsync != DCB_FSYNC_NEVER && prev->live) {
         if (self->syncer)
-            dcb_syncer_once(self->syncer, self->segs[self->nsegs - 1].fd);
-        else if (fdatasync(self->segs[self->nsegs - 1].fd) != 0)
+            dcb_syncer_once(self->syncer, prev->fd);
+        else if (fdatasync(prev->fd) != 0)
             dcb_warn("spool: cannot sync a full segment", "error=\"%s\"", strerror(errno));
     }
-    uint32_t no = self->nsegs ? self->segs[self->nsegs - 1].no + 1 : 1;
-    self->segs = realloc(self->segs, (self->nsegs + 1) * sizeof *self->segs);
-    segment_t *s = &self->segs[self->nsegs];
-    *s = (segment_t){.no = no, .fd = -1, .rel_fd = -1};
-    if (seg_open_files(self, s, true) != 0) return -1;
-    self->nsegs++;
-    if (self->syncer) dcb_syncer_follow(self->syncer, s->fd);
-    /* The segment it replaces may have had everything released already. */
-    if (self->active && self->segs[self->nsegs - 2].live == 0)
-        seg_delete(self, &self->segs[self->nsegs - 2]);
-    self->active = true;
-    if (self->opts.fsync != DCB_FSYNC_NEVER) sync_dir(self);
+    segment_t s = {.no = prev ? prev->no + 1 : 1, .fd = -1, .rel_fd = -1};
+    if (seg_open_files(self, &s, true) != 0) return is_nospace(errno) ? 1 : -1;
+    s.cap = next_cap(self);
+    int rc = preallocate(self, &s);
+    /* Without room for a whole segment, one of the state alone still lets
+     * a released newest segment go. */
+    if (rc != 0 && is_nospace(errno) && prev && prev->live == 0) rc = 0;
+    /* Nor must a broker starting on a full disk fail for the want of it. */
+    if (rc != 0 && is_nospace(errno) && !self->active) rc = 0;
     uint64_t offset;
     dcbus_span_t state = self->state ? self->state(self->state_arg) : (dcbus_span_t){NULL, 0};
-    return write_entry(self, &self->segs[self->nsegs - 1], DCB_SPOOL_STATE, state, &offset);
+    if (rc == 0) rc = write_entry(self, &s, DCB_SPOOL_STATE, state, &offset);
+    if (rc != 0) {
+        int err = errno;
+        seg_remove_files(self, &s);
+        errno = err;
+        return is_nospace(err) ? 1 : -1;
+    }
+    self->segs = realloc(self->segs, (self->nsegs + 1) * sizeof *self->segs);
+    self->segs[self->nsegs++] = s;
+    if (self->syncer) dcb_syncer_follow(self->syncer, s.fd);
+    if (self->opts.fsync != DCB_FSYNC_NEVER) sync_dir(self);
+    if (prev) { /* the array moved */
+        prev = &self->segs[self->nsegs - 2];
+        seg_trim(prev);
+        if (prev->live == 0 && self->active) seg_delete(self, prev);
+    }
+    self->active = true;
+    self->sealed = false;
+    return 0;
 }
 
 int dcb_spool_roll(dcb_spool_t *self)
 {
-    return roll(self);
+    if (self->nospace && self->retry_us && mono_us() < self->retry_us) return errno = ENOSPC, -1;
+    int rc = roll(self);
+    if (rc > 0) no_space(self, next_cap(self));
+    if (rc == 0) self->nospace = false;
+    return rc == 0 ? 0 : -1;
 }
 
 /* The oldest segments go until `need` more bytes fit; false if they
@@ -329,17 +442,23 @@ int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *
     uint64_t need = ENTRY_HEAD + data.len;
     if (data.len > MAX_ENTRY)
         return snprintf(err, errlen, "batch of %zu bytes is too large to spool", data.len), -1;
-    segment_t *s = self->active ? &self->segs[self->nsegs - 1] : NULL;
+    /* Out of space: tried again once a segment went, or after a while. */
+    if (self->nospace && self->retry_us && mono_us() < self->retry_us) return 1;
+    segment_t *s = self->active && !self->sealed ? &self->segs[self->nsegs - 1] : NULL;
     /* Past the limit, a roll lets the active segment go: deleted if all of
      * it is released, droppable if it alone holds the limit. */
     uint64_t max = self->opts.max_bytes;
     bool let_go = s && self->bytes + need > max &&
                   (s->live == 0 || (self->opts.drop_oldest && s->size + need > max));
-    if (!s || s->size + need > self->opts.segment_bytes || let_go) {
-        uint64_t freed = s && s->live == 0 ? s->size : 0; /* the roll deletes it */
+    if (!s || s->size + need > s->cap || let_go) {
+        const segment_t *last = self->nsegs ? &self->segs[self->nsegs - 1] : NULL;
+        uint64_t freed =
+            last && self->active && last->live == 0 ? last->size : 0; /* the roll deletes it */
         if (self->bytes - freed + need > max && !self->opts.drop_oldest)
             return self->full = true, 1;
-        if (roll(self) != 0)
+        int rc = roll(self);
+        if (rc > 0) return no_space(self, next_cap(self) > need ? next_cap(self) : need);
+        if (rc < 0)
             return snprintf(err, errlen, "cannot start a spool segment: %s", strerror(errno)), -1;
         s = &self->segs[self->nsegs - 1];
     }
@@ -350,17 +469,23 @@ int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *
     }
     s = &self->segs[self->nsegs - 1]; /* drop_oldest moved the array */
     uint64_t offset;
-    if (write_entry(self, s, DCB_SPOOL_BATCH, data, &offset) != 0)
-        return snprintf(err, errlen, "spool write: %s", strerror(errno)), -1;
+    if (write_entry(self, s, DCB_SPOOL_BATCH, data, &offset) != 0) {
+        if (!is_nospace(errno))
+            return snprintf(err, errlen, "spool write: %s", strerror(errno)), -1;
+        /* A file system that did not preallocate: this segment is done. */
+        self->sealed = true;
+        seg_trim(s);
+        return no_space(self, need);
+    }
     s->live++;
-    self->full = false;
+    self->full = self->nospace = false;
     *ref = (uint64_t)s->no << 32 | offset;
     return 0;
 }
 
 int dcb_spool_commit(dcb_spool_t *self, int64_t now_us)
 {
-    if (!self->dirty || !self->active) return 0;
+    if (!self->dirty || !self->active) return 0; /* a sealed segment is still synced */
     if (self->opts.fsync == DCB_FSYNC_NEVER) return 0;
     if (self->syncer) { /* it syncs within the interval, off this thread */
         dcb_syncer_dirty(self->syncer);
@@ -383,10 +508,16 @@ void dcb_spool_release(dcb_spool_t *self, uint64_t ref)
     uint8_t off[4];
     put_u32(off, (uint32_t)ref);
     struct iovec iov = {off, sizeof off};
-    if (write_all(s->rel_fd, &iov, 1) != 0)
-        dcb_warn("spool: cannot record a release", "error=\"%s\"", strerror(errno));
-    bool is_active = self->active && s == &self->segs[self->nsegs - 1];
-    if (--s->live == 0 && !is_active) seg_delete(self, s);
+    /* Not recorded, the batch is delivered again after a crash (and
+     * de-duplicated): warned once, not per release. */
+    bool failed = write_all(s->rel_fd, &iov, 1) != 0;
+    if (failed && !self->release_failing)
+        dcb_warn("spool: cannot record releases; a crash now delivers them again", "error=\"%s\"",
+                 strerror(errno));
+    self->release_failing = failed;
+    /* The newest segment stays, even sealed: it holds the latest state. */
+    bool newest = self->active && s == &self->segs[self->nsegs - 1];
+    if (--s->live == 0 && !newest) seg_delete(self, s);
 }
 
 static void free_msg(void *data, void *hint)
@@ -422,6 +553,9 @@ void dcb_spool_stats(const dcb_spool_t *self, dcb_spool_stats_t *out)
         out->batches += self->segs[i].live;
     out->dropped = self->dropped;
     out->full = self->full;
+    out->nospace = self->nospace;
+    out->need = self->nospace ? self->need : 0;
+    out->nospace_episodes = self->nospace_episodes;
 }
 
 /* ---------------------------------------------------------------------------

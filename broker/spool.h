@@ -22,6 +22,11 @@
  * little-endian.  A torn or corrupt tail (a crash mid-write) ends the
  * segment: it is cut there on recovery.
  *
+ * Disk space: segments are preallocated, at most a quarter of what the file
+ * system can give the spool; when it has no room an append is refused as
+ * at the size limit (1), the figures say how much is needed, and the spool
+ * tries again by itself once a segment was deleted or a moment passed.
+ *
  * Size limit: past max_bytes, `block` refuses appends (the broker holds
  * collectors back until releases make room) and `drop_oldest` deletes the
  * oldest segments, counting the batches lost with them.
@@ -68,11 +73,13 @@ int dcb_spool_recover(dcb_spool_t *self, dcb_spool_visit_fn *fn, void *arg, char
                       size_t errlen);
 
 /* Starts a new segment now, beginning with the current state.  -1 on an
- * I/O error. */
+ * I/O error or for lack of space (errno ENOSPC; tried again no sooner than
+ * an append would be). */
 int dcb_spool_roll(dcb_spool_t *self);
 
 /* Appends a batch.  Returns 0 and its reference in *ref, 1 if the spool is
- * full and the policy is to block, -1 on an I/O error (err says which). */
+ * full and the policy is to block or the file system has no room for it
+ * (stats: nospace), -1 on another I/O error (err says which). */
 int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *err, size_t errlen);
 /* Makes what was appended durable as the fsync policy says; call before
  * acknowledging the batches to their collectors.  -1 on an I/O error. */
@@ -88,6 +95,9 @@ typedef struct {
     uint64_t bytes, segments, batches; /* on disk now; batches not released */
     uint64_t dropped;                  /* batches deleted unreleased (drop_oldest) */
     bool full;                         /* the last append was refused */
+    bool nospace;                      /* for lack of disk space */
+    uint64_t need;                     /* bytes it needs then */
+    uint64_t nospace_episodes;         /* times the disk was found full */
 } dcb_spool_stats_t;
 void dcb_spool_stats(const dcb_spool_t *self, dcb_spool_stats_t *out);
 

@@ -40,7 +40,7 @@ cli_client_t *cli_client_new(const char *endpoint, char *err, size_t errlen)
         return NULL;
     }
     zsock_set_linger(sock, 0);
-    if (dcb_security_client(sock, &s_security, err, errlen) != 0) {
+    if (dcb_security_client(sock, &s_security, NULL, err, errlen) != 0) {
         zsock_destroy(&sock);
         return NULL;
     }

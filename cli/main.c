@@ -34,7 +34,7 @@ static const cli_command_t s_commands[] = {
     {"resume", "resume a paused collector", cli_resume_main},
     {"deadletter", "list and replay the batches kept by the deadletter handler",
      cli_deadletter_main},
-    {"keygen", "make a CURVE key pair for the bus's security section", cli_keygen_main},
+    {"keygen", "make CURVE key pairs (one, or one per instance of a config)", cli_keygen_main},
     {"query", "ask a storage instance for rows, or delete one", cli_query_main},
     {"migrate", "list and apply the schema migrations of postgres instances", cli_migrate_main},
 };

@@ -254,7 +254,7 @@ static zsock_t *subscribe(const watch_opts_t *o, const dcb_config_t *cfg)
     zsock_set_rcvhwm(sub, 100000);
     for (size_t i = 0; i < o->nprefixes; i++)
         zsock_set_subscribe(sub, o->prefixes[i]);
-    if (cfg && dcb_security_client(sub, cfg, err, sizeof err) != 0) {
+    if (cfg && dcb_security_client(sub, cfg, NULL, err, sizeof err) != 0) {
         fprintf(stderr, "dcbus watch: %s\n", err);
         zsock_destroy(&sub);
     } else if (zsock_connect(sub, "%s", o->endpoint) != 0) {

@@ -582,7 +582,8 @@ typedef struct {
 
 static const char *const TOP_KEYS[] = {"broker",         "plugins_path", "workers", "pipelines",
                                        "error_handlers", "security",     NULL};
-static const char *const SECURITY_KEYS[] = {"curve", "server_cert", "client_cert", "allowed", NULL};
+static const char *const SECURITY_KEYS[] = {"curve",   "server_cert", "client_cert", "allowed",
+                                            "clients", "keys",        NULL};
 static const char *const BROKER_KEYS[] = {"bus",
                                           "topics",
                                           "spool",
@@ -1097,9 +1098,31 @@ static bool load_error_handlers(check_t *c, const dcb_node_t *node)
     return ok;
 }
 
-/* security: {curve, server_cert, client_cert, allowed}.  With curve on,
- * every one of the certificate paths is required: a half-configured
- * security section must not quietly fall back to plaintext. */
+/* security.clients: {NAME: "Z85 public key", ...}. */
+static bool load_clients(check_t *c, const dcb_node_t *node)
+{
+    dcb_config_t *cfg = c->cfg;
+    if (!want_map(c, node, "security.clients", "a map of names to CURVE public keys")) return false;
+    cfg->clients = calloc(node->count ? node->count : 1, sizeof *cfg->clients);
+    for (size_t i = 0; i < node->count; i++) {
+        const dcb_node_t *v = node->items[i];
+        char sub[256];
+        snprintf(sub, sizeof sub, "security.clients.%s", node->keys[i]);
+        uint8_t raw[32];
+        if (v->kind != DCB_NODE_SCALAR || strlen(v->scalar) != 40 ||
+            !zmq_z85_decode(raw, v->scalar))
+            return expected(c, v, sub, "a CURVE public key, 40 Z85 characters (dcbus keygen)");
+        dcb_client_key_t *k = &cfg->clients[cfg->nclients++];
+        k->name = xstrdup(node->keys[i]);
+        memcpy(k->key, v->scalar, 41);
+    }
+    return true;
+}
+
+/* security: {curve, server_cert, client_cert, allowed, clients, keys}.
+ * With curve on, the certificate paths are required, and `allowed` unless
+ * `clients` lists the keys: a half-configured security section must not
+ * quietly fall back to plaintext. */
 static bool load_security(check_t *c, const dcb_node_t *node)
 {
     dcb_config_t *cfg = c->cfg;
@@ -1116,13 +1139,21 @@ static bool load_security(check_t *c, const dcb_node_t *node)
     const char *whats[] = {"the broker's certificate (from dcbus keygen)",
                            "the workers' and clients' certificate (from dcbus keygen)",
                            "a directory of allowed public certificates"};
+    const dcb_node_t *clients = map_get(node, "clients");
+    if (clients && !load_clients(c, clients)) return false;
     for (int i = 0; i < 3; i++) {
         char sub[64];
         snprintf(sub, sizeof sub, "security.%s", names[i]);
-        if (!(v = map_get(node, names[i])))
-            return fail_node(c, node, sub, "required when security.curve is true");
+        if (!(v = map_get(node, names[i]))) {
+            if (i == 2 && clients) continue;
+            return fail_node(c, node, sub, "required when security.curve is true%s",
+                             i == 2 ? " (or security.clients)" : "");
+        }
         if (!want_string(c, v, sub, whats[i], outs[i])) return false;
     }
+    if ((v = map_get(node, "keys")) &&
+        !want_string(c, v, "security.keys", "a directory of the workers' own keys", &cfg->keys_dir))
+        return false;
     return true;
 }
 
@@ -1266,6 +1297,10 @@ void dcb_config_destroy(dcb_config_t **self_p)
     free(self->server_cert);
     free(self->client_cert);
     free(self->allowed_dir);
+    free(self->keys_dir);
+    for (size_t i = 0; i < self->nclients; i++)
+        free(self->clients[i].name);
+    free(self->clients);
     node_free(self->root);
     free(self);
     *self_p = NULL;

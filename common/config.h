@@ -39,6 +39,14 @@ struct dcb_node {
     char **keys;        /* MAP: the keys, in file order */
 };
 
+/* One entry of security.clients: a name -- a worker instance, "role:ROLE",
+ * or any other name for a command-line client -- and its CURVE public key
+ * (Z85, 40 characters). */
+typedef struct {
+    char *name;
+    char key[41];
+} dcb_client_key_t;
+
 /* One worker instance (an entry of `workers:`). */
 typedef struct {
     char *name;                 /* the key under workers: */
@@ -98,7 +106,10 @@ typedef struct {
     bool curve;
     char *server_cert; /* the broker's certificate (dcbus keygen): <path> public, <path>_secret */
     char *client_cert; /* the certificate workers and clients present */
-    char *allowed_dir; /* public certificates of the clients allowed in */
+    char *allowed_dir; /* public certificates of the clients allowed in (NULL: only `clients`) */
+    char *keys_dir;    /* where a worker finds <instance>_secret, its own key (NULL: none) */
+    dcb_client_key_t *clients; /* security.clients: which key may be what */
+    size_t nclients;
     dcb_node_t *root;
 } dcb_config_t;
 

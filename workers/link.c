@@ -58,7 +58,7 @@ int worker_link_open(dcb_worker_t *self)
              self->replica, getpid(), (unsigned)(worker_now_us() & 0xffff));
     zsock_set_identity(self->sock, self->identity);
     char err[512];
-    if (dcb_security_client(self->sock, self->config, err, sizeof err) != 0) {
+    if (dcb_security_client(self->sock, self->config, self->wcfg->name, err, sizeof err) != 0) {
         dcb_error("cannot secure the broker link", "error=\"%s\"", err);
         zsock_destroy(&self->sock);
         return -1;

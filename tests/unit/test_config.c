@@ -516,14 +516,44 @@ static void test_security(void **state)
                  "t.yaml:2:11: security: expected a map of security settings, got a list");
     expect_error(W1 "security: {curv: true}\n",
                  "t.yaml:2:12: security: unknown key 'curv', expected one of: curve, server_cert, "
-                 "client_cert, allowed");
+                 "client_cert, allowed, clients, keys");
     expect_error(W1 "security: {curve: maybe}\n",
                  "t.yaml:2:19: security.curve: expected true or false, got \"maybe\"");
     expect_error(W1 "security: {curve: true, server_cert: k/b, client_cert: k/w}\n",
-                 "t.yaml:2:11: security.allowed: required when security.curve is true");
+                 "t.yaml:2:11: security.allowed: required when security.curve is true (or "
+                 "security.clients)");
     expect_error(W1 "security: {curve: true, server_cert: [x], client_cert: k/w, allowed: d}\n",
                  "t.yaml:2:38: security.server_cert: expected the broker's certificate (from "
                  "dcbus keygen), got a list");
+}
+
+/* security.clients: names bound to Z85 public keys; `allowed` optional then. */
+static void test_security_clients(void **state)
+{
+    (void)state;
+    char err[1024] = "";
+    static const char key[] = "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7";
+    char text[1024];
+    snprintf(text, sizeof text,
+             W1 "security: {curve: true, server_cert: k/b, client_cert: k/c, keys: k,\n"
+                "           clients: {w: \"%s\", \"role:storage\": \"%s\"}}\n",
+             key, key);
+    dcb_config_t *cfg = parse(text, err, sizeof err);
+    if (!cfg) fail_msg("%s", err);
+    assert_null(cfg->allowed_dir);
+    assert_string_equal(cfg->keys_dir, "k");
+    assert_int_equal(cfg->nclients, 2);
+    assert_string_equal(cfg->clients[0].name, "w");
+    assert_string_equal(cfg->clients[0].key, key);
+    assert_string_equal(cfg->clients[1].name, "role:storage");
+    dcb_config_destroy(&cfg);
+    expect_error(W1 "security: {curve: true, server_cert: k/b, client_cert: k/c, "
+                    "clients: {w: short}}\n",
+                 "t.yaml:2:74: security.clients.w: expected a CURVE public key, 40 Z85 "
+                 "characters (dcbus keygen), got \"short\"");
+    expect_error(W1 "security: {curve: true, server_cert: k/b, client_cert: k/c, clients: [a]}\n",
+                 "t.yaml:2:70: security.clients: expected a map of names to CURVE public keys, "
+                 "got a list");
 }
 
 static void test_errors_empty_and_top_level(void **state)
@@ -1004,6 +1034,7 @@ int main(void)
         cmocka_unit_test(test_quoted_flag),
         cmocka_unit_test(test_errors_empty_and_top_level),
         cmocka_unit_test(test_security),
+        cmocka_unit_test(test_security_clients),
         cmocka_unit_test(test_errors_syntax),
         cmocka_unit_test(test_errors_tree),
         cmocka_unit_test(test_errors_deep_nesting),

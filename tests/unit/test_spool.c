@@ -2,8 +2,9 @@
  * test_spool.c -- the broker's spool (broker/spool.h): batches in and the
  * same bytes out, the state entry of every segment, releases, segments
  * rolled and deleted, recovery after a crash (torn tails, corrupt entries,
- * torn release lists), the size limit with both policies, the fsync policy
- * and the stats.
+ * torn release lists), the size limit with both policies, a file system
+ * out of space (preallocation, sealing, recovery), segments sized to the
+ * free space, the fsync policy and the stats.
  *
  * Each test has its own directory under /tmp.  The state callback returns
  * "st" and a six-digit count of its calls, so every state entry holds
@@ -12,7 +13,8 @@
  * takes ENTRY(n).  A crash is simulated by closing the spool and editing
  * its files before opening it again.  fdatasync and fsync are wrapped at
  * link time (tests/unit/CMakeLists.txt), so the tests see which files the
- * fsync policy makes durable.
+ * fsync policy makes durable; fallocate, writev and statvfs are wrapped
+ * too, so a test can make the file system full or small.
  */
 #define _GNU_SOURCE /* nftw */
 #include <setjmp.h>
@@ -30,7 +32,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -99,6 +104,63 @@ int __wrap_fsync(int fd)
 {
     note_sync(fd);
     return __real_fsync(fd);
+}
+
+/* ---------------------------------------------------------------------------
+ * A file system out of space (the --wrap'ed fallocate, writev, statvfs).
+ */
+
+static int falloc_errno;      /* fallocate fails with it; 0: it works */
+static bool seg_writes_full;  /* writes to .seg files fail with ENOSPC */
+static uint64_t fake_avail;   /* statvfs reports this much free; 0: the real figure */
+static uint64_t falloc_bytes; /* what the last fallocate reserved */
+
+int __real_fallocate(int fd, int mode, off_t off, off_t len);
+int __real_statvfs(const char *path, struct statvfs *buf);
+ssize_t __real_writev(int fd, const struct iovec *iov, int n);
+int __wrap_fallocate(int fd, int mode, off_t off, off_t len);
+int __wrap_statvfs(const char *path, struct statvfs *buf);
+ssize_t __wrap_writev(int fd, const struct iovec *iov, int n);
+
+static void reset_disk(void)
+{
+    falloc_errno = 0;
+    seg_writes_full = false;
+    fake_avail = 0;
+    falloc_bytes = 0;
+}
+
+int __wrap_fallocate(int fd, int mode, off_t off, off_t len)
+{
+    if (falloc_errno) return errno = falloc_errno, -1;
+    falloc_bytes = (uint64_t)len;
+    return __real_fallocate(fd, mode, off, len);
+}
+
+int __wrap_statvfs(const char *path, struct statvfs *buf)
+{
+    int rc = __real_statvfs(path, buf);
+    if (rc == 0 && fake_avail) {
+        buf->f_frsize = 1;
+        buf->f_bavail = fake_avail;
+    }
+    return rc;
+}
+
+static bool is_segment_fd(int fd)
+{
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    if (n < 4) return false;
+    path[n] = '\0';
+    return strcmp(path + n - 4, ".seg") == 0;
+}
+
+ssize_t __wrap_writev(int fd, const struct iovec *iov, int n)
+{
+    if (seg_writes_full && is_segment_fd(fd)) return errno = ENOSPC, -1;
+    return __real_writev(fd, iov, n);
 }
 
 static bool was_synced(const char *name)
@@ -188,6 +250,7 @@ static int setup(void **state)
     fx->opts = (dcb_spool_opts_t){
         .dir = fx->dir, .fsync = DCB_FSYNC_NEVER, .max_bytes = 1u << 30, .segment_bytes = 1u << 20};
     reset_synced();
+    reset_disk();
     *state = fx;
     return 0;
 }
@@ -198,6 +261,7 @@ static int teardown(void **state)
     dcb_spool_close(&fx->sp);
     clear_visits(fx);
     nftw(fx->root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    reset_disk();
     free(fx);
     return 0;
 }
@@ -998,6 +1062,168 @@ static void test_full_drops_oldest_when_one_segment_holds_it_all(void **state)
     expect_read(fx, last, 9, 100);
 }
 
+/* ---------------------------------------------------------------------------
+ * Out of disk space
+ */
+
+/* Past the time a spool out of space waits before it tries again. */
+static void after_retry_interval(void)
+{
+    nanosleep(&(struct timespec){0, 150 * 1000000}, NULL);
+}
+
+static uint64_t allocated(fx_t *fx, uint32_t no)
+{
+    struct stat st;
+    assert_int_equal(stat(path_of(fx, no, "seg"), &st), 0);
+    return (uint64_t)st.st_blocks * 512;
+}
+
+static void test_segments_are_preallocated_and_trimmed(void **state)
+{
+    fx_t *fx = *state;
+    fx->opts.segment_bytes = 256u << 10;
+    start(fx);
+    assert_int_equal(falloc_bytes, 256u << 10);
+    assert_int_equal(file_size(fx, 1, "seg"), SEG_HEAD); /* the size is what was written */
+    if (allocated(fx, 1) < (256u << 10)) skip();         /* a file system that does not */
+    assert_int_equal(dcb_spool_roll(fx->sp), 0);
+    assert_true(allocated(fx, 2) >= (256u << 10));
+    assert_false(exists(fx, 1, "seg")); /* nothing in it: deleted */
+    uint64_t ref = append(fx, 0, 100);
+    assert_int_equal(dcb_spool_roll(fx->sp), 0);
+    assert_true(allocated(fx, 2) < (64u << 10)); /* given back once it takes no appends */
+    expect_read(fx, ref, 0, 100);
+    stop(fx);
+    assert_true(allocated(fx, 3) < (64u << 10)); /* and at close */
+}
+
+static void test_segments_sized_to_free_space(void **state)
+{
+    fx_t *fx = *state;
+    fx->opts.segment_bytes = 1u << 20;
+    fake_avail = 400u << 10; /* a quarter of it: 100 KiB segments */
+    start(fx);
+    assert_int_equal(falloc_bytes, 100u << 10);
+    uint64_t refs[11];
+    for (int i = 0; i < 11; i++)
+        refs[i] = append(fx, i, 10000);
+    assert_int_equal(SEG_OF(refs[9]), 1);
+    assert_int_equal(SEG_OF(refs[10]), 2);
+    /* never below 64 KiB */
+    fake_avail = 1000;
+    assert_int_equal(dcb_spool_roll(fx->sp), 0);
+    assert_int_equal(falloc_bytes, 64u << 10);
+}
+
+static void test_no_space_refused_at_a_clean_point_then_recovers(void **state)
+{
+    fx_t *fx = *state;
+    fx->opts.segment_bytes = TWO_100;
+    uint64_t refs[4], ref = 0;
+    start(fx);
+    refs[0] = append(fx, 0, 100);
+    refs[1] = append(fx, 1, 100); /* segment 1 is full */
+    falloc_errno = ENOSPC;
+    assert_int_equal(try_append(fx, 2, 100, &ref), 1);
+    dcb_spool_stats_t st = stats(fx);
+    assert_true(st.full);
+    assert_true(st.nospace);
+    assert_true(st.need >= ENTRY(100));
+    assert_int_equal(st.nospace_episodes, 1);
+    assert_int_equal(st.segments, 1);
+    assert_false(exists(fx, 2, "seg")); /* the refused segment left nothing */
+    assert_false(exists(fx, 2, "rel"));
+    assert_int_equal(file_size(fx, 1, "seg"), TWO_100);
+    /* Tried again, still no room: the same episode. */
+    after_retry_interval();
+    assert_int_equal(try_append(fx, 2, 100, &ref), 1);
+    assert_int_equal(stats(fx).nospace_episodes, 1);
+    /* Space is back: found without a restart. */
+    falloc_errno = 0;
+    after_retry_interval();
+    refs[2] = append(fx, 2, 100);
+    assert_int_equal(SEG_OF(refs[2]), 2);
+    st = stats(fx);
+    assert_false(st.full);
+    assert_false(st.nospace);
+    assert_int_equal(st.need, 0);
+    refs[3] = append(fx, 3, 100);
+    for (int i = 0; i < 4; i++)
+        expect_read(fx, refs[i], i, 100);
+    restart(fx);
+    size_t n = 0;
+    for (size_t k = 0; k < fx->nvisits; k++)
+        if (fx->visits[k].kind == DCB_SPOOL_BATCH)
+            expect_batch_visit(fx, k, refs[n], (int)n, 100, false), n++;
+    assert_int_equal(n, 4);
+}
+
+static void test_no_space_retried_at_once_when_a_segment_goes(void **state)
+{
+    fx_t *fx = *state;
+    fx->opts.segment_bytes = TWO_100;
+    uint64_t refs[4], ref = 0;
+    start(fx);
+    for (int i = 0; i < 4; i++)
+        refs[i] = append(fx, i, 100); /* segments 1 and 2 */
+    falloc_errno = ENOSPC;
+    assert_int_equal(try_append(fx, 4, 100, &ref), 1);
+    falloc_errno = 0;
+    assert_int_equal(try_append(fx, 4, 100, &ref), 1); /* waits before it tries again */
+    dcb_spool_release(fx->sp, refs[0]);
+    dcb_spool_release(fx->sp, refs[1]); /* segment 1 deleted: room, perhaps */
+    assert_false(exists(fx, 1, "seg"));
+    ref = append(fx, 4, 100);
+    assert_int_equal(SEG_OF(ref), 3);
+    assert_false(stats(fx).nospace);
+}
+
+static void test_no_space_mid_segment_seals_it(void **state)
+{
+    fx_t *fx = *state;
+    uint64_t refs[3], ref = 0;
+    falloc_errno = EOPNOTSUPP; /* a file system that cannot preallocate */
+    start(fx);
+    refs[0] = append(fx, 0, 100);
+    refs[1] = append(fx, 1, 100);
+    seg_writes_full = true;
+    assert_int_equal(try_append(fx, 2, 100, &ref), 1);
+    assert_true(stats(fx).nospace);
+    assert_int_equal(file_size(fx, 1, "seg"), TWO_100); /* no torn entry */
+    seg_writes_full = false;
+    after_retry_interval();
+    refs[2] = append(fx, 2, 100);
+    assert_int_equal(SEG_OF(refs[2]), 2); /* the sealed segment takes no more */
+    dcb_spool_release(fx->sp, refs[0]);
+    dcb_spool_release(fx->sp, refs[1]);
+    assert_false(exists(fx, 1, "seg")); /* and goes once released */
+    expect_read(fx, refs[2], 2, 100);
+}
+
+static void test_released_newest_segment_gives_way_without_room(void **state)
+{
+    fx_t *fx = *state;
+    fx->opts.segment_bytes = TWO_100;
+    uint64_t a, b, ref = 0;
+    start(fx);
+    a = append(fx, 0, 100);
+    b = append(fx, 1, 100);
+    falloc_errno = ENOSPC;
+    assert_int_equal(try_append(fx, 2, 100, &ref), 1);
+    dcb_spool_release(fx->sp, a);
+    dcb_spool_release(fx->sp, b);
+    assert_true(exists(fx, 1, "seg")); /* the newest: it holds the state */
+    after_retry_interval();
+    /* No room for a whole segment, but one of the state alone lets the
+     * released one go. */
+    ref = append(fx, 2, 100);
+    assert_int_equal(SEG_OF(ref), 2);
+    assert_false(exists(fx, 1, "seg"));
+    expect_state_entry(fx, 2, fx->states);
+    expect_read(fx, ref, 2, 100);
+}
+
 static void test_oversized_batch_refused(void **state)
 {
     fx_t *fx = *state;
@@ -1186,6 +1412,12 @@ int main(void)
         T(test_full_blocks_until_active_segment_released),
         T(test_full_drops_oldest),
         T(test_full_drops_oldest_when_one_segment_holds_it_all),
+        T(test_segments_are_preallocated_and_trimmed),
+        T(test_segments_sized_to_free_space),
+        T(test_no_space_refused_at_a_clean_point_then_recovers),
+        T(test_no_space_retried_at_once_when_a_segment_goes),
+        T(test_no_space_mid_segment_seals_it),
+        T(test_released_newest_segment_gives_way_without_room),
         T(test_oversized_batch_refused),
         T(test_read_of_corrupt_entry_fails),
         T(test_stats_follow_the_files),
