@@ -211,6 +211,17 @@ static void on_abandoned(void *arg, const char *stream, uint64_t seq, const char
                          "batch given up after repeated failures; the spool keeps it", stream, seq);
 }
 
+/* A batch that kept killing its workers: the error-handler chain settles
+ * it as it settles a batch that kept failing. */
+static void on_poisoned(void *arg, rt_held_t *held, const char *reason, int64_t now)
+{
+    dcb_broker_t *self = arg;
+    char message[256];
+    snprintf(message, sizeof message, "the worker holding the batch died (%s) %d times", reason,
+             self->config->max_attempts);
+    dcb_chain_start(self->chain, held, "PROCESSING", message, false, now);
+}
+
 static void heartbeat_peer(void *arg, const rt_peer_t *peer)
 {
     dcb_broker_t *self = arg;
@@ -479,6 +490,7 @@ static int open_state(dcb_broker_t *self, char *err, size_t errlen)
                     .finished = on_finished,
                     .abandoned = on_abandoned,
                     .peer_gone = on_peer_gone,
+                    .poisoned = on_poisoned,
                     .released = on_released,
                     .divert = on_divert,
                     .injected_done = on_injected_done};
@@ -1085,18 +1097,25 @@ static void on_task(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
     dcb_runs_progress(self->runs, rt_peer_instance(peer), progress, records, wall_us());
 }
 
-/* BYE {reason: done | failed | stopped, error}: a collector ends its run. */
+/* BYE {reason: done | failed | stopped | hung, error}: a collector ends its
+ * run; `hung` (a plugin call past its time-out) is a worker's death. */
 static void on_bye(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
 {
     char reason[16] = "stopped", error[256] = "";
     dcb_map_get_str(m->body_span, "reason", reason, sizeof reason);
     dcb_map_get_str(m->body_span, "error", error, sizeof error);
     if (rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR) {
-        dcb_run_end_t how = strcmp(reason, "done") == 0     ? DCB_RUN_DONE
-                            : strcmp(reason, "failed") == 0 ? DCB_RUN_FAILED
-                                                            : DCB_RUN_STOPPED;
+        dcb_run_end_t how = strcmp(reason, "done") == 0 ? DCB_RUN_DONE
+                            : strcmp(reason, "failed") == 0 || strcmp(reason, "hung") == 0
+                                ? DCB_RUN_FAILED
+                                : DCB_RUN_STOPPED;
         dcb_runs_end(self->runs, rt_peer_instance(peer), how, error[0] ? error : NULL, wall_us());
         if (how == DCB_RUN_DONE) dcb_intake_source_done(self->intake, rt_peer_instance(peer));
+    }
+    if (strcmp(reason, "hung") == 0) { /* a plugin call hung: the worker exits */
+        rt_note_hang(peer);
+        rt_peer_died(self->router, peer, "a plugin call hung", now_us());
+        return;
     }
     rt_peer_gone(self->router, peer, "said BYE");
 }

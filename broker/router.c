@@ -38,6 +38,7 @@ struct rt_work {
     int64_t not_before;
     bool done;
     bool delivered; /* acknowledged by its sink (not given up) */
+    bool suspect;   /* held by a worker that died: goes out alone from now on */
 };
 
 typedef struct {
@@ -86,6 +87,8 @@ struct rt_instance {
     size_t npeers, rr;
     rt_list_t queue;
     uint64_t batches_in, batches_out, records_in, records_out, errors;
+    uint64_t deaths; /* its workers that died holding batches */
+    uint64_t hangs;  /* its workers that reported a hung plugin call */
     char plugin[64];
     uint8_t pos[DCBUS_POSITION_MAX]; /* collector: source position of its last batch */
     uint32_t poslen;
@@ -100,6 +103,7 @@ struct rt_peer {
     uint32_t credit;
     int64_t last_seen;
     rt_list_t held;
+    rt_work_t *probe;       /* a suspect batch it holds alone, or NULL */
     uint64_t records_given; /* for balancing replicas by work, not turns */
 };
 
@@ -314,17 +318,33 @@ static const char *role_mismatch(const rt_instance_t *inst, dcbus_role_t role)
 
 static void dispatch(rt_router_t *self, rt_instance_t *inst);
 
+/* Workers name their connections INSTANCE.REPLICA.PID.NONCE (a new nonce
+ * for each socket): the same process when all but the nonce agree. */
+static bool same_process(const rt_peer_t *old, const void *id, size_t idlen)
+{
+    size_t prefix = old->idlen;
+    while (prefix > 0 && old->id[prefix - 1] != '.')
+        prefix--;
+    return prefix > 0 && idlen > prefix && memcmp(old->id, id, prefix) == 0 &&
+           !memchr((const uint8_t *)id + prefix, '.', idlen - prefix);
+}
+
 /* A processor or sink that says HELLO again from a new connection (it
  * reconnected: the broker was silent too long) replaces its old one at
  * once.  Waiting for the old one to time out would hand the new one later
  * batches first, and the old one's batches after them: out of order at a
  * sink.  Collectors hold no work and keep the old rule (time-out). */
-static void replace_stale_peer(rt_router_t *self, rt_instance_t *inst, int replica)
+static void replace_stale_peer(rt_router_t *self, rt_instance_t *inst, int replica, const void *id,
+                               size_t idlen, int64_t now)
 {
     if (inst->role != DCBUS_ROLE_PROCESSOR && inst->role != DCBUS_ROLE_STORAGE) return;
     for (size_t i = 0; i < inst->npeers; i++)
         if (inst->peers[i]->replica == replica) {
-            rt_peer_gone(self, inst->peers[i], "replaced by a new connection");
+            rt_peer_t *old = inst->peers[i];
+            if (same_process(old, id, idlen))
+                rt_peer_gone(self, old, "replaced by a new connection");
+            else
+                rt_peer_died(self, old, "replaced by a new process", now);
             return;
         }
 }
@@ -349,7 +369,7 @@ rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const 
         peer->last_seen = now;
         return peer;
     }
-    replace_stale_peer(self, inst, replica);
+    replace_stale_peer(self, inst, replica, id, idlen, now);
     peer = calloc(1, sizeof *peer);
     memcpy(peer->id, id, idlen);
     peer->idlen = idlen;
@@ -423,13 +443,53 @@ void rt_peer_gone(rt_router_t *self, rt_peer_t *peer, const char *reason)
     dispatch(self, inst);
 }
 
+static void abandon(rt_router_t *self, rt_work_t *w, const char *error);
+
+/* Takes work item `w` out of the hands of the peer holding it. */
+static void leave_peer(rt_work_t *w)
+{
+    if (w->at && w->at->probe == w) w->at->probe = NULL;
+    list_remove(w);
+    w->at = NULL;
+}
+
+void rt_peer_died(rt_router_t *self, rt_peer_t *peer, const char *reason, int64_t now)
+{
+    rt_instance_t *inst = peer->inst;
+    rt_work_t *alone = peer->held.count == 1 ? peer->held.head : NULL;
+    rt_work_t *poison = NULL;
+    if (peer->held.count) inst->deaths++;
+    /* Which of several batches killed it is not known: none is charged,
+     * and each goes out alone from now on, so the next death names one. */
+    for (rt_work_t *w = peer->held.head; w; w = w->next)
+        w->suspect = true;
+    if (alone) {
+        alone->attempts++;
+        inst->errors++;
+        if (alone->attempts >= self->max_attempts && !alone->batch->replay) {
+            leave_peer(alone);
+            poison = alone;
+        }
+    }
+    rt_peer_gone(self, peer, reason);
+    if (poison && self->ops.poisoned)
+        self->ops.poisoned(self->arg, poison, reason, now);
+    else if (poison)
+        abandon(self, poison, reason);
+}
+
+void rt_note_hang(rt_peer_t *peer)
+{
+    peer->inst->hangs++;
+}
+
 void rt_expire_peers(rt_router_t *self, int64_t now, int64_t timeout_us)
 {
     zlistx_t *dead = zlistx_new();
     for (rt_peer_t *p = zhashx_first(self->peers); p; p = zhashx_next(self->peers))
         if (now - p->last_seen > timeout_us) zlistx_add_end(dead, p);
     for (rt_peer_t *p = zlistx_first(dead); p; p = zlistx_next(dead))
-        rt_peer_gone(self, p, "missed heartbeats");
+        rt_peer_died(self, p, "missed heartbeats", now);
     zlistx_destroy(&dead);
 }
 
@@ -447,13 +507,13 @@ void rt_foreach_peer(rt_router_t *self, void (*fn)(void *arg, const rt_peer_t *p
  * records (round robin among equals); NULL if none has credit.  Turns alone
  * would line up with a collector that alternates streams of different
  * sizes and give one replica all the big batches. */
-static rt_peer_t *pick_peer(rt_instance_t *inst)
+static rt_peer_t *pick_peer(rt_instance_t *inst, bool alone)
 {
     rt_peer_t *best = NULL;
     for (size_t i = 0; i < inst->npeers; i++) {
         rt_peer_t *p = inst->peers[(inst->rr + i) % inst->npeers];
-        if (p->held.count < p->credit && (!best || p->records_given < best->records_given))
-            best = p;
+        bool room = alone ? p->held.count == 0 : p->held.count < p->credit && !p->probe;
+        if (room && (!best || p->records_given < best->records_given)) best = p;
     }
     inst->rr++;
     return best;
@@ -462,9 +522,10 @@ static rt_peer_t *pick_peer(rt_instance_t *inst)
 static void dispatch(rt_router_t *self, rt_instance_t *inst)
 {
     rt_peer_t *peer;
-    while (inst->queue.head && (peer = pick_peer(inst)) != NULL) {
+    while (inst->queue.head && (peer = pick_peer(inst, inst->queue.head->suspect)) != NULL) {
         rt_work_t *w = inst->queue.head;
         w->at = peer;
+        if (w->suspect) peer->probe = w;
         peer->records_given += w->batch->count;
         list_push(&peer->held, w, false);
         inst->batches_in++;
@@ -533,8 +594,7 @@ static void take_back(rt_work_t *w, uint32_t records)
     rt_instance_t *inst = work_instance(w);
     inst->batches_out++;
     inst->records_out += records;
-    list_remove(w);
-    w->at = NULL;
+    leave_peer(w);
 }
 
 /* ---------------------------------------------------------------------------
@@ -788,8 +848,7 @@ int rt_on_nack(rt_router_t *self, rt_peer_t *peer, const char *stream, uint64_t 
     rt_work_t *w = b ? held_work(b, peer) : NULL;
     if (!w) return -1;
     rt_instance_t *inst = peer->inst;
-    list_remove(w);
-    w->at = NULL;
+    leave_peer(w);
     inst->errors++;
     w->attempts++;
     if (held) {
@@ -951,7 +1010,7 @@ static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst, const c
     uint64_t inflight = 0;
     for (size_t i = 0; i < inst->npeers; i++)
         inflight += inst->peers[i]->held.count;
-    msgpack_pack_map(pk, status ? 12 : 11);
+    msgpack_pack_map(pk, status ? 14 : 13);
     if (status) dcb_pack_kv_str(pk, "status", status);
     dcb_pack_kv_str(pk, "instance", inst->name);
     dcb_pack_kv_str(pk, "role", role_name(inst->role));
@@ -962,6 +1021,8 @@ static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst, const c
     dcb_pack_kv_uint(pk, "records_in", inst->records_in);
     dcb_pack_kv_uint(pk, "records_out", inst->records_out);
     dcb_pack_kv_uint(pk, "errors", inst->errors);
+    dcb_pack_kv_uint(pk, "deaths", inst->deaths);
+    dcb_pack_kv_uint(pk, "hangs", inst->hangs);
     dcb_pack_kv_uint(pk, "queue", inst->queue.count);
     dcb_pack_kv_uint(pk, "inflight", inflight);
 }

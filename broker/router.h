@@ -22,6 +22,10 @@
  *  - A peer that dies (heartbeat time-out) or says BYE gives back what it
  *    held: its batches go to the front of its stage's queue for another
  *    replica.  A NACK puts the batch back after an exponential back-off.
+ *    A death is a failed attempt of the batch the peer held alone; the
+ *    batches a dead peer held side by side go out alone from then on, so
+ *    one that kills its workers is singled out and, after max_attempts,
+ *    given up as a poison batch (ops.poisoned).
  *  - A stream belongs to the collector that sent it first: (stream, seq)
  *    from another collector is refused, so one peer cannot shadow
  *    another's batches.
@@ -47,6 +51,8 @@
 typedef struct rt_router rt_router_t;
 typedef struct rt_peer rt_peer_t;
 
+struct rt_work;
+
 /* How the router talks back. `peer_id` is the routing id. */
 typedef struct {
     void (*send_data)(void *arg, const rt_peer_t *peer, zmq_msg_t *body);
@@ -57,6 +63,10 @@ typedef struct {
     void (*finished)(void *arg, uint64_t ref, bool kept);
     /* A batch was given up after max_attempts failures. */
     void (*abandoned)(void *arg, const char *stream, uint64_t seq, const char *error);
+    /* A worker died holding this batch alone for the max_attempts-th time:
+     * a poison batch, to be settled by the error-handler chain like a
+     * failure (rt_held_retry or rt_held_give_up). */
+    void (*poisoned)(void *arg, struct rt_work *held, const char *reason, int64_t now);
     /* A peer left or died (optional); called before it is freed. */
     void (*peer_gone)(void *arg, const rt_peer_t *peer, const char *reason);
     /* A batch was handed to the sinks (optional). */
@@ -81,8 +91,16 @@ rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const 
                          int64_t now, char *why, size_t whylen);
 rt_peer_t *rt_peer_find(rt_router_t *self, const void *id, size_t idlen);
 void rt_peer_seen(rt_peer_t *peer, int64_t now);
-/* The peer left (BYE) or died: what it held goes back to its stage. */
+/* The peer left (BYE): what it held goes back to its stage. */
 void rt_peer_gone(rt_router_t *self, rt_peer_t *peer, const char *reason);
+/* The peer died (missed heartbeats, a hung plugin call, a new process in
+ * its place): as rt_peer_gone, and the death is a failed attempt of the
+ * batch it held if it held only one; when it held several, each of them
+ * goes out alone from then on, so that a batch that kills its worker is
+ * singled out.  After max_attempts the batch goes to ops.poisoned. */
+void rt_peer_died(rt_router_t *self, rt_peer_t *peer, const char *reason, int64_t now);
+/* Counts a hung plugin call the peer reported (stats: hangs). */
+void rt_note_hang(rt_peer_t *peer);
 /* Declares dead every peer silent for longer than `timeout_us`. */
 void rt_expire_peers(rt_router_t *self, int64_t now, int64_t timeout_us);
 /* Calls fn for every live peer (the broker sends heartbeats with it). */

@@ -163,15 +163,16 @@ static const char *storage_target(const dcb_worker_cfg_t *w, const char **key)
 
 static void print_records(const dcb_config_t *cfg, const cli_stats_t *st)
 {
-    printf("  %-20s %-10s %12s %12s %8s\n", "instance", "role", "records_in", "records_out",
-           "errors");
+    printf("  %-20s %-10s %12s %12s %8s %6s %5s\n", "instance", "role", "records_in", "records_out",
+           "errors", "deaths", "hangs");
     for (size_t i = 0; i < cfg->nworkers; i++) {
         const char *name = cfg->workers[i].name;
         const cli_instance_stats_t *s = cli_stats_find(st, name);
         if (!s) continue;
-        printf("  %-20s %-10s %12llu %12llu %8llu\n", name, s->role,
+        printf("  %-20s %-10s %12llu %12llu %8llu %6llu %5llu\n", name, s->role,
                (unsigned long long)s->records_in, (unsigned long long)s->records_out,
-               (unsigned long long)s->errors);
+               (unsigned long long)s->errors, (unsigned long long)s->deaths,
+               (unsigned long long)s->hangs);
     }
 }
 

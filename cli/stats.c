@@ -36,6 +36,8 @@ static const struct {
     {"records_in", offsetof(cli_instance_stats_t, records_in)},
     {"records_out", offsetof(cli_instance_stats_t, records_out)},
     {"errors", offsetof(cli_instance_stats_t, errors)},
+    {"deaths", offsetof(cli_instance_stats_t, deaths)},
+    {"hangs", offsetof(cli_instance_stats_t, hangs)},
     {"queue", offsetof(cli_instance_stats_t, queue)},
     {"inflight", offsetof(cli_instance_stats_t, inflight)},
 };
@@ -215,7 +217,9 @@ static void print_help(void)
     printf("usage: dcbus stats [--config CONFIG | --broker EP] [--json] [--watch SECONDS]\n\n"
            "Asks a running broker for its counters and prints one row per worker\n"
            "instance: role, replicas connected, batches and records in and out,\n"
-           "errors, batches queued for it and batches in flight at its workers.\n\n"
+           "errors, deaths (workers that died holding batches), hangs (workers whose\n"
+           "plugin call ran past call_timeout_ms), batches queued for it and batches\n"
+           "in flight at its workers.\n\n"
            "options:\n"
            "  -c, --config CONFIG    ask the broker of this config (its broker.bus)\n"
            "  -b, --broker EP        ask the broker at this endpoint\n"

@@ -21,6 +21,8 @@ typedef struct {
     uint64_t batches_in, batches_out;
     uint64_t records_in, records_out;
     uint64_t errors;
+    uint64_t deaths;   /* its workers that died holding batches */
+    uint64_t hangs;    /* its workers whose plugin call hung */
     uint64_t queue;    /* batches waiting for this stage */
     uint64_t inflight; /* batches at its workers */
 } cli_instance_stats_t;

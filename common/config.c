@@ -33,13 +33,14 @@
 #include <strings.h>
 #include <yaml.h>
 
-#define DEFAULT_BUS          "ipc://run/bus"
-#define DEFAULT_TOPICS       "ipc://run/topics"
-#define DEFAULT_SPOOL        "data/spool"
-#define DEFAULT_HEARTBEAT_MS 1000
-#define DEFAULT_CREDIT       16
-#define DEFAULT_LOG_LEVEL    "info"
-#define DEFAULT_PLUGINS_PATH "build/plugins"
+#define DEFAULT_BUS             "ipc://run/bus"
+#define DEFAULT_TOPICS          "ipc://run/topics"
+#define DEFAULT_SPOOL           "data/spool"
+#define DEFAULT_HEARTBEAT_MS    1000
+#define DEFAULT_CREDIT          16
+#define DEFAULT_CALL_TIMEOUT_MS 300000 /* five minutes: a slow commit is not a hang */
+#define DEFAULT_LOG_LEVEL       "info"
+#define DEFAULT_PLUGINS_PATH    "build/plugins"
 
 #define MAX_FILE_BYTES (4u << 20) /* a configuration this large is a mistake */
 #define MAX_DEPTH      64         /* nesting deeper than this is junk, not settings */
@@ -602,7 +603,8 @@ static const char *const BROKER_KEYS[] = {"bus",
                                           "memory_batches",
                                           NULL};
 /* The keys of a worker's map the host reads; the rest are plugin settings. */
-static const char *const WORKER_HOST_KEYS[] = {"plugin", "replicas", "critical", NULL};
+static const char *const WORKER_HOST_KEYS[] = {"plugin", "replicas", "critical", "call_timeout_ms",
+                                               NULL};
 static const char *const PIPELINE_KEYS[] = {"from", "through", "to", NULL};
 
 static size_t count_names(const char *const *names)
@@ -714,6 +716,15 @@ static bool want_positive_int(check_t *c, const dcb_node_t *node, const char *pa
     int64_t v;
     if (!dcb_node_int(node, &v) || v < 1) return expected(c, node, path, "a positive integer");
     if (v > INT_MAX) return expected(c, node, path, "a positive integer up to 2147483647");
+    *out = (int)v;
+    return true;
+}
+
+static bool want_nonnegative_int(check_t *c, const dcb_node_t *node, const char *path, int *out)
+{
+    int64_t v;
+    if (!dcb_node_int(node, &v) || v < 0 || v > INT_MAX)
+        return expected(c, node, path, "an integer from 0 to 2147483647");
     *out = (int)v;
     return true;
 }
@@ -1010,13 +1021,18 @@ static bool load_worker(check_t *c, const dcb_node_t *workers, size_t i, dcb_wor
     if (!want_map(c, spec, path, "a map with at least 'plugin'")) return false;
     const dcb_node_t *plugin = map_get(spec, "plugin");
     const dcb_node_t *replicas = map_get(spec, "replicas");
+    const dcb_node_t *call_timeout = map_get(spec, "call_timeout_ms");
     const char *plugin_what = "a plugin name made of letters, digits, '_' and '-'";
     if (!plugin) return missing(c, spec, path, "plugin", "the plugin to load");
     path_join(sub, path, "plugin");
     if (!want_string(c, plugin, sub, plugin_what, &w->plugin)) return false;
     if (!is_valid_name(w->plugin, NAME_CHARS)) return expected(c, plugin, sub, plugin_what);
-    return !replicas ||
-           want_positive_int(c, replicas, path_join(sub, path, "replicas"), &w->replicas);
+    if (replicas && !want_positive_int(c, replicas, path_join(sub, path, "replicas"), &w->replicas))
+        return false;
+    w->call_timeout_ms = DEFAULT_CALL_TIMEOUT_MS;
+    return !call_timeout ||
+           want_nonnegative_int(c, call_timeout, path_join(sub, path, "call_timeout_ms"),
+                                &w->call_timeout_ms);
 }
 
 static bool load_workers(check_t *c, const dcb_node_t *root)

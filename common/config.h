@@ -52,6 +52,7 @@ typedef struct {
     char *name;                 /* the key under workers: */
     char *plugin;               /* plugin name: loads <plugins_path>/<plugin>.so */
     int replicas;               /* >= 1, default 1 */
+    int call_timeout_ms;        /* a plugin call longer than this is a hang; 0: never */
     const dcb_node_t *settings; /* the whole map of the instance */
     int line, column;
 } dcb_worker_cfg_t;

@@ -20,20 +20,25 @@
  * -- first registration or reconnection -- the whole window is sent again,
  * oldest first; the broker ignores what it already has.
  */
+#include "calls.h"
 #include "log.h"
 #include "mpread.h"
+#include "role.h"
 #include "worker.h"
 
 #define MAX_BATCHES_PER_TICK 8
+#define DRAIN_TIMEOUT_US     (10 * 1000000LL)
 
 static dcb_stream_seq_t *stream_seq(dcb_worker_t *self, const char *stream)
 {
-    for (size_t i = 0; i < self->nstreams; i++)
-        if (strcmp(self->streams[i].name, stream) == 0) return &self->streams[i];
-    self->streams = realloc(self->streams, (self->nstreams + 1) * sizeof *self->streams);
-    dcb_stream_seq_t *s = &self->streams[self->nstreams++];
+    for (size_t i = 0; i < self->collector.nstreams; i++)
+        if (strcmp(self->collector.streams[i].name, stream) == 0)
+            return &self->collector.streams[i];
+    self->collector.streams = realloc(self->collector.streams, (self->collector.nstreams + 1) *
+                                                                   sizeof *self->collector.streams);
+    dcb_stream_seq_t *s = &self->collector.streams[self->collector.nstreams++];
     snprintf(s->name, sizeof s->name, "%s", stream);
-    s->next_seq = self->seq_base;
+    s->next_seq = self->collector.seq_base;
     return s;
 }
 
@@ -46,9 +51,8 @@ static uint64_t next_seq(dcb_worker_t *self, const char *stream)
 static void put_position(dcb_worker_t *self, dcb_envelope_t *hdr)
 {
     size_t len = 0;
-    if (!DCBUS_COLLECTOR_HAS(dcbus_collector_ops(self->plugin), checkpoint)) return;
-    if (dcbus_collector_ops(self->plugin)
-                ->checkpoint(self->state, hdr->pos, sizeof hdr->pos, &len) != DCBUS_OK ||
+    if (!call_can_checkpoint(self)) return;
+    if (call_checkpoint(self, hdr->pos, sizeof hdr->pos, &len) != DCBUS_OK ||
         len > sizeof hdr->pos) {
         dcb_warn("checkpoint() failed: this batch carries no position", NULL);
         len = 0;
@@ -68,7 +72,7 @@ static void send_batch(dcb_worker_t *self)
     const char *stream = dcb_builder_stream(self->builder);
     dcb_envelope_t hdr = {.v = DCB_ENVELOPE_VERSION, .ts = dcb_host_services()->now_us()};
     snprintf(hdr.stream, sizeof hdr.stream, "%s", stream);
-    snprintf(hdr.session, sizeof hdr.session, "%s", self->session);
+    snprintf(hdr.session, sizeof hdr.session, "%s", self->link.session);
     snprintf(hdr.source, sizeof hdr.source, "%s", self->wcfg->name);
     hdr.seq = next_seq(self, stream);
     put_position(self, &hdr);
@@ -76,8 +80,9 @@ static void send_batch(dcb_worker_t *self)
     dcb_envelope_encode(&hdr, dcb_builder_records(self->builder), dcb_builder_count(self->builder),
                         &self->encoded);
 
-    if (self->nwindow == self->window_cap) return; /* caller checks; defensive */
-    dcb_pending_t *p = &self->window[self->nwindow++];
+    if (self->collector.nwindow == self->collector.window_cap)
+        return; /* caller checks; defensive */
+    dcb_pending_t *p = &self->collector.window[self->collector.nwindow++];
     memcpy(p->stream, hdr.stream, sizeof p->stream);
     p->seq = hdr.seq;
     p->records = dcb_builder_count(self->builder);
@@ -86,7 +91,7 @@ static void send_batch(dcb_worker_t *self)
     size_t size = self->encoded.size;
     zmq_msg_init_data(&p->body, msgpack_sbuffer_release(&self->encoded), size, free_buffer, NULL);
     worker_send_msg(self, DCB_CMD_DATA, &p->body);
-    self->records_out += p->records;
+    self->collector.records_out += p->records;
 }
 
 /* One collect() call; returns false when collecting should pause. */
@@ -94,39 +99,38 @@ static bool collect_once(dcb_worker_t *self, int64_t now)
 {
     const char *why;
     dcb_builder_reset(self->builder);
-    int rc = dcbus_collector_ops(self->plugin)->collect(self->state, self->builder);
+    int rc = call_collect(self, self->builder);
     if (!dcb_builder_ok(self->builder, &why) ||
         (dcb_builder_count(self->builder) > 0 && !dcb_builder_stream(self->builder)[0])) {
         dcb_error("collector plugin misused the batch builder", "why=\"%s\"",
                   why ? why : "no stream set");
-        self->source_done = true;
+        self->collector.source_done = true;
         self->exit_code = 1;
         return false;
     }
     if (dcb_builder_count(self->builder) > 0) send_batch(self);
-    uint32_t wait_ms = dcbus_collector_ops(self->plugin)->collect_wait_ms
-                           ? dcbus_collector_ops(self->plugin)->collect_wait_ms
-                           : 10;
+    uint32_t wait_ms = call_collect_wait_ms(self);
     switch (rc) {
     case DCBUS_OK:
         return true;
     case DCBUS_AGAIN:
-        self->collect_again_us = now + (int64_t)wait_ms * 1000;
+        self->collector.collect_again_us = now + (int64_t)wait_ms * 1000;
         return false;
     case DCBUS_DONE:
-        dcb_info("source exhausted", "records=%" PRIu64, self->records_out);
-        self->source_done = true;
+        dcb_info("source exhausted", "records=%" PRIu64, self->collector.records_out);
+        self->collector.source_done = true;
         return false;
     case DCBUS_ERETRY:
         dcb_warn("collect failed, retrying in 1 s", NULL);
-        self->collect_again_us = now + 1000000;
+        self->collector.collect_again_us = now + 1000000;
         return false;
     default:
         dcb_error("collect failed: stopping this collector", "rc=%d records=%" PRIu64, rc,
-                  self->records_out);
+                  self->collector.records_out);
         snprintf(self->failure, sizeof self->failure,
-                 "collect() failed (rc=%d) after %" PRIu64 " records", rc, self->records_out);
-        self->source_done = true;
+                 "collect() failed (rc=%d) after %" PRIu64 " records", rc,
+                 self->collector.records_out);
+        self->collector.source_done = true;
         self->exit_code = 1;
         return false;
     }
@@ -136,34 +140,38 @@ static bool collect_once(dcb_worker_t *self, int64_t now)
 static void resend_overdue(dcb_worker_t *self, int64_t now)
 {
     int64_t overdue = (int64_t)self->config->heartbeat_timeout_ms * 1000;
-    for (size_t i = 0; i < self->nwindow; i++) {
-        dcb_pending_t *p = &self->window[i];
+    for (size_t i = 0; i < self->collector.nwindow; i++) {
+        dcb_pending_t *p = &self->collector.window[i];
         if (now - p->sent_us < overdue) continue;
         worker_send_msg(self, DCB_CMD_DATA, &p->body);
         p->sent_us = now;
     }
 }
 
-void collector_tick(dcb_worker_t *self, int64_t now)
+static void collector_tick(dcb_worker_t *self, int64_t now)
 {
-    if (self->ready) resend_overdue(self, now);
-    if (!self->ready || self->source_done || self->paused || dcb_worker_stop) return;
+    if (self->link.ready) resend_overdue(self, now);
+    if (!self->link.ready || self->collector.source_done || self->collector.paused ||
+        dcb_worker_stop)
+        return;
     for (int i = 0; i < MAX_BATCHES_PER_TICK; i++) {
-        if (self->nwindow >= self->window_cap || now < self->collect_again_us) return;
+        if (self->collector.nwindow >= self->collector.window_cap ||
+            now < self->collector.collect_again_us)
+            return;
         if (!collect_once(self, now)) return;
     }
 }
 
-int collector_poll_timeout(const dcb_worker_t *self, int64_t now)
+static int collector_poll_timeout(const dcb_worker_t *self, int64_t now)
 {
-    if (!self->ready || self->source_done || self->paused || dcb_worker_stop ||
-        self->nwindow >= self->window_cap)
+    if (!self->link.ready || self->collector.source_done || self->collector.paused ||
+        dcb_worker_stop || self->collector.nwindow >= self->collector.window_cap)
         return 100;
-    int64_t wait = self->collect_again_us - now;
+    int64_t wait = self->collector.collect_again_us - now;
     return wait <= 0 ? 0 : (int)((wait + 999) / 1000);
 }
 
-void collector_on_ack(dcb_worker_t *self, dcbus_span_t body)
+static void collector_on_ack(dcb_worker_t *self, dcbus_span_t body)
 {
     char stream[DCB_NAME_MAX];
     uint64_t seq;
@@ -172,12 +180,12 @@ void collector_on_ack(dcb_worker_t *self, dcbus_span_t body)
         dcb_warn("ACK without stream and seq ignored", NULL);
         return;
     }
-    for (size_t i = 0; i < self->nwindow; i++) {
-        dcb_pending_t *p = &self->window[i];
+    for (size_t i = 0; i < self->collector.nwindow; i++) {
+        dcb_pending_t *p = &self->collector.window[i];
         if (p->seq == seq && strcmp(p->stream, stream) == 0) {
             zmq_msg_close(&p->body);
-            memmove(p, p + 1, (self->nwindow - i - 1) * sizeof *p);
-            self->nwindow--;
+            memmove(p, p + 1, (self->collector.nwindow - i - 1) * sizeof *p);
+            self->collector.nwindow--;
             return;
         }
     }
@@ -206,60 +214,161 @@ static bool resume_plugin(dcb_worker_t *self, dcbus_span_t raw)
     if (!raw.len || !dcb_mp_read(&p, raw.data + raw.len, &pos) || pos.type != DCBUS_VAL_BIN ||
         pos.as.str.len == 0)
         return true;
-    if (!DCBUS_COLLECTOR_HAS(dcbus_collector_ops(self->plugin), resume)) return true;
-    if (dcbus_collector_ops(self->plugin)
-            ->resume(self->state, (const uint8_t *)pos.as.str.ptr, pos.as.str.len) != DCBUS_OK)
+    if (!call_can_resume(self)) return true;
+    if (call_resume(self, (const uint8_t *)pos.as.str.ptr, pos.as.str.len) != DCBUS_OK)
         return false;
     dcb_info("collector resumes where the broker's spool ends", "position_bytes=%u",
              pos.as.str.len);
     return true;
 }
 
-void collector_on_ready(dcb_worker_t *self, dcbus_span_t body)
+static void collector_on_ready(dcb_worker_t *self, dcbus_span_t body)
 {
+    dcb_map_get_bool(body, "paused", &self->collector.paused);
     dcbus_span_t streams = {NULL, 0}, position = {NULL, 0};
-    if (!self->resumed) {
-        self->resumed = true;
+    if (!self->collector.resumed) {
+        self->collector.resumed = true;
         dcb_map_get_raw(body, "streams", &streams);
         dcb_map_get_raw(body, "position", &position);
         continue_streams(self, streams);
         if (!resume_plugin(self, position)) {
             dcb_error("the plugin refused the broker's resume point: stopping", NULL);
             snprintf(self->failure, sizeof self->failure, "resume() refused the position");
-            self->source_done = true;
+            self->collector.source_done = true;
             self->exit_code = 1;
         }
     }
-    if (self->nwindow) dcb_info("resending unacknowledged batches", "batches=%zu", self->nwindow);
+    if (self->collector.nwindow)
+        dcb_info("resending unacknowledged batches", "batches=%zu", self->collector.nwindow);
     int64_t now = worker_now_us();
-    for (size_t i = 0; i < self->nwindow; i++) {
-        worker_send_msg(self, DCB_CMD_DATA, &self->window[i].body);
-        self->window[i].sent_us = now;
+    for (size_t i = 0; i < self->collector.nwindow; i++) {
+        worker_send_msg(self, DCB_CMD_DATA, &self->collector.window[i].body);
+        self->collector.window[i].sent_us = now;
     }
 }
 
-void collector_on_control(dcb_worker_t *self, dcbus_span_t body)
+static void collector_on_control(dcb_worker_t *self, dcbus_span_t body)
 {
     char op[16] = "";
     dcb_map_get_str(body, "op", op, sizeof op);
     if (strcmp(op, "pause") != 0 && strcmp(op, "resume") != 0) return;
-    self->paused = strcmp(op, "pause") == 0;
-    dcb_info(self->paused ? "collection paused" : "collection resumed", "records=%" PRIu64,
-             self->records_out);
+    self->collector.paused = strcmp(op, "pause") == 0;
+    dcb_info(self->collector.paused ? "collection paused" : "collection resumed",
+             "records=%" PRIu64, self->collector.records_out);
 }
 
-bool collector_finished(const dcb_worker_t *self)
+static bool collector_done(const dcb_worker_t *self)
 {
-    return self->source_done && self->nwindow == 0;
+    return self->collector.source_done && self->collector.nwindow == 0;
 }
 
-void collector_free(dcb_worker_t *self)
+static void collector_free(dcb_worker_t *self)
 {
-    for (size_t i = 0; i < self->nwindow; i++)
-        zmq_msg_close(&self->window[i].body);
-    free(self->window);
-    free(self->streams);
-    self->window = NULL;
-    self->streams = NULL;
-    self->nwindow = 0;
+    for (size_t i = 0; i < self->collector.nwindow; i++)
+        zmq_msg_close(&self->collector.window[i].body);
+    free(self->collector.window);
+    free(self->collector.streams);
+    self->collector.window = NULL;
+    self->collector.streams = NULL;
+    self->collector.nwindow = 0;
 }
+
+static void send_progress(dcb_worker_t *self, double progress, uint64_t records)
+{
+    msgpack_packer *pk = &self->body.pk;
+    dcb_body_reset(&self->body);
+    msgpack_pack_map(pk, 2);
+    dcb_pack_kv_double(pk, "progress", progress);
+    dcb_pack_kv_uint(pk, "records", records);
+    worker_send(self, DCB_CMD_TASK, dcb_body_span(&self->body));
+    self->collector.progress_unsent = false;
+}
+
+static void hook_progress(void *arg, double progress, uint64_t records)
+{
+    dcb_worker_t *self = arg;
+    int64_t now = worker_now_us();
+    /* At most ten reports a second, but always the final one; the last
+     * one held back is sent before BYE. */
+    if (progress < 1.0 && now - self->collector.last_progress_us < 100000) {
+        self->collector.unsent_progress = progress;
+        self->collector.unsent_records = records;
+        self->collector.progress_unsent = true;
+        return;
+    }
+    self->collector.last_progress_us = now;
+    send_progress(self, progress, records);
+}
+
+static void flush_progress(dcb_worker_t *self)
+{
+    if (self->collector.progress_unsent && self->link.sock)
+        send_progress(self, self->collector.unsent_progress, self->collector.unsent_records);
+}
+
+static void collector_hooks(dcb_host_hooks_t *hooks)
+{
+    hooks->progress = hook_progress;
+}
+
+/* The window holds four credits' worth; seqs of new streams start at the
+ * wall-clock microsecond of the start, which also names the run. */
+static int collector_start(dcb_worker_t *self)
+{
+    dcb_collector_state_t *c = &self->collector;
+    c->seq_base = (uint64_t)dcb_host_services()->now_us();
+    snprintf(c->run, sizeof c->run, "%s-%" PRIu64, self->wcfg->name, c->seq_base);
+    c->window_cap = (size_t)self->config->credit * 4;
+    c->window = calloc(c->window_cap, sizeof *c->window);
+    return c->window ? 0 : -1;
+}
+
+static uint32_t collector_hello_keys(const dcb_worker_t *self)
+{
+    (void)self;
+    return 1;
+}
+
+static void collector_pack_hello(const dcb_worker_t *self, msgpack_packer *pk)
+{
+    dcb_pack_kv_str(pk, "run", self->collector.run);
+}
+
+static bool collector_on_message(dcb_worker_t *self, dcb_message_t *m)
+{
+    if (m->cmd == DCB_CMD_ACK)
+        collector_on_ack(self, m->body_span);
+    else if (m->cmd == DCB_CMD_CONTROL)
+        collector_on_control(self, m->body_span);
+    else
+        return false;
+    return true;
+}
+
+/* A stop waits (up to 10 s) for the window to be acknowledged. */
+static bool collector_drained(dcb_worker_t *self, int64_t now)
+{
+    dcb_collector_state_t *c = &self->collector;
+    if (!c->stop_deadline_us) c->stop_deadline_us = now + DRAIN_TIMEOUT_US;
+    if (c->nwindow == 0) return true;
+    if (now < c->stop_deadline_us) return false;
+    dcb_warn("stopping with unacknowledged batches", "batches=%zu", c->nwindow);
+    return true;
+}
+
+const dcb_role_ops_t collector_ops = {
+    .layer = "collection",
+    .failure_type = "PROCESSING",
+    .start = collector_start,
+    .hello_keys = collector_hello_keys,
+    .pack_hello = collector_pack_hello,
+    .on_ready = collector_on_ready,
+    .on_message = collector_on_message,
+    .tick = collector_tick,
+    .poll_timeout = collector_poll_timeout,
+    .done = collector_done,
+    .drained = collector_drained,
+    .close = flush_progress,
+    .free = collector_free,
+    .hooks = collector_hooks,
+};

@@ -7,7 +7,9 @@
  * "handled" | "pass" | "retry", delay_ms}} -- "retry" when handle() called
  * host->retry_after().
  */
+#include "calls.h"
 #include "log.h"
+#include "role.h"
 #include "mpread.h"
 #include "worker.h"
 
@@ -61,7 +63,7 @@ static void reply(dcb_worker_t *self, uint64_t id, const char *action, uint32_t 
     worker_send(self, DCB_CMD_REPLY, dcb_body_span(&self->body));
 }
 
-void handler_on_request(dcb_worker_t *self, dcbus_span_t body)
+static void handler_on_request(dcb_worker_t *self, dcbus_span_t body)
 {
     uint64_t id = 0;
     char op[16] = "";
@@ -84,10 +86,34 @@ void handler_on_request(dcb_worker_t *self, dcbus_span_t body)
         view = dcb_envelope_view(&env);
         batch = &view;
     }
-    self->retry_delay_ms = -1;
+    self->handler.retry_delay_ms = -1;
     const char *action = "pass";
-    if (dcbus_handler_ops(self->plugin)->can_handle(self->state, error.type) &&
-        dcbus_handler_ops(self->plugin)->handle(self->state, &error, batch) == DCBUS_HANDLED)
-        action = self->retry_delay_ms >= 0 ? "retry" : "handled";
-    reply(self, id, action, self->retry_delay_ms > 0 ? (uint32_t)self->retry_delay_ms : 0);
+    if (call_handle(self, &error, batch) == DCBUS_HANDLED)
+        action = self->handler.retry_delay_ms >= 0 ? "retry" : "handled";
+    reply(self, id, action,
+          self->handler.retry_delay_ms > 0 ? (uint32_t)self->handler.retry_delay_ms : 0);
 }
+
+static void hook_retry_after(void *arg, uint32_t delay_ms)
+{
+    ((dcb_worker_t *)arg)->handler.retry_delay_ms = delay_ms;
+}
+
+static void handler_hooks(dcb_host_hooks_t *hooks)
+{
+    hooks->retry_after = hook_retry_after;
+}
+
+static bool handler_on_message(dcb_worker_t *self, dcb_message_t *m)
+{
+    if (m->cmd != DCB_CMD_REQUEST) return false;
+    handler_on_request(self, m->body_span);
+    return true;
+}
+
+const dcb_role_ops_t handler_ops = {
+    .layer = "handling",
+    .failure_type = "PROCESSING",
+    .on_message = handler_on_message,
+    .hooks = handler_hooks,
+};

@@ -15,6 +15,7 @@
 #include "host.h"
 #include "log.h"
 #include "mpread.h"
+#include "role.h"
 #include "security.h"
 #include "worker.h"
 
@@ -27,13 +28,13 @@ int64_t worker_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static void send_hello(dcb_worker_t *self, int64_t now)
+void worker_pack_hello(const dcb_worker_t *self, dcb_body_t *body)
 {
-    msgpack_packer *pk = &self->body.pk;
-    dcb_body_reset(&self->body);
-    bool collector = self->plugin->role == DCBUS_ROLE_COLLECTOR;
-    msgpack_pack_map(pk, collector ? 9 : 8);
-    if (collector) dcb_pack_kv_str(pk, "run", self->run);
+    msgpack_packer *pk = &body->pk;
+    dcb_body_reset(body);
+    uint32_t extra = self->role->hello_keys ? self->role->hello_keys(self) : 0;
+    msgpack_pack_map(pk, 8 + extra);
+    if (extra) self->role->pack_hello(self, pk);
     dcb_pack_kv_str(pk, "role", dcb_role_name(self->plugin->role));
     dcb_pack_kv_str(pk, "instance", self->wcfg->name);
     dcb_pack_kv_str(pk, "plugin", self->plugin->name);
@@ -42,55 +43,75 @@ static void send_hello(dcb_worker_t *self, int64_t now)
     dcb_pack_kv_uint(pk, "credit", (uint64_t)self->config->credit);
     dcb_pack_kv_int(pk, "pid", getpid());
     dcb_pack_kv_str(pk, "version", self->plugin->version ? self->plugin->version : "");
+}
+
+static void send_hello(dcb_worker_t *self, int64_t now)
+{
+    worker_pack_hello(self, &self->body);
     worker_send(self, DCB_CMD_HELLO, dcb_body_span(&self->body));
-    self->hello_sent_us = now;
+    self->link.hello_sent_us = now;
 }
 
 int worker_link_open(dcb_worker_t *self)
 {
-    self->sock = zsock_new(ZMQ_DEALER);
-    if (!self->sock) return -1;
-    zsock_set_linger(self->sock, 0);
+    self->link.sock = zsock_new(ZMQ_DEALER);
+    if (!self->link.sock) return -1;
+    zsock_set_linger(self->link.sock, 0);
     /* Collectors may have a whole window in the pipe; never drop silently. */
-    zsock_set_sndhwm(self->sock, 0);
-    zsock_set_rcvhwm(self->sock, 0);
-    snprintf(self->identity, sizeof self->identity, "%s.%d.%d.%04x", self->wcfg->name,
+    zsock_set_sndhwm(self->link.sock, 0);
+    zsock_set_rcvhwm(self->link.sock, 0);
+    snprintf(self->link.identity, sizeof self->link.identity, "%s.%d.%d.%04x", self->wcfg->name,
              self->replica, getpid(), (unsigned)(worker_now_us() & 0xffff));
-    zsock_set_identity(self->sock, self->identity);
+    zsock_set_identity(self->link.sock, self->link.identity);
     char err[512];
-    if (dcb_security_client(self->sock, self->config, self->wcfg->name, err, sizeof err) != 0) {
+    if (dcb_security_client(self->link.sock, self->config, self->wcfg->name, err, sizeof err) != 0) {
         dcb_error("cannot secure the broker link", "error=\"%s\"", err);
-        zsock_destroy(&self->sock);
+        zsock_destroy(&self->link.sock);
         return -1;
     }
-    if (zsock_connect(self->sock, "%s", self->endpoint) != 0) {
-        dcb_error("cannot connect to the broker", "endpoint=%s", self->endpoint);
-        zsock_destroy(&self->sock);
+    if (zsock_connect(self->link.sock, "%s", self->link.endpoint) != 0) {
+        dcb_error("cannot connect to the broker", "endpoint=%s", self->link.endpoint);
+        zsock_destroy(&self->link.sock);
         return -1;
     }
-    self->ready = false;
+    self->link.ready = false;
     int64_t now = worker_now_us();
-    self->last_recv_us = now;
+    self->link.last_recv_us = now;
     send_hello(self, now);
     return 0;
 }
 
-void worker_link_close(dcb_worker_t *self)
+bool worker_link_idle(dcb_worker_t *self)
 {
-    zsock_destroy(&self->sock);
-    self->ready = false;
+    return !keeper_pending(&self->link.keeper) &&
+           !(self->link.sock && (zsock_events(self->link.sock) & ZMQ_POLLIN));
 }
 
+void worker_link_close(dcb_worker_t *self)
+{
+    keeper_discard(&self->link.keeper);
+    zsock_destroy(&self->link.sock);
+    self->link.ready = false;
+}
+
+/* Sends take the keeper's lock: the services table's hooks send from
+ * inside plugin calls, while the keeper may be using the socket. */
 int worker_send(dcb_worker_t *self, dcb_cmd_t cmd, dcbus_span_t body)
 {
-    self->last_send_us = worker_now_us();
-    return dcb_proto_send(self->sock, NULL, cmd, body.data, body.len);
+    keeper_lock(&self->link.keeper);
+    self->link.last_send_us = worker_now_us();
+    int rc = dcb_proto_send(self->link.sock, NULL, cmd, body.data, body.len);
+    keeper_unlock(&self->link.keeper);
+    return rc;
 }
 
 int worker_send_msg(dcb_worker_t *self, dcb_cmd_t cmd, zmq_msg_t *body)
 {
-    self->last_send_us = worker_now_us();
-    return dcb_proto_send_msg(self->sock, NULL, cmd, body);
+    keeper_lock(&self->link.keeper);
+    self->link.last_send_us = worker_now_us();
+    int rc = dcb_proto_send_msg(self->link.sock, NULL, cmd, body);
+    keeper_unlock(&self->link.keeper);
+    return rc;
 }
 
 void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint64_t seq,
@@ -104,9 +125,7 @@ void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint
     if (cmd == DCB_CMD_NACK) {
         /* A transient failure is a lost connection; a lasting one belongs
          * to the stage's layer. */
-        const char *type = retry                                      ? "CONNECTION"
-                           : self->plugin->role == DCBUS_ROLE_STORAGE ? "STORAGE"
-                                                                      : "PROCESSING";
+        const char *type = retry ? "CONNECTION" : self->role->failure_type;
         dcb_pack_kv_bool(pk, "retry", retry);
         dcb_pack_kv_str(pk, "error", error ? error : "");
         dcb_pack_kv_str(pk, "error_type", type);
@@ -131,7 +150,7 @@ bool worker_decode_batch(dcb_worker_t *self, dcb_message_t *m, dcb_envelope_t *e
 
 static void reconnect(dcb_worker_t *self, const char *why)
 {
-    dcb_warn("reconnecting to the broker", "endpoint=%s reason=\"%s\"", self->endpoint, why);
+    dcb_warn("reconnecting to the broker", "endpoint=%s reason=\"%s\"", self->link.endpoint, why);
     worker_link_close(self);
     if (worker_link_open(self) != 0) dcb_worker_stop = 1;
 }
@@ -140,16 +159,16 @@ void worker_link_tick(dcb_worker_t *self, int64_t now)
 {
     int64_t hb = (int64_t)self->config->heartbeat_ms * 1000;
     int64_t timeout = (int64_t)self->config->heartbeat_timeout_ms * 1000;
-    if (!self->ready) {
+    if (!self->link.ready) {
         /* Keep asking: the broker may not be up yet. */
-        if (now - self->hello_sent_us >= hb) send_hello(self, now);
+        if (now - self->link.hello_sent_us >= hb) send_hello(self, now);
         return;
     }
-    if (now - self->last_recv_us > timeout) {
+    if (now - self->link.last_recv_us > timeout) {
         reconnect(self, "broker silent past the heartbeat time-out");
         return;
     }
-    if (now - self->last_send_us >= hb)
+    if (now - self->link.last_send_us >= hb)
         worker_send(self, DCB_CMD_HEARTBEAT, (dcbus_span_t){s_empty_map, 1});
 }
 
@@ -157,16 +176,16 @@ static void on_ready(dcb_worker_t *self, dcbus_span_t body)
 {
     /* HELLOs queued while the broker was away each get a READY: only the
      * first one on a socket counts (else the window is resent each time). */
-    if (self->ready) return;
+    if (self->link.ready) return;
     uint64_t credit;
-    if (dcb_map_get_uint(body, "credit", &credit) && credit > 0) self->credit = (uint32_t)credit;
-    dcb_map_get_str(body, "session", self->session, sizeof self->session);
-    dcb_map_get_str(body, "session_type", self->session_type, sizeof self->session_type);
-    dcb_map_get_bool(body, "paused", &self->paused);
-    self->ready = true;
-    dcb_info("registered with the broker", "endpoint=%s role=%s session=%s", self->endpoint,
-             dcb_role_name(self->plugin->role), self->session);
-    if (self->plugin->role == DCBUS_ROLE_COLLECTOR) collector_on_ready(self, body);
+    if (dcb_map_get_uint(body, "credit", &credit) && credit > 0)
+        self->link.credit = (uint32_t)credit;
+    dcb_map_get_str(body, "session", self->link.session, sizeof self->link.session);
+    dcb_map_get_str(body, "session_type", self->link.session_type, sizeof self->link.session_type);
+    self->link.ready = true;
+    dcb_info("registered with the broker", "endpoint=%s role=%s session=%s", self->link.endpoint,
+             dcb_role_name(self->plugin->role), self->link.session);
+    if (self->role->on_ready) self->role->on_ready(self, body);
 }
 
 static void on_refusal(dcb_worker_t *self, dcbus_span_t body)
@@ -192,15 +211,15 @@ static void on_session(dcb_worker_t *self, dcbus_span_t body)
     dcb_map_get_str(body, "id", id, sizeof id);
     dcb_map_get_str(body, "type", type, sizeof type);
     if (strcmp(event, "begin") == 0 && id[0]) {
-        snprintf(self->session, sizeof self->session, "%s", id);
-        snprintf(self->session_type, sizeof self->session_type, "%s", type);
+        snprintf(self->link.session, sizeof self->link.session, "%s", id);
+        snprintf(self->link.session_type, sizeof self->link.session_type, "%s", type);
     }
-    if (self->plugin->role == DCBUS_ROLE_STORAGE) storage_on_session(self, body);
+    if (self->role->on_session) self->role->on_session(self, body);
 }
 
 bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now)
 {
-    self->last_recv_us = now;
+    self->link.last_recv_us = now;
     switch (m->cmd) {
     case DCB_CMD_READY:
         on_ready(self, m->body_span);
@@ -222,55 +241,55 @@ bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now)
  * Reports from the plugin, through the services table.
  */
 
-static const char *layer_of(const dcb_worker_t *self)
-{
-    switch (self->plugin->role) {
-    case DCBUS_ROLE_COLLECTOR:
-        return "collection";
-    case DCBUS_ROLE_PROCESSOR:
-        return "processing";
-    case DCBUS_ROLE_STORAGE:
-        return "storage";
-    default:
-        return "handling";
-    }
-}
+static const char *s_error_types[] = {"CONFIGURATION", "CONNECTION", "VALIDATION", "PROCESSING",
+                                      "STORAGE"};
 
 /* Appends a plugin-supplied msgpack value if it is exactly one well-formed
  * value, else an empty map: a plugin's bad bytes must not corrupt the body. */
-static void pack_raw_or_empty_map(dcb_worker_t *self, dcbus_span_t raw)
+static void pack_details(dcb_body_t *body, dcbus_span_t raw)
 {
     const uint8_t *pos = raw.data;
     if (raw.len && dcb_mp_skip(&pos, raw.data + raw.len) && pos == raw.data + raw.len)
-        msgpack_sbuffer_write(&self->body.buf, (const char *)raw.data, raw.len);
+        msgpack_sbuffer_write(&body->buf, (const char *)raw.data, raw.len);
     else
-        msgpack_pack_map(&self->body.pk, 0);
+        msgpack_pack_map(&body->pk, 0);
 }
 
-static const char *s_error_types[] = {"CONFIGURATION", "CONNECTION", "VALIDATION", "PROCESSING",
-                                      "STORAGE"};
+static void pack_error_info(dcb_worker_t *self, dcb_body_t *body, dcbus_error_type_t type,
+                            const char *operation, const char *message, dcbus_span_t details,
+                            bool critical)
+{
+    msgpack_packer *pk = &body->pk;
+    bool has_batch = self->cur_stream != NULL;
+    unsigned t = (unsigned)type <= DCBUS_ERROR_STORAGE ? (unsigned)type : 3;
+    dcb_body_reset(body);
+    msgpack_pack_map(pk, has_batch ? 9 : 7);
+    dcb_pack_kv_str(pk, "error_type", s_error_types[t]);
+    dcb_pack_kv_int(pk, "timestamp", dcb_host_services()->now_us());
+    dcb_pack_kv_str(pk, "layer_name", self->role->layer);
+    dcb_pack_kv_str(pk, "operation", operation ? operation : "");
+    dcb_pack_kv_str(pk, "message", message ? message : "");
+    dcb_pack_str(pk, "details");
+    pack_details(body, details);
+    dcb_pack_kv_bool(pk, "is_critical", critical);
+    if (has_batch) {
+        dcb_pack_kv_str(pk, "stream", self->cur_stream);
+        dcb_pack_kv_uint(pk, "seq", self->cur_seq);
+    }
+}
+
+void worker_pack_error(dcb_worker_t *self, dcb_body_t *body, dcbus_error_type_t type,
+                       const char *operation, const char *message, bool critical)
+{
+    pack_error_info(self, body, type, operation, message, (dcbus_span_t){NULL, 0}, critical);
+}
 
 static void hook_error(void *arg, const dcbus_error_t *e)
 {
     dcb_worker_t *self = arg;
     snprintf(self->last_error, sizeof self->last_error, "%s", e->message ? e->message : "");
-    msgpack_packer *pk = &self->body.pk;
-    bool has_batch = self->cur_stream != NULL;
-    unsigned type = (unsigned)e->type <= DCBUS_ERROR_STORAGE ? (unsigned)e->type : 3;
-    dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, has_batch ? 9 : 7);
-    dcb_pack_kv_str(pk, "error_type", s_error_types[type]);
-    dcb_pack_kv_int(pk, "timestamp", dcb_host_services()->now_us());
-    dcb_pack_kv_str(pk, "layer_name", layer_of(self));
-    dcb_pack_kv_str(pk, "operation", e->operation ? e->operation : "");
-    dcb_pack_kv_str(pk, "message", e->message ? e->message : "");
-    dcb_pack_str(pk, "details");
-    pack_raw_or_empty_map(self, e->details);
-    dcb_pack_kv_bool(pk, "is_critical", e->is_critical);
-    if (has_batch) {
-        dcb_pack_kv_str(pk, "stream", self->cur_stream);
-        dcb_pack_kv_uint(pk, "seq", self->cur_seq);
-    }
+    pack_error_info(self, &self->body, e->type, e->operation, e->message, e->details,
+                    e->is_critical);
     worker_send(self, DCB_CMD_ERROR, dcb_body_span(&self->body));
 }
 
@@ -283,54 +302,14 @@ static void hook_event(void *arg, const char *type, dcbus_span_t data)
     dcb_pack_kv_str(pk, "event_type", type);
     dcb_pack_kv_int(pk, "timestamp", dcb_host_services()->now_us());
     dcb_pack_str(pk, "data");
-    pack_raw_or_empty_map(self, data);
+    pack_details(&self->body, data);
     worker_send(self, DCB_CMD_EVENT, dcb_body_span(&self->body));
-}
-
-static void send_progress(dcb_worker_t *self, double progress, uint64_t records)
-{
-    msgpack_packer *pk = &self->body.pk;
-    dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 2);
-    dcb_pack_kv_double(pk, "progress", progress);
-    dcb_pack_kv_uint(pk, "records", records);
-    worker_send(self, DCB_CMD_TASK, dcb_body_span(&self->body));
-    self->progress_unsent = false;
-}
-
-static void hook_progress(void *arg, double progress, uint64_t records)
-{
-    dcb_worker_t *self = arg;
-    int64_t now = worker_now_us();
-    /* At most ten reports a second, but always the final one; the last
-     * one held back is sent before BYE. */
-    if (progress < 1.0 && now - self->last_progress_us < 100000) {
-        self->unsent_progress = progress;
-        self->unsent_records = records;
-        self->progress_unsent = true;
-        return;
-    }
-    self->last_progress_us = now;
-    send_progress(self, progress, records);
-}
-
-void worker_flush_progress(dcb_worker_t *self)
-{
-    if (self->progress_unsent && self->sock)
-        send_progress(self, self->unsent_progress, self->unsent_records);
-}
-
-static void hook_retry_after(void *arg, uint32_t delay_ms)
-{
-    ((dcb_worker_t *)arg)->retry_delay_ms = delay_ms;
 }
 
 void worker_hooks(dcb_worker_t *self, dcb_host_hooks_t *hooks)
 {
-    hooks->retry_after = hook_retry_after;
     hooks->event = hook_event;
     hooks->error = hook_error;
-    hooks->progress = hook_progress;
-    query_hooks(hooks);
+    if (self->role->hooks) self->role->hooks(hooks);
     hooks->arg = self;
 }

@@ -14,11 +14,11 @@
 #include <getopt.h>
 #include <unistd.h>
 
+#include "calls.h"
 #include "log.h"
 #include "process.h"
+#include "role.h"
 #include "worker.h"
-
-#define DRAIN_TIMEOUT_US (10 * 1000000LL)
 
 volatile sig_atomic_t dcb_worker_stop = 0;
 
@@ -110,7 +110,7 @@ static int setup(dcb_worker_t *self, const options_t *o)
         dcb_error("no such worker instance in the config", "config=%s", o->config);
         return -1;
     }
-    snprintf(self->endpoint, sizeof self->endpoint, "%s",
+    snprintf(self->link.endpoint, sizeof self->link.endpoint, "%s",
              o->broker ? o->broker : self->config->bus_endpoint);
     self->lib = dcb_plugin_load((const char *const *)self->config->plugins_path,
                                 self->config->nplugins_path, self->wcfg->plugin, err, sizeof err);
@@ -119,6 +119,11 @@ static int setup(dcb_worker_t *self, const options_t *o)
         return -1;
     }
     self->plugin = dcb_plugin_desc(self->lib);
+    self->role = role_ops(self->plugin->role);
+    if (self->role->start && self->role->start(self) != 0) {
+        dcb_error("cannot set up the worker's role", "role=%s", dcb_role_name(self->plugin->role));
+        return -1;
+    }
     dcb_host_hooks_t hooks;
     worker_hooks(self, &hooks);
     self->ctx = dcb_ctx_new(self->wcfg->name, self->replica, self->wcfg->settings,
@@ -130,7 +135,7 @@ static int setup(dcb_worker_t *self, const options_t *o)
 static int open_plugin(dcb_worker_t *self)
 {
     char err[1024];
-    if (dcb_ctx_open(self->ctx, self->plugin, &self->state, err, sizeof err) != 0) {
+    if (call_open(self, err, sizeof err) != 0) {
         dcb_error("plugin not opened", "plugin=%s reason=\"%s\"", self->plugin->name, err);
         return -1;
     }
@@ -149,71 +154,59 @@ static int open_plugin(dcb_worker_t *self)
 static void dispatch(dcb_worker_t *self, dcb_message_t *m, int64_t now)
 {
     if (worker_link_handle(self, m, now)) return;
-    dcbus_role_t role = self->plugin->role;
-    if (m->cmd == DCB_CMD_ACK && role == DCBUS_ROLE_COLLECTOR)
-        collector_on_ack(self, m->body_span);
-    else if (m->cmd == DCB_CMD_CONTROL && role == DCBUS_ROLE_COLLECTOR)
-        collector_on_control(self, m->body_span);
-    else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_PROCESSOR)
-        processor_on_data(self, m);
-    else if (m->cmd == DCB_CMD_DATA && role == DCBUS_ROLE_STORAGE)
-        storage_on_data(self, m);
-    else if (m->cmd == DCB_CMD_REQUEST && role == DCBUS_ROLE_HANDLER)
-        handler_on_request(self, m->body_span);
-    else if (m->cmd == DCB_CMD_REQUEST && role == DCBUS_ROLE_STORAGE)
-        query_on_request(self, m->body_span);
-    else
+    if (!self->role->on_message || !self->role->on_message(self, m))
         dcb_debug("unexpected command ignored", "cmd=%s", dcb_cmd_name(m->cmd));
 }
 
-/* Handles every message already waiting; returns how many there were.
- * Each message gets the time it is handled at, and heartbeats go out
- * between messages: a slow plugin working through a backlog must not look
- * dead to the broker, nor the broker to it. */
+/* Handles one message; each gets the time it is handled at, and
+ * heartbeats go out between messages. */
+static void handle(dcb_worker_t *self, dcb_message_t *m)
+{
+    dispatch(self, m, worker_now_us());
+    dcb_message_release(m);
+    if (self->link.sock) worker_link_tick(self, worker_now_us());
+}
+
+/* Handles every message already waiting -- first those the keeper took in
+ * during plugin calls, which came before anything still in the socket --
+ * and returns how many there were. */
 static int drain_socket(dcb_worker_t *self)
 {
     int n = 0;
-    while (self->sock && (zsock_events(self->sock) & ZMQ_POLLIN)) {
+    for (;;) {
+        dcb_message_t *queued = keeper_next(&self->link.keeper);
+        if (queued) {
+            handle(self, queued);
+            free(queued);
+            n++;
+            continue;
+        }
+        if (!self->link.sock || !(zsock_events(self->link.sock) & ZMQ_POLLIN)) break;
         dcb_message_t m;
         char why[256];
-        int64_t now = worker_now_us();
-        if (dcb_proto_recv(self->sock, false, &m, why, sizeof why) == 0)
-            dispatch(self, &m, now);
-        else if (strcmp(why, "interrupted") != 0)
-            dcb_warn("malformed message from the broker dropped", "why=\"%s\"", why);
-        dcb_message_release(&m);
+        if (dcb_proto_recv(self->link.sock, false, &m, why, sizeof why) == 0) {
+            handle(self, &m);
+        } else {
+            if (strcmp(why, "interrupted") != 0)
+                dcb_warn("malformed message from the broker dropped", "why=\"%s\"", why);
+            dcb_message_release(&m);
+        }
         n++;
-        if (self->sock) worker_link_tick(self, worker_now_us());
     }
     return n;
 }
 
 static int poll_timeout(const dcb_worker_t *self, int64_t now)
 {
-    switch (self->plugin->role) {
-    case DCBUS_ROLE_COLLECTOR:
-        return collector_poll_timeout(self, now);
-    case DCBUS_ROLE_STORAGE:
-        return storage_poll_timeout(self, now);
-    default:
-        return 100;
-    }
+    return self->role->poll_timeout ? self->role->poll_timeout(self, now) : 100;
 }
 
-/* True once a stop (or the end of the source) has been carried out. */
+/* True once the work ended by itself, or a stop has been carried out. */
 static bool finished(dcb_worker_t *self, int64_t now)
 {
-    bool collector = self->plugin->role == DCBUS_ROLE_COLLECTOR;
-    if (collector && collector_finished(self)) return true;
+    if (self->role->done && self->role->done(self)) return true;
     if (!dcb_worker_stop) return false;
-    if (!collector) return true;
-    if (!self->stop_deadline_us) self->stop_deadline_us = now + DRAIN_TIMEOUT_US;
-    if (self->nwindow == 0) return true;
-    if (now >= self->stop_deadline_us) {
-        dcb_warn("stopping with unacknowledged batches", "batches=%zu", self->nwindow);
-        return true;
-    }
-    return false;
+    return !self->role->drained || self->role->drained(self, now);
 }
 
 static void run(dcb_worker_t *self)
@@ -221,29 +214,25 @@ static void run(dcb_worker_t *self)
     for (;;) {
         int64_t now = worker_now_us();
         if (finished(self, now)) break;
-        zmq_pollitem_t item = {zsock_resolve(self->sock), 0, ZMQ_POLLIN, 0};
-        zmq_poll(&item, 1, poll_timeout(self, now));
+        zmq_pollitem_t item = {zsock_resolve(self->link.sock), 0, ZMQ_POLLIN, 0};
+        zmq_poll(&item, 1, keeper_pending(&self->link.keeper) ? 0 : poll_timeout(self, now));
         drain_socket(self);
-        if (!self->sock) break;
+        if (!self->link.sock) break;
         now = worker_now_us();
         worker_link_tick(self, now);
-        if (self->plugin->role == DCBUS_ROLE_COLLECTOR) collector_tick(self, now);
-        if (self->plugin->role == DCBUS_ROLE_STORAGE)
-            storage_tick(self, now, !(zsock_events(self->sock) & ZMQ_POLLIN));
+        if (self->role->tick) self->role->tick(self, now);
     }
 }
 
 static void teardown(dcb_worker_t *self)
 {
-    if (self->opened && self->plugin->role == DCBUS_ROLE_STORAGE) storage_close(self);
-    if (self->sock) {
+    const dcb_role_ops_t *role = self->role;
+    if (self->opened && role->close) role->close(self);
+    if (self->link.sock) {
         /* A collector says how its run ended: the broker's task follows. */
-        const char *reason =
-            self->exit_code != 0 ? "failed"
-            : self->plugin && self->plugin->role == DCBUS_ROLE_COLLECTOR && collector_finished(self)
-                ? "done"
-                : "stopped";
-        worker_flush_progress(self);
+        const char *reason = self->exit_code != 0             ? "failed"
+                             : role->done && role->done(self) ? "done"
+                                                              : "stopped";
         msgpack_packer *pk = &self->body.pk;
         dcb_body_reset(&self->body);
         msgpack_pack_map(pk, self->failure[0] ? 2 : 1);
@@ -252,9 +241,10 @@ static void teardown(dcb_worker_t *self)
         worker_send(self, DCB_CMD_BYE, dcb_body_span(&self->body));
         zclock_sleep(20); /* let BYE leave before linger 0 drops it */
     }
-    if (self->opened) dcb_plugin_close(self->plugin, self->state);
+    if (self->opened) call_close(self);
+    keeper_stop(&self->link.keeper);
     worker_link_close(self);
-    collector_free(self);
+    if (role && role->free) role->free(self);
     dcb_ctx_destroy(&self->ctx);
     dcb_plugin_unload(&self->lib);
     dcb_config_destroy(&self->config);
@@ -281,14 +271,15 @@ int main(int argc, char **argv)
     self.builder = dcb_builder_new();
     msgpack_sbuffer_init(&self.encoded);
     dcb_body_init(&self.body);
-    self.seq_base = (uint64_t)dcb_host_services()->now_us();
-    snprintf(self.run, sizeof self.run, "%s-%" PRIu64, o.instance, self.seq_base);
     int rc = setup(&self, &o);
     if (rc == 0) {
-        self.credit = (uint32_t)self.config->credit;
-        self.window_cap = (size_t)self.config->credit * 4;
-        self.window = calloc(self.window_cap, sizeof *self.window);
+        self.link.credit = (uint32_t)self.config->credit;
         rc = worker_link_open(&self);
+    }
+    if (rc == 0 &&
+        keeper_start(&self.link.keeper, &self, (int64_t)self.wcfg->call_timeout_ms * 1000) != 0) {
+        dcb_error("cannot start the link keeper thread", NULL);
+        rc = -1;
     }
     if (rc == 0) rc = open_plugin(&self);
     if (rc == 0)

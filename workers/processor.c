@@ -6,7 +6,9 @@
  * the received bytes back by reference, so a validator that keeps every
  * record costs no encoding at all.
  */
+#include "calls.h"
 #include "log.h"
+#include "role.h"
 #include "worker.h"
 
 static void nack(dcb_worker_t *self, const dcb_envelope_t *env, bool retry, const char *why)
@@ -24,7 +26,7 @@ static void send_output(dcb_worker_t *self, const dcb_envelope_t *in)
                 (dcbus_span_t){(const uint8_t *)self->encoded.data, self->encoded.size});
 }
 
-void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
+static void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
 {
     dcb_envelope_t env;
     char why[256];
@@ -36,11 +38,10 @@ void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
     dcb_builder_reset(self->builder);
     int rc = DCBUS_ERR;
     const char *misuse = NULL;
-    if (dcbus_processor_ops(self->plugin)->validate_input &&
-        !dcbus_processor_ops(self->plugin)->validate_input(self->state, &view))
+    if (!call_validate_input(self, &view))
         snprintf(why, sizeof why, "input refused by validate_input");
     else
-        rc = dcbus_processor_ops(self->plugin)->process(self->state, &view, self->builder);
+        rc = call_process(self, &view, self->builder);
     if (rc == DCBUS_OK && !dcb_builder_ok(self->builder, &misuse)) {
         dcb_error("processor plugin misused the batch builder", "why=\"%s\"", misuse);
         snprintf(why, sizeof why, "plugin misused the builder: %s", misuse);
@@ -54,3 +55,16 @@ void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
         nack(self, &env, rc == DCBUS_ERETRY, rc == DCBUS_ERETRY ? "retry" : why);
     self->cur_stream = NULL;
 }
+
+static bool processor_on_message(dcb_worker_t *self, dcb_message_t *m)
+{
+    if (m->cmd != DCB_CMD_DATA) return false;
+    processor_on_data(self, m);
+    return true;
+}
+
+const dcb_role_ops_t processor_ops = {
+    .layer = "processing",
+    .failure_type = "PROCESSING",
+    .on_message = processor_on_message,
+};

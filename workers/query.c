@@ -8,6 +8,7 @@
  * them as parameters.  Rows are collected in one buffer and sent at once:
  * a query is bounded by its limit (the CLI asks for 1000 by default).
  */
+#include "calls.h"
 #include "log.h"
 #include "mpread.h"
 #include "worker.h"
@@ -21,7 +22,7 @@ typedef struct {
 
 static void hook_query_row(void *arg, dcbus_span_t row)
 {
-    rows_t *r = ((dcb_worker_t *)arg)->query_rows;
+    rows_t *r = ((dcb_worker_t *)arg)->storage.query_rows;
     const uint8_t *pos = row.data;
     /* Only a well-formed map may go into the reply. */
     if (!r || !row.len || !dcb_mp_skip(&pos, row.data + row.len) || pos != row.data + row.len)
@@ -94,12 +95,10 @@ static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
 
     rows_t rows = {0};
     dcb_body_init(&rows.rows);
-    self->query_rows = &rows;
+    self->storage.query_rows = &rows;
     self->last_error[0] = '\0';
-    int rc = dcbus_storage_ops(self->plugin)->query
-                 ? dcbus_storage_ops(self->plugin)->query(self->state, &q)
-                 : DCBUS_ENOTSUP;
-    self->query_rows = NULL;
+    int rc = call_query(self, &q);
+    self->storage.query_rows = NULL;
     reply(self, id, rc, self->last_error[0] ? self->last_error : "query failed", &rows);
     dcb_body_destroy(&rows.rows);
 }
@@ -115,9 +114,7 @@ void query_on_request(dcb_worker_t *self, dcbus_span_t body)
     } else if (strcmp(op, "delete") == 0 &&
                dcb_map_get_str(body, "location", location, sizeof location)) {
         self->last_error[0] = '\0';
-        int rc = dcbus_storage_ops(self->plugin)->delete_location
-                     ? dcbus_storage_ops(self->plugin)->delete_location(self->state, location)
-                     : DCBUS_ENOTSUP;
+        int rc = call_delete_location(self, location);
         reply(self, id, rc,
               self->last_error[0] ? self->last_error : "no such location, or the delete failed",
               NULL);

@@ -4,13 +4,16 @@
  * One process hosts one instance of one plugin.  The link (link.c) keeps
  * the connection to the broker: HELLO until READY, heartbeats both ways,
  * a fresh socket and a new HELLO when the broker goes silent or says it
- * does not know us.  The role files drive the plugin:
+ * does not know us.  The role files drive the plugin, each through its
+ * table of operations (role.h) and over its own part of the state:
  *   collector.c  collect() batches, number them per stream, keep each one
  *                until the broker acknowledges it, resend after reconnect;
  *   processor.c  batch in, batch out (the reply doubles as the ack);
  *   storage.c    store(), then flush() and acknowledge in groups.
  * The plugin never sees the socket: everything goes through the services
- * table (common/host.c) whose hooks land here.
+ * table (common/host.c) whose hooks land here.  Every call into the plugin
+ * goes through calls.c, and while one runs the keeper thread (keeper.c)
+ * keeps the link alive; sends take the keeper's lock.
  */
 #ifndef DCB_WORKER_H
 #define DCB_WORKER_H
@@ -24,6 +27,7 @@
 #include "dcbus/plugin.h"
 #include "envelope.h"
 #include "host.h"
+#include "keeper.h"
 #include "loader.h"
 #include "proto.h"
 
@@ -42,34 +46,21 @@ typedef struct {
     uint64_t next_seq;
 } dcb_stream_seq_t;
 
+/* The connection to the broker (link.c, keeper.c). */
 typedef struct {
-    /* identity */
-    dcb_config_t *config;
-    const dcb_worker_cfg_t *wcfg;
-    int replica;
     char endpoint[512];
     char identity[256];
-    /* the plugin */
-    dcb_plugin_lib_t *lib;
-    const dcbus_plugin_t *plugin;
-    dcbus_ctx_t *ctx;
-    void *state;
-    bool opened;
-    /* the link */
     zsock_t *sock;
-    bool ready; /* READY received on this socket */
+    dcb_keeper_t keeper; /* answers for the link while a plugin call runs */
+    bool ready;          /* READY received on this socket */
     int64_t last_recv_us, last_send_us, hello_sent_us;
     uint32_t credit;
-    char session[DCB_NAME_MAX];
+    char session[DCB_NAME_MAX]; /* the broker's current session */
     char session_type[64];
-    /* the batch in hand, for error reports */
-    const char *cur_stream;
-    uint64_t cur_seq;
-    /* scratch buffers */
-    dcbus_builder_t *builder;
-    msgpack_sbuffer encoded;
-    dcb_body_t body;
-    /* collector */
+} dcb_link_t;
+
+/* A collector's state (collector.c). */
+typedef struct {
     dcb_pending_t *window;
     size_t nwindow, window_cap;
     dcb_stream_seq_t *streams;
@@ -85,25 +76,54 @@ typedef struct {
     double unsent_progress; /* a report held back by the 100 ms rate limit */
     uint64_t unsent_records;
     bool progress_unsent;
-    char failure[256]; /* why collecting stopped, for BYE */
-    /* storage */
+    int64_t stop_deadline_us; /* a stop waits for the window until then */
+} dcb_collector_state_t;
+
+/* A storage sink's state (storage.c, query.c). */
+typedef struct {
     struct dcb_ack *unacked; /* stored, not yet flushed */
     size_t nunacked, unacked_cap;
     int64_t first_unacked_us;
-    char store_session[DCB_NAME_MAX];
-    /* storage: the rows of the query being answered, and the last error the
-     * plugin reported (a query's refusal says why) */
-    void *query_rows;
-    char last_error[512];
-    /* handler */
+    char session[DCB_NAME_MAX]; /* the session its artifacts are open for */
+    void *query_rows;           /* the rows of the query being answered */
+} dcb_storage_state_t;
+
+/* An error handler's state (handler.c). */
+typedef struct {
     int64_t retry_delay_ms; /* set by host->retry_after() during handle(), else -1 */
+} dcb_handler_state_t;
+
+typedef struct dcb_role_ops dcb_role_ops_t;
+
+typedef struct dcb_worker {
+    /* identity */
+    dcb_config_t *config;
+    const dcb_worker_cfg_t *wcfg;
+    int replica;
+    /* the plugin, and what its role does with it */
+    dcb_plugin_lib_t *lib;
+    const dcbus_plugin_t *plugin;
+    const dcb_role_ops_t *role;
+    dcbus_ctx_t *ctx;
+    void *state;
+    bool opened;
+    dcb_link_t link;
+    /* the batch in hand, for error reports */
+    const char *cur_stream;
+    uint64_t cur_seq;
+    char last_error[512]; /* the last error the plugin reported (a refusal says why) */
+    /* scratch buffers */
+    dcbus_builder_t *builder;
+    msgpack_sbuffer encoded;
+    dcb_body_t body;
+    /* each role's own */
+    dcb_collector_state_t collector;
+    dcb_storage_state_t storage;
+    dcb_handler_state_t handler;
     /* stopping */
-    int64_t stop_deadline_us;
+    char failure[256]; /* why the work stopped, for BYE */
     int exit_code;
 } dcb_worker_t;
-
-/* Sends the last progress report if the rate limit held it back. */
-void worker_flush_progress(dcb_worker_t *self);
 
 /* Set by the signal handler; the loop stops gracefully. */
 extern volatile sig_atomic_t dcb_worker_stop;
@@ -111,11 +131,19 @@ extern volatile sig_atomic_t dcb_worker_stop;
 /* link.c */
 int worker_link_open(dcb_worker_t *self);
 void worker_link_close(dcb_worker_t *self);
+/* True if nothing from the broker waits to be handled. */
+bool worker_link_idle(dcb_worker_t *self);
 /* Heartbeats, liveness, HELLO resends; reconnects if the broker is gone. */
 void worker_link_tick(dcb_worker_t *self, int64_t now);
 /* Sends a command with a copied body / a shared body. */
 int worker_send(dcb_worker_t *self, dcb_cmd_t cmd, dcbus_span_t body);
 int worker_send_msg(dcb_worker_t *self, dcb_cmd_t cmd, zmq_msg_t *body);
+/* Packs this worker's HELLO body into `body`, reset first. */
+void worker_pack_hello(const dcb_worker_t *self, dcb_body_t *body);
+/* Packs an ErrorInfo map of this worker (its layer, and the batch in hand
+ * if there is one) into `body`, reset first. */
+void worker_pack_error(dcb_worker_t *self, dcb_body_t *body, dcbus_error_type_t type,
+                       const char *operation, const char *message, bool critical);
 /* Sends ACK or NACK of (stream, seq); error may be NULL. */
 void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint64_t seq,
                      bool retry, const char *error);
@@ -128,33 +156,8 @@ bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now);
 void worker_hooks(dcb_worker_t *self, dcb_host_hooks_t *hooks);
 int64_t worker_now_us(void);
 
-/* collector.c */
-void collector_tick(dcb_worker_t *self, int64_t now);
-void collector_on_ack(dcb_worker_t *self, dcbus_span_t body);
-/* READY: on the first one, go on from the broker's resume point; on
- * every one, resend the window. */
-void collector_on_ready(dcb_worker_t *self, dcbus_span_t body);
-bool collector_finished(const dcb_worker_t *self);
-void collector_free(dcb_worker_t *self);
-int collector_poll_timeout(const dcb_worker_t *self, int64_t now);
-
-/* processor.c */
-void processor_on_data(dcb_worker_t *self, dcb_message_t *m);
-
-void collector_on_control(dcb_worker_t *self, dcbus_span_t body);
-
-/* query.c */
+/* query.c: a storage sink's REQUESTs (query, delete), and its hook. */
 void query_on_request(dcb_worker_t *self, dcbus_span_t body);
 void query_hooks(dcb_host_hooks_t *hooks);
-
-/* handler.c */
-void handler_on_request(dcb_worker_t *self, dcbus_span_t body);
-
-/* storage.c */
-void storage_on_data(dcb_worker_t *self, dcb_message_t *m);
-void storage_tick(dcb_worker_t *self, int64_t now, bool idle);
-void storage_on_session(dcb_worker_t *self, dcbus_span_t body);
-void storage_close(dcb_worker_t *self);
-int storage_poll_timeout(const dcb_worker_t *self, int64_t now);
 
 #endif

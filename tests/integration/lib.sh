@@ -59,6 +59,18 @@ check() {
 }
 
 # finish: the tally, and the test's exit status.
+# report LINES: one check per line of a checker's output ("ok: ..." or
+# "FAIL: ...").
+report() {
+    local line
+    while IFS= read -r line; do
+        case $line in
+        ok:*) ok "${line#ok: }" ;;
+        *) not_ok "${line#FAIL: }" ;;
+        esac
+    done <<<"$1"
+}
+
 finish() {
     echo "$passed passed, $failed failed"
     ((failed == 0))

@@ -58,16 +58,6 @@ print("%s: the sink has %d records (expected %s), none twice (%s), none unknown 
 PY
 }
 
-report() {
-    local line
-    while IFS= read -r line; do
-        case $line in
-        ok:*) ok "${line#ok: }" ;;
-        *) not_ok "${line#FAIL: }" ;;
-        esac
-    done <<<"$1"
-}
-
 broker "$CFG"
 for who in sink retry deadletter log; do worker $who "$CFG"; done
 for who in sink retry deadletter log; do wait_joined $who || die "$who joins the broker"; done

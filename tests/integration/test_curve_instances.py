@@ -73,7 +73,7 @@ def hello_as(key_name, instance, role):
     sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = curve_of(key_name)
     sock.connect(bus.bus_ep)
     hello = {"role": role, "instance": instance, "plugin": "mock-storage", "replica": 0,
-             "abi": 1 << 16, "credit": 16, "pid": 1, "version": "x", "run": "intruder"}
+             "abi": 2 << 16, "credit": 16, "pid": 1, "version": "x", "run": "intruder"}
     sock.send_multipart([b"DCB1", b"HELLO", msgpack.packb(hello)])
     got = []
     deadline = time.monotonic() + 3

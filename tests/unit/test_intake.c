@@ -331,7 +331,8 @@ static void test_kept_counted(void **state)
     dcbus_span_t m = dcb_body_span(&out);
     uint64_t v;
     bool full = true;
-    const char *keys[] = {"bytes", "segments", "batches", "dropped", "unreadable", "held"};
+    const char *keys[] = {"bytes",      "segments", "batches", "dropped",
+                          "unreadable", "held",     "nospace", "need_bytes"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
         assert_true(dcb_map_get_uint(m, keys[i], &v));
     assert_true(dcb_map_get_uint(m, "kept", &v));
@@ -341,7 +342,7 @@ static void test_kept_counted(void **state)
     const uint8_t *p = (const uint8_t *)out.buf.data;
     uint32_t pairs;
     assert_true(dcb_mp_read_map(&p, p + out.buf.size, &pairs));
-    assert_int_equal(pairs, 8);
+    assert_int_equal(pairs, 10);
     dcb_body_destroy(&out);
 }
 

@@ -600,17 +600,19 @@ static void test_silent_peer_expires(void **state)
     rt_expire_peers(f->rt, f->now, 5 * SECOND);
     assert_non_null(rt_peer_find(f->rt, silent, strlen(silent)));
     expect_quiet(f);
-    /* Silent for longer: dead, and its batch goes to the other replica. */
+    /* Silent for longer: dead, and its batch goes to the other replica --
+     * alone, a suspect now: once that one has handed back what it holds. */
     rt_expire_peers(f->rt, f->now, 3 * SECOND);
     assert_null(rt_peer_find(f->rt, silent, strlen(silent)));
     assert_non_null(rt_peer_find(f->rt, alive, strlen(alive)));
     assert_non_null(rt_peer_find(f->rt, "s1#0", 4));
-    expect_data(f, alive, "ticks", 1, "src");
     expect_quiet(f);
     /* Any message counts as a sign of life: DATA refreshes last_seen. */
     f->now += 2 * SECOND;
-    data(f, alive, "ticks", 1, "p1");
-    expect_data(f, "p2#0", "ticks", 1, "p1");
+    data(f, alive, "ticks", 2, "p1");
+    expect_data(f, "p2#0", "ticks", 2, "p1");
+    expect_data(f, alive, "ticks", 1, "src");
+    expect_quiet(f);
     f->now += 2 * SECOND;
     rt_expire_peers(f->rt, f->now, 3 * SECOND);
     assert_non_null(rt_peer_find(f->rt, alive, strlen(alive)));
@@ -668,15 +670,70 @@ static void test_reconnected_sink_replaces_its_old_connection(void **state)
     hello(f, "s3#0.again", "s3", DCBUS_ROLE_STORAGE, 2);
     assert_int_equal(f->ngone, 1);
     assert_string_equal(f->gone[0], "s3#0");
+    /* Another process took its place: the old one died holding two, so
+     * each goes alone now, in order. */
     expect_data(f, "s3#0.again", "d", 1, "src2");
-    expect_data(f, "s3#0.again", "d", 2, "src2");
     expect_quiet(f);
     ack(f, "s3#0.again", "d", 1);
-    ack(f, "s3#0.again", "d", 2);
     expect_ack(f, "src2#0", "d", 1);
+    expect_data(f, "s3#0.again", "d", 2, "src2");
+    expect_quiet(f);
+    ack(f, "s3#0.again", "d", 2);
     expect_ack(f, "src2#0", "d", 2);
     expect_data(f, "s3#0.again", "d", 3, "src2");
     expect_data(f, "s3#0.again", "d", 4, "src2");
+}
+
+/* The same process reconnecting (INSTANCE.REPLICA.PID.NONCE, only the
+ * nonce new) is no death: what it held comes back at once, credit-wise. */
+static void test_same_process_reconnect_is_no_death(void **state)
+{
+    fx_t *f = *state;
+    hello(f, "src2#0", "src2", DCBUS_ROLE_COLLECTOR, 1);
+    hello(f, "s3.0.77.aaaa", "s3", DCBUS_ROLE_STORAGE, 2);
+    data(f, "src2#0", "d", 1, "src2");
+    data(f, "src2#0", "d", 2, "src2");
+    expect_data(f, "s3.0.77.aaaa", "d", 1, "src2");
+    expect_data(f, "s3.0.77.aaaa", "d", 2, "src2");
+    hello(f, "s3.0.77.bbbb", "s3", DCBUS_ROLE_STORAGE, 2);
+    expect_data(f, "s3.0.77.bbbb", "d", 1, "src2");
+    expect_data(f, "s3.0.77.bbbb", "d", 2, "src2");
+    expect_quiet(f);
+}
+
+/* A batch whose worker dies each time it holds it alone is given up after
+ * max_attempts deaths (a poison batch); the batches held beside it at the
+ * first death are not charged, and go on. */
+static void test_batch_that_kills_its_worker_is_given_up(void **state)
+{
+    fx_t *f = *state;
+    rt_set_max_attempts(f->rt, 2);
+    hello(f, "src2#0", "src2", DCBUS_ROLE_COLLECTOR, 1);
+    hello(f, "s3#0", "s3", DCBUS_ROLE_STORAGE, 4);
+    data(f, "src2#0", "d", 1, "src2");
+    data(f, "src2#0", "d", 2, "src2");
+    expect_data(f, "s3#0", "d", 1, "src2");
+    expect_data(f, "s3#0", "d", 2, "src2");
+    f->now += 10 * SECOND;
+    rt_expire_peers(f->rt, f->now, 3 * SECOND); /* died holding both */
+    hello(f, "s3#1", "s3", DCBUS_ROLE_STORAGE, 4);
+    expect_data(f, "s3#1", "d", 1, "src2"); /* alone */
+    expect_quiet(f);
+    f->now += 10 * SECOND;
+    rt_expire_peers(f->rt, f->now, 3 * SECOND); /* attempt 1 of d/1 */
+    hello(f, "s3#2", "s3", DCBUS_ROLE_STORAGE, 4);
+    expect_data(f, "s3#2", "d", 1, "src2");
+    expect_quiet(f);
+    f->now += 10 * SECOND;
+    rt_expire_peers(f->rt, f->now, 3 * SECOND); /* attempt 2: given up */
+    expect_abandoned(f, "d", 1, "missed heartbeats");
+    expect_ack(f, "src2#0", "d", 1); /* settled: the spool keeps it */
+    assert_int_equal(f->kept, 1);
+    hello(f, "s3#3", "s3", DCBUS_ROLE_STORAGE, 4);
+    expect_data(f, "s3#3", "d", 2, "src2"); /* never charged: goes on */
+    ack(f, "s3#3", "d", 2);
+    expect_ack(f, "src2#0", "d", 2);
+    expect_quiet(f);
 }
 
 /* A collector that reconnects comes back with a new routing id while the
@@ -1302,6 +1359,8 @@ int main(void)
         T(test_given_back_batches_keep_their_order),
         T(test_dead_sink_redelivers),
         T(test_reconnected_sink_replaces_its_old_connection),
+        T(test_same_process_reconnect_is_no_death),
+        T(test_batch_that_kills_its_worker_is_given_up),
         T(test_ack_goes_to_the_reconnected_collector),
         T(test_resent_batch_not_taken_twice),
         T(test_resent_batch_in_processing_not_taken_twice),
