@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "mpread.h"
+#include "messages.h"
 #include "security.h"
 
 /* ---------------------------------------------------------------------------
@@ -49,11 +50,10 @@ static void on_intake_ack(void *arg, const void *id, size_t idlen, const char *s
     dcb_broker_t *self = arg;
     const rt_peer_t *peer = rt_peer_find(self->router, id, idlen);
     if (!peer) return; /* gone: it resends, and the resend is acknowledged */
-    msgpack_packer *pk = &self->body.pk;
+    dcb_ack_t ack = {.seq = seq};
+    snprintf(ack.stream, sizeof ack.stream, "%s", stream);
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 2);
-    dcb_pack_kv_str(pk, "stream", stream);
-    dcb_pack_kv_uint(pk, "seq", seq);
+    dcb_ack_pack(&ack, DCB_CMD_ACK, &self->body.pk);
     send_body(self, peer, DCB_CMD_ACK);
 }
 
@@ -247,12 +247,13 @@ static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const c
 {
     publish_session(self, s, event);
     /* Collectors stamp new batches with it; sinks close and open their files. */
+    dcb_session_note_t note;
+    snprintf(note.event, sizeof note.event, "%s", strcmp(event, "start") == 0 ? "begin" : "end");
+    snprintf(note.id, sizeof note.id, "%s", s->id);
+    snprintf(note.type, sizeof note.type, "%s", s->type);
+    snprintf(note.status, sizeof note.status, "%s", s->status);
     dcb_body_reset(&self->note);
-    msgpack_pack_map(&self->note.pk, 4);
-    dcb_pack_kv_str(&self->note.pk, "event", strcmp(event, "start") == 0 ? "begin" : "end");
-    dcb_pack_kv_str(&self->note.pk, "id", s->id);
-    dcb_pack_kv_str(&self->note.pk, "type", s->type);
-    dcb_pack_kv_str(&self->note.pk, "status", s->status);
+    dcb_session_note_pack(&note, &self->note.pk);
     notify_role(self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION);
     notify_role(self, DCBUS_ROLE_COLLECTOR, DCB_CMD_SESSION);
 }
@@ -437,21 +438,13 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
 static void refuse_peer(dcb_broker_t *self, const zmq_msg_t *routing, const char *code,
                         const char *message)
 {
-    msgpack_packer *pk = &self->body.pk;
+    dcb_refusal_t refusal;
+    snprintf(refusal.code, sizeof refusal.code, "%s", code);
+    snprintf(refusal.message, sizeof refusal.message, "%s", message);
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 2);
-    dcb_pack_kv_str(pk, "code", code);
-    dcb_pack_kv_str(pk, "message", message);
+    dcb_refusal_pack(&refusal, &self->body.pk);
     dcbus_span_t b = dcb_body_span(&self->body);
     dcb_proto_try_send(self->bus, routing, DCB_CMD_ERROR, b.data, b.len);
-}
-
-static dcbus_role_t role_parse(const char *name)
-{
-    static const char *names[] = {"collector", "processor", "storage", "handler"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(name, names[i]) == 0) return (dcbus_role_t)(i + 1);
-    return 0;
 }
 
 static void pack_last_seq(void *pk, const char *stream, uint64_t seq, const char *owner)
@@ -461,16 +454,17 @@ static void pack_last_seq(void *pk, const char *stream, uint64_t seq, const char
 }
 
 /* Where a (re)starting collector goes on from: the last seq the spool has
- * of each of its streams, and its source position. */
-static void pack_resume_point(dcb_broker_t *self, const char *instance, msgpack_packer *pk)
+ * of each of its streams (packed into `note`), and its source position. */
+static void resume_point(dcb_broker_t *self, const char *instance, dcb_ready_t *ready)
 {
-    dcb_pack_str(pk, "streams");
-    msgpack_pack_map(pk, rt_stream_count(self->router, instance));
-    rt_foreach_stream(self->router, instance, pack_last_seq, pk);
+    dcb_body_reset(&self->note);
+    msgpack_pack_map(&self->note.pk, rt_stream_count(self->router, instance));
+    rt_foreach_stream(self->router, instance, pack_last_seq, &self->note.pk);
     size_t len;
     const uint8_t *pos = rt_position(self->router, instance, &len);
-    dcb_pack_str(pk, "position");
-    msgpack_pack_bin_with_body(pk, pos, len);
+    ready->has_resume = true;
+    ready->streams = dcb_body_span(&self->note);
+    ready->position = (dcbus_span_t){pos, len};
 }
 
 /* A HELLO whose CURVE key is not the instance's: refused, counted, and an
@@ -486,59 +480,56 @@ static void refuse_key(dcb_broker_t *self, const zmq_msg_t *routing, const char 
     broker_publish_error(self, "VALIDATION", "register", why, NULL, 0);
 }
 
+/* The READY that answers a registered peer's HELLO. */
+static void send_ready(dcb_broker_t *self, const rt_peer_t *peer, const dcb_hello_t *hello,
+                       uint32_t granted)
+{
+    const dcb_session_t *session = dcb_sessions_active(self->sessions);
+    dcb_ready_t ready = {.heartbeat_ms = (uint64_t)self->config->heartbeat_ms, .credit = granted};
+    snprintf(ready.session, sizeof ready.session, "%s", session->id);
+    snprintf(ready.session_type, sizeof ready.session_type, "%s", session->type);
+    ready.paused = strcmp(dcb_runs_status(self->runs, hello->instance), "PAUSED") == 0;
+    if (hello->role == DCBUS_ROLE_COLLECTOR) resume_point(self, hello->instance, &ready);
+    dcb_body_reset(&self->body);
+    dcb_ready_pack(&ready, &self->body.pk);
+    send_body(self, peer, DCB_CMD_READY);
+}
+
 static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
 {
-    char role[32] = "", instance[DCB_NAME_MAX] = "", plugin[64] = "", run[128] = "", why[256];
-    uint64_t abi = 0, credit = 0;
-    int64_t replica = 0;
-    dcbus_span_t b = m->body_span;
-    dcb_map_get_str(b, "role", role, sizeof role);
-    dcb_map_get_str(b, "instance", instance, sizeof instance);
-    dcb_map_get_str(b, "plugin", plugin, sizeof plugin);
-    dcb_map_get_uint(b, "abi", &abi);
-    dcb_map_get_uint(b, "credit", &credit);
-    dcb_map_get_int(b, "replica", &replica);
-    dcb_map_get_str(b, "run", run, sizeof run);
-    if (DCBUS_ABI_MAJOR_OF(abi) != DCBUS_ABI_MAJOR || !role_parse(role)) {
+    dcb_hello_t hello;
+    char why[256];
+    dcb_hello_unpack(m->body_span, &hello);
+    if (DCBUS_ABI_MAJOR_OF(hello.abi) != DCBUS_ABI_MAJOR || !hello.role) {
         snprintf(why, sizeof why, "HELLO with ABI %u.%u and role '%s': this broker speaks ABI %d",
-                 DCBUS_ABI_MAJOR_OF(abi), (unsigned)(abi & 0xffff), role, DCBUS_ABI_MAJOR);
+                 DCBUS_ABI_MAJOR_OF(hello.abi), (unsigned)(hello.abi & 0xffff), hello.role_name,
+                 DCBUS_ABI_MAJOR);
         refuse_peer(self, &m->routing, "refused", why);
-        dcb_warn("worker refused", "instance=%s reason=\"%s\"", instance, why);
+        dcb_warn("worker refused", "instance=%s reason=\"%s\"", hello.instance, why);
         return;
     }
-    if (!dcb_security_may_register(self->config, dcb_security_peer_key(&m->body), instance,
-                                   role_parse(role), why, sizeof why)) {
-        refuse_key(self, &m->routing, instance, why);
+    if (!dcb_security_may_register(self->config, dcb_security_peer_key(&m->body), hello.instance,
+                                   hello.role, why, sizeof why)) {
+        refuse_key(self, &m->routing, hello.instance, why);
         return;
     }
     uint32_t max_credit = (uint32_t)self->config->credit;
-    uint32_t granted = credit && credit < max_credit ? (uint32_t)credit : max_credit;
-    rt_peer_t *peer =
-        rt_peer_hello(self->router, zmq_msg_data(&m->routing), zmq_msg_size(&m->routing), instance,
-                      plugin, role_parse(role), (int)replica, granted, now, why, sizeof why);
+    uint32_t granted =
+        hello.credit && hello.credit < max_credit ? (uint32_t)hello.credit : max_credit;
+    rt_peer_t *peer = rt_peer_hello(self->router, zmq_msg_data(&m->routing),
+                                    zmq_msg_size(&m->routing), hello.instance, hello.plugin,
+                                    hello.role, (int)hello.replica, granted, now, why, sizeof why);
     if (!peer) {
         refuse_peer(self, &m->routing, "refused", why);
-        dcb_warn("worker refused", "instance=%s reason=\"%s\"", instance, why);
+        dcb_warn("worker refused", "instance=%s reason=\"%s\"", hello.instance, why);
         return;
     }
-    const dcb_session_t *session = dcb_sessions_active(self->sessions);
-    msgpack_packer *pk = &self->body.pk;
-    dcb_body_reset(&self->body);
-    bool collector = role_parse(role) == DCBUS_ROLE_COLLECTOR;
-    msgpack_pack_map(pk, collector ? 7 : 5);
-    if (collector) pack_resume_point(self, instance, pk);
-    dcb_pack_kv_uint(pk, "heartbeat_ms", (uint64_t)self->config->heartbeat_ms);
-    dcb_pack_kv_uint(pk, "credit", granted);
-    dcb_pack_kv_str(pk, "session", session->id);
-    dcb_pack_kv_str(pk, "session_type", session->type);
-    bool paused = strcmp(dcb_runs_status(self->runs, instance), "PAUSED") == 0;
-    dcb_pack_kv_bool(pk, "paused", paused);
-    send_body(self, peer, DCB_CMD_READY);
-    if (collector)
-        dcb_runs_begin(self->runs, instance, rt_pipeline_of(self->router, instance), run,
-                       wall_us());
-    dcb_info("worker joined", "instance=%s replica=%d role=%s plugin=%s", instance, (int)replica,
-             role, plugin);
+    send_ready(self, peer, &hello, granted);
+    if (hello.role == DCBUS_ROLE_COLLECTOR)
+        dcb_runs_begin(self->runs, hello.instance, rt_pipeline_of(self->router, hello.instance),
+                       hello.run, wall_us());
+    dcb_info("worker joined", "instance=%s replica=%d role=%s plugin=%s", hello.instance,
+             (int)hello.replica, hello.role_name, hello.plugin);
 }
 
 void broker_note_malformed(dcb_broker_t *self, const char *from, const char *why)
@@ -586,25 +577,18 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
 
 static void on_ack(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_t now)
 {
-    char stream[DCB_NAME_MAX], error[256] = "";
-    uint64_t seq;
-    bool retry = true;
-    if (!dcb_map_get_str(m->body_span, "stream", stream, sizeof stream) ||
-        !dcb_map_get_uint(m->body_span, "seq", &seq)) {
+    dcb_ack_t ack;
+    if (!dcb_ack_unpack(m->body_span, &ack)) {
         broker_note_malformed(self, rt_peer_instance(peer), "ACK/NACK without stream and seq");
         return;
     }
     if (m->cmd == DCB_CMD_ACK) {
-        rt_on_ack(self->router, peer, stream, seq);
+        rt_on_ack(self->router, peer, ack.stream, ack.seq);
         return;
     }
-    char type[32] = "PROCESSING";
-    dcb_map_get_bool(m->body_span, "retry", &retry);
-    dcb_map_get_str(m->body_span, "error", error, sizeof error);
-    dcb_map_get_str(m->body_span, "error_type", type, sizeof type);
     rt_held_t *held = NULL;
-    if (rt_on_nack(self->router, peer, stream, seq, retry, error, now, &held) == 0)
-        dcb_chain_start(self->chain, held, type, error, retry, now);
+    if (rt_on_nack(self->router, peer, ack.stream, ack.seq, ack.retry, ack.error, now, &held) == 0)
+        dcb_chain_start(self->chain, held, ack.error_type, ack.error, ack.retry, now);
 }
 
 struct critical {
@@ -645,20 +629,19 @@ static void on_report(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
 /* Progress of a collection run; the task table publishes the change. */
 static void on_task(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
 {
-    double progress = 0;
-    uint64_t records = 0;
-    dcb_map_get_double(m->body_span, "progress", &progress);
-    dcb_map_get_uint(m->body_span, "records", &records);
-    dcb_runs_progress(self->runs, rt_peer_instance(peer), progress, records, wall_us());
+    dcb_progress_t progress;
+    dcb_progress_unpack(m->body_span, &progress);
+    dcb_runs_progress(self->runs, rt_peer_instance(peer), progress.progress, progress.records,
+                      wall_us());
 }
 
 /* BYE {reason: done | failed | stopped | hung, error}: a collector ends its
  * run; `hung` (a plugin call past its time-out) is a worker's death. */
 static void on_bye(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
 {
-    char reason[16] = "stopped", error[256] = "";
-    dcb_map_get_str(m->body_span, "reason", reason, sizeof reason);
-    dcb_map_get_str(m->body_span, "error", error, sizeof error);
+    dcb_bye_t bye;
+    dcb_bye_unpack(m->body_span, &bye);
+    const char *reason = bye.reason, *error = bye.error;
     if (rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR) {
         dcb_run_end_t how = strcmp(reason, "done") == 0 ? DCB_RUN_DONE
                             : strcmp(reason, "failed") == 0 || strcmp(reason, "hung") == 0

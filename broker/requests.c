@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "messages.h"
 #include "mpread.h"
 
 #define FORWARD_TIMEOUT_US (30 * 1000000LL)
@@ -23,12 +24,8 @@
 
 static void reply_error(dcb_broker_t *self, const zmq_msg_t *client, uint64_t id, const char *error)
 {
-    msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 3);
-    dcb_pack_kv_uint(pk, "id", id);
-    dcb_pack_kv_bool(pk, "ok", false);
-    dcb_pack_kv_str(pk, "error", error);
+    dcb_reply_pack_head(&self->body.pk, id, false, error);
     dcbus_span_t b = dcb_body_span(&self->body);
     dcb_proto_try_send(self->bus, client, DCB_CMD_REPLY, b.data, b.len);
 }
@@ -219,9 +216,10 @@ static int control_source(dcb_broker_t *self, dcbus_span_t args, msgpack_packer 
     if (!rt_pipeline_of(self->router, source))
         return snprintf(why, whylen, "no collector named '%s'", source), -1;
     if (!peer) return snprintf(why, whylen, "collector '%s' is not connected", source), -1;
+    dcb_control_t control = {.op = ""};
+    snprintf(control.op, sizeof control.op, "%s", pause ? "pause" : "resume");
     dcb_body_reset(&self->note);
-    msgpack_pack_map(&self->note.pk, 1);
-    dcb_pack_kv_str(&self->note.pk, "op", pause ? "pause" : "resume");
+    dcb_control_pack(&control, &self->note.pk);
     zmq_msg_t id;
     dcbus_span_t b = dcb_body_span(&self->note);
     dcb_proto_send(self->bus, broker_routing_of(peer, &id), DCB_CMD_CONTROL, b.data, b.len);
@@ -296,10 +294,10 @@ static const struct {
 
 void broker_on_request(dcb_broker_t *self, dcb_message_t *m)
 {
-    char op[32] = "", why[256] = "unknown op";
-    uint64_t id = 0;
-    dcb_map_get_uint(m->body_span, "id", &id);
-    dcb_map_get_str(m->body_span, "op", op, sizeof op);
+    char why[256] = "unknown op";
+    dcb_request_t req;
+    dcb_request_unpack(m->body_span, &req);
+    const char *op = req.op;
     if (strcmp(op, "query") == 0 || strcmp(op, "delete") == 0) {
         forward_request(self, m);
         return;
@@ -313,15 +311,8 @@ void broker_on_request(dcb_broker_t *self, dcb_message_t *m)
             rc = s_ops[i].fn(self, m->body_span, &result.pk, why, sizeof why);
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 3);
-    dcb_pack_kv_uint(pk, "id", id);
-    dcb_pack_kv_bool(pk, "ok", rc == 0);
-    if (rc == 0) {
-        dcb_pack_str(pk, "result");
-        pk->callback(pk->data, result.buf.data, result.buf.size);
-    } else {
-        dcb_pack_kv_str(pk, "error", why);
-    }
+    dcb_reply_pack_head(pk, req.id, rc == 0, why);
+    if (rc == 0) pk->callback(pk->data, result.buf.data, result.buf.size);
     dcb_body_destroy(&result);
     dcbus_span_t b = dcb_body_span(&self->body);
     dcb_proto_try_send(self->bus, &m->routing, DCB_CMD_REPLY, b.data, b.len);

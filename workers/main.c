@@ -233,11 +233,11 @@ static void teardown(dcb_worker_t *self)
         const char *reason = self->exit_code != 0             ? "failed"
                              : role->done && role->done(self) ? "done"
                                                               : "stopped";
-        msgpack_packer *pk = &self->body.pk;
+        dcb_bye_t bye;
+        snprintf(bye.reason, sizeof bye.reason, "%s", reason);
+        snprintf(bye.error, sizeof bye.error, "%s", self->failure);
         dcb_body_reset(&self->body);
-        msgpack_pack_map(pk, self->failure[0] ? 2 : 1);
-        dcb_pack_kv_str(pk, "reason", reason);
-        if (self->failure[0]) dcb_pack_kv_str(pk, "error", self->failure);
+        dcb_bye_pack(&bye, &self->body.pk);
         worker_send(self, DCB_CMD_BYE, dcb_body_span(&self->body));
         zclock_sleep(20); /* let BYE leave before linger 0 drops it */
     }
