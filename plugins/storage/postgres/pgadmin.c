@@ -78,7 +78,7 @@ static int settle_plan(const admin_t *a, PGconn *conn, dcb_pgm_plan_t *plan, boo
         PRINT(a, "  %zu changed since applied (the migration file or the columns: mapping);",
               changed);
         PRINT(a, "  change the table by hand, or point the instance at a new table");
-        FAIL(a, "%s: %zu applied migration(s) changed since", a->instance, changed);
+        FAIL(a, "%zu applied migration(s) changed since", changed);
         return DCBUS_ERR;
     }
     if (!pending) {
@@ -91,7 +91,7 @@ static int settle_plan(const admin_t *a, PGconn *conn, dcb_pgm_plan_t *plan, boo
     }
     int applied = dcb_pgm_apply(conn, plan, print_applied, (void *)a, err, sizeof err);
     if (applied < 0) {
-        FAIL(a, "%s: %s", a->instance, err);
+        FAIL(a, "%s", err);
         return DCBUS_ERR;
     }
     PRINT(a, "  %d applied", applied);
@@ -131,13 +131,13 @@ static int answer(const admin_t *a, const dcb_pg_spec_t *spec, what_t what)
     char err[1024];
     PGconn *conn = dcb_pg_connect(spec->dsn, "dcbus admin", err, sizeof err);
     if (!conn) {
-        FAIL(a, "%s: %s", a->instance, err);
+        FAIL(a, "%s", err);
         return DCBUS_ERR;
     }
     dcb_pgm_plan_t plan;
     int rc = DCBUS_ERR;
     if (dcb_pgm_plan(conn, spec, &plan, err, sizeof err) != 0) {
-        FAIL(a, "%s: %s", a->instance, err);
+        FAIL(a, "%s", err);
     } else {
         PRINT(a, "%s: database %s on %s:%s as %s, schema_migrations in %s", a->instance, PQdb(conn),
               PQhost(conn), PQport(conn), PQuser(conn), plan.schema);
