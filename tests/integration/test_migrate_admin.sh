@@ -10,6 +10,7 @@
 #     with --yes applies them;
 #   - `dcbus-worker --admin status` gives the schema version before and after;
 #   - an unreachable server is a failure (exit 1) with libpq's reason;
+#   - `dcbus plugins NAME` says which storage plugins have the operation;
 #   - `dcbus` itself no longer links libpq (the plugin's code stays in the plugin).
 # No broker runs at any point.
 root=${DCBUS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
@@ -91,6 +92,9 @@ run unknown "$BIN/dcbus-worker" --config "$CFG" --instance pg --admin vacuum
 check "an unknown command: exit $rc (3), said so" \
     test $rc -eq 3 -a "$err" = "dcbus-worker: pg: plugin postgres has no admin command 'vacuum'"
 
+check "dcbus plugins tells which storage plugins have the admin operation" \
+    test "$("$DCBUS" plugins postgres --config "$CFG" | grep '^admin: ')" = "admin: yes (dcbus-worker --admin COMMAND)" \
+    -a "$("$DCBUS" plugins csv --config "$CFG" | grep '^admin: ')" = "admin: no"
 check "no broker ran: no bus socket in $TMP" test ! -e "$TMP/bus"
 check "dcbus does not link libpq" test "$(ldd "$DCBUS" | grep -c libpq)" -eq 0
 finish
