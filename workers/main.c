@@ -2,7 +2,7 @@
  * main.c -- dcbus-worker: command line, set-up, the event loop, shutdown.
  *
  *     dcbus-worker --broker EP --instance NAME --config FILE [--replica N]
- *     dcbus-worker --instance NAME --config FILE --admin COMMAND [ARG...]
+ *     dcbus-worker --instance NAME --config FILE --admin COMMAND [--if-supported] [--] [ARG...]
  *
  * The second form runs one admin command of a storage instance and exits,
  * with no broker (admin.c).
@@ -35,32 +35,34 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: dcbus-worker --broker EP --instance NAME --config FILE [--replica N]\n"
-                 "       dcbus-worker --instance NAME --config FILE --admin COMMAND [--] [ARG...]\n"
-                 "\n"
-                 "Hosts one instance of a dcbus plugin and connects it to the broker.\n"
-                 "The instance's plugin and settings are read from the config; the plugin\n"
-                 "is loaded only from the config's plugins_path.  With --admin it runs one\n"
-                 "admin command of a storage instance instead (migrate, migrate apply,\n"
-                 "status: what the plugin implements), prints the answer and exits; no\n"
-                 "broker is needed.\n"
-                 "\n"
-                 "  -b, --broker EP      broker endpoint (default: broker.bus of the config)\n"
-                 "  -i, --instance NAME  worker instance name (a key of workers:)\n"
-                 "  -c, --config FILE    the dcbus YAML config\n"
-                 "  -r, --replica N      replica number of this process (default 0)\n"
-                 "  -l, --log-level L    error, warn, info or debug (default info, or\n"
-                 "                       $DCBUS_LOG_LEVEL; warn with --admin)\n"
-                 "  -a, --admin COMMAND  run admin command COMMAND with the ARGs and exit\n"
-                 "      --if-supported   with --admin: exit 3 silently when the plugin cannot\n"
-                 "                       run COMMAND\n"
-                 "  -h, --help           this help\n"
-                 "\n"
-                 "Exit status: 0 on a clean stop (SIGTERM/SIGINT, or a collector whose source\n"
-                 "is exhausted and fully acknowledged), 1 on a runtime failure, 2 on a\n"
-                 "configuration or plugin problem.  With --admin: 0 done, 1 the command\n"
-                 "failed, 2 a configuration, plugin or settings problem, 3 the plugin has\n"
-                 "no admin operation or does not know COMMAND.\n");
+    fprintf(out,
+            "usage: dcbus-worker --broker EP --instance NAME --config FILE [--replica N]\n"
+            "       dcbus-worker --instance NAME --config FILE --admin COMMAND [--if-supported]\n"
+            "                    [--] [ARG...]\n"
+            "\n"
+            "Hosts one instance of a dcbus plugin and connects it to the broker.\n"
+            "The instance's plugin and settings are read from the config; the plugin\n"
+            "is loaded only from the config's plugins_path.  With --admin it runs one\n"
+            "admin command of a storage instance instead (migrate, migrate apply,\n"
+            "status: what the plugin implements), prints the answer and exits; no\n"
+            "broker is needed.\n"
+            "\n"
+            "  -b, --broker EP      broker endpoint (default: broker.bus of the config)\n"
+            "  -i, --instance NAME  worker instance name (a key of workers:)\n"
+            "  -c, --config FILE    the dcbus YAML config\n"
+            "  -r, --replica N      replica number of this process (default 0)\n"
+            "  -l, --log-level L    error, warn, info or debug (default info, or\n"
+            "                       $DCBUS_LOG_LEVEL; warn with --admin)\n"
+            "  -a, --admin COMMAND  run admin command COMMAND with the ARGs and exit\n"
+            "      --if-supported   with --admin: exit 3 silently when the plugin cannot\n"
+            "                       run COMMAND\n"
+            "  -h, --help           this help\n"
+            "\n"
+            "Exit status: 0 on a clean stop (SIGTERM/SIGINT, or a collector whose source\n"
+            "is exhausted and fully acknowledged), 1 on a runtime failure, 2 on a\n"
+            "configuration or plugin problem.  With --admin: 0 done, 1 the command\n"
+            "failed, 2 a configuration, plugin or settings problem, 3 the plugin has\n"
+            "no admin operation or does not know COMMAND.\n");
 }
 
 typedef struct {
