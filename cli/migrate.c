@@ -15,8 +15,11 @@
  * status becomes this command's.  Which plugins have migrations is the
  * plugins' business: asked for every instance, the host is told to skip
  * quietly those whose plugin has no `migrate` command (--if-supported);
- * asked for one by name, such an instance is an error.  The postgres plugin
- * is the one that has them today (plugins/storage/postgres/pgadmin.c).
+ * asked for one by name, such an instance is an error.  An instance whose
+ * plugin cannot be loaded, or one with an admin operation and settings its
+ * plugin refuses, is an error either way: its worker could not start
+ * either.  The postgres plugin is the one that has migrations today
+ * (plugins/storage/postgres/pgadmin.c).
  */
 #include <errno.h>
 #include <getopt.h>

@@ -255,8 +255,9 @@ typedef struct dcbus_host {
 
     /* Admin commands (ABI 2.1; storage plugins, see admin() below). */
     /* The admin command the instance is opened for ("migrate"...), or NULL
-     * when it is opened to run on the bus.  open() asks it to set up only
-     * what the command needs: no data path, no schema changes of its own. */
+     * when it is opened to run on the bus.  An open() that sees a command
+     * sets up only what the command needs: no data path, no schema changes
+     * of its own (the command itself may make them). */
     const char *(*admin_command)(dcbus_ctx_t *ctx);
     /* Writes one line of the command's answer for the operator (stdout of
      * `dcbus-worker --admin`, relayed by `dcbus migrate`); no newline needed.
