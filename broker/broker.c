@@ -391,7 +391,9 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
     self->runs = dcb_runs_new(self->tasks, broker_publish, self);
     self->chain = dcb_chain_new(config, self->router, broker_send_request, self);
     self->started_us = now_us();
-    self->sessions = dcb_sessions_new((int64_t)config->session_rotate_s * 1000000,
+    char tag[17];
+    dcb_sessions_make_tag(tag);
+    self->sessions = dcb_sessions_new((int64_t)config->session_rotate_s * 1000000, tag,
                                       on_session_changed, self, wall_us());
     /* What a subscriber is told from the start: the first session, and
      * the tasks the table kept from before a restart that are not done. */

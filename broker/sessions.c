@@ -8,7 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "proto.h"
 
@@ -17,7 +19,8 @@ struct dcb_sessions {
     dcb_session_t history[DCB_SESSION_HISTORY];
     size_t nhistory, next; /* ring */
     int64_t rotate_us;
-    uint64_t counter; /* keeps ids unique within one clock tick */
+    char tag[17];     /* this broker start's: unique across brokers and restarts */
+    uint64_t counter; /* keeps ids unique within one clock tick of this start */
     bool stopped;     /* the broker stopped: the active session has ended */
     dcb_session_changed_fn *changed;
     void *arg;
@@ -35,7 +38,9 @@ static bool valid_type(const char *type)
 }
 
 /* Fills `s` as a new active session of `type`; the id is readable and
- * sortable: <type>-<UTC date and time>-<counter>. */
+ * sortable by time: <type>-<UTC date and time>-<tag>-<counter>.  Per-session
+ * files are named by it, so two brokers (or a restart) in the same second
+ * must not make the same one: the tag differs. */
 static void begin(dcb_sessions_t *self, dcb_session_t *s, const char *type, dcbus_span_t meta,
                   int64_t now_us)
 {
@@ -45,7 +50,8 @@ static void begin(dcb_sessions_t *self, dcb_session_t *s, const char *type, dcbu
     gmtime_r(&t, &tm);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &tm);
     memset(s, 0, sizeof *s);
-    snprintf(s->id, sizeof s->id, "%s-%s-%llu", type, stamp, (unsigned long long)++self->counter);
+    snprintf(s->id, sizeof s->id, "%s-%s-%s-%llu", type, stamp, self->tag,
+             (unsigned long long)++self->counter);
     snprintf(s->type, sizeof s->type, "%s", type);
     snprintf(s->status, sizeof s->status, "active");
     s->start_us = now_us;
@@ -55,10 +61,22 @@ static void begin(dcb_sessions_t *self, dcb_session_t *s, const char *type, dcbu
     }
 }
 
-dcb_sessions_t *dcb_sessions_new(int64_t rotate_us, dcb_session_changed_fn *changed, void *arg,
-                                 int64_t now_us)
+void dcb_sessions_make_tag(char out[17])
+{
+    uint32_t r;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        r = (uint32_t)ts.tv_nsec ^ ((uint32_t)getpid() << 16);
+    }
+    snprintf(out, 17, "%08x", r);
+}
+
+dcb_sessions_t *dcb_sessions_new(int64_t rotate_us, const char *tag,
+                                 dcb_session_changed_fn *changed, void *arg, int64_t now_us)
 {
     dcb_sessions_t *self = calloc(1, sizeof *self);
+    snprintf(self->tag, sizeof self->tag, "%s", tag && *tag ? tag : "0");
     self->rotate_us = rotate_us;
     self->changed = changed;
     self->arg = arg;

@@ -37,9 +37,14 @@ typedef struct dcb_sessions dcb_sessions_t;
 typedef void(dcb_session_changed_fn)(void *arg, const dcb_session_t *ended,
                                      const dcb_session_t *begun);
 
-/* Begins with an idle session started at `now_us`. */
-dcb_sessions_t *dcb_sessions_new(int64_t rotate_us, dcb_session_changed_fn *changed, void *arg,
-                                 int64_t now_us);
+/* Begins with an idle session started at `now_us`.  `tag` (up to 16
+ * letters and digits) is part of every id, so that ids stay unique across
+ * brokers and restarts that share a clock second: the broker gives a
+ * random one per start (dcb_sessions_make_tag). */
+dcb_sessions_t *dcb_sessions_new(int64_t rotate_us, const char *tag,
+                                 dcb_session_changed_fn *changed, void *arg, int64_t now_us);
+/* A random tag of 8 hex digits (getrandom; the time and pid if that fails). */
+void dcb_sessions_make_tag(char out[17]);
 void dcb_sessions_destroy(dcb_sessions_t **self_p);
 const dcb_session_t *dcb_sessions_active(const dcb_sessions_t *self);
 /* Starts a session of `type` (ending the active one as completed).  `meta`

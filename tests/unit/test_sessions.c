@@ -39,7 +39,7 @@ static void on_changed(void *arg, const dcb_session_t *ended, const dcb_session_
 static int setup(void **state)
 {
     fx_t *f = calloc(1, sizeof *f);
-    f->reg = dcb_sessions_new(ROTATE, on_changed, f, T0);
+    f->reg = dcb_sessions_new(ROTATE, "b1", on_changed, f, T0);
     dcb_body_init(&f->body);
     *state = f;
     return 0;
@@ -71,7 +71,7 @@ static void test_begins_idle(void **state)
     const dcb_session_t *s = dcb_sessions_active(f->reg);
     assert_string_equal(s->type, "idle");
     assert_string_equal(s->status, "active");
-    assert_string_equal(s->id, "idle-20260101T000000Z-1");
+    assert_string_equal(s->id, "idle-20260101T000000Z-b1-1");
     assert_int_equal(s->start_us, T0);
     assert_int_equal(s->end_us, 0);
     assert_int_equal(f->changes, 0); /* the first session is no change */
@@ -89,7 +89,7 @@ static void test_start_ends_the_active_one(void **state)
     assert_string_equal(f->ended.status, "completed");
     assert_int_equal(f->ended.end_us, T0 + SECOND);
     assert_string_equal(f->begun.type, "observation");
-    assert_string_equal(f->begun.id, "observation-20260101T000001Z-2");
+    assert_string_equal(f->begun.id, "observation-20260101T000001Z-b1-2");
     const dcb_session_t *s = dcb_sessions_active(f->reg);
     assert_string_equal(s->id, f->begun.id);
     assert_int_equal(s->meta_len, f->body.buf.size);
@@ -112,6 +112,23 @@ static void test_ids_unique_within_a_second(void **state)
         for (int j = 0; j < i; j++)
             assert_string_not_equal(seen[i], seen[j]);
     }
+}
+
+/* Two brokers (or a broker and its restart) in the same second: their
+ * registries start from the same counter, so only the tag tells them apart. */
+static void test_ids_unique_across_starts(void **state)
+{
+    (void)state;
+    char a[17], b[17];
+    dcb_sessions_make_tag(a);
+    dcb_sessions_make_tag(b);
+    assert_int_equal(strlen(a), 8);
+    assert_string_not_equal(a, b);
+    dcb_sessions_t *one = dcb_sessions_new(ROTATE, a, NULL, NULL, T0);
+    dcb_sessions_t *two = dcb_sessions_new(ROTATE, b, NULL, NULL, T0);
+    assert_string_not_equal(dcb_sessions_active(one)->id, dcb_sessions_active(two)->id);
+    dcb_sessions_destroy(&one);
+    dcb_sessions_destroy(&two);
 }
 
 static void test_bad_types_refused(void **state)
@@ -310,6 +327,7 @@ int main(void)
         T(test_begins_idle),
         T(test_start_ends_the_active_one),
         T(test_ids_unique_within_a_second),
+        cmocka_unit_test(test_ids_unique_across_starts),
         T(test_bad_types_refused),
         T(test_meta_too_large_refused),
         T(test_end),
