@@ -14,6 +14,8 @@
 #include "worker.h"
 
 #define MAX_FILTERS 32
+#define FIELD_MAX   128 /* a field name, with its NUL */
+#define VALUE_MAX   512 /* a filter value, with its NUL */
 
 typedef struct {
     dcb_body_t rows;
@@ -52,17 +54,32 @@ static void reply(dcb_worker_t *self, uint64_t id, int rc, const char *error, co
     worker_send(self, DCB_CMD_REPLY, dcb_body_span(&self->body));
 }
 
-/* Reads filters {field: value} into parallel arrays of copied strings. */
-static size_t read_filters(dcbus_span_t map, char fields[][128], char values[][512])
+/* Reads filters {field: value} into parallel arrays of copied strings.
+ * Returns how many, or -1 with the reason in `why`: a filter that does not
+ * fit is refused, never cut short or left out (a shorter value would
+ * match other rows). */
+static long read_filters(dcbus_span_t map, char fields[][FIELD_MAX], char values[][VALUE_MAX],
+                         char *why, size_t whylen)
 {
     dcbus_field_iter_t it;
     dcbus_value_t k, v;
-    size_t n = 0;
-    if (!map.len || !dcb_record_fields(map, &it)) return 0;
-    while (n < MAX_FILTERS && dcb_field_next(&it, &k, &v)) {
-        if (k.type != DCBUS_VAL_STR || v.type != DCBUS_VAL_STR) continue;
-        snprintf(fields[n], 128, "%.*s", (int)k.as.str.len, k.as.str.ptr);
-        snprintf(values[n], 512, "%.*s", (int)v.as.str.len, v.as.str.ptr);
+    long n = 0;
+    if (!map.len) return 0;
+    if (!dcb_record_fields(map, &it)) return snprintf(why, whylen, "filters must be a map"), -1;
+    while (dcb_field_next(&it, &k, &v)) {
+        if (k.type != DCBUS_VAL_STR || v.type != DCBUS_VAL_STR)
+            return snprintf(why, whylen, "filter %ld: field and value must be strings", n + 1), -1;
+        if (n == MAX_FILTERS) return snprintf(why, whylen, "more than %d filters", MAX_FILTERS), -1;
+        if (k.as.str.len >= FIELD_MAX)
+            return snprintf(why, whylen, "filter %ld: a field name has at most %d bytes (%u given)",
+                            n + 1, FIELD_MAX - 1, k.as.str.len),
+                   -1;
+        if (v.as.str.len >= VALUE_MAX)
+            return snprintf(why, whylen, "filter %.*s: a value has at most %d bytes (%u given)",
+                            (int)k.as.str.len, k.as.str.ptr, VALUE_MAX - 1, v.as.str.len),
+                   -1;
+        snprintf(fields[n], FIELD_MAX, "%.*s", (int)k.as.str.len, k.as.str.ptr);
+        snprintf(values[n], VALUE_MAX, "%.*s", (int)v.as.str.len, v.as.str.ptr);
         n++;
     }
     return n;
@@ -70,9 +87,9 @@ static size_t read_filters(dcbus_span_t map, char fields[][128], char values[][5
 
 static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
 {
-    static char fields[MAX_FILTERS][128], values[MAX_FILTERS][512];
+    static char fields[MAX_FILTERS][FIELD_MAX], values[MAX_FILTERS][VALUE_MAX];
     const char *field_p[MAX_FILTERS], *value_p[MAX_FILTERS];
-    char sort[128] = "";
+    char sort[FIELD_MAX + 1] = "", why[256];
     dcbus_span_t filters = {NULL, 0};
     dcbus_query_t q = {.limit = -1};
     dcb_map_get_raw(body, "filters", &filters);
@@ -80,7 +97,17 @@ static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
     dcb_map_get_bool(body, "descending", &q.descending);
     dcb_map_get_int(body, "limit", &q.limit);
     dcb_map_get_int(body, "offset", &q.offset);
-    q.nfilters = read_filters(filters, fields, values);
+    if (strlen(sort) >= FIELD_MAX) {
+        snprintf(why, sizeof why, "sort: a field name has at most %d bytes", FIELD_MAX - 1);
+        reply(self, id, DCBUS_ERR, why, NULL);
+        return;
+    }
+    long nfilters = read_filters(filters, fields, values, why, sizeof why);
+    if (nfilters < 0) {
+        reply(self, id, DCBUS_ERR, why, NULL);
+        return;
+    }
+    q.nfilters = (size_t)nfilters;
     for (size_t i = 0; i < q.nfilters; i++)
         field_p[i] = fields[i], value_p[i] = values[i];
     q.filter_fields = field_p;

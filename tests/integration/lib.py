@@ -41,10 +41,11 @@ SIGNATURE = b"DCB1"
 # The broker's stats request
 
 
-def stats(endpoint, timeout_s=3.0, curve=None):
-    """Asks the broker at `endpoint` for its stats; returns the result map,
-    or raises TimeoutError if it does not answer.  With security.curve on,
-    `curve` is (public key, secret key, the broker's public key)."""
+def request(endpoint, op, args=None, timeout_s=3.0, curve=None):
+    """Sends REQUEST {id, op, **args} to the broker at `endpoint`; returns
+    the REPLY map, or raises TimeoutError if none comes.  With
+    security.curve on, `curve` is (public key, secret key, the broker's
+    public key)."""
     ctx = zmq.Context.instance()
     sock = ctx.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
@@ -52,20 +53,27 @@ def stats(endpoint, timeout_s=3.0, curve=None):
         sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = curve
     try:
         sock.connect(endpoint)
-        sock.send_multipart([SIGNATURE, b"REQUEST", msgpack.packb({"id": 1, "op": "stats"})])
+        body = dict(args or {}, id=1, op=op)
+        sock.send_multipart([SIGNATURE, b"REQUEST", msgpack.packb(body)])
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not sock.poll(100):
                 continue
             frames = sock.recv_multipart()
             if len(frames) == 3 and frames[1] == b"REPLY":
-                reply = msgpack.unpackb(frames[2], raw=False)
-                if reply.get("ok"):
-                    return reply["result"]
-                raise RuntimeError("stats refused: %r" % reply)
-        raise TimeoutError("no stats reply from %s in %.1f s" % (endpoint, timeout_s))
+                return msgpack.unpackb(frames[2], raw=False)
+        raise TimeoutError("no %s reply from %s in %.1f s" % (op, endpoint, timeout_s))
     finally:
         sock.close()
+
+
+def stats(endpoint, timeout_s=3.0, curve=None):
+    """Asks the broker at `endpoint` for its stats; returns the result map,
+    or raises TimeoutError if it does not answer."""
+    reply = request(endpoint, "stats", timeout_s=timeout_s, curve=curve)
+    if reply.get("ok"):
+        return reply["result"]
+    raise RuntimeError("stats refused: %r" % reply)
 
 
 def instance_stats(result, name):
