@@ -51,10 +51,14 @@ static void drain(void *raw)
 }
 
 /* Receives the next frame into `m`; returns 1 if more frames follow, 0 if it
- * was the last, -1 on error.  `m` must be initialised. */
-static int recv_frame(void *raw, zmq_msg_t *m)
+ * was the last, -1 on error.  `m` must be initialised.  A signal before the
+ * first frame gives up (the caller sees "interrupted" and nothing was
+ * taken); one between frames of a message is waited out, so a message is
+ * never cut in two and its rest never read as a malformed message. */
+static int recv_frame(void *raw, zmq_msg_t *m, bool first)
 {
-    if (zmq_msg_recv(m, raw, 0) < 0) return -1;
+    while (zmq_msg_recv(m, raw, 0) < 0)
+        if (first || zmq_errno() != EINTR) return -1;
     return zmq_msg_more(m) ? 1 : 0;
 }
 
@@ -103,7 +107,7 @@ int dcb_proto_recv(void *sock, bool router, dcb_message_t *out, char *why, size_
     zmq_msg_t *frames[] = {&out->routing, &sig, &cmd, &out->body};
     int first = router ? 0 : 1, more = 1, got = 0, rc;
     for (int i = first; i < 4 && more == 1; i++, got++)
-        more = recv_frame(raw, frames[i]);
+        more = recv_frame(raw, frames[i], i == first);
     out->has_routing = router && got > 0 && more >= 0;
     if (more < 0) {
         rc = refuse(why, whylen, "interrupted");
