@@ -62,12 +62,19 @@ static bool has_sse42(void)
 #endif
 }
 
-uint32_t dcb_crc32c(const void *data, size_t len)
+uint32_t dcb_crc32c_extend(uint32_t crc, const void *data, size_t len)
 {
     static int hardware = -1; /* -1: not asked yet; asking twice is harmless */
     if (hardware < 0) hardware = has_sse42();
 #if defined(__x86_64__)
-    if (hardware) return ~crc_sse42(~0u, data, len);
+    if (hardware) return ~crc_sse42(~crc, data, len);
 #endif
-    return dcb_crc32c_portable(data, len);
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, make_table);
+    return ~crc_table(~crc, data, len);
+}
+
+uint32_t dcb_crc32c(const void *data, size_t len)
+{
+    return dcb_crc32c_extend(0, data, len);
 }

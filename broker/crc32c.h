@@ -15,6 +15,9 @@
 
 /* The CRC-32C of `len` bytes at `data` ("123456789" gives 0xE3069283). */
 uint32_t dcb_crc32c(const void *data, size_t len);
+/* Continues `crc` (the CRC-32C of some bytes) over `len` more bytes:
+ * dcb_crc32c_extend(dcb_crc32c(a), b) is the CRC-32C of a followed by b. */
+uint32_t dcb_crc32c_extend(uint32_t crc, const void *data, size_t len);
 /* The same with the table, whatever the CPU (for tests). */
 uint32_t dcb_crc32c_portable(const void *data, size_t len);
 

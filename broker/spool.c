@@ -50,6 +50,7 @@ typedef struct {
     uint64_t size;
     uint64_t cap;  /* appends roll past this size */
     uint64_t live; /* batches not released */
+    bool legacy;   /* written by an older dcbus: checksums without the kind */
 } segment_t;
 
 struct dcb_spool {
@@ -304,13 +305,22 @@ void dcb_spool_close(dcb_spool_t **self_p)
  * Writing
  */
 
+/* An entry's checksum: the kind byte, then the data, so that a damaged
+ * kind (a batch read as a state entry, or the reverse) is found too.
+ * Segments written before it covered the kind checksum the data alone
+ * (`legacy`): they are still read, so an upgrade loses nothing. */
+static uint32_t entry_crc(uint8_t kind, const void *data, size_t len, bool legacy)
+{
+    return legacy ? dcb_crc32c(data, len) : dcb_crc32c_extend(dcb_crc32c(&kind, 1), data, len);
+}
+
 static int write_entry(dcb_spool_t *self, segment_t *s, dcb_spool_kind_t kind, dcbus_span_t data,
                        uint64_t *offset)
 {
     uint8_t head[ENTRY_HEAD];
     put_u32(head, (uint32_t)data.len);
-    put_u32(head + 4, dcb_crc32c(data.data, data.len));
     head[8] = (uint8_t)kind;
+    put_u32(head + 4, entry_crc(head[8], data.data, data.len, false));
     struct iovec iov[2] = {{head, sizeof head}, {(void *)data.data, data.len}};
     if (write_all(s->fd, iov, 2) != 0) {
         /* Cut what a short write left, so the segment stays readable. */
@@ -536,7 +546,8 @@ int dcb_spool_read(dcb_spool_t *self, uint64_t ref, zmq_msg_t *out)
     uint32_t len = get_u32(head);
     uint8_t *data = len <= MAX_ENTRY ? malloc(len ? len : 1) : NULL;
     if (!data || read_at(s->fd, data, len, off + ENTRY_HEAD) != 0 ||
-        dcb_crc32c(data, len) != get_u32(head + 4)) {
+        entry_crc(head[8], data, len, s->legacy) != get_u32(head + 4) ||
+        head[8] != DCB_SPOOL_BATCH) {
         free(data);
         return -1;
     }
@@ -597,8 +608,21 @@ static void recover_segment(dcb_spool_t *self, segment_t *s, dcb_spool_visit_fn 
             (head[8] != DCB_SPOOL_BATCH && head[8] != DCB_SPOOL_STATE))
             break;
         uint8_t *data = malloc(len ? len : 1);
-        if (read_at(s->fd, data, len, off + ENTRY_HEAD) != 0 ||
-            dcb_crc32c(data, len) != get_u32(head + 4)) {
+        if (read_at(s->fd, data, len, off + ENTRY_HEAD) != 0) {
+            free(data);
+            break;
+        }
+        /* The first entry tells whether the segment's checksums cover the
+         * kind; a segment never mixes the two. */
+        uint32_t crc = get_u32(head + 4);
+        if (off == 0 && entry_crc(head[8], data, len, false) != crc &&
+            entry_crc(head[8], data, len, true) == crc) {
+            s->legacy = true;
+            dcb_info("spool: a segment of an older dcbus (checksums without the kind) is read "
+                     "as it is",
+                     "segment=%" PRIu32, s->no);
+        }
+        if (entry_crc(head[8], data, len, s->legacy) != crc) {
             free(data);
             break;
         }

@@ -18,9 +18,10 @@
  * newest segment alone tells where every collector left off, however many
  * older segments have been deleted.
  *
- * Entry: u32 length, u32 CRC-32C of the data, u8 kind, the data; integers
- * little-endian.  A torn or corrupt tail (a crash mid-write) ends the
- * segment: it is cut there on recovery.
+ * Entry: u32 length, u32 CRC-32C of the kind byte and the data, u8 kind,
+ * the data; integers little-endian.  (Segments of older versions, whose
+ * checksum covers the data alone, are still read.)  A torn or corrupt tail
+ * (a crash mid-write) ends the segment: it is cut there on recovery.
  *
  * Disk space: segments are preallocated, at most a quarter of what the file
  * system can give the spool; when it has no room an append is refused as

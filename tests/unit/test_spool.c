@@ -465,6 +465,7 @@ static void test_crc32c(void **state)
     assert_int_equal(dcb_crc32c("123456789", 9), 0xE3069283u);
     assert_int_equal(dcb_crc32c_portable("123456789", 9), 0xE3069283u);
     assert_int_equal(dcb_crc32c("", 0), 0);
+    assert_int_equal(dcb_crc32c_extend(dcb_crc32c("1234", 4), "56789", 5), 0xE3069283u);
     uint8_t buf[1031]; /* the hardware's 8-byte steps and its tail agree with the table */
     for (size_t i = 0; i < sizeof buf; i++)
         buf[i] = (uint8_t)(i * 131 + 7);
@@ -872,8 +873,47 @@ static void test_corrupt_data_ends_its_segment(void **state)
 
 static void test_unknown_kind_ends_its_segment(void **state)
 {
-    /* The kind byte is not covered by the checksum: checked on its own. */
     expect_recovery_ends_at_second(*state, 8, 0x40);
+}
+
+/* A batch whose kind byte turned into the state's (1 -> 2 is a flip of
+ * bits 0 and 1): the checksum covers the kind, so it is not taken for a
+ * state entry (which would set where every collector left off). */
+static void test_kind_turned_state_ends_its_segment(void **state)
+{
+    expect_recovery_ends_at_second(*state, 8, DCB_SPOOL_BATCH ^ DCB_SPOOL_STATE);
+}
+
+/* A segment written before the checksum covered the kind is read whole:
+ * an upgrade loses nothing. */
+static void test_segment_of_an_older_version_is_read(void **state)
+{
+    fx_t *fx = *state;
+    uint64_t refs[3];
+    start_with_three(fx, refs);
+    stop(fx);
+    /* Rewrite every entry's checksum the old way: the data alone. */
+    int fd = open(path_of(fx, 1, "seg"), O_RDWR);
+    assert_true(fd >= 0);
+    uint64_t offs[] = {0, OFF_OF(refs[0]), OFF_OF(refs[1]), OFF_OF(refs[2])};
+    for (size_t i = 0; i < 4; i++) {
+        uint8_t head[HEAD], data[100];
+        assert_int_equal(pread(fd, head, HEAD, (off_t)offs[i]), HEAD);
+        uint32_t len = head[0] | head[1] << 8 | head[2] << 16 | (uint32_t)head[3] << 24;
+        assert_true(len <= sizeof data);
+        assert_int_equal(pread(fd, data, len, (off_t)(offs[i] + HEAD)), (ssize_t)len);
+        uint32_t crc = dcb_crc32c(data, len);
+        uint8_t le[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16),
+                         (uint8_t)(crc >> 24)};
+        assert_int_equal(pwrite(fd, le, 4, (off_t)(offs[i] + 4)), 4);
+    }
+    close(fd);
+    start(fx);
+    assert_int_equal(fx->nvisits, 4);
+    expect_state_visit(fx, 0, 1, 1);
+    for (int i = 0; i < 3; i++)
+        expect_batch_visit(fx, (size_t)i + 1, refs[i], i, 100, false);
+    expect_read(fx, refs[1], 1, 100);
 }
 
 static void test_torn_release_list(void **state)
@@ -1406,6 +1446,8 @@ int main(void)
         T(test_corrupt_entry_ends_its_segment),
         T(test_corrupt_data_ends_its_segment),
         T(test_unknown_kind_ends_its_segment),
+        T(test_kind_turned_state_ends_its_segment),
+        T(test_segment_of_an_older_version_is_read),
         T(test_torn_release_list),
         T(test_new_segment_ignores_stale_release_list),
         T(test_full_blocks_until_released),
