@@ -36,7 +36,7 @@ extern "C" {
 #endif
 
 #define DCBUS_ABI_MAJOR       2
-#define DCBUS_ABI_MINOR       0
+#define DCBUS_ABI_MINOR       1
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -172,6 +172,68 @@ typedef struct {
     int64_t offset; /* >= 0 */
 } dcbus_query_t;
 
+/* An edit for record_copy_edit(): `key` (`keylen` bytes; 0 means
+ * strlen(key)) and what to do with the field of that name. */
+typedef enum {
+    DCBUS_EDIT_SET = 0, /* set it to `value`: replace it, or add it if absent */
+    DCBUS_EDIT_REPLACE, /* replace it if it is there, else nothing */
+    DCBUS_EDIT_REMOVE   /* drop it if it is there */
+} dcbus_edit_op_t;
+
+typedef struct {
+    const char *key;
+    size_t keylen;
+    dcbus_edit_op_t op;
+    dcbus_value_t value; /* SET, REPLACE: from the reader, or dcbus_val_*() */
+} dcbus_edit_t;
+
+/* Values to put or set.  A value whose raw span is set (one the reader
+ * returned) is written as those bytes; these leave it empty, so the value
+ * is encoded from its type. */
+static inline dcbus_value_t dcbus_val_nil(void)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_NIL};
+    return v;
+}
+static inline dcbus_value_t dcbus_val_bool(bool b)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_BOOL, .as.b = b};
+    return v;
+}
+static inline dcbus_value_t dcbus_val_int(int64_t i)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_INT, .as.i = i};
+    return v;
+}
+static inline dcbus_value_t dcbus_val_double(double f)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_FLOAT, .as.f = f};
+    return v;
+}
+static inline dcbus_value_t dcbus_val_str(const char *s, size_t len)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_STR};
+    v.as.str.ptr = s;
+    v.as.str.len = (uint32_t)len;
+    return v;
+}
+/* A nested map or array (or any value) already encoded as msgpack. */
+static inline dcbus_value_t dcbus_val_raw(dcbus_span_t raw)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_MAP, .raw = raw};
+    return v;
+}
+
+/* Flags of value_json().  By default everything is written: a map key
+ * that is not a string as its JSON text (a string), binary as base64, an
+ * extension value as {"ext": type, "data": base64}, bytes that are not
+ * UTF-8 as U+FFFD; NaN and infinities are null, a float always shows a '.'
+ * or an exponent.  */
+#define DCBUS_JSON_STRICT                                                                          \
+    0x1u                        /* refuse (with a reason) what a strict JSON store                 \
+                                   refuses: invalid UTF-8, a NUL, a non-string key, ext */
+#define DCBUS_JSON_BIN_HEX 0x2u /* binary as "\\x0a1b" (PostgreSQL bytea text) */
+
 /* ---------------------------------------------------------------------------
  * The services table the host hands to every plugin.  Members are only ever
  * appended; check DCBUS_HOST_HAS(host, member) before using one added after
@@ -251,6 +313,57 @@ typedef struct dcbus_host {
     /* Handlers: asks the broker to deliver the failed batch again after
      * `delay_ms`; call it from handle() and return DCBUS_HANDLED. */
     void (*retry_after)(dcbus_ctx_t *ctx, uint32_t delay_ms);
+
+    /* --- Added in ABI 2.1: record helpers (test with DCBUS_HOST_HAS). --- */
+
+    /* Puts whose key carries its length, so a key read from a record (not
+     * NUL-terminated) is used as it is.  Otherwise as put_str()...put_raw(). */
+    void (*put_str_n)(dcbus_builder_t *b, const char *key, size_t keylen, const char *val,
+                      size_t len);
+    void (*put_int_n)(dcbus_builder_t *b, const char *key, size_t keylen, int64_t val);
+    void (*put_double_n)(dcbus_builder_t *b, const char *key, size_t keylen, double val);
+    void (*put_bool_n)(dcbus_builder_t *b, const char *key, size_t keylen, bool val);
+    void (*put_nil_n)(dcbus_builder_t *b, const char *key, size_t keylen);
+    void (*put_raw_n)(dcbus_builder_t *b, const char *key, size_t keylen, dcbus_span_t val);
+    /* A field of any value: a value from the reader (its raw span is
+     * copied) or one made with dcbus_val_int() and friends. */
+    void (*put_value_n)(dcbus_builder_t *b, const char *key, size_t keylen,
+                        const dcbus_value_t *val);
+
+    /* Appends a copy of `record` with `nedits` edits applied (see
+     * dcbus_edit_t): fields keep their order, a set field that is already
+     * there keeps its place, new ones follow in the order of the edits.
+     * Returns 0, or -1 if `record` is not a well-formed map (nothing is
+     * added). */
+    int (*record_copy_edit)(dcbus_builder_t *b, dcbus_span_t record, const dcbus_edit_t *edits,
+                            size_t nedits);
+
+    /* Writes one msgpack value (a record or any field's raw span) as JSON
+     * text into buf (cap bytes; the text is NUL-terminated when it fits).
+     * Returns the length of the whole text, which may exceed cap (call
+     * again with a buffer that large + 1), or (size_t)-1 with a reason in
+     * *why when the bytes are not one well-formed value or, with
+     * DCBUS_JSON_STRICT, hold what JSON cannot carry.  See DCBUS_JSON_*. */
+    size_t (*value_json)(dcbus_span_t value, uint32_t flags, char *buf, size_t cap,
+                         const char **why);
+    /* Appends the records of JSON text: one object, an array of objects, or
+     * objects one after another (JSON lines).  Integers become msgpack
+     * integers, other numbers float64, nested objects and arrays maps and
+     * arrays.  Returns the number of records added, or -1 with a message
+     * ("line 3, column 7: ...") in err; records before the error stay. */
+    int (*records_from_json)(dcbus_builder_t *b, const char *text, size_t len, char *err,
+                             size_t errlen);
+
+    /* The one ErrorType name table: "CONNECTION" for DCBUS_ERROR_CONNECTION
+     * ("PROCESSING" for a value out of range), and back (-1 if unknown). */
+    const char *(*error_type_name)(dcbus_error_type_t type);
+    int (*error_type_parse)(const char *name, size_t len);
+    /* Writes `error` as the ErrorInfo map the bus carries (error_type,
+     * timestamp, layer_name, operation, message, details, is_critical,
+     * then instance, pipeline, attempts when set) into buf; returns its
+     * length, which may exceed cap (call again with that much room). */
+    size_t (*error_info)(const dcbus_error_t *error, const char *layer_name, uint8_t *buf,
+                         size_t cap);
 } dcbus_host_t;
 
 #define DCBUS_HOST_HAS(host, member)                                                               \
