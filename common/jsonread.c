@@ -159,9 +159,9 @@ int dcb_records_from_json(dcbus_builder_t *out, const char *text, size_t len, ch
         if (!o) {
             const char *what = jerr == json_tokener_continue ? "unexpected end of the text"
                                                              : json_tokener_error_desc(jerr);
-            /* The tokener stops on the offending byte, or just past it. */
-            total = fail_at(text, end > at && jerr != json_tokener_continue ? end - 1 : end, what,
-                            err, errlen);
+            /* The tokener stops on the offending byte (at the end of the
+             * text for a value left open). */
+            total = fail_at(text, end, what, err, errlen);
             break;
         }
         int n = add_value(out, o, text, at, &scratch, err, errlen);

@@ -48,15 +48,16 @@ static bool count_fields(dcbus_span_t record, plan_t *p, uint32_t *count)
 {
     dcbus_field_iter_t it;
     dcbus_value_t k, v;
-    uint32_t n = 0;
+    uint32_t n = 0, read = 0;
     if (!dcb_record_fields(record, &it)) return false;
-    while (dcb_field_next(&it, &k, &v)) {
+    uint32_t pairs = it.left;
+    for (; dcb_field_next(&it, &k, &v); read++) {
         const dcbus_edit_t *e = edit_of(&k, p->edits, p->keylens, p->nedits);
         if (e && p->present[e - p->edits]) continue; /* a later copy of an edited key */
         if (e) p->present[e - p->edits] = true;
         if (!e || e->op != DCBUS_EDIT_REMOVE) n++;
     }
-    if (it.left != 0 || it.pos != it.end) return false; /* malformed or trailing bytes */
+    if (read != pairs || it.pos != it.end) return false; /* malformed or trailing bytes */
     for (size_t i = 0; i < p->nedits; i++)
         if (!p->present[i] && p->edits[i].op == DCBUS_EDIT_SET &&
             edit_of(&(dcbus_value_t){.type = DCBUS_VAL_STR,
