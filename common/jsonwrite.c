@@ -42,9 +42,7 @@ static bool refuse(sink_t *s, const char *why)
     return false;
 }
 
-/* The length of the UTF-8 sequence at p (n bytes left), or 0 if it is not
- * a valid one: overlong forms, surrogates and > U+10FFFF included. */
-static size_t utf8_length(const unsigned char *p, size_t n)
+size_t dcb_utf8_length(const unsigned char *p, size_t n)
 {
     size_t len;
     uint32_t cp, min;
@@ -96,7 +94,7 @@ static bool put_string(sink_t *s, const char *str, size_t n)
             p++;
         put(s, (const char *)run, (size_t)(p - run));
         if (p == end) break;
-        size_t len = utf8_length(p, (size_t)(end - p));
+        size_t len = dcb_utf8_length(p, (size_t)(end - p));
         if (len > 1) {
             put(s, (const char *)p, len);
             p += len;
@@ -291,4 +289,12 @@ bool dcb_json_write_alloc(dcbus_span_t value, uint32_t flags, char **out, size_t
     *out = text;
     *len = n;
     return true;
+}
+
+size_t dcb_json_string(const char *str, size_t len, char *buf, size_t cap)
+{
+    sink_t s = {.buf = buf, .cap = cap};
+    put_string(&s, str, len);
+    if (cap) buf[s.len < cap ? s.len : cap - 1] = '\0';
+    return s.len;
 }

@@ -27,4 +27,12 @@ size_t dcb_json_write(dcbus_span_t value, uint32_t flags, char *buf, size_t cap,
 bool dcb_json_write_alloc(dcbus_span_t value, uint32_t flags, char **out, size_t *len,
                           const char **why);
 
+/* `len` bytes as one JSON string, quotes included, by the same rules
+ * (lenient); returns its length, which may exceed cap, as above. */
+size_t dcb_json_string(const char *s, size_t len, char *buf, size_t cap);
+
+/* The length of the UTF-8 sequence at p (n bytes left), or 0 if it is not
+ * a valid one: overlong forms, surrogates and > U+10FFFF included. */
+size_t dcb_utf8_length(const unsigned char *p, size_t n);
+
 #endif
