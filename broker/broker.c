@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "errinfo.h"
 #include "log.h"
 #include "mpread.h"
 #include "proto.h"
@@ -131,26 +132,20 @@ static void publish(void *arg, const char *topic, dcbus_span_t body)
 }
 
 /* Publishes an ErrorInfo the broker itself raises. */
-static void publish_broker_error(dcb_broker_t *self, const char *type, const char *operation,
+static void publish_broker_error(dcb_broker_t *self, dcbus_error_type_t type, const char *operation,
                                  const char *message, const char *stream, uint64_t seq)
 {
-    msgpack_packer *pk = &self->note.pk;
     char topic[256];
+    dcb_errinfo_t e = {.type = type,
+                       .timestamp = wall_us(),
+                       .layer_name = "broker",
+                       .operation = operation,
+                       .message = message,
+                       .stream = stream,
+                       .seq = seq};
     dcb_body_reset(&self->note);
-    msgpack_pack_map(pk, stream ? 9 : 7);
-    dcb_pack_kv_str(pk, "error_type", type);
-    dcb_pack_kv_int(pk, "timestamp", wall_us());
-    dcb_pack_kv_str(pk, "layer_name", "broker");
-    dcb_pack_kv_str(pk, "operation", operation);
-    dcb_pack_kv_str(pk, "message", message);
-    dcb_pack_str(pk, "details");
-    msgpack_pack_map(pk, 0);
-    dcb_pack_kv_bool(pk, "is_critical", false);
-    if (stream) {
-        dcb_pack_kv_str(pk, "stream", stream);
-        dcb_pack_kv_uint(pk, "seq", seq);
-    }
-    snprintf(topic, sizeof topic, "error.%s.broker", type);
+    dcb_errinfo_pack(&self->note.pk, &e);
+    snprintf(topic, sizeof topic, "error.%s.broker", dcb_error_type_name(type));
     publish(self, topic, dcb_body_span(&self->note));
 }
 
@@ -207,7 +202,7 @@ static void on_abandoned(void *arg, const char *stream, uint64_t seq, const char
     dcb_broker_t *self = arg;
     dcb_error("batch given up after repeated failures; the spool keeps it",
               "stream=%s seq=%" PRIu64 " error=\"%s\"", stream, seq, error ? error : "");
-    publish_broker_error(self, "PROCESSING", "deliver",
+    publish_broker_error(self, DCBUS_ERROR_PROCESSING, "deliver",
                          "batch given up after repeated failures; the spool keeps it", stream, seq);
 }
 
@@ -244,8 +239,8 @@ static void on_divert(void *arg, const char *pipeline, const char *sink, zmq_msg
     if (!backlog) return;
     dcbus_span_t span = {zmq_msg_data(body), zmq_msg_size(body)};
     if (dcb_backlog_append(backlog, pipeline, span) != 0)
-        publish_broker_error(self, "STORAGE", "backlog", "cannot append to a sink's backlog", NULL,
-                             0);
+        publish_broker_error(self, DCBUS_ERROR_STORAGE, "backlog",
+                             "cannot append to a sink's backlog", NULL, 0);
 }
 
 static void on_injected_done(void *arg, const char *sink, bool ok)
@@ -622,7 +617,7 @@ static void refuse_key(dcb_broker_t *self, const zmq_msg_t *routing, const char 
     if (self->refused_keys <= 10 || self->refused_keys % 1000 == 0)
         dcb_error("worker refused: key not allowed for the instance",
                   "instance=%s reason=\"%s\" total=%" PRIu64, instance, why, self->refused_keys);
-    publish_broker_error(self, "VALIDATION", "register", why, NULL, 0);
+    publish_broker_error(self, DCBUS_ERROR_VALIDATION, "register", why, NULL, 0);
 }
 
 static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
@@ -1018,7 +1013,7 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
         rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
     if (rc != 0) {
         note_malformed(self, rt_peer_instance(peer), why);
-        publish_broker_error(self, "VALIDATION", "route", why, NULL, 0);
+        publish_broker_error(self, DCBUS_ERROR_VALIDATION, "route", why, NULL, 0);
         /* A collector whose batches cannot be taken would wait for their
          * acknowledgements forever: refuse it, so it stops and says why. */
         if (collector) refuse_peer(self, &m->routing, "refused", why);
