@@ -200,7 +200,7 @@ static void test_wrong_abi_major(void **state)
     (void)state;
     const char *err = test_refusal("abi_major3");
     assert_contains(err, "built for ABI 3.0");
-    assert_contains(err, "this host speaks ABI 2.0");
+    assert_contains(err, "this host speaks ABI 2.1");
     assert_contains(err, "rebuild");
 }
 
