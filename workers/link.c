@@ -127,7 +127,8 @@ void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint
     if (cmd == DCB_CMD_NACK) {
         /* A transient failure is a lost connection; a lasting one belongs
          * to the stage's layer. */
-        const char *type = retry ? "CONNECTION" : self->role->failure_type;
+        const char *type =
+            retry ? dcb_error_type_name(DCBUS_ERROR_CONNECTION) : self->role->failure_type;
         dcb_pack_kv_bool(pk, "retry", retry);
         dcb_pack_kv_str(pk, "error", error ? error : "");
         dcb_pack_kv_str(pk, "error_type", type);
