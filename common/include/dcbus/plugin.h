@@ -19,7 +19,10 @@
  * the host offers a newer service with DCBUS_HOST_HAS().  ABI 2 split the
  * one description of ABI 1 into a header and one operations struct per
  * role, and added declared settings; a plugin built for ABI 1 is refused
- * with a message saying to rebuild it.
+ * with a message saying to rebuild it.  ABI 2.1 appended record helpers to
+ * the services table (puts with the key's length, record_copy_edit, JSON
+ * out and in, the ErrorType names and ErrorInfo): a plugin that uses them
+ * checks DCBUS_HOST_HAS(host, record_copy_edit) and friends in open().
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
