@@ -22,6 +22,7 @@
 #include "envelope.h"
 #include "errinfo.h"
 #include "host.h"
+#include "loader.h"
 #include "mpread.h"
 
 /* ---------------------------------------------------------------------------
@@ -582,6 +583,69 @@ static void test_error_info_bad_details_become_an_empty_map(void **state)
     }
 }
 
+/* ---------------------------------------------------------------------------
+ * Older hosts
+ */
+
+/* The services table as a host of ABI 2.0 hands it: the same members up to
+ * retry_after, and a size that ends there. */
+static dcbus_host_t older_host(void)
+{
+    dcbus_host_t old = *dcb_host_services();
+    old.size = (uint32_t)offsetof(dcbus_host_t, put_str_n);
+    return old;
+}
+
+static void test_an_older_host_is_detected(void **state)
+{
+    (void)state;
+    dcbus_host_t old = older_host();
+    assert_true(DCBUS_HOST_HAS(H, record_copy_edit));
+    assert_true(DCBUS_HOST_HAS(H, error_info));
+    assert_true(DCBUS_HOST_HAS(&old, retry_after));
+    assert_false(DCBUS_HOST_HAS(&old, put_str_n));
+    assert_false(DCBUS_HOST_HAS(&old, record_copy_edit));
+    assert_false(DCBUS_HOST_HAS(&old, value_json));
+    assert_false(DCBUS_HOST_HAS(&old, error_info));
+}
+
+/* Plugins that use the helpers refuse to open on an older host, and open
+ * on this one. */
+static void test_plugins_refuse_an_older_host(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *plugin, *settings;
+    } cases[] = {{"csv", "dir: /tmp/dcb.records-never-written\n"},
+                 {"postgres", "dsn: \"host=/nonexistent\"\ntable: t\n"},
+                 {"deadletter", NULL},
+                 {"retry", NULL},
+                 {"mock-processor", "mode: double\n"}};
+    dcbus_host_t old = older_host();
+    const char *dir = DCBUS_PLUGIN_DIR;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char err[256];
+        dcb_plugin_lib_t *lib = dcb_plugin_load(&dir, 1, cases[i].plugin, err, sizeof err);
+        if (!lib) fail_msg("%s: %s", cases[i].plugin, err);
+        const dcbus_plugin_t *desc = dcb_plugin_desc(lib);
+        dcb_node_t *settings = dcb_config_parse_settings(
+            cases[i].settings, cases[i].settings ? strlen(cases[i].settings) : 0, "settings", err,
+            sizeof err);
+        assert_non_null(settings);
+        dcbus_ctx_t *ctx = dcb_ctx_new("it", 0, settings, "settings", NULL);
+        void *st = NULL;
+        if (dcb_plugin_open_fn(desc)(&old, ctx, &st) == 0)
+            fail_msg("%s opened on a host of ABI 2.0", cases[i].plugin);
+        /* the refusal is the host's age, not the settings: */
+        if (dcb_plugin_open_fn(desc)(H, ctx, &st) != 0)
+            fail_msg("%s did not open on this host", cases[i].plugin);
+        dcb_plugin_close(desc, st);
+        dcb_ctx_destroy(&ctx);
+        dcb_node_destroy(&settings);
+        dcb_plugin_unload(&lib);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -612,6 +676,8 @@ int main(void)
         T(test_error_types_by_name),
         T(test_error_info_round_trip),
         T(test_error_info_bad_details_become_an_empty_map),
+        T(test_an_older_host_is_detected),
+        T(test_plugins_refuse_an_older_host),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -81,6 +81,12 @@ static int mock_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         free(self);
         return -1;
     }
+    if (m == MODE_DOUBLE && !DCBUS_HOST_HAS(host, record_copy_edit)) {
+        DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR,
+                  "mock-processor: mode double needs a dcbus host of ABI 2.1 or later");
+        free(self);
+        return -1;
+    }
     self->call_log = -1;
     if (call_log && call_log[0] &&
         (self->call_log = open(call_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
