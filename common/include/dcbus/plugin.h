@@ -220,7 +220,8 @@ static inline dcbus_value_t dcbus_val_str(const char *s, size_t len)
     v.as.str.len = (uint32_t)len;
     return v;
 }
-/* A nested map or array (or any value) already encoded as msgpack. */
+/* A nested map or array (or any value) already encoded as msgpack: only
+ * `raw` counts, the type says "nested". */
 static inline dcbus_value_t dcbus_val_raw(dcbus_span_t raw)
 {
     dcbus_value_t v = {.type = DCBUS_VAL_MAP, .raw = raw};
@@ -231,11 +232,14 @@ static inline dcbus_value_t dcbus_val_raw(dcbus_span_t raw)
  * that is not a string as its JSON text (a string), binary as base64, an
  * extension value as {"ext": type, "data": base64}, bytes that are not
  * UTF-8 as U+FFFD; NaN and infinities are null, a float always shows a '.'
- * or an exponent.  */
-#define DCBUS_JSON_STRICT                                                                          \
-    0x1u                        /* refuse (with a reason) what a strict JSON store                 \
-                                   refuses: invalid UTF-8, a NUL, a non-string key, ext */
-#define DCBUS_JSON_BIN_HEX 0x2u /* binary as "\\x0a1b" (PostgreSQL bytea text) */
+ * or an exponent.
+ *
+ * DCBUS_JSON_STRICT refuses, with a reason, what a strict JSON store
+ * refuses: invalid UTF-8, a NUL character, a key that is not a string, an
+ * extension value.  DCBUS_JSON_BIN_HEX writes binary as PostgreSQL's bytea
+ * text, "\\x0a1b" in JSON, instead of base64. */
+#define DCBUS_JSON_STRICT  0x1u
+#define DCBUS_JSON_BIN_HEX 0x2u
 
 /* ---------------------------------------------------------------------------
  * The services table the host hands to every plugin.  Members are only ever
