@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <sys/stat.h>
 
+#include "errinfo.h"
 #include "log.h"
 #include "mpread.h"
 #include "messages.h"
@@ -68,7 +69,7 @@ static void on_abandoned(void *arg, const char *stream, uint64_t seq, const char
     dcb_broker_t *self = arg;
     dcb_error("batch given up after repeated failures; the spool keeps it",
               "stream=%s seq=%" PRIu64 " error=\"%s\"", stream, seq, error ? error : "");
-    broker_publish_error(self, "PROCESSING", "deliver",
+    broker_publish_error(self, DCBUS_ERROR_PROCESSING, "deliver",
                          "batch given up after repeated failures; the spool keeps it", stream, seq);
 }
 
@@ -105,8 +106,8 @@ static void on_divert(void *arg, const char *pipeline, const char *sink, zmq_msg
     if (!backlog) return;
     dcbus_span_t span = {zmq_msg_data(body), zmq_msg_size(body)};
     if (dcb_backlog_append(backlog, pipeline, span) != 0)
-        broker_publish_error(self, "STORAGE", "backlog", "cannot append to a sink's backlog", NULL,
-                             0);
+        broker_publish_error(self, DCBUS_ERROR_STORAGE, "backlog",
+                             "cannot append to a sink's backlog", NULL, 0);
 }
 
 static void on_injected_done(void *arg, const char *sink, bool ok)
@@ -479,7 +480,7 @@ static void refuse_key(dcb_broker_t *self, const zmq_msg_t *routing, const char 
     if (self->refused_keys <= 10 || self->refused_keys % 1000 == 0)
         dcb_error("worker refused: key not allowed for the instance",
                   "instance=%s reason=\"%s\" total=%" PRIu64, instance, why, self->refused_keys);
-    broker_publish_error(self, "VALIDATION", "register", why, NULL, 0);
+    broker_publish_error(self, DCBUS_ERROR_VALIDATION, "register", why, NULL, 0);
 }
 
 /* The READY that answers a registered peer's HELLO. */
@@ -566,7 +567,7 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
         rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
     if (rc != 0) {
         broker_note_malformed(self, rt_peer_instance(peer), why);
-        broker_publish_error(self, "VALIDATION", "route", why, NULL, 0);
+        broker_publish_error(self, DCBUS_ERROR_VALIDATION, "route", why, NULL, 0);
         /* A collector whose batches cannot be taken would wait for their
          * acknowledgements forever: refuse it, so it stops and says why. */
         if (collector) refuse_peer(self, &m->routing, "refused", why);

@@ -93,7 +93,7 @@ void broker_note_malformed(dcb_broker_t *self, const char *from, const char *why
 void broker_publish(void *arg, const char *topic, dcbus_span_t body);
 void broker_publish_copy(void *arg, const char *topic, dcbus_span_t body);
 void broker_publish_msg(dcb_broker_t *self, const char *topic, zmq_msg_t *body);
-void broker_publish_error(dcb_broker_t *self, const char *type, const char *operation,
+void broker_publish_error(dcb_broker_t *self, dcbus_error_type_t type, const char *operation,
                           const char *message, const char *stream, uint64_t seq);
 /* Reads what arrived on the XPUB: new subscriptions get the last values. */
 void broker_read_subscriptions(dcb_broker_t *self);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errinfo.h"
 #include "log.h"
 #include "messages.h"
 #include "proto.h"
@@ -17,7 +18,7 @@
 typedef struct {
     uint64_t id;
     rt_held_t *held;
-    char error_type[32];
+    dcbus_error_type_t type;
     char message[512];
     bool retry;       /* the worker thought it worth retrying */
     size_t next;      /* index of the handler asked (or to ask) */
@@ -75,7 +76,7 @@ static void settle_by_default(dcb_chain_t *self, case_t *c, int64_t now)
      * batch (a sink's backlog) are retried for as long as it takes: giving
      * up would lose data that only needs to wait.  Other failures get
      * max_attempts. */
-    bool waits = info.replay || strcmp(c->error_type, "CONNECTION") == 0;
+    bool waits = info.replay || c->type == DCBUS_ERROR_CONNECTION;
     if (c->retry && (waits || info.attempts < (uint32_t)self->config->max_attempts)) {
         uint32_t shift = info.attempts < 7 ? info.attempts - 1 : 6;
         rt_held_retry(self->router, c->held, 100000LL << shift, now);
@@ -86,20 +87,17 @@ static void settle_by_default(dcb_chain_t *self, case_t *c, int64_t now)
 
 static void pack_error(msgpack_packer *pk, const case_t *c, const rt_held_info_t *info)
 {
-    msgpack_pack_map(pk, 12);
-    dcb_pack_kv_str(pk, "error_type", c->error_type);
-    dcb_pack_kv_int(pk, "timestamp", c->timestamp_us);
-    dcb_pack_kv_str(pk, "layer_name", "broker");
-    dcb_pack_kv_str(pk, "operation", "deliver");
-    dcb_pack_kv_str(pk, "message", c->message);
-    dcb_pack_str(pk, "details");
-    msgpack_pack_map(pk, 0);
-    dcb_pack_kv_bool(pk, "is_critical", false);
-    dcb_pack_kv_str(pk, "stream", info->stream);
-    dcb_pack_kv_uint(pk, "seq", info->seq);
-    dcb_pack_kv_str(pk, "instance", info->instance);
-    dcb_pack_kv_str(pk, "pipeline", info->pipeline);
-    dcb_pack_kv_uint(pk, "attempts", info->attempts);
+    dcb_errinfo_t e = {.type = c->type,
+                       .timestamp = c->timestamp_us,
+                       .layer_name = "broker",
+                       .operation = "deliver",
+                       .message = c->message,
+                       .stream = info->stream,
+                       .seq = info->seq,
+                       .instance = info->instance,
+                       .pipeline = info->pipeline,
+                       .attempts = info->attempts};
+    dcb_errinfo_pack(pk, &e);
 }
 
 /* Sends the case to handler `c->next`. */
@@ -160,7 +158,8 @@ void dcb_chain_start(dcb_chain_t *self, rt_held_t *held, const char *error_type,
     c->held = held;
     c->retry = retry;
     c->timestamp_us = wall_now_us();
-    snprintf(c->error_type, sizeof c->error_type, "%s", error_type);
+    int type = dcb_error_type_parse(error_type, strlen(error_type));
+    c->type = type < 0 ? DCBUS_ERROR_PROCESSING : (dcbus_error_type_t)type;
     snprintf(c->message, sizeof c->message, "%s", message);
     if (ask_next(self, c, now)) {
         if (self->ncases == self->cap) {

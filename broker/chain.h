@@ -28,7 +28,8 @@ typedef void(dcb_chain_send_fn)(void *arg, const rt_peer_t *peer, dcbus_span_t b
 dcb_chain_t *dcb_chain_new(const dcb_config_t *config, rt_router_t *router, dcb_chain_send_fn *send,
                            void *arg);
 void dcb_chain_destroy(dcb_chain_t **self_p);
-/* Takes a held failure. `error_type` is an ErrorType name. */
+/* Takes a held failure. `error_type` is an ErrorType name (an unknown one
+ * counts as PROCESSING). */
 void dcb_chain_start(dcb_chain_t *self, rt_held_t *held, const char *error_type,
                      const char *message, bool retry, int64_t now);
 /* A handler's REPLY. */

@@ -11,6 +11,7 @@
 
 #include <string.h>
 
+#include "errinfo.h"
 #include "mpread.h"
 
 /* Sends topic and body.  With XPUB_NODROP a subscriber at its high-water
@@ -65,26 +66,20 @@ void broker_publish(void *arg, const char *topic, dcbus_span_t body)
 }
 
 /* Publishes an ErrorInfo the broker itself raises. */
-void broker_publish_error(dcb_broker_t *self, const char *type, const char *operation,
+void broker_publish_error(dcb_broker_t *self, dcbus_error_type_t type, const char *operation,
                           const char *message, const char *stream, uint64_t seq)
 {
-    msgpack_packer *pk = &self->note.pk;
     char topic[256];
+    dcb_errinfo_t e = {.type = type,
+                       .timestamp = wall_us(),
+                       .layer_name = "broker",
+                       .operation = operation,
+                       .message = message,
+                       .stream = stream,
+                       .seq = seq};
     dcb_body_reset(&self->note);
-    msgpack_pack_map(pk, stream ? 9 : 7);
-    dcb_pack_kv_str(pk, "error_type", type);
-    dcb_pack_kv_int(pk, "timestamp", wall_us());
-    dcb_pack_kv_str(pk, "layer_name", "broker");
-    dcb_pack_kv_str(pk, "operation", operation);
-    dcb_pack_kv_str(pk, "message", message);
-    dcb_pack_str(pk, "details");
-    msgpack_pack_map(pk, 0);
-    dcb_pack_kv_bool(pk, "is_critical", false);
-    if (stream) {
-        dcb_pack_kv_str(pk, "stream", stream);
-        dcb_pack_kv_uint(pk, "seq", seq);
-    }
-    snprintf(topic, sizeof topic, "error.%s.broker", type);
+    dcb_errinfo_pack(&self->note.pk, &e);
+    snprintf(topic, sizeof topic, "error.%s.broker", dcb_error_type_name(type));
     broker_publish(self, topic, dcb_body_span(&self->note));
 }
 

@@ -29,6 +29,7 @@
 #include "show.h"
 #include "client.h"
 #include "envelope.h"
+#include "errinfo.h"
 #include "mpread.h"
 #include "proto.h"
 
@@ -46,10 +47,8 @@ typedef struct {
     size_t len;
     dcbus_span_t batch; /* the envelope, inside data */
     dcb_envelope_t env; /* its header; records point into data */
-    char instance[DCB_NAME_MAX], pipeline[DCB_NAME_MAX];
-    char error_type[32], operation[128], message[1024];
-    uint64_t attempts;
-    int64_t timestamp;
+    dcb_errinfo_t info; /* its error; strings in text */
+    dcb_errinfo_text_t text;
 } dl_letter_t;
 
 typedef struct {
@@ -107,13 +106,8 @@ static int parse_letter(dl_letter_t *l, char *why, size_t whylen)
         return snprintf(why, whylen, "bad batch: %s", reason), -1;
     if (!dcb_envelope_records_valid(&l->env))
         return snprintf(why, whylen, "bad batch: malformed records"), -1;
-    dcb_map_get_str(error, "instance", l->instance, sizeof l->instance);
-    dcb_map_get_str(error, "pipeline", l->pipeline, sizeof l->pipeline);
-    dcb_map_get_str(error, "error_type", l->error_type, sizeof l->error_type);
-    dcb_map_get_str(error, "operation", l->operation, sizeof l->operation);
-    dcb_map_get_str(error, "message", l->message, sizeof l->message);
-    dcb_map_get_uint(error, "attempts", &l->attempts);
-    dcb_map_get_int(error, "timestamp", &l->timestamp);
+    if (!dcb_errinfo_unpack(error, &l->info, &l->text))
+        return snprintf(why, whylen, "its error is not a map"), -1;
     return 0;
 }
 
@@ -160,7 +154,7 @@ static int letter_cmp(const void *a, const void *b)
     int c = strcmp(x->env.stream, y->env.stream);
     if (c) return c;
     if (x->env.seq != y->env.seq) return x->env.seq < y->env.seq ? -1 : 1;
-    c = strcmp(x->instance, y->instance);
+    c = strcmp(x->text.instance, y->text.instance);
     return c ? c : strcmp(x->name, y->name);
 }
 
@@ -270,13 +264,14 @@ static void print_json(const dl_list_t *list, const char *dir)
         print_json_field("file", l->name, true);
         print_json_field("stream", l->env.stream, false);
         printf(",\"seq\":%" PRIu64, l->env.seq);
-        print_json_field("instance", l->instance, false);
-        print_json_field("pipeline", l->pipeline, false);
-        printf(",\"attempts\":%" PRIu64, l->attempts);
-        print_json_field("error_type", l->error_type, false);
-        print_json_field("operation", l->operation, false);
-        print_json_field("message", l->message, false);
-        printf(",\"timestamp\":%" PRId64 ",\"records\":%" PRIu32 "}", l->timestamp, l->env.count);
+        print_json_field("instance", l->text.instance, false);
+        print_json_field("pipeline", l->text.pipeline, false);
+        printf(",\"attempts\":%" PRIu32, l->info.attempts);
+        print_json_field("error_type", l->text.type, false);
+        print_json_field("operation", l->text.operation, false);
+        print_json_field("message", l->text.message, false);
+        printf(",\"timestamp\":%" PRId64 ",\"records\":%" PRIu32 "}", l->info.timestamp,
+               l->env.count);
     }
     printf("]}\n");
 }
@@ -300,8 +295,8 @@ static widths_t table_widths(const dl_list_t *list)
         char seq[24];
         snprintf(seq, sizeof seq, "%" PRIu64, l->env.seq);
         w.file = wider(w.file, l->name), w.stream = wider(w.stream, l->env.stream);
-        w.seq = wider(w.seq, seq), w.instance = wider(w.instance, l->instance);
-        w.pipeline = wider(w.pipeline, l->pipeline), w.type = wider(w.type, l->error_type);
+        w.seq = wider(w.seq, seq), w.instance = wider(w.instance, l->text.instance);
+        w.pipeline = wider(w.pipeline, l->text.pipeline), w.type = wider(w.type, l->text.type);
     }
     return w;
 }
@@ -319,10 +314,10 @@ static void print_table(const dl_list_t *list, const char *dir)
            "ERROR_TYPE", "RECORDS", "MESSAGE");
     for (size_t i = 0; i < list->count; i++) {
         const dl_letter_t *l = &list->items[i];
-        printf("%-*s  %-*s  %*" PRIu64 "  %-*s  %-*s  %8" PRIu64 "  %-*s  %7" PRIu32 "  %s\n",
-               w.file, l->name, w.stream, l->env.stream, w.seq, l->env.seq, w.instance, l->instance,
-               w.pipeline, l->pipeline, l->attempts, w.type, l->error_type, l->env.count,
-               l->message);
+        printf("%-*s  %-*s  %*" PRIu64 "  %-*s  %-*s  %8" PRIu32 "  %-*s  %7" PRIu32 "  %s\n",
+               w.file, l->name, w.stream, l->env.stream, w.seq, l->env.seq, w.instance,
+               l->text.instance, w.pipeline, l->text.pipeline, l->info.attempts, w.type,
+               l->text.type, l->env.count, l->text.message);
     }
 }
 
@@ -334,8 +329,8 @@ static void print_table(const dl_list_t *list, const char *dir)
 static void pack_replay_args(msgpack_packer *pk, void *arg)
 {
     const dl_letter_t *l = arg;
-    dcb_pack_kv_str(pk, "pipeline", l->pipeline);
-    dcb_pack_kv_str(pk, "instance", l->instance);
+    dcb_pack_kv_str(pk, "pipeline", l->text.pipeline);
+    dcb_pack_kv_str(pk, "instance", l->text.instance);
     dcb_pack_str(pk, "batch");
     pk->callback(pk->data, (const char *)l->batch.data, l->batch.len);
 }

@@ -1,17 +1,15 @@
 /*
- * show.c -- see show.h.  The JSON writer walks msgpack with the project's
- * bounds-checked reader (mpread.h), which refuses truncated input and
- * nesting deeper than DCB_MP_MAX_DEPTH before anything is written, so the
- * recursion here is bounded by what that reader accepted.
+ * show.c -- see show.h.  JSON is written by the host's one writer
+ * (common/jsonwrite.c), as the csv and postgres plugins write it.
  */
 #include "show.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "jsonwrite.h"
 #include "mpread.h"
 #include "proto.h"
 
@@ -19,187 +17,30 @@
  * JSON
  */
 
-/* The length of the UTF-8 sequence at s (at most n bytes), or 0 if it is
- * not a valid one (overlong forms, surrogates and > U+10FFFF included). */
-static size_t utf8_length(const unsigned char *s, size_t n)
-{
-    size_t len;
-    uint32_t cp, min;
-    if (s[0] < 0x80) return 1;
-    if ((s[0] & 0xe0) == 0xc0)
-        len = 2, cp = s[0] & 0x1f, min = 0x80;
-    else if ((s[0] & 0xf0) == 0xe0)
-        len = 3, cp = s[0] & 0x0f, min = 0x800;
-    else if ((s[0] & 0xf8) == 0xf0)
-        len = 4, cp = s[0] & 0x07, min = 0x10000;
-    else
-        return 0;
-    if (len > n) return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80) return 0;
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return 0;
-    return len;
-}
-
+/* The text goes through a stack buffer, or a heap one when it is larger. */
 void cli_json_string(FILE *out, const char *s, size_t len)
 {
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    fputc('"', out);
-    while (p < end) {
-        size_t n = utf8_length(p, (size_t)(end - p));
-        if (n == 0) {
-            fputs("\\ufffd", out);
-            p++;
-        } else if (n > 1) {
-            fwrite(p, 1, n, out);
-            p += n;
-        } else {
-            unsigned char c = *p++;
-            if (c == '"' || c == '\\')
-                fprintf(out, "\\%c", c);
-            else if (c == '\n')
-                fputs("\\n", out);
-            else if (c == '\t')
-                fputs("\\t", out);
-            else if (c < 0x20 || c == 0x7f)
-                fprintf(out, "\\u%04x", c);
-            else
-                fputc(c, out);
-        }
-    }
-    fputc('"', out);
-}
-
-static void base64_string(FILE *out, const uint8_t *data, size_t len)
-{
-    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    fputc('"', out);
-    for (size_t i = 0; i < len; i += 3) {
-        uint32_t group = (uint32_t)data[i] << 16;
-        if (i + 1 < len) group |= (uint32_t)data[i + 1] << 8;
-        if (i + 2 < len) group |= data[i + 2];
-        fputc(digits[group >> 18 & 63], out);
-        fputc(digits[group >> 12 & 63], out);
-        fputc(i + 1 < len ? digits[group >> 6 & 63] : '=', out);
-        fputc(i + 2 < len ? digits[group & 63] : '=', out);
-    }
-    fputc('"', out);
-}
-
-/* The shortest of %.15g..%.17g that reads back as the same double; always
- * with a '.' or an exponent, so a reader keeps it a float. */
-static void json_double(FILE *out, double d)
-{
-    char buf[40];
-    if (!isfinite(d)) {
-        fputs("null", out);
+    char small[512];
+    size_t n = dcb_json_string(s, len, small, sizeof small);
+    if (n < sizeof small) {
+        fwrite(small, 1, n, out);
         return;
     }
-    for (int digits = 15; digits <= 17; digits++) {
-        snprintf(buf, sizeof buf, "%.*g", digits, d);
-        if (strtod(buf, NULL) == d) break;
-    }
-    fputs(buf, out);
-    if (!strpbrk(buf, ".e")) fputs(".0", out);
-}
-
-static bool json_value(FILE *out, const dcbus_value_t *v);
-
-static bool json_map(FILE *out, dcbus_span_t raw)
-{
-    const uint8_t *pos = raw.data, *end = raw.data + raw.len;
-    uint32_t n;
-    if (!dcb_mp_read_map(&pos, end, &n)) return false;
-    fputc('{', out);
-    for (uint32_t i = 0; i < n; i++) {
-        dcbus_value_t key, value;
-        if (!dcb_mp_read(&pos, end, &key) || !dcb_mp_read(&pos, end, &value)) return false;
-        if (i) fputc(',', out);
-        if (key.type == DCBUS_VAL_STR) {
-            cli_json_string(out, key.as.str.ptr, key.as.str.len);
-        } else {
-            /* JSON keys are strings: the key's own JSON text stands for it. */
-            char *text = NULL;
-            size_t len = 0;
-            FILE *mem = open_memstream(&text, &len);
-            if (!mem) abort();
-            json_value(mem, &key);
-            fclose(mem);
-            cli_json_string(out, text, len);
-            free(text);
-        }
-        fputc(':', out);
-        if (!json_value(out, &value)) return false;
-    }
-    fputc('}', out);
-    return true;
-}
-
-static bool json_array(FILE *out, dcbus_span_t raw)
-{
-    const uint8_t *pos = raw.data, *end = raw.data + raw.len;
-    uint32_t n;
-    if (!dcb_mp_read_array(&pos, end, &n)) return false;
-    fputc('[', out);
-    for (uint32_t i = 0; i < n; i++) {
-        dcbus_value_t item;
-        if (!dcb_mp_read(&pos, end, &item)) return false;
-        if (i) fputc(',', out);
-        if (!json_value(out, &item)) return false;
-    }
-    fputc(']', out);
-    return true;
-}
-
-static bool json_value(FILE *out, const dcbus_value_t *v)
-{
-    switch (v->type) {
-    case DCBUS_VAL_NIL:
-        fputs("null", out);
-        return true;
-    case DCBUS_VAL_BOOL:
-        fputs(v->as.b ? "true" : "false", out);
-        return true;
-    case DCBUS_VAL_INT:
-        fprintf(out, "%lld", (long long)v->as.i);
-        return true;
-    case DCBUS_VAL_UINT:
-        fprintf(out, "%llu", (unsigned long long)v->as.u);
-        return true;
-    case DCBUS_VAL_FLOAT:
-        json_double(out, v->as.f);
-        return true;
-    case DCBUS_VAL_STR:
-        cli_json_string(out, v->as.str.ptr, v->as.str.len);
-        return true;
-    case DCBUS_VAL_BIN:
-        base64_string(out, (const uint8_t *)v->as.str.ptr, v->as.str.len);
-        return true;
-    case DCBUS_VAL_EXT:
-        /* The payload starts with the ext type byte. */
-        fprintf(out, "{\"ext\":%d,\"data\":", (int)(int8_t)v->as.str.ptr[0]);
-        base64_string(out, (const uint8_t *)v->as.str.ptr + 1, v->as.str.len - 1);
-        fputc('}', out);
-        return true;
-    case DCBUS_VAL_MAP:
-        return json_map(out, v->raw);
-    case DCBUS_VAL_ARRAY:
-        return json_array(out, v->raw);
-    }
-    return false;
+    char *text = malloc(n + 1);
+    if (!text) abort();
+    dcb_json_string(s, len, text, n + 1);
+    fwrite(text, 1, n, out);
+    free(text);
 }
 
 bool cli_json_write(FILE *out, dcbus_span_t value)
 {
-    const uint8_t *pos = value.data;
-    dcbus_value_t v;
-    /* Checked whole first: nothing is written for bytes that are not one value. */
-    if (!value.data || !dcb_mp_read(&pos, value.data + value.len, &v) ||
-        pos != value.data + value.len)
-        return false;
-    return json_value(out, &v);
+    char *text;
+    size_t len;
+    if (!dcb_json_write_alloc(value, 0, &text, &len, NULL)) return false;
+    fwrite(text, 1, len, out);
+    free(text);
+    return true;
 }
 
 /* ---------------------------------------------------------------------------
@@ -348,7 +189,7 @@ static bool plain_word(const char *s, size_t len)
     const unsigned char *p = (const unsigned char *)s, *end = p + len;
     if (len == 0) return false;
     while (p < end) {
-        size_t n = utf8_length(p, (size_t)(end - p));
+        size_t n = dcb_utf8_length(p, (size_t)(end - p));
         if (n == 0 || (n == 1 && (*p <= ' ' || *p == '"' || *p == '\\' || *p == 0x7f)))
             return false;
         p += n;

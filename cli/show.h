@@ -18,10 +18,11 @@
 #include "dcbus/plugin.h"
 
 /* ---------------------------------------------------------------------------
- * JSON.  Any msgpack value is written as JSON: maps with keys that are not
- * strings get the key's JSON text as a string, binary becomes a base64
- * string, an ext value {"ext": type, "data": base64}, NaN and infinities
- * null, and bytes that are not UTF-8 U+FFFD.
+ * JSON, by the one writer of common/jsonwrite.c (lenient: value_json's
+ * rules in dcbus/plugin.h).  Any msgpack value is written as JSON: maps
+ * with keys that are not strings get the key's JSON text as a string,
+ * binary becomes a base64 string, an ext value {"ext": type, "data":
+ * base64}, NaN and infinities null, and bytes that are not UTF-8 U+FFFD.
  */
 
 /* Writes the one msgpack value in `value` as JSON; false (and nothing

@@ -24,6 +24,7 @@
 #include "mpread.h"
 #include "proto.h"
 #include "security.h"
+#include "errinfo.h"
 #include "show.h"
 
 #define DEFAULT_TOPICS_ENDPOINT "ipc://run/topics"
@@ -62,22 +63,19 @@ static void summarise_event(cli_line_t *line, dcbus_span_t body)
 static void summarise_error(cli_line_t *line, dcbus_span_t body)
 {
     static const char *const shown[] = {"field", "expected", "got", NULL};
-    char message[256] = "";
-    dcbus_span_t details = {NULL, 0};
-    bool critical = false;
-    dcb_map_get_str(body, "message", message, sizeof message);
+    dcb_errinfo_t e;
+    dcb_errinfo_text_t text;
+    dcb_errinfo_unpack(body, &e, &text);
     cli_line_add(line, " ");
-    cli_line_add_quoted(line, message, strlen(message));
+    cli_line_add_quoted(line, e.message, strlen(e.message));
     cli_line_add_field(line, body, "operation");
     cli_line_add_field(line, body, "stream");
     cli_line_add_field(line, body, "seq");
     /* The details that say what was wrong; the rest (a whole record, say)
      * is for --json. */
-    if (dcb_map_get_raw(body, "details", &details))
-        for (const char *const *key = shown; *key; key++)
-            cli_line_add_field(line, details, *key);
-    if (dcb_map_get_bool(body, "is_critical", &critical) && critical)
-        cli_line_add(line, " CRITICAL");
+    for (const char *const *key = shown; e.details.data && *key; key++)
+        cli_line_add_field(line, e.details, *key);
+    if (e.is_critical) cli_line_add(line, " CRITICAL");
 }
 
 static void summarise_task(cli_line_t *line, dcbus_span_t body)

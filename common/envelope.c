@@ -287,44 +287,96 @@ void dcb_builder_record_begin(dcbus_builder_t *self, uint32_t nfields)
     self->in_record = true;
 }
 
-/* Packs the key of the next field, or notes a misuse and returns false. */
-static bool put_key(dcbus_builder_t *self, const char *key)
+/* Counts one more field of the open record, or notes a misuse and
+ * returns false. */
+static bool take_field(dcbus_builder_t *self)
 {
     if (!self->in_record || self->fields_left == 0) {
         if (!self->misuse) self->misuse = "field put outside a record or beyond its field count";
         return false;
     }
     self->fields_left--;
-    dcb_mp_write_str(&self->buf, key, strlen(key));
     return true;
+}
+
+/* Packs the key of the next field, or notes a misuse and returns false. */
+static bool put_key(dcbus_builder_t *self, const char *key, size_t keylen)
+{
+    if (!take_field(self)) return false;
+    dcb_mp_write_str(&self->buf, key, keylen);
+    return true;
+}
+
+void dcb_builder_put_str_n(dcbus_builder_t *self, const char *key, size_t keylen, const char *val,
+                           size_t len)
+{
+    if (put_key(self, key, keylen)) dcb_mp_write_str(&self->buf, val, len);
+}
+
+void dcb_builder_put_int_n(dcbus_builder_t *self, const char *key, size_t keylen, int64_t val)
+{
+    if (put_key(self, key, keylen)) dcb_mp_write_int(&self->buf, val);
+}
+
+void dcb_builder_put_double_n(dcbus_builder_t *self, const char *key, size_t keylen, double val)
+{
+    if (put_key(self, key, keylen)) dcb_mp_write_double(&self->buf, val);
+}
+
+void dcb_builder_put_bool_n(dcbus_builder_t *self, const char *key, size_t keylen, bool val)
+{
+    if (put_key(self, key, keylen)) dcb_mp_write_byte(&self->buf, val ? 0xc3 : 0xc2);
+}
+
+void dcb_builder_put_nil_n(dcbus_builder_t *self, const char *key, size_t keylen)
+{
+    if (put_key(self, key, keylen)) dcb_mp_write_byte(&self->buf, 0xc0);
+}
+
+void dcb_builder_put_raw_n(dcbus_builder_t *self, const char *key, size_t keylen, dcbus_span_t val)
+{
+    if (put_key(self, key, keylen)) dcb_mp_write_raw(&self->buf, val.data, val.len);
+}
+
+void dcb_builder_put_value_n(dcbus_builder_t *self, const char *key, size_t keylen,
+                             const dcbus_value_t *val)
+{
+    if (put_key(self, key, keylen)) dcb_mp_write_value(&self->buf, val);
+}
+
+void dcb_builder_put_pair_raw(dcbus_builder_t *self, dcbus_span_t key, dcbus_span_t val)
+{
+    if (!take_field(self)) return;
+    dcb_mp_write_raw(&self->buf, key.data, key.len);
+    dcb_mp_write_raw(&self->buf, val.data, val.len);
 }
 
 void dcb_builder_put_str(dcbus_builder_t *self, const char *key, const char *val, size_t len)
 {
-    if (put_key(self, key)) dcb_mp_write_str(&self->buf, val, len);
+    dcb_builder_put_str_n(self, key, strlen(key), val, len);
 }
 
 void dcb_builder_put_int(dcbus_builder_t *self, const char *key, int64_t val)
 {
-    if (put_key(self, key)) dcb_mp_write_int(&self->buf, val);
+    dcb_builder_put_int_n(self, key, strlen(key), val);
 }
 
 void dcb_builder_put_double(dcbus_builder_t *self, const char *key, double val)
 {
-    if (put_key(self, key)) dcb_mp_write_double(&self->buf, val);
+    dcb_builder_put_double_n(self, key, strlen(key), val);
 }
 
 void dcb_builder_put_bool(dcbus_builder_t *self, const char *key, bool val)
 {
-    if (put_key(self, key)) dcb_mp_write_byte(&self->buf, val ? 0xc3 : 0xc2);
+    dcb_builder_put_bool_n(self, key, strlen(key), val);
 }
 
 void dcb_builder_put_nil(dcbus_builder_t *self, const char *key)
 {
-    if (put_key(self, key)) dcb_mp_write_byte(&self->buf, 0xc0);
+    dcb_builder_put_nil_n(self, key, strlen(key));
 }
 
 void dcb_builder_put_raw(dcbus_builder_t *self, const char *key, dcbus_span_t val)
 {
-    if (put_key(self, key)) dcb_mp_write_raw(&self->buf, val.data, val.len);
+    dcb_builder_put_raw_n(self, key, strlen(key), val);
 }

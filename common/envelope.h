@@ -62,5 +62,17 @@ void dcb_builder_put_double(dcbus_builder_t *self, const char *key, double val);
 void dcb_builder_put_bool(dcbus_builder_t *self, const char *key, bool val);
 void dcb_builder_put_nil(dcbus_builder_t *self, const char *key);
 void dcb_builder_put_raw(dcbus_builder_t *self, const char *key, dcbus_span_t val);
+/* The same with the key's length (ABI 2.1), and a field of any value. */
+void dcb_builder_put_str_n(dcbus_builder_t *self, const char *key, size_t keylen, const char *val,
+                           size_t len);
+void dcb_builder_put_int_n(dcbus_builder_t *self, const char *key, size_t keylen, int64_t val);
+void dcb_builder_put_double_n(dcbus_builder_t *self, const char *key, size_t keylen, double val);
+void dcb_builder_put_bool_n(dcbus_builder_t *self, const char *key, size_t keylen, bool val);
+void dcb_builder_put_nil_n(dcbus_builder_t *self, const char *key, size_t keylen);
+void dcb_builder_put_raw_n(dcbus_builder_t *self, const char *key, size_t keylen, dcbus_span_t val);
+/* A field whose key and value are both already msgpack (copied as they are). */
+void dcb_builder_put_pair_raw(dcbus_builder_t *self, dcbus_span_t key, dcbus_span_t val);
+void dcb_builder_put_value_n(dcbus_builder_t *self, const char *key, size_t keylen,
+                             const dcbus_value_t *val);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * host.c -- see host.h.  The record reader and builder entries point
- * straight at mpread.c and envelope.c; this file adds the context-bound
+ * straight at mpread.c and envelope.c, the record helpers at records.c,
+ * jsonwrite.c and jsonread.c, the ErrorInfo ones at errinfo.c; this file adds the context-bound
  * services: logging, settings, identity and reports.
  */
 #include "host.h"
@@ -12,9 +13,13 @@
 #include <time.h>
 
 #include "envelope.h"
+#include "errinfo.h"
+#include "jsonread.h"
+#include "jsonwrite.h"
 #include "loader.h"
 #include "log.h"
 #include "mpread.h"
+#include "records.h"
 #include "settings.h"
 
 struct dcbus_ctx {
@@ -314,6 +319,19 @@ static const dcbus_host_t s_services = {
     .retry_after = host_retry_after,
     .admin_command = host_admin_command,
     .admin_print = host_admin_print,
+    .put_str_n = dcb_builder_put_str_n,
+    .put_int_n = dcb_builder_put_int_n,
+    .put_double_n = dcb_builder_put_double_n,
+    .put_bool_n = dcb_builder_put_bool_n,
+    .put_nil_n = dcb_builder_put_nil_n,
+    .put_raw_n = dcb_builder_put_raw_n,
+    .put_value_n = dcb_builder_put_value_n,
+    .record_copy_edit = dcb_record_copy_edit,
+    .value_json = dcb_json_write,
+    .records_from_json = dcb_records_from_json,
+    .error_type_name = dcb_error_type_name,
+    .error_type_parse = dcb_error_type_parse,
+    .error_info = dcb_errinfo_encode,
 };
 
 const dcbus_host_t *dcb_host_services(void)

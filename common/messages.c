@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "errinfo.h"
 #include "loader.h"
 #include "mpread.h"
 
@@ -98,14 +99,15 @@ void dcb_ack_pack(const dcb_ack_t *m, dcb_cmd_t cmd, msgpack_packer *pk)
     if (!nack) return;
     dcb_pack_kv_bool(pk, "retry", m->retry);
     dcb_pack_kv_str(pk, "error", m->error);
-    dcb_pack_kv_str(pk, "error_type", m->error_type[0] ? m->error_type : "PROCESSING");
+    dcb_pack_kv_str(pk, "error_type",
+                    m->error_type[0] ? m->error_type : dcb_error_type_name(DCBUS_ERROR_PROCESSING));
 }
 
 bool dcb_ack_unpack(dcbus_span_t body, dcb_ack_t *m)
 {
     memset(m, 0, sizeof *m);
     m->retry = true;
-    COPY(m->error_type, "PROCESSING");
+    COPY(m->error_type, dcb_error_type_name(DCBUS_ERROR_PROCESSING));
     dcb_map_get_bool(body, "retry", &m->retry);
     dcb_map_get_str(body, "error", m->error, sizeof m->error);
     dcb_map_get_str(body, "error_type", m->error_type, sizeof m->error_type);

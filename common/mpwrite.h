@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dcbus/plugin.h"
+
 typedef struct {
     uint8_t *data;
     size_t len, cap;
@@ -114,6 +116,67 @@ static inline void dcb_mp_write_byte(dcb_mpbuf_t *b, uint8_t byte)
 {
     *dcb_mp_room(b, 1) = byte;
     b->len += 1;
+}
+
+static inline void dcb_mp_write_bin(dcb_mpbuf_t *b, const void *data, size_t n)
+{
+    uint8_t *p = dcb_mp_room(b, 5);
+    if (n <= 0xff)
+        p[0] = 0xc4, p[1] = (uint8_t)n, b->len += 2;
+    else if (n <= 0xffff)
+        p[0] = 0xc5, dcb_mp_put_be(p + 1, n, 2), b->len += 3;
+    else
+        p[0] = 0xc6, dcb_mp_put_be(p + 1, n, 4), b->len += 5;
+    dcb_mp_write_raw(b, data, n);
+}
+
+static inline void dcb_mp_write_array(dcb_mpbuf_t *b, uint32_t n)
+{
+    dcb_mp_write_len(b, n, 0x90, 15, 0, 0xdc, 0xdd);
+}
+
+static inline void dcb_mp_write_uint(dcb_mpbuf_t *b, uint64_t v)
+{
+    if (v <= INT64_MAX) {
+        dcb_mp_write_int(b, (int64_t)v);
+        return;
+    }
+    uint8_t *p = dcb_mp_room(b, 9);
+    p[0] = 0xcf, dcb_mp_put_be(p + 1, v, 8), b->len += 9;
+}
+
+/* A value as dcbus/plugin.h describes it: its raw span when it has one (a
+ * value from the reader), else encoded from its type (dcbus_val_*()); a
+ * nested or ext value without a raw span is written as nil. */
+static inline void dcb_mp_write_value(dcb_mpbuf_t *b, const dcbus_value_t *v)
+{
+    if (v->raw.data && v->raw.len) {
+        dcb_mp_write_raw(b, v->raw.data, v->raw.len);
+        return;
+    }
+    switch (v->type) {
+    case DCBUS_VAL_BOOL:
+        dcb_mp_write_byte(b, v->as.b ? 0xc3 : 0xc2);
+        break;
+    case DCBUS_VAL_INT:
+        dcb_mp_write_int(b, v->as.i);
+        break;
+    case DCBUS_VAL_UINT:
+        dcb_mp_write_uint(b, v->as.u);
+        break;
+    case DCBUS_VAL_FLOAT:
+        dcb_mp_write_double(b, v->as.f);
+        break;
+    case DCBUS_VAL_STR:
+        dcb_mp_write_str(b, v->as.str.ptr, v->as.str.len);
+        break;
+    case DCBUS_VAL_BIN:
+        dcb_mp_write_bin(b, v->as.str.ptr, v->as.str.len);
+        break;
+    default:
+        dcb_mp_write_byte(b, 0xc0);
+        break;
+    }
 }
 
 #endif

@@ -11,6 +11,8 @@
 
 #include "config.h"
 #include "host.h"
+#include "jsonread.h"
+#include "jsonwrite.h"
 #include "loader.h"
 #include "log.h"
 #include "mpread.h"
@@ -39,6 +41,7 @@ struct dcb_testkit {
     char last_event[128];
     double progress;
     uint32_t retry_delay_ms; /* asked by a handler during the last handle() */
+    char *json;              /* the last dcb_testkit_record_json() text */
 };
 
 static void tk_error(void *arg, const dcbus_error_t *e)
@@ -153,6 +156,7 @@ void dcb_testkit_destroy(dcb_testkit_t **self_p)
     dcb_plugin_unload(&self->lib);
     dcb_builder_destroy(&self->builder);
     msgpack_sbuffer_destroy(&self->sealed);
+    free(self->json);
     free(self);
     *self_p = NULL;
 }
@@ -306,4 +310,26 @@ const char *dcb_testkit_last_event(dcb_testkit_t *self)
 double dcb_testkit_progress(dcb_testkit_t *self)
 {
     return self->progress;
+}
+
+int dcb_testkit_batch_from_json(dcb_testkit_t *self, const char *stream, uint64_t seq,
+                                const char *json, dcb_envelope_t *out, char *err, size_t errlen)
+{
+    dcb_builder_reset(self->builder);
+    int n = dcb_records_from_json(self->builder, json, strlen(json), err, errlen);
+    if (n < 0) return -1;
+    dcb_testkit_seal(self, stream, seq, out);
+    return n;
+}
+
+const char *dcb_testkit_record_json(dcb_testkit_t *self, const dcb_envelope_t *env, size_t index)
+{
+    dcbus_span_t rest = env->records, rec;
+    size_t len;
+    for (size_t i = 0; dcb_record_next(&rest, &rec); i++) {
+        if (i < index) continue;
+        free(self->json);
+        return dcb_json_write_alloc(rec, 0, &self->json, &len, NULL) ? self->json : NULL;
+    }
+    return NULL;
 }

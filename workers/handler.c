@@ -8,46 +8,11 @@
  * host->retry_after().
  */
 #include "calls.h"
+#include "errinfo.h"
 #include "log.h"
 #include "role.h"
 #include "mpread.h"
 #include "worker.h"
-
-static const char *s_error_types[] = {"CONFIGURATION", "CONNECTION", "VALIDATION", "PROCESSING",
-                                      "STORAGE"};
-
-static dcbus_error_type_t error_type_parse(const char *name)
-{
-    for (int i = 0; i <= DCBUS_ERROR_STORAGE; i++)
-        if (strcmp(name, s_error_types[i]) == 0) return (dcbus_error_type_t)i;
-    return DCBUS_ERROR_PROCESSING;
-}
-
-/* The strings of an ErrorInfo, copied out of the request body. */
-typedef struct {
-    char type[32], operation[128], message[1024], instance[DCB_NAME_MAX], pipeline[DCB_NAME_MAX];
-} error_text_t;
-
-static void read_error(dcbus_span_t map, dcbus_error_t *e, error_text_t *t)
-{
-    uint64_t attempts = 0;
-    memset(e, 0, sizeof *e);
-    dcb_map_get_str(map, "error_type", t->type, sizeof t->type);
-    dcb_map_get_str(map, "operation", t->operation, sizeof t->operation);
-    dcb_map_get_str(map, "message", t->message, sizeof t->message);
-    dcb_map_get_str(map, "instance", t->instance, sizeof t->instance);
-    dcb_map_get_str(map, "pipeline", t->pipeline, sizeof t->pipeline);
-    dcb_map_get_raw(map, "details", &e->details);
-    dcb_map_get_bool(map, "is_critical", &e->is_critical);
-    dcb_map_get_uint(map, "attempts", &attempts);
-    dcb_map_get_int(map, "timestamp", &e->timestamp);
-    e->type = error_type_parse(t->type);
-    e->operation = t->operation;
-    e->message = t->message;
-    e->instance = t->instance;
-    e->pipeline = t->pipeline;
-    e->attempts = (uint32_t)attempts;
-}
 
 static void reply(dcb_worker_t *self, uint64_t id, const char *action, uint32_t delay_ms)
 {
@@ -70,9 +35,10 @@ static void handler_on_request(dcb_worker_t *self, dcbus_span_t body)
         reply(self, id, "pass", 0);
         return;
     }
-    dcbus_error_t error;
-    error_text_t text;
-    read_error(error_map, &error, &text);
+    dcb_errinfo_t info;
+    dcb_errinfo_text_t text;
+    dcb_errinfo_unpack(error_map, &info, &text);
+    dcbus_error_t error = dcb_errinfo_to_error(&info);
 
     dcb_envelope_t env;
     dcbus_batch_t view, *batch = NULL;

@@ -14,6 +14,7 @@
 
 #include "host.h"
 #include "log.h"
+#include "errinfo.h"
 #include "mpread.h"
 #include "role.h"
 #include "security.h"
@@ -123,7 +124,7 @@ void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint
     /* A transient failure is a lost connection; a lasting one belongs to
      * the stage's layer. */
     snprintf(ack.error_type, sizeof ack.error_type, "%s",
-             retry ? "CONNECTION" : self->role->failure_type);
+             retry ? dcb_error_type_name(DCBUS_ERROR_CONNECTION) : self->role->failure_type);
     dcb_body_reset(&self->body);
     dcb_ack_pack(&ack, cmd, &self->body.pk);
     worker_send(self, cmd, dcb_body_span(&self->body));
@@ -235,12 +236,9 @@ bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now)
  * Reports from the plugin, through the services table.
  */
 
-static const char *s_error_types[] = {"CONFIGURATION", "CONNECTION", "VALIDATION", "PROCESSING",
-                                      "STORAGE"};
-
 /* Appends a plugin-supplied msgpack value if it is exactly one well-formed
  * value, else an empty map: a plugin's bad bytes must not corrupt the body. */
-static void pack_details(dcb_body_t *body, dcbus_span_t raw)
+static void pack_event_data(dcb_body_t *body, dcbus_span_t raw)
 {
     const uint8_t *pos = raw.data;
     if (raw.len && dcb_mp_skip(&pos, raw.data + raw.len) && pos == raw.data + raw.len)
@@ -249,27 +247,22 @@ static void pack_details(dcb_body_t *body, dcbus_span_t raw)
         msgpack_pack_map(&body->pk, 0);
 }
 
+/* An ErrorInfo of this worker's layer, about the batch in hand if any. */
 static void pack_error_info(dcb_worker_t *self, dcb_body_t *body, dcbus_error_type_t type,
                             const char *operation, const char *message, dcbus_span_t details,
                             bool critical)
 {
-    msgpack_packer *pk = &body->pk;
-    bool has_batch = self->cur_stream != NULL;
-    unsigned t = (unsigned)type <= DCBUS_ERROR_STORAGE ? (unsigned)type : 3;
+    dcb_errinfo_t e = {.type = type,
+                       .timestamp = dcb_host_services()->now_us(),
+                       .layer_name = self->role->layer,
+                       .operation = operation,
+                       .message = message,
+                       .details = details,
+                       .is_critical = critical,
+                       .stream = self->cur_stream,
+                       .seq = self->cur_seq};
     dcb_body_reset(body);
-    msgpack_pack_map(pk, has_batch ? 9 : 7);
-    dcb_pack_kv_str(pk, "error_type", s_error_types[t]);
-    dcb_pack_kv_int(pk, "timestamp", dcb_host_services()->now_us());
-    dcb_pack_kv_str(pk, "layer_name", self->role->layer);
-    dcb_pack_kv_str(pk, "operation", operation ? operation : "");
-    dcb_pack_kv_str(pk, "message", message ? message : "");
-    dcb_pack_str(pk, "details");
-    pack_details(body, details);
-    dcb_pack_kv_bool(pk, "is_critical", critical);
-    if (has_batch) {
-        dcb_pack_kv_str(pk, "stream", self->cur_stream);
-        dcb_pack_kv_uint(pk, "seq", self->cur_seq);
-    }
+    dcb_errinfo_pack(&body->pk, &e);
 }
 
 void worker_pack_error(dcb_worker_t *self, dcb_body_t *body, dcbus_error_type_t type,
@@ -296,7 +289,7 @@ static void hook_event(void *arg, const char *type, dcbus_span_t data)
     dcb_pack_kv_str(pk, "event_type", type);
     dcb_pack_kv_int(pk, "timestamp", dcb_host_services()->now_us());
     dcb_pack_str(pk, "data");
-    pack_details(&self->body, data);
+    pack_event_data(&self->body, data);
     worker_send(self, DCB_CMD_EVENT, dcb_body_span(&self->body));
 }
 

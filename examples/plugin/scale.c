@@ -20,8 +20,6 @@ typedef struct {
     char *field; /* the field read */
     char *to;    /* the field written: `field` itself unless set */
     double factor;
-    char *key; /* a field's key, NUL-terminated for the put_* calls */
-    size_t keycap;
 } scale_t;
 
 static void scale_close(void *state)
@@ -30,12 +28,15 @@ static void scale_close(void *state)
     if (!self) return;
     free(self->field);
     free(self->to);
-    free(self->key);
     free(self);
 }
 
 static int scale_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
 {
+    if (!DCBUS_HOST_HAS(host, record_copy_edit)) {
+        DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR, "scale: needs a dcbus host of ABI 2.1 or later");
+        return -1;
+    }
     const char *field = host->config_str(ctx, "field", NULL);
     if (!field || !*field) {
         DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR, "scale: setting 'field' is required");
@@ -75,49 +76,6 @@ static bool number_of(const dcbus_value_t *v, double *x)
     }
 }
 
-static bool key_is(const dcbus_value_t *key, const char *name)
-{
-    return key->as.str.len == strlen(name) && memcmp(key->as.str.ptr, name, key->as.str.len) == 0;
-}
-
-/* Appends a copy of `rec` with `to` set to `value`: in the place of an
- * existing `to`, else as a last field.  The reader's keys are not
- * NUL-terminated, the builder's puts want C strings: each is copied. */
-static int add_scaled(scale_t *self, dcbus_span_t rec, double value, dcbus_builder_t *out)
-{
-    const dcbus_host_t *h = self->host;
-    dcbus_field_iter_t it;
-    dcbus_value_t key, val;
-    uint32_t nfields = 0;
-    size_t longest = 0;
-    bool has_to = false;
-    h->record_fields(rec, &it);
-    while (h->field_next(&it, &key, &val)) {
-        nfields++;
-        if (key.as.str.len > longest) longest = key.as.str.len;
-        has_to = has_to || key_is(&key, self->to);
-    }
-    if (longest + 1 > self->keycap) { /* before record_begin: no half-built record */
-        char *grown = realloc(self->key, longest + 1);
-        if (!grown) return DCBUS_ERR;
-        self->key = grown;
-        self->keycap = longest + 1;
-    }
-    h->record_begin(out, has_to ? nfields : nfields + 1);
-    h->record_fields(rec, &it);
-    while (h->field_next(&it, &key, &val)) {
-        if (key_is(&key, self->to)) {
-            h->put_double(out, self->to, value);
-            continue;
-        }
-        memcpy(self->key, key.as.str.ptr, key.as.str.len);
-        self->key[key.as.str.len] = '\0';
-        h->put_raw(out, self->key, val.raw);
-    }
-    if (!has_to) h->put_double(out, self->to, value);
-    return DCBUS_OK;
-}
-
 static void report_not_a_number(scale_t *self, dcbus_span_t rec)
 {
     dcbus_error_t e = {.type = DCBUS_ERROR_VALIDATION,
@@ -140,8 +98,10 @@ static int scale_process(void *state, const dcbus_batch_t *in, dcbus_builder_t *
         } else if (!number_of(&v, &x)) {
             report_not_a_number(self, rec);
             h->batch_add_raw(out, rec);
-        } else if (add_scaled(self, rec, x * self->factor, out) != DCBUS_OK) {
-            return DCBUS_ERR;
+        } else {
+            /* A copy with `to` set: in its place if the record has it, else last. */
+            dcbus_edit_t set = {.key = self->to, .value = dcbus_val_double(x * self->factor)};
+            if (h->record_copy_edit(out, rec, &set, 1) != 0) return DCBUS_ERR;
         }
     }
     return DCBUS_OK;

@@ -29,17 +29,13 @@ static dcb_testkit_t *open_scale(const char *settings)
 /* A batch of three ticks: a double price, an integer price, no price. */
 static void ticks(dcb_testkit_t *tk, dcb_envelope_t *env)
 {
-    const dcbus_host_t *h = dcb_testkit_host(tk);
-    dcbus_builder_t *b = dcb_testkit_builder(tk);
-    h->record_begin(b, 2);
-    h->put_str(b, "symbol", "BTC", 3);
-    h->put_double(b, "price", 1.25);
-    h->record_begin(b, 2);
-    h->put_str(b, "symbol", "ETH", 3);
-    h->put_int(b, "price", 2);
-    h->record_begin(b, 1);
-    h->put_str(b, "symbol", "XRP", 3);
-    dcb_testkit_seal(tk, "prices", 1, env);
+    char err[256];
+    if (dcb_testkit_batch_from_json(tk, "prices", 1,
+                                    "{\"symbol\": \"BTC\", \"price\": 1.25}\n"
+                                    "{\"symbol\": \"ETH\", \"price\": 2}\n"
+                                    "{\"symbol\": \"XRP\"}\n",
+                                    env, err, sizeof err) != 3)
+        printf("FAIL: the ticks do not build: %s\n", err), failed++;
 }
 
 /* The `i`th record of a batch. */
@@ -102,6 +98,9 @@ static void test_scales_into_another_field(void)
     CHECK("to: the field read is kept as it was", double_is(tk, first, "price", 1.25));
     CHECK("to: a record without the field gets no new one",
           !has(tk, record_at(tk, &out, 2), "half"));
+    const char *json = dcb_testkit_record_json(tk, &out, 1);
+    CHECK("to: the new field comes last, the others as they were",
+          json && strcmp(json, "{\"symbol\":\"ETH\",\"price\":2,\"half\":1.0}") == 0);
     dcb_testkit_destroy(&tk);
 }
 

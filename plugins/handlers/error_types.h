@@ -4,9 +4,10 @@
  *
  * The error-handler chain speaks of error types by name (CONNECTION,
  * STORAGE...) in the config, on the bus and in dead-letter files; plugins see
- * only the dcbus_error_type_t of dcbus/plugin.h.  Plugins link no dcbus code,
- * so the table and the setting reader live here as static functions, one
- * copy per plugin.
+ * only the dcbus_error_type_t of dcbus/plugin.h.  The one name table is the
+ * host's (error_type_name/error_type_parse of the services table, from
+ * common/errinfo.c); plugins link no dcbus code, so the setting reader
+ * lives here as static functions, one copy per plugin.
  */
 #ifndef DCBUS_HANDLERS_ERROR_TYPES_H
 #define DCBUS_HANDLERS_ERROR_TYPES_H
@@ -22,20 +23,12 @@
 /* A set of error types: bit t stands for type t. */
 typedef unsigned error_type_set_t;
 
-static const char *const s_error_type_names[ERROR_TYPE_COUNT] = {
-    "CONFIGURATION", "CONNECTION", "VALIDATION", "PROCESSING", "STORAGE"};
-
-static inline const char *error_type_name(dcbus_error_type_t type)
+/* False (logged) if the host is older than the name table's services. */
+static inline bool error_types_host_ok(const dcbus_host_t *h, dcbus_ctx_t *ctx, const char *plugin)
 {
-    return (unsigned)type < ERROR_TYPE_COUNT ? s_error_type_names[type] : "PROCESSING";
-}
-
-/* The type called `name`, or -1. */
-static inline int error_type_parse(const char *name)
-{
-    for (int t = 0; t < ERROR_TYPE_COUNT; t++)
-        if (name && strcmp(name, s_error_type_names[t]) == 0) return t;
-    return -1;
+    if (DCBUS_HOST_HAS(h, error_type_parse) && DCBUS_HOST_HAS(h, error_type_name)) return true;
+    DCBUS_LOG(h, ctx, DCBUS_LOG_ERROR, "%s: needs a dcbus host of ABI 2.1 or later", plugin);
+    return false;
 }
 
 static inline bool error_type_in(error_type_set_t set, dcbus_error_type_t type)
@@ -48,6 +41,7 @@ static inline bool error_type_in(error_type_set_t set, dcbus_error_type_t type)
 static inline int error_types_read(const dcbus_host_t *h, dcbus_ctx_t *ctx, const char *plugin,
                                    error_type_set_t dflt, error_type_set_t *set)
 {
+    if (!error_types_host_ok(h, ctx, plugin)) return -1;
     size_t n = h->config_len(ctx, "types");
     const char *single = n ? NULL : h->config_str(ctx, "types", NULL); /* types: STORAGE */
     *set = n || single ? 0 : dflt;
@@ -55,7 +49,7 @@ static inline int error_types_read(const dcbus_host_t *h, dcbus_ctx_t *ctx, cons
         char key[32];
         snprintf(key, sizeof key, "types.%zu", i);
         const char *name = single ? single : h->config_str(ctx, key, NULL);
-        int t = error_type_parse(name);
+        int t = name ? h->error_type_parse(name, strlen(name)) : -1;
         if (t < 0) {
             DCBUS_LOG(h, ctx, DCBUS_LOG_ERROR,
                       "%s: types: unknown error type '%s' (expected CONFIGURATION, CONNECTION, "

@@ -4,7 +4,7 @@
 The seeds are a few good inputs per target, each reaching a different part
 of its parser, for libFuzzer to mutate: the fuzzer finds the bad inputs by
 itself, faster from good ones than from nothing.  Run it after changing the
-wire format or the config schema, then commit corpus/ (the files are small):
+wire format, the config schema or the JSON records take, then commit corpus/ (the files are small):
 
     /usr/bin/python3 tests/fuzz/make-corpus.py
 
@@ -130,6 +130,16 @@ def config_seeds():
     return seeds
 
 
+def json_seeds():
+    return {
+        "doc": b'{"n": 1, "price": 101.5, "symbol": "BTC_USDT", "ok": true, "z": null}\n',
+        "array": b'[{"a": [1, 2.5e3, "x\\u00e9\\n"]}, {"b": {"c": {"d": -9223372036854775808}}}]',
+        "lines": b'{"n":1}\n{"n":18446744073709551615}\r\n'
+                 b'{"s":"\\ud83d\\ude00 \\"q\\" \\\\ \\u0000"}\n',
+        "left-open": b'{"a": [1, 2,',
+    }
+
+
 def write(target, seeds):
     folder = os.path.join(CORPUS, target)
     shutil.rmtree(folder, ignore_errors=True)
@@ -143,3 +153,4 @@ if __name__ == "__main__":
     write("fuzz_envelope", envelope_seeds())
     write("fuzz_frames", frames_seeds())
     write("fuzz_config", config_seeds())
+    write("fuzz_json", json_seeds())

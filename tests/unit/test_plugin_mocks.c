@@ -153,6 +153,31 @@ static void test_processor_pass_forwards_unchanged(void **state)
     dcb_testkit_destroy(&tk);
 }
 
+/* A doubled the record already has is replaced where it is, a value that
+ * is not a number gives nil: in and out as JSON, through the testkit. */
+static void test_processor_double_replaces_in_place(void **state)
+{
+    (void)state;
+    dcb_testkit_t *tk = load("mock-processor", "mode: double\n");
+    dcb_envelope_t in, out;
+    char err[256];
+    assert_int_equal(
+        dcb_testkit_batch_from_json(tk, "t", 1,
+                                    "[{\"doubled\": \"old\", \"value\": 2, \"k\": [1]},"
+                                    " {\"value\": \"x\"}]",
+                                    &in, err, sizeof err),
+        2);
+    assert_int_equal(dcb_testkit_process(tk, &in, &out), DCBUS_OK);
+    assert_string_equal(dcb_testkit_record_json(tk, &out, 0),
+                        "{\"doubled\":4.0,\"value\":2,\"k\":[1]}");
+    assert_string_equal(dcb_testkit_record_json(tk, &out, 1), "{\"value\":\"x\",\"doubled\":null}");
+    assert_null(dcb_testkit_record_json(tk, &out, 2));
+    assert_int_equal(dcb_testkit_batch_from_json(tk, "t", 2, "{\"a\": }", &in, err, sizeof err),
+                     -1);
+    assert_string_equal(err, "line 1, column 7: unexpected character");
+    dcb_testkit_destroy(&tk);
+}
+
 static void test_processor_double_adds_a_field(void **state)
 {
     (void)state;
@@ -276,6 +301,7 @@ int main(void)
         cmocka_unit_test(test_source_edge_settings),
         cmocka_unit_test(test_processor_pass_forwards_unchanged),
         cmocka_unit_test(test_processor_double_adds_a_field),
+        cmocka_unit_test(test_processor_double_replaces_in_place),
         cmocka_unit_test(test_processor_drop_odd_keeps_even_n),
         cmocka_unit_test(test_processor_fail_and_delay),
         cmocka_unit_test(test_storage_writes_one_line_per_record),

@@ -20,7 +20,11 @@
  * one description of ABI 1 into a header and one operations struct per
  * role, and added declared settings; a plugin built for ABI 1 is refused
  * with a message saying to rebuild it.  ABI 2.1 appended the storage
- * operation admin() and the host services admin_command and admin_print.
+ * operation admin() with the host services admin_command and admin_print,
+ * and record helpers to the services table (puts with the key's length,
+ * record_copy_edit, JSON out and in, the ErrorType names and ErrorInfo): a
+ * plugin that uses them checks DCBUS_HOST_HAS(host, record_copy_edit) and
+ * friends in open().
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -173,6 +177,72 @@ typedef struct {
     int64_t offset; /* >= 0 */
 } dcbus_query_t;
 
+/* An edit for record_copy_edit(): `key` (`keylen` bytes; 0 means
+ * strlen(key)) and what to do with the field of that name. */
+typedef enum {
+    DCBUS_EDIT_SET = 0, /* set it to `value`: replace it, or add it if absent */
+    DCBUS_EDIT_REPLACE, /* replace it if it is there, else nothing */
+    DCBUS_EDIT_REMOVE   /* drop it if it is there */
+} dcbus_edit_op_t;
+
+typedef struct {
+    const char *key;
+    size_t keylen;
+    dcbus_edit_op_t op;
+    dcbus_value_t value; /* SET, REPLACE: from the reader, or dcbus_val_*() */
+} dcbus_edit_t;
+
+/* Values to put or set.  A value whose raw span is set (one the reader
+ * returned) is written as those bytes; these leave it empty, so the value
+ * is encoded from its type. */
+static inline dcbus_value_t dcbus_val_nil(void)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_NIL};
+    return v;
+}
+static inline dcbus_value_t dcbus_val_bool(bool b)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_BOOL, .as.b = b};
+    return v;
+}
+static inline dcbus_value_t dcbus_val_int(int64_t i)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_INT, .as.i = i};
+    return v;
+}
+static inline dcbus_value_t dcbus_val_double(double f)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_FLOAT, .as.f = f};
+    return v;
+}
+static inline dcbus_value_t dcbus_val_str(const char *s, size_t len)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_STR};
+    v.as.str.ptr = s;
+    v.as.str.len = (uint32_t)len;
+    return v;
+}
+/* A nested map or array (or any value) already encoded as msgpack: only
+ * `raw` counts, the type says "nested". */
+static inline dcbus_value_t dcbus_val_raw(dcbus_span_t raw)
+{
+    dcbus_value_t v = {.type = DCBUS_VAL_MAP, .raw = raw};
+    return v;
+}
+
+/* Flags of value_json().  By default everything is written: a map key
+ * that is not a string as its JSON text (a string), binary as base64, an
+ * extension value as {"ext": type, "data": base64}, bytes that are not
+ * UTF-8 as U+FFFD; NaN and infinities are null, a float always shows a '.'
+ * or an exponent.
+ *
+ * DCBUS_JSON_STRICT refuses, with a reason, what a strict JSON store
+ * refuses: invalid UTF-8, a NUL character, a key that is not a string, an
+ * extension value.  DCBUS_JSON_BIN_HEX writes binary as PostgreSQL's bytea
+ * text, "\\x0a1b" in JSON, instead of base64. */
+#define DCBUS_JSON_STRICT  0x1u
+#define DCBUS_JSON_BIN_HEX 0x2u
+
 /* ---------------------------------------------------------------------------
  * The services table the host hands to every plugin.  Members are only ever
  * appended; check DCBUS_HOST_HAS(host, member) before using one added after
@@ -264,6 +334,57 @@ typedef struct dcbus_host {
      * Failures go to host->log at DCBUS_LOG_ERROR, on stderr. */
     void (*admin_print)(dcbus_ctx_t *ctx, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
+
+    /* --- Added in ABI 2.1: record helpers (test with DCBUS_HOST_HAS). --- */
+
+    /* Puts whose key carries its length, so a key read from a record (not
+     * NUL-terminated) is used as it is.  Otherwise as put_str()...put_raw(). */
+    void (*put_str_n)(dcbus_builder_t *b, const char *key, size_t keylen, const char *val,
+                      size_t len);
+    void (*put_int_n)(dcbus_builder_t *b, const char *key, size_t keylen, int64_t val);
+    void (*put_double_n)(dcbus_builder_t *b, const char *key, size_t keylen, double val);
+    void (*put_bool_n)(dcbus_builder_t *b, const char *key, size_t keylen, bool val);
+    void (*put_nil_n)(dcbus_builder_t *b, const char *key, size_t keylen);
+    void (*put_raw_n)(dcbus_builder_t *b, const char *key, size_t keylen, dcbus_span_t val);
+    /* A field of any value: a value from the reader (its raw span is
+     * copied) or one made with dcbus_val_int() and friends. */
+    void (*put_value_n)(dcbus_builder_t *b, const char *key, size_t keylen,
+                        const dcbus_value_t *val);
+
+    /* Appends a copy of `record` with `nedits` edits applied (see
+     * dcbus_edit_t): fields keep their order, a set field that is already
+     * there keeps its place, new ones follow in the order of the edits.
+     * Returns 0, or -1 if `record` is not a well-formed map (nothing is
+     * added). */
+    int (*record_copy_edit)(dcbus_builder_t *b, dcbus_span_t record, const dcbus_edit_t *edits,
+                            size_t nedits);
+
+    /* Writes one msgpack value (a record or any field's raw span) as JSON
+     * text into buf (cap bytes; the text is NUL-terminated when it fits).
+     * Returns the length of the whole text, which may exceed cap (call
+     * again with a buffer that large + 1), or (size_t)-1 with a reason in
+     * *why when the bytes are not one well-formed value or, with
+     * DCBUS_JSON_STRICT, hold what JSON cannot carry.  See DCBUS_JSON_*. */
+    size_t (*value_json)(dcbus_span_t value, uint32_t flags, char *buf, size_t cap,
+                         const char **why);
+    /* Appends the records of JSON text: one object, an array of objects, or
+     * objects one after another (JSON lines).  Integers become msgpack
+     * integers, other numbers float64, nested objects and arrays maps and
+     * arrays.  Returns the number of records added, or -1 with a message
+     * ("line 3, column 7: ...") in err; records before the error stay. */
+    int (*records_from_json)(dcbus_builder_t *b, const char *text, size_t len, char *err,
+                             size_t errlen);
+
+    /* The one ErrorType name table: "CONNECTION" for DCBUS_ERROR_CONNECTION
+     * ("PROCESSING" for a value out of range), and back (-1 if unknown). */
+    const char *(*error_type_name)(dcbus_error_type_t type);
+    int (*error_type_parse)(const char *name, size_t len);
+    /* Writes `error` as the ErrorInfo map the bus carries (error_type,
+     * timestamp, layer_name, operation, message, details, is_critical,
+     * then instance, pipeline, attempts when set) into buf; returns its
+     * length, which may exceed cap (call again with that much room). */
+    size_t (*error_info)(const dcbus_error_t *error, const char *layer_name, uint8_t *buf,
+                         size_t cap);
 } dcbus_host_t;
 
 #define DCBUS_HOST_HAS(host, member)                                                               \

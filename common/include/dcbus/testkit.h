@@ -10,9 +10,12 @@
  * Installed with its library; a test program builds with
  *     cc test.c $(pkg-config --cflags --libs dcbus-testkit)
  * (libdcbus-testkit.a is a static archive; the .pc lists what it links).
- * Batches are built with dcb_testkit_builder(), the host's record_begin()
- * and put_*() calls and dcb_testkit_seal(); records are read back with the
- * host's reader (dcb_testkit_host()->record_next, record_get).
+ * Batches are built from JSON text (dcb_testkit_batch_from_json), or with
+ * dcb_testkit_builder(), the host's record_begin() and put_*() calls and
+ * dcb_testkit_seal(); records are read back with the host's reader
+ * (dcb_testkit_host()->record_next, record_get) or compared as JSON
+ * (dcb_testkit_record_json).  The host is the worker's: every service of
+ * dcbus/plugin.h, the record helpers of ABI 2.1 included.
  */
 #ifndef DCBUS_TESTKIT_H
 #define DCBUS_TESTKIT_H
@@ -69,6 +72,15 @@ dcbus_builder_t *dcb_testkit_builder(dcb_testkit_t *self);
 void dcb_testkit_seal(dcb_testkit_t *self, const char *stream, uint64_t seq, dcb_envelope_t *out);
 /* The services table, so tests can use the record reader. */
 const dcbus_host_t *dcb_testkit_host(dcb_testkit_t *self);
+/* Builds a batch of `stream`/`seq` from JSON text -- one object, an array
+ * of objects or JSON lines, as the host's records_from_json() reads it --
+ * and seals it in *out (valid until the next seal or collect).  Returns
+ * the number of records, or -1 with "line L, column C: ..." in err. */
+int dcb_testkit_batch_from_json(dcb_testkit_t *self, const char *stream, uint64_t seq,
+                                const char *json, dcb_envelope_t *out, char *err, size_t errlen);
+/* The `index`th record of `env` as compact JSON (the host's value_json()),
+ * valid until the next call; NULL if there is no such record. */
+const char *dcb_testkit_record_json(dcb_testkit_t *self, const dcb_envelope_t *env, size_t index);
 
 /* What the plugin reported. */
 size_t dcb_testkit_error_count(dcb_testkit_t *self);

@@ -6,8 +6,9 @@
  * Each dead letter is one file <dir>/<stream>.<seq>.<instance>.dl holding
  * one msgpack map:
  *
- *     {error: {error_type, message, operation, instance, pipeline,
- *              attempts, timestamp, details},
+ *     {error: ErrorInfo {error_type, timestamp, layer_name, operation,
+ *                        message, details, is_critical, instance,
+ *                        pipeline, attempts},
  *      batch: {v, stream, seq, session, source, ts, records: [...]}}
  *
  * `batch` is the envelope as it travelled, re-encoded from the header
@@ -42,6 +43,8 @@ typedef struct {
     error_type_set_t types;
     msgpack_sbuffer buf; /* the dead letter being written; reused */
     msgpack_packer pk;
+    uint8_t info[4096]; /* the ErrorInfo being packed; info_big when larger */
+    uint8_t *info_big;
     uint64_t kept;
 } deadletter_t;
 
@@ -150,31 +153,23 @@ static void pack_kv_str(msgpack_packer *pk, const char *key, const char *val)
     pack_str(pk, val);
 }
 
-/* The error's details as they came when they are a map, else {}. */
-static void pack_details(deadletter_t *self, dcbus_span_t details)
+/* The error as the ErrorInfo map the bus carries, by the host.  Errors
+ * reach handlers from the broker's chain: their layer is the broker's. */
+static int pack_error(deadletter_t *self, const dcbus_error_t *e)
 {
-    dcbus_field_iter_t it;
-    pack_str(&self->pk, "details");
-    if (details.len && self->host->record_fields(details, &it))
-        pack_raw(&self->pk, details);
-    else
-        msgpack_pack_map(&self->pk, 0);
-}
-
-static void pack_error(deadletter_t *self, const dcbus_error_t *e)
-{
-    msgpack_packer *pk = &self->pk;
-    msgpack_pack_map(pk, 8);
-    pack_kv_str(pk, "error_type", error_type_name(e->type));
-    pack_kv_str(pk, "message", e->message);
-    pack_kv_str(pk, "operation", e->operation);
-    pack_kv_str(pk, "instance", e->instance);
-    pack_kv_str(pk, "pipeline", e->pipeline);
-    pack_str(pk, "attempts");
-    msgpack_pack_uint32(pk, e->attempts);
-    pack_str(pk, "timestamp");
-    msgpack_pack_int64(pk, e->timestamp ? e->timestamp : self->host->now_us());
-    pack_details(self, e->details);
+    dcbus_error_t copy = *e;
+    if (!copy.timestamp) copy.timestamp = self->host->now_us();
+    size_t n = self->host->error_info(&copy, "broker", self->info, sizeof self->info);
+    if (n > sizeof self->info) {
+        uint8_t *grown = realloc(self->info_big, n);
+        if (!grown) return -1;
+        self->info_big = grown;
+        self->host->error_info(&copy, "broker", grown, n);
+        pack_raw(&self->pk, (dcbus_span_t){grown, n});
+    } else {
+        pack_raw(&self->pk, (dcbus_span_t){self->info, n});
+    }
+    return 0;
 }
 
 /* The envelope, header fields first, records as they were. */
@@ -195,14 +190,15 @@ static void pack_batch(msgpack_packer *pk, const dcbus_batch_t *b)
     pack_raw(pk, b->records);
 }
 
-static void pack_dead_letter(deadletter_t *self, const dcbus_error_t *e, const dcbus_batch_t *b)
+static int pack_dead_letter(deadletter_t *self, const dcbus_error_t *e, const dcbus_batch_t *b)
 {
     msgpack_sbuffer_clear(&self->buf);
     msgpack_pack_map(&self->pk, 2);
     pack_str(&self->pk, "error");
-    pack_error(self, e);
+    if (pack_error(self, e) != 0) return -1;
     pack_str(&self->pk, "batch");
     pack_batch(&self->pk, b);
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -217,12 +213,17 @@ static void deadletter_close(void *state)
         DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_INFO,
                   "deadletter: %" PRIu64 " batches kept in %s", self->kept, self->dir);
     msgpack_sbuffer_destroy(&self->buf);
+    free(self->info_big);
     free(self->dir);
     free(self);
 }
 
 static int deadletter_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
 {
+    if (!DCBUS_HOST_HAS(host, error_info)) {
+        DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR, "deadletter: needs a dcbus host of ABI 2.1 or later");
+        return -1;
+    }
     deadletter_t *self = calloc(1, sizeof *self);
     if (!self) return -1;
     self->host = host;
@@ -259,8 +260,8 @@ static int deadletter_handle(void *state, const dcbus_error_t *error, const dcbu
     safe_name(stream, sizeof stream, batch->stream);
     safe_name(instance, sizeof instance, error->instance);
     snprintf(name, sizeof name, "%s.%" PRIu64 ".%s.dl", stream, batch->seq, instance);
-    pack_dead_letter(self, error, batch);
-    if (write_atomically(self->dir, name, self->buf.data, self->buf.size) != 0) {
+    if (pack_dead_letter(self, error, batch) != 0 ||
+        write_atomically(self->dir, name, self->buf.data, self->buf.size) != 0) {
         DCBUS_LOG(h, self->ctx, DCBUS_LOG_ERROR,
                   "deadletter: cannot write %s/%s: %s (passing the batch on)", self->dir, name,
                   strerror(errno));
@@ -270,7 +271,7 @@ static int deadletter_handle(void *state, const dcbus_error_t *error, const dcbu
     DCBUS_LOG(h, self->ctx, DCBUS_LOG_INFO,
               "deadletter: kept %s/%s type=%s stream=%s seq=%" PRIu64
               " instance=%s attempts=%u records=%u",
-              self->dir, name, error_type_name(error->type), batch->stream, batch->seq,
+              self->dir, name, h->error_type_name(error->type), batch->stream, batch->seq,
               error->instance ? error->instance : "", error->attempts, batch->count);
     return DCBUS_HANDLED;
 }

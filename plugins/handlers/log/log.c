@@ -98,7 +98,7 @@ static int log_handle(void *state, const dcbus_error_t *error, const dcbus_batch
     DCBUS_LOG(self->host, self->ctx, self->level,
               "log: type=%s stream=%s seq=%s instance=%s pipeline=%s attempts=%u operation=%s "
               "critical=%s message=\"%s\"",
-              error_type_name(error->type), or_dash(batch ? batch->stream : NULL), seq,
+              self->host->error_type_name(error->type), or_dash(batch ? batch->stream : NULL), seq,
               or_dash(error->instance), or_dash(error->pipeline), error->attempts,
               or_dash(error->operation), error->is_critical ? "true" : "false", message);
     return self->pass ? DCBUS_PASS : DCBUS_HANDLED;

@@ -113,7 +113,7 @@ static int retry_handle(void *state, const dcbus_error_t *error, const dcbus_bat
     const dcbus_host_t *h = self->host;
     if (!batch) {
         DCBUS_LOG(h, self->ctx, DCBUS_LOG_DEBUG, "retry: pass: %s error without a batch",
-                  error_type_name(error->type));
+                  self->host->error_type_name(error->type));
         return DCBUS_PASS;
     }
     if (error->attempts >= self->max_attempts) {

@@ -81,6 +81,12 @@ static int mock_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         free(self);
         return -1;
     }
+    if (m == MODE_DOUBLE && !DCBUS_HOST_HAS(host, record_copy_edit)) {
+        DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR,
+                  "mock-processor: mode double needs a dcbus host of ABI 2.1 or later");
+        free(self);
+        return -1;
+    }
     self->call_log = -1;
     if (call_log && call_log[0] &&
         (self->call_log = open(call_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
@@ -126,42 +132,17 @@ static bool number_of(const dcbus_value_t *v, double *out)
     }
 }
 
-#define KEY_MAX 256
-
-static bool copied_key(const dcbus_value_t *k)
-{
-    return k->type == DCBUS_VAL_STR && k->as.str.len < KEY_MAX &&
-           !(k->as.str.len == 7 && memcmp(k->as.str.ptr, "doubled", 7) == 0);
-}
-
-/* Copies every field of `record` and appends doubled (replacing one the
- * record may already have).  Keys arrive without a NUL, so each is copied
- * into `key` first; longer ones are skipped. */
+/* A copy of `record` with doubled = value * 2 set (nil when value is not a
+ * number): in the place of a doubled the record has, else last. */
 static int rebuild_doubled(mock_processor_t *self, dcbus_span_t record, dcbus_builder_t *out)
 {
     const dcbus_host_t *h = self->host;
-    dcbus_field_iter_t it;
-    dcbus_value_t k, v;
-    if (!h->record_fields(record, &it)) return -1;
-    uint32_t nfields = 0;
-    for (dcbus_field_iter_t count = it; h->field_next(&count, &k, &v);)
-        if (copied_key(&k)) nfields++;
-
-    h->record_begin(out, nfields + 1);
-    while (h->field_next(&it, &k, &v)) {
-        char key[KEY_MAX];
-        if (!copied_key(&k)) continue;
-        memcpy(key, k.as.str.ptr, k.as.str.len);
-        key[k.as.str.len] = '\0';
-        h->put_raw(out, key, v.raw);
-    }
     dcbus_value_t value;
     double x;
+    dcbus_edit_t set = {.key = "doubled", .value = dcbus_val_nil()};
     if (h->record_get(record, "value", &value) && number_of(&value, &x))
-        h->put_double(out, "doubled", x * 2);
-    else
-        h->put_nil(out, "doubled");
-    return 0;
+        set.value = dcbus_val_double(x * 2);
+    return h->record_copy_edit(out, record, &set, 1);
 }
 
 static bool is_odd(const dcbus_host_t *h, dcbus_span_t record)

@@ -114,7 +114,6 @@ static void csv_close(void *state)
     free(self->streams);
     free(self->ck_text.data);
     columns_free(self->columns, self->ncolumns);
-    msgpack_zone_destroy(&self->zone);
     free(self->json.data);
     free(self->dir);
     free(self);
@@ -122,14 +121,14 @@ static void csv_close(void *state)
 
 static int csv_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
 {
+    if (!DCBUS_HOST_HAS(host, value_json)) {
+        DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR, "csv: needs a dcbus host of ABI 2.1 or later");
+        return -1;
+    }
     csv_t *self = calloc(1, sizeof *self);
     if (!self) return -1;
     self->host = host;
     self->ctx = ctx;
-    if (!msgpack_zone_init(&self->zone, 4096)) {
-        free(self);
-        return -1;
-    }
     if (read_settings(self) != 0) {
         csv_close(self);
         return -1;

@@ -12,7 +12,6 @@
 
 #include <dcbus/plugin.h>
 
-#include <msgpack.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -106,8 +105,7 @@ typedef struct {
     size_t nfiles, capfiles;
     csv_file_t *last; /* the file of the previous batch: usually the next one's */
 
-    msgpack_zone zone; /* nested values are decoded with msgpack-c */
-    strbuf_t json;
+    strbuf_t json; /* a nested value's JSON text; reused */
 
     char ck_path[PATH_MAX_LEN], ck_tmp[PATH_MAX_LEN];
     ck_file_t *ckfiles;
@@ -166,6 +164,9 @@ int columns_copy(const column_t *from, size_t n, column_t **cols, size_t *ncols)
 /* ---------------------------------------------------------------------------
  * strbuf.c
  */
+
+/* Room for `len` more bytes; false (and sb->oom set) if memory ran out. */
+bool sb_reserve(strbuf_t *sb, size_t len);
 
 /* Appends len bytes; on failure sets sb->oom and leaves sb as it was. */
 void sb_put(strbuf_t *sb, const char *data, size_t len);

@@ -155,45 +155,6 @@ static void put_text(csv_file_t *f, const char *s, size_t len)
  * Nested values as JSON text
  */
 
-static void json_string(strbuf_t *sb, const char *s, size_t len)
-{
-    static const char hex[] = "0123456789abcdef";
-    sb_put(sb, "\"", 1);
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        char esc[7] = {'\\', 0};
-        size_t n = 2;
-        switch (c) {
-        case '"':
-            esc[1] = '"';
-            break;
-        case '\\':
-            esc[1] = '\\';
-            break;
-        case '\n':
-            esc[1] = 'n';
-            break;
-        case '\r':
-            esc[1] = 'r';
-            break;
-        case '\t':
-            esc[1] = 't';
-            break;
-        default:
-            if (c >= 0x20) {
-                sb_put(sb, s + i, 1);
-                continue;
-            }
-            memcpy(esc + 1, "u00", 3);
-            esc[4] = hex[c >> 4];
-            esc[5] = hex[c & 15];
-            n = 6;
-        }
-        sb_put(sb, esc, n);
-    }
-    sb_put(sb, "\"", 1);
-}
-
 /* Binary as PostgreSQL's bytea hex text: \x0a1b... */
 static void hex_text(strbuf_t *sb, const char *data, size_t len)
 {
@@ -205,93 +166,28 @@ static void hex_text(strbuf_t *sb, const char *data, size_t len)
     }
 }
 
-static void json_value(strbuf_t *sb, const msgpack_object *o);
-
-/* JSON object keys must be strings: other msgpack keys become their JSON
- * text, as a string. */
-static void json_key(strbuf_t *sb, const msgpack_object *key)
-{
-    if (key->type == MSGPACK_OBJECT_STR) {
-        json_string(sb, key->via.str.ptr, key->via.str.size);
-        return;
-    }
-    strbuf_t text = {0};
-    json_value(&text, key);
-    json_string(sb, text.data ? text.data : "", text.len);
-    sb->oom |= text.oom;
-    free(text.data);
-}
-
-static void json_value(strbuf_t *sb, const msgpack_object *o)
-{
-    char num[NUM_MAX];
-    switch (o->type) {
-    case MSGPACK_OBJECT_BOOLEAN:
-        sb_lit(sb, o->via.boolean ? "true" : "false");
-        break;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        sb_put(sb, num, csv_fmt_u64(num, o->via.u64));
-        break;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        sb_put(sb, num, fmt_i64(num, o->via.i64));
-        break;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        if (isfinite(o->via.f64))
-            sb_put(sb, num, fmt_double_finite(num, o->via.f64));
-        else
-            sb_lit(sb, "null"); /* JSON has no NaN or infinity */
-        break;
-    case MSGPACK_OBJECT_STR:
-        json_string(sb, o->via.str.ptr, o->via.str.size);
-        break;
-    case MSGPACK_OBJECT_BIN: {
-        strbuf_t text = {0};
-        hex_text(&text, o->via.bin.ptr, o->via.bin.size);
-        json_string(sb, text.data ? text.data : "", text.len);
-        sb->oom |= text.oom;
-        free(text.data);
-        break;
-    }
-    case MSGPACK_OBJECT_ARRAY:
-        sb_put(sb, "[", 1);
-        for (uint32_t i = 0; i < o->via.array.size; i++) {
-            if (i) sb_put(sb, ",", 1);
-            json_value(sb, &o->via.array.ptr[i]);
-        }
-        sb_put(sb, "]", 1);
-        break;
-    case MSGPACK_OBJECT_MAP:
-        sb_put(sb, "{", 1);
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            if (i) sb_put(sb, ",", 1);
-            json_key(sb, &o->via.map.ptr[i].key);
-            sb_put(sb, ":", 1);
-            json_value(sb, &o->via.map.ptr[i].val);
-        }
-        sb_put(sb, "}", 1);
-        break;
-    default:
-        sb_lit(sb, "null");
-        break; /* nil, ext */
-    }
-}
-
-/* A nested map or array (or an ext) as one JSON text cell. */
+/* A nested map or array (or an ext) as one JSON text cell, by the host's
+ * JSON writer; binary inside it as bytea hex text, like a binary cell. */
 static void put_nested(csv_t *self, csv_file_t *f, dcbus_span_t raw)
 {
-    msgpack_object obj;
-    size_t off = 0;
-    self->json.len = 0;
-    if (msgpack_unpack((const char *)raw.data, raw.len, &off, &self->zone, &obj) ==
-        MSGPACK_UNPACK_SUCCESS)
-        json_value(&self->json, &obj);
-    else
-        sb_lit(&self->json, "null"); /* nested deeper than msgpack-c unpacks */
-    msgpack_zone_clear(&self->zone);
-    if (self->json.oom && !f->err) f->err = ENOMEM;
-    self->json.oom = false;
-    put_text(f, self->json.data, self->json.len);
+    for (;;) {
+        size_t n =
+            self->host->value_json(raw, DCBUS_JSON_BIN_HEX, self->json.data, self->json.cap, NULL);
+        if (n == (size_t)-1) {
+            put_text(f, "null", 4); /* cannot happen: the record was read whole */
+            return;
+        }
+        if (n < self->json.cap) {
+            put_text(f, self->json.data, n);
+            return;
+        }
+        self->json.len = 0;
+        if (!sb_reserve(&self->json, n + 1)) { /* grow, then write again */
+            self->json.oom = false;
+            if (!f->err) f->err = ENOMEM;
+            return;
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void sb_put(strbuf_t *sb, const char *data, size_t len)
+bool sb_reserve(strbuf_t *sb, size_t len)
 {
     if (sb->len + len > sb->cap) {
         size_t cap = sb->cap ? sb->cap : SCRATCH_START;
@@ -17,11 +17,17 @@ void sb_put(strbuf_t *sb, const char *data, size_t len)
         char *p = realloc(sb->data, cap);
         if (!p) {
             sb->oom = true;
-            return;
+            return false;
         }
         sb->data = p;
         sb->cap = cap;
     }
+    return true;
+}
+
+void sb_put(strbuf_t *sb, const char *data, size_t len)
+{
+    if (!sb_reserve(sb, len)) return;
     memcpy(sb->data + sb->len, data, len);
     sb->len += len;
 }

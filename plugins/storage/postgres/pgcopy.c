@@ -28,7 +28,6 @@ struct dcb_pg_encoder {
     const dcbus_host_t *host;
     dcbus_value_t *values; /* per typed column: the record's value... */
     bool *present;         /* ...if the record has the field */
-    msgpack_zone zone;     /* reused for nested values */
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -57,7 +56,6 @@ dcb_pg_encoder_t *dcb_pg_encoder_new(const dcb_pg_spec_t *spec, const dcbus_host
     size_t n = spec->ncolumns ? spec->ncolumns : 1;
     self->values = calloc(n, sizeof *self->values);
     self->present = calloc(n, sizeof *self->present);
-    msgpack_zone_init(&self->zone, 4096);
     return self;
 }
 
@@ -65,7 +63,6 @@ void dcb_pg_encoder_destroy(dcb_pg_encoder_t **self_p)
 {
     dcb_pg_encoder_t *self = *self_p;
     if (!self) return;
-    msgpack_zone_destroy(&self->zone);
     free(self->values);
     free(self->present);
     free(self);
@@ -163,7 +160,7 @@ static bool put_jsonb(dcb_pg_encoder_t *self, dcb_pg_buf_t *out, const dcbus_val
     size_t at = out->len;
     dcb_pg_buf_u32(out, 0);
     dcb_pg_buf_byte(out, 1); /* jsonb binary format version */
-    if (!dcb_pg_json_value(out, self->host, v, &self->zone, why)) return false;
+    if (!dcb_pg_json_value(out, self->host, v, why)) return false;
     dcb_pg_buf_patch_u32(out, at, (uint32_t)(out->len - at - 4));
     return true;
 }

@@ -1,10 +1,8 @@
 /*
  * pgjson.c -- msgpack records to JSON text, and JSON text to msgpack.
  *
- * See pgjson.h.  The writer shares its scalar emitters between the two
- * value representations it meets (the host reader's dcbus_value_t at the
- * top level, msgpack_object below), so each JSON rule is written once.
- * The reader is a small recursive-descent parser; it only ever sees text
+ * See pgjson.h.  Records are written by the host's JSON writer
+ * (value_json, strict).  The reader is a small recursive-descent parser; it only ever sees text
  * printed by PostgreSQL, but still checks every byte and bounds its depth.
  */
 #include "pgjson.h"
@@ -55,201 +53,24 @@ bool dcb_pg_text_ok(const char *s, size_t n)
     return true;
 }
 
-static bool put_string(dcb_pg_buf_t *out, const char *s, size_t n, const char **why)
-{
-    static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    dcb_pg_buf_reserve(out, n + 2);
-    dcb_pg_buf_byte(out, '"');
-    for (size_t i = 0; i < n;) {
-        unsigned c = p[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            dcb_pg_buf_byte(out, (uint8_t)c);
-            i++;
-        } else if (c >= 0x80) {
-            size_t len = utf8_seq(p + i, n - i);
-            if (len == 0) return *why = "a string is not valid UTF-8", false;
-            dcb_pg_buf_add(out, p + i, len);
-            i += len;
-        } else if (c == 0) {
-            return *why = "a string holds a NUL character, which jsonb cannot store", false;
-        } else {
-            char esc[7] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15], 0};
-            const char *e = c == '"'    ? "\\\""
-                            : c == '\\' ? "\\\\"
-                            : c == '\n' ? "\\n"
-                            : c == '\r' ? "\\r"
-                            : c == '\t' ? "\\t"
-                                        : esc;
-            dcb_pg_buf_add(out, e, strlen(e));
-            i++;
-        }
-    }
-    dcb_pg_buf_byte(out, '"');
-    return true;
-}
-
-static void put_text(dcb_pg_buf_t *out, const char *s)
-{
-    dcb_pg_buf_add(out, s, strlen(s));
-}
-
-static void put_int(dcb_pg_buf_t *out, int64_t v)
-{
-    char tmp[24];
-    put_text(out, (snprintf(tmp, sizeof tmp, "%lld", (long long)v), tmp));
-}
-
-static void put_uint(dcb_pg_buf_t *out, uint64_t v)
-{
-    char tmp[24];
-    put_text(out, (snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v), tmp));
-}
-
-/* The shortest of %.15g / %.17g that reads back as the same double. */
-static void put_double(dcb_pg_buf_t *out, double v)
-{
-    char tmp[32];
-    if (!isfinite(v)) {
-        put_text(out, "null");
-        return;
-    }
-    snprintf(tmp, sizeof tmp, "%.15g", v);
-    if (strtod(tmp, NULL) != v) snprintf(tmp, sizeof tmp, "%.17g", v);
-    put_text(out, tmp);
-}
-
-static void put_base64(dcb_pg_buf_t *out, const uint8_t *p, size_t n)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    dcb_pg_buf_byte(out, '"');
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        if (i + 1 < n) v |= (uint32_t)p[i + 1] << 8;
-        if (i + 2 < n) v |= p[i + 2];
-        char q[4] = {alphabet[v >> 18], alphabet[(v >> 12) & 63],
-                     i + 1 < n ? alphabet[(v >> 6) & 63] : '=', i + 2 < n ? alphabet[v & 63] : '='};
-        dcb_pg_buf_add(out, q, 4);
-    }
-    dcb_pg_buf_byte(out, '"');
-}
-
-/* --- Nested values, through msgpack-c ------------------------------------ */
-
-static bool put_object(dcb_pg_buf_t *out, const msgpack_object *o, int depth, const char **why)
-{
-    if (depth > JSON_MAX_DEPTH) return *why = "a value is nested too deep", false;
-    switch (o->type) {
-    case MSGPACK_OBJECT_NIL:
-        put_text(out, "null");
-        return true;
-    case MSGPACK_OBJECT_BOOLEAN:
-        put_text(out, o->via.boolean ? "true" : "false");
-        return true;
-    case MSGPACK_OBJECT_POSITIVE_INTEGER:
-        put_uint(out, o->via.u64);
-        return true;
-    case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-        put_int(out, o->via.i64);
-        return true;
-    case MSGPACK_OBJECT_FLOAT32:
-    case MSGPACK_OBJECT_FLOAT64:
-        put_double(out, o->via.f64);
-        return true;
-    case MSGPACK_OBJECT_STR:
-        return put_string(out, o->via.str.ptr, o->via.str.size, why);
-    case MSGPACK_OBJECT_BIN:
-        put_base64(out, (const uint8_t *)o->via.bin.ptr, o->via.bin.size);
-        return true;
-    case MSGPACK_OBJECT_ARRAY:
-        dcb_pg_buf_byte(out, '[');
-        for (uint32_t i = 0; i < o->via.array.size; i++) {
-            if (i) dcb_pg_buf_byte(out, ',');
-            if (!put_object(out, &o->via.array.ptr[i], depth + 1, why)) return false;
-        }
-        dcb_pg_buf_byte(out, ']');
-        return true;
-    case MSGPACK_OBJECT_MAP:
-        dcb_pg_buf_byte(out, '{');
-        for (uint32_t i = 0; i < o->via.map.size; i++) {
-            const msgpack_object_kv *kv = &o->via.map.ptr[i];
-            if (i) dcb_pg_buf_byte(out, ',');
-            if (kv->key.type != MSGPACK_OBJECT_STR)
-                return *why = "a map key is not a string", false;
-            if (!put_string(out, kv->key.via.str.ptr, kv->key.via.str.size, why)) return false;
-            dcb_pg_buf_byte(out, ':');
-            if (!put_object(out, &kv->val, depth + 1, why)) return false;
-        }
-        dcb_pg_buf_byte(out, '}');
-        return true;
-    default:
-        return *why = "an extension value has no JSON form", false;
-    }
-}
-
-static bool put_nested(dcb_pg_buf_t *out, dcbus_span_t raw, msgpack_zone *zone, const char **why)
-{
-    size_t off = 0;
-    msgpack_object obj;
-    msgpack_zone_clear(zone);
-    if (msgpack_unpack((const char *)raw.data, raw.len, &off, zone, &obj) != MSGPACK_UNPACK_SUCCESS)
-        return *why = "a nested value is malformed", false;
-    return put_object(out, &obj, 1, why);
-}
-
-/* --- Top level, through the host reader ---------------------------------- */
+/* --- Records to JSON, by the host's writer -------------------------------- */
 
 bool dcb_pg_json_value(dcb_pg_buf_t *out, const dcbus_host_t *host, const dcbus_value_t *v,
-                       msgpack_zone *zone, const char **why)
+                       const char **why)
 {
-    switch (v->type) {
-    case DCBUS_VAL_NIL:
-        put_text(out, "null");
-        return true;
-    case DCBUS_VAL_BOOL:
-        put_text(out, v->as.b ? "true" : "false");
-        return true;
-    case DCBUS_VAL_INT:
-        put_int(out, v->as.i);
-        return true;
-    case DCBUS_VAL_UINT:
-        put_uint(out, v->as.u);
-        return true;
-    case DCBUS_VAL_FLOAT:
-        put_double(out, v->as.f);
-        return true;
-    case DCBUS_VAL_STR:
-        return put_string(out, v->as.str.ptr, v->as.str.len, why);
-    case DCBUS_VAL_BIN:
-        put_base64(out, (const uint8_t *)v->as.str.ptr, v->as.str.len);
-        return true;
-    case DCBUS_VAL_MAP:
-        return dcb_pg_json_record(out, host, v->raw, zone, why);
-    case DCBUS_VAL_ARRAY:
-        return put_nested(out, v->raw, zone, why);
-    default:
-        return *why = "an extension value has no JSON form", false;
+    /* Written in place; when the room left is too small the writer says
+     * how much it needs and writes again. */
+    for (;;) {
+        size_t room = out->cap - out->len;
+        size_t n =
+            host->value_json(v->raw, DCBUS_JSON_STRICT, (char *)out->data + out->len, room, why);
+        if (n == (size_t)-1) return false;
+        if (n < room) {
+            out->len += n;
+            return true;
+        }
+        dcb_pg_buf_reserve(out, n + 1);
     }
-}
-
-bool dcb_pg_json_record(dcb_pg_buf_t *out, const dcbus_host_t *host, dcbus_span_t record,
-                        msgpack_zone *zone, const char **why)
-{
-    dcbus_field_iter_t it;
-    dcbus_value_t key, value;
-    if (!host->record_fields(record, &it)) return *why = "a record is not a map", false;
-    dcb_pg_buf_byte(out, '{');
-    for (bool first = true; host->field_next(&it, &key, &value); first = false) {
-        if (!first) dcb_pg_buf_byte(out, ',');
-        if (key.type != DCBUS_VAL_STR) return *why = "a map key is not a string", false;
-        if (!put_string(out, key.as.str.ptr, key.as.str.len, why)) return false;
-        dcb_pg_buf_byte(out, ':');
-        if (!dcb_pg_json_value(out, host, &value, zone, why)) return false;
-    }
-    if (it.pos != it.end) return *why = "a record is malformed", false;
-    dcb_pg_buf_byte(out, '}');
-    return true;
 }
 
 /* --- JSON text to msgpack ------------------------------------------------ */

@@ -2,12 +2,11 @@
  * pgjson.h -- records to JSON (for jsonb columns) and JSON back to msgpack
  * (for query results).
  *
- * Writing: a record is read through the host's record reader; nested maps
- * and arrays, which the reader hands over as raw msgpack, are decoded with
- * msgpack-c into a zone the caller reuses.  Everything jsonb would refuse
- * is refused here first, with a reason: invalid UTF-8, a NUL character in a
- * string, a non-string map key, an extension type.  NaN and infinities,
- * which JSON cannot spell, become null.  Binary values become base64 text.
+ * Writing: by the host's JSON writer (value_json) in strict mode, so
+ * everything jsonb would refuse is refused here first, with a reason:
+ * invalid UTF-8, a NUL character in a string, a non-string map key, an
+ * extension type.  NaN and infinities, which JSON cannot spell, become
+ * null.  Binary values become base64 text.
  *
  * Reading: the text PostgreSQL prints for a jsonb value is parsed into
  * msgpack (objects to maps, integers to int/uint, other numbers to float64).
@@ -21,13 +20,11 @@
 #include "dcbus/plugin.h"
 #include "pgbuf.h"
 
-/* Appends the JSON object of `record` (a msgpack map) to `out`.  On failure
- * returns false, sets *why, and leaves `out` with partial text to discard. */
-bool dcb_pg_json_record(dcb_pg_buf_t *out, const dcbus_host_t *host, dcbus_span_t record,
-                        msgpack_zone *zone, const char **why);
-/* The same for one value of any type. */
+/* Appends the JSON of one value of any type (its raw span: a whole record
+ * or a field) to `out`.  On failure returns false and sets *why; `out` is
+ * as it was. */
 bool dcb_pg_json_value(dcb_pg_buf_t *out, const dcbus_host_t *host, const dcbus_value_t *value,
-                       msgpack_zone *zone, const char **why);
+                       const char **why);
 /* True if `s` (n bytes) is valid UTF-8 without a NUL character. */
 bool dcb_pg_text_ok(const char *s, size_t n);
 

@@ -835,6 +835,10 @@ static int pg_admin(void *state, const char *command, const char *const *args, i
 
 static int pg_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
 {
+    if (!DCBUS_HOST_HAS(host, value_json)) {
+        DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR, "postgres: needs a dcbus host of ABI 2.1 or later");
+        return -1;
+    }
     pg_t *pg = calloc(1, sizeof *pg);
     pg->host = host;
     pg->ctx = ctx;
