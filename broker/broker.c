@@ -608,21 +608,24 @@ static void mark_pipeline_error(void *arg, const char *pipeline)
 /* EVENT and ERROR from a worker: published as topics, with its instance. */
 static void on_report(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
 {
-    char type[64] = "UNKNOWN", layer[64] = "unknown", topic[256];
+    char topic[256];
     const char *instance = rt_peer_instance(peer);
+    bool critical = false;
     if (m->cmd == DCB_CMD_EVENT) {
+        char type[64] = "UNKNOWN";
         dcb_map_get_str(m->body_span, "event_type", type, sizeof type);
         snprintf(topic, sizeof topic, "event.%s.%s", type, instance);
     } else {
-        dcb_map_get_str(m->body_span, "error_type", type, sizeof type);
-        dcb_map_get_str(m->body_span, "layer_name", layer, sizeof layer);
-        snprintf(topic, sizeof topic, "error.%s.%s", type, layer);
+        dcb_errinfo_t e;
+        dcb_errinfo_text_t text;
+        dcb_errinfo_unpack(m->body_span, &e, &text);
+        snprintf(topic, sizeof topic, "error.%s.%s", text.type[0] ? text.type : "UNKNOWN",
+                 text.layer_name[0] ? text.layer_name : "unknown");
+        critical = e.is_critical;
         dcb_sessions_count(self->sessions, 0, 1);
     }
     broker_publish(self, topic, m->body_span);
-    bool critical = false;
-    if (m->cmd == DCB_CMD_ERROR && dcb_map_get_bool(m->body_span, "is_critical", &critical) &&
-        critical) {
+    if (critical) {
         struct critical c = {self, m->body_span};
         dcb_warn("critical error: pipeline status ERROR", "instance=%s", instance);
         rt_foreach_pipeline_of(self->router, instance, mark_pipeline_error, &c);

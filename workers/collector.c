@@ -341,7 +341,7 @@ static bool collector_drained(dcb_worker_t *self, int64_t now)
 
 const dcb_role_ops_t collector_ops = {
     .layer = "collection",
-    .failure_type = "PROCESSING",
+    .failure_type = DCBUS_ERROR_PROCESSING,
     .start = collector_start,
     .fill_hello = collector_fill_hello,
     .on_ready = collector_on_ready,

@@ -75,7 +75,7 @@ static bool handler_on_message(dcb_worker_t *self, dcb_message_t *m)
 
 const dcb_role_ops_t handler_ops = {
     .layer = "handling",
-    .failure_type = "PROCESSING",
+    .failure_type = DCBUS_ERROR_PROCESSING,
     .on_message = handler_on_message,
     .hooks = handler_hooks,
 };

@@ -124,7 +124,7 @@ void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint
     /* A transient failure is a lost connection; a lasting one belongs to
      * the stage's layer. */
     snprintf(ack.error_type, sizeof ack.error_type, "%s",
-             retry ? dcb_error_type_name(DCBUS_ERROR_CONNECTION) : self->role->failure_type);
+             dcb_error_type_name(retry ? DCBUS_ERROR_CONNECTION : self->role->failure_type));
     dcb_body_reset(&self->body);
     dcb_ack_pack(&ack, cmd, &self->body.pk);
     worker_send(self, cmd, dcb_body_span(&self->body));

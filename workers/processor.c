@@ -65,6 +65,6 @@ static bool processor_on_message(dcb_worker_t *self, dcb_message_t *m)
 
 const dcb_role_ops_t processor_ops = {
     .layer = "processing",
-    .failure_type = "PROCESSING",
+    .failure_type = DCBUS_ERROR_PROCESSING,
     .on_message = processor_on_message,
 };

@@ -13,8 +13,8 @@
 #include "worker.h"
 
 struct dcb_role_ops {
-    const char *layer;        /* layer_name of its ErrorInfo reports */
-    const char *failure_type; /* error_type of a NACK that is not worth a retry */
+    const char *layer;               /* layer_name of its ErrorInfo reports */
+    dcbus_error_type_t failure_type; /* of a NACK that is not worth a retry */
     /* Set up its state once the config is loaded; 0 or -1. */
     int (*start)(dcb_worker_t *self);
     /* What it adds to HELLO (a collector: its run). */

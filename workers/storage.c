@@ -135,7 +135,7 @@ static bool storage_on_message(dcb_worker_t *self, dcb_message_t *m)
 
 const dcb_role_ops_t storage_ops = {
     .layer = "storage",
-    .failure_type = "STORAGE",
+    .failure_type = DCBUS_ERROR_STORAGE,
     .on_message = storage_on_message,
     .on_session = storage_on_session,
     .tick = storage_tick,
