@@ -6,6 +6,7 @@
 #include <czmq.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -38,7 +39,9 @@ struct dcb_broker {
     dcb_body_t note;            /* scratch for topics and notices, never reused while `body` is */
     int64_t started_us, last_heartbeat_us, last_second_us;
     uint64_t malformed;
-    uint64_t refused_keys; /* HELLOs whose CURVE key may not be what they claim */
+    uint64_t refused_keys;    /* HELLOs whose CURVE key may not be what they claim */
+    uint64_t refused_hellos;  /* other HELLOs refused (router.h: rt_peer_hello) */
+    uint64_t refused_batches; /* batches not taken: not acknowledged, not carried */
     uint64_t published, publish_dropped;
     int data_subscribers; /* subscriptions that match data.* */
     /* backlogs of the sinks marked critical: false */
@@ -438,6 +441,12 @@ static zsock_t *bind_socket(int type, const char *endpoint, const dcb_config_t *
         return NULL;
     }
     zsock_set_linger(sock, 0);
+    /* A peer that sends a larger message loses its connection (libzmq
+     * checks the announced size before it allocates): one client cannot
+     * make the broker hold gigabytes. */
+    zsock_set_maxmsgsize(sock, (int)((int64_t)config->max_message_mb * 1024 * 1024 > INT_MAX
+                                         ? INT_MAX
+                                         : config->max_message_mb * 1024 * 1024));
     zsock_set_sndhwm(sock, type == ZMQ_ROUTER ? 0 : 10000);
     /* A subscriber at its high-water mark makes sends fail instead of
      * silently dropping, so the broker can count what is lost. */
@@ -612,22 +621,25 @@ static void pack_resume_point(dcb_broker_t *self, const char *instance, msgpack_
     msgpack_pack_bin_with_body(pk, pos, len);
 }
 
-/* A HELLO whose CURVE key is not the instance's: refused, counted, and an
- * error on error.VALIDATION.broker. */
-static void refuse_key(dcb_broker_t *self, const zmq_msg_t *routing, const char *instance,
-                       const char *why)
+/* A refused HELLO: answered with `code`, counted in *counter, logged
+ * (the first few, then one in a thousand: a flood must not flood the log)
+ * and an error on error.VALIDATION.broker. */
+static void refuse_hello(dcb_broker_t *self, const zmq_msg_t *routing, uint64_t *counter,
+                         const char *code, const char *instance, int64_t replica, const char *why)
 {
-    self->refused_keys++;
-    refuse_peer(self, routing, "refused", why);
-    if (self->refused_keys <= 10 || self->refused_keys % 1000 == 0)
-        dcb_error("worker refused: key not allowed for the instance",
-                  "instance=%s reason=\"%s\" total=%" PRIu64, instance, why, self->refused_keys);
+    ++*counter;
+    refuse_peer(self, routing, code, why);
+    if (*counter <= 10 || *counter % 1000 == 0)
+        dcb_error("worker refused",
+                  "instance=%s replica=%" PRId64 " code=%s reason=\"%s\" total=%" PRIu64, instance,
+                  replica, code, why, *counter);
     publish_broker_error(self, "VALIDATION", "register", why, NULL, 0);
 }
 
 static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
 {
-    char role[32] = "", instance[DCB_NAME_MAX] = "", plugin[64] = "", run[128] = "", why[256];
+    char role[32] = "", instance[DCB_NAME_MAX] = "", plugin[64] = "", run[128] = "", why[256],
+         token[RT_TOKEN_MAX] = "";
     uint64_t abi = 0, credit = 0;
     int64_t replica = 0;
     dcbus_span_t b = m->body_span;
@@ -638,26 +650,32 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
     dcb_map_get_uint(b, "credit", &credit);
     dcb_map_get_int(b, "replica", &replica);
     dcb_map_get_str(b, "run", run, sizeof run);
+    dcb_map_get_str(b, "token", token, sizeof token);
     if (DCBUS_ABI_MAJOR_OF(abi) != DCBUS_ABI_MAJOR || !role_parse(role)) {
         snprintf(why, sizeof why, "HELLO with ABI %u.%u and role '%s': this broker speaks ABI %d",
                  DCBUS_ABI_MAJOR_OF(abi), (unsigned)(abi & 0xffff), role, DCBUS_ABI_MAJOR);
-        refuse_peer(self, &m->routing, "refused", why);
-        dcb_warn("worker refused", "instance=%s reason=\"%s\"", instance, why);
+        refuse_hello(self, &m->routing, &self->refused_hellos, "refused", instance, replica, why);
         return;
     }
     if (!dcb_security_may_register(self->config, dcb_security_peer_key(&m->body), instance,
                                    role_parse(role), why, sizeof why)) {
-        refuse_key(self, &m->routing, instance, why);
+        refuse_hello(self, &m->routing, &self->refused_keys, "refused", instance, replica, why);
         return;
     }
     uint32_t max_credit = (uint32_t)self->config->credit;
     uint32_t granted = credit && credit < max_credit ? (uint32_t)credit : max_credit;
-    rt_peer_t *peer =
-        rt_peer_hello(self->router, zmq_msg_data(&m->routing), zmq_msg_size(&m->routing), instance,
-                      plugin, role_parse(role), (int)replica, granted, now, why, sizeof why);
+    rt_hello_t hello = {.instance = instance,
+                        .plugin = plugin,
+                        .role = role_parse(role),
+                        .replica = replica < INT_MIN || replica > INT_MAX ? -1 : (int)replica,
+                        .credit = granted,
+                        .token = token};
+    rt_refusal_t refusal;
+    rt_peer_t *peer = rt_peer_hello(self->router, zmq_msg_data(&m->routing),
+                                    zmq_msg_size(&m->routing), &hello, now, &refusal);
     if (!peer) {
-        refuse_peer(self, &m->routing, "refused", why);
-        dcb_warn("worker refused", "instance=%s reason=\"%s\"", instance, why);
+        refuse_hello(self, &m->routing, &self->refused_hellos, refusal.code, instance, replica,
+                     refusal.why);
         return;
     }
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
@@ -800,7 +818,7 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     size_t waiting = dcb_intake_waiting(self->intake, NULL);
     rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  waiting, 7, collection_status, self);
+                  waiting, 9, collection_status, self);
     dcb_pack_str(pk, "spool");
     dcb_intake_pack_stats(self->intake, pk);
     dcb_pack_str(pk, "backlogs");
@@ -826,6 +844,8 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     dcb_pack_kv_uint(pk, "topics_published", self->published);
     dcb_pack_kv_uint(pk, "topics_dropped", self->publish_dropped);
     dcb_pack_kv_uint(pk, "refused_keys", self->refused_keys);
+    dcb_pack_kv_uint(pk, "refused_hellos", self->refused_hellos);
+    dcb_pack_kv_uint(pk, "refused_batches", self->refused_batches);
     return 0;
 }
 
@@ -995,6 +1015,20 @@ static void note_malformed(dcb_broker_t *self, const char *from, const char *why
                  self->malformed);
 }
 
+/* A batch the broker will not carry (it could not be read, or its sender
+ * may not send it): counted, logged (rate-limited) and an error on
+ * error.VALIDATION.broker naming the batch when its header was read. */
+static void refuse_batch(dcb_broker_t *self, const char *from, const dcb_envelope_t *env,
+                         const char *why)
+{
+    self->refused_batches++;
+    if (self->refused_batches <= 10 || self->refused_batches % 1000 == 0)
+        dcb_error("batch refused", "from=%s reason=\"%s\" total=%" PRIu64, from, why,
+                  self->refused_batches);
+    publish_broker_error(self, "VALIDATION", "route", why, env ? env->stream : NULL,
+                         env ? env->seq : 0);
+}
+
 /* The live tap: a batch from a collector, as it is, on data.<stream>. */
 static void tap_data(dcb_broker_t *self, const dcb_envelope_t *env, zmq_msg_t *body)
 {
@@ -1008,17 +1042,23 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
     dcb_envelope_t env;
     char why[256];
     bool collector = rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR;
-    int rc = dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &env, why, sizeof why);
-    /* Counted before routing, so PROCESSING_START precedes STORAGE_START. */
-    if (rc == 0 && collector)
-        dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
-    if (rc == 0 && collector)
-        rc = dcb_intake_take(self->intake, peer, &env, &m->body, why, sizeof why);
-    else if (rc == 0)
-        rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
-    if (rc != 0) {
+    if (dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &env, why, sizeof why) !=
+        0) {
         note_malformed(self, rt_peer_instance(peer), why);
         publish_broker_error(self, "VALIDATION", "route", why, NULL, 0);
+        if (collector) refuse_peer(self, &m->routing, "refused", why);
+        return;
+    }
+    int rc;
+    /* Counted before routing, so PROCESSING_START precedes STORAGE_START. */
+    if (collector) {
+        dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
+        rc = dcb_intake_take(self->intake, peer, &env, &m->body, why, sizeof why);
+    } else {
+        rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
+    }
+    if (rc != 0) {
+        refuse_batch(self, rt_peer_instance(peer), &env, why);
         /* A collector whose batches cannot be taken would wait for their
          * acknowledgements forever: refuse it, so it stops and says why. */
         if (collector) refuse_peer(self, &m->routing, "refused", why);

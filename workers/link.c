@@ -8,7 +8,18 @@
  * a restarted broker that gets a message from a peer it does not know
  * answers ERROR unknown_peer, which has the same effect.  After every READY
  * a collector resends what is still unacknowledged.
+ *
+ * Every HELLO carries the start token: DCBUS_WORKER_TOKEN as the
+ * supervisor (`dcbus run`) set it for this start, else one the process
+ * makes up for itself.  It proves to the broker that a new connection is
+ * this process again, or its supervisor's next start of this worker, so
+ * it may take the place of a connection the broker still thinks alive
+ * (docs/protocol.md, "HELLO").  Refused as `busy` (another live process
+ * holds the replica), the worker keeps saying HELLO until that one has
+ * missed its heartbeats.
  */
+#include <fcntl.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,12 +39,35 @@ int64_t worker_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The supervisor's token for this start, or a random one of this process
+ * alone (start 0): "SECRET.START". */
+static void make_token(char *out, size_t cap)
+{
+    const char *given = getenv("DCBUS_WORKER_TOKEN");
+    if (given && *given && strlen(given) < cap) {
+        snprintf(out, cap, "%s", given);
+        return;
+    }
+    uint8_t raw[16] = {0};
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, raw, sizeof raw) != (ssize_t)sizeof raw) {
+        uint64_t mix = (uint64_t)worker_now_us() ^ ((uint64_t)getpid() << 32);
+        memcpy(raw, &mix, sizeof mix);
+    }
+    if (fd >= 0) close(fd);
+    size_t j = 0;
+    for (size_t i = 0; i < sizeof raw && j + 3 < cap; i++)
+        j += (size_t)snprintf(out + j, cap - j, "%02x", raw[i]);
+    snprintf(out + j, cap - j, ".0");
+}
+
 void worker_pack_hello(const dcb_worker_t *self, dcb_body_t *body)
 {
     msgpack_packer *pk = &body->pk;
     dcb_body_reset(body);
     uint32_t extra = self->role->hello_keys ? self->role->hello_keys(self) : 0;
-    msgpack_pack_map(pk, 8 + extra);
+    msgpack_pack_map(pk, 9 + extra);
+    dcb_pack_kv_str(pk, "token", self->link.token);
     if (extra) self->role->pack_hello(self, pk);
     dcb_pack_kv_str(pk, "role", dcb_role_name(self->plugin->role));
     dcb_pack_kv_str(pk, "instance", self->wcfg->name);
@@ -54,6 +88,7 @@ static void send_hello(dcb_worker_t *self, int64_t now)
 
 int worker_link_open(dcb_worker_t *self)
 {
+    if (!self->link.token[0]) make_token(self->link.token, sizeof self->link.token);
     self->link.sock = zsock_new(ZMQ_DEALER);
     if (!self->link.sock) return -1;
     zsock_set_linger(self->link.sock, 0);
@@ -64,7 +99,8 @@ int worker_link_open(dcb_worker_t *self)
              self->replica, getpid(), (unsigned)(worker_now_us() & 0xffff));
     zsock_set_identity(self->link.sock, self->link.identity);
     char err[512];
-    if (dcb_security_client(self->link.sock, self->config, self->wcfg->name, err, sizeof err) != 0) {
+    if (dcb_security_client(self->link.sock, self->config, self->wcfg->name, err, sizeof err) !=
+        0) {
         dcb_error("cannot secure the broker link", "error=\"%s\"", err);
         zsock_destroy(&self->link.sock);
         return -1;
@@ -195,6 +231,13 @@ static void on_refusal(dcb_worker_t *self, dcbus_span_t body)
     dcb_map_get_str(body, "message", message, sizeof message);
     if (strcmp(code, "unknown_peer") == 0) {
         reconnect(self, "the broker does not know this worker (it restarted)");
+        return;
+    }
+    if (strcmp(code, "busy") == 0 && !self->link.ready) {
+        /* HELLO is repeated each heartbeat: accepted once the other
+         * connection has missed its heartbeats. */
+        dcb_warn("the broker has a live connection for this replica; waiting for it to go",
+                 "reason=\"%s\"", message);
         return;
     }
     dcb_error("the broker refused this worker", "code=%s reason=\"%s\"", code, message);
