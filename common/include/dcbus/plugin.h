@@ -329,6 +329,13 @@ typedef struct {
      * restarted collector starts afresh. */
     int (*checkpoint)(void *state, uint8_t *buf, size_t cap, size_t *len);
     int (*resume)(void *state, const uint8_t *position, size_t len);
+    /* Optional: the streams the collector may emit, '|'-separated; in each,
+     * {NAME} stands for the instance's value of setting NAME (or its
+     * declared default): "{stream_prefix}prices|{stream_prefix}orderbook".
+     * `dcbus check` refuses a config in which two collectors would emit one
+     * stream (seq numbers are per stream, and the broker gives a stream to
+     * the collector that sent it first).  NULL: not declared. */
+    const char *streams;
 } dcbus_collector_ops_t;
 
 /* The largest position checkpoint() may write. */
