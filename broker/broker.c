@@ -1,167 +1,27 @@
 /*
  * broker.c -- see broker.h.
+ *
+ * The set-up and the loop, the router's callbacks, and what registered
+ * workers send (HELLO, DATA, ACK, NACK, EVENT, ERROR, TASK, BYE).  Topics
+ * are in topics.c, clients' requests in requests.c.
  */
-#include "broker.h"
+#include "broker_impl.h"
 
-#include <czmq.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "log.h"
 #include "mpread.h"
-#include "proto.h"
-#include "backlog.h"
-#include "chain.h"
-#include "intake.h"
-#include "lastvalue.h"
-#include "router.h"
-#include "runs.h"
+#include "messages.h"
 #include "security.h"
-#include "sessions.h"
-#include "tasks.h"
-
-struct dcb_broker {
-    const dcb_config_t *config;
-    zsock_t *bus;    /* ROUTER */
-    zsock_t *topics; /* XPUB */
-    zactor_t *auth;  /* CURVE authenticator, when security.curve */
-    rt_router_t *router;
-    dcb_intake_t *intake; /* collectors' batches: spool, acknowledge, admit */
-    dcb_chain_t *chain;
-    dcb_sessions_t *sessions;
-    dcb_tasks_t *tasks;
-    dcb_runs_t *runs;
-    dcb_lastvalue_t *lastvalue; /* what a late subscriber is told */
-    dcb_body_t body;            /* scratch for replies */
-    dcb_body_t note;            /* scratch for topics and notices, never reused while `body` is */
-    int64_t started_us, last_heartbeat_us, last_second_us;
-    uint64_t malformed;
-    uint64_t refused_keys;    /* HELLOs whose CURVE key may not be what they claim */
-    uint64_t refused_hellos;  /* other HELLOs refused (router.h: rt_peer_hello) */
-    uint64_t refused_batches; /* batches not taken: not acknowledged, not carried */
-    uint64_t published, publish_dropped;
-    int data_subscribers; /* subscriptions that match data.* */
-    /* backlogs of the sinks marked critical: false */
-    dcb_backlog_t **backlogs;
-    size_t nbacklogs;
-    /* client requests forwarded to a storage worker (query, delete) */
-    struct forwarded *forwarded;
-    size_t nforwarded;
-    uint64_t next_forward_id;
-};
-
-#define FORWARD_TIMEOUT_US (30 * 1000000LL)
-
-/* A client's request waiting for a storage worker's reply. */
-struct forwarded {
-    uint64_t id;        /* the id the worker sees */
-    uint64_t client_id; /* the id the client used */
-    uint8_t client[256];
-    size_t client_len;
-    int64_t deadline_us;
-};
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* ---------------------------------------------------------------------------
- * Topics
- */
-
-/* Sends topic and body.  With XPUB_NODROP a subscriber at its high-water
- * mark makes the whole send fail, for every subscriber. */
-static bool send_topic(void *raw, const char *topic, zmq_msg_t *body)
-{
-    zmq_msg_t copy;
-    zmq_msg_init(&copy);
-    zmq_msg_copy(&copy, body);
-    if (zmq_send(raw, topic, strlen(topic), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_msg_send(&copy, raw, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&copy);
-        return false;
-    }
-    return true;
-}
-
-/* A failed send is counted, then made again without NODROP: libzmq then
- * skips the full subscriber (until it drains) and the others still get
- * the message.  So one stuck monitor costs only itself its messages. */
-static void publish_msg(dcb_broker_t *self, const char *topic, zmq_msg_t *body)
-{
-    void *raw = zsock_resolve(self->topics);
-    if (send_topic(raw, topic, body)) {
-        self->published++;
-        return;
-    }
-    self->publish_dropped++;
-    int nodrop = 0;
-    zmq_setsockopt(raw, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop);
-    if (send_topic(raw, topic, body)) self->published++;
-    nodrop = 1;
-    zmq_setsockopt(raw, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop);
-}
-
-static void publish_copy(void *arg, const char *topic, dcbus_span_t body)
-{
-    zmq_msg_t msg;
-    zmq_msg_init_size(&msg, body.len);
-    memcpy(zmq_msg_data(&msg), body.data, body.len);
-    publish_msg(arg, topic, &msg);
-    zmq_msg_close(&msg);
-}
-
-/* Every topic but the data tap goes out here: a state topic's message is
- * also kept, for subscribers that join later (lastvalue.h). */
-static void publish(void *arg, const char *topic, dcbus_span_t body)
-{
-    dcb_broker_t *self = arg;
-    dcb_lastvalue_note(self->lastvalue, topic, body);
-    publish_copy(self, topic, body);
-}
-
-/* Publishes an ErrorInfo the broker itself raises. */
-static void publish_broker_error(dcb_broker_t *self, const char *type, const char *operation,
-                                 const char *message, const char *stream, uint64_t seq)
-{
-    msgpack_packer *pk = &self->note.pk;
-    char topic[256];
-    dcb_body_reset(&self->note);
-    msgpack_pack_map(pk, stream ? 9 : 7);
-    dcb_pack_kv_str(pk, "error_type", type);
-    dcb_pack_kv_int(pk, "timestamp", wall_us());
-    dcb_pack_kv_str(pk, "layer_name", "broker");
-    dcb_pack_kv_str(pk, "operation", operation);
-    dcb_pack_kv_str(pk, "message", message);
-    dcb_pack_str(pk, "details");
-    msgpack_pack_map(pk, 0);
-    dcb_pack_kv_bool(pk, "is_critical", false);
-    if (stream) {
-        dcb_pack_kv_str(pk, "stream", stream);
-        dcb_pack_kv_uint(pk, "seq", seq);
-    }
-    snprintf(topic, sizeof topic, "error.%s.broker", type);
-    publish(self, topic, dcb_body_span(&self->note));
-}
 
 /* ---------------------------------------------------------------------------
  * Router callbacks
  */
 
-static zmq_msg_t *routing_of(const rt_peer_t *peer, zmq_msg_t *msg)
+zmq_msg_t *broker_routing_of(const rt_peer_t *peer, zmq_msg_t *msg)
 {
     size_t len;
     const void *id = rt_peer_id(peer, &len);
@@ -174,7 +34,7 @@ static void on_send_data(void *arg, const rt_peer_t *peer, zmq_msg_t *body)
 {
     dcb_broker_t *self = arg;
     zmq_msg_t id;
-    dcb_proto_send_msg(self->bus, routing_of(peer, &id), DCB_CMD_DATA, body);
+    dcb_proto_send_msg(self->bus, broker_routing_of(peer, &id), DCB_CMD_DATA, body);
     zmq_msg_close(&id);
 }
 
@@ -182,7 +42,7 @@ static void send_body(dcb_broker_t *self, const rt_peer_t *peer, dcb_cmd_t cmd)
 {
     zmq_msg_t id;
     dcbus_span_t b = dcb_body_span(&self->body);
-    dcb_proto_send(self->bus, routing_of(peer, &id), cmd, b.data, b.len);
+    dcb_proto_send(self->bus, broker_routing_of(peer, &id), cmd, b.data, b.len);
     zmq_msg_close(&id);
 }
 
@@ -191,11 +51,10 @@ static void on_intake_ack(void *arg, const void *id, size_t idlen, const char *s
     dcb_broker_t *self = arg;
     const rt_peer_t *peer = rt_peer_find(self->router, id, idlen);
     if (!peer) return; /* gone: it resends, and the resend is acknowledged */
-    msgpack_packer *pk = &self->body.pk;
+    dcb_ack_t ack = {.seq = seq};
+    snprintf(ack.stream, sizeof ack.stream, "%s", stream);
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 2);
-    dcb_pack_kv_str(pk, "stream", stream);
-    dcb_pack_kv_uint(pk, "seq", seq);
+    dcb_ack_pack(&ack, DCB_CMD_ACK, &self->body.pk);
     send_body(self, peer, DCB_CMD_ACK);
 }
 
@@ -210,7 +69,7 @@ static void on_abandoned(void *arg, const char *stream, uint64_t seq, const char
     dcb_broker_t *self = arg;
     dcb_error("batch given up after repeated failures; the spool keeps it",
               "stream=%s seq=%" PRIu64 " error=\"%s\"", stream, seq, error ? error : "");
-    publish_broker_error(self, "PROCESSING", "deliver",
+    broker_publish_error(self, "PROCESSING", "deliver",
                          "batch given up after repeated failures; the spool keeps it", stream, seq);
 }
 
@@ -247,7 +106,7 @@ static void on_divert(void *arg, const char *pipeline, const char *sink, zmq_msg
     if (!backlog) return;
     dcbus_span_t span = {zmq_msg_data(body), zmq_msg_size(body)};
     if (dcb_backlog_append(backlog, pipeline, span) != 0)
-        publish_broker_error(self, "STORAGE", "backlog", "cannot append to a sink's backlog", NULL,
+        broker_publish_error(self, "STORAGE", "backlog", "cannot append to a sink's backlog", NULL,
                              0);
 }
 
@@ -294,11 +153,11 @@ static void feed_backlog(dcb_broker_t *self, dcb_backlog_t *backlog)
     }
 }
 
-static void send_request(void *arg, const rt_peer_t *peer, dcbus_span_t body)
+void broker_send_request(void *arg, const rt_peer_t *peer, dcbus_span_t body)
 {
     dcb_broker_t *self = arg;
     zmq_msg_t id;
-    dcb_proto_send(self->bus, routing_of(peer, &id), DCB_CMD_REQUEST, body.data, body.len);
+    dcb_proto_send(self->bus, broker_routing_of(peer, &id), DCB_CMD_REQUEST, body.data, body.len);
     zmq_msg_close(&id);
 }
 
@@ -329,7 +188,7 @@ static void on_task_changed(void *arg, const dcb_task_t *task)
     dcb_broker_t *self = arg;
     char topic[320];
     pack_task_message(self, task, topic, sizeof topic);
-    publish(self, topic, dcb_body_span(&self->note));
+    broker_publish(self, topic, dcb_body_span(&self->note));
 }
 
 /* A task of the table as it was loaded: the last value of its topic, as if
@@ -355,7 +214,7 @@ static void notify_peer(void *arg, const rt_peer_t *peer)
     if (rt_peer_role(peer) != n->role) return;
     zmq_msg_t id;
     dcbus_span_t b = dcb_body_span(&n->self->note);
-    dcb_proto_send(n->self->bus, routing_of(peer, &id), n->cmd, b.data, b.len);
+    dcb_proto_send(n->self->bus, broker_routing_of(peer, &id), n->cmd, b.data, b.len);
     zmq_msg_close(&id);
 }
 
@@ -380,7 +239,7 @@ static void publish_session(dcb_broker_t *self, const dcb_session_t *s, const ch
 {
     char topic[160], type[32];
     pack_session_message(self, s, event, topic, sizeof topic);
-    publish(self, topic, dcb_body_span(&self->note));
+    broker_publish(self, topic, dcb_body_span(&self->note));
     snprintf(type, sizeof type, "SESSION_%s", strcmp(event, "start") == 0 ? "START" : "END");
     dcb_runs_event(self->runs, type, "broker", dcb_body_span(&self->note), wall_us());
 }
@@ -389,12 +248,13 @@ static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const c
 {
     publish_session(self, s, event);
     /* Collectors stamp new batches with it; sinks close and open their files. */
+    dcb_session_note_t note;
+    snprintf(note.event, sizeof note.event, "%s", strcmp(event, "start") == 0 ? "begin" : "end");
+    snprintf(note.id, sizeof note.id, "%s", s->id);
+    snprintf(note.type, sizeof note.type, "%s", s->type);
+    snprintf(note.status, sizeof note.status, "%s", s->status);
     dcb_body_reset(&self->note);
-    msgpack_pack_map(&self->note.pk, 4);
-    dcb_pack_kv_str(&self->note.pk, "event", strcmp(event, "start") == 0 ? "begin" : "end");
-    dcb_pack_kv_str(&self->note.pk, "id", s->id);
-    dcb_pack_kv_str(&self->note.pk, "type", s->type);
-    dcb_pack_kv_str(&self->note.pk, "status", s->status);
+    dcb_session_note_pack(&note, &self->note.pk);
     notify_role(self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION);
     notify_role(self, DCBUS_ROLE_COLLECTOR, DCB_CMD_SESSION);
 }
@@ -444,9 +304,8 @@ static zsock_t *bind_socket(int type, const char *endpoint, const dcb_config_t *
     /* A peer that sends a larger message loses its connection (libzmq
      * checks the announced size before it allocates): one client cannot
      * make the broker hold gigabytes. */
-    zsock_set_maxmsgsize(sock, (int)((int64_t)config->max_message_mb * 1024 * 1024 > INT_MAX
-                                         ? INT_MAX
-                                         : config->max_message_mb * 1024 * 1024));
+    int64_t max_bytes = (int64_t)config->max_message_mb * 1024 * 1024;
+    zsock_set_maxmsgsize(sock, max_bytes > INT_MAX ? INT_MAX : (int)max_bytes);
     zsock_set_sndhwm(sock, type == ZMQ_ROUTER ? 0 : 10000);
     /* A subscriber at its high-water mark makes sends fail instead of
      * silently dropping, so the broker can count what is lost. */
@@ -535,8 +394,8 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
         dcb_broker_destroy(&self);
         return NULL;
     }
-    self->runs = dcb_runs_new(self->tasks, publish, self);
-    self->chain = dcb_chain_new(config, self->router, send_request, self);
+    self->runs = dcb_runs_new(self->tasks, broker_publish, self);
+    self->chain = dcb_chain_new(config, self->router, broker_send_request, self);
     self->started_us = now_us();
     self->sessions = dcb_sessions_new((int64_t)config->session_rotate_s * 1000000,
                                       on_session_changed, self, wall_us());
@@ -585,21 +444,13 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
 static void refuse_peer(dcb_broker_t *self, const zmq_msg_t *routing, const char *code,
                         const char *message)
 {
-    msgpack_packer *pk = &self->body.pk;
+    dcb_refusal_t refusal;
+    snprintf(refusal.code, sizeof refusal.code, "%s", code);
+    snprintf(refusal.message, sizeof refusal.message, "%s", message);
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 2);
-    dcb_pack_kv_str(pk, "code", code);
-    dcb_pack_kv_str(pk, "message", message);
+    dcb_refusal_pack(&refusal, &self->body.pk);
     dcbus_span_t b = dcb_body_span(&self->body);
     dcb_proto_try_send(self->bus, routing, DCB_CMD_ERROR, b.data, b.len);
-}
-
-static dcbus_role_t role_parse(const char *name)
-{
-    static const char *names[] = {"collector", "processor", "storage", "handler"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(name, names[i]) == 0) return (dcbus_role_t)(i + 1);
-    return 0;
 }
 
 static void pack_last_seq(void *pk, const char *stream, uint64_t seq, const char *owner)
@@ -609,404 +460,92 @@ static void pack_last_seq(void *pk, const char *stream, uint64_t seq, const char
 }
 
 /* Where a (re)starting collector goes on from: the last seq the spool has
- * of each of its streams, and its source position. */
-static void pack_resume_point(dcb_broker_t *self, const char *instance, msgpack_packer *pk)
+ * of each of its streams (packed into `note`), and its source position. */
+static void resume_point(dcb_broker_t *self, const char *instance, dcb_ready_t *ready)
 {
-    dcb_pack_str(pk, "streams");
-    msgpack_pack_map(pk, rt_stream_count(self->router, instance));
-    rt_foreach_stream(self->router, instance, pack_last_seq, pk);
+    dcb_body_reset(&self->note);
+    msgpack_pack_map(&self->note.pk, rt_stream_count(self->router, instance));
+    rt_foreach_stream(self->router, instance, pack_last_seq, &self->note.pk);
     size_t len;
     const uint8_t *pos = rt_position(self->router, instance, &len);
-    dcb_pack_str(pk, "position");
-    msgpack_pack_bin_with_body(pk, pos, len);
+    ready->has_resume = true;
+    ready->streams = dcb_body_span(&self->note);
+    ready->position = (dcbus_span_t){pos, len};
 }
 
 /* A refused HELLO: answered with `code`, counted in *counter, logged
  * (the first few, then one in a thousand: a flood must not flood the log)
  * and an error on error.VALIDATION.broker. */
 static void refuse_hello(dcb_broker_t *self, const zmq_msg_t *routing, uint64_t *counter,
-                         const char *code, const char *instance, int64_t replica, const char *why)
+                         const char *code, const dcb_hello_t *hello, const char *why)
 {
     ++*counter;
     refuse_peer(self, routing, code, why);
     if (*counter <= 10 || *counter % 1000 == 0)
         dcb_error("worker refused",
-                  "instance=%s replica=%" PRId64 " code=%s reason=\"%s\" total=%" PRIu64, instance,
-                  replica, code, why, *counter);
-    publish_broker_error(self, "VALIDATION", "register", why, NULL, 0);
+                  "instance=%s replica=%" PRId64 " code=%s reason=\"%s\" total=%" PRIu64,
+                  hello->instance, hello->replica, code, why, *counter);
+    broker_publish_error(self, "VALIDATION", "register", why, NULL, 0);
+}
+
+/* The READY that answers a registered peer's HELLO. */
+static void send_ready(dcb_broker_t *self, const rt_peer_t *peer, const dcb_hello_t *hello,
+                       uint32_t granted)
+{
+    const dcb_session_t *session = dcb_sessions_active(self->sessions);
+    dcb_ready_t ready = {.heartbeat_ms = (uint64_t)self->config->heartbeat_ms, .credit = granted};
+    snprintf(ready.session, sizeof ready.session, "%s", session->id);
+    snprintf(ready.session_type, sizeof ready.session_type, "%s", session->type);
+    ready.paused = strcmp(dcb_runs_status(self->runs, hello->instance), "PAUSED") == 0;
+    if (hello->role == DCBUS_ROLE_COLLECTOR) resume_point(self, hello->instance, &ready);
+    dcb_body_reset(&self->body);
+    dcb_ready_pack(&ready, &self->body.pk);
+    send_body(self, peer, DCB_CMD_READY);
 }
 
 static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
 {
-    char role[32] = "", instance[DCB_NAME_MAX] = "", plugin[64] = "", run[128] = "", why[256],
-         token[RT_TOKEN_MAX] = "";
-    uint64_t abi = 0, credit = 0;
-    int64_t replica = 0;
-    dcbus_span_t b = m->body_span;
-    dcb_map_get_str(b, "role", role, sizeof role);
-    dcb_map_get_str(b, "instance", instance, sizeof instance);
-    dcb_map_get_str(b, "plugin", plugin, sizeof plugin);
-    dcb_map_get_uint(b, "abi", &abi);
-    dcb_map_get_uint(b, "credit", &credit);
-    dcb_map_get_int(b, "replica", &replica);
-    dcb_map_get_str(b, "run", run, sizeof run);
-    dcb_map_get_str(b, "token", token, sizeof token);
-    if (DCBUS_ABI_MAJOR_OF(abi) != DCBUS_ABI_MAJOR || !role_parse(role)) {
+    dcb_hello_t hello;
+    char why[256];
+    dcb_hello_unpack(m->body_span, &hello);
+    if (DCBUS_ABI_MAJOR_OF(hello.abi) != DCBUS_ABI_MAJOR || !hello.role) {
         snprintf(why, sizeof why, "HELLO with ABI %u.%u and role '%s': this broker speaks ABI %d",
-                 DCBUS_ABI_MAJOR_OF(abi), (unsigned)(abi & 0xffff), role, DCBUS_ABI_MAJOR);
-        refuse_hello(self, &m->routing, &self->refused_hellos, "refused", instance, replica, why);
+                 DCBUS_ABI_MAJOR_OF(hello.abi), (unsigned)(hello.abi & 0xffff), hello.role_name,
+                 DCBUS_ABI_MAJOR);
+        refuse_hello(self, &m->routing, &self->refused_hellos, "refused", &hello, why);
         return;
     }
-    if (!dcb_security_may_register(self->config, dcb_security_peer_key(&m->body), instance,
-                                   role_parse(role), why, sizeof why)) {
-        refuse_hello(self, &m->routing, &self->refused_keys, "refused", instance, replica, why);
+    if (!dcb_security_may_register(self->config, dcb_security_peer_key(&m->body), hello.instance,
+                                   hello.role, why, sizeof why)) {
+        refuse_hello(self, &m->routing, &self->refused_keys, "refused", &hello, why);
         return;
     }
     uint32_t max_credit = (uint32_t)self->config->credit;
-    uint32_t granted = credit && credit < max_credit ? (uint32_t)credit : max_credit;
-    rt_hello_t hello = {.instance = instance,
-                        .plugin = plugin,
-                        .role = role_parse(role),
-                        .replica = replica < INT_MIN || replica > INT_MAX ? -1 : (int)replica,
-                        .credit = granted,
-                        .token = token};
+    uint32_t granted =
+        hello.credit && hello.credit < max_credit ? (uint32_t)hello.credit : max_credit;
+    rt_hello_t h = {
+        .instance = hello.instance,
+        .plugin = hello.plugin,
+        .role = hello.role,
+        .replica = hello.replica < INT_MIN || hello.replica > INT_MAX ? -1 : (int)hello.replica,
+        .credit = granted,
+        .token = hello.token};
     rt_refusal_t refusal;
     rt_peer_t *peer = rt_peer_hello(self->router, zmq_msg_data(&m->routing),
-                                    zmq_msg_size(&m->routing), &hello, now, &refusal);
+                                    zmq_msg_size(&m->routing), &h, now, &refusal);
     if (!peer) {
-        refuse_hello(self, &m->routing, &self->refused_hellos, refusal.code, instance, replica,
-                     refusal.why);
+        refuse_hello(self, &m->routing, &self->refused_hellos, refusal.code, &hello, refusal.why);
         return;
     }
-    const dcb_session_t *session = dcb_sessions_active(self->sessions);
-    msgpack_packer *pk = &self->body.pk;
-    dcb_body_reset(&self->body);
-    bool collector = role_parse(role) == DCBUS_ROLE_COLLECTOR;
-    msgpack_pack_map(pk, collector ? 7 : 5);
-    if (collector) pack_resume_point(self, instance, pk);
-    dcb_pack_kv_uint(pk, "heartbeat_ms", (uint64_t)self->config->heartbeat_ms);
-    dcb_pack_kv_uint(pk, "credit", granted);
-    dcb_pack_kv_str(pk, "session", session->id);
-    dcb_pack_kv_str(pk, "session_type", session->type);
-    bool paused = strcmp(dcb_runs_status(self->runs, instance), "PAUSED") == 0;
-    dcb_pack_kv_bool(pk, "paused", paused);
-    send_body(self, peer, DCB_CMD_READY);
-    if (collector)
-        dcb_runs_begin(self->runs, instance, rt_pipeline_of(self->router, instance), run,
-                       wall_us());
-    dcb_info("worker joined", "instance=%s replica=%d role=%s plugin=%s", instance, (int)replica,
-             role, plugin);
+    send_ready(self, peer, &hello, granted);
+    if (hello.role == DCBUS_ROLE_COLLECTOR)
+        dcb_runs_begin(self->runs, hello.instance, rt_pipeline_of(self->router, hello.instance),
+                       hello.run, wall_us());
+    dcb_info("worker joined", "instance=%s replica=%d role=%s plugin=%s", hello.instance,
+             (int)hello.replica, hello.role_name, hello.plugin);
 }
 
-/* ---------------------------------------------------------------------------
- * Requests forwarded to storage workers: query and delete are answered by
- * the instance's plugin, so the broker passes them on and relays the reply
- * with the client's id.
- */
-
-static void reply_error(dcb_broker_t *self, const zmq_msg_t *client, uint64_t id, const char *error)
-{
-    msgpack_packer *pk = &self->body.pk;
-    dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 3);
-    dcb_pack_kv_uint(pk, "id", id);
-    dcb_pack_kv_bool(pk, "ok", false);
-    dcb_pack_kv_str(pk, "error", error);
-    dcbus_span_t b = dcb_body_span(&self->body);
-    dcb_proto_try_send(self->bus, client, DCB_CMD_REPLY, b.data, b.len);
-}
-
-/* Copies every field of `body` but `id`, after a new id. */
-static void rewrite_id(dcb_body_t *out, dcbus_span_t body, uint64_t id)
-{
-    dcbus_field_iter_t it;
-    dcbus_value_t k, v;
-    uint32_t n = 1;
-    if (dcb_record_fields(body, &it))
-        while (dcb_field_next(&it, &k, &v))
-            n += !dcb_value_streq(&k, "id");
-    msgpack_pack_map(&out->pk, n);
-    dcb_pack_kv_uint(&out->pk, "id", id);
-    dcb_record_fields(body, &it);
-    while (dcb_field_next(&it, &k, &v)) {
-        if (dcb_value_streq(&k, "id")) continue;
-        msgpack_sbuffer_write(&out->buf, (const char *)k.raw.data, k.raw.len);
-        msgpack_sbuffer_write(&out->buf, (const char *)v.raw.data, v.raw.len);
-    }
-}
-
-static void forward_request(dcb_broker_t *self, dcb_message_t *m)
-{
-    char instance[DCB_NAME_MAX] = "";
-    uint64_t client_id = 0;
-    dcb_map_get_uint(m->body_span, "id", &client_id);
-    dcb_map_get_str(m->body_span, "instance", instance, sizeof instance);
-    const rt_peer_t *peer = rt_instance_peer(self->router, instance);
-    if (!peer || rt_peer_role(peer) != DCBUS_ROLE_STORAGE ||
-        zmq_msg_size(&m->routing) > sizeof self->forwarded->client) {
-        char why[256];
-        snprintf(why, sizeof why, "no storage worker '%s' is connected", instance);
-        reply_error(self, &m->routing, client_id, why);
-        return;
-    }
-    self->forwarded = realloc(self->forwarded, (self->nforwarded + 1) * sizeof *self->forwarded);
-    struct forwarded *f = &self->forwarded[self->nforwarded++];
-    f->id = ++self->next_forward_id;
-    f->client_id = client_id;
-    f->client_len = zmq_msg_size(&m->routing);
-    memcpy(f->client, zmq_msg_data(&m->routing), f->client_len);
-    f->deadline_us = now_us() + FORWARD_TIMEOUT_US;
-    dcb_body_reset(&self->note);
-    rewrite_id(&self->note, m->body_span, f->id);
-    send_request(self, peer, dcb_body_span(&self->note));
-}
-
-static void forget_forwarded(dcb_broker_t *self, size_t i)
-{
-    self->forwarded[i] = self->forwarded[--self->nforwarded];
-}
-
-/* A storage worker's REPLY: back to the client that asked. */
-static void relay_reply(dcb_broker_t *self, dcbus_span_t body)
-{
-    uint64_t id = 0;
-    dcb_map_get_uint(body, "id", &id);
-    for (size_t i = 0; i < self->nforwarded; i++) {
-        struct forwarded *f = &self->forwarded[i];
-        if (f->id != id) continue;
-        zmq_msg_t client;
-        zmq_msg_init_size(&client, f->client_len);
-        memcpy(zmq_msg_data(&client), f->client, f->client_len);
-        dcb_body_reset(&self->note);
-        rewrite_id(&self->note, body, f->client_id);
-        dcbus_span_t b = dcb_body_span(&self->note);
-        dcb_proto_try_send(self->bus, &client, DCB_CMD_REPLY, b.data, b.len);
-        zmq_msg_close(&client);
-        forget_forwarded(self, i);
-        return;
-    }
-}
-
-static void expire_forwarded(dcb_broker_t *self, int64_t now)
-{
-    for (size_t i = self->nforwarded; i-- > 0;) {
-        struct forwarded *f = &self->forwarded[i];
-        if (now < f->deadline_us) continue;
-        zmq_msg_t client;
-        zmq_msg_init_size(&client, f->client_len);
-        memcpy(zmq_msg_data(&client), f->client, f->client_len);
-        reply_error(self, &client, f->client_id, "the storage worker did not answer in 30 s");
-        zmq_msg_close(&client);
-        forget_forwarded(self, i);
-    }
-}
-
-/* ---------------------------------------------------------------------------
- * Requests from clients.  Each op writes its result map, or returns -1 with
- * the reason in `why`.
- */
-
-static const char *collection_status(void *arg, const char *instance)
-{
-    return dcb_runs_status(((dcb_broker_t *)arg)->runs, instance);
-}
-
-static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
-                    size_t whylen)
-{
-    (void)args, (void)why, (void)whylen;
-    const dcb_session_t *session = dcb_sessions_active(self->sessions);
-    size_t waiting = dcb_intake_waiting(self->intake, NULL);
-    rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  waiting, 9, collection_status, self);
-    dcb_pack_str(pk, "spool");
-    dcb_intake_pack_stats(self->intake, pk);
-    dcb_pack_str(pk, "backlogs");
-    msgpack_pack_array(pk, (uint32_t)self->nbacklogs);
-    for (size_t i = 0; i < self->nbacklogs; i++) {
-        const dcb_backlog_t *b = self->backlogs[i];
-        msgpack_pack_map(pk, 4);
-        dcb_pack_kv_str(pk, "sink", dcb_backlog_sink(b));
-        dcb_pack_kv_uint(pk, "batches", dcb_backlog_pending(b));
-        dcb_pack_kv_uint(pk, "bytes", dcb_backlog_bytes(b));
-        dcb_pack_kv_uint(pk, "in_flight", dcb_backlog_in_flight(b));
-    }
-    dcb_pack_str(pk, "pipelines");
-    msgpack_pack_array(pk, (uint32_t)self->config->npipelines);
-    for (size_t i = 0; i < self->config->npipelines; i++) {
-        const char *name = self->config->pipelines[i].name;
-        msgpack_pack_map(pk, 3);
-        dcb_pack_kv_str(pk, "name", name);
-        dcb_pack_kv_str(pk, "status", dcb_runs_pipeline_status(self->runs, name));
-        dcb_pack_kv_uint(pk, "spooled", dcb_intake_waiting(self->intake, name));
-    }
-    dcb_pack_kv_str(pk, "session", session->id);
-    dcb_pack_kv_uint(pk, "topics_published", self->published);
-    dcb_pack_kv_uint(pk, "topics_dropped", self->publish_dropped);
-    dcb_pack_kv_uint(pk, "refused_keys", self->refused_keys);
-    dcb_pack_kv_uint(pk, "refused_hellos", self->refused_hellos);
-    dcb_pack_kv_uint(pk, "refused_batches", self->refused_batches);
-    return 0;
-}
-
-static int op_tasks(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
-                    size_t whylen)
-{
-    (void)args, (void)why, (void)whylen;
-    msgpack_pack_map(pk, 1);
-    dcb_pack_str(pk, "tasks");
-    dcb_tasks_pack_list(self->tasks, pk, 1000);
-    return 0;
-}
-
-static int op_sessions(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
-                       size_t whylen)
-{
-    (void)args, (void)why, (void)whylen;
-    msgpack_pack_map(pk, 1);
-    dcb_pack_str(pk, "sessions");
-    dcb_sessions_pack_list(self->sessions, pk);
-    return 0;
-}
-
-static int op_session_start(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
-                            size_t whylen)
-{
-    char type[64] = "";
-    dcbus_span_t meta = {NULL, 0};
-    dcb_map_get_str(args, "type", type, sizeof type);
-    dcb_map_get_raw(args, "meta", &meta);
-    if (meta.len && meta.data[0] != 0xc0 && (meta.data[0] & 0xf0) != 0x80 && meta.data[0] != 0xde)
-        return snprintf(why, whylen, "meta must be a map"), -1;
-    if (meta.len && meta.data[0] == 0xc0) meta.len = 0;
-    if (dcb_sessions_start(self->sessions, type, meta, wall_us(), why, whylen) != 0) return -1;
-    dcb_session_pack(dcb_sessions_active(self->sessions), pk);
-    return 0;
-}
-
-static int op_session_end(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
-                          size_t whylen)
-{
-    char status[16] = "completed";
-    dcb_map_get_str(args, "status", status, sizeof status);
-    if (dcb_sessions_end(self->sessions, status, wall_us(), why, whylen) != 0) return -1;
-    dcb_session_pack(dcb_sessions_active(self->sessions), pk);
-    return 0;
-}
-
-/* pause and resume: tells the collector, which stops or starts collect(). */
-static int control_source(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
-                          size_t whylen, bool pause)
-{
-    char source[DCB_NAME_MAX] = "";
-    dcb_map_get_str(args, "source", source, sizeof source);
-    const rt_peer_t *peer = rt_instance_peer(self->router, source);
-    if (!rt_pipeline_of(self->router, source))
-        return snprintf(why, whylen, "no collector named '%s'", source), -1;
-    if (!peer) return snprintf(why, whylen, "collector '%s' is not connected", source), -1;
-    dcb_body_reset(&self->note);
-    msgpack_pack_map(&self->note.pk, 1);
-    dcb_pack_kv_str(&self->note.pk, "op", pause ? "pause" : "resume");
-    zmq_msg_t id;
-    dcbus_span_t b = dcb_body_span(&self->note);
-    dcb_proto_send(self->bus, routing_of(peer, &id), DCB_CMD_CONTROL, b.data, b.len);
-    zmq_msg_close(&id);
-    dcb_runs_set_paused(self->runs, source, pause);
-    msgpack_pack_map(pk, 2);
-    dcb_pack_kv_str(pk, "source", source);
-    dcb_pack_kv_str(pk, "status", dcb_runs_status(self->runs, source));
-    return 0;
-}
-
-static int op_pause(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
-                    size_t whylen)
-{
-    return control_source(self, args, pk, why, whylen, true);
-}
-
-static int op_resume(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
-                     size_t whylen)
-{
-    return control_source(self, args, pk, why, whylen, false);
-}
-
-/* replay {pipeline, instance, batch}: a dead letter goes back to the stage
- * that failed it (dcbus deadletter replay). */
-static int op_replay(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
-                     size_t whylen)
-{
-    char pipeline[DCB_NAME_MAX] = "", instance[DCB_NAME_MAX] = "";
-    dcbus_span_t raw;
-    dcb_envelope_t env;
-    dcb_map_get_str(args, "pipeline", pipeline, sizeof pipeline);
-    dcb_map_get_str(args, "instance", instance, sizeof instance);
-    if (!dcb_map_get_raw(args, "batch", &raw))
-        return snprintf(why, whylen, "replay needs a batch"), -1;
-    if (dcb_envelope_decode(raw.data, raw.len, &env, why, whylen) != 0) return -1;
-    zmq_msg_t body;
-    zmq_msg_init_size(&body, raw.len);
-    memcpy(zmq_msg_data(&body), raw.data, raw.len);
-    /* The envelope must point into the message the router keeps. */
-    dcb_envelope_decode(zmq_msg_data(&body), raw.len, &env, why, whylen);
-    int rc = rt_inject(self->router, pipeline, instance, &env, &body, why, whylen);
-    zmq_msg_close(&body);
-    if (rc != 0) return -1;
-    dcb_info("dead letter replayed", "stream=%s seq=%" PRIu64 " pipeline=%s instance=%s",
-             env.stream, env.seq, pipeline, instance);
-    msgpack_pack_map(pk, 2);
-    dcb_pack_kv_str(pk, "stream", env.stream);
-    dcb_pack_kv_uint(pk, "seq", env.seq);
-    return 0;
-}
-
-typedef int(request_op_fn)(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
-                           size_t whylen);
-static const struct {
-    const char *name;
-    request_op_fn *fn;
-} s_ops[] = {{"stats", op_stats},
-             {"tasks", op_tasks},
-             {"sessions", op_sessions},
-             {"session_start", op_session_start},
-             {"session_end", op_session_end},
-             {"pause", op_pause},
-             {"resume", op_resume},
-             {"replay", op_replay}};
-
-static void on_request(dcb_broker_t *self, dcb_message_t *m)
-{
-    char op[32] = "", why[256] = "unknown op";
-    uint64_t id = 0;
-    dcb_map_get_uint(m->body_span, "id", &id);
-    dcb_map_get_str(m->body_span, "op", op, sizeof op);
-    if (strcmp(op, "query") == 0 || strcmp(op, "delete") == 0) {
-        forward_request(self, m);
-        return;
-    }
-    /* The result is packed into a scratch body first: an op may fail half way. */
-    dcb_body_t result;
-    dcb_body_init(&result);
-    int rc = -1;
-    for (size_t i = 0; i < sizeof s_ops / sizeof s_ops[0]; i++)
-        if (strcmp(op, s_ops[i].name) == 0)
-            rc = s_ops[i].fn(self, m->body_span, &result.pk, why, sizeof why);
-    msgpack_packer *pk = &self->body.pk;
-    dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 3);
-    dcb_pack_kv_uint(pk, "id", id);
-    dcb_pack_kv_bool(pk, "ok", rc == 0);
-    if (rc == 0) {
-        dcb_pack_str(pk, "result");
-        pk->callback(pk->data, result.buf.data, result.buf.size);
-    } else {
-        dcb_pack_kv_str(pk, "error", why);
-    }
-    dcb_body_destroy(&result);
-    dcbus_span_t b = dcb_body_span(&self->body);
-    dcb_proto_try_send(self->bus, &m->routing, DCB_CMD_REPLY, b.data, b.len);
-}
-
-static void note_malformed(dcb_broker_t *self, const char *from, const char *why)
+void broker_note_malformed(dcb_broker_t *self, const char *from, const char *why)
 {
     self->malformed++;
     /* Log the first few, then one in a thousand: a flood must not flood the log. */
@@ -1015,9 +554,9 @@ static void note_malformed(dcb_broker_t *self, const char *from, const char *why
                  self->malformed);
 }
 
-/* A batch the broker will not carry (it could not be read, or its sender
- * may not send it): counted, logged (rate-limited) and an error on
- * error.VALIDATION.broker naming the batch when its header was read. */
+/* A batch the broker will not carry (its sender may not send it):
+ * counted, logged (rate-limited) and an error on error.VALIDATION.broker
+ * naming the batch. */
 static void refuse_batch(dcb_broker_t *self, const char *from, const dcb_envelope_t *env,
                          const char *why)
 {
@@ -1025,8 +564,7 @@ static void refuse_batch(dcb_broker_t *self, const char *from, const dcb_envelop
     if (self->refused_batches <= 10 || self->refused_batches % 1000 == 0)
         dcb_error("batch refused", "from=%s reason=\"%s\" total=%" PRIu64, from, why,
                   self->refused_batches);
-    publish_broker_error(self, "VALIDATION", "route", why, env ? env->stream : NULL,
-                         env ? env->seq : 0);
+    broker_publish_error(self, "VALIDATION", "route", why, env->stream, env->seq);
 }
 
 /* The live tap: a batch from a collector, as it is, on data.<stream>. */
@@ -1034,7 +572,7 @@ static void tap_data(dcb_broker_t *self, const dcb_envelope_t *env, zmq_msg_t *b
 {
     char topic[DCB_NAME_MAX + 8];
     snprintf(topic, sizeof topic, "data.%s", env->stream);
-    publish_msg(self, topic, body);
+    broker_publish_msg(self, topic, body);
 }
 
 static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_t now)
@@ -1044,8 +582,8 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
     bool collector = rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR;
     if (dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &env, why, sizeof why) !=
         0) {
-        note_malformed(self, rt_peer_instance(peer), why);
-        publish_broker_error(self, "VALIDATION", "route", why, NULL, 0);
+        broker_note_malformed(self, rt_peer_instance(peer), why);
+        broker_publish_error(self, "VALIDATION", "route", why, NULL, 0);
         if (collector) refuse_peer(self, &m->routing, "refused", why);
         return;
     }
@@ -1071,25 +609,18 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
 
 static void on_ack(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_t now)
 {
-    char stream[DCB_NAME_MAX], error[256] = "";
-    uint64_t seq;
-    bool retry = true;
-    if (!dcb_map_get_str(m->body_span, "stream", stream, sizeof stream) ||
-        !dcb_map_get_uint(m->body_span, "seq", &seq)) {
-        note_malformed(self, rt_peer_instance(peer), "ACK/NACK without stream and seq");
+    dcb_ack_t ack;
+    if (!dcb_ack_unpack(m->body_span, &ack)) {
+        broker_note_malformed(self, rt_peer_instance(peer), "ACK/NACK without stream and seq");
         return;
     }
     if (m->cmd == DCB_CMD_ACK) {
-        rt_on_ack(self->router, peer, stream, seq);
+        rt_on_ack(self->router, peer, ack.stream, ack.seq);
         return;
     }
-    char type[32] = "PROCESSING";
-    dcb_map_get_bool(m->body_span, "retry", &retry);
-    dcb_map_get_str(m->body_span, "error", error, sizeof error);
-    dcb_map_get_str(m->body_span, "error_type", type, sizeof type);
     rt_held_t *held = NULL;
-    if (rt_on_nack(self->router, peer, stream, seq, retry, error, now, &held) == 0)
-        dcb_chain_start(self->chain, held, type, error, retry, now);
+    if (rt_on_nack(self->router, peer, ack.stream, ack.seq, ack.retry, ack.error, now, &held) == 0)
+        dcb_chain_start(self->chain, held, ack.error_type, ack.error, ack.retry, now);
 }
 
 struct critical {
@@ -1117,7 +648,7 @@ static void on_report(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
         snprintf(topic, sizeof topic, "error.%s.%s", type, layer);
         dcb_sessions_count(self->sessions, 0, 1);
     }
-    publish(self, topic, m->body_span);
+    broker_publish(self, topic, m->body_span);
     bool critical = false;
     if (m->cmd == DCB_CMD_ERROR && dcb_map_get_bool(m->body_span, "is_critical", &critical) &&
         critical) {
@@ -1130,20 +661,19 @@ static void on_report(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
 /* Progress of a collection run; the task table publishes the change. */
 static void on_task(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
 {
-    double progress = 0;
-    uint64_t records = 0;
-    dcb_map_get_double(m->body_span, "progress", &progress);
-    dcb_map_get_uint(m->body_span, "records", &records);
-    dcb_runs_progress(self->runs, rt_peer_instance(peer), progress, records, wall_us());
+    dcb_progress_t progress;
+    dcb_progress_unpack(m->body_span, &progress);
+    dcb_runs_progress(self->runs, rt_peer_instance(peer), progress.progress, progress.records,
+                      wall_us());
 }
 
 /* BYE {reason: done | failed | stopped | hung, error}: a collector ends its
  * run; `hung` (a plugin call past its time-out) is a worker's death. */
 static void on_bye(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
 {
-    char reason[16] = "stopped", error[256] = "";
-    dcb_map_get_str(m->body_span, "reason", reason, sizeof reason);
-    dcb_map_get_str(m->body_span, "error", error, sizeof error);
+    dcb_bye_t bye;
+    dcb_bye_unpack(m->body_span, &bye);
+    const char *reason = bye.reason, *error = bye.error;
     if (rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR) {
         dcb_run_end_t how = strcmp(reason, "done") == 0 ? DCB_RUN_DONE
                             : strcmp(reason, "failed") == 0 || strcmp(reason, "hung") == 0
@@ -1185,12 +715,12 @@ static void on_peer_message(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *
         if (rt_peer_role(peer) == DCBUS_ROLE_HANDLER)
             dcb_chain_on_reply(self->chain, m->body_span, now);
         else if (rt_peer_role(peer) == DCBUS_ROLE_STORAGE)
-            relay_reply(self, m->body_span);
+            broker_relay_reply(self, m->body_span);
         break;
     case DCB_CMD_HEARTBEAT:
         break;
     default:
-        note_malformed(self, rt_peer_instance(peer), "command not expected from a worker");
+        broker_note_malformed(self, rt_peer_instance(peer), "command not expected from a worker");
     }
 }
 
@@ -1199,14 +729,14 @@ static void on_message(dcb_broker_t *self, int64_t now)
     dcb_message_t m;
     char why[256];
     if (dcb_proto_recv(self->bus, true, &m, why, sizeof why) != 0) {
-        if (strcmp(why, "interrupted") != 0) note_malformed(self, "unregistered peer", why);
+        if (strcmp(why, "interrupted") != 0) broker_note_malformed(self, "unregistered peer", why);
         dcb_message_release(&m);
         return;
     }
     if (m.cmd == DCB_CMD_HELLO)
         on_hello(self, &m, now);
     else if (m.cmd == DCB_CMD_REQUEST)
-        on_request(self, &m);
+        broker_on_request(self, &m);
     else {
         rt_peer_t *peer =
             rt_peer_find(self->router, zmq_msg_data(&m.routing), zmq_msg_size(&m.routing));
@@ -1216,49 +746,6 @@ static void on_message(dcb_broker_t *self, int64_t now)
             refuse_peer(self, &m.routing, "unknown_peer", "say HELLO first");
     }
     dcb_message_release(&m);
-}
-
-/* True if a subscription to `prefix` would receive data.* topics. */
-static bool matches_data(const char *prefix, size_t len)
-{
-    static const char data[] = "data.";
-    size_t n = len < 5 ? len : 5;
-    return memcmp(prefix, data, n) == 0;
-}
-
-/* Subscriptions arrive on the XPUB as one byte (1 subscribe, 0 unsubscribe)
- * and the prefix, every one of them (XPUB_VERBOSER).  A new subscription
- * is told the last value of the state topics its prefix matches; since an
- * XPUB cannot send to one subscriber alone, those who subscribed before
- * to the same topics get the values again.  The broker counts the
- * subscriptions that want the data tap, so it publishes data.* only when
- * someone listens.  Anything else is junk. */
-static void read_subscriptions(dcb_broker_t *self)
-{
-    zmq_msg_t msg;
-    zmq_msg_init(&msg);
-    while (zmq_msg_recv(&msg, zsock_resolve(self->topics), ZMQ_DONTWAIT) >= 0) {
-        const char *d = zmq_msg_data(&msg);
-        size_t len = zmq_msg_size(&msg);
-        if (len >= 1 && (d[0] == 0 || d[0] == 1) && !zmq_msg_more(&msg)) {
-            if (matches_data(d + 1, len - 1)) self->data_subscribers += d[0] == 1 ? 1 : -1;
-            if (d[0] == 1)
-                dcb_lastvalue_replay(self->lastvalue, d + 1, len - 1, publish_copy, self);
-        } else {
-            note_malformed(self, "topics subscriber", "not a subscription message");
-        }
-    }
-    zmq_msg_close(&msg);
-    if (self->data_subscribers < 0) self->data_subscribers = 0;
-}
-
-/* The metrics topic: the stats, once a second. */
-static void publish_metrics(dcb_broker_t *self)
-{
-    dcb_body_reset(&self->note);
-    char why[8];
-    op_stats(self, (dcbus_span_t){NULL, 0}, &self->note.pk, why, sizeof why);
-    publish(self, "metrics", dcb_body_span(&self->note));
 }
 
 /* Batches of `pipeline` the broker still has to deliver. */
@@ -1276,7 +763,7 @@ static void periodic(dcb_broker_t *self, int64_t now)
     rt_expire_peers(self->router, now, (int64_t)self->config->heartbeat_timeout_ms * 1000);
     rt_tick(self->router, now);
     dcb_chain_tick(self->chain, now);
-    expire_forwarded(self, now);
+    broker_expire_forwarded(self, now);
     for (size_t i = 0; i < self->nbacklogs; i++)
         feed_backlog(self, self->backlogs[i]);
     if (now - self->last_heartbeat_us >= hb) {
@@ -1288,7 +775,7 @@ static void periodic(dcb_broker_t *self, int64_t now)
     if (now - self->last_second_us >= 1000000) {
         dcb_sessions_tick(self->sessions, wall_us());
         dcb_tasks_sync(self->tasks);
-        publish_metrics(self);
+        broker_publish_metrics(self);
         self->last_second_us = now;
     }
 }
@@ -1316,7 +803,7 @@ int dcb_broker_run(dcb_broker_t *self, volatile sig_atomic_t *stop)
         for (int i = 0; i < 256 && (zsock_events(self->bus) & ZMQ_POLLIN); i++)
             on_message(self, now);
         dcb_intake_service(self->intake, now);
-        if (items[1].revents & ZMQ_POLLIN) read_subscriptions(self);
+        if (items[1].revents & ZMQ_POLLIN) broker_read_subscriptions(self);
         if (now - last_periodic >= 50000) {
             periodic(self, now);
             last_periodic = now;

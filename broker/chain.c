@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "messages.h"
 #include "proto.h"
 
 #define REPLY_TIMEOUT_US (5 * 1000000LL)
@@ -108,9 +109,7 @@ static void ask(dcb_chain_t *self, case_t *c, const rt_peer_t *peer, int64_t now
     rt_held_info(c->held, &info);
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 4);
-    dcb_pack_kv_uint(pk, "id", c->id);
-    dcb_pack_kv_str(pk, "op", "handle");
+    dcb_request_pack_head(pk, c->id, "handle", 2);
     dcb_pack_str(pk, "error");
     pack_error(pk, c, &info);
     dcb_pack_str(pk, "batch"); /* the envelope, a msgpack map, as it is */
@@ -184,15 +183,15 @@ static case_t *find_case(dcb_chain_t *self, uint64_t id)
 
 void dcb_chain_on_reply(dcb_chain_t *self, dcbus_span_t body, int64_t now)
 {
-    uint64_t id = 0, delay_ms = 0;
+    uint64_t delay_ms = 0;
     char action[16] = "pass";
-    dcbus_span_t result = {NULL, 0};
-    dcb_map_get_uint(body, "id", &id);
-    case_t *c = find_case(self, id);
+    dcb_reply_t reply;
+    dcb_reply_unpack(body, &reply);
+    case_t *c = find_case(self, reply.id);
     if (!c) return; /* late: it timed out and moved on */
-    if (dcb_map_get_raw(body, "result", &result)) {
-        dcb_map_get_str(result, "action", action, sizeof action);
-        dcb_map_get_uint(result, "delay_ms", &delay_ms);
+    if (reply.result.len) {
+        dcb_map_get_str(reply.result, "action", action, sizeof action);
+        dcb_map_get_uint(reply.result, "delay_ms", &delay_ms);
     }
     if (strcmp(action, "handled") == 0) {
         rt_held_give_up(self->router, c->held, c->message, false);

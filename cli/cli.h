@@ -55,6 +55,11 @@ int cli_option_error(const char *command, int c, char **argv);
 /* Loads a config, or prints its "file:line:column: ..." error on stderr. */
 dcb_config_t *cli_load_config(const char *path);
 
+/* The path of program `name` (dcbus-broker, dcbus-worker), which lives
+ * beside `dcbus` itself; 0, or -1 with the reason printed as "dcbus
+ * COMMAND: ...". */
+int cli_find_program(const char *command, const char *name, char *path, size_t cap);
+
 /* ---------------------------------------------------------------------------
  * Roles by use (roles.c).  A config says what each worker instance is by
  * where it appears: a pipeline's `from` is a collector, `through` are

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "messages.h"
 #include "security.h"
 
 struct cli_client {
@@ -77,9 +78,7 @@ static int send_request(cli_client_t *self, uint64_t id, const char *op, uint32_
 {
     dcb_body_t body;
     dcb_body_init(&body);
-    msgpack_pack_map(&body.pk, 2 + nargs);
-    dcb_pack_kv_uint(&body.pk, "id", id);
-    dcb_pack_kv_str(&body.pk, "op", op);
+    dcb_request_pack_head(&body.pk, id, op, nargs);
     if (nargs && pack) pack(&body.pk, arg);
     int rc = dcb_proto_send(self->sock, NULL, DCB_CMD_REQUEST, body.buf.data, body.buf.size);
     dcb_body_destroy(&body);
@@ -103,21 +102,19 @@ static bool wait_readable(cli_client_t *self, int64_t deadline)
  * in `reply` (its body may hold the bytes inline: it is never copied). */
 static cli_call_status_t take_reply(cli_reply_t *reply, char *err, size_t errlen)
 {
-    dcbus_span_t body = reply->msg.body_span;
-    bool ok = false;
-    if (!dcb_map_get_bool(body, "ok", &ok)) {
+    dcb_reply_t r;
+    dcb_reply_unpack(reply->msg.body_span, &r);
+    if (!r.has_ok) {
         snprintf(err, errlen, "malformed reply from the broker (no 'ok')");
         dcb_message_release(&reply->msg);
         return CLI_CALL_BAD_REPLY;
     }
-    if (!ok) {
-        char why[512] = "(no reason given)";
-        dcb_map_get_str(body, "error", why, sizeof why);
-        snprintf(err, errlen, "the broker refused: %s", why);
+    if (!r.ok) {
+        snprintf(err, errlen, "the broker refused: %s", r.error[0] ? r.error : "(no reason given)");
         dcb_message_release(&reply->msg);
         return CLI_CALL_REFUSED;
     }
-    if (!dcb_map_get_raw(body, "result", &reply->result)) reply->result = (dcbus_span_t){NULL, 0};
+    reply->result = r.result;
     return CLI_CALL_OK;
 }
 

@@ -8,10 +8,14 @@
  * same as `dcbus COMMAND --help`.
  */
 #include <czmq.h>
+#include <errno.h>
 #include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "client.h"
@@ -36,7 +40,7 @@ static const cli_command_t s_commands[] = {
      cli_deadletter_main},
     {"keygen", "make CURVE key pairs (one, or one per instance of a config)", cli_keygen_main},
     {"query", "ask a storage instance for rows, or delete one", cli_query_main},
-    {"migrate", "list and apply the schema migrations of postgres instances", cli_migrate_main},
+    {"migrate", "list and apply the schema migrations of storage instances", cli_migrate_main},
 };
 #define COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
 
@@ -84,6 +88,25 @@ dcb_config_t *cli_load_config(const char *path)
     else
         cli_client_security(cfg); /* the broker's sockets may want CURVE */
     return cfg;
+}
+
+int cli_find_program(const char *command, const char *name, char *path, size_t cap)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0) {
+        fprintf(stderr, "dcbus %s: cannot find where dcbus is installed: %s\n", command,
+                strerror(errno));
+        return -1;
+    }
+    self[n] = '\0';
+    snprintf(path, cap, "%s/%s", dirname(self), name);
+    if (access(path, X_OK) != 0) {
+        fprintf(stderr, "dcbus %s: %s: %s (it is built and installed beside dcbus)\n", command,
+                path, strerror(errno));
+        return -1;
+    }
+    return 0;
 }
 
 /* `dcbus help [COMMAND]` */

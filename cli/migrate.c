@@ -1,47 +1,59 @@
 /*
- * migrate.c -- `dcbus migrate`: the schema migrations of postgres instances.
+ * migrate.c -- `dcbus migrate`: the schema migrations of storage instances.
  *
  *     dcbus migrate CONFIG [--instance NAME] [--yes]
  *
- * For each worker instance of CONFIG whose plugin is `postgres` (or only the
- * one named), reads the instance's settings exactly as the plugin does --
- * with the plugin's own code, the static library dcbus_pgschema, here over
- * the config's node tree instead of the host's accessors -- connects, and
- * lists every migration of its tables with its state in schema_migrations.
- * With --yes the pending ones are applied, each in its own transaction under
- * the advisory lock the plugin takes too, so running workers are no danger.
- * Without --yes nothing changes and the exit status is 0 even when some are
- * pending: listing is a question, not a check (the plugin itself refuses to
- * start with pending migrations under `migrate: manual`).
+ * A front end to the storage admin operation (dcbus/plugin.h, ABI 2.1):
+ * for each worker instance of CONFIG (or only the one named) it runs
  *
- * Built without libpq (no dcbus_pgschema), the command only says so.
+ *     dcbus-worker --config CONFIG --instance NAME --admin migrate [-- apply]
+ *
+ * -- the generic host, from beside `dcbus`, which loads the instance's
+ * plugin, checks its settings, opens it for the command (no broker needed)
+ * and lets it list its migrations, or with --yes apply the pending ones.
+ * The worker writes straight to this command's stdout and stderr; its exit
+ * status becomes this command's.  Which plugins have migrations is the
+ * plugins' business: asked for every instance, the host is told to skip
+ * quietly those whose plugin has no `migrate` command (--if-supported);
+ * asked for one by name, such an instance is an error.  An instance whose
+ * plugin cannot be loaded, or one with an admin operation and settings its
+ * plugin refuses, is an error either way: its worker could not start
+ * either.  The postgres plugin is the one that has migrations today
+ * (plugins/storage/postgres/pgadmin.c).
  */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "cli.h"
 
-#ifdef DCBUS_HAVE_PGSCHEMA
-#include "pgschema.h"
-#endif
-
-#define POSTGRES_PLUGIN "postgres"
+/* The worker's admin exit statuses (workers/admin.h). */
+#define WORKER_ADMIN_FAILED      1
+#define WORKER_ADMIN_CONFIG      2
+#define WORKER_ADMIN_UNSUPPORTED 3
 
 typedef struct {
     const char *config;
-    const char *instance; /* NULL: every postgres instance */
+    const char *instance; /* NULL: every instance that has migrations */
     bool yes;
 } migrate_opts_t;
 
 static void print_help(void)
 {
     printf("usage: dcbus migrate CONFIG [--instance NAME] [--yes]\n\n"
-           "Lists the schema migrations of every postgres storage instance of CONFIG\n"
-           "(or of NAME only) with their state in schema_migrations: applied (and\n"
-           "when), pending, or changed (applied with other SQL: the file or the\n"
+           "Lists the schema migrations of every storage instance of CONFIG whose\n"
+           "plugin has them (postgres), or of NAME only, with their state: applied\n"
+           "(and when), pending, or changed (applied with other SQL: the file or the\n"
            "columns: mapping changed since).  With --yes the pending ones are applied,\n"
            "in order, each in its own transaction; running workers are safe.\n\n"
+           "Each instance is asked through its plugin's admin operation, by running\n"
+           "dcbus-worker --config CONFIG --instance NAME --admin migrate [-- apply]\n"
+           "from beside dcbus; no broker is needed.\n\n"
            "options:\n"
            "  -i, --instance NAME    only this worker instance\n"
            "  -y, --yes              apply the pending migrations\n"
@@ -49,7 +61,8 @@ static void print_help(void)
            "Exit status 0 (also when migrations are pending and --yes was not given:\n"
            "it says \"N pending; run with --yes to apply\"); 1 when the server cannot\n"
            "be reached, a migration fails or one has changed; 2 on a usage or\n"
-           "configuration error.\n");
+           "configuration error, among them an instance NAME whose plugin has no\n"
+           "migrations (\"plugin csv has no admin operation\").\n");
 }
 
 /* Parses options; returns -1 to go on, else the exit status. */
@@ -82,105 +95,59 @@ static int parse_options(int argc, char **argv, migrate_opts_t *o)
     return -1;
 }
 
-#ifdef DCBUS_HAVE_PGSCHEMA
-
-/* ---------------------------------------------------------------------------
- * Settings: the instance's node tree behind the four accessors the library
- * reads them with, with the host's rules (workers/, common/host.c): an absent
- * key gives the default; a present one of the wrong kind gives the default
- * too, and is remembered as an error with its file position.
- */
-
-typedef struct {
-    const dcb_config_t *cfg;
-    const dcb_worker_cfg_t *worker;
-    char error[512]; /* the first setting of the wrong kind, or "" */
-} node_settings_t;
-
-static void setting_error(node_settings_t *s, const dcb_node_t *node, const char *key,
-                          const char *expected)
+/* Runs the worker's admin mode for one instance; returns its exit status,
+ * or -1 if it could not be run or was killed (the reason printed). */
+static int run_worker(const char *worker, const migrate_opts_t *o, const char *instance)
 {
-    if (s->error[0]) return;
-    snprintf(s->error, sizeof s->error, "%s:%d:%d: workers.%s.%s: expected %s", s->cfg->path,
-             node->line, node->column, s->worker->name, key, expected);
-}
-
-static const dcb_node_t *scalar_at(node_settings_t *s, const char *key, const char *expected)
-{
-    const dcb_node_t *node = dcb_node_at(s->worker->settings, key);
-    if (node && node->kind != DCB_NODE_SCALAR) {
-        setting_error(s, node, key, expected);
-        return NULL;
+    const char *argv[12];
+    int n = 0;
+    argv[n++] = worker;
+    argv[n++] = "--config";
+    argv[n++] = o->config;
+    argv[n++] = "--instance";
+    argv[n++] = instance;
+    argv[n++] = "--admin";
+    argv[n++] = "migrate";
+    if (!o->instance) argv[n++] = "--if-supported";
+    if (o->yes) {
+        argv[n++] = "--";
+        argv[n++] = "apply";
     }
-    return node;
-}
-
-static const char *setting_str(void *ctx, const char *key, const char *dflt)
-{
-    const dcb_node_t *node = scalar_at(ctx, key, "a string");
-    return node ? node->scalar : dflt;
-}
-
-static int64_t setting_int(void *ctx, const char *key, int64_t dflt)
-{
-    const dcb_node_t *node = scalar_at(ctx, key, "an integer");
-    int64_t v = dflt;
-    if (node && !dcb_node_int(node, &v)) setting_error(ctx, node, key, "an integer");
-    return v;
-}
-
-static size_t setting_len(void *ctx, const char *key)
-{
-    const dcb_node_t *node = dcb_node_at(((node_settings_t *)ctx)->worker->settings, key);
-    return node && node->kind != DCB_NODE_SCALAR ? node->count : 0;
-}
-
-static const char *setting_key(void *ctx, const char *key, size_t index)
-{
-    const dcb_node_t *node = dcb_node_at(((node_settings_t *)ctx)->worker->settings, key);
-    return node && node->kind == DCB_NODE_MAP && index < node->count ? node->keys[index] : NULL;
-}
-
-/* Loads the instance's table layout; CLI_EXIT_OK, or the reason printed and
- * CLI_EXIT_USAGE (the config is at fault). */
-static int load_spec(const dcb_config_t *cfg, const dcb_worker_cfg_t *w, dcb_pg_spec_t *spec)
-{
-    node_settings_t s = {cfg, w, ""};
-    dcb_pg_settings_t settings = {&s, setting_str, setting_int, setting_len, setting_key};
-    char err[512];
-    int rc = dcb_pg_spec_load(spec, &settings, err, sizeof err);
-    if (rc == 0 && !s.error[0]) return CLI_EXIT_OK;
-    if (rc == 0) dcb_pg_spec_free(spec);
-    /* A setting of the wrong kind is the cause of what the library says next. */
-    if (s.error[0])
-        fprintf(stderr, "dcbus migrate: %s\n", s.error);
-    else
-        fprintf(stderr, "dcbus migrate: %s: settings: %s\n", w->name, err);
-    return CLI_EXIT_USAGE;
-}
-
-/* ---------------------------------------------------------------------------
- * The plan of one instance
- */
-
-static const char *state_name(dcb_pgm_state_t state)
-{
-    switch (state) {
-    case DCB_PGM_PENDING:
-        return "pending";
-    case DCB_PGM_APPLIED:
-        return "applied";
-    case DCB_PGM_CHANGED:
-        return "changed";
+    argv[n] = NULL;
+    fflush(NULL); /* what we printed comes before what the worker prints */
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "dcbus migrate: cannot start %s: %s\n", worker, strerror(errno));
+        return -1;
     }
-    return "?";
+    if (pid == 0) {
+        execv(worker, (char *const *)argv);
+        fprintf(stderr, "dcbus migrate: cannot execute %s: %s\n", worker, strerror(errno));
+        _exit(127);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return -1;
+    if (WIFEXITED(status)) return WEXITSTATUS(status) == 127 ? -1 : WEXITSTATUS(status);
+    fprintf(stderr, "dcbus migrate: %s: dcbus-worker ended by signal %d\n", instance,
+            WTERMSIG(status));
+    return -1;
 }
 
-/* "typed/001_create_table" */
-static const char *migration_name(const dcb_pgm_t *m, char *buf, size_t cap)
+/* This command's exit status for a worker's; *answered tells whether the
+ * instance had migrations at all. */
+static int status_of(int worker_status, bool *answered)
 {
-    snprintf(buf, cap, "%s/%s_%s", m->profile, m->version, m->name);
-    return buf;
+    *answered = worker_status != WORKER_ADMIN_UNSUPPORTED;
+    switch (worker_status) {
+    case 0:
+        return CLI_EXIT_OK;
+    case WORKER_ADMIN_CONFIG:
+    case WORKER_ADMIN_UNSUPPORTED:
+        return CLI_EXIT_USAGE;
+    default: /* WORKER_ADMIN_FAILED, or the worker could not run */
+        return CLI_EXIT_FAILURE;
+    }
 }
 
 static int max_int(int a, int b)
@@ -188,146 +155,44 @@ static int max_int(int a, int b)
     return a > b ? a : b;
 }
 
-/* One aligned line per migration: state, when applied, which, the table it builds. */
-static void print_plan(const dcb_pgm_plan_t *plan)
+/* Every instance (or the one named) in turn; the worst status wins. */
+static int migrate_config(const migrate_opts_t *o, const dcb_config_t *cfg, const char *worker)
 {
-    char name[160];
-    int when_w = 1, name_w = 1;
-    for (size_t i = 0; i < plan->count; i++) {
-        const dcb_pgm_t *m = &plan->items[i];
-        when_w = max_int(when_w, (int)strlen(m->applied_at));
-        name_w = max_int(name_w, (int)strlen(migration_name(m, name, sizeof name)));
+    if (o->instance && !dcb_config_worker(cfg, o->instance)) {
+        fprintf(stderr, "dcbus migrate: no worker instance '%s' in %s\n", o->instance, cfg->path);
+        return CLI_EXIT_USAGE;
     }
-    for (size_t i = 0; i < plan->count; i++) {
-        const dcb_pgm_t *m = &plan->items[i];
-        printf("  %-7s  %-*s  %-*s  %s\n", state_name(m->state), when_w,
-               m->state == DCB_PGM_PENDING ? "-" : m->applied_at, name_w,
-               migration_name(m, name, sizeof name), m->scope);
-    }
-}
-
-static void print_applied(void *arg, const dcb_pgm_t *m)
-{
-    char name[160];
-    (void)arg;
-    printf("  + %s applied to %s\n", migration_name(m, name, sizeof name), m->scope);
-    fflush(stdout);
-}
-
-/* What the plan says, and with --yes its pending migrations applied. */
-static int settle_plan(PGconn *conn, dcb_pgm_plan_t *plan, bool yes, const char *instance)
-{
-    char err[1024];
-    size_t pending = dcb_pgm_count(plan, DCB_PGM_PENDING);
-    size_t changed = dcb_pgm_count(plan, DCB_PGM_CHANGED);
-    if (changed) {
-        printf("  %zu changed since applied (the migration file or the columns: mapping);\n"
-               "  change the table by hand, or point the instance at a new table\n",
-               changed);
-        fprintf(stderr, "dcbus migrate: %s: %zu applied migration(s) changed since\n", instance,
-                changed);
-        return CLI_EXIT_FAILURE;
-    }
-    if (!pending) {
-        printf("  nothing pending\n");
-        return CLI_EXIT_OK;
-    }
-    if (!yes) {
-        printf("  %zu pending; run with --yes to apply\n", pending);
-        return CLI_EXIT_OK;
-    }
-    int applied = dcb_pgm_apply(conn, plan, print_applied, NULL, err, sizeof err);
-    if (applied < 0) {
-        fprintf(stderr, "dcbus migrate: %s: %s\n", instance, err);
-        return CLI_EXIT_FAILURE;
-    }
-    printf("  %d applied\n", applied);
-    return CLI_EXIT_OK;
-}
-
-/* Lists (and with --yes applies) the migrations of one instance. */
-static int migrate_instance(const dcb_config_t *cfg, const dcb_worker_cfg_t *w, bool yes)
-{
-    dcb_pg_spec_t spec;
-    char err[1024];
-    int rc = load_spec(cfg, w, &spec);
-    if (rc != CLI_EXIT_OK) return rc;
-    PGconn *conn = dcb_pg_connect(spec.dsn, "dcbus migrate", err, sizeof err);
-    if (!conn) {
-        fprintf(stderr, "dcbus migrate: %s: %s\n", w->name, err);
-        dcb_pg_spec_free(&spec);
-        return CLI_EXIT_FAILURE;
-    }
-    dcb_pgm_plan_t plan;
-    if (dcb_pgm_plan(conn, &spec, &plan, err, sizeof err) != 0) {
-        fprintf(stderr, "dcbus migrate: %s: %s\n", w->name, err);
-        rc = CLI_EXIT_FAILURE;
-    } else {
-        /* Where, without the DSN itself: it may hold a password. */
-        printf("%s: database %s on %s:%s as %s, schema_migrations in %s\n", w->name, PQdb(conn),
-               PQhost(conn), PQport(conn), PQuser(conn), plan.schema);
-        print_plan(&plan);
-        rc = settle_plan(conn, &plan, yes, w->name);
-        dcb_pgm_plan_free(&plan);
-    }
-    PQfinish(conn);
-    dcb_pg_spec_free(&spec);
-    return rc;
-}
-
-/* The instances to migrate: the named one, which must be a postgres one,
- * or every postgres instance.  Returns their count, or -1 (reason printed). */
-static int pick_instances(const dcb_config_t *cfg, const char *only,
-                          const dcb_worker_cfg_t **picked)
-{
-    int n = 0;
+    int rc = CLI_EXIT_OK, asked = 0;
     for (size_t i = 0; i < cfg->nworkers; i++) {
-        const dcb_worker_cfg_t *w = &cfg->workers[i];
-        if (only && strcmp(w->name, only) != 0) continue;
-        if (only && strcmp(w->plugin, POSTGRES_PLUGIN) != 0) {
-            fprintf(stderr, "dcbus migrate: %s is not a postgres instance (plugin: %s)\n", w->name,
-                    w->plugin);
-            return -1;
-        }
-        if (strcmp(w->plugin, POSTGRES_PLUGIN) == 0) picked[n++] = w;
+        const char *name = cfg->workers[i].name;
+        if (o->instance && strcmp(name, o->instance) != 0) continue;
+        bool answered;
+        int status = status_of(run_worker(worker, o, name), &answered);
+        if (!answered && !o->instance) continue; /* nothing to migrate there */
+        asked++;
+        rc = max_int(rc, status);
     }
-    if (n == 0 && only)
-        fprintf(stderr, "dcbus migrate: no worker instance '%s' in %s\n", only, cfg->path);
-    if (n == 0 && !only) fprintf(stderr, "dcbus migrate: no postgres instance in %s\n", cfg->path);
-    return n ? n : -1;
-}
-
-static int migrate_config(const migrate_opts_t *o)
-{
-    dcb_config_t *cfg = cli_load_config(o->config);
-    if (!cfg) return CLI_EXIT_USAGE;
-    const dcb_worker_cfg_t **picked = calloc(cfg->nworkers + 1, sizeof *picked);
-    if (!picked) abort();
-    int n = pick_instances(cfg, o->instance, picked), rc = n < 0 ? CLI_EXIT_USAGE : CLI_EXIT_OK;
-    /* Every instance is tried; the worst outcome is the exit status. */
-    for (int i = 0; i < n; i++)
-        rc = max_int(rc, migrate_instance(cfg, picked[i], o->yes));
-    free(picked);
-    dcb_config_destroy(&cfg);
+    if (asked == 0) {
+        fprintf(stderr,
+                "dcbus migrate: no instance of %s has migrations (no storage plugin with "
+                "a migrate admin command)\n",
+                cfg->path);
+        return CLI_EXIT_USAGE;
+    }
     return rc;
 }
-
-#else /* no libpq */
-
-static int migrate_config(const migrate_opts_t *o)
-{
-    (void)o;
-    fprintf(stderr, "dcbus migrate: this dcbus was built without libpq (no postgres support); "
-                    "install it (scripts/setup) and rebuild\n");
-    return CLI_EXIT_FAILURE;
-}
-
-#endif
 
 int cli_migrate_main(int argc, char **argv)
 {
     migrate_opts_t o = {0};
     int rc = parse_options(argc, argv, &o);
     if (rc >= 0) return rc;
-    return migrate_config(&o);
+    char worker[PATH_MAX];
+    if (cli_find_program("migrate", "dcbus-worker", worker, sizeof worker) != 0)
+        return CLI_EXIT_FAILURE;
+    dcb_config_t *cfg = cli_load_config(o.config);
+    if (!cfg) return CLI_EXIT_USAGE;
+    rc = migrate_config(&o, cfg, worker);
+    dcb_config_destroy(&cfg);
+    return rc;
 }

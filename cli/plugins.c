@@ -3,7 +3,8 @@
  *
  * Without NAME, one line per plugin found on the plugin path (name, role,
  * version, description); a file that the loader refuses is listed with the
- * loader's reason.  With NAME, the plugin's role, version, path and the
+ * loader's reason.  With NAME, the plugin's role, version, path (for a
+ * storage plugin whether it has the admin operation) and the
  * settings table it declares -- the same table `dcbus check` and the worker
  * host check instances against.  `--markdown` prints that table as the
  * plugin READMEs show it, so a test can hold the two together.
@@ -110,6 +111,11 @@ static int show_plugin(const plugins_opts_t *o, const char *name)
     } else {
         printf("%s %s: %s\nrole: %s\npath: %s\n", d->name, d->version ? d->version : "?",
                d->description ? d->description : "", dcb_role_name(d->role), dcb_plugin_path(lib));
+        /* What `dcbus migrate` and `dcbus-worker --admin` can ask it. */
+        if (d->role == DCBUS_ROLE_STORAGE)
+            printf("admin: %s\n", DCBUS_STORAGE_HAS(dcbus_storage_ops(d), admin)
+                                      ? "yes (dcbus-worker --admin COMMAND)"
+                                      : "no");
         print_table(d);
     }
     dcb_plugin_unload(&lib);

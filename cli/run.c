@@ -99,25 +99,6 @@ static int parse_options(int argc, char **argv, run_opts_t *o)
     return -1;
 }
 
-/* The programs run as children live beside `dcbus` itself. */
-static int find_program(const char *name, char *path, size_t cap)
-{
-    char self[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n < 0) {
-        fprintf(stderr, "dcbus run: cannot find where dcbus is installed: %s\n", strerror(errno));
-        return -1;
-    }
-    self[n] = '\0';
-    snprintf(path, cap, "%s/%s", dirname(self), name);
-    if (access(path, X_OK) != 0) {
-        fprintf(stderr, "dcbus run: %s: %s (it is built and installed beside dcbus)\n", path,
-                strerror(errno));
-        return -1;
-    }
-    return 0;
-}
-
 static int stage_of(dcbus_role_t role)
 {
     switch (role) {
@@ -312,8 +293,8 @@ int cli_run_main(int argc, char **argv)
         return CLI_EXIT_USAGE;
     }
     char broker_prog[PATH_MAX], worker_prog[PATH_MAX];
-    if (find_program("dcbus-broker", broker_prog, sizeof broker_prog) != 0 ||
-        find_program("dcbus-worker", worker_prog, sizeof worker_prog) != 0) {
+    if (cli_find_program("run", "dcbus-broker", broker_prog, sizeof broker_prog) != 0 ||
+        cli_find_program("run", "dcbus-worker", worker_prog, sizeof worker_prog) != 0) {
         dcb_config_destroy(&cfg);
         return CLI_EXIT_FAILURE;
     }

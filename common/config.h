@@ -4,7 +4,8 @@
  * One YAML file describes a whole deployment: the broker's endpoints, where
  * plugins may be loaded from, the worker instances with their settings, the
  * pipelines that connect them and the error-handler chain.  It is parsed
- * with libyaml into a tree of nodes that remember their file position, then
+ * with libyaml into a tree of nodes that remember their file position
+ * (tree.h), then
  * checked as a whole before anything starts.  Every error names
  * file:line:column and what was expected there, for example:
  *
@@ -22,22 +23,11 @@
 #ifndef DCB_CONFIG_H
 #define DCB_CONFIG_H
 
+#include "tree.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-typedef enum { DCB_NODE_SCALAR, DCB_NODE_LIST, DCB_NODE_MAP } dcb_node_kind_t;
-
-typedef struct dcb_node dcb_node_t;
-struct dcb_node {
-    dcb_node_kind_t kind;
-    int line, column;   /* 1-based position of the node in its file */
-    char *scalar;       /* SCALAR: the value after ${ENV} substitution */
-    bool quoted;        /* SCALAR: written with quotes (so "10" is a string) */
-    size_t count;       /* LIST: items; MAP: pairs */
-    dcb_node_t **items; /* LIST: the items; MAP: the values */
-    char **keys;        /* MAP: the keys, in file order */
-};
 
 /* One entry of security.clients: a name -- a worker instance, "role:ROLE",
  * or any other name for a command-line client -- and its CURVE public key
@@ -135,22 +125,11 @@ void dcb_config_destroy(dcb_config_t **self_p);
  * dcb_node_destroy, or NULL with "name:line:column: why" in err. */
 dcb_node_t *dcb_config_parse_settings(const char *text, size_t len, const char *name, char *err,
                                       size_t errlen);
-void dcb_node_destroy(dcb_node_t **node_p);
 
 /* The worker instance called `name`, or NULL. */
 const dcb_worker_cfg_t *dcb_config_worker(const dcb_config_t *self, const char *name);
 /* The pipeline whose collector is `instance`, or NULL. */
 const dcb_pipeline_cfg_t *dcb_config_pipeline_from(const dcb_config_t *self, const char *instance);
-
-/* Node access.  `path` is dotted: "types.price", "symbols.0".  NULL if absent. */
-const dcb_node_t *dcb_node_at(const dcb_node_t *node, const char *path);
-/* Typed reads of a scalar; return false (and leave *out alone) if the node is
- * absent, not a scalar or not of that type.  Booleans: true/false/yes/no/on/off. */
-bool dcb_node_int(const dcb_node_t *node, int64_t *out);
-bool dcb_node_double(const dcb_node_t *node, double *out);
-bool dcb_node_bool(const dcb_node_t *node, bool *out);
-/* The file position of the `i`th key of a MAP node. */
-void dcb_node_key_position(const dcb_node_t *map, size_t i, int *line, int *column);
 
 /* Whether `key` of a worker's map belongs to the worker host (plugin,
  * replicas, critical), not to the plugin's settings. */

@@ -25,6 +25,7 @@ struct dcbus_ctx {
     dcb_host_hooks_t hooks;
     int config_errors;
     const dcbus_plugin_t *desc; /* set by dcb_ctx_open() */
+    const char *admin_command;  /* set by dcb_ctx_set_admin(), else NULL */
     int undeclared_reads;
 };
 
@@ -47,6 +48,11 @@ void dcb_ctx_destroy(dcbus_ctx_t **self_p)
     free((*self_p)->instance);
     free(*self_p);
     *self_p = NULL;
+}
+
+void dcb_ctx_set_admin(dcbus_ctx_t *self, const char *command)
+{
+    self->admin_command = command;
 }
 
 int dcb_ctx_config_errors(const dcbus_ctx_t *self)
@@ -253,6 +259,21 @@ static void host_retry_after(dcbus_ctx_t *ctx, uint32_t delay_ms)
     if (ctx->hooks.retry_after) ctx->hooks.retry_after(ctx->hooks.arg, delay_ms);
 }
 
+static const char *host_admin_command(dcbus_ctx_t *ctx)
+{
+    return ctx->admin_command;
+}
+
+static void host_admin_print(dcbus_ctx_t *ctx, const char *fmt, ...)
+{
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (ctx->hooks.admin_print) ctx->hooks.admin_print(ctx->hooks.arg, line);
+}
+
 static uint32_t host_batch_count(dcbus_builder_t *b)
 {
     return dcb_builder_count(b);
@@ -291,6 +312,8 @@ static const dcbus_host_t s_services = {
     .task_progress = host_task_progress,
     .query_row = host_query_row,
     .retry_after = host_retry_after,
+    .admin_command = host_admin_command,
+    .admin_print = host_admin_print,
 };
 
 const dcbus_host_t *dcb_host_services(void)

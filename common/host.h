@@ -26,6 +26,7 @@ typedef struct {
     void (*progress)(void *arg, double progress, uint64_t records);
     void (*query_row)(void *arg, dcbus_span_t row);
     void (*retry_after)(void *arg, uint32_t delay_ms);
+    void (*admin_print)(void *arg, const char *line); /* one line, no newline */
     void *arg;
 } dcb_host_hooks_t;
 
@@ -37,6 +38,10 @@ const dcbus_host_t *dcb_host_services(void);
 dcbus_ctx_t *dcb_ctx_new(const char *instance, int replica, const dcb_node_t *settings,
                          const char *config_path, const dcb_host_hooks_t *hooks);
 void dcb_ctx_destroy(dcbus_ctx_t **self_p);
+/* Marks the context as opened for admin command `command` (borrowed; must
+ * outlive the context): host->admin_command() returns it.  Call before
+ * dcb_ctx_open(). */
+void dcb_ctx_set_admin(dcbus_ctx_t *self, const char *command);
 /* Checks the context's settings against the table `desc` declares (each
  * problem logged with its file:line:column), then calls the plugin's open().
  * Returns 0 once open() succeeded; -1 with the first problem (or "open()

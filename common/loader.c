@@ -56,6 +56,13 @@ const char *dcb_role_name(dcbus_role_t role)
     return "unknown";
 }
 
+dcbus_role_t dcb_role_parse(const char *name)
+{
+    for (dcbus_role_t r = DCBUS_ROLE_COLLECTOR; r <= DCBUS_ROLE_HANDLER; r++)
+        if (strcmp(name, dcb_role_name(r)) == 0) return r;
+    return 0;
+}
+
 static bool plain_name(const char *name)
 {
     if (!name || !*name || strlen(name) > 64) return false;

@@ -36,5 +36,7 @@ dcb_open_fn dcb_plugin_open_fn(const dcbus_plugin_t *desc);
 void dcb_plugin_close(const dcbus_plugin_t *desc, void *state);
 /* "collector", "processor", "storage", "handler" or "unknown". */
 const char *dcb_role_name(dcbus_role_t role);
+/* The role a name says ("collector", ...), or 0 if none. */
+dcbus_role_t dcb_role_parse(const char *name);
 
 #endif

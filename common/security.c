@@ -7,6 +7,7 @@
  * well as from the allowed directory.
  */
 #include "security.h"
+#include "loader.h"
 
 #include <errno.h>
 #include <string.h>
@@ -180,12 +181,6 @@ const char *dcb_security_peer_key(zmq_msg_t *msg)
     return key && strlen(key) == 40 ? key : NULL;
 }
 
-static const char *role_name(dcbus_role_t role)
-{
-    static const char *const names[] = {"?", "collector", "processor", "storage", "handler"};
-    return (unsigned)role < 5 ? names[role] : "?";
-}
-
 bool dcb_security_may_register(const dcb_config_t *config, const char *key, const char *instance,
                                dcbus_role_t role, char *why, size_t whylen)
 {
@@ -193,7 +188,7 @@ bool dcb_security_may_register(const dcb_config_t *config, const char *key, cons
     if (!config->curve || config->nclients == 0) return true;
     if (!key) return snprintf(why, whylen, "no CURVE key on the connection"), false;
     char as_role[32];
-    snprintf(as_role, sizeof as_role, "role:%s", role_name(role));
+    snprintf(as_role, sizeof as_role, "role:%s", dcb_role_name(role));
     const char *bound = NULL;
     for (size_t i = 0; i < config->nclients; i++) {
         const dcb_client_key_t *c = &config->clients[i];
@@ -203,10 +198,10 @@ bool dcb_security_may_register(const dcb_config_t *config, const char *key, cons
     }
     if (bound)
         snprintf(why, whylen, "the CURVE key of '%s' may not register as %s '%s'", bound,
-                 role_name(role), instance);
+                 dcb_role_name(role), instance);
     else
         snprintf(why, whylen, "a CURVE key not in security.clients may not register as %s '%s'",
-                 role_name(role), instance);
+                 dcb_role_name(role), instance);
     return false;
 }
 

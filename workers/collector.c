@@ -173,13 +173,13 @@ static int collector_poll_timeout(const dcb_worker_t *self, int64_t now)
 
 static void collector_on_ack(dcb_worker_t *self, dcbus_span_t body)
 {
-    char stream[DCB_NAME_MAX];
-    uint64_t seq;
-    if (!dcb_map_get_str(body, "stream", stream, sizeof stream) ||
-        !dcb_map_get_uint(body, "seq", &seq)) {
+    dcb_ack_t ack;
+    if (!dcb_ack_unpack(body, &ack)) {
         dcb_warn("ACK without stream and seq ignored", NULL);
         return;
     }
+    const char *stream = ack.stream;
+    uint64_t seq = ack.seq;
     for (size_t i = 0; i < self->collector.nwindow; i++) {
         dcb_pending_t *p = &self->collector.window[i];
         if (p->seq == seq && strcmp(p->stream, stream) == 0) {
@@ -207,31 +207,21 @@ static void continue_streams(dcb_worker_t *self, dcbus_span_t streams)
 }
 
 /* READY's `position`: where the plugin goes on from.  False if it refused. */
-static bool resume_plugin(dcb_worker_t *self, dcbus_span_t raw)
+static bool resume_plugin(dcb_worker_t *self, dcbus_span_t pos)
 {
-    const uint8_t *p = raw.data;
-    dcbus_value_t pos;
-    if (!raw.len || !dcb_mp_read(&p, raw.data + raw.len, &pos) || pos.type != DCBUS_VAL_BIN ||
-        pos.as.str.len == 0)
-        return true;
-    if (!call_can_resume(self)) return true;
-    if (call_resume(self, (const uint8_t *)pos.as.str.ptr, pos.as.str.len) != DCBUS_OK)
-        return false;
-    dcb_info("collector resumes where the broker's spool ends", "position_bytes=%u",
-             pos.as.str.len);
+    if (pos.len == 0 || !call_can_resume(self)) return true;
+    if (call_resume(self, pos.data, pos.len) != DCBUS_OK) return false;
+    dcb_info("collector resumes where the broker's spool ends", "position_bytes=%zu", pos.len);
     return true;
 }
 
-static void collector_on_ready(dcb_worker_t *self, dcbus_span_t body)
+static void collector_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
 {
-    dcb_map_get_bool(body, "paused", &self->collector.paused);
-    dcbus_span_t streams = {NULL, 0}, position = {NULL, 0};
+    self->collector.paused = ready->paused;
     if (!self->collector.resumed) {
         self->collector.resumed = true;
-        dcb_map_get_raw(body, "streams", &streams);
-        dcb_map_get_raw(body, "position", &position);
-        continue_streams(self, streams);
-        if (!resume_plugin(self, position)) {
+        continue_streams(self, ready->streams);
+        if (!resume_plugin(self, ready->position)) {
             dcb_error("the plugin refused the broker's resume point: stopping", NULL);
             snprintf(self->failure, sizeof self->failure, "resume() refused the position");
             self->collector.source_done = true;
@@ -249,8 +239,9 @@ static void collector_on_ready(dcb_worker_t *self, dcbus_span_t body)
 
 static void collector_on_control(dcb_worker_t *self, dcbus_span_t body)
 {
-    char op[16] = "";
-    dcb_map_get_str(body, "op", op, sizeof op);
+    dcb_control_t control;
+    dcb_control_unpack(body, &control);
+    const char *op = control.op;
     if (strcmp(op, "pause") != 0 && strcmp(op, "resume") != 0) return;
     self->collector.paused = strcmp(op, "pause") == 0;
     dcb_info(self->collector.paused ? "collection paused" : "collection resumed",
@@ -275,11 +266,9 @@ static void collector_free(dcb_worker_t *self)
 
 static void send_progress(dcb_worker_t *self, double progress, uint64_t records)
 {
-    msgpack_packer *pk = &self->body.pk;
+    dcb_progress_t m = {.progress = progress, .records = records};
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 2);
-    dcb_pack_kv_double(pk, "progress", progress);
-    dcb_pack_kv_uint(pk, "records", records);
+    dcb_progress_pack(&m, &self->body.pk);
     worker_send(self, DCB_CMD_TASK, dcb_body_span(&self->body));
     self->collector.progress_unsent = false;
 }
@@ -323,15 +312,9 @@ static int collector_start(dcb_worker_t *self)
     return c->window ? 0 : -1;
 }
 
-static uint32_t collector_hello_keys(const dcb_worker_t *self)
+static void collector_fill_hello(const dcb_worker_t *self, dcb_hello_t *hello)
 {
-    (void)self;
-    return 1;
-}
-
-static void collector_pack_hello(const dcb_worker_t *self, msgpack_packer *pk)
-{
-    dcb_pack_kv_str(pk, "run", self->collector.run);
+    snprintf(hello->run, sizeof hello->run, "%s", self->collector.run);
 }
 
 static bool collector_on_message(dcb_worker_t *self, dcb_message_t *m)
@@ -360,8 +343,7 @@ const dcb_role_ops_t collector_ops = {
     .layer = "collection",
     .failure_type = "PROCESSING",
     .start = collector_start,
-    .hello_keys = collector_hello_keys,
-    .pack_hello = collector_pack_hello,
+    .fill_hello = collector_fill_hello,
     .on_ready = collector_on_ready,
     .on_message = collector_on_message,
     .tick = collector_tick,

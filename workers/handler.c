@@ -53,10 +53,7 @@ static void reply(dcb_worker_t *self, uint64_t id, const char *action, uint32_t 
 {
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 3);
-    dcb_pack_kv_uint(pk, "id", id);
-    dcb_pack_kv_bool(pk, "ok", true);
-    dcb_pack_str(pk, "result");
+    dcb_reply_pack_head(pk, id, true, NULL);
     msgpack_pack_map(pk, 2);
     dcb_pack_kv_str(pk, "action", action);
     dcb_pack_kv_uint(pk, "delay_ms", delay_ms);
@@ -65,12 +62,11 @@ static void reply(dcb_worker_t *self, uint64_t id, const char *action, uint32_t 
 
 static void handler_on_request(dcb_worker_t *self, dcbus_span_t body)
 {
-    uint64_t id = 0;
-    char op[16] = "";
+    dcb_request_t req;
+    dcb_request_unpack(body, &req);
+    uint64_t id = req.id;
     dcbus_span_t error_map = {NULL, 0}, batch_raw = {NULL, 0};
-    dcb_map_get_uint(body, "id", &id);
-    dcb_map_get_str(body, "op", op, sizeof op);
-    if (strcmp(op, "handle") != 0 || !dcb_map_get_raw(body, "error", &error_map)) {
+    if (strcmp(req.op, "handle") != 0 || !dcb_map_get_raw(body, "error", &error_map)) {
         reply(self, id, "pass", 0);
         return;
     }

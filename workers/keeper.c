@@ -87,10 +87,10 @@ static void give_up_hung(dcb_keeper_t *self, int64_t now)
         worker_pack_error(w, &self->body, DCBUS_ERROR_PROCESSING, self->call, message, false);
         dcb_proto_send(w->link.sock, NULL, DCB_CMD_ERROR, (const uint8_t *)self->body.buf.data,
                        self->body.buf.size);
+        dcb_bye_t bye = {.reason = "hung"};
+        snprintf(bye.error, sizeof bye.error, "%s", message);
         dcb_body_reset(&self->body);
-        msgpack_pack_map(&self->body.pk, 2);
-        dcb_pack_kv_str(&self->body.pk, "reason", "hung");
-        dcb_pack_kv_str(&self->body.pk, "error", message);
+        dcb_bye_pack(&bye, &self->body.pk);
         dcb_proto_send(w->link.sock, NULL, DCB_CMD_BYE, (const uint8_t *)self->body.buf.data,
                        self->body.buf.size);
         /* Both must leave before the process ends: closing with a linger

@@ -63,20 +63,19 @@ static void make_token(char *out, size_t cap)
 
 void worker_pack_hello(const dcb_worker_t *self, dcb_body_t *body)
 {
-    msgpack_packer *pk = &body->pk;
+    dcb_hello_t hello = {.role = self->plugin->role,
+                         .replica = self->replica,
+                         .abi = DCBUS_ABI_VERSION,
+                         .credit = (uint64_t)self->config->credit,
+                         .pid = getpid()};
+    snprintf(hello.instance, sizeof hello.instance, "%s", self->wcfg->name);
+    snprintf(hello.plugin, sizeof hello.plugin, "%s", self->plugin->name);
+    snprintf(hello.version, sizeof hello.version, "%s",
+             self->plugin->version ? self->plugin->version : "");
+    snprintf(hello.token, sizeof hello.token, "%s", self->link.token);
+    if (self->role->fill_hello) self->role->fill_hello(self, &hello);
     dcb_body_reset(body);
-    uint32_t extra = self->role->hello_keys ? self->role->hello_keys(self) : 0;
-    msgpack_pack_map(pk, 9 + extra);
-    dcb_pack_kv_str(pk, "token", self->link.token);
-    if (extra) self->role->pack_hello(self, pk);
-    dcb_pack_kv_str(pk, "role", dcb_role_name(self->plugin->role));
-    dcb_pack_kv_str(pk, "instance", self->wcfg->name);
-    dcb_pack_kv_str(pk, "plugin", self->plugin->name);
-    dcb_pack_kv_int(pk, "replica", self->replica);
-    dcb_pack_kv_uint(pk, "abi", DCBUS_ABI_VERSION);
-    dcb_pack_kv_uint(pk, "credit", (uint64_t)self->config->credit);
-    dcb_pack_kv_int(pk, "pid", getpid());
-    dcb_pack_kv_str(pk, "version", self->plugin->version ? self->plugin->version : "");
+    dcb_hello_pack(&hello, &body->pk);
 }
 
 static void send_hello(dcb_worker_t *self, int64_t now)
@@ -153,19 +152,15 @@ int worker_send_msg(dcb_worker_t *self, dcb_cmd_t cmd, zmq_msg_t *body)
 void worker_send_ack(dcb_worker_t *self, dcb_cmd_t cmd, const char *stream, uint64_t seq,
                      bool retry, const char *error)
 {
-    msgpack_packer *pk = &self->body.pk;
+    dcb_ack_t ack = {.seq = seq, .retry = retry};
+    snprintf(ack.stream, sizeof ack.stream, "%s", stream);
+    snprintf(ack.error, sizeof ack.error, "%s", error ? error : "");
+    /* A transient failure is a lost connection; a lasting one belongs to
+     * the stage's layer. */
+    snprintf(ack.error_type, sizeof ack.error_type, "%s",
+             retry ? "CONNECTION" : self->role->failure_type);
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, cmd == DCB_CMD_NACK ? 5 : 2);
-    dcb_pack_kv_str(pk, "stream", stream);
-    dcb_pack_kv_uint(pk, "seq", seq);
-    if (cmd == DCB_CMD_NACK) {
-        /* A transient failure is a lost connection; a lasting one belongs
-         * to the stage's layer. */
-        const char *type = retry ? "CONNECTION" : self->role->failure_type;
-        dcb_pack_kv_bool(pk, "retry", retry);
-        dcb_pack_kv_str(pk, "error", error ? error : "");
-        dcb_pack_kv_str(pk, "error_type", type);
-    }
+    dcb_ack_pack(&ack, cmd, &self->body.pk);
     worker_send(self, cmd, dcb_body_span(&self->body));
 }
 
@@ -213,22 +208,22 @@ static void on_ready(dcb_worker_t *self, dcbus_span_t body)
     /* HELLOs queued while the broker was away each get a READY: only the
      * first one on a socket counts (else the window is resent each time). */
     if (self->link.ready) return;
-    uint64_t credit;
-    if (dcb_map_get_uint(body, "credit", &credit) && credit > 0)
-        self->link.credit = (uint32_t)credit;
-    dcb_map_get_str(body, "session", self->link.session, sizeof self->link.session);
-    dcb_map_get_str(body, "session_type", self->link.session_type, sizeof self->link.session_type);
+    dcb_ready_t ready;
+    dcb_ready_unpack(body, &ready);
+    if (ready.credit > 0) self->link.credit = (uint32_t)ready.credit;
+    snprintf(self->link.session, sizeof self->link.session, "%s", ready.session);
+    snprintf(self->link.session_type, sizeof self->link.session_type, "%s", ready.session_type);
     self->link.ready = true;
     dcb_info("registered with the broker", "endpoint=%s role=%s session=%s", self->link.endpoint,
              dcb_role_name(self->plugin->role), self->link.session);
-    if (self->role->on_ready) self->role->on_ready(self, body);
+    if (self->role->on_ready) self->role->on_ready(self, &ready);
 }
 
 static void on_refusal(dcb_worker_t *self, dcbus_span_t body)
 {
-    char code[64] = "", message[512] = "";
-    dcb_map_get_str(body, "code", code, sizeof code);
-    dcb_map_get_str(body, "message", message, sizeof message);
+    dcb_refusal_t refusal;
+    dcb_refusal_unpack(body, &refusal);
+    const char *code = refusal.code, *message = refusal.message;
     if (strcmp(code, "unknown_peer") == 0) {
         reconnect(self, "the broker does not know this worker (it restarted)");
         return;
@@ -249,15 +244,13 @@ static void on_refusal(dcb_worker_t *self, dcbus_span_t body)
  * batches with the new id; sinks close and open their session artifacts. */
 static void on_session(dcb_worker_t *self, dcbus_span_t body)
 {
-    char event[16] = "", id[DCB_NAME_MAX] = "", type[64] = "";
-    dcb_map_get_str(body, "event", event, sizeof event);
-    dcb_map_get_str(body, "id", id, sizeof id);
-    dcb_map_get_str(body, "type", type, sizeof type);
-    if (strcmp(event, "begin") == 0 && id[0]) {
-        snprintf(self->link.session, sizeof self->link.session, "%s", id);
-        snprintf(self->link.session_type, sizeof self->link.session_type, "%s", type);
+    dcb_session_note_t note;
+    dcb_session_note_unpack(body, &note);
+    if (strcmp(note.event, "begin") == 0 && note.id[0]) {
+        snprintf(self->link.session, sizeof self->link.session, "%s", note.id);
+        snprintf(self->link.session_type, sizeof self->link.session_type, "%s", note.type);
     }
-    if (self->role->on_session) self->role->on_session(self, body);
+    if (self->role->on_session) self->role->on_session(self, &note);
 }
 
 bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now)

@@ -2,6 +2,10 @@
  * main.c -- dcbus-worker: command line, set-up, the event loop, shutdown.
  *
  *     dcbus-worker --broker EP --instance NAME --config FILE [--replica N]
+ *     dcbus-worker --instance NAME --config FILE --admin COMMAND [--if-supported] [--] [ARG...]
+ *
+ * The second form runs one admin command of a storage instance and exits,
+ * with no broker (admin.c).
  *
  * The instance's plugin and settings come from the config.  The loop waits
  * on the broker socket with a time-out chosen by the role (a collector with
@@ -14,6 +18,7 @@
 #include <getopt.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "calls.h"
 #include "log.h"
 #include "process.h"
@@ -30,28 +35,46 @@ static void on_signal(int sig)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: dcbus-worker --broker EP --instance NAME --config FILE [--replica N]\n"
-                 "\n"
-                 "Hosts one instance of a dcbus plugin and connects it to the broker.\n"
-                 "The instance's plugin and settings are read from the config; the plugin\n"
-                 "is loaded only from the config's plugins_path.\n"
-                 "\n"
-                 "  -b, --broker EP      broker endpoint (default: broker.bus of the config)\n"
-                 "  -i, --instance NAME  worker instance name (a key of workers:)\n"
-                 "  -c, --config FILE    the dcbus YAML config\n"
-                 "  -r, --replica N      replica number of this process (default 0)\n"
-                 "  -l, --log-level L    error, warn, info or debug (default info)\n"
-                 "  -h, --help           this help\n"
-                 "\n"
-                 "Exit status: 0 on a clean stop (SIGTERM/SIGINT, or a collector whose source\n"
-                 "is exhausted and fully acknowledged), 1 on a runtime failure, 2 on a\n"
-                 "configuration or plugin problem.\n");
+    fprintf(out,
+            "usage: dcbus-worker --broker EP --instance NAME --config FILE [--replica N]\n"
+            "       dcbus-worker --instance NAME --config FILE --admin COMMAND [--if-supported]\n"
+            "                    [--] [ARG...]\n"
+            "\n"
+            "Hosts one instance of a dcbus plugin and connects it to the broker.\n"
+            "The instance's plugin and settings are read from the config; the plugin\n"
+            "is loaded only from the config's plugins_path.  With --admin it runs one\n"
+            "admin command of a storage instance instead (migrate, migrate apply,\n"
+            "status: what the plugin implements), prints the answer and exits; no\n"
+            "broker is needed.\n"
+            "\n"
+            "  -b, --broker EP      broker endpoint (default: broker.bus of the config)\n"
+            "  -i, --instance NAME  worker instance name (a key of workers:)\n"
+            "  -c, --config FILE    the dcbus YAML config\n"
+            "  -r, --replica N      replica number of this process (default 0)\n"
+            "  -l, --log-level L    error, warn, info or debug (default info, or\n"
+            "                       $DCBUS_LOG_LEVEL; warn with --admin)\n"
+            "  -a, --admin COMMAND  run admin command COMMAND with the ARGs and exit\n"
+            "      --if-supported   with --admin: exit 3 silently when the plugin cannot\n"
+            "                       run COMMAND\n"
+            "  -h, --help           this help\n"
+            "\n"
+            "Exit status: 0 on a clean stop (SIGTERM/SIGINT, or a collector whose source\n"
+            "is exhausted and fully acknowledged), 1 on a runtime failure, 2 on a\n"
+            "configuration or plugin problem.  With --admin: 0 done, 1 the command\n"
+            "failed, 2 a configuration, plugin or settings problem, 3 the plugin has\n"
+            "no admin operation or does not know COMMAND.\n");
 }
 
 typedef struct {
     const char *broker, *instance, *config, *log_level;
     int replica;
+    const char *admin; /* --admin COMMAND, else NULL */
+    bool if_supported;
+    const char *const *admin_args; /* the operands after the options */
+    int admin_nargs;
 } options_t;
+
+#define OPT_IF_SUPPORTED 256
 
 static int parse_args(int argc, char **argv, options_t *o)
 {
@@ -60,10 +83,12 @@ static int parse_args(int argc, char **argv, options_t *o)
                                              {"config", required_argument, NULL, 'c'},
                                              {"replica", required_argument, NULL, 'r'},
                                              {"log-level", required_argument, NULL, 'l'},
+                                             {"admin", required_argument, NULL, 'a'},
+                                             {"if-supported", no_argument, NULL, OPT_IF_SUPPORTED},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "b:i:c:r:l:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:i:c:r:l:a:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'b':
             o->broker = optarg;
@@ -80,6 +105,12 @@ static int parse_args(int argc, char **argv, options_t *o)
         case 'l':
             o->log_level = optarg;
             break;
+        case 'a':
+            o->admin = optarg;
+            break;
+        case OPT_IF_SUPPORTED:
+            o->if_supported = true;
+            break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -93,6 +124,14 @@ static int parse_args(int argc, char **argv, options_t *o)
         usage(stderr);
         return -1;
     }
+    if (optind < argc && !o->admin) {
+        fprintf(stderr, "dcbus-worker: unexpected argument '%s' (arguments follow --admin)\n\n",
+                argv[optind]);
+        usage(stderr);
+        return -1;
+    }
+    o->admin_args = (const char *const *)argv + optind;
+    o->admin_nargs = argc - optind;
     return 0;
 }
 
@@ -233,11 +272,11 @@ static void teardown(dcb_worker_t *self)
         const char *reason = self->exit_code != 0             ? "failed"
                              : role->done && role->done(self) ? "done"
                                                               : "stopped";
-        msgpack_packer *pk = &self->body.pk;
+        dcb_bye_t bye;
+        snprintf(bye.reason, sizeof bye.reason, "%s", reason);
+        snprintf(bye.error, sizeof bye.error, "%s", self->failure);
         dcb_body_reset(&self->body);
-        msgpack_pack_map(pk, self->failure[0] ? 2 : 1);
-        dcb_pack_kv_str(pk, "reason", reason);
-        if (self->failure[0]) dcb_pack_kv_str(pk, "error", self->failure);
+        dcb_bye_pack(&bye, &self->body.pk);
         worker_send(self, DCB_CMD_BYE, dcb_body_span(&self->body));
         zclock_sleep(20); /* let BYE leave before linger 0 drops it */
     }
@@ -258,8 +297,13 @@ int main(int argc, char **argv)
     options_t o = {0};
     if (parse_args(argc, argv, &o) != 0) return 2;
     dcb_log_init("dcbus-worker", o.instance);
+    /* An admin command's answer is on stdout: info lines would only crowd it. */
+    if (o.admin && !getenv("DCBUS_LOG_LEVEL")) dcb_log_set_level(DCB_LOG_WARN);
     if (o.log_level && dcb_log_level_parse(o.log_level) >= 0)
         dcb_log_set_level((dcb_log_level_t)dcb_log_level_parse(o.log_level));
+    if (o.admin)
+        return admin_main(o.config, o.instance, o.admin, o.admin_args, o.admin_nargs,
+                          o.if_supported);
     dcb_process_tune_malloc();
     zsys_init();
     zsys_handler_set(NULL); /* our own handlers: stop gracefully, not abort */

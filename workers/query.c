@@ -41,14 +41,9 @@ static void reply(dcb_worker_t *self, uint64_t id, int rc, const char *error, co
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
     bool ok = rc == DCBUS_OK;
-    msgpack_pack_map(pk, 3);
-    dcb_pack_kv_uint(pk, "id", id);
-    dcb_pack_kv_bool(pk, "ok", ok);
-    if (!ok) {
-        dcb_pack_kv_str(pk, "error",
+    dcb_reply_pack_head(pk, id, ok,
                         rc == DCBUS_ENOTSUP ? "not supported by this storage plugin" : error);
-    } else {
-        dcb_pack_str(pk, "result");
+    if (ok) {
         msgpack_pack_map(pk, 1);
         dcb_pack_str(pk, "rows");
         msgpack_pack_array(pk, rows ? rows->count : 0);
@@ -105,10 +100,11 @@ static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
 
 void query_on_request(dcb_worker_t *self, dcbus_span_t body)
 {
-    uint64_t id = 0;
-    char op[16] = "", location[256] = "";
-    dcb_map_get_uint(body, "id", &id);
-    dcb_map_get_str(body, "op", op, sizeof op);
+    dcb_request_t req;
+    dcb_request_unpack(body, &req);
+    uint64_t id = req.id;
+    const char *op = req.op;
+    char location[256] = "";
     if (strcmp(op, "query") == 0) {
         run_query(self, id, body);
     } else if (strcmp(op, "delete") == 0 &&

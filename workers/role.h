@@ -17,15 +17,14 @@ struct dcb_role_ops {
     const char *failure_type; /* error_type of a NACK that is not worth a retry */
     /* Set up its state once the config is loaded; 0 or -1. */
     int (*start)(dcb_worker_t *self);
-    /* Keys it adds to HELLO: how many, and packs them. */
-    uint32_t (*hello_keys)(const dcb_worker_t *self);
-    void (*pack_hello)(const dcb_worker_t *self, msgpack_packer *pk);
+    /* What it adds to HELLO (a collector: its run). */
+    void (*fill_hello)(const dcb_worker_t *self, dcb_hello_t *hello);
     /* The first READY on a socket (the link has read credit and session). */
-    void (*on_ready)(dcb_worker_t *self, dcbus_span_t body);
+    void (*on_ready)(dcb_worker_t *self, const dcb_ready_t *ready);
     /* A message the link does not handle itself; false if not one of its. */
     bool (*on_message)(dcb_worker_t *self, dcb_message_t *m);
-    /* SESSION {event, id, type, status}, after the link noted a new one. */
-    void (*on_session)(dcb_worker_t *self, dcbus_span_t body);
+    /* SESSION, after the link noted a new one. */
+    void (*on_session)(dcb_worker_t *self, const dcb_session_note_t *note);
     /* Periodic work, after the socket was drained. */
     void (*tick)(dcb_worker_t *self, int64_t now);
     /* How long the loop may wait on the socket, in ms (NULL: 100). */

@@ -52,13 +52,9 @@ static void switch_session(dcb_worker_t *self, const char *session, const char *
     call_session_begin(self, session, type);
 }
 
-static void storage_on_session(dcb_worker_t *self, dcbus_span_t body)
+static void storage_on_session(dcb_worker_t *self, const dcb_session_note_t *note)
 {
-    char event[16] = "", id[DCB_NAME_MAX] = "", type[64] = "unknown", status[16] = "completed";
-    dcb_map_get_str(body, "event", event, sizeof event);
-    dcb_map_get_str(body, "id", id, sizeof id);
-    dcb_map_get_str(body, "type", type, sizeof type);
-    dcb_map_get_str(body, "status", status, sizeof status);
+    const char *event = note->event, *id = note->id, *type = note->type, *status = note->status;
     if (strcmp(event, "begin") == 0 && id[0] && strcmp(id, self->storage.session) != 0) {
         switch_session(self, id, type);
     } else if (strcmp(event, "end") == 0 && strcmp(id, self->storage.session) == 0) {

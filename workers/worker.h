@@ -29,6 +29,7 @@
 #include "host.h"
 #include "keeper.h"
 #include "loader.h"
+#include "messages.h"
 #include "proto.h"
 
 /* A batch a collector has sent and the broker has not yet acknowledged. */

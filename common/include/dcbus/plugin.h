@@ -19,7 +19,8 @@
  * the host offers a newer service with DCBUS_HOST_HAS().  ABI 2 split the
  * one description of ABI 1 into a header and one operations struct per
  * role, and added declared settings; a plugin built for ABI 1 is refused
- * with a message saying to rebuild it.
+ * with a message saying to rebuild it.  ABI 2.1 appended the storage
+ * operation admin() and the host services admin_command and admin_print.
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -36,7 +37,7 @@ extern "C" {
 #endif
 
 #define DCBUS_ABI_MAJOR       2
-#define DCBUS_ABI_MINOR       0
+#define DCBUS_ABI_MINOR       1
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -251,6 +252,18 @@ typedef struct dcbus_host {
     /* Handlers: asks the broker to deliver the failed batch again after
      * `delay_ms`; call it from handle() and return DCBUS_HANDLED. */
     void (*retry_after)(dcbus_ctx_t *ctx, uint32_t delay_ms);
+
+    /* Admin commands (ABI 2.1; storage plugins, see admin() below). */
+    /* The admin command the instance is opened for ("migrate"...), or NULL
+     * when it is opened to run on the bus.  An open() that sees a command
+     * sets up only what the command needs: no data path, no schema changes
+     * of its own (the command itself may make them). */
+    const char *(*admin_command)(dcbus_ctx_t *ctx);
+    /* Writes one line of the command's answer for the operator (stdout of
+     * `dcbus-worker --admin`, relayed by `dcbus migrate`); no newline needed.
+     * Failures go to host->log at DCBUS_LOG_ERROR, on stderr. */
+    void (*admin_print)(dcbus_ctx_t *ctx, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
 } dcbus_host_t;
 
 #define DCBUS_HOST_HAS(host, member)                                                               \
@@ -367,6 +380,25 @@ typedef struct {
     int (*delete_location)(void *state, const char *location_id);
     int (*session_begin)(void *state, const char *session_id, const char *type);
     int (*session_end)(void *state, const char *session_id, const char *status);
+    /* Optional (ABI 2.1): one administrative command, run by
+     * `dcbus-worker --admin COMMAND [ARG...]` (and `dcbus migrate`) with no
+     * broker.  The host checks the settings, calls open() -- where
+     * host->admin_command(ctx) names the command -- then admin() once with
+     * the command's `nargs` arguments, then close(), and exits.  The answer
+     * goes out line by line through host->admin_print, failures through
+     * host->log.  Commands (a plugin implements those that mean something
+     * for it):
+     *   "migrate"          list the schema changes the instance needs, each
+     *                      applied or pending; changes nothing;
+     *   "migrate apply"    apply the pending ones (safe beside running
+     *                      workers of the same instance);
+     *   "status"           the backend's state for this instance in a few
+     *                      lines (reachable, schema version...).
+     * Returns DCBUS_OK, DCBUS_ENOTSUP for a command (or arguments) it does
+     * not know -- the host says so and exits 3 -- or DCBUS_ERR (exit 1).
+     * A host finds it with DCBUS_STORAGE_HAS(ops, admin): a plugin built
+     * for ABI 2.0 has a shorter struct and no admin operation. */
+    int (*admin)(void *state, const char *command, const char *const *args, int nargs);
 } dcbus_storage_ops_t;
 
 typedef struct {

@@ -9,6 +9,11 @@
  * (back-pressure).  flush() makes the lines durable (fflush + fsync), which
  * is when the host acknowledges the batches.  It is the dcbus counterpart
  * of MockStorageBackend in the interfaces it descends from.
+ *
+ * Its admin operation is there to test the host's admin mode
+ * (`dcbus-worker --admin`): `status` counts the file's lines, `args` echoes
+ * its arguments, `fail` fails; anything else is DCBUS_ENOTSUP.  Opened for
+ * an admin command it leaves the file alone (it opens nothing).
  */
 #include <dcbus/plugin.h>
 
@@ -28,6 +33,7 @@ typedef struct {
     int64_t fail_times; /* store() calls left to fail */
     int64_t delay_ms;
     uint64_t lines;
+    const char *admin; /* the admin command it was opened for, or NULL */
 } mock_storage_t;
 
 static void mock_close(void *state)
@@ -58,6 +64,11 @@ static int mock_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         return -1;
     }
     self->path = strdup(path);
+    if (DCBUS_HOST_HAS(host, admin_command)) self->admin = host->admin_command(ctx);
+    if (self->admin && self->path) {
+        *state = self; /* an admin command reads the file itself, if at all */
+        return 0;
+    }
     self->out = self->path ? fopen(path, "a") : NULL;
     if (!self->out) {
         DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR, "mock-storage: cannot open %s: %s", path,
@@ -118,6 +129,43 @@ static int mock_session(void *state, const char *session_id, const char *what)
     return DCBUS_OK;
 }
 
+/* --- Admin commands (for the tests of the host's admin mode) --------------- */
+
+/* status: the file's lines, and the command open() was told of. */
+static int admin_status(mock_storage_t *self)
+{
+    const dcbus_host_t *h = self->host;
+    h->admin_print(self->ctx, "opened for admin command: %s", self->admin ? self->admin : "-");
+    FILE *in = fopen(self->path, "r");
+    if (!in) {
+        h->admin_print(self->ctx, "file %s: absent", self->path);
+        return DCBUS_OK;
+    }
+    uint64_t lines = 0;
+    for (int c; (c = getc(in)) != EOF;)
+        lines += c == '\n';
+    fclose(in);
+    h->admin_print(self->ctx, "file %s: %" PRIu64 " lines", self->path, lines);
+    return DCBUS_OK;
+}
+
+static int mock_admin(void *state, const char *command, const char *const *args, int nargs)
+{
+    mock_storage_t *self = state;
+    if (strcmp(command, "status") == 0 && nargs == 0) return admin_status(self);
+    if (strcmp(command, "args") == 0) {
+        self->host->admin_print(self->ctx, "%d argument(s)", nargs);
+        for (int i = 0; i < nargs; i++)
+            self->host->admin_print(self->ctx, "arg %d: %s", i, args[i]);
+        return DCBUS_OK;
+    }
+    if (strcmp(command, "fail") == 0) {
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR, "mock-storage: fail, as asked");
+        return DCBUS_ERR;
+    }
+    return DCBUS_ENOTSUP;
+}
+
 static const dcbus_setting_t mock_settings[] = {
     {.name = "file",
      .type = DCBUS_SETTING_STR,
@@ -138,7 +186,8 @@ static const dcbus_setting_t mock_settings[] = {
     DCBUS_SETTINGS_END};
 
 DCBUS_STORAGE(mock_ops, .open = mock_open, .close = mock_close, .store = mock_store,
-              .flush = mock_flush, .session_begin = mock_session, .session_end = mock_session);
+              .flush = mock_flush, .session_begin = mock_session, .session_end = mock_session,
+              .admin = mock_admin);
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "mock-storage", .version = "0.1.0",
                          .description = "test storage: one line stream,seq,n per record",

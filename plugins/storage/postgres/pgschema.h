@@ -1,12 +1,12 @@
 /*
  * pgschema.h -- the tables a postgres instance writes, and their migrations.
  *
- * The postgres storage plugin and the `dcbus migrate` command share this
- * code: both read an instance's settings into a dcb_pg_spec_t (table,
- * mode, column mapping...), connect, and ask for the migration plan of that
- * instance -- every migration with its state in schema_migrations -- then
- * apply what is pending.  The plugin does this at open(); the CLI links the
- * static library dcbus_pgschema and does it on the operator's request.
+ * The postgres storage plugin reads an instance's settings into a
+ * dcb_pg_spec_t (table, mode, column mapping...), connects, and asks for
+ * the migration plan of that instance -- every migration with its state in
+ * schema_migrations -- then applies what is pending: at open(), and on the
+ * operator's request through its admin operation (pgadmin.c, `dcbus
+ * migrate`).
  *
  * Migrations are the SQL files of plugins/storage/postgres/migrations/
  * <profile>/NNN_name.sql, compiled into the library.  A profile is
@@ -30,7 +30,7 @@
 #define DCB_PG_NAME_MAX 63
 
 /* How an instance reads its settings: the plugin wraps the host's config
- * accessors, the CLI the config file's node tree.  Keys are dotted paths. */
+ * accessors.  Keys are dotted paths. */
 typedef struct {
     void *ctx;
     const char *(*str)(void *ctx, const char *key, const char *dflt);

@@ -30,6 +30,10 @@
  * committed group adds the rows it really inserted to records_count in the
  * same transaction, so the counts stay exact through redeliveries.  Session
  * updates that cannot be written (server down) are queued and retried.
+ *
+ * Admin commands.  Opened for one (host->admin_command, `dcbus-worker
+ * --admin`, `dcbus migrate`), open() only reads the settings: no connection,
+ * no migrations of its own; admin() then runs the command (pgadmin.c).
  */
 #include <libpq-fe.h>
 #include <stdarg.h>
@@ -38,6 +42,7 @@
 #include <string.h>
 
 #include "dcbus/plugin.h"
+#include "pgadmin.h"
 #include "pgbuf.h"
 #include "pgcopy.h"
 #include "pgquery.h"
@@ -817,6 +822,17 @@ static int read_settings(pg_t *pg)
     return 0;
 }
 
+static bool admin_mode(const dcbus_host_t *host, dcbus_ctx_t *ctx)
+{
+    return DCBUS_HOST_HAS(host, admin_command) && host->admin_command(ctx) != NULL;
+}
+
+static int pg_admin(void *state, const char *command, const char *const *args, int nargs)
+{
+    pg_t *pg = state;
+    return dcb_pg_admin(pg->host, pg->ctx, &pg->spec, command, args, nargs);
+}
+
 static int pg_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
 {
     pg_t *pg = calloc(1, sizeof *pg);
@@ -826,6 +842,10 @@ static int pg_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
     if (read_settings(pg) < 0) {
         pg_close(pg);
         return -1;
+    }
+    if (admin_mode(host, ctx)) {
+        *state = pg; /* the command connects itself, for as long as it needs */
+        return 0;
     }
     pg->encoder = dcb_pg_encoder_new(&pg->spec, host);
     build_statements(pg);
@@ -909,7 +929,7 @@ static const dcbus_setting_t pg_settings[] = {
 
 DCBUS_STORAGE(pg_ops, .open = pg_open, .close = pg_close, .store = pg_store, .flush = pg_flush,
               .query = pg_query, .delete_location = pg_delete_location,
-              .session_begin = pg_session_begin, .session_end = pg_session_end);
+              .session_begin = pg_session_begin, .session_end = pg_session_end, .admin = pg_admin);
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "postgres", .version = "0.1.0",
                          .description = "PostgreSQL storage: COPY in batches, idempotent on "

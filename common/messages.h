@@ -1,0 +1,145 @@
+/*
+ * messages.h -- the body of each bus command, as a struct, with one pack
+ * and one unpack function per command.
+ *
+ * proto.h moves frames; this file says what is in them (docs/protocol.md
+ * is the reference for each field).  Every body is a msgpack map with
+ * string keys.  The pack functions write the whole map, so a map's count
+ * is never kept in step by hand; the unpack functions read the fields
+ * they know, leave the others alone (a newer peer may send more), and
+ * give absent fields their documented defaults.  Strings are copied,
+ * NUL-terminated, cut to their field's size.
+ *
+ * DATA (a batch envelope, envelope.h), EVENT and ERROR from workers (a
+ * SystemEvent and an ErrorInfo, published as they are) and HEARTBEAT (an
+ * empty map) are not here.
+ */
+#ifndef DCB_MESSAGES_H
+#define DCB_MESSAGES_H
+
+#include "dcbus/envelope.h"
+#include "proto.h"
+
+/* HELLO, peer -> broker: register as an instance's replica. */
+typedef struct {
+    dcbus_role_t role; /* 0 when the name is none of the four */
+    char role_name[32];
+    char instance[DCB_NAME_MAX];
+    char plugin[64];
+    int64_t replica;
+    uint64_t abi;    /* DCBUS_ABI_VERSION of the peer */
+    uint64_t credit; /* batches it may be sent at once (0: the broker's default) */
+    int64_t pid;
+    char version[64]; /* the plugin's */
+    char run[128];    /* collectors: the run its seqs belong to ("" for others) */
+    char token[96];   /* the start token, "SECRET.START" ("" if none; docs/protocol.md) */
+} dcb_hello_t;
+
+void dcb_hello_pack(const dcb_hello_t *m, msgpack_packer *pk);
+void dcb_hello_unpack(dcbus_span_t body, dcb_hello_t *m);
+
+/* READY, broker -> peer: registered. */
+typedef struct {
+    uint64_t heartbeat_ms;
+    uint64_t credit; /* granted */
+    char session[DCB_NAME_MAX];
+    char session_type[64];
+    bool paused; /* collectors: the source is paused */
+    /* Collectors: where they go on from. */
+    bool has_resume;
+    dcbus_span_t streams;  /* a msgpack map {stream: last seq spooled} */
+    dcbus_span_t position; /* the source position's bytes (may be empty) */
+} dcb_ready_t;
+
+void dcb_ready_pack(const dcb_ready_t *m, msgpack_packer *pk);
+void dcb_ready_unpack(dcbus_span_t body, dcb_ready_t *m);
+
+/* ACK (both ways) and NACK (peer -> broker): a batch done, or failed. */
+typedef struct {
+    char stream[DCB_NAME_MAX];
+    uint64_t seq;
+    /* NACK only */
+    bool retry; /* worth another attempt (default true) */
+    char error[512];
+    char error_type[32]; /* default PROCESSING */
+} dcb_ack_t;
+
+void dcb_ack_pack(const dcb_ack_t *m, dcb_cmd_t cmd, msgpack_packer *pk);
+/* False if stream or seq is missing: the body is malformed. */
+bool dcb_ack_unpack(dcbus_span_t body, dcb_ack_t *m);
+
+/* ERROR, broker -> peer: a refusal.  `code` is refused (for good),
+ * unknown_peer (say HELLO again) or busy (the replica has a live peer:
+ * HELLO again later). */
+typedef struct {
+    char code[64];
+    char message[512];
+} dcb_refusal_t;
+
+void dcb_refusal_pack(const dcb_refusal_t *m, msgpack_packer *pk);
+void dcb_refusal_unpack(dcbus_span_t body, dcb_refusal_t *m);
+
+/* SESSION, broker -> storage and collector peers. */
+typedef struct {
+    char event[16]; /* begin | end */
+    char id[DCB_NAME_MAX];
+    char type[64];   /* default unknown */
+    char status[32]; /* default completed */
+} dcb_session_note_t;
+
+void dcb_session_note_pack(const dcb_session_note_t *m, msgpack_packer *pk);
+void dcb_session_note_unpack(dcbus_span_t body, dcb_session_note_t *m);
+
+/* TASK, collector -> broker: how far its run is. */
+typedef struct {
+    double progress; /* 0..1, or -1 when unknown */
+    uint64_t records;
+} dcb_progress_t;
+
+void dcb_progress_pack(const dcb_progress_t *m, msgpack_packer *pk);
+void dcb_progress_unpack(dcbus_span_t body, dcb_progress_t *m);
+
+/* BYE, peer -> broker: leaving.  reason: done | failed | stopped | hung. */
+typedef struct {
+    char reason[16]; /* default stopped */
+    char error[512]; /* "" when none */
+} dcb_bye_t;
+
+void dcb_bye_pack(const dcb_bye_t *m, msgpack_packer *pk);
+void dcb_bye_unpack(dcbus_span_t body, dcb_bye_t *m);
+
+/* CONTROL, broker -> collector. */
+typedef struct {
+    char op[16]; /* pause | resume */
+} dcb_control_t;
+
+void dcb_control_pack(const dcb_control_t *m, msgpack_packer *pk);
+void dcb_control_unpack(dcbus_span_t body, dcb_control_t *m);
+
+/* REQUEST: {id, op, <the op's arguments>} in one map.  The pack function
+ * starts the map with id and op; the caller then packs `nargs` pairs. */
+typedef struct {
+    uint64_t id;
+    char op[32];
+    dcbus_span_t body; /* the whole map: the op reads its arguments from it */
+} dcb_request_t;
+
+void dcb_request_pack_head(msgpack_packer *pk, uint64_t id, const char *op, uint32_t nargs);
+void dcb_request_unpack(dcbus_span_t body, dcb_request_t *m);
+
+/* REPLY: {id, ok, result} or {id, ok: false, error}. */
+typedef struct {
+    uint64_t id;
+    bool ok;
+    bool has_ok;         /* false: the body is not a reply */
+    dcbus_span_t result; /* ok: the result (a msgpack value), empty if none */
+    char error[512];     /* not ok: why */
+} dcb_reply_t;
+
+/* Starts a reply.  ok: {id, ok: true, result: ...}, and the caller packs
+ * the result (one msgpack value) right after; not ok: the whole map, {id,
+ * ok: false, error}. */
+void dcb_reply_pack_head(msgpack_packer *pk, uint64_t id, bool ok, const char *error);
+void dcb_reply_unpack(dcbus_span_t body, dcb_reply_t *m);
+
+#endif

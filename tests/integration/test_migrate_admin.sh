@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# test_migrate_admin.sh -- `dcbus migrate` as a front end to the storage
+# admin operation, run by `dcbus-worker --admin` with no broker, against a
+# throwaway PostgreSQL 15 (pg_env.sh):
+#   - `dcbus migrate --instance` of a csv instance fails (exit 2) saying the
+#     plugin has no admin operation; of a mock-storage instance (which has
+#     one, without `migrate`) saying it has no such command;
+#   - over the whole config it asks only the instances that have migrations
+#     (the postgres ones), lists the pending ones, creates nothing, and
+#     with --yes applies them;
+#   - `dcbus-worker --admin status` gives the schema version before and after;
+#   - an unreachable server is a failure (exit 1) with libpq's reason;
+#   - `dcbus plugins NAME` says which storage plugins have the operation;
+#   - `dcbus` itself no longer links libpq (the plugin's code stays in the plugin).
+# No broker runs at any point.
+root=${DCBUS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
+. "$root/tests/integration/pg_env.sh" || exit 1
+. "$(dirname "$0")/lib.sh"
+trap 'lib_cleanup; pg_env_cleanup' EXIT
+
+DCBUS=$BIN/dcbus
+CFG=$TMP/admin.yaml
+sql() { "$PG_BIN/psql" -XAtq -v ON_ERROR_STOP=1 -c "$1"; }
+{
+    config_head
+    echo "workers:"
+    echo "  ticks: {plugin: ticker, symbols: [BTC_USDT], limit: 10}"
+    echo "  files: {plugin: csv, dir: $TMP/csv}"
+    echo "  mock: {plugin: mock-storage, file: $TMP/mock.txt}"
+    echo "  pg: {plugin: postgres, dsn: \"\${DATABASE_URL}\", table: events, migrate: manual}"
+    echo "  gone: {plugin: postgres, dsn: \"postgresql://dcbus@127.0.0.1:1/dcbus?connect_timeout=5\", table: events}"
+    echo "pipelines:"
+    echo "  p: {from: ticks, to: [files, mock, pg]}"
+} >"$CFG"
+
+# run NAME COMMAND...: exit status in $rc, stdout in $out, stderr in $err.
+run() {
+    local name=$1
+    shift
+    "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"
+    rc=$?
+    out=$(cat "$TMP/$name.out")
+    err=$(cat "$TMP/$name.err")
+    sed 's/^/    | /' "$TMP/$name.out" "$TMP/$name.err"
+}
+
+echo "--- instances without migrations"
+run csv "$DCBUS" migrate "$CFG" --instance files
+check "csv: exit $rc (2), 'plugin csv has no admin operation'" \
+    test $rc -eq 2 -a "$err" = "dcbus-worker: files: plugin csv has no admin operation"
+check "csv: nothing on stdout" test -z "$out"
+run mock "$DCBUS" migrate "$CFG" --instance mock
+check "mock-storage: exit $rc (2), 'has no admin command migrate'" \
+    test $rc -eq 2 -a "$err" = "dcbus-worker: mock: plugin mock-storage has no admin command 'migrate'"
+run ticker "$DCBUS" migrate "$CFG" --instance ticks
+check "a collector: exit $rc (2), said so" \
+    grep -q 'plugin ticker is a collector plugin: admin commands are storage operations' <<<"$err"
+check "the mock's file was not created by its admin open()" test ! -e "$TMP/mock.txt"
+
+echo "--- status and migrate of the postgres instance"
+run status0 "$BIN/dcbus-worker" --config "$CFG" --instance pg --admin status
+check "status before: exit $rc (0), no version yet, 2 pending" \
+    test $rc -eq 0 -a "$(grep -c '^  public.events: schema version none (0 applied, 2 pending, 0 changed)$' <<<"$out")" -eq 1
+run list "$DCBUS" migrate "$CFG" --instance pg
+check "migrate --instance pg: exit $rc (0), 3 pending (sessions and events)" \
+    test $rc -eq 0 -a "$(grep -c '^  pending ' <<<"$out")" -eq 3
+check "it says: 3 pending; run with --yes to apply" grep -q '^  3 pending; run with --yes to apply$' <<<"$out"
+check "listing created nothing" test "$(sql "SELECT to_regclass('events') IS NULL")" = t
+
+run all "$DCBUS" migrate "$CFG"
+check "migrate CONFIG: exit $rc (1: 'gone' is unreachable)" test $rc -eq 1
+check "it asked pg and gone only: one listing, gone's libpq reason, nothing of the others" \
+    test "$(grep -c '^pg: database dcbus on 127.0.0.1' <<<"$out")" -eq 1 -a \
+    "$(grep -c 'instance=gone msg="connection to server at .*port 1 failed' <<<"$err")" -eq 1 -a \
+    "$(grep -c 'files\|mock\|ticks' <<<"$out$err")" -eq 0
+
+sed -i '/^  gone:/d' "$CFG"
+run apply "$DCBUS" migrate "$CFG" --yes
+check "migrate CONFIG --yes: exit $rc (0), 3 applied" \
+    test $rc -eq 0 -a "$(grep -c '^  + .* applied to public\.' <<<"$out")" -eq 3 -a \
+    "$(grep -c '^  3 applied$' <<<"$out")" -eq 1
+check "events and the sessions table exist, 3 migrations recorded" \
+    test "$(sql "SELECT to_regclass('events') IS NOT NULL AND to_regclass('data_collection_sessions') IS NOT NULL")" = t \
+    -a "$(sql 'SELECT count(*) FROM schema_migrations')" -eq 3
+run status1 "$BIN/dcbus-worker" --config "$CFG" --instance pg --admin status
+check "status after: generic/002, 2 applied, nothing pending" \
+    test $rc -eq 0 -a "$(grep -c '^  public.events: schema version generic/002 (2 applied, 0 pending, 0 changed)$' <<<"$out")" -eq 1
+run again "$DCBUS" migrate "$CFG" --yes
+check "a second --yes applies nothing (exit $rc)" \
+    test $rc -eq 0 -a "$(grep -c '^  nothing pending$' <<<"$out")" -eq 1
+run unknown "$BIN/dcbus-worker" --config "$CFG" --instance pg --admin vacuum
+check "an unknown command: exit $rc (3), said so" \
+    test $rc -eq 3 -a "$err" = "dcbus-worker: pg: plugin postgres has no admin command 'vacuum'"
+
+check "dcbus plugins tells which storage plugins have the admin operation" \
+    test "$("$DCBUS" plugins postgres --config "$CFG" | grep '^admin: ')" = "admin: yes (dcbus-worker --admin COMMAND)" \
+    -a "$("$DCBUS" plugins csv --config "$CFG" | grep '^admin: ')" = "admin: no"
+check "no broker ran: no bus socket in $TMP" test ! -e "$TMP/bus"
+check "dcbus does not link libpq" test "$(ldd "$DCBUS" | grep -c libpq)" -eq 0
+finish
