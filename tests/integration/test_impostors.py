@@ -28,6 +28,7 @@ refused_batches).
 
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -229,6 +230,11 @@ def main():
               result.get("refused_hellos") == refused, str(result.get("refused_hellos")))
     bus.check("stats: refused_batches counts the 2 forged seqs",
               result.get("refused_batches") == 2, str(result.get("refused_batches")))
+    table = subprocess.run([os.path.join(bus.bin, "dcbus"), "stats", "--broker", bus.bus_ep],
+                           capture_output=True, text=True, timeout=30).stdout
+    bus.check("dcbus stats prints the refusals",
+              "refused: %d HELLOs, 0 for their key, 2 batches" % refused in table,
+              table.splitlines()[1] if len(table.splitlines()) > 1 else table)
     bus.check("stats: one replica each of ticker, validate and csv",
               all(lib.instance_stats(result, n)["replicas"] <= 1
                   for n in ("ticker", "validate", "csv")))

@@ -20,7 +20,8 @@
  * one description of ABI 1 into a header and one operations struct per
  * role, and added declared settings; a plugin built for ABI 1 is refused
  * with a message saying to rebuild it.  ABI 2.1 appended the storage
- * operation admin() and the host services admin_command and admin_print.
+ * operation admin(), the host services admin_command and admin_print, and
+ * the collector's declared `streams`.
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -342,7 +343,7 @@ typedef struct {
      * restarted collector starts afresh. */
     int (*checkpoint)(void *state, uint8_t *buf, size_t cap, size_t *len);
     int (*resume)(void *state, const uint8_t *position, size_t len);
-    /* Optional: the streams the collector may emit, '|'-separated; in each,
+    /* Optional (ABI 2.1): the streams the collector may emit, '|'-separated; in each,
      * {NAME} stands for the instance's value of setting NAME (or its
      * declared default): "{stream_prefix}prices|{stream_prefix}orderbook".
      * `dcbus check` refuses a config in which two collectors would emit one
