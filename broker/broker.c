@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <sys/stat.h>
 
 #include "errinfo.h"
@@ -81,7 +82,8 @@ static void on_poisoned(void *arg, rt_held_t *held, const char *reason, int64_t 
     char message[256];
     snprintf(message, sizeof message, "the worker holding the batch died (%s) %d times", reason,
              self->config->max_attempts);
-    dcb_chain_start(self->chain, held, "PROCESSING", message, false, now);
+    dcb_chain_start(self->chain, held, dcb_error_type_name(DCBUS_ERROR_PROCESSING), message, false,
+                    now);
 }
 
 static void heartbeat_peer(void *arg, const rt_peer_t *peer)
@@ -301,6 +303,11 @@ static zsock_t *bind_socket(int type, const char *endpoint, const dcb_config_t *
         return NULL;
     }
     zsock_set_linger(sock, 0);
+    /* A peer that sends a larger message loses its connection (libzmq
+     * checks the announced size before it allocates): one client cannot
+     * make the broker hold gigabytes. */
+    int64_t max_bytes = (int64_t)config->max_message_mb * 1024 * 1024;
+    zsock_set_maxmsgsize(sock, max_bytes > INT_MAX ? INT_MAX : (int)max_bytes);
     zsock_set_sndhwm(sock, type == ZMQ_ROUTER ? 0 : 10000);
     /* A subscriber at its high-water mark makes sends fail instead of
      * silently dropping, so the broker can count what is lost. */
@@ -470,16 +477,18 @@ static void resume_point(dcb_broker_t *self, const char *instance, dcb_ready_t *
     ready->position = (dcbus_span_t){pos, len};
 }
 
-/* A HELLO whose CURVE key is not the instance's: refused, counted, and an
- * error on error.VALIDATION.broker. */
-static void refuse_key(dcb_broker_t *self, const zmq_msg_t *routing, const char *instance,
-                       const char *why)
+/* A refused HELLO: answered with `code`, counted in *counter, logged
+ * (the first few, then one in a thousand: a flood must not flood the log)
+ * and an error on error.VALIDATION.broker. */
+static void refuse_hello(dcb_broker_t *self, const zmq_msg_t *routing, uint64_t *counter,
+                         const char *code, const dcb_hello_t *hello, const char *why)
 {
-    self->refused_keys++;
-    refuse_peer(self, routing, "refused", why);
-    if (self->refused_keys <= 10 || self->refused_keys % 1000 == 0)
-        dcb_error("worker refused: key not allowed for the instance",
-                  "instance=%s reason=\"%s\" total=%" PRIu64, instance, why, self->refused_keys);
+    ++*counter;
+    refuse_peer(self, routing, code, why);
+    if (*counter <= 10 || *counter % 1000 == 0)
+        dcb_error("worker refused",
+                  "instance=%s replica=%" PRId64 " code=%s reason=\"%s\" total=%" PRIu64,
+                  hello->instance, hello->replica, code, why, *counter);
     broker_publish_error(self, DCBUS_ERROR_VALIDATION, "register", why, NULL, 0);
 }
 
@@ -507,24 +516,29 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
         snprintf(why, sizeof why, "HELLO with ABI %u.%u and role '%s': this broker speaks ABI %d",
                  DCBUS_ABI_MAJOR_OF(hello.abi), (unsigned)(hello.abi & 0xffff), hello.role_name,
                  DCBUS_ABI_MAJOR);
-        refuse_peer(self, &m->routing, "refused", why);
-        dcb_warn("worker refused", "instance=%s reason=\"%s\"", hello.instance, why);
+        refuse_hello(self, &m->routing, &self->refused_hellos, "refused", &hello, why);
         return;
     }
     if (!dcb_security_may_register(self->config, dcb_security_peer_key(&m->body), hello.instance,
                                    hello.role, why, sizeof why)) {
-        refuse_key(self, &m->routing, hello.instance, why);
+        refuse_hello(self, &m->routing, &self->refused_keys, "refused", &hello, why);
         return;
     }
     uint32_t max_credit = (uint32_t)self->config->credit;
     uint32_t granted =
         hello.credit && hello.credit < max_credit ? (uint32_t)hello.credit : max_credit;
+    rt_hello_t h = {
+        .instance = hello.instance,
+        .plugin = hello.plugin,
+        .role = hello.role,
+        .replica = hello.replica < INT_MIN || hello.replica > INT_MAX ? -1 : (int)hello.replica,
+        .credit = granted,
+        .token = hello.token};
+    rt_refusal_t refusal;
     rt_peer_t *peer = rt_peer_hello(self->router, zmq_msg_data(&m->routing),
-                                    zmq_msg_size(&m->routing), hello.instance, hello.plugin,
-                                    hello.role, (int)hello.replica, granted, now, why, sizeof why);
+                                    zmq_msg_size(&m->routing), &h, now, &refusal);
     if (!peer) {
-        refuse_peer(self, &m->routing, "refused", why);
-        dcb_warn("worker refused", "instance=%s reason=\"%s\"", hello.instance, why);
+        refuse_hello(self, &m->routing, &self->refused_hellos, refusal.code, &hello, refusal.why);
         return;
     }
     send_ready(self, peer, &hello, granted);
@@ -544,6 +558,19 @@ void broker_note_malformed(dcb_broker_t *self, const char *from, const char *why
                  self->malformed);
 }
 
+/* A batch the broker will not carry (its sender may not send it):
+ * counted, logged (rate-limited) and an error on error.VALIDATION.broker
+ * naming the batch. */
+static void refuse_batch(dcb_broker_t *self, const char *from, const dcb_envelope_t *env,
+                         const char *why)
+{
+    self->refused_batches++;
+    if (self->refused_batches <= 10 || self->refused_batches % 1000 == 0)
+        dcb_error("batch refused", "from=%s reason=\"%s\" total=%" PRIu64, from, why,
+                  self->refused_batches);
+    broker_publish_error(self, DCBUS_ERROR_VALIDATION, "route", why, env->stream, env->seq);
+}
+
 /* The live tap: a batch from a collector, as it is, on data.<stream>. */
 static void tap_data(dcb_broker_t *self, const dcb_envelope_t *env, zmq_msg_t *body)
 {
@@ -557,17 +584,23 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
     dcb_envelope_t env;
     char why[256];
     bool collector = rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR;
-    int rc = dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &env, why, sizeof why);
-    /* Counted before routing, so PROCESSING_START precedes STORAGE_START. */
-    if (rc == 0 && collector)
-        dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
-    if (rc == 0 && collector)
-        rc = dcb_intake_take(self->intake, peer, &env, &m->body, why, sizeof why);
-    else if (rc == 0)
-        rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
-    if (rc != 0) {
+    if (dcb_envelope_decode_header(m->body_span.data, m->body_span.len, &env, why, sizeof why) !=
+        0) {
         broker_note_malformed(self, rt_peer_instance(peer), why);
         broker_publish_error(self, DCBUS_ERROR_VALIDATION, "route", why, NULL, 0);
+        if (collector) refuse_peer(self, &m->routing, "refused", why);
+        return;
+    }
+    int rc;
+    /* Counted before routing, so PROCESSING_START precedes STORAGE_START. */
+    if (collector) {
+        dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
+        rc = dcb_intake_take(self->intake, peer, &env, &m->body, why, sizeof why);
+    } else {
+        rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
+    }
+    if (rc != 0) {
+        refuse_batch(self, rt_peer_instance(peer), &env, why);
         /* A collector whose batches cannot be taken would wait for their
          * acknowledgements forever: refuse it, so it stops and says why. */
         if (collector) refuse_peer(self, &m->routing, "refused", why);

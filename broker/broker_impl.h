@@ -41,7 +41,9 @@ struct dcb_broker {
     dcb_body_t note;            /* scratch for topics and notices, never reused while `body` is */
     int64_t started_us, last_heartbeat_us, last_second_us;
     uint64_t malformed;
-    uint64_t refused_keys; /* HELLOs whose CURVE key may not be what they claim */
+    uint64_t refused_keys;    /* HELLOs whose CURVE key may not be what they claim */
+    uint64_t refused_hellos;  /* other HELLOs refused (router.h: rt_peer_hello) */
+    uint64_t refused_batches; /* batches not taken: not acknowledged, not carried */
     uint64_t published, publish_dropped;
     int data_subscribers; /* subscriptions that match data.* */
     /* backlogs of the sinks marked critical: false */

@@ -132,7 +132,7 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     size_t waiting = dcb_intake_waiting(self->intake, NULL);
     rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  waiting, 7, collection_status, self);
+                  waiting, 9, collection_status, self);
     dcb_pack_str(pk, "spool");
     dcb_intake_pack_stats(self->intake, pk);
     dcb_pack_str(pk, "backlogs");
@@ -158,6 +158,8 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     dcb_pack_kv_uint(pk, "topics_published", self->published);
     dcb_pack_kv_uint(pk, "topics_dropped", self->publish_dropped);
     dcb_pack_kv_uint(pk, "refused_keys", self->refused_keys);
+    dcb_pack_kv_uint(pk, "refused_hellos", self->refused_hellos);
+    dcb_pack_kv_uint(pk, "refused_batches", self->refused_batches);
     return 0;
 }
 

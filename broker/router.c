@@ -10,7 +10,9 @@
 #include "router.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,6 +84,7 @@ struct rt_batch {
 struct rt_instance {
     char *name;
     dcbus_role_t role;   /* what the pipelines need it to be; 0: unused */
+    int replicas;        /* configured: a HELLO's replica is 0..replicas-1 */
     rt_pipeline_t *pipe; /* the pipeline it is the collector of */
     rt_peer_t **peers;
     size_t npeers, rr;
@@ -100,6 +103,7 @@ struct rt_peer {
     size_t idlen;
     rt_instance_t *inst;
     int replica;
+    char token[RT_TOKEN_MAX]; /* its start token (router.h), "" if none */
     uint32_t credit;
     int64_t last_seen;
     rt_list_t held;
@@ -119,6 +123,8 @@ struct rt_router {
     zhashx_t *streams; /* name -> rt_stream_t */
     rt_list_t backoff;
     uint32_t max_attempts;
+    uint64_t max_seq_gap;         /* 0: no limit */
+    int64_t heartbeat_timeout_us; /* 0: a live peer is never dead to a HELLO */
 };
 
 /* ---------------------------------------------------------------------------
@@ -229,8 +235,12 @@ rt_router_t *rt_router_new(const dcb_config_t *config, const rt_ops_t *ops, void
     self->max_attempts = 8;
     self->ninstances = config->nworkers;
     self->instances = calloc(config->nworkers ? config->nworkers : 1, sizeof *self->instances);
-    for (size_t i = 0; i < config->nworkers; i++)
+    for (size_t i = 0; i < config->nworkers; i++) {
         self->instances[i].name = strdup(config->workers[i].name);
+        self->instances[i].replicas = config->workers[i].replicas;
+    }
+    self->max_seq_gap = config->max_seq_gap;
+    self->heartbeat_timeout_us = (int64_t)config->heartbeat_timeout_ms * 1000;
     build_pipelines(self, config);
     self->peers = zhashx_new();
     self->batches = zhashx_new();
@@ -281,6 +291,11 @@ void rt_set_max_attempts(rt_router_t *self, uint32_t attempts)
     self->max_attempts = attempts ? attempts : 1;
 }
 
+void rt_set_max_seq_gap(rt_router_t *self, uint64_t gap)
+{
+    self->max_seq_gap = gap;
+}
+
 /* ---------------------------------------------------------------------------
  * Peers
  */
@@ -318,67 +333,119 @@ static const char *role_mismatch(const rt_instance_t *inst, dcbus_role_t role)
 
 static void dispatch(rt_router_t *self, rt_instance_t *inst);
 
-/* Workers name their connections INSTANCE.REPLICA.PID.NONCE (a new nonce
- * for each socket): the same process when all but the nonce agree. */
-static bool same_process(const rt_peer_t *old, const void *id, size_t idlen)
+/* How a HELLO's start token relates to the live peer's (router.h): the
+ * same process again, a later start of the same worker, or no proof. */
+typedef enum { TOKEN_NONE, TOKEN_SAME, TOKEN_LATER } token_rel_t;
+
+/* Splits "SECRET.START" into the secret's length and the start number. */
+static bool token_parse(const char *token, size_t *secret_len, uint64_t *start)
 {
-    size_t prefix = old->idlen;
-    while (prefix > 0 && old->id[prefix - 1] != '.')
-        prefix--;
-    return prefix > 0 && idlen > prefix && memcmp(old->id, id, prefix) == 0 &&
-           !memchr((const uint8_t *)id + prefix, '.', idlen - prefix);
+    const char *dot = strrchr(token, '.');
+    if (!dot || dot == token || !dot[1]) return false;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(dot + 1, &end, 10);
+    if (*end || errno || dot[1] == '-') return false;
+    *secret_len = (size_t)(dot - token);
+    *start = n;
+    return true;
 }
 
-/* A processor or sink that says HELLO again from a new connection (it
- * reconnected: the broker was silent too long) replaces its old one at
- * once.  Waiting for the old one to time out would hand the new one later
- * batches first, and the old one's batches after them: out of order at a
- * sink.  Collectors hold no work and keep the old rule (time-out). */
-static void replace_stale_peer(rt_router_t *self, rt_instance_t *inst, int replica, const void *id,
-                               size_t idlen, int64_t now)
+static token_rel_t token_relation(const char *live, const char *hello)
 {
-    if (inst->role != DCBUS_ROLE_PROCESSOR && inst->role != DCBUS_ROLE_STORAGE) return;
+    size_t a, b;
+    uint64_t na, nb;
+    if (!live[0] || !token_parse(live, &a, &na) || !token_parse(hello, &b, &nb) || a != b ||
+        memcmp(live, hello, a) != 0)
+        return TOKEN_NONE;
+    return nb == na ? TOKEN_SAME : nb > na ? TOKEN_LATER : TOKEN_NONE;
+}
+
+/* The live peer of (instance, replica), or NULL. */
+static rt_peer_t *replica_peer(const rt_instance_t *inst, int replica)
+{
     for (size_t i = 0; i < inst->npeers; i++)
-        if (inst->peers[i]->replica == replica) {
-            rt_peer_t *old = inst->peers[i];
-            if (same_process(old, id, idlen))
-                rt_peer_gone(self, old, "replaced by a new connection");
-            else
-                rt_peer_died(self, old, "replaced by a new process", now);
-            return;
-        }
+        if (inst->peers[i]->replica == replica) return inst->peers[i];
+    return NULL;
 }
 
-rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const char *instance,
-                         const char *plugin, dcbus_role_t role, int replica, uint32_t credit,
-                         int64_t now, char *why, size_t whylen)
+/* A HELLO for a replica that has a live peer.  It takes the place only
+ * with proof: the same start token (the same process on a new connection:
+ * it reconnected) or a later start of the same worker (its supervisor saw
+ * the live one exit: it died).  A live peer past the heartbeat time-out is
+ * dead already.  Anything else is refused as busy, so a stray or forged
+ * HELLO cannot take a live worker's place (and its acknowledgements). */
+static bool take_place(rt_router_t *self, rt_instance_t *inst, const rt_hello_t *h, int64_t now,
+                       rt_refusal_t *refusal)
 {
-    rt_instance_t *inst = find_instance(self, instance);
-    if (!inst) {
-        snprintf(why, whylen, "no worker instance '%s' in the broker's config", instance);
-        return NULL;
+    rt_peer_t *old = replica_peer(inst, h->replica);
+    if (!old) return true;
+    if (self->heartbeat_timeout_us && now - old->last_seen > self->heartbeat_timeout_us) {
+        rt_peer_died(self, old, "missed heartbeats", now);
+        return true;
     }
-    const char *mismatch = role_mismatch(inst, role);
-    if (mismatch || idlen > sizeof((rt_peer_t *)0)->id) {
-        snprintf(why, whylen, "%s: %s is used as a %s", mismatch ? mismatch : "routing id too long",
-                 instance, role_name(inst->role));
-        return NULL;
+    switch (token_relation(old->token, h->token ? h->token : "")) {
+    case TOKEN_SAME:
+        rt_peer_gone(self, old, "replaced by a new connection");
+        return true;
+    case TOKEN_LATER:
+        rt_peer_died(self, old, "replaced by a new process", now);
+        return true;
+    default:
+        refusal->code = "busy";
+        snprintf(refusal->why, sizeof refusal->why,
+                 "%s replica %d is connected and alive; a HELLO without its start token "
+                 "cannot replace it",
+                 inst->name, h->replica);
+        return false;
     }
+}
+
+static rt_peer_t *refuse(rt_refusal_t *refusal, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static rt_peer_t *refuse(rt_refusal_t *refusal, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    refusal->code = "refused";
+    vsnprintf(refusal->why, sizeof refusal->why, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const rt_hello_t *h,
+                         int64_t now, rt_refusal_t *refusal)
+{
+    rt_instance_t *inst = find_instance(self, h->instance);
+    if (!inst)
+        return refuse(refusal, "no worker instance '%s' in the broker's config", h->instance);
+    const char *mismatch = role_mismatch(inst, h->role);
+    if (mismatch || idlen > sizeof((rt_peer_t *)0)->id)
+        return refuse(refusal, "%s: %s is used as a %s",
+                      mismatch ? mismatch : "routing id too long", h->instance,
+                      role_name(inst->role));
     rt_peer_t *peer = rt_peer_find(self, id, idlen);
+    if (peer && (peer->inst != inst || peer->replica != h->replica))
+        return refuse(refusal, "this connection is registered as %s replica %d already",
+                      peer->inst->name, peer->replica);
     if (peer) { /* a repeated HELLO: keep what it holds */
         peer->last_seen = now;
         return peer;
     }
-    replace_stale_peer(self, inst, replica, id, idlen, now);
+    if (h->replica < 0 || h->replica >= inst->replicas)
+        return refuse(refusal, "replica %d of %s: the config has %d (0..%d)", h->replica,
+                      inst->name, inst->replicas, inst->replicas - 1);
+    if (!take_place(self, inst, h, now, refusal)) return NULL;
     peer = calloc(1, sizeof *peer);
     memcpy(peer->id, id, idlen);
     peer->idlen = idlen;
     id_key(id, idlen, peer->key, sizeof peer->key);
     peer->inst = inst;
-    peer->replica = replica;
-    peer->credit = credit ? credit : 1;
+    peer->replica = h->replica;
+    peer->credit = h->credit ? h->credit : 1;
     peer->last_seen = now;
-    snprintf(inst->plugin, sizeof inst->plugin, "%s", plugin ? plugin : "");
+    snprintf(peer->token, sizeof peer->token, "%s", h->token ? h->token : "");
+    snprintf(inst->plugin, sizeof inst->plugin, "%s", h->plugin ? h->plugin : "");
     zhashx_insert(self->peers, peer->key, peer);
     inst->peers = realloc(inst->peers, (inst->npeers + 1) * sizeof *inst->peers);
     inst->peers[inst->npeers++] = peer;
@@ -652,6 +719,15 @@ int rt_collector_check(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t 
         return -1;
     }
     if (s->seen && env->seq <= s->last_seq) return RT_KNOWN;
+    /* A seq far ahead would make the stream's next real batches look like
+     * resends, to be acknowledged and thrown away: refused instead. */
+    if (s->seen && self->max_seq_gap && env->seq - s->last_seq > self->max_seq_gap) {
+        snprintf(why, whylen,
+                 "seq %" PRIu64 " of stream %s is %" PRIu64 " past the stream's %" PRIu64
+                 " (broker.max_seq_gap %" PRIu64 ")",
+                 env->seq, env->stream, env->seq - s->last_seq, s->last_seq, self->max_seq_gap);
+        return -1;
+    }
     s->last_seq = env->seq;
     s->seen = true;
     if (env->poslen) {

@@ -28,7 +28,11 @@
  *    given up as a poison batch (ops.poisoned).
  *  - A stream belongs to the collector that sent it first: (stream, seq)
  *    from another collector is refused, so one peer cannot shadow
- *    another's batches.
+ *    another's batches; nor may a seq jump more than max_seq_gap ahead,
+ *    which would make the stream's next batches look like resends.
+ *  - One peer per configured replica: a HELLO for a replica out of range
+ *    is refused, and one for a replica with a live peer takes its place
+ *    only with proof (rt_peer_hello).
  *  - A sink with `critical: false` in its worker settings gets its batches
  *    through `divert` (a disk backlog) and does not hold up the collector's
  *    acknowledgement; a failing injected batch is retried for as long as
@@ -83,12 +87,37 @@ typedef struct {
 rt_router_t *rt_router_new(const dcb_config_t *config, const rt_ops_t *ops, void *arg);
 void rt_router_destroy(rt_router_t **self_p);
 
-/* Registers a peer (HELLO).  `role` is the role the plugin declared.
- * Returns NULL and a reason if the instance is unknown or the role does not
- * match its use in the pipelines. */
-rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const char *instance,
-                         const char *plugin, dcbus_role_t role, int replica, uint32_t credit,
-                         int64_t now, char *why, size_t whylen);
+/* A HELLO, as the broker read it. */
+typedef struct {
+    const char *instance, *plugin;
+    dcbus_role_t role; /* the role the plugin declared */
+    int replica;
+    uint32_t credit;
+    /* The start token, "SECRET.START" (or NULL): one per process start,
+     * from the supervisor (DCBUS_WORKER_TOKEN: the same secret for every
+     * start of one worker, START counting its starts) or made up by the
+     * worker itself when it has none (START 0). */
+    const char *token;
+} rt_hello_t;
+
+#define RT_TOKEN_MAX 96
+
+/* Why a HELLO was refused: `code` is "refused" (it never can be: unknown
+ * instance, role mismatch, replica out of range) or "busy" (the replica
+ * has a live peer the HELLO cannot prove to replace; it may try again). */
+typedef struct {
+    const char *code;
+    char why[256];
+} rt_refusal_t;
+
+/* Registers a peer (HELLO).  A replica has at most one peer.  A HELLO for
+ * a replica whose peer is alive takes its place only with the same token
+ * (the same process, reconnected: its old connection is let go) or a later
+ * start of the same secret (a restart: the old one died); a peer silent
+ * past the heartbeat time-out is dead anyway.  Returns NULL and the
+ * refusal otherwise. */
+rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const rt_hello_t *hello,
+                         int64_t now, rt_refusal_t *refusal);
 rt_peer_t *rt_peer_find(rt_router_t *self, const void *id, size_t idlen);
 void rt_peer_seen(rt_peer_t *peer, int64_t now);
 /* The peer left (BYE): what it held goes back to its stage. */
@@ -113,7 +142,9 @@ uint32_t rt_peer_inflight(const rt_peer_t *peer);
 
 /* DATA from a collector: RT_NEW if the router has not seen its (stream,
  * seq) -- it now counts as taken, to be spooled and admitted --, RT_KNOWN if
- * it has (a resend), -1 with a reason if the peer may not send it. */
+ * it has (a resend), -1 with a reason if the peer may not send it (not a
+ * collector, another collector's stream, or a seq more than max_seq_gap
+ * past the stream's last). */
 enum { RT_NEW = 0, RT_KNOWN = 1 };
 int rt_collector_check(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, char *why,
                        size_t whylen);
@@ -198,5 +229,8 @@ const rt_peer_t *rt_instance_peer(const rt_router_t *self, const char *instance)
 
 /* Tuning. */
 void rt_set_max_attempts(rt_router_t *self, uint32_t attempts);
+/* How far past its stream's last seq a collector's batch may be (0: any;
+ * the config's broker.max_seq_gap by default). */
+void rt_set_max_seq_gap(rt_router_t *self, uint64_t gap);
 
 #endif

@@ -8,13 +8,17 @@
  * place the config uses the instance: a pipeline's `from` needs a collector,
  * `through` processors, `to` storage, `error_handlers` handlers; and each
  * instance's settings are checked against the table its plugin declares
- * (settings.h).  `dcbus run` runs the same pass before starting anything.
+ * (settings.h).  Last, no two collectors may emit one stream: the streams a
+ * collector plugin declares (dcbus_collector_ops_t.streams) are expanded
+ * with the instance's settings and compared.  `dcbus run` runs the same
+ * pass before starting anything.
  */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "dcbus/envelope.h"
 #include "loader.h"
 #include "settings.h"
 
@@ -26,7 +30,8 @@ static void print_help(void)
            "(pipeline from: collector, through: processor, to: storage,\n"
            "error_handlers: handler), and that every instance's settings are ones\n"
            "its plugin declares, of the declared type and range (`dcbus plugins\n"
-           "NAME` lists them).\n\n"
+           "NAME` lists them), and that no two collectors would emit the same\n"
+           "stream.\n\n"
            "Prints 'CONFIG: ok (N workers, M pipelines)', or each problem as\n"
            "FILE:LINE:COLUMN: message.  Exit status 0 if valid, 2 if not.\n\n"
            "options:\n"
@@ -114,6 +119,55 @@ static int check_defined(const dcb_config_t *cfg, const cli_use_t *uses, size_t 
     return problems;
 }
 
+/* A stream a collector of the config would emit. */
+typedef struct {
+    char name[DCB_NAME_MAX];
+    const dcb_worker_cfg_t *w;
+    int line, column; /* where it is decided: the setting, or the worker */
+} stream_use_t;
+
+typedef struct {
+    stream_use_t *items;
+    size_t count;
+} streams_t;
+
+/* The streams of collector `w` (plugin `desc`), each checked against those
+ * of the collectors before it; returns the problems found. */
+static int check_streams(const dcb_config_t *cfg, const dcb_worker_cfg_t *w,
+                         const dcbus_plugin_t *desc, streams_t *seen, FILE *out)
+{
+    const dcbus_collector_ops_t *ops = dcbus_collector_ops(desc);
+    if (cli_instance_role(cfg, w->name) != DCBUS_ROLE_COLLECTOR ||
+        !DCBUS_COLLECTOR_HAS(ops, streams))
+        return 0;
+    int problems = 0;
+    for (const char *t = ops->streams; *t;) {
+        size_t len = strcspn(t, "|");
+        stream_use_t use = {.w = w, .line = w->line, .column = w->column};
+        const dcb_node_t *by;
+        if (dcb_settings_expand(desc, w->settings, t, len, use.name, sizeof use.name, &by) == 0 &&
+            use.name[0]) {
+            if (by) use.line = by->line, use.column = by->column;
+            for (size_t i = 0; i < seen->count; i++) {
+                const stream_use_t *first = &seen->items[i];
+                if (strcmp(first->name, use.name) != 0 || first->w == w) continue;
+                fprintf(out,
+                        "%s:%d:%d: workers.%s: collector %s would emit stream '%s', as collector "
+                        "%s does (%s:%d:%d): seq numbers are per stream, so give one of them "
+                        "another stream name\n",
+                        cfg->path, use.line, use.column, w->name, w->name, use.name, first->w->name,
+                        cfg->path, first->line, first->column);
+                problems++;
+                break;
+            }
+            seen->items = realloc(seen->items, (seen->count + 1) * sizeof *seen->items);
+            seen->items[seen->count++] = use;
+        }
+        t += len + (t[len] == '|');
+    }
+    return problems;
+}
+
 static void print_problem(void *arg, const char *problem)
 {
     fprintf(arg, "%s\n", problem);
@@ -124,6 +178,7 @@ int cli_check_plugins(const dcb_config_t *cfg, FILE *out)
     cli_use_t *uses;
     size_t nuses = cli_config_uses(cfg, &uses);
     int problems = check_defined(cfg, uses, nuses, out);
+    streams_t streams = {0};
     for (size_t i = 0; i < cfg->nworkers; i++) {
         const dcb_worker_cfg_t *w = &cfg->workers[i];
         char err[512];
@@ -137,8 +192,10 @@ int cli_check_plugins(const dcb_config_t *cfg, FILE *out)
         problems += check_uses(cfg, w, dcb_plugin_desc(lib)->role, uses, nuses, out);
         problems += dcb_settings_check(dcb_plugin_desc(lib), w->settings, cfg->path, w->name,
                                        print_problem, out);
+        problems += check_streams(cfg, w, dcb_plugin_desc(lib), &streams, out);
         dcb_plugin_unload(&lib);
     }
+    free(streams.items);
     free(uses);
     return problems;
 }

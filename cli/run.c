@@ -57,7 +57,9 @@ static void print_help(void)
            "                          0: never)\n"
            "  -h, --help              this help\n\n"
            "Exit status: 0 after a clean end; 1 if a child kept failing or had to\n"
-           "be killed; 2 if CONFIG is not valid (see 'dcbus check').\n",
+           "be killed, or the broker refused a connection or a batch (its stats\n"
+           "count them: refused_hellos, refused_keys, refused_batches); 2 if CONFIG\n"
+           "is not valid (see 'dcbus check').\n",
            CLI_DEFAULT_CONFIG);
 }
 
@@ -171,9 +173,24 @@ static void print_targets(const dcb_config_t *cfg)
     }
 }
 
-/* The closing summary, asked from the broker while it still runs. */
-static void print_summary(const dcb_config_t *cfg, const char *why, int64_t elapsed_ms)
+/* Whether the broker refused anything (docs/durability.md: nothing is
+ * refused silently): then the run did not go as configured. */
+static bool report_refused(const cli_stats_t *st)
 {
+    uint64_t n = st->refused_hellos + st->refused_keys + st->refused_batches;
+    if (n)
+        dcb_error("the broker refused connections or batches; see error.* and its log",
+                  "refused_hellos=%llu refused_keys=%llu refused_batches=%llu",
+                  (unsigned long long)st->refused_hellos, (unsigned long long)st->refused_keys,
+                  (unsigned long long)st->refused_batches);
+    return n > 0;
+}
+
+/* The closing summary, asked from the broker while it still runs; true if
+ * the broker refused anything. */
+static bool print_summary(const dcb_config_t *cfg, const char *why, int64_t elapsed_ms)
+{
+    bool refused = false;
     printf("dcbus run: %s ended after %.1f s (%s)\n", cfg->path, (double)elapsed_ms / 1000, why);
     char err[512];
     cli_client_t *client = cli_client_new(cfg->bus_endpoint, err, sizeof err);
@@ -181,6 +198,7 @@ static void print_summary(const dcb_config_t *cfg, const char *why, int64_t elap
     if (client &&
         cli_stats_fetch(client, SUMMARY_TIMEOUT_MS, &st, err, sizeof err) == CLI_CALL_OK) {
         print_records(cfg, &st);
+        refused = report_refused(&st);
         cli_stats_free(&st);
     } else {
         printf("  (no counters: %s)\n", err);
@@ -188,6 +206,7 @@ static void print_summary(const dcb_config_t *cfg, const char *why, int64_t elap
     cli_client_destroy(&client);
     print_targets(cfg);
     fflush(stdout);
+    return refused;
 }
 
 static const char *end_reason(supervisor_end_t end)
@@ -249,10 +268,10 @@ static int run(const dcb_config_t *cfg, const run_opts_t *o, const char *broker_
         dcb_info("stopping stage", "stage=\"%s\"", s_stage_names[stage]);
         supervisor_stop_stage(sv, stage);
     }
-    print_summary(cfg, end_reason(end), zclock_mono() - started);
+    bool refused = print_summary(cfg, end_reason(end), zclock_mono() - started);
     supervisor_stop_stage(sv, STAGE_BROKER);
 
-    bool failed = end == SUPERVISOR_GAVE_UP || supervisor_failed(sv);
+    bool failed = end == SUPERVISOR_GAVE_UP || supervisor_failed(sv) || refused;
     supervisor_destroy(&sv);
     dcb_info("stopped", "clean=%s", failed ? "no" : "yes");
     return failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;

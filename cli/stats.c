@@ -103,6 +103,9 @@ static bool decode_stats(dcbus_span_t result, cli_stats_t *out)
     out->batches_in_flight = get_count(result, "batches_in_flight");
     out->topics_published = get_count(result, "topics_published");
     out->topics_dropped = get_count(result, "topics_dropped");
+    out->refused_hellos = get_count(result, "refused_hellos");
+    out->refused_keys = get_count(result, "refused_keys");
+    out->refused_batches = get_count(result, "refused_batches");
     dcbus_span_t instances;
     if (!dcb_map_get_raw(result, "instances", &instances)) return true;
     return decode_instances(instances, out);
@@ -152,6 +155,11 @@ static void print_table(const cli_stats_t *st, const char *endpoint)
     printf("broker %s: up %.1f s, %llu malformed message%s refused, %llu batch%s in flight\n",
            endpoint, st->uptime_s, (unsigned long long)st->malformed, st->malformed == 1 ? "" : "s",
            (unsigned long long)st->batches_in_flight, st->batches_in_flight == 1 ? "" : "es");
+    if (st->refused_hellos || st->refused_keys || st->refused_batches)
+        printf("refused: %llu HELLO%s, %llu for their key, %llu batch%s\n",
+               (unsigned long long)st->refused_hellos, st->refused_hellos == 1 ? "" : "s",
+               (unsigned long long)st->refused_keys, (unsigned long long)st->refused_batches,
+               st->refused_batches == 1 ? "" : "es");
     int name_w = (int)strlen("instance"), role_w = (int)strlen("role");
     int count_w[COUNTER_COUNT];
     for (size_t c = 0; c < COUNTER_COUNT; c++)
@@ -189,10 +197,12 @@ static void print_json(const cli_stats_t *st, const char *endpoint)
     printf("{\"broker\":");
     print_json_string(endpoint);
     printf(",\"uptime_s\":%.3f,\"malformed\":%llu,\"batches_in_flight\":%llu,"
-           "\"topics_published\":%llu,\"topics_dropped\":%llu,\"instances\":[",
+           "\"topics_published\":%llu,\"topics_dropped\":%llu,\"refused_hellos\":%llu,"
+           "\"refused_keys\":%llu,\"refused_batches\":%llu,\"instances\":[",
            st->uptime_s, (unsigned long long)st->malformed,
            (unsigned long long)st->batches_in_flight, (unsigned long long)st->topics_published,
-           (unsigned long long)st->topics_dropped);
+           (unsigned long long)st->topics_dropped, (unsigned long long)st->refused_hellos,
+           (unsigned long long)st->refused_keys, (unsigned long long)st->refused_batches);
     for (size_t i = 0; i < st->count; i++) {
         const cli_instance_stats_t *s = &st->instances[i];
         printf("%s{\"instance\":", i ? "," : "");

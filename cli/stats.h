@@ -32,6 +32,11 @@ typedef struct {
     uint64_t malformed;         /* messages the broker refused */
     uint64_t batches_in_flight; /* not yet delivered to every sink (in memory or spooled) */
     uint64_t topics_published, topics_dropped;
+    /* what the broker would not take: HELLOs (a replica out of range, a
+     * live replica's place), HELLOs whose CURVE key may not register as
+     * they claim, batches (another collector's stream, a seq past
+     * broker.max_seq_gap) */
+    uint64_t refused_hellos, refused_keys, refused_batches;
     cli_instance_stats_t *instances;
     size_t count;
 } cli_stats_t;

@@ -5,11 +5,19 @@
  * or the next restart time, reap every exited child and decide its fate,
  * start the restarts that are due.  supervisor_wait() and
  * supervisor_stop_stage() are that loop with different ends.
+ *
+ * Each worker child (replica >= 0) is started with DCBUS_WORKER_TOKEN =
+ * "SECRET.START": a random secret of its own, the same for all its starts,
+ * and the number of this start.  The worker sends it in HELLO; a later
+ * START under the same secret proves to the broker that the process it
+ * still thinks alive has exited (this supervisor saw it), so the restart
+ * takes its place at once (docs/protocol.md, "HELLO").
  */
 #define _GNU_SOURCE /* sigabbrev_np */
 #include "supervisor.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -44,6 +52,7 @@ typedef struct {
     int64_t started_ms, restart_at_ms, backoff_ms;
     int failures; /* in a row */
     unsigned restarts;
+    char secret[33]; /* of its start tokens; "" for the broker */
 } child_t;
 
 struct supervisor {
@@ -58,6 +67,55 @@ struct supervisor {
     bool gave_up;     /* a child kept failing */
     bool unclean;     /* a child was killed or stopped with a failure */
 };
+
+extern char **environ;
+
+/* 32 hex digits from /dev/urandom (the clock and pid if it cannot be read). */
+static void random_secret(char out[33])
+{
+    uint8_t raw[16] = {0};
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, raw, sizeof raw) != (ssize_t)sizeof raw) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t mix = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+        memcpy(raw, &mix, sizeof mix);
+    }
+    if (fd >= 0) close(fd);
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+/* The environment of a child's start: ours, with its start token.  NULL
+ * for the broker (it gets ours as it is). */
+static char **child_env(const child_t *c)
+{
+    if (!c->secret[0]) return NULL;
+    static const char var[] = "DCBUS_WORKER_TOKEN=";
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 2, sizeof *env);
+    if (!env) abort();
+    size_t j = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], var, sizeof var - 1) != 0) env[j++] = environ[i];
+    char *token = malloc(sizeof var + 48);
+    if (!token) abort();
+    snprintf(token, sizeof var + 48, "%s%s.%u", var, c->secret, c->restarts);
+    env[j] = token;
+    return env;
+}
+
+static void free_env(char **env)
+{
+    if (!env) return;
+    size_t i = 0;
+    while (env[i + 1])
+        i++;
+    free(env[i]); /* the token, last */
+    free(env);
+}
 
 static int64_t now_ms(void)
 {
@@ -139,6 +197,7 @@ void supervisor_add(supervisor_t *self, const char *name, int replica, int stage
                                               .argv = copy,
                                               .state = CHILD_IDLE,
                                               .backoff_ms = self->opts.backoff_min_ms};
+    if (replica >= 0) random_secret(self->children[self->count - 1].secret);
 }
 
 /* "instance=csv replica=0", the child's part of every log line. */
@@ -169,14 +228,17 @@ static const char *describe_status(int status)
 }
 
 /* In the child, between fork and exec: async-signal-safe calls only. */
-static void exec_child(const supervisor_t *self, const child_t *c, pid_t parent)
+static void exec_child(const supervisor_t *self, const child_t *c, char **env, pid_t parent)
 {
     sigaction(SIGCHLD, &self->saved_chld, NULL);
     sigprocmask(SIG_SETMASK, &self->saved_mask, NULL);
     setpgid(0, 0);                    /* Ctrl-C at a terminal reaches the supervisor only */
     prctl(PR_SET_PDEATHSIG, SIGTERM); /* ...and a dead supervisor leaves no orphans */
     if (getppid() != parent) _exit(1);
-    execv(c->argv[0], c->argv);
+    if (env)
+        execve(c->argv[0], c->argv, env);
+    else
+        execv(c->argv[0], c->argv);
     static const char msg[] = "dcbus run: cannot execute ";
     ssize_t ignored = write(STDERR_FILENO, msg, sizeof msg - 1);
     ignored = write(STDERR_FILENO, c->argv[0], strlen(c->argv[0]));
@@ -190,8 +252,10 @@ static void child_failed(supervisor_t *self, child_t *c, const char *how);
 static void spawn(supervisor_t *self, child_t *c)
 {
     pid_t parent = getpid();
+    char **env = child_env(c); /* made before fork: the child may only exec */
     pid_t pid = fork();
-    if (pid == 0) exec_child(self, c, parent);
+    if (pid == 0) exec_child(self, c, env, parent);
+    free_env(env);
     c->started_ms = now_ms();
     c->stop_sent = c->killed = false;
     if (pid < 0) {

@@ -97,6 +97,8 @@ static const char *const BROKER_KEYS[] = {"bus",
                                           "spool_segment_mb",
                                           "spool_full",
                                           "memory_batches",
+                                          "max_seq_gap",
+                                          "max_message_mb",
                                           NULL};
 /* The keys of a worker's map the host reads; the rest are plugin settings. */
 static const char *const WORKER_HOST_KEYS[] = {"plugin", "replicas", "critical", "call_timeout_ms",
@@ -371,6 +373,7 @@ static void set_defaults(dcb_config_t *cfg)
     cfg->spool_max_mb = 4096;
     cfg->spool_segment_mb = 64;
     cfg->memory_batches = 64;
+    cfg->max_message_mb = 256;
     cfg->log_level = xstrdup(DEFAULT_LOG_LEVEL);
     cfg->plugins_path = xcalloc(1, sizeof *cfg->plugins_path);
     cfg->plugins_path[0] = xstrdup(DEFAULT_PLUGINS_PATH);
@@ -477,8 +480,34 @@ static bool load_broker(check_t *c, const dcb_node_t *broker)
     if ((v = map_get(broker, "log_level")) &&
         !want_log_level(c, v, "broker.log_level", &cfg->log_level))
         return false;
+    if ((v = map_get(broker, "max_message_mb")) &&
+        (!want_positive_int(c, v, "broker.max_message_mb", &cfg->max_message_mb) ||
+         (cfg->max_message_mb > 65536 &&
+          !expected(c, v, "broker.max_message_mb", "a size from 1 to 65536"))))
+        return false;
     if (!load_spool(c, broker)) return false;
     return load_heartbeat_timeout(c, map_get(broker, "heartbeat_timeout_ms"));
+}
+
+/* A collector's window (4 x credit) may be resent after a reconnection, so
+ * the gap allowed between the seq a stream is at and a new batch's must
+ * cover it; by default it is the larger of 1000 and the window. */
+static bool load_seq_gap(check_t *c, const dcb_node_t *broker)
+{
+    dcb_config_t *cfg = c->cfg;
+    int window = cfg->credit > INT_MAX / 4 ? INT_MAX : 4 * cfg->credit;
+    const dcb_node_t *v = broker ? map_get(broker, "max_seq_gap") : NULL;
+    if (!v) {
+        cfg->max_seq_gap = window > 1000 ? (uint64_t)window : 1000;
+        return true;
+    }
+    int gap;
+    if (!want_positive_int(c, v, "broker.max_seq_gap", &gap)) return false;
+    cfg->max_seq_gap = (uint64_t)gap;
+    if (gap >= window) return true;
+    char what[96];
+    snprintf(what, sizeof what, "at least a collector's window, 4 x credit (%d)", window);
+    return expected(c, v, "broker.max_seq_gap", what);
 }
 
 static bool load_plugins_path(check_t *c, const dcb_node_t *node)
@@ -668,6 +697,7 @@ static bool load_config(check_t *c, const dcb_node_t *root)
                         "a map at the top level (broker, plugins_path, workers, pipelines, "
                         "error_handlers)");
     return check_keys(c, root, NULL, TOP_KEYS) && load_broker(c, map_get(root, "broker")) &&
+           load_seq_gap(c, map_get(root, "broker")) &&
            load_plugins_path(c, map_get(root, "plugins_path")) && load_workers(c, root) &&
            load_pipelines(c, map_get(root, "pipelines")) &&
            load_error_handlers(c, map_get(root, "error_handlers")) &&

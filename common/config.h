@@ -84,8 +84,12 @@ typedef struct {
     int spool_segment_mb;    /* segment size, default 64 */
     bool spool_drop_oldest;  /* when full: drop the oldest segment (else block collectors) */
     int memory_batches;      /* batches per pipeline held in memory, default 64 */
-    char *log_level;         /* default "info" */
-    char **plugins_path;     /* directories, default [build/plugins] */
+    /* what the broker lets in: */
+    uint64_t max_seq_gap; /* a collector's seq at most this far past its stream's, default
+                             max(1000, 4 x credit) */
+    int max_message_mb;   /* larger messages drop their connection (ZMQ_MAXMSGSIZE), default 256 */
+    char *log_level;      /* default "info" */
+    char **plugins_path;  /* directories, default [build/plugins] */
     size_t nplugins_path;
     dcb_worker_cfg_t *workers;
     size_t nworkers;

@@ -18,9 +18,10 @@
 
 void dcb_hello_pack(const dcb_hello_t *m, msgpack_packer *pk)
 {
-    bool run = m->run[0] != '\0';
-    msgpack_pack_map(pk, 8 + run);
+    bool run = m->run[0] != '\0', token = m->token[0] != '\0';
+    msgpack_pack_map(pk, 8 + run + token);
     if (run) dcb_pack_kv_str(pk, "run", m->run);
+    if (token) dcb_pack_kv_str(pk, "token", m->token);
     dcb_pack_kv_str(pk, "role", dcb_role_name(m->role));
     dcb_pack_kv_str(pk, "instance", m->instance);
     dcb_pack_kv_str(pk, "plugin", m->plugin);
@@ -44,6 +45,7 @@ void dcb_hello_unpack(dcbus_span_t body, dcb_hello_t *m)
     dcb_map_get_int(body, "pid", &m->pid);
     dcb_map_get_str(body, "version", m->version, sizeof m->version);
     dcb_map_get_str(body, "run", m->run, sizeof m->run);
+    dcb_map_get_str(body, "token", m->token, sizeof m->token);
 }
 
 void dcb_ready_pack(const dcb_ready_t *m, msgpack_packer *pk)

@@ -32,6 +32,7 @@ typedef struct {
     int64_t pid;
     char version[64]; /* the plugin's */
     char run[128];    /* collectors: the run its seqs belong to ("" for others) */
+    char token[96];   /* the start token, "SECRET.START" ("" if none; docs/protocol.md) */
 } dcb_hello_t;
 
 void dcb_hello_pack(const dcb_hello_t *m, msgpack_packer *pk);
@@ -67,8 +68,9 @@ void dcb_ack_pack(const dcb_ack_t *m, dcb_cmd_t cmd, msgpack_packer *pk);
 /* False if stream or seq is missing: the body is malformed. */
 bool dcb_ack_unpack(dcbus_span_t body, dcb_ack_t *m);
 
-/* ERROR, broker -> peer: a refusal.  `code` is refused (for good) or
- * unknown_peer (say HELLO again). */
+/* ERROR, broker -> peer: a refusal.  `code` is refused (for good),
+ * unknown_peer (say HELLO again) or busy (the replica has a live peer:
+ * HELLO again later). */
 typedef struct {
     char code[64];
     char message[512];

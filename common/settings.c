@@ -87,6 +87,53 @@ const dcbus_setting_t *dcb_settings_find(const dcbus_plugin_t *desc, const char 
     return NULL;
 }
 
+/* The value {NAME} stands for: the instance's scalar, else the declared
+ * default ("\"\"" is how a table shows the empty string). */
+static const char *setting_value(const dcbus_plugin_t *desc, const dcb_node_t *settings,
+                                 const char *name, size_t *len, const dcb_node_t **decided_by)
+{
+    const dcb_node_t *n = settings ? dcb_node_at(settings, name) : NULL;
+    if (n && n->kind == DCB_NODE_SCALAR) {
+        *decided_by = n;
+        *len = strlen(n->scalar);
+        return n->scalar;
+    }
+    const dcbus_setting_t *s = dcb_settings_find(desc, name);
+    const char *v = s && s->dflt ? s->dflt : "";
+    *len = strlen(v);
+    if (*len >= 2 && v[0] == '"' && v[*len - 1] == '"') {
+        *len -= 2;
+        return v + 1;
+    }
+    return v;
+}
+
+int dcb_settings_expand(const dcbus_plugin_t *desc, const dcb_node_t *settings, const char *tmpl,
+                        size_t len, char *out, size_t cap, const dcb_node_t **decided_by)
+{
+    size_t j = 0;
+    *decided_by = NULL;
+    for (size_t i = 0; i < len;) {
+        const char *piece = tmpl + i;
+        size_t n = 1;
+        if (tmpl[i] == '{') {
+            const char *close = memchr(tmpl + i, '}', len - i);
+            char name[128];
+            if (!close || (size_t)(close - tmpl - i - 1) >= sizeof name) return -1;
+            snprintf(name, sizeof name, "%.*s", (int)(close - tmpl - i - 1), tmpl + i + 1);
+            piece = setting_value(desc, settings, name, &n, decided_by);
+            i = (size_t)(close - tmpl) + 1;
+        } else {
+            i++;
+        }
+        if (j + n >= cap) return -1;
+        memcpy(out + j, piece, n);
+        j += n;
+    }
+    out[j] = '\0';
+    return 0;
+}
+
 const dcbus_setting_t *dcb_settings_nearest(const dcbus_plugin_t *desc, const char *key)
 {
     /* Near enough: one edit for a short key, else two or a third of its

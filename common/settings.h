@@ -32,6 +32,14 @@ int dcb_settings_check(const dcbus_plugin_t *desc, const dcb_node_t *settings, c
 /* The declared setting called `name`, or NULL. */
 const dcbus_setting_t *dcb_settings_find(const dcbus_plugin_t *desc, const char *name);
 
+/* Expands `tmpl`, where {NAME} stands for the value of setting NAME in
+ * `settings` (a scalar; else the default `desc` declares, without quotes;
+ * else nothing), into `out`.  *decided_by is the node of the last setting
+ * taken from `settings`, or NULL.  -1 if it does not fit or a brace is
+ * not closed. */
+int dcb_settings_expand(const dcbus_plugin_t *desc, const dcb_node_t *settings, const char *tmpl,
+                        size_t len, char *out, size_t cap, const dcb_node_t **decided_by);
+
 /* The declared setting nearest to `key` by edit distance, or NULL if none is
  * near enough to be a likely misspelling. */
 const dcbus_setting_t *dcb_settings_nearest(const dcbus_plugin_t *desc, const char *key);

@@ -8,7 +8,18 @@
  * a restarted broker that gets a message from a peer it does not know
  * answers ERROR unknown_peer, which has the same effect.  After every READY
  * a collector resends what is still unacknowledged.
+ *
+ * Every HELLO carries the start token: DCBUS_WORKER_TOKEN as the
+ * supervisor (`dcbus run`) set it for this start, else one the process
+ * makes up for itself.  It proves to the broker that a new connection is
+ * this process again, or its supervisor's next start of this worker, so
+ * it may take the place of a connection the broker still thinks alive
+ * (docs/protocol.md, "HELLO").  Refused as `busy` (another live process
+ * holds the replica), the worker keeps saying HELLO until that one has
+ * missed its heartbeats.
  */
+#include <fcntl.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,6 +40,28 @@ int64_t worker_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The supervisor's token for this start, or a random one of this process
+ * alone (start 0): "SECRET.START". */
+static void make_token(char *out, size_t cap)
+{
+    const char *given = getenv("DCBUS_WORKER_TOKEN");
+    if (given && *given && strlen(given) < cap) {
+        snprintf(out, cap, "%s", given);
+        return;
+    }
+    uint8_t raw[16] = {0};
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || read(fd, raw, sizeof raw) != (ssize_t)sizeof raw) {
+        uint64_t mix = (uint64_t)worker_now_us() ^ ((uint64_t)getpid() << 32);
+        memcpy(raw, &mix, sizeof mix);
+    }
+    if (fd >= 0) close(fd);
+    size_t j = 0;
+    for (size_t i = 0; i < sizeof raw && j + 3 < cap; i++)
+        j += (size_t)snprintf(out + j, cap - j, "%02x", raw[i]);
+    snprintf(out + j, cap - j, ".0");
+}
+
 void worker_pack_hello(const dcb_worker_t *self, dcb_body_t *body)
 {
     dcb_hello_t hello = {.role = self->plugin->role,
@@ -40,6 +73,7 @@ void worker_pack_hello(const dcb_worker_t *self, dcb_body_t *body)
     snprintf(hello.plugin, sizeof hello.plugin, "%s", self->plugin->name);
     snprintf(hello.version, sizeof hello.version, "%s",
              self->plugin->version ? self->plugin->version : "");
+    snprintf(hello.token, sizeof hello.token, "%s", self->link.token);
     if (self->role->fill_hello) self->role->fill_hello(self, &hello);
     dcb_body_reset(body);
     dcb_hello_pack(&hello, &body->pk);
@@ -54,6 +88,7 @@ static void send_hello(dcb_worker_t *self, int64_t now)
 
 int worker_link_open(dcb_worker_t *self)
 {
+    if (!self->link.token[0]) make_token(self->link.token, sizeof self->link.token);
     self->link.sock = zsock_new(ZMQ_DEALER);
     if (!self->link.sock) return -1;
     zsock_set_linger(self->link.sock, 0);
@@ -192,6 +227,13 @@ static void on_refusal(dcb_worker_t *self, dcbus_span_t body)
     const char *code = refusal.code, *message = refusal.message;
     if (strcmp(code, "unknown_peer") == 0) {
         reconnect(self, "the broker does not know this worker (it restarted)");
+        return;
+    }
+    if (strcmp(code, "busy") == 0 && !self->link.ready) {
+        /* HELLO is repeated each heartbeat: accepted once the other
+         * connection has missed its heartbeats. */
+        dcb_warn("the broker has a live connection for this replica; waiting for it to go",
+                 "reason=\"%s\"", message);
         return;
     }
     dcb_error("the broker refused this worker", "code=%s reason=\"%s\"", code, message);

@@ -51,6 +51,7 @@ typedef struct {
 typedef struct {
     char endpoint[512];
     char identity[256];
+    char token[96]; /* the start token sent in HELLO (docs/protocol.md) */
     zsock_t *sock;
     dcb_keeper_t keeper; /* answers for the link while a plugin call runs */
     bool ready;          /* READY received on this socket */

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # test_chaos.sh -- the short version of scripts/chaos: 440,000 records
 # through ticker -> json-validate -> csv while kill -9 hits the broker, the
-# collector, the processor and the sink, three times each; every
-# record must be in the CSV exactly once, compared by content with
-# dcbus-reference's output.
+# collector, the processor and the sink, three times each, and a client
+# says HELLO as running workers (or as a replica the config lacks) now and
+# then; every record must be in the CSV exactly once, compared by content
+# with dcbus-reference's output.
 . "$(dirname "$0")/lib.sh"
 
 out=$("$PY" "$DCBUS_SOURCE_DIR/scripts/chaos" --build "$BUILD" --ticks 400000 --rate 50000 \
@@ -16,4 +17,7 @@ check "scripts/chaos ends with exit 0" test $rc -eq 0
 check "every process was killed 3 times ($kills)" \
     test "$kills" = "kills: broker 3, ticker 3, validate 3, csv 3"
 check "nothing lost, nothing doubled ($last)" test "$last" = "lost: 0 doubled: 0"
+refused=$(sed -n 's/^chaos: impostor HELLOs: \([0-9]*\) refused.*/\1/p' <<<"$out")
+check "the broker refused impostor HELLOs ($(grep -o 'impostor HELLOs: .*' <<<"$out"))" \
+    test "${refused:-0}" -ge 1
 finish

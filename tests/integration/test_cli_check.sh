@@ -158,6 +158,34 @@ YAML
 run "$DCBUS" check "$undefined"
 expect "a pipeline naming an undefined worker" 2 "undefined.yaml:[0-9]+:[0-9]+: .*ghost"
 
+# Two collectors that would emit one stream: the second is named where its
+# stream is decided (its setting, else the worker), the first beside it.
+streams=$(config streams.yaml <<YAML
+plugins_path: [$BUILD/plugins]
+workers:
+  t1: {plugin: ticker, stream_prefix: a_}
+  t2: {plugin: ticker}
+  m1: {plugin: mock-source, stream: prices}
+  m2: {plugin: mock-source, stream: a_orderbook}
+  m3: {plugin: mock-source, stream: mine}
+  sink: {plugin: mock-storage, file: $TMP/s}
+pipelines:
+  p1: {from: t1, to: [sink]}
+  p2: {from: t2, to: [sink]}
+  p3: {from: m1, to: [sink]}
+  p4: {from: m2, to: [sink]}
+  p5: {from: m3, to: [sink]}
+YAML
+)
+run "$DCBUS" check "$streams"
+expect "two collectors that would emit the same stream" 2 \
+    "streams.yaml:5:37: workers.m1: collector m1 would emit stream 'prices', as collector t2 does \(.*streams.yaml:4:3\)" \
+    "streams.yaml:6:37: workers.m2: collector m2 would emit stream 'a_orderbook', as collector t1 does \(.*streams.yaml:3:39\)" \
+    "2 problems$"
+sed -i "s|stream: prices|stream: p|; s|stream: a_orderbook|stream: o|" "$streams"
+run "$DCBUS" check "$streams"
+expect "collectors with streams of their own" 0 "ok \(6 workers, 5 pipelines\)"
+
 # --- check: plugin settings against the declared tables ----------------------
 settings=$(config settings.yaml <<YAML
 plugins_path: [$BUILD/plugins]

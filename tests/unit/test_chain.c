@@ -129,10 +129,18 @@ static int teardown(void **state)
 
 static rt_peer_t *hello(fx_t *f, const char *id, const char *instance, dcbus_role_t role)
 {
-    char why[256] = "";
-    rt_peer_t *p = rt_peer_hello(f->rt, id, strlen(id), instance, "plugin-of-test", role, 0, 16,
-                                 f->now, why, sizeof why);
-    if (!p) fail_msg("HELLO from %s refused: %s", id, why);
+    /* Each HELLO a later start of the worker: it replaces a live one. */
+    static int starts;
+    char token[32];
+    snprintf(token, sizeof token, "fixture.%d", ++starts);
+    rt_hello_t h = {.instance = instance,
+                    .plugin = "plugin-of-test",
+                    .role = role,
+                    .credit = 16,
+                    .token = token};
+    rt_refusal_t refusal;
+    rt_peer_t *p = rt_peer_hello(f->rt, id, strlen(id), &h, f->now, &refusal);
+    if (!p) fail_msg("HELLO from %s refused: %s", id, refusal.why);
     return p;
 }
 

@@ -179,6 +179,8 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->heartbeat_ms, 1000);
     assert_int_equal(cfg->heartbeat_timeout_ms, 3000);
     assert_int_equal(cfg->credit, 16);
+    assert_int_equal(cfg->max_seq_gap, 1000);
+    assert_int_equal(cfg->max_message_mb, 256);
     assert_string_equal(cfg->log_level, "info");
     assert_int_equal(cfg->nplugins_path, 1);
     assert_string_equal(cfg->plugins_path[0], "build/plugins");
@@ -678,7 +680,15 @@ static void test_errors_broker(void **state)
                  "t.yaml:2:3: broker: unknown key 'bsu', expected one of: bus, topics, spool, "
                  "heartbeat_ms, heartbeat_timeout_ms, credit, log_level, max_attempts, "
                  "session_rotate_s, data_tap, spool_fsync, spool_fsync_ms, spool_max_mb, "
-                 "spool_segment_mb, spool_full, memory_batches");
+                 "spool_segment_mb, spool_full, memory_batches, max_seq_gap, max_message_mb");
+    expect_error("broker:\n  max_seq_gap: 10\n" W1,
+                 "t.yaml:2:16: broker.max_seq_gap: expected at least a collector's window, 4 x "
+                 "credit (64), got \"10\"");
+    expect_error("broker:\n  max_message_mb: 0\n" W1,
+                 "t.yaml:2:19: broker.max_message_mb: expected a positive integer, got \"0\"");
+    expect_error("broker:\n  max_message_mb: 70000\n" W1,
+                 "t.yaml:2:19: broker.max_message_mb: expected a size from 1 to 65536, got "
+                 "\"70000\"");
     expect_error("broker:\n  spool_fsync: always\n" W1,
                  "t.yaml:2:16: broker.spool_fsync: expected batch, interval or never, got "
                  "\"always\"");

@@ -79,7 +79,8 @@ typedef struct {
         uint64_t seq;
     } admitted[MAX_EVENTS];
     size_t nadmitted;
-    int kept; /* finished batches the spool is to keep */
+    int kept;   /* finished batches the spool is to keep */
+    int starts; /* worker starts so far, for their tokens */
 } fx_t;
 
 static void id_text(const rt_peer_t *peer, char *out, size_t cap)
@@ -202,18 +203,34 @@ static rt_peer_t *peer(fx_t *f, const char *id)
     return p;
 }
 
-static rt_peer_t *hello(fx_t *f, const char *id, const char *instance, dcbus_role_t role,
-                        uint32_t credit)
+/* HELLO from routing id `id` ("p1#1": replica 1) with start token `token`. */
+static rt_peer_t *hello_as(fx_t *f, const char *id, const char *instance, dcbus_role_t role,
+                           uint32_t credit, const char *token)
 {
-    char why[256] = "";
-    const char *hash = strchr(id, '#'); /* "p1#1": replica 1 */
-    int replica = hash ? atoi(hash + 1) : 0;
-    rt_peer_t *p = rt_peer_hello(f->rt, id, strlen(id), instance, "plugin-of-test", role, replica,
-                                 credit, f->now, why, sizeof why);
-    if (!p) fail_msg("HELLO from %s (%s) refused: %s", id, instance, why);
+    const char *hash = strchr(id, '#');
+    rt_hello_t h = {.instance = instance,
+                    .plugin = "plugin-of-test",
+                    .role = role,
+                    .replica = hash ? atoi(hash + 1) : 0,
+                    .credit = credit,
+                    .token = token};
+    rt_refusal_t refusal;
+    rt_peer_t *p = rt_peer_hello(f->rt, id, strlen(id), &h, f->now, &refusal);
+    if (!p) fail_msg("HELLO from %s (%s) refused: %s", id, instance, refusal.why);
     assert_true(f->nids < 16);
     snprintf(f->ids[f->nids++], sizeof f->ids[0], "%s", id);
     return p;
+}
+
+/* HELLO from a new start of the worker, as a supervisor would start it:
+ * the same secret, a later start number, so it replaces a live peer of
+ * its replica at once. */
+static rt_peer_t *hello(fx_t *f, const char *id, const char *instance, dcbus_role_t role,
+                        uint32_t credit)
+{
+    char token[32];
+    snprintf(token, sizeof token, "fixture.%d", ++f->starts);
+    return hello_as(f, id, instance, role, credit, token);
 }
 
 /* Every peer of pipeline "main" (one replica each), with `credit`. */
@@ -648,9 +665,9 @@ static void test_dead_sink_redelivers(void **state)
     expect_data(f, "s3#0", "d", 1, "src2");
     rt_peer_gone(f->rt, peer(f, "s3#0"), "said BYE");
     expect_quiet(f);
-    hello(f, "s3#1", "s3", DCBUS_ROLE_STORAGE, 4);
-    expect_data(f, "s3#1", "d", 1, "src2");
-    ack(f, "s3#1", "d", 1);
+    hello(f, "s3#0b", "s3", DCBUS_ROLE_STORAGE, 4);
+    expect_data(f, "s3#0b", "d", 1, "src2");
+    ack(f, "s3#0b", "d", 1);
     expect_ack(f, "src2#0", "d", 1);
     expect_quiet(f);
 }
@@ -684,18 +701,18 @@ static void test_reconnected_sink_replaces_its_old_connection(void **state)
     expect_data(f, "s3#0.again", "d", 4, "src2");
 }
 
-/* The same process reconnecting (INSTANCE.REPLICA.PID.NONCE, only the
- * nonce new) is no death: what it held comes back at once, credit-wise. */
+/* The same process reconnecting (a new routing id, the same start token)
+ * is no death: what it held comes back at once, credit-wise. */
 static void test_same_process_reconnect_is_no_death(void **state)
 {
     fx_t *f = *state;
     hello(f, "src2#0", "src2", DCBUS_ROLE_COLLECTOR, 1);
-    hello(f, "s3.0.77.aaaa", "s3", DCBUS_ROLE_STORAGE, 2);
+    hello_as(f, "s3.0.77.aaaa", "s3", DCBUS_ROLE_STORAGE, 2, "s3-secret.4");
     data(f, "src2#0", "d", 1, "src2");
     data(f, "src2#0", "d", 2, "src2");
     expect_data(f, "s3.0.77.aaaa", "d", 1, "src2");
     expect_data(f, "s3.0.77.aaaa", "d", 2, "src2");
-    hello(f, "s3.0.77.bbbb", "s3", DCBUS_ROLE_STORAGE, 2);
+    hello_as(f, "s3.0.77.bbbb", "s3", DCBUS_ROLE_STORAGE, 2, "s3-secret.4");
     expect_data(f, "s3.0.77.bbbb", "d", 1, "src2");
     expect_data(f, "s3.0.77.bbbb", "d", 2, "src2");
     expect_quiet(f);
@@ -716,22 +733,22 @@ static void test_batch_that_kills_its_worker_is_given_up(void **state)
     expect_data(f, "s3#0", "d", 2, "src2");
     f->now += 10 * SECOND;
     rt_expire_peers(f->rt, f->now, 3 * SECOND); /* died holding both */
-    hello(f, "s3#1", "s3", DCBUS_ROLE_STORAGE, 4);
-    expect_data(f, "s3#1", "d", 1, "src2"); /* alone */
+    hello(f, "s3#0b", "s3", DCBUS_ROLE_STORAGE, 4);
+    expect_data(f, "s3#0b", "d", 1, "src2"); /* alone */
     expect_quiet(f);
     f->now += 10 * SECOND;
     rt_expire_peers(f->rt, f->now, 3 * SECOND); /* attempt 1 of d/1 */
-    hello(f, "s3#2", "s3", DCBUS_ROLE_STORAGE, 4);
-    expect_data(f, "s3#2", "d", 1, "src2");
+    hello(f, "s3#0c", "s3", DCBUS_ROLE_STORAGE, 4);
+    expect_data(f, "s3#0c", "d", 1, "src2");
     expect_quiet(f);
     f->now += 10 * SECOND;
     rt_expire_peers(f->rt, f->now, 3 * SECOND); /* attempt 2: given up */
     expect_abandoned(f, "d", 1, "missed heartbeats");
     expect_ack(f, "src2#0", "d", 1); /* settled: the spool keeps it */
     assert_int_equal(f->kept, 1);
-    hello(f, "s3#3", "s3", DCBUS_ROLE_STORAGE, 4);
-    expect_data(f, "s3#3", "d", 2, "src2"); /* never charged: goes on */
-    ack(f, "s3#3", "d", 2);
+    hello(f, "s3#0d", "s3", DCBUS_ROLE_STORAGE, 4);
+    expect_data(f, "s3#0d", "d", 2, "src2"); /* never charged: goes on */
+    ack(f, "s3#0d", "d", 2);
     expect_ack(f, "src2#0", "d", 2);
     expect_quiet(f);
 }
@@ -1103,16 +1120,32 @@ static void test_callbacks_for_releases_and_departures(void **state)
  * Refusals
  */
 
+/* A HELLO as `instance` replica `replica` with `token` is refused with
+ * `code`, for a reason that says `want1` (and `want2`). */
+static void refused_as(fx_t *f, const char *id, const char *instance, dcbus_role_t role,
+                       int replica, const char *token, const char *code, const char *want1,
+                       const char *want2)
+{
+    rt_hello_t h = {.instance = instance,
+                    .plugin = "plugin",
+                    .role = role,
+                    .replica = replica,
+                    .credit = 4,
+                    .token = token};
+    rt_refusal_t refusal;
+    bool known = rt_peer_find(f->rt, id, strlen(id)) != NULL;
+    rt_peer_t *p = rt_peer_hello(f->rt, id, strlen(id), &h, f->now, &refusal);
+    if (p) fail_msg("HELLO as %s replica %d accepted", instance, replica);
+    if (strcmp(refusal.code, code) != 0 || !strstr(refusal.why, want1) ||
+        (want2 && !strstr(refusal.why, want2)))
+        fail_msg("HELLO as %s: code %s, reason \"%s\"", instance, refusal.code, refusal.why);
+    assert_int_equal(rt_peer_find(f->rt, id, strlen(id)) != NULL, known); /* nothing changed */
+}
+
 static void hello_refused(fx_t *f, const char *instance, dcbus_role_t role, const char *want1,
                           const char *want2)
 {
-    char why[256] = "";
-    rt_peer_t *p =
-        rt_peer_hello(f->rt, "x#0", 3, instance, "plugin", role, 0, 4, f->now, why, sizeof why);
-    if (p) fail_msg("HELLO as %s accepted", instance);
-    if (!strstr(why, want1) || (want2 && !strstr(why, want2)))
-        fail_msg("HELLO as %s: reason \"%s\"", instance, why);
-    assert_null(rt_peer_find(f->rt, "x#0", 3));
+    refused_as(f, "x#0", instance, role, 0, NULL, "refused", want1, want2);
 }
 
 static void test_hello_refusals(void **state)
@@ -1124,17 +1157,90 @@ static void test_hello_refusals(void **state)
     hello_refused(f, "s1", DCBUS_ROLE_COLLECTOR, "does not match", "s1 is used as a");
     hello_refused(f, "h", DCBUS_ROLE_STORAGE, "does not match", NULL);
 
-    char why[256] = "";
     uint8_t long_id[300];
     memset(long_id, 'i', sizeof long_id);
-    assert_null(rt_peer_hello(f->rt, long_id, sizeof long_id, "p1", "plugin", DCBUS_ROLE_PROCESSOR,
-                              0, 4, f->now, why, sizeof why));
-    assert_non_null(strstr(why, "routing id too long"));
+    rt_hello_t h = {.instance = "p1", .role = DCBUS_ROLE_PROCESSOR, .credit = 4};
+    rt_refusal_t refusal;
+    assert_null(rt_peer_hello(f->rt, long_id, sizeof long_id, &h, f->now, &refusal));
+    assert_non_null(strstr(refusal.why, "routing id too long"));
 
     /* The right roles are welcome, handlers included. */
     hello(f, "h#0", "h", DCBUS_ROLE_HANDLER, 1);
     assert_int_equal(rt_peer_role(peer(f, "h#0")), DCBUS_ROLE_HANDLER);
     assert_string_equal(rt_peer_instance(peer(f, "h#0")), "h");
+}
+
+/* Replicas are 0..replicas-1 of the config: p1 has two, s3 one. */
+static void test_hello_replica_out_of_range_refused(void **state)
+{
+    fx_t *f = *state;
+    refused_as(f, "x#2", "p1", DCBUS_ROLE_PROCESSOR, 2, NULL, "refused", "replica 2 of p1",
+               "has 2 (0..1)");
+    refused_as(f, "x#9", "s3", DCBUS_ROLE_STORAGE, 9, NULL, "refused", "replica 9 of s3",
+               "has 1 (0..0)");
+    refused_as(f, "x#-1", "s3", DCBUS_ROLE_STORAGE, -1, NULL, "refused", "replica -1", NULL);
+    hello(f, "p1#1", "p1", DCBUS_ROLE_PROCESSOR, 1);
+}
+
+/* A live peer is not replaced by a HELLO that cannot prove to be it or
+ * its restart: no token, another secret, the same secret with an earlier
+ * start.  The live one keeps its work and its acknowledgements. */
+static void test_live_peer_not_replaced_without_proof(void **state)
+{
+    fx_t *f = *state;
+    hello_as(f, "src2#0", "src2", DCBUS_ROLE_COLLECTOR, 1, "src2-secret.3");
+    hello_as(f, "s3#0", "s3", DCBUS_ROLE_STORAGE, 4, "s3-secret.3");
+    data(f, "src2#0", "d", 1, "src2");
+    expect_data(f, "s3#0", "d", 1, "src2");
+    const char *tokens[] = {NULL,          "",          "other.3",     "other.4",
+                            "s3-secret.2", "s3-secret", "s3-secret.x", ".9"};
+    for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
+        refused_as(f, "fake#0", "s3", DCBUS_ROLE_STORAGE, 0, tokens[i], "busy",
+                   "s3 replica 0 is connected and alive", NULL);
+    refused_as(f, "fake#0", "src2", DCBUS_ROLE_COLLECTOR, 0, NULL, "busy",
+               "src2 replica 0 is connected and alive", NULL);
+    assert_int_equal(f->ngone, 0);
+    ack(f, "s3#0", "d", 1);
+    expect_ack(f, "src2#0", "d", 1);
+    expect_quiet(f);
+    /* Once the live one is past the heartbeat time-out (the config's
+     * default, 3 s) it is dead: the HELLO takes its place. */
+    f->now += 3 * SECOND + 1;
+    seen_all_but(f, "s3#0");
+    hello_as(f, "s3#0new", "s3", DCBUS_ROLE_STORAGE, 4, NULL);
+    assert_int_equal(f->ngone, 1);
+    assert_string_equal(f->gone[0], "s3#0");
+}
+
+/* A connection registered as one replica cannot say HELLO as another. */
+static void test_connection_cannot_change_identity(void **state)
+{
+    fx_t *f = *state;
+    hello_as(f, "p1#0", "p1", DCBUS_ROLE_PROCESSOR, 1, NULL);
+    refused_as(f, "p1#0", "p1", DCBUS_ROLE_PROCESSOR, 1, NULL, "refused",
+               "registered as p1 replica 0 already", NULL);
+    assert_non_null(rt_peer_find(f->rt, "p1#0", 4));
+}
+
+/* A seq far past the stream's last is refused (it would make the next
+ * real batches look like resends); within broker.max_seq_gap it is taken. */
+static void test_seq_gap_refused(void **state)
+{
+    fx_t *f = *state;
+    hello_direct(f, 4);
+    rt_set_max_seq_gap(f->rt, 100);
+    data(f, "src2#0", "d", 1000, "src2");
+    expect_data(f, "s3#0", "d", 1000, "src2");
+    char why[256] = "";
+    assert_int_equal(data_n(f, "src2#0", "d", 1101, "src2", 1, why, sizeof why), -1);
+    assert_non_null(strstr(why, "seq 1101 of stream d is 101 past the stream's 1000"));
+    assert_int_equal(data_n(f, "src2#0", "d", UINT64_MAX, "src2", 1, why, sizeof why), -1);
+    expect_quiet(f);
+    data(f, "src2#0", "d", 1100, "src2");
+    expect_data(f, "s3#0", "d", 1100, "src2");
+    data(f, "src2#0", "d", 999, "src2"); /* a resend: acknowledged, not carried */
+    expect_ack(f, "src2#0", "d", 999);
+    expect_quiet(f);
 }
 
 /* The reason names the role the instance really has. */
@@ -1360,6 +1466,10 @@ int main(void)
         T(test_dead_sink_redelivers),
         T(test_reconnected_sink_replaces_its_old_connection),
         T(test_same_process_reconnect_is_no_death),
+        T(test_hello_replica_out_of_range_refused),
+        T(test_live_peer_not_replaced_without_proof),
+        T(test_connection_cannot_change_identity),
+        T(test_seq_gap_refused),
         T(test_batch_that_kills_its_worker_is_given_up),
         T(test_ack_goes_to_the_reconnected_collector),
         T(test_resent_batch_not_taken_twice),

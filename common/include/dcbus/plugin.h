@@ -21,10 +21,10 @@
  * role, and added declared settings; a plugin built for ABI 1 is refused
  * with a message saying to rebuild it.  ABI 2.1 appended the storage
  * operation admin() with the host services admin_command and admin_print,
- * and record helpers to the services table (puts with the key's length,
- * record_copy_edit, JSON out and in, the ErrorType names and ErrorInfo): a
- * plugin that uses them checks DCBUS_HOST_HAS(host, record_copy_edit) and
- * friends in open().
+ * the collector's declared `streams`, and record helpers to the services
+ * table (puts with the key's length, record_copy_edit, JSON out and in,
+ * the ErrorType names and ErrorInfo): a plugin that uses them checks
+ * DCBUS_HOST_HAS(host, record_copy_edit) and friends in open().
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -463,6 +463,13 @@ typedef struct {
      * restarted collector starts afresh. */
     int (*checkpoint)(void *state, uint8_t *buf, size_t cap, size_t *len);
     int (*resume)(void *state, const uint8_t *position, size_t len);
+    /* Optional (ABI 2.1): the streams the collector may emit, '|'-separated; in each,
+     * {NAME} stands for the instance's value of setting NAME (or its
+     * declared default): "{stream_prefix}prices|{stream_prefix}orderbook".
+     * `dcbus check` refuses a config in which two collectors would emit one
+     * stream (seq numbers are per stream, and the broker gives a stream to
+     * the collector that sent it first).  NULL: not declared. */
+    const char *streams;
 } dcbus_collector_ops_t;
 
 /* The largest position checkpoint() may write. */

@@ -104,7 +104,8 @@ static const dcbus_setting_t mock_source_settings[] = {
          "emit this many records, then fail every collect() with DCBUS_ERR; absent: never"},
     DCBUS_SETTINGS_END};
 
-DCBUS_COLLECTOR(mock_ops, .open = mock_open, .close = mock_close, .collect = mock_collect);
+DCBUS_COLLECTOR(mock_ops, .open = mock_open, .close = mock_close, .collect = mock_collect,
+                .streams = "{stream}");
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "mock-source", .version = "0.1.0",
                          .description = "test collector: n, value, text records",

@@ -652,7 +652,8 @@ static const dcbus_setting_t ticker_settings[] = {
     DCBUS_SETTINGS_END};
 
 DCBUS_COLLECTOR(ticker_ops, .open = ticker_open, .close = ticker_close, .collect = ticker_collect,
-                .checkpoint = ticker_checkpoint, .resume = ticker_resume, .collect_wait_ms = 1);
+                .checkpoint = ticker_checkpoint, .resume = ticker_resume, .collect_wait_ms = 1,
+                .streams = "{stream_prefix}prices|{stream_prefix}orderbook");
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "ticker", .version = "0.1.0",
                          .description = "synthetic tick prices and 3-level order books",
