@@ -396,6 +396,13 @@ int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *e
     }
     int rc = rt_collector_check(self->router, peer, env, why, whylen);
     if (rc < 0) return -1;
+    if (!dcb_spool_fits(self->spool, zmq_msg_size(body))) {
+        snprintf(why, whylen,
+                 "batch %s/%" PRIu64 " of %zu bytes can never be spooled: larger than the "
+                 "spool may hold (broker.spool_max_mb)",
+                 env->stream, env->seq, zmq_msg_size(body));
+        return -1;
+    }
     size_t idlen;
     const void *id = rt_peer_id(peer, &idlen);
     if (rc == RT_KNOWN) { /* a resend: acknowledged again once it is spooled */

@@ -63,6 +63,7 @@ struct dcb_spool {
     bool active; /* segs[nsegs-1] is the broker's own (not one found at open) */
     bool sealed; /* and takes no more appends: the disk was full */
     uint64_t bytes, dropped;
+    size_t state_len; /* of the last state entry written: the room a segment's start takes */
     bool dirty, full;
     bool nospace;              /* the file system refused the last append */
     uint64_t need;             /* and how many bytes it needed */
@@ -403,6 +404,7 @@ static int roll(dcb_spool_t *self)
     uint64_t offset;
     dcbus_span_t state = self->state ? self->state(self->state_arg) : (dcbus_span_t){NULL, 0};
     if (rc == 0) rc = write_entry(self, &s, DCB_SPOOL_STATE, state, &offset);
+    if (rc == 0) self->state_len = state.len;
     if (rc != 0) {
         int err = errno;
         seg_remove_files(self, &s);
@@ -445,6 +447,12 @@ static bool drop_oldest(dcb_spool_t *self, uint64_t need)
         seg_delete(self, s);
     }
     return self->bytes + need <= self->opts.max_bytes;
+}
+
+bool dcb_spool_fits(const dcb_spool_t *self, size_t len)
+{
+    return len <= MAX_ENTRY &&
+           2 * (uint64_t)ENTRY_HEAD + len + self->state_len <= self->opts.max_bytes;
 }
 
 int dcb_spool_append(dcb_spool_t *self, dcbus_span_t data, uint64_t *ref, char *err, size_t errlen)

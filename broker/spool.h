@@ -78,6 +78,12 @@ int dcb_spool_recover(dcb_spool_t *self, dcb_spool_visit_fn *fn, void *arg, char
  * an append would be). */
 int dcb_spool_roll(dcb_spool_t *self);
 
+/* Whether a batch of `len` bytes can ever be appended: not larger than an
+ * entry may be, and small enough to fit the size limit beside the state
+ * entry a segment starts with.  A batch that cannot is an error to report,
+ * not a full spool to wait out. */
+bool dcb_spool_fits(const dcb_spool_t *self, size_t len);
+
 /* Appends a batch.  Returns 0 and its reference in *ref, 1 if the spool is
  * full and the policy is to block or the file system has no room for it
  * (stats: nospace), -1 on another I/O error (err says which). */

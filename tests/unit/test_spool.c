@@ -574,6 +574,19 @@ static void test_released_flag_survives_reopen(void **state)
  * Segments
  */
 
+/* A batch that could never be appended is told apart from a full spool:
+ * it must fit an entry and the limit beside a segment's state entry. */
+static void test_fits(void **state)
+{
+    fx_t *fx = *state;
+    fx->opts.max_bytes = SEG_HEAD + ENTRY(100);
+    start(fx);
+    append(fx, 0, 10); /* the first segment: its state entry is written */
+    assert_true(dcb_spool_fits(fx->sp, 100));
+    assert_false(dcb_spool_fits(fx->sp, 101));
+    assert_false(dcb_spool_fits(fx->sp, (size_t)1 << 30)); /* larger than an entry may be */
+}
+
 static void test_segments_roll_at_segment_bytes(void **state)
 {
     fx_t *fx = *state;
@@ -1447,6 +1460,7 @@ int main(void)
         T(test_corrupt_data_ends_its_segment),
         T(test_unknown_kind_ends_its_segment),
         T(test_kind_turned_state_ends_its_segment),
+        T(test_fits),
         T(test_segment_of_an_older_version_is_read),
         T(test_torn_release_list),
         T(test_new_segment_ignores_stale_release_list),
