@@ -658,6 +658,15 @@ static void put_le64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
+/* A position's check (README.md): FNV-1a 64 of its first 34 bytes, at 34. */
+static void seal(uint8_t *pos)
+{
+    uint64_t h = 0xCBF29CE484222325ULL;
+    for (int i = 0; i < 34; i++)
+        h = (h ^ pos[i]) * 0x100000001B3ULL;
+    put_le64(pos + 34, h);
+}
+
 /* Bad positions are refused with DCBUS_ERR and leave a working instance. */
 static void test_resume_refuses_bad_positions(void **state)
 {
@@ -668,8 +677,8 @@ static void test_resume_refuses_bad_positions(void **state)
     direct_t *d = direct_open(settings);
     assert_int_equal(direct_collect(d, a), DCBUS_OK); /* 100 ticks, 10 books due */
     size_t len = checkpoint_of(d, good);
-    assert_int_equal(len, 26);
-    assert_int_equal(good[0], 1);
+    assert_int_equal(len, 42);
+    assert_int_equal(good[0], 2);
     direct_collect_all(d, a);
     direct_close(&d);
 
@@ -686,22 +695,31 @@ static void test_resume_refuses_bad_positions(void **state)
     memcpy(bad, good, len);
     bad[0] = 0;
     assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
-    bad[0] = 2;
+    bad[0] = 3;
     assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
     memcpy(bad, good, len);
     bad[1] = 0x80;
+    seal(bad);
+    assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
+    /* Damaged: one bit of ticks flipped, the check not made again. */
+    memcpy(bad, good, len);
+    bad[3] ^= 0x04;
     assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
     /* Ticks beyond the limit (even far beyond: no attempt to replay them). */
     memcpy(bad, good, len);
     put_le64(bad + 2, 1001);
+    seal(bad);
     assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
     put_le64(bad + 2, UINT64_MAX);
+    seal(bad);
     assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
     /* Books beyond those due: 100 ticks of 2 symbols make 10 due. */
     memcpy(bad, good, len);
     put_le64(bad + 10, 11);
+    seal(bad);
     assert_int_equal(p->resume(d->st, bad, len), DCBUS_ERR);
     put_le64(bad + 10, 10);
+    seal(bad);
     assert_int_equal(p->resume(d->st, bad, len), DCBUS_OK); /* the bound itself is fine */
     /* Then a good position still resumes exactly. */
     assert_int_equal(p->resume(d->st, good, len), DCBUS_OK);
@@ -715,9 +733,31 @@ static void test_resume_refuses_bad_positions(void **state)
 
     /* Without order books no book is ever due. */
     d = direct_open("seed: 8, start_ts: 1700000000000000, limit: 1000, orderbook: false");
-    memcpy(bad, good, len);
+    memcpy(bad, good, 26);
+    bad[0] = 1; /* version 1 has no fingerprint: only the bounds refuse it */
     put_le64(bad + 10, 1);
-    assert_int_equal(d->p->resume(d->st, bad, len), DCBUS_ERR);
+    assert_int_equal(d->p->resume(d->st, bad, 26), DCBUS_ERR);
+    direct_close(&d);
+
+    /* Other settings that decide the records: the fingerprint refuses the
+     * position; those that do not (limit, rate, batch) let it resume. */
+    const char *other[] = {"seed: 9, start_ts: 1700000000000000, limit: 1000, batch: 100",
+                           "seed: 8, start_ts: 1700000000000000, limit: 1000, symbols: [BTC_USDT]",
+                           "seed: 8, start_ts: 1700000000000000, limit: 1000, orderbook_every: 5",
+                           "seed: 8, start_ts: 1700000000000000, limit: 1000, stream_prefix: x."};
+    for (size_t i = 0; i < sizeof other / sizeof *other; i++) {
+        d = direct_open(other[i]);
+        if (d->p->resume(d->st, good, len) != DCBUS_ERR) fail_msg("resumed with %s", other[i]);
+        direct_close(&d);
+    }
+    d = direct_open("seed: 8, start_ts: 1700000000000000, limit: 2000, batch: 50, rate: 100000");
+    assert_int_equal(d->p->resume(d->st, good, len), DCBUS_OK);
+    direct_close(&d);
+    /* A version 1 position of the same run still resumes (an upgrade). */
+    d = direct_open(settings);
+    memcpy(bad, good, 26);
+    bad[0] = 1;
+    assert_int_equal(d->p->resume(d->st, bad, 26), DCBUS_OK);
     direct_close(&d);
     run_free(a);
     run_free(b);
@@ -730,10 +770,10 @@ static void test_checkpoint_needs_room(void **state)
     uint8_t buf[DCBUS_POSITION_MAX];
     size_t len = 12345;
     assert_int_equal(d->p->checkpoint(d->st, buf, 0, &len), DCBUS_ERR);
-    assert_int_equal(d->p->checkpoint(d->st, buf, 25, &len), DCBUS_ERR);
+    assert_int_equal(d->p->checkpoint(d->st, buf, 41, &len), DCBUS_ERR);
     assert_int_equal(len, 12345);
-    assert_int_equal(d->p->checkpoint(d->st, buf, 26, &len), DCBUS_OK);
-    assert_int_equal(len, 26);
+    assert_int_equal(d->p->checkpoint(d->st, buf, 42, &len), DCBUS_OK);
+    assert_int_equal(len, 42);
     direct_close(&d);
 }
 

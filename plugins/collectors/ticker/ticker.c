@@ -49,9 +49,11 @@
 #define BOOK_GAP_SPAN     5   /* levels are 1..5 cents apart */
 
 /* The position checkpoint() writes, little-endian (see README.md):
- * version u8, flags u8, ticks u64, books u64, start_ts i64. */
-#define POSITION_VERSION         1
-#define POSITION_LEN             26
+ * version u8, flags u8, ticks u64, books u64, start_ts i64, then (version
+ * 2) the settings' fingerprint u64 and a check u64 of all bytes before. */
+#define POSITION_VERSION         2
+#define POSITION_LEN             42
+#define POSITION_V1_LEN          26   /* version 1: no fingerprint, no check */
 #define POSITION_LAST_WAS_PRICES 0x01 /* the last batch was a prices batch */
 
 typedef struct {
@@ -501,6 +503,35 @@ static uint64_t books_due_after(const ticker_t *self, uint64_t ticks)
            (self->nsymbols - extra) * (per / self->book_every);
 }
 
+/* FNV-1a, 64 bits: the fingerprint and the check of a position. */
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 0x100000001B3ULL;
+    return h;
+}
+
+#define FNV_OFFSET 0xCBF29CE484222325ULL
+
+/* What the settings that decide the records (their names, values and
+ * streams) hash to: a position of a run with other such settings would
+ * resume into records that run never made.  rate, limit and batch may
+ * change between runs: they do not change which record comes next. */
+static uint64_t settings_fingerprint(const ticker_t *self)
+{
+    uint64_t h = FNV_OFFSET;
+    for (size_t i = 0; i < self->nsymbols; i++)
+        h = fnv1a(h, self->symbols[i].name, self->symbols[i].len + 1);
+    uint8_t orderbook = self->orderbook;
+    h = fnv1a(h, &self->seed, sizeof self->seed);
+    h = fnv1a(h, &orderbook, 1);
+    h = fnv1a(h, &self->book_every, sizeof self->book_every);
+    h = fnv1a(h, &self->step_us, sizeof self->step_us);
+    h = fnv1a(h, self->prices_stream, strlen(self->prices_stream) + 1);
+    return fnv1a(h, self->book_stream, strlen(self->book_stream) + 1);
+}
+
 static int ticker_checkpoint(void *state, uint8_t *buf, size_t cap, size_t *len)
 {
     ticker_t *self = state;
@@ -514,6 +545,8 @@ static int ticker_checkpoint(void *state, uint8_t *buf, size_t cap, size_t *len)
     put_u64le(buf + 2, self->ticks);
     put_u64le(buf + 10, self->books);
     put_u64le(buf + 18, (uint64_t)self->start_ts);
+    put_u64le(buf + 26, settings_fingerprint(self));
+    put_u64le(buf + 34, fnv1a(FNV_OFFSET, buf, 34));
     *len = POSITION_LEN;
     return DCBUS_OK;
 }
@@ -522,12 +555,24 @@ static int ticker_checkpoint(void *state, uint8_t *buf, size_t cap, size_t *len)
 static const char *position_error(const ticker_t *self, const uint8_t *position, size_t len,
                                   char *why, size_t whylen)
 {
-    if (!position || len != POSITION_LEN) {
-        snprintf(why, whylen, "%zu bytes, expected %d", position ? len : 0, POSITION_LEN);
+    size_t want = position && position[0] == 1 ? POSITION_V1_LEN : POSITION_LEN;
+    if (!position || len != want) {
+        snprintf(why, whylen, "%zu bytes, expected %zu", position ? len : 0, want);
         return why;
     }
-    if (position[0] != POSITION_VERSION) {
-        snprintf(why, whylen, "version %u, expected %d", position[0], POSITION_VERSION);
+    if (position[0] != POSITION_VERSION && position[0] != 1) {
+        snprintf(why, whylen, "version %u, expected 1 or %d", position[0], POSITION_VERSION);
+        return why;
+    }
+    if (position[0] == POSITION_VERSION &&
+        get_u64le(position + 34) != fnv1a(FNV_OFFSET, position, 34)) {
+        snprintf(why, whylen, "its check does not match: the position is damaged");
+        return why;
+    }
+    if (position[0] == POSITION_VERSION && get_u64le(position + 26) != settings_fingerprint(self)) {
+        snprintf(why, whylen,
+                 "it was taken with other settings (symbols, seed, orderbook, book_every, "
+                 "step_us or stream names): restore them, or start a new run");
         return why;
     }
     if (position[1] & ~POSITION_LAST_WAS_PRICES) {
@@ -563,6 +608,10 @@ static int ticker_resume(void *state, const uint8_t *position, size_t len)
                   why);
         return DCBUS_ERR;
     }
+    if (position[0] == 1)
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_WARN,
+                  "ticker: resuming from a version 1 position: it has no fingerprint, so the "
+                  "settings cannot be checked against the run that took it");
     uint64_t ticks = get_u64le(position + 2), books = get_u64le(position + 10);
     int64_t start_ts = (int64_t)get_u64le(position + 18);
     if (!self->start_ts_set)
