@@ -122,6 +122,20 @@ static void host_log(dcbus_ctx_t *ctx, dcbus_log_level_t level, const char *fmt,
     dcb_log((dcb_log_level_t)lvl, msg, NULL);
 }
 
+static void host_log_fields(dcbus_ctx_t *ctx, dcbus_log_level_t level, const char *msg,
+                            const char *fields_fmt, ...)
+{
+    int lvl = level < DCBUS_LOG_ERROR   ? DCB_LOG_ERROR
+              : level > DCBUS_LOG_DEBUG ? DCB_LOG_DEBUG
+                                        : (int)level;
+    if (lvl > (int)dcb_log_level()) return;
+    (void)ctx;
+    va_list ap;
+    va_start(ap, fields_fmt);
+    dcb_logv((dcb_log_level_t)lvl, msg, fields_fmt, ap);
+    va_end(ap);
+}
+
 static const char *host_instance_name(dcbus_ctx_t *ctx)
 {
     return ctx->instance;
@@ -332,6 +346,7 @@ static const dcbus_host_t s_services = {
     .error_type_name = dcb_error_type_name,
     .error_type_parse = dcb_error_type_parse,
     .error_info = dcb_errinfo_encode,
+    .log_fields = host_log_fields,
 };
 
 const dcbus_host_t *dcb_host_services(void)

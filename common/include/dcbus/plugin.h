@@ -385,6 +385,13 @@ typedef struct dcbus_host {
      * length, which may exceed cap (call again with that much room). */
     size_t (*error_info)(const dcbus_error_t *error, const char *layer_name, uint8_t *buf,
                          size_t cap);
+
+    /* A structured log line: `msg` a short fixed text, `fields_fmt` printf
+     * of space-separated key=value pairs (quote a value that may hold
+     * spaces: key="%s").  Log readers then see the fields as fields, not
+     * inside the message, as with host->log.  (ABI 2.1.) */
+    void (*log_fields)(dcbus_ctx_t *ctx, dcbus_log_level_t level, const char *msg,
+                       const char *fields_fmt, ...) __attribute__((format(printf, 4, 5)));
 } dcbus_host_t;
 
 #define DCBUS_HOST_HAS(host, member)                                                               \

@@ -55,6 +55,10 @@ static void log_close(void *state)
 
 static int log_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
 {
+    if (!DCBUS_HOST_HAS(host, log_fields)) {
+        DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR, "log: needs a dcbus host of ABI 2.1 or later");
+        return -1;
+    }
     log_handler_t *self = calloc(1, sizeof *self);
     if (!self) return -1;
     self->host = host;
@@ -95,12 +99,13 @@ static int log_handle(void *state, const dcbus_error_t *error, const dcbus_batch
     char seq[24] = "-", message[1024];
     quotable(message, sizeof message, error->message);
     if (batch) snprintf(seq, sizeof seq, "%" PRIu64, batch->seq);
-    DCBUS_LOG(self->host, self->ctx, self->level,
-              "log: type=%s stream=%s seq=%s instance=%s pipeline=%s attempts=%u operation=%s "
-              "critical=%s message=\"%s\"",
-              self->host->error_type_name(error->type), or_dash(batch ? batch->stream : NULL), seq,
-              or_dash(error->instance), or_dash(error->pipeline), error->attempts,
-              or_dash(error->operation), error->is_critical ? "true" : "false", message);
+    self->host->log_fields(self->ctx, self->level, "error reached the log handler",
+                           "type=%s stream=%s seq=%s instance=%s pipeline=%s attempts=%u "
+                           "operation=%s critical=%s message=\"%s\"",
+                           self->host->error_type_name(error->type),
+                           or_dash(batch ? batch->stream : NULL), seq, or_dash(error->instance),
+                           or_dash(error->pipeline), error->attempts, or_dash(error->operation),
+                           error->is_critical ? "true" : "false", message);
     return self->pass ? DCBUS_PASS : DCBUS_HANDLED;
 }
 
