@@ -20,6 +20,11 @@ typedef struct {
     bool collecting; /* the collector has not ended its run */
     bool processing_started, storage_started, finished;
     bool pipeline_error; /* a critical error since the run began */
+    /* A run that failed or was stopped: the pipeline task gets this status
+     * once the batches it sent are settled, not while they are stored. */
+    bool ended;
+    dcb_task_status_t end_status;
+    char end_error[256];
     uint64_t batches, records;
 } run_t;
 
@@ -129,6 +134,7 @@ void dcb_runs_begin(dcb_runs_t *self, const char *instance, const char *pipeline
     snprintf(r->pipeline_task, sizeof r->pipeline_task, "%s/%s", run, r->pipeline);
     r->collecting = true;
     r->processing_started = r->storage_started = r->finished = r->pipeline_error = false;
+    r->ended = false;
     r->batches = r->records = 0;
     r->status = ST_RUNNING;
     dcb_task_t *c = dcb_tasks_create(self->tasks, run, "collection", instance, now_us);
@@ -199,9 +205,10 @@ void dcb_runs_end(dcb_runs_t *self, const char *instance, dcb_run_end_t how, con
     }
     dcb_task_status_t status = how == DCB_RUN_FAILED ? DCB_TASK_FAILED : DCB_TASK_CANCELLED;
     r->status = how == DCB_RUN_FAILED ? ST_ERROR : ST_STOPPED;
-    r->finished = true;
     set_task(self, r->collection_task, status, error, now_us);
-    set_task(self, r->pipeline_task, status, error, now_us);
+    r->ended = true;
+    r->end_status = status;
+    snprintf(r->end_error, sizeof r->end_error, "%s", error ? error : "");
     if (how == DCB_RUN_FAILED) {
         dcb_body_t data;
         dcb_body_init(&data);
@@ -221,6 +228,11 @@ void dcb_runs_tick(dcb_runs_t *self, dcb_runs_carried_fn *carried, void *arg, in
         if (r->collecting || r->finished || !r->collection_task[0]) continue;
         if (carried(arg, r->pipeline) > 0) continue;
         r->finished = true;
+        if (r->ended) { /* its batches are settled: now the pipeline task ends too */
+            set_task(self, r->pipeline_task, r->end_status, r->end_error[0] ? r->end_error : NULL,
+                     now_us);
+            continue;
+        }
         run_event(self, r, "PROCESSING_COMPLETE", r->pipeline, now_us);
         run_event(self, r, "STORAGE_COMPLETE", r->pipeline, now_us);
         set_task(self, r->pipeline_task, DCB_TASK_COMPLETED, NULL, now_us);

@@ -11,7 +11,9 @@
  *
  * Events (SystemEvent on event.<TYPE>.<source>): COLLECTION_START and
  * _COMPLETE, PROCESSING_START and _COMPLETE, STORAGE_START and _COMPLETE,
- * ERROR_OCCURRED when a run fails.  The collection status of each source
+ * ERROR_OCCURRED when a run fails.  A run that fails or is stopped ends its
+ * collection task at once and its pipeline task only once the batches it
+ * sent are settled (stored, kept or dead-lettered).  The collection status of each source
  * (IDLE, RUNNING, PAUSED, STOPPED, ERROR) is kept here too.
  */
 #ifndef DCB_RUNS_H

@@ -173,8 +173,15 @@ static void test_a_run_that_fails(void **state)
     dcb_runs_begin(f->runs, "src", "ticks", "run-1", 100);
     dcb_runs_batch(f->runs, "src", 5, 101);
     size_t mark = f->ntopics;
+    f->carried = 3; /* its batches are still being stored */
     dcb_runs_end(f->runs, "src", DCB_RUN_FAILED, "source gone", 102);
     assert_int_equal(status_of(f, "run-1"), DCB_TASK_FAILED);
+    dcb_runs_tick(f->runs, carried, f, 103);
+    /* The pipeline task ends only once its batches are settled. */
+    assert_int_equal(status_of(f, "run-1/ticks"), DCB_TASK_RUNNING);
+    assert_string_equal(dcb_runs_pipeline_status(f->runs, "ticks"), "RUNNING");
+    f->carried = 0;
+    dcb_runs_tick(f->runs, carried, f, 104);
     assert_int_equal(status_of(f, "run-1/ticks"), DCB_TASK_FAILED);
     assert_string_equal(dcb_tasks_get(f->tasks, "run-1/ticks")->error, "source gone");
     assert_int_equal(dcb_tasks_get(f->tasks, "run-1")->batches, 1); /* counted before */
@@ -186,9 +193,9 @@ static void test_a_run_that_fails(void **state)
     assert_string_equal(v, "source gone");
     assert_true(dcb_map_get_str(data, "task", v, sizeof v));
     assert_string_equal(v, "run-1");
-    /* Nothing is left to complete. */
+    /* Nothing is left to complete: no completion events for a failed run. */
     mark = f->ntopics;
-    dcb_runs_tick(f->runs, carried, f, 103);
+    dcb_runs_tick(f->runs, carried, f, 105);
     assert_int_equal(f->ntopics, mark);
     assert_string_equal(dcb_runs_pipeline_status(f->runs, "ticks"), "IDLE");
 }
@@ -200,6 +207,7 @@ static void test_a_run_that_is_stopped(void **state)
     size_t mark = f->ntopics;
     dcb_runs_end(f->runs, "src", DCB_RUN_STOPPED, NULL, 101);
     assert_int_equal(status_of(f, "run-1"), DCB_TASK_CANCELLED);
+    dcb_runs_tick(f->runs, carried, f, 102);
     assert_int_equal(status_of(f, "run-1/ticks"), DCB_TASK_CANCELLED);
     assert_string_equal(dcb_runs_status(f->runs, "src"), "STOPPED");
     assert_int_equal(f->ntopics, mark); /* stopped is no error */
