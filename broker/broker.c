@@ -599,10 +599,20 @@ static void pack_last_seq(void *pk, const char *stream, uint64_t seq, const char
     dcb_pack_kv_uint(pk, stream, seq);
 }
 
-/* Where a (re)starting collector goes on from: the last seq the spool has
- * of each of its streams, and its source position. */
-static void pack_resume_point(dcb_broker_t *self, const char *instance, msgpack_packer *pk)
+/* Which run a (re)starting collector collects (`run` of READY, with
+ * `run_state` new, continued or finished) and where it goes on from: the
+ * last seq the spool has of each of its streams, and its source position
+ * (none when its run begins now). */
+static dcb_run_join_t pack_resume_point(dcb_broker_t *self, const char *instance,
+                                        const char *proposed, const char *begin, msgpack_packer *pk)
 {
+    char run[DCB_RUN_ID_MAX];
+    dcb_run_join_t how =
+        dcb_intake_join_run(self->intake, instance, proposed, begin, run, sizeof run);
+    dcb_info("collector joins its run", "instance=%s run=%s run_state=%s", instance, run,
+             dcb_run_join_name(how));
+    dcb_pack_kv_str(pk, "run", run);
+    dcb_pack_kv_str(pk, "run_state", dcb_run_join_name(how));
     dcb_pack_str(pk, "streams");
     msgpack_pack_map(pk, rt_stream_count(self->router, instance));
     rt_foreach_stream(self->router, instance, pack_last_seq, pk);
@@ -610,6 +620,7 @@ static void pack_resume_point(dcb_broker_t *self, const char *instance, msgpack_
     const uint8_t *pos = rt_position(self->router, instance, &len);
     dcb_pack_str(pk, "position");
     msgpack_pack_bin_with_body(pk, pos, len);
+    return how;
 }
 
 /* A HELLO whose CURVE key is not the instance's: refused, counted, and an
@@ -627,7 +638,8 @@ static void refuse_key(dcb_broker_t *self, const zmq_msg_t *routing, const char 
 
 static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
 {
-    char role[32] = "", instance[DCB_NAME_MAX] = "", plugin[64] = "", run[128] = "", why[256];
+    char role[32] = "", instance[DCB_NAME_MAX] = "", plugin[64] = "", run[128] = "", why[256],
+         begin_run[DCB_RUN_ID_MAX] = "";
     uint64_t abi = 0, credit = 0;
     int64_t replica = 0;
     dcbus_span_t b = m->body_span;
@@ -638,6 +650,7 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
     dcb_map_get_uint(b, "credit", &credit);
     dcb_map_get_int(b, "replica", &replica);
     dcb_map_get_str(b, "run", run, sizeof run);
+    dcb_map_get_str(b, "begin_run", begin_run, sizeof begin_run);
     if (DCBUS_ABI_MAJOR_OF(abi) != DCBUS_ABI_MAJOR || !role_parse(role)) {
         snprintf(why, sizeof why, "HELLO with ABI %u.%u and role '%s': this broker speaks ABI %d",
                  DCBUS_ABI_MAJOR_OF(abi), (unsigned)(abi & 0xffff), role, DCBUS_ABI_MAJOR);
@@ -664,8 +677,9 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
     bool collector = role_parse(role) == DCBUS_ROLE_COLLECTOR;
-    msgpack_pack_map(pk, collector ? 7 : 5);
-    if (collector) pack_resume_point(self, instance, pk);
+    msgpack_pack_map(pk, collector ? 9 : 5);
+    dcb_run_join_t how = DCB_JOIN_NEW;
+    if (collector) how = pack_resume_point(self, instance, run, begin_run, pk);
     dcb_pack_kv_uint(pk, "heartbeat_ms", (uint64_t)self->config->heartbeat_ms);
     dcb_pack_kv_uint(pk, "credit", granted);
     dcb_pack_kv_str(pk, "session", session->id);
@@ -673,7 +687,7 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
     bool paused = strcmp(dcb_runs_status(self->runs, instance), "PAUSED") == 0;
     dcb_pack_kv_bool(pk, "paused", paused);
     send_body(self, peer, DCB_CMD_READY);
-    if (collector)
+    if (collector && how != DCB_JOIN_FINISHED) /* a finished run has no task to begin */
         dcb_runs_begin(self->runs, instance, rt_pipeline_of(self->router, instance), run,
                        wall_us());
     dcb_info("worker joined", "instance=%s replica=%d role=%s plugin=%s", instance, (int)replica,
@@ -800,7 +814,9 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     size_t waiting = dcb_intake_waiting(self->intake, NULL);
     rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  waiting, 7, collection_status, self);
+                  waiting, 8, collection_status, self);
+    dcb_pack_str(pk, "runs");
+    dcb_intake_pack_runs(self->intake, pk);
     dcb_pack_str(pk, "spool");
     dcb_intake_pack_stats(self->intake, pk);
     dcb_pack_str(pk, "backlogs");

@@ -332,8 +332,7 @@ void supervisor_start(supervisor_t *self)
                 spawn(self, &self->children[i]);
 }
 
-/* True when there are one_shot children and all of them finished. */
-static bool one_shots_finished(const supervisor_t *self)
+bool supervisor_one_shots_finished(const supervisor_t *self)
 {
     bool any = false;
     for (size_t i = 0; i < self->count; i++) {
@@ -349,7 +348,7 @@ supervisor_end_t supervisor_wait(supervisor_t *self)
     for (;;) {
         if (self->interrupted) return SUPERVISOR_SIGNALLED;
         if (self->gave_up) return SUPERVISOR_GAVE_UP;
-        if (one_shots_finished(self)) return SUPERVISOR_DONE;
+        if (supervisor_one_shots_finished(self)) return SUPERVISOR_DONE;
         supervisor_poll(self, 1000);
     }
 }

@@ -68,6 +68,9 @@ supervisor_end_t supervisor_wait_for(supervisor_t *self, bool (*done)(void *arg)
  * stay supervised meanwhile; higher stages must be stopped already. */
 void supervisor_stop_stage(supervisor_t *self, int stage);
 
+/* True when there are one_shot children and all of them finished. */
+bool supervisor_one_shots_finished(const supervisor_t *self);
+
 /* True if a child was given up on, killed after the stop timeout, or
  * stopped with a failure status: the end was not clean. */
 bool supervisor_failed(const supervisor_t *self);

@@ -15,6 +15,13 @@
  * with batches in flight collects them again, under the seqs the broker
  * has not seen, and nothing it had is collected twice.
  *
+ * Which run it collects is the broker's to say (READY `run`, `run_state`):
+ * the run its spool says is current goes on -- after a crash, a restart or
+ * a stop -- and one that went to the end of the source has nothing more to
+ * collect, so the worker ends at once.  A new run begins only when none was
+ * ever recorded or when asked for (`--run ID` names a run to begin unless
+ * it is the current one; `dcbus run --new-run` passes a fresh one).
+ *
  * A sent batch stays in the window until the broker acknowledges it as
  * spooled; the window's size bounds what is in flight.  After every READY
  * -- first registration or reconnection -- the whole window is sent again,
@@ -222,12 +229,31 @@ static bool resume_plugin(dcb_worker_t *self, dcbus_span_t raw)
     return true;
 }
 
+/* READY's `run` and `run_state`: said once; a finished run ends the work. */
+static void take_run(dcb_worker_t *self, dcbus_span_t body)
+{
+    char run[128] = "", state[16] = "";
+    dcb_map_get_str(body, "run", run, sizeof run);
+    dcb_map_get_str(body, "run_state", state, sizeof state);
+    if (strcmp(state, "finished") == 0) {
+        dcb_info("run already finished: nothing new to collect (dcbus run --new-run begins a new "
+                 "one)",
+                 "run=%s", run);
+        self->collector.source_done = true;
+    } else if (strcmp(state, "continued") == 0) {
+        dcb_info("continuing run", "run=%s", run);
+    } else if (state[0]) {
+        dcb_info("starting new run", "run=%s", run);
+    }
+}
+
 static void collector_on_ready(dcb_worker_t *self, dcbus_span_t body)
 {
     dcb_map_get_bool(body, "paused", &self->collector.paused);
     dcbus_span_t streams = {NULL, 0}, position = {NULL, 0};
     if (!self->collector.resumed) {
         self->collector.resumed = true;
+        take_run(self, body);
         dcb_map_get_raw(body, "streams", &streams);
         dcb_map_get_raw(body, "position", &position);
         continue_streams(self, streams);
@@ -325,13 +351,13 @@ static int collector_start(dcb_worker_t *self)
 
 static uint32_t collector_hello_keys(const dcb_worker_t *self)
 {
-    (void)self;
-    return 1;
+    return self->collector.begin_run[0] ? 2 : 1;
 }
 
 static void collector_pack_hello(const dcb_worker_t *self, msgpack_packer *pk)
 {
     dcb_pack_kv_str(pk, "run", self->collector.run);
+    if (self->collector.begin_run[0]) dcb_pack_kv_str(pk, "begin_run", self->collector.begin_run);
 }
 
 static bool collector_on_message(dcb_worker_t *self, dcb_message_t *m)

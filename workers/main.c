@@ -1,7 +1,7 @@
 /*
  * main.c -- dcbus-worker: command line, set-up, the event loop, shutdown.
  *
- *     dcbus-worker --broker EP --instance NAME --config FILE [--replica N]
+ *     dcbus-worker --broker EP --instance NAME --config FILE [--replica N] [--run ID]
  *
  * The instance's plugin and settings come from the config.  The loop waits
  * on the broker socket with a time-out chosen by the role (a collector with
@@ -31,6 +31,7 @@ static void on_signal(int sig)
 static void usage(FILE *out)
 {
     fprintf(out, "usage: dcbus-worker --broker EP --instance NAME --config FILE [--replica N]\n"
+                 "                    [--run ID]\n"
                  "\n"
                  "Hosts one instance of a dcbus plugin and connects it to the broker.\n"
                  "The instance's plugin and settings are read from the config; the plugin\n"
@@ -40,6 +41,9 @@ static void usage(FILE *out)
                  "  -i, --instance NAME  worker instance name (a key of workers:)\n"
                  "  -c, --config FILE    the dcbus YAML config\n"
                  "  -r, --replica N      replica number of this process (default 0)\n"
+                 "  -R, --run ID         collector: begin run ID from the start of the source,\n"
+                 "                       unless ID is the run the broker has as current (then\n"
+                 "                       continue it); without it the current run goes on\n"
                  "  -l, --log-level L    error, warn, info or debug (default info)\n"
                  "  -h, --help           this help\n"
                  "\n"
@@ -49,7 +53,7 @@ static void usage(FILE *out)
 }
 
 typedef struct {
-    const char *broker, *instance, *config, *log_level;
+    const char *broker, *instance, *config, *log_level, *run;
     int replica;
 } options_t;
 
@@ -60,10 +64,11 @@ static int parse_args(int argc, char **argv, options_t *o)
                                              {"config", required_argument, NULL, 'c'},
                                              {"replica", required_argument, NULL, 'r'},
                                              {"log-level", required_argument, NULL, 'l'},
+                                             {"run", required_argument, NULL, 'R'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "b:i:c:r:l:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:i:c:r:l:R:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'b':
             o->broker = optarg;
@@ -79,6 +84,9 @@ static int parse_args(int argc, char **argv, options_t *o)
             break;
         case 'l':
             o->log_level = optarg;
+            break;
+        case 'R':
+            o->run = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -268,6 +276,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
 
     dcb_worker_t self = {.replica = o.replica};
+    if (o.run) snprintf(self.collector.begin_run, sizeof self.collector.begin_run, "%s", o.run);
     self.builder = dcb_builder_new();
     msgpack_sbuffer_init(&self.encoded);
     dcb_body_init(&self.body);
