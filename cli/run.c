@@ -247,6 +247,8 @@ static const char *end_reason(supervisor_end_t end)
         return "every collector finished";
     case SUPERVISOR_SIGNALLED:
         return "stop requested";
+    case SUPERVISOR_REFUSED:
+        return "a worker was refused for good";
     default:
         return "a child kept failing";
     }
@@ -334,6 +336,7 @@ static int run(const dcb_config_t *cfg, const run_opts_t *o, const char *broker_
     supervisor_t *sv = supervisor_new(&o->sv);
     char *broker_argv[] = {(char *)broker_prog, "--config", (char *)o->config, NULL};
     supervisor_add(sv, "broker", -1, STAGE_BROKER, false, broker_argv);
+    supervisor_refuse_on(sv, 2); /* dcbus-worker: a config or plugin problem */
     char new_run[32];
     snprintf(new_run, sizeof new_run, "%lld", (long long)zclock_time() * 1000);
     for (size_t i = 0; i < cfg->nworkers; i++)
@@ -354,9 +357,14 @@ static int run(const dcb_config_t *cfg, const run_opts_t *o, const char *broker_
     supervisor_stop_stage(sv, STAGE_BROKER);
 
     bool failed = end == SUPERVISOR_GAVE_UP || supervisor_failed(sv);
+    int rc = failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+    if (end == SUPERVISOR_REFUSED) {
+        fprintf(stderr, "dcbus run: not restarted, refused for good: %s\n", supervisor_refusal(sv));
+        rc = CLI_EXIT_REFUSED;
+    }
     supervisor_destroy(&sv);
     dcb_info("stopped", "clean=%s", failed ? "no" : "yes");
-    return failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+    return rc;
 }
 
 int cli_run_main(int argc, char **argv)

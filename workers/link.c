@@ -64,7 +64,8 @@ int worker_link_open(dcb_worker_t *self)
              self->replica, getpid(), (unsigned)(worker_now_us() & 0xffff));
     zsock_set_identity(self->link.sock, self->link.identity);
     char err[512];
-    if (dcb_security_client(self->link.sock, self->config, self->wcfg->name, err, sizeof err) != 0) {
+    if (dcb_security_client(self->link.sock, self->config, self->wcfg->name, err, sizeof err) !=
+        0) {
         dcb_error("cannot secure the broker link", "error=\"%s\"", err);
         zsock_destroy(&self->link.sock);
         return -1;
@@ -198,7 +199,10 @@ static void on_refusal(dcb_worker_t *self, dcbus_span_t body)
         return;
     }
     dcb_error("the broker refused this worker", "code=%s reason=\"%s\"", code, message);
-    self->exit_code = 2;
+    /* `refused` is for good (ABI, key, instance); another code may pass. */
+    self->exit_code = strcmp(code, "refused") == 0 ? 2 : 1;
+    snprintf(self->failure, sizeof self->failure, "the broker refused this worker (%s): %s", code,
+             message);
     dcb_worker_stop = 1;
 }
 

@@ -10,6 +10,13 @@
  * and SIGINT stop it gracefully: a collector stops collecting and waits
  * (up to 10 s) for its window to be acknowledged; a sink flushes and
  * acknowledges; then BYE, close, exit 0.
+ *
+ * Exit status 2 means refused for good: what stopped it will stop it again
+ * however often it is restarted (the config, the plugin, its settings, a
+ * refusal by the broker).  The reason is then also written, one line, to
+ * the descriptor named by DCBUS_REASON_FD if that is set (`dcbus run` reads
+ * it and says it).  A transient failure -- open() saying DCBUS_ERETRY, say
+ * -- exits 1, to be restarted.
  */
 #include <getopt.h>
 #include <unistd.h>
@@ -49,7 +56,8 @@ static void usage(FILE *out)
                  "\n"
                  "Exit status: 0 on a clean stop (SIGTERM/SIGINT, or a collector whose source\n"
                  "is exhausted and fully acknowledged), 1 on a runtime failure, 2 on a\n"
-                 "configuration or plugin problem.\n");
+                 "problem a restart cannot fix: the config, the plugin (not found, wrong ABI),\n"
+                 "its settings, or a refusal by the broker.\n");
 }
 
 typedef struct {
@@ -104,6 +112,14 @@ static int parse_args(int argc, char **argv, options_t *o)
     return 0;
 }
 
+/* Why the worker stops, for BYE and DCBUS_REASON_FD; returns -1. */
+static int failed(dcb_worker_t *self, const char *what, const char *why)
+{
+    if (snprintf(self->failure, sizeof self->failure, "%s: %s", what, why) < 0)
+        self->failure[0] = '\0'; /* (a long reason is cut, which is fine) */
+    return -1;
+}
+
 /* Loads the config and the plugin, and opens the plugin. */
 static int setup(dcb_worker_t *self, const options_t *o)
 {
@@ -111,12 +127,12 @@ static int setup(dcb_worker_t *self, const options_t *o)
     self->config = dcb_config_load(o->config, err, sizeof err);
     if (!self->config) {
         dcb_error("cannot load the config", "error=\"%s\"", err);
-        return -1;
+        return failed(self, "cannot load the config", err);
     }
     self->wcfg = dcb_config_worker(self->config, o->instance);
     if (!self->wcfg) {
         dcb_error("no such worker instance in the config", "config=%s", o->config);
-        return -1;
+        return failed(self, "no such worker instance in the config", o->instance);
     }
     snprintf(self->link.endpoint, sizeof self->link.endpoint, "%s",
              o->broker ? o->broker : self->config->bus_endpoint);
@@ -124,13 +140,13 @@ static int setup(dcb_worker_t *self, const options_t *o)
                                 self->config->nplugins_path, self->wcfg->plugin, err, sizeof err);
     if (!self->lib) {
         dcb_error("cannot load the plugin", "error=\"%s\"", err);
-        return -1;
+        return failed(self, "cannot load the plugin", err);
     }
     self->plugin = dcb_plugin_desc(self->lib);
     self->role = role_ops(self->plugin->role);
     if (self->role->start && self->role->start(self) != 0) {
         dcb_error("cannot set up the worker's role", "role=%s", dcb_role_name(self->plugin->role));
-        return -1;
+        return failed(self, "cannot set up the worker's role", dcb_role_name(self->plugin->role));
     }
     dcb_host_hooks_t hooks;
     worker_hooks(self, &hooks);
@@ -139,19 +155,26 @@ static int setup(dcb_worker_t *self, const options_t *o)
     return 0;
 }
 
-/* Opens the plugin once the link exists, so open() may already report. */
+/* Opens the plugin once the link exists, so open() may already report.
+ * Returns 0, -1 (refused for good) or DCBUS_ERETRY (open() says it may
+ * work later). */
 static int open_plugin(dcb_worker_t *self)
 {
     char err[1024];
-    if (call_open(self, err, sizeof err) != 0) {
+    int rc = call_open(self, err, sizeof err);
+    if (rc != 0) {
         dcb_error("plugin not opened", "plugin=%s reason=\"%s\"", self->plugin->name, err);
-        return -1;
+        failed(self, "plugin not opened", err);
+        return rc == DCBUS_ERETRY ? DCBUS_ERETRY : -1;
     }
     self->opened = true;
     if (dcb_ctx_config_errors(self->ctx) > 0) {
         dcb_error("refusing to run with bad settings", "errors=%d",
                   dcb_ctx_config_errors(self->ctx));
-        return -1;
+        snprintf(err, sizeof err, "%d bad setting%s (see the log)",
+                 dcb_ctx_config_errors(self->ctx),
+                 dcb_ctx_config_errors(self->ctx) == 1 ? "" : "s");
+        return failed(self, "refusing to run with bad settings", err);
     }
     dcb_info("plugin loaded", "plugin=%s version=%s role=%s path=%s", self->plugin->name,
              self->plugin->version ? self->plugin->version : "?", dcb_role_name(self->plugin->role),
@@ -261,6 +284,17 @@ static void teardown(dcb_worker_t *self)
     dcb_body_destroy(&self->body);
 }
 
+/* Refused for good: the reason goes to DCBUS_REASON_FD too, if set. */
+static void tell_reason(const dcb_worker_t *self)
+{
+    const char *fd = getenv("DCBUS_REASON_FD");
+    if (!fd || !*fd || self->exit_code != 2) return;
+    char line[sizeof self->failure + 2];
+    int n = snprintf(line, sizeof line, "%s\n", self->failure[0] ? self->failure : "refused");
+    ssize_t ignored = write(atoi(fd), line, (size_t)n); /* nobody listening: nothing lost */
+    (void)ignored;
+}
+
 int main(int argc, char **argv)
 {
     options_t o = {0};
@@ -288,14 +322,15 @@ int main(int argc, char **argv)
     if (rc == 0 &&
         keeper_start(&self.link.keeper, &self, (int64_t)self.wcfg->call_timeout_ms * 1000) != 0) {
         dcb_error("cannot start the link keeper thread", NULL);
-        rc = -1;
+        rc = DCBUS_ERETRY; /* resources, not the config */
     }
     if (rc == 0) rc = open_plugin(&self);
     if (rc == 0)
         run(&self);
     else
-        self.exit_code = 2;
+        self.exit_code = rc == DCBUS_ERETRY ? 1 : 2;
     teardown(&self);
+    tell_reason(&self);
     dcb_info("worker stopped", "exit=%d", self.exit_code);
     return self.exit_code;
 }
