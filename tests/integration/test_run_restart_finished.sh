@@ -22,11 +22,13 @@ pid_of() {
     grep -E "msg=\"child (started|restarted)\" instance=$2( |$)" "$1" | tail -n 1 |
         sed -E 's/.* pid=([0-9]+).*/\1/'
 }
-# gone PID SECONDS: until the process is no more.
+# gone PID SECONDS: until the process is no more (or a zombie, its parent
+# being dead).
 gone() {
-    local i
+    local i state
     for ((i = 0; i < $2 * 20; i++)); do
-        [[ -e /proc/$1 ]] || return 0
+        state=$(sed -E 's/^[0-9]+ \(.*\) (.).*/\1/' "/proc/$1/stat" 2>/dev/null)
+        [[ -z $state || $state == Z ]] && return 0
         sleep 0.05
     done
     return 1
