@@ -8,7 +8,9 @@
 # cannot create the directory), and dcbus-worker exits 2.  It checks that
 # `dcbus run` ends by itself within 30 s (with the restart back-off it would
 # take minutes), with exit 3, naming the instance and the reason, and that
-# the sink was never restarted.
+# the sink was never restarted.  Then the same for a refusal by the broker
+# (ERROR code `refused` at HELLO): with CURVE keys bound to instances, the
+# sink's key files are a copy of the ticker's.
 . "$(dirname "$0")/lib.sh"
 
 : >"$TMP/afile"
@@ -26,4 +28,19 @@ check "it names the worker and the reason" \
 check "the sink was not restarted" \
     test "$(grep -c 'msg="child restarted" instance=csv' "$TMP/run.log")" -eq 0
 check "the other children were stopped" grep -q 'msg="stopped" clean=no' "$TMP/run.log"
+
+# --- a HELLO refused ---------------------------------------------------------
+ticks_config "$TMP/plain.yaml" 1000
+"$BIN/dcbus" keygen --config "$TMP/plain.yaml" --dir "$TMP/keys" >"$TMP/section.yaml" ||
+    die "dcbus keygen --config makes the keys"
+cat "$TMP/plain.yaml" "$TMP/section.yaml" >"$TMP/keys.yaml"
+for suffix in "" _secret; do cp "$TMP/keys/ticker$suffix" "$TMP/keys/csv$suffix"; done
+start keyrun "$BIN/dcbus" run "$TMP/keys.yaml"
+wait_exit keyrun 30 || die "dcbus run with a refused key ends by itself within 30 s"
+check "dcbus run with a refused key exits 3 (${STATUS[keyrun]})" test "${STATUS[keyrun]}" -eq 3
+check "it names the worker and the broker's reason" \
+    grep -qE "^dcbus run: not restarted, refused for good: instance=csv replica=0 exit=2: the broker refused this worker \(refused\): the CURVE key of 'ticker' may not register as storage 'csv'" \
+    "$TMP/keyrun.log"
+check "the refused sink was not restarted" \
+    test "$(grep -c 'msg="child restarted" instance=csv' "$TMP/keyrun.log")" -eq 0
 finish
