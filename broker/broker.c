@@ -463,10 +463,18 @@ static void pack_last_seq(void *pk, const char *stream, uint64_t seq, const char
     dcb_pack_kv_uint(pk, stream, seq);
 }
 
-/* Where a (re)starting collector goes on from: the last seq the spool has
- * of each of its streams (packed into `note`), and its source position. */
-static void resume_point(dcb_broker_t *self, const char *instance, dcb_ready_t *ready)
+/* Which run a (re)starting collector collects (READY `run`, with
+ * `run_state` new, continued or finished) and where it goes on from: the
+ * last seq the spool has of each of its streams (packed into `note`), and
+ * its source position (none when its run begins now). */
+static dcb_run_join_t resume_point(dcb_broker_t *self, const dcb_hello_t *hello, dcb_ready_t *ready)
 {
+    const char *instance = hello->instance;
+    dcb_run_join_t how = dcb_intake_join_run(self->intake, instance, hello->run, hello->begin_run,
+                                             ready->run, sizeof ready->run);
+    snprintf(ready->run_state, sizeof ready->run_state, "%s", dcb_run_join_name(how));
+    dcb_info("collector joins its run", "instance=%s run=%s run_state=%s", instance, ready->run,
+             ready->run_state);
     dcb_body_reset(&self->note);
     msgpack_pack_map(&self->note.pk, rt_stream_count(self->router, instance));
     rt_foreach_stream(self->router, instance, pack_last_seq, &self->note.pk);
@@ -475,6 +483,7 @@ static void resume_point(dcb_broker_t *self, const char *instance, dcb_ready_t *
     ready->has_resume = true;
     ready->streams = dcb_body_span(&self->note);
     ready->position = (dcbus_span_t){pos, len};
+    return how;
 }
 
 /* A refused HELLO: answered with `code`, counted in *counter, logged
@@ -492,19 +501,22 @@ static void refuse_hello(dcb_broker_t *self, const zmq_msg_t *routing, uint64_t 
     broker_publish_error(self, DCBUS_ERROR_VALIDATION, "register", why, NULL, 0);
 }
 
-/* The READY that answers a registered peer's HELLO. */
-static void send_ready(dcb_broker_t *self, const rt_peer_t *peer, const dcb_hello_t *hello,
-                       uint32_t granted)
+/* The READY that answers a registered peer's HELLO; a collector's says
+ * which run it collects (how it joins it). */
+static dcb_run_join_t send_ready(dcb_broker_t *self, const rt_peer_t *peer,
+                                 const dcb_hello_t *hello, uint32_t granted)
 {
+    dcb_run_join_t how = DCB_JOIN_NEW;
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     dcb_ready_t ready = {.heartbeat_ms = (uint64_t)self->config->heartbeat_ms, .credit = granted};
     snprintf(ready.session, sizeof ready.session, "%s", session->id);
     snprintf(ready.session_type, sizeof ready.session_type, "%s", session->type);
     ready.paused = strcmp(dcb_runs_status(self->runs, hello->instance), "PAUSED") == 0;
-    if (hello->role == DCBUS_ROLE_COLLECTOR) resume_point(self, hello->instance, &ready);
+    if (hello->role == DCBUS_ROLE_COLLECTOR) how = resume_point(self, hello, &ready);
     dcb_body_reset(&self->body);
     dcb_ready_pack(&ready, &self->body.pk);
     send_body(self, peer, DCB_CMD_READY);
+    return how;
 }
 
 static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
@@ -541,8 +553,8 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
         refuse_hello(self, &m->routing, &self->refused_hellos, refusal.code, &hello, refusal.why);
         return;
     }
-    send_ready(self, peer, &hello, granted);
-    if (hello.role == DCBUS_ROLE_COLLECTOR)
+    dcb_run_join_t how = send_ready(self, peer, &hello, granted);
+    if (hello.role == DCBUS_ROLE_COLLECTOR && how != DCB_JOIN_FINISHED) /* no task to begin */
         dcb_runs_begin(self->runs, hello.instance, rt_pipeline_of(self->router, hello.instance),
                        hello.run, wall_us());
     dcb_info("worker joined", "instance=%s replica=%d role=%s plugin=%s", hello.instance,

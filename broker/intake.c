@@ -30,6 +30,9 @@ typedef struct {
 typedef struct {
     const char *name, *collector;
     ref_queue_t spooled;
+    char run[DCB_RUN_ID_MAX]; /* the collector's current run; "" before its first */
+    bool run_done;            /* ...which went to the end of the source */
+    int joined;               /* how its last process took the run, -1 none yet */
 } intake_pipe_t;
 
 /* A batch that came while the spool was full. */
@@ -103,7 +106,8 @@ static intake_pipe_t *pipe_of(dcb_intake_t *self, const char *collector)
 }
 
 /* ---------------------------------------------------------------------------
- * The state entry: [["s", stream, seq, collector]..., ["p", collector, pos]...]
+ * The state entry: [["s", stream, seq, collector]..., ["p", collector, pos]...,
+ *                   ["r", collector, run, done]...]
  */
 
 static void pack_stream(void *pk, const char *stream, uint64_t seq, const char *owner)
@@ -118,13 +122,15 @@ static void pack_stream(void *pk, const char *stream, uint64_t seq, const char *
 static dcbus_span_t encode_state(void *arg)
 {
     dcb_intake_t *self = arg;
-    uint32_t positions = 0;
+    uint32_t items = 0;
     size_t len;
-    for (size_t i = 0; i < self->npipes; i++)
-        positions += rt_position(self->router, self->pipes[i].collector, &len) && len > 0;
+    for (size_t i = 0; i < self->npipes; i++) {
+        items += rt_position(self->router, self->pipes[i].collector, &len) && len > 0;
+        items += self->pipes[i].run[0] != '\0';
+    }
     dcb_body_reset(&self->state);
     msgpack_packer *pk = &self->state.pk;
-    msgpack_pack_array(pk, rt_stream_count(self->router, NULL) + positions);
+    msgpack_pack_array(pk, rt_stream_count(self->router, NULL) + items);
     rt_foreach_stream(self->router, NULL, pack_stream, pk);
     for (size_t i = 0; i < self->npipes; i++) {
         const uint8_t *pos = rt_position(self->router, self->pipes[i].collector, &len);
@@ -133,6 +139,17 @@ static dcbus_span_t encode_state(void *arg)
         dcb_pack_str(pk, "p");
         dcb_pack_str(pk, self->pipes[i].collector);
         msgpack_pack_bin_with_body(pk, pos, len);
+    }
+    for (size_t i = 0; i < self->npipes; i++) {
+        if (!self->pipes[i].run[0]) continue;
+        msgpack_pack_array(pk, 4);
+        dcb_pack_str(pk, "r");
+        dcb_pack_str(pk, self->pipes[i].collector);
+        dcb_pack_str(pk, self->pipes[i].run);
+        if (self->pipes[i].run_done)
+            msgpack_pack_true(pk);
+        else
+            msgpack_pack_false(pk);
     }
     return dcb_body_span(&self->state);
 }
@@ -162,6 +179,18 @@ static bool restore_item(dcb_intake_t *self, const uint8_t **p, const uint8_t *e
         rt_restore_position(self->router, name, (const uint8_t *)v.as.str.ptr, v.as.str.len);
         return true;
     }
+    if (strcmp(tag, "r") == 0 && n == 4) {
+        char run[DCB_RUN_ID_MAX];
+        if (!dcb_mp_read(p, end, &v) || !dcb_value_copy_str(&v, run, sizeof run) ||
+            !dcb_mp_read(p, end, &v) || v.type != DCBUS_VAL_BOOL)
+            return false;
+        intake_pipe_t *pipe = pipe_of(self, name);
+        if (pipe) {
+            snprintf(pipe->run, sizeof pipe->run, "%s", run);
+            pipe->run_done = v.as.b;
+        }
+        return true;
+    }
     return false;
 }
 
@@ -169,9 +198,13 @@ static void restore_state(dcb_intake_t *self, dcbus_span_t data)
 {
     const uint8_t *p = data.data, *end = data.data + data.len;
     uint32_t n;
-    /* A state entry lists every position there was: the others are gone. */
-    for (size_t i = 0; i < self->npipes; i++)
+    /* A state entry lists every position and run there was: the others are
+     * gone. */
+    for (size_t i = 0; i < self->npipes; i++) {
         rt_restore_position(self->router, self->pipes[i].collector, NULL, 0);
+        self->pipes[i].run[0] = '\0';
+        self->pipes[i].run_done = false;
+    }
     bool ok = data.len == 0 || dcb_mp_read_array(&p, end, &n);
     for (uint32_t i = 0; ok && data.len && i < n; i++)
         ok = restore_item(self, &p, end);
@@ -194,8 +227,12 @@ static void recover_batch(dcb_intake_t *self, uint64_t ref, dcbus_span_t data, b
     }
     rt_restore_stream(self->router, env.stream, env.seq, env.source);
     if (env.poslen) rt_restore_position(self->router, env.source, env.pos, env.poslen);
-    if (released) return;
     intake_pipe_t *p = pipe_of(self, env.source);
+    /* A finished run sends nothing more: a batch after its end belongs to
+     * a run whose state entry was never written (no room to roll), so the
+     * collector goes on from this batch rather than stopping. */
+    if (p && p->run_done) p->run_done = false;
+    if (released) return;
     if (p) {
         refs_push(&p->spooled, ref);
         return;
@@ -259,6 +296,7 @@ dcb_intake_t *dcb_intake_new(const dcb_config_t *config, rt_router_t *router,
     for (size_t i = 0; i < self->npipes; i++) {
         self->pipes[i].name = config->pipelines[i].name;
         self->pipes[i].collector = config->pipelines[i].from;
+        self->pipes[i].joined = -1;
     }
     self->spool = open_spool(self, err, errlen);
     if (!self->spool || dcb_spool_recover(self->spool, recover_entry, self, err, errlen) != 0) {
@@ -497,17 +535,82 @@ void dcb_intake_finished(dcb_intake_t *self, uint64_t ref, bool kept)
         dcb_spool_release(self->spool, ref);
 }
 
+/* Writes the current state at the head of a new segment, so a broker
+ * restart finds it; until that works, the service tries again. */
+static void note_state(dcb_intake_t *self, const char *collector)
+{
+    if (dcb_spool_roll(self->spool) == 0) return;
+    if (!self->roll_pending)
+        dcb_warn("spool: cannot start a segment yet; until it is, a restart may take a "
+                 "collector's run for the one before",
+                 "collector=%s error=\"%s\"", collector, strerror(errno));
+    self->roll_pending = true;
+}
+
+static void begin_run(dcb_intake_t *self, intake_pipe_t *p, const char *run)
+{
+    snprintf(p->run, sizeof p->run, "%s", run);
+    p->run_done = false;
+    rt_restore_position(self->router, p->collector, NULL, 0); /* from the start */
+    note_state(self, p->collector);
+}
+
+dcb_run_join_t dcb_intake_join_run(dcb_intake_t *self, const char *collector, const char *proposed,
+                                   const char *begin, char *run, size_t runlen)
+{
+    intake_pipe_t *p = pipe_of(self, collector);
+    dcb_run_join_t how = DCB_JOIN_CONTINUED;
+    size_t len;
+    if (!p) {
+        snprintf(run, runlen, "%s", proposed);
+        return DCB_JOIN_NEW;
+    }
+    if (begin && *begin && strcmp(begin, p->run) != 0) {
+        begin_run(self, p, begin);
+        how = DCB_JOIN_NEW;
+    } else if (!p->run[0] && rt_position(self->router, collector, &len) && len > 0) {
+        /* A spool from before runs were recorded, half way through. */
+        snprintf(p->run, sizeof p->run, "%s", proposed);
+        note_state(self, collector);
+    } else if (!p->run[0]) {
+        begin_run(self, p, proposed);
+        how = DCB_JOIN_NEW;
+    } else if (p->run_done) {
+        how = DCB_JOIN_FINISHED;
+    }
+    p->joined = (int)how;
+    snprintf(run, runlen, "%s", p->run);
+    return how;
+}
+
+const char *dcb_run_join_name(dcb_run_join_t how)
+{
+    static const char *names[] = {"new", "continued", "finished"};
+    return (unsigned)how < 3 ? names[how] : "?";
+}
+
 void dcb_intake_source_done(dcb_intake_t *self, const char *collector)
 {
+    intake_pipe_t *p = pipe_of(self, collector);
+    if (p && p->run_done) return; /* a process that found the run finished */
+    if (p && p->run[0]) p->run_done = true;
     rt_restore_position(self->router, collector, NULL, 0);
-    /* A new segment states the positions without it, so a broker restart
-     * does not find the old one again in the batches before. */
-    if (dcb_spool_roll(self->spool) != 0) {
-        if (!self->roll_pending)
-            dcb_warn("spool: cannot start a segment yet; until it is, a restart may resume a "
-                     "finished collector",
-                     "collector=%s error=\"%s\"", collector, strerror(errno));
-        self->roll_pending = true; /* tried again by the service */
+    /* A new segment states the run finished and no position, so a broker
+     * restart does not find the old one again in the batches before. */
+    note_state(self, collector);
+}
+
+void dcb_intake_pack_runs(const dcb_intake_t *self, msgpack_packer *pk)
+{
+    msgpack_pack_array(pk, (uint32_t)self->npipes);
+    for (size_t i = 0; i < self->npipes; i++) {
+        const intake_pipe_t *p = &self->pipes[i];
+        msgpack_pack_map(pk, 4);
+        dcb_pack_kv_str(pk, "collector", p->collector);
+        dcb_pack_kv_str(pk, "run", p->run);
+        dcb_pack_kv_bool(pk, "finished", p->run_done);
+        dcb_pack_kv_str(pk, "joined",
+                        p->joined < 0 ? "" : dcb_run_join_name((dcb_run_join_t)p->joined));
     }
 }
 

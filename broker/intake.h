@@ -54,10 +54,38 @@ void dcb_intake_service(dcb_intake_t *self, int64_t now_us);
  * delivered again after a broker restart. */
 void dcb_intake_finished(dcb_intake_t *self, uint64_t ref, bool kept);
 
-/* Collector `collector` finished its source (BYE done): its position is
- * forgotten, so that its next start is a new run from the beginning, not
- * a resumption at the end.  Its streams keep their seqs. */
+/* The longest run id kept (with its NUL). */
+#define DCB_RUN_ID_MAX 128
+
+/* How a collector process takes up its run (see dcb_intake_join_run). */
+typedef enum { DCB_JOIN_NEW, DCB_JOIN_CONTINUED, DCB_JOIN_FINISHED } dcb_run_join_t;
+
+/* Collector `collector` registers: which run it collects, into `run`.
+ * A run is one pass over the collector's source, from its start to its
+ * end, however many processes it takes; the broker keeps the current run
+ * of each collector (its id, and whether it went to the end) in the
+ * spool's state, so it outlasts every process.  The rule:
+ *   - `begin` given (not NULL or empty) and not the current run: run
+ *     `begin` starts now, from the start of the source (NEW);
+ *   - no run yet: run `proposed` starts (NEW);
+ *   - else the current run goes on (CONTINUED), or, if it finished, there
+ *     is nothing to collect (FINISHED).
+ * A process restarted with the same `begin` therefore continues the run it
+ * began. */
+dcb_run_join_t dcb_intake_join_run(dcb_intake_t *self, const char *collector, const char *proposed,
+                                   const char *begin, char *run, size_t runlen);
+/* "new", "continued" or "finished". */
+const char *dcb_run_join_name(dcb_run_join_t how);
+
+/* Collector `collector` finished its source (BYE done): its run is marked
+ * finished and its position forgotten, so that its next start continues a
+ * finished run (collects nothing) unless it is asked to begin a new one.
+ * Its streams keep their seqs. */
 void dcb_intake_source_done(dcb_intake_t *self, const char *collector);
+/* The `runs` statistics: an array of {collector, run, finished, joined},
+ * `joined` saying how a process of it registered since the broker started
+ * ("new", "continued", "finished"; "" if none did). */
+void dcb_intake_pack_runs(const dcb_intake_t *self, msgpack_packer *pk);
 
 /* Batches of `pipeline` (NULL: of every pipeline) waiting in the spool or
  * held for room (not yet in the router). */

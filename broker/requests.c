@@ -132,7 +132,9 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     size_t waiting = dcb_intake_waiting(self->intake, NULL);
     rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  waiting, 9, collection_status, self);
+                  waiting, 10, collection_status, self);
+    dcb_pack_str(pk, "runs");
+    dcb_intake_pack_runs(self->intake, pk);
     dcb_pack_str(pk, "spool");
     dcb_intake_pack_stats(self->intake, pk);
     dcb_pack_str(pk, "backlogs");

@@ -1,8 +1,12 @@
 /*
  * runs.h -- collection runs: the tasks and events of each collector's run.
  *
- * A run begins when a collector registers with a run id (HELLO `run`) and
- * ends when it says BYE (done, failed or stopped) or dies.  Each run is two
+ * A run here is one collector process's part of its source's run: it
+ * begins when a collector registers with a run id (HELLO `run`, the id of
+ * its collection task) and ends when it says BYE (done, failed or stopped)
+ * or dies.  Which run of the source a process collects -- and whether
+ * there is anything left to collect -- is the intake's (intake.h): a
+ * process that finds its source's run finished begins no tasks.  Each run is two
  * tasks: the collection (type "collection", progress from the collector)
  * and the pipeline execution (type "pipeline", complete once the
  * collection is complete and no batch of the pipeline is in flight).

@@ -18,6 +18,7 @@
 #define CLI_EXIT_OK      0
 #define CLI_EXIT_FAILURE 1
 #define CLI_EXIT_USAGE   2
+#define CLI_EXIT_REFUSED 3 /* dcbus run: a worker was refused for good */
 
 /* The default config of `dcbus run` and `dcbus check` when none is named. */
 #define CLI_DEFAULT_CONFIG "config/demo.yaml"

@@ -10,6 +10,15 @@
  * children are restarted with back-off.  The run ends when every collector
  * has finished its source (or on SIGINT/SIGTERM); before the broker stops,
  * its counters are fetched and summarised on stdout.
+ *
+ * Runs: the broker keeps each collector's current run in its spool, so a
+ * `dcbus run` started again -- after a kill, a stop, a stuck drain -- goes
+ * on with it (and a run that went to the end collects nothing more) rather
+ * than collecting the source again.  `--new-run` gives every collector a
+ * fresh run id to begin; the id is the same for each restart of the
+ * collector within this `dcbus run`, so a crash continues it.  Once each
+ * collector has registered, the broker's word on its run is said on
+ * stdout ("continuing run X", "starting new run Y").
  */
 #include <errno.h>
 #include <getopt.h>
@@ -22,6 +31,7 @@
 #include "cli.h"
 #include "client.h"
 #include "log.h"
+#include "runs.h"
 #include "stats.h"
 #include "supervisor.h"
 
@@ -35,6 +45,7 @@ static const char *s_stage_names[STAGE_COUNT] = {"broker", "sinks and handlers",
 
 typedef struct {
     const char *config;
+    bool new_run; /* begin a new run of every collector */
     supervisor_opts_t sv;
 } run_opts_t;
 
@@ -50,7 +61,16 @@ static void print_help(void)
            "broker are stopped in that order (SIGTERM; SIGKILL after the stop\n"
            "timeout, or at once on a second signal).  A summary of records per\n"
            "instance and where the data went is printed on stdout.\n\n"
+           "Runs: a collector's run (one pass over its source) is kept by the\n"
+           "broker's spool.  Run again, dcbus run continues each collector's run --\n"
+           "after a kill, a stop or a stuck drain, what is still in flight is\n"
+           "delivered and nothing is collected twice -- and a run that finished\n"
+           "collects nothing new (exit 0).  It says which: \"continuing run X\" or\n"
+           "\"starting new run Y\".  To collect a finished source again, ask for it\n"
+           "with --new-run.\n\n"
            "options:\n"
+           "  --new-run               begin a new run of every collector, from the\n"
+           "                          start of its source\n"
            "  --stop-timeout SECONDS  wait this long for a child to stop (default 30)\n"
            "  --max-failures N        give up on a child that fails N times in a row\n"
            "                          (10 s of running resets the count; default 10,\n"
@@ -59,16 +79,19 @@ static void print_help(void)
            "Exit status: 0 after a clean end; 1 if a child kept failing or had to\n"
            "be killed, or the broker refused a connection or a batch (its stats\n"
            "count them: refused_hellos, refused_keys, refused_batches); 2 if CONFIG\n"
-           "is not valid (see 'dcbus check').\n",
+           "is not valid (see 'dcbus check'); 3 if a worker was refused for a reason\n"
+           "a restart cannot fix (its plugin, its settings, its key: dcbus-worker\n"
+           "exit status 2).\n",
            CLI_DEFAULT_CONFIG);
 }
 
 /* Parses options; returns -1 to go on, else the exit status. */
 static int parse_options(int argc, char **argv, run_opts_t *o)
 {
-    enum { OPT_STOP_TIMEOUT = 256, OPT_MAX_FAILURES };
+    enum { OPT_STOP_TIMEOUT = 256, OPT_MAX_FAILURES, OPT_NEW_RUN };
     static const struct option options[] = {
         {"stop-timeout", required_argument, NULL, OPT_STOP_TIMEOUT},
+        {"new-run", no_argument, NULL, OPT_NEW_RUN},
         {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
         {"help", no_argument, NULL, 'h'},
         {0}};
@@ -86,6 +109,8 @@ static int parse_options(int argc, char **argv, run_opts_t *o)
             if (*end || n < 0 || n > INT_MAX)
                 return cli_usage_error("run", "--max-failures needs a whole number >= 0");
             o->sv.max_failures = (int)n;
+        } else if (c == OPT_NEW_RUN) {
+            o->new_run = true;
         } else if (c == 'h') {
             print_help();
             return CLI_EXIT_OK;
@@ -111,8 +136,10 @@ static int stage_of(dcbus_role_t role)
     }
 }
 
+/* `new_run`: the id of the run a collector begins (NULL: it goes on with
+ * the broker's current one). */
 static void add_worker(supervisor_t *sv, const dcb_config_t *cfg, const dcb_worker_cfg_t *w,
-                       const char *program, const char *config_path)
+                       const char *program, const char *config_path, const char *new_run)
 {
     dcbus_role_t role = cli_instance_role(cfg, w->name);
     if (!role) {
@@ -120,13 +147,17 @@ static void add_worker(supervisor_t *sv, const dcb_config_t *cfg, const dcb_work
                  w->name);
         return;
     }
+    bool collector = role == DCBUS_ROLE_COLLECTOR;
+    char run[160];
+    snprintf(run, sizeof run, "%s-%s", w->name, new_run ? new_run : "");
     for (int r = 0; r < w->replicas; r++) {
         char replica[16];
         snprintf(replica, sizeof replica, "%d", r);
-        char *argv[] = {(char *)program, "--broker", cfg->bus_endpoint,   "--instance",
-                        w->name,         "--config", (char *)config_path, "--replica",
-                        replica,         NULL};
-        supervisor_add(sv, w->name, r, stage_of(role), role == DCBUS_ROLE_COLLECTOR, argv);
+        char *argv[] = {
+            (char *)program,     "--broker",  cfg->bus_endpoint, "--instance", w->name, "--config",
+            (char *)config_path, "--replica", replica,           "--run",      run,     NULL};
+        if (!collector || !new_run) argv[9] = NULL;
+        supervisor_add(sv, w->name, r, stage_of(role), collector, argv);
     }
 }
 
@@ -216,6 +247,8 @@ static const char *end_reason(supervisor_end_t end)
         return "every collector finished";
     case SUPERVISOR_SIGNALLED:
         return "stop requested";
+    case SUPERVISOR_REFUSED:
+        return "a worker was refused for good";
     default:
         return "a child kept failing";
     }
@@ -233,6 +266,54 @@ static bool delivered(void *arg)
     bool done = st.batches_in_flight == 0;
     cli_stats_free(&st);
     return done;
+}
+
+/* Says, once per collector, how it took up its run, as the broker tells
+ * (a supervisor_wait_for test: true once every collector has been said). */
+typedef struct {
+    const dcb_config_t *cfg;
+    supervisor_t *sv;
+    cli_client_t *client;
+    bool *said; /* per worker of the config */
+} announcer_t;
+
+static bool announce_runs(void *arg)
+{
+    announcer_t *a = arg;
+    cli_run_t runs[64];
+    char err[256], line[400];
+    int n = cli_runs_fetch(a->client, 1000, runs, 64, err, sizeof err);
+    bool all = n >= 0;
+    for (size_t i = 0; i < a->cfg->nworkers; i++) {
+        const char *name = a->cfg->workers[i].name;
+        if (a->said[i] || cli_instance_role(a->cfg, name) != DCBUS_ROLE_COLLECTOR) continue;
+        line[0] = '\0';
+        for (int k = 0; k < n; k++)
+            if (strcmp(runs[k].collector, name) == 0) cli_run_describe(&runs[k], line, sizeof line);
+        if (!line[0]) {
+            all = false;
+            continue;
+        }
+        a->said[i] = true;
+        printf("dcbus run: %s: %s\n", name, line);
+        fflush(stdout);
+        dcb_info(line, "instance=%s", name);
+    }
+    /* Collectors that finished before the broker could say (it restarted
+     * in between) are not waited for. */
+    return all || supervisor_one_shots_finished(a->sv);
+}
+
+static supervisor_end_t wait_announced(const dcb_config_t *cfg, supervisor_t *sv)
+{
+    char err[512];
+    announcer_t a = {cfg, sv, cli_client_new(cfg->bus_endpoint, err, sizeof err),
+                     calloc(cfg->nworkers + 1, sizeof(bool))};
+    supervisor_end_t end = SUPERVISOR_DONE;
+    if (a.client) end = supervisor_wait_for(sv, announce_runs, &a, 200);
+    cli_client_destroy(&a.client);
+    free(a.said);
+    return end;
 }
 
 /* The collectors are done once the broker has spooled their batches; the
@@ -255,13 +336,17 @@ static int run(const dcb_config_t *cfg, const run_opts_t *o, const char *broker_
     supervisor_t *sv = supervisor_new(&o->sv);
     char *broker_argv[] = {(char *)broker_prog, "--config", (char *)o->config, NULL};
     supervisor_add(sv, "broker", -1, STAGE_BROKER, false, broker_argv);
+    supervisor_refuse_on(sv, 2); /* dcbus-worker: a config or plugin problem */
+    char new_run[32];
+    snprintf(new_run, sizeof new_run, "%lld", (long long)zclock_time() * 1000);
     for (size_t i = 0; i < cfg->nworkers; i++)
-        add_worker(sv, cfg, &cfg->workers[i], worker_prog, o->config);
+        add_worker(sv, cfg, &cfg->workers[i], worker_prog, o->config, o->new_run ? new_run : NULL);
 
     int64_t started = zclock_mono();
-    dcb_info("starting", "config=%s", o->config);
+    dcb_info("starting", "config=%s new_run=%s", o->config, o->new_run ? "yes" : "no");
     supervisor_start(sv);
-    supervisor_end_t end = supervisor_wait(sv);
+    supervisor_end_t end = wait_announced(cfg, sv);
+    if (end == SUPERVISOR_DONE) end = supervisor_wait(sv);
     if (end == SUPERVISOR_DONE) end = drain(cfg, sv);
     dcb_info("stopping", "reason=\"%s\"", end_reason(end));
     for (int stage = STAGE_COUNT - 1; stage > STAGE_BROKER; stage--) {
@@ -272,9 +357,14 @@ static int run(const dcb_config_t *cfg, const run_opts_t *o, const char *broker_
     supervisor_stop_stage(sv, STAGE_BROKER);
 
     bool failed = end == SUPERVISOR_GAVE_UP || supervisor_failed(sv) || refused;
+    int rc = failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+    if (end == SUPERVISOR_REFUSED) {
+        fprintf(stderr, "dcbus run: not restarted, refused for good: %s\n", supervisor_refusal(sv));
+        rc = CLI_EXIT_REFUSED;
+    }
     supervisor_destroy(&sv);
     dcb_info("stopped", "clean=%s", failed ? "no" : "yes");
-    return failed ? CLI_EXIT_FAILURE : CLI_EXIT_OK;
+    return rc;
 }
 
 int cli_run_main(int argc, char **argv)

@@ -36,8 +36,12 @@ typedef enum {
     CHILD_BACKOFF,  /* failed; restarts at restart_at_ms */
     CHILD_FINISHED, /* one_shot child that exited 0 */
     CHILD_STOPPED,  /* stopped on request */
-    CHILD_GAVE_UP   /* failed max_failures times in a row */
+    CHILD_GAVE_UP   /* failed max_failures times in a row, or refused for good */
 } child_state_t;
+
+/* The descriptor a child writes its reason to, and the longest reason read. */
+#define REASON_FD  3
+#define REASON_MAX 512
 
 typedef struct {
     char *name;
@@ -52,7 +56,9 @@ typedef struct {
     int64_t started_ms, restart_at_ms, backoff_ms;
     int failures; /* in a row */
     unsigned restarts;
-    char secret[33]; /* of its start tokens; "" for the broker */
+    char secret[33];    /* of its start tokens; "" for the broker */
+    int refused_status; /* its exit status for "refused for good", 0: none */
+    int reason_fd;      /* read end of its REASON_FD pipe, -1: none */
 } child_t;
 
 struct supervisor {
@@ -61,11 +67,13 @@ struct supervisor {
     size_t count, cap;
     sigset_t signals, saved_mask;
     struct sigaction saved_chld;
-    int stop_below;   /* children of this stage and above are not restarted */
-    bool force;       /* kill instead of waiting */
-    bool interrupted; /* SIGINT or SIGTERM received */
-    bool gave_up;     /* a child kept failing */
-    bool unclean;     /* a child was killed or stopped with a failure */
+    int stop_below;                 /* children of this stage and above are not restarted */
+    bool force;                     /* kill instead of waiting */
+    bool interrupted;               /* SIGINT or SIGTERM received */
+    bool gave_up;                   /* a child kept failing */
+    bool unclean;                   /* a child was killed or stopped with a failure */
+    int refused_status;             /* for children added from now on */
+    char refusal[REASON_MAX + 256]; /* the child refused for good, and why */
 };
 
 extern char **environ;
@@ -145,6 +153,7 @@ supervisor_t *supervisor_new(const supervisor_opts_t *opts)
     struct sigaction sa = {.sa_handler = on_sigchld, .sa_flags = SA_NOCLDSTOP | SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGCHLD, &sa, &self->saved_chld);
+    setenv("DCBUS_REASON_FD", "3", 1); /* REASON_FD, for every child */
     return self;
 }
 
@@ -165,6 +174,7 @@ void supervisor_destroy(supervisor_t **self_p)
             kill(c->pid, SIGKILL);
             waitpid(c->pid, NULL, 0);
         }
+        if (c->reason_fd >= 0) close(c->reason_fd);
         free(c->name);
         free_argv(c->argv);
     }
@@ -196,8 +206,20 @@ void supervisor_add(supervisor_t *self, const char *name, int replica, int stage
                                               .one_shot = one_shot,
                                               .argv = copy,
                                               .state = CHILD_IDLE,
-                                              .backoff_ms = self->opts.backoff_min_ms};
+                                              .backoff_ms = self->opts.backoff_min_ms,
+                                              .refused_status = self->refused_status,
+                                              .reason_fd = -1};
     if (replica >= 0) random_secret(self->children[self->count - 1].secret);
+}
+
+void supervisor_refuse_on(supervisor_t *self, int status)
+{
+    self->refused_status = status;
+}
+
+const char *supervisor_refusal(const supervisor_t *self)
+{
+    return self->refusal[0] ? self->refusal : NULL;
 }
 
 /* "instance=csv replica=0", the child's part of every log line. */
@@ -227,9 +249,15 @@ static const char *describe_status(int status)
     return buf;
 }
 
-/* In the child, between fork and exec: async-signal-safe calls only. */
-static void exec_child(const supervisor_t *self, const child_t *c, char **env, pid_t parent)
+/* In the child, between fork and exec: async-signal-safe calls only.
+ * `reason` is the write end of its reason pipe, or -1. */
+static void exec_child(const supervisor_t *self, const child_t *c, char **env, pid_t parent,
+                       int reason)
 {
+    if (reason == REASON_FD)
+        fcntl(REASON_FD, F_SETFD, 0); /* keep it across exec */
+    else if (reason >= 0)
+        dup2(reason, REASON_FD); /* the copy is not close-on-exec */
     sigaction(SIGCHLD, &self->saved_chld, NULL);
     sigprocmask(SIG_SETMASK, &self->saved_mask, NULL);
     setpgid(0, 0);                    /* Ctrl-C at a terminal reaches the supervisor only */
@@ -249,13 +277,40 @@ static void exec_child(const supervisor_t *self, const child_t *c, char **env, p
 
 static void child_failed(supervisor_t *self, child_t *c, const char *how);
 
+/* A pipe for the child's reason: its read end kept in c->reason_fd, its
+ * write end returned (-1 if there is none; the child then says nothing). */
+static int reason_pipe(child_t *c)
+{
+    int fds[2];
+    if (c->reason_fd >= 0) close(c->reason_fd);
+    c->reason_fd = -1;
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    c->reason_fd = fds[0];
+    return fds[1];
+}
+
+/* What the child wrote to its reason pipe, without its newline ("" if
+ * nothing); the pipe is closed. */
+static const char *read_reason(child_t *c)
+{
+    static char buf[REASON_MAX];
+    ssize_t n = c->reason_fd >= 0 ? read(c->reason_fd, buf, sizeof buf - 1) : -1;
+    buf[n > 0 ? n : 0] = '\0';
+    buf[strcspn(buf, "\n")] = '\0';
+    if (c->reason_fd >= 0) close(c->reason_fd);
+    c->reason_fd = -1;
+    return buf;
+}
+
 static void spawn(supervisor_t *self, child_t *c)
 {
     pid_t parent = getpid();
     char **env = child_env(c); /* made before fork: the child may only exec */
+    int reason = reason_pipe(c);
     pid_t pid = fork();
-    if (pid == 0) exec_child(self, c, env, parent);
+    if (pid == 0) exec_child(self, c, env, parent, reason);
     free_env(env);
+    if (reason >= 0) close(reason);
     c->started_ms = now_ms();
     c->stop_sent = c->killed = false;
     if (pid < 0) {
@@ -300,11 +355,27 @@ static void child_failed(supervisor_t *self, child_t *c, const char *how)
     if (c->backoff_ms > self->opts.backoff_max_ms) c->backoff_ms = self->opts.backoff_max_ms;
 }
 
+/* Refused for good: not restarted, and the supervisor ends. */
+static void child_refused(supervisor_t *self, child_t *c, int status, const char *why)
+{
+    c->state = CHILD_GAVE_UP;
+    self->gave_up = true;
+    if (snprintf(self->refusal, sizeof self->refusal, "%s %s: %s", who(c), describe_status(status),
+                 why[0] ? why : "refused for a reason a restart cannot fix (see its log)") < 0)
+        snprintf(self->refusal, sizeof self->refusal, "%s", who(c)); /* (a long one is cut) */
+    dcb_error("child refused for good; not restarted", "%s %s reason=\"%s\"", who(c),
+              describe_status(status), why);
+}
+
 static void child_exited(supervisor_t *self, child_t *c, int status)
 {
     c->pid = 0;
     bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (c->stop_sent) {
+    const char *why = read_reason(c);
+    if (!c->stop_sent && c->refused_status && WIFEXITED(status) &&
+        WEXITSTATUS(status) == c->refused_status) {
+        child_refused(self, c, status, why);
+    } else if (c->stop_sent) {
         c->state = CHILD_STOPPED;
         if (clean) {
             dcb_info("child stopped", "%s", who(c));
@@ -396,8 +467,7 @@ void supervisor_start(supervisor_t *self)
                 spawn(self, &self->children[i]);
 }
 
-/* True when there are one_shot children and all of them finished. */
-static bool one_shots_finished(const supervisor_t *self)
+bool supervisor_one_shots_finished(const supervisor_t *self)
 {
     bool any = false;
     for (size_t i = 0; i < self->count; i++) {
@@ -408,12 +478,20 @@ static bool one_shots_finished(const supervisor_t *self)
     return any;
 }
 
+/* How a wait ends early, or -1 if it goes on. */
+static int wait_ended(const supervisor_t *self)
+{
+    if (self->interrupted) return SUPERVISOR_SIGNALLED;
+    if (self->refusal[0]) return SUPERVISOR_REFUSED;
+    if (self->gave_up) return SUPERVISOR_GAVE_UP;
+    return -1;
+}
+
 supervisor_end_t supervisor_wait(supervisor_t *self)
 {
     for (;;) {
-        if (self->interrupted) return SUPERVISOR_SIGNALLED;
-        if (self->gave_up) return SUPERVISOR_GAVE_UP;
-        if (one_shots_finished(self)) return SUPERVISOR_DONE;
+        if (wait_ended(self) >= 0) return (supervisor_end_t)wait_ended(self);
+        if (supervisor_one_shots_finished(self)) return SUPERVISOR_DONE;
         supervisor_poll(self, 1000);
     }
 }
@@ -422,8 +500,7 @@ supervisor_end_t supervisor_wait_for(supervisor_t *self, bool (*done)(void *arg)
                                      int every_ms)
 {
     for (;;) {
-        if (self->interrupted) return SUPERVISOR_SIGNALLED;
-        if (self->gave_up) return SUPERVISOR_GAVE_UP;
+        if (wait_ended(self) >= 0) return (supervisor_end_t)wait_ended(self);
         if (done(arg)) return SUPERVISOR_DONE;
         supervisor_poll(self, every_ms);
     }

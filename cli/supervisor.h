@@ -11,6 +11,13 @@
  * `max_failures` failures in a row the supervisor gives up on the child.
  * A `one_shot` child (a collector) that exits 0 is finished.
  *
+ * Refused for good: a child may say that restarting it cannot help -- its
+ * plugin cannot be loaded, its settings or its key are refused -- by
+ * exiting with the status given to supervisor_refuse_on() (dcbus-worker's
+ * 2).  It is not restarted: the supervisor ends (SUPERVISOR_REFUSED) and
+ * says why, with the one line the child wrote, before it exited, to file
+ * descriptor 3 (named by DCBUS_REASON_FD in its environment).
+ *
  * SIGINT, SIGTERM and SIGCHLD are taken synchronously (sigtimedwait), so
  * there is no code in signal handlers.  Each child gets its own process
  * group, so a Ctrl-C at the terminal reaches the supervisor alone and the
@@ -41,7 +48,8 @@ typedef struct {
 typedef enum {
     SUPERVISOR_DONE,      /* every one_shot child finished */
     SUPERVISOR_SIGNALLED, /* SIGINT or SIGTERM */
-    SUPERVISOR_GAVE_UP    /* a child kept failing */
+    SUPERVISOR_GAVE_UP,   /* a child kept failing */
+    SUPERVISOR_REFUSED    /* a child was refused for good */
 } supervisor_end_t;
 
 /* Blocks SIGINT, SIGTERM and SIGCHLD for the calling (single-threaded)
@@ -53,6 +61,13 @@ void supervisor_destroy(supervisor_t **self_p);
  * `replica` is logged too (-1: none).  argv is copied. */
 void supervisor_add(supervisor_t *self, const char *name, int replica, int stage, bool one_shot,
                     char *const argv[]);
+
+/* Children added from now on exit with `status` (not 0) when they are
+ * refused for good; 0 (the default): none does. */
+void supervisor_refuse_on(supervisor_t *self, int status);
+/* The child that was refused for good and why ("instance=ticker exit=2:
+ * cannot load the plugin ..."), or NULL. */
+const char *supervisor_refusal(const supervisor_t *self);
 
 /* Starts every child, stage by stage upwards. */
 void supervisor_start(supervisor_t *self);
@@ -67,6 +82,9 @@ supervisor_end_t supervisor_wait_for(supervisor_t *self, bool (*done)(void *arg)
  * (or at once after a second SIGINT/SIGTERM).  Children of lower stages
  * stay supervised meanwhile; higher stages must be stopped already. */
 void supervisor_stop_stage(supervisor_t *self, int stage);
+
+/* True when there are one_shot children and all of them finished. */
+bool supervisor_one_shots_finished(const supervisor_t *self);
 
 /* True if a child was given up on, killed after the stop timeout, or
  * stopped with a failure status: the end was not clean. */

@@ -32,6 +32,7 @@ struct dcbus_ctx {
     const dcbus_plugin_t *desc; /* set by dcb_ctx_open() */
     const char *admin_command;  /* set by dcb_ctx_set_admin(), else NULL */
     int undeclared_reads;
+    char last_error[256]; /* the plugin's last error log line: why open() failed */
 };
 
 dcbus_ctx_t *dcb_ctx_new(const char *instance, int replica, const dcb_node_t *settings,
@@ -96,9 +97,12 @@ int dcb_ctx_open(dcbus_ctx_t *ctx, const dcbus_plugin_t *desc, void **state, cha
         return -1;
     }
     ctx->desc = desc;
-    if (dcb_plugin_open_fn(desc)(dcb_host_services(), ctx, state) != 0) {
-        snprintf(err, errlen, "plugin %s: open() failed", desc->name);
-        return -1;
+    int rc = dcb_plugin_open_fn(desc)(dcb_host_services(), ctx, state);
+    if (rc != 0) {
+        snprintf(err, errlen, "plugin %s: open() failed%s%s%s", desc->name,
+                 rc == DCBUS_ERETRY ? " (it may work later)" : "", ctx->last_error[0] ? ": " : "",
+                 ctx->last_error);
+        return rc == DCBUS_ERETRY ? DCBUS_ERETRY : -1;
     }
     return 0;
 }
@@ -117,8 +121,13 @@ static void host_log(dcbus_ctx_t *ctx, dcbus_log_level_t level, const char *fmt,
     int lvl = level < DCBUS_LOG_ERROR   ? DCB_LOG_ERROR
               : level > DCBUS_LOG_DEBUG ? DCB_LOG_DEBUG
                                         : (int)level;
+    if (lvl == DCB_LOG_ERROR && ctx) { /* kept whole or cut: either is fine */
+        size_t n = strnlen(msg, sizeof ctx->last_error - 1);
+        memcpy(ctx->last_error, msg, n);
+        ctx->last_error[n] = '\0';
+    }
     if (lvl > (int)dcb_log_level()) return;
-    (void)ctx; /* the process's log lines already name the instance */
+    /* the process's log lines already name the instance */
     dcb_log((dcb_log_level_t)lvl, msg, NULL);
 }
 

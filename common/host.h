@@ -46,7 +46,8 @@ void dcb_ctx_set_admin(dcbus_ctx_t *self, const char *command);
  * problem logged with its file:line:column), then calls the plugin's open().
  * Returns 0 once open() succeeded; -1 with the first problem (or "open()
  * failed") in err if the settings were refused -- open() is then never
- * called -- or open() failed. */
+ * called -- or open() failed; DCBUS_ERETRY if open() said so (a failure
+ * that may pass: the worker is restarted rather than given up). */
 int dcb_ctx_open(dcbus_ctx_t *ctx, const dcbus_plugin_t *desc, void **state, char *err,
                  size_t errlen);
 /* How many times the plugin read a setting its table does not declare

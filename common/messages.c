@@ -18,8 +18,9 @@
 
 void dcb_hello_pack(const dcb_hello_t *m, msgpack_packer *pk)
 {
-    bool run = m->run[0] != '\0', token = m->token[0] != '\0';
-    msgpack_pack_map(pk, 8 + run + token);
+    bool run = m->run[0] != '\0', token = m->token[0] != '\0', begin = m->begin_run[0] != '\0';
+    msgpack_pack_map(pk, 8 + run + token + begin);
+    if (begin) dcb_pack_kv_str(pk, "begin_run", m->begin_run);
     if (run) dcb_pack_kv_str(pk, "run", m->run);
     if (token) dcb_pack_kv_str(pk, "token", m->token);
     dcb_pack_kv_str(pk, "role", dcb_role_name(m->role));
@@ -46,12 +47,15 @@ void dcb_hello_unpack(dcbus_span_t body, dcb_hello_t *m)
     dcb_map_get_str(body, "version", m->version, sizeof m->version);
     dcb_map_get_str(body, "run", m->run, sizeof m->run);
     dcb_map_get_str(body, "token", m->token, sizeof m->token);
+    dcb_map_get_str(body, "begin_run", m->begin_run, sizeof m->begin_run);
 }
 
 void dcb_ready_pack(const dcb_ready_t *m, msgpack_packer *pk)
 {
-    msgpack_pack_map(pk, 5 + (m->has_resume ? 2 : 0));
+    msgpack_pack_map(pk, 5 + (m->has_resume ? 4 : 0));
     if (m->has_resume) {
+        dcb_pack_kv_str(pk, "run", m->run);
+        dcb_pack_kv_str(pk, "run_state", m->run_state);
         dcb_pack_str(pk, "streams");
         if (m->streams.len)
             pk->callback(pk->data, (const char *)m->streams.data, m->streams.len);
@@ -86,6 +90,8 @@ void dcb_ready_unpack(dcbus_span_t body, dcb_ready_t *m)
     dcb_map_get_str(body, "session_type", m->session_type, sizeof m->session_type);
     dcb_map_get_bool(body, "paused", &m->paused);
     dcbus_span_t position = {NULL, 0};
+    dcb_map_get_str(body, "run", m->run, sizeof m->run);
+    dcb_map_get_str(body, "run_state", m->run_state, sizeof m->run_state);
     bool streams = dcb_map_get_raw(body, "streams", &m->streams);
     bool pos = dcb_map_get_raw(body, "position", &position);
     m->has_resume = streams || pos;

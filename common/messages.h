@@ -30,9 +30,10 @@ typedef struct {
     uint64_t abi;    /* DCBUS_ABI_VERSION of the peer */
     uint64_t credit; /* batches it may be sent at once (0: the broker's default) */
     int64_t pid;
-    char version[64]; /* the plugin's */
-    char run[128];    /* collectors: the run its seqs belong to ("" for others) */
-    char token[96];   /* the start token, "SECRET.START" ("" if none; docs/protocol.md) */
+    char version[64];    /* the plugin's */
+    char run[128];       /* collectors: the run its seqs belong to ("" for others) */
+    char token[96];      /* the start token, "SECRET.START" ("" if none; docs/protocol.md) */
+    char begin_run[128]; /* collectors: the run to begin unless it is the current one ("") */
 } dcb_hello_t;
 
 void dcb_hello_pack(const dcb_hello_t *m, msgpack_packer *pk);
@@ -45,8 +46,10 @@ typedef struct {
     char session[DCB_NAME_MAX];
     char session_type[64];
     bool paused; /* collectors: the source is paused */
-    /* Collectors: where they go on from. */
+    /* Collectors: which run they collect and where they go on from. */
     bool has_resume;
+    char run[128];
+    char run_state[16];    /* new, continued or finished */
     dcbus_span_t streams;  /* a msgpack map {stream: last seq spooled} */
     dcbus_span_t position; /* the source position's bytes (may be empty) */
 } dcb_ready_t;

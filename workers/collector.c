@@ -15,6 +15,13 @@
  * with batches in flight collects them again, under the seqs the broker
  * has not seen, and nothing it had is collected twice.
  *
+ * Which run it collects is the broker's to say (READY `run`, `run_state`):
+ * the run its spool says is current goes on -- after a crash, a restart or
+ * a stop -- and one that went to the end of the source has nothing more to
+ * collect, so the worker ends at once.  A new run begins only when none was
+ * ever recorded or when asked for (`--run ID` names a run to begin unless
+ * it is the current one; `dcbus run --new-run` passes a fresh one).
+ *
  * A sent batch stays in the window until the broker acknowledges it as
  * spooled; the window's size bounds what is in flight.  After every READY
  * -- first registration or reconnection -- the whole window is sent again,
@@ -215,11 +222,27 @@ static bool resume_plugin(dcb_worker_t *self, dcbus_span_t pos)
     return true;
 }
 
+/* READY's `run` and `run_state`: said once; a finished run ends the work. */
+static void take_run(dcb_worker_t *self, const dcb_ready_t *ready)
+{
+    if (strcmp(ready->run_state, "finished") == 0) {
+        dcb_info("run already finished: nothing new to collect (dcbus run --new-run begins a new "
+                 "one)",
+                 "run=%s", ready->run);
+        self->collector.source_done = true;
+    } else if (strcmp(ready->run_state, "continued") == 0) {
+        dcb_info("continuing run", "run=%s", ready->run);
+    } else if (ready->run_state[0]) {
+        dcb_info("starting new run", "run=%s", ready->run);
+    }
+}
+
 static void collector_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
 {
     self->collector.paused = ready->paused;
     if (!self->collector.resumed) {
         self->collector.resumed = true;
+        take_run(self, ready);
         continue_streams(self, ready->streams);
         if (!resume_plugin(self, ready->position)) {
             dcb_error("the plugin refused the broker's resume point: stopping", NULL);
@@ -315,6 +338,7 @@ static int collector_start(dcb_worker_t *self)
 static void collector_fill_hello(const dcb_worker_t *self, dcb_hello_t *hello)
 {
     snprintf(hello->run, sizeof hello->run, "%s", self->collector.run);
+    snprintf(hello->begin_run, sizeof hello->begin_run, "%s", self->collector.begin_run);
 }
 
 static bool collector_on_message(dcb_worker_t *self, dcb_message_t *m)

@@ -237,7 +237,11 @@ static void on_refusal(dcb_worker_t *self, dcbus_span_t body)
         return;
     }
     dcb_error("the broker refused this worker", "code=%s reason=\"%s\"", code, message);
-    self->exit_code = 2;
+    /* `refused` is for good (ABI, key, instance); another code may pass. */
+    self->exit_code = strcmp(code, "refused") == 0 ? 2 : 1;
+    if (snprintf(self->failure, sizeof self->failure, "the broker refused this worker (%s): %s",
+                 code, message) < 0)
+        self->failure[0] = '\0'; /* (a long reason is cut, which is fine) */
     dcb_worker_stop = 1;
 }
 

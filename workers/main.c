@@ -1,7 +1,7 @@
 /*
  * main.c -- dcbus-worker: command line, set-up, the event loop, shutdown.
  *
- *     dcbus-worker --broker EP --instance NAME --config FILE [--replica N]
+ *     dcbus-worker --broker EP --instance NAME --config FILE [--replica N] [--run ID]
  *     dcbus-worker --instance NAME --config FILE --admin COMMAND [--if-supported] [--] [ARG...]
  *
  * The second form runs one admin command of a storage instance and exits,
@@ -14,6 +14,13 @@
  * and SIGINT stop it gracefully: a collector stops collecting and waits
  * (up to 10 s) for its window to be acknowledged; a sink flushes and
  * acknowledges; then BYE, close, exit 0.
+ *
+ * Exit status 2 means refused for good: what stopped it will stop it again
+ * however often it is restarted (the config, the plugin, its settings, a
+ * refusal by the broker).  The reason is then also written, one line, to
+ * the descriptor named by DCBUS_REASON_FD if that is set (`dcbus run` reads
+ * it and says it).  A transient failure -- open() saying DCBUS_ERETRY, say
+ * -- exits 1, to be restarted.
  */
 #include <getopt.h>
 #include <unistd.h>
@@ -37,6 +44,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: dcbus-worker --broker EP --instance NAME --config FILE [--replica N]\n"
+            "                    [--run ID]\n"
             "       dcbus-worker --instance NAME --config FILE --admin COMMAND [--if-supported]\n"
             "                    [--] [ARG...]\n"
             "\n"
@@ -51,6 +59,9 @@ static void usage(FILE *out)
             "  -i, --instance NAME  worker instance name (a key of workers:)\n"
             "  -c, --config FILE    the dcbus YAML config\n"
             "  -r, --replica N      replica number of this process (default 0)\n"
+            "  -R, --run ID         collector: begin run ID from the start of the source,\n"
+            "                       unless ID is the run the broker has as current (then\n"
+            "                       continue it); without it the current run goes on\n"
             "  -l, --log-level L    error, warn, info or debug (default info, or\n"
             "                       $DCBUS_LOG_LEVEL; warn with --admin)\n"
             "  -a, --admin COMMAND  run admin command COMMAND with the ARGs and exit\n"
@@ -60,13 +71,14 @@ static void usage(FILE *out)
             "\n"
             "Exit status: 0 on a clean stop (SIGTERM/SIGINT, or a collector whose source\n"
             "is exhausted and fully acknowledged), 1 on a runtime failure, 2 on a\n"
-            "configuration or plugin problem.  With --admin: 0 done, 1 the command\n"
-            "failed, 2 a configuration, plugin or settings problem, 3 the plugin has\n"
-            "no admin operation or does not know COMMAND.\n");
+            "problem a restart cannot fix: the config, the plugin (not found, wrong ABI),\n"
+            "its settings, or a refusal by the broker.  With --admin: 0 done, 1 the\n"
+            "command failed, 2 a configuration, plugin or settings problem, 3 the plugin\n"
+            "has no admin operation or does not know COMMAND.\n");
 }
 
 typedef struct {
-    const char *broker, *instance, *config, *log_level;
+    const char *broker, *instance, *config, *log_level, *run;
     int replica;
     const char *admin; /* --admin COMMAND, else NULL */
     bool if_supported;
@@ -85,10 +97,11 @@ static int parse_args(int argc, char **argv, options_t *o)
                                              {"log-level", required_argument, NULL, 'l'},
                                              {"admin", required_argument, NULL, 'a'},
                                              {"if-supported", no_argument, NULL, OPT_IF_SUPPORTED},
+                                             {"run", required_argument, NULL, 'R'},
                                              {"help", no_argument, NULL, 'h'},
                                              {NULL, 0, NULL, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "b:i:c:r:l:a:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:i:c:r:l:a:R:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'b':
             o->broker = optarg;
@@ -110,6 +123,9 @@ static int parse_args(int argc, char **argv, options_t *o)
             break;
         case OPT_IF_SUPPORTED:
             o->if_supported = true;
+            break;
+        case 'R':
+            o->run = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -135,6 +151,14 @@ static int parse_args(int argc, char **argv, options_t *o)
     return 0;
 }
 
+/* Why the worker stops, for BYE and DCBUS_REASON_FD; returns -1. */
+static int failed(dcb_worker_t *self, const char *what, const char *why)
+{
+    if (snprintf(self->failure, sizeof self->failure, "%s: %s", what, why) < 0)
+        self->failure[0] = '\0'; /* (a long reason is cut, which is fine) */
+    return -1;
+}
+
 /* Loads the config and the plugin, and opens the plugin. */
 static int setup(dcb_worker_t *self, const options_t *o)
 {
@@ -142,12 +166,12 @@ static int setup(dcb_worker_t *self, const options_t *o)
     self->config = dcb_config_load(o->config, err, sizeof err);
     if (!self->config) {
         dcb_error("cannot load the config", "error=\"%s\"", err);
-        return -1;
+        return failed(self, "cannot load the config", err);
     }
     self->wcfg = dcb_config_worker(self->config, o->instance);
     if (!self->wcfg) {
         dcb_error("no such worker instance in the config", "config=%s", o->config);
-        return -1;
+        return failed(self, "no such worker instance in the config", o->instance);
     }
     snprintf(self->link.endpoint, sizeof self->link.endpoint, "%s",
              o->broker ? o->broker : self->config->bus_endpoint);
@@ -155,13 +179,13 @@ static int setup(dcb_worker_t *self, const options_t *o)
                                 self->config->nplugins_path, self->wcfg->plugin, err, sizeof err);
     if (!self->lib) {
         dcb_error("cannot load the plugin", "error=\"%s\"", err);
-        return -1;
+        return failed(self, "cannot load the plugin", err);
     }
     self->plugin = dcb_plugin_desc(self->lib);
     self->role = role_ops(self->plugin->role);
     if (self->role->start && self->role->start(self) != 0) {
         dcb_error("cannot set up the worker's role", "role=%s", dcb_role_name(self->plugin->role));
-        return -1;
+        return failed(self, "cannot set up the worker's role", dcb_role_name(self->plugin->role));
     }
     dcb_host_hooks_t hooks;
     worker_hooks(self, &hooks);
@@ -170,19 +194,26 @@ static int setup(dcb_worker_t *self, const options_t *o)
     return 0;
 }
 
-/* Opens the plugin once the link exists, so open() may already report. */
+/* Opens the plugin once the link exists, so open() may already report.
+ * Returns 0, -1 (refused for good) or DCBUS_ERETRY (open() says it may
+ * work later). */
 static int open_plugin(dcb_worker_t *self)
 {
     char err[1024];
-    if (call_open(self, err, sizeof err) != 0) {
+    int rc = call_open(self, err, sizeof err);
+    if (rc != 0) {
         dcb_error("plugin not opened", "plugin=%s reason=\"%s\"", self->plugin->name, err);
-        return -1;
+        failed(self, "plugin not opened", err);
+        return rc == DCBUS_ERETRY ? DCBUS_ERETRY : -1;
     }
     self->opened = true;
     if (dcb_ctx_config_errors(self->ctx) > 0) {
         dcb_error("refusing to run with bad settings", "errors=%d",
                   dcb_ctx_config_errors(self->ctx));
-        return -1;
+        snprintf(err, sizeof err, "%d bad setting%s (see the log)",
+                 dcb_ctx_config_errors(self->ctx),
+                 dcb_ctx_config_errors(self->ctx) == 1 ? "" : "s");
+        return failed(self, "refusing to run with bad settings", err);
     }
     dcb_info("plugin loaded", "plugin=%s version=%s role=%s path=%s", self->plugin->name,
              self->plugin->version ? self->plugin->version : "?", dcb_role_name(self->plugin->role),
@@ -292,6 +323,17 @@ static void teardown(dcb_worker_t *self)
     dcb_body_destroy(&self->body);
 }
 
+/* Refused for good: the reason goes to DCBUS_REASON_FD too, if set. */
+static void tell_reason(const dcb_worker_t *self)
+{
+    const char *fd = getenv("DCBUS_REASON_FD");
+    if (!fd || !*fd || self->exit_code != 2) return;
+    char line[sizeof self->failure + 2];
+    int n = snprintf(line, sizeof line, "%s\n", self->failure[0] ? self->failure : "refused");
+    ssize_t ignored = write(atoi(fd), line, (size_t)n); /* nobody listening: nothing lost */
+    (void)ignored;
+}
+
 int main(int argc, char **argv)
 {
     options_t o = {0};
@@ -312,6 +354,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
 
     dcb_worker_t self = {.replica = o.replica};
+    if (o.run) snprintf(self.collector.begin_run, sizeof self.collector.begin_run, "%s", o.run);
     self.builder = dcb_builder_new();
     msgpack_sbuffer_init(&self.encoded);
     dcb_body_init(&self.body);
@@ -323,14 +366,15 @@ int main(int argc, char **argv)
     if (rc == 0 &&
         keeper_start(&self.link.keeper, &self, (int64_t)self.wcfg->call_timeout_ms * 1000) != 0) {
         dcb_error("cannot start the link keeper thread", NULL);
-        rc = -1;
+        rc = DCBUS_ERETRY; /* resources, not the config */
     }
     if (rc == 0) rc = open_plugin(&self);
     if (rc == 0)
         run(&self);
     else
-        self.exit_code = 2;
+        self.exit_code = rc == DCBUS_ERETRY ? 1 : 2;
     teardown(&self);
+    tell_reason(&self);
     dcb_info("worker stopped", "exit=%d", self.exit_code);
     return self.exit_code;
 }

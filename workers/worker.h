@@ -71,7 +71,8 @@ typedef struct {
     bool resumed; /* the broker's resume point has been applied */
     bool source_done;
     bool paused;              /* by `dcbus pause` */
-    char run[128];            /* this process's collection run: the task id */
+    char run[128];            /* this process's collection task id */
+    char begin_run[128];      /* --run: the run to begin unless it is the current one */
     int64_t collect_again_us; /* do not call collect() before this */
     uint64_t records_out;
     int64_t last_progress_us;

@@ -7,6 +7,8 @@
 #   2. SIGTERM stops the children in order (collector, processor, sink,
 #      broker), each with SIGTERM, leaving no process behind (exit 0);
 #   3. a child that keeps failing makes the run give up with exit 1;
+#   4. a child refused for good (dcbus-worker exit 2) ends the run at once
+#      with exit 3, not restarted;
 # and, while the bus of 2 runs, `dcbus stats` reads its counters.
 set -uo pipefail
 
@@ -167,13 +169,26 @@ check "no child is left running (left:$left)" [ -z "$left" ]
 
 # --- 3. a child that keeps failing --------------------------------------------
 before=$failed
-config fail 10 0
-sed -i "s|file: $TMP/fail.sink|file: $TMP/no/such/dir/fail.sink|" fail.yaml # open() fails
+config fail 100 0
+sed -i "s|proc: {plugin: mock-processor, mode: pass}|proc: {plugin: mock-processor, mode: pass, fault: abort}|" \
+    fail.yaml # every batch kills it
 "$DCBUS" run --max-failures 2 fail.yaml >fail.out 2>fail.err
 rc=$?
 check "giving up exits 1 (got $rc)" [ "$rc" -eq 1 ]
-check "giving up is logged" grep -q 'msg="child keeps failing; giving up" instance=sink' fail.err
+check "giving up is logged" grep -q 'msg="child keeps failing; giving up" instance=proc' fail.err
 [[ $failed -gt $before ]] && show_logs fail
+
+# --- 4. a child refused for good (its open() fails: exit 2) is not restarted --
+before=$failed
+config refused 10 0
+sed -i "s|file: $TMP/refused.sink|file: $TMP/no/such/dir/refused.sink|" refused.yaml
+"$DCBUS" run --max-failures 5 refused.yaml >refused.out 2>refused.err
+rc=$?
+check "a worker refused for good exits 3 (got $rc)" [ "$rc" -eq 3 ]
+check "it is not restarted" [ "$(grep -c 'msg="child restarted" instance=sink' refused.err)" -eq 0 ]
+check "the refusal is said" grep -q '^dcbus run: not restarted, refused for good: instance=sink' \
+    refused.err
+[[ $failed -gt $before ]] && show_logs refused
 
 echo "$passed passed, $failed failed"
 [[ $failed -eq 0 ]]

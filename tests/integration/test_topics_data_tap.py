@@ -1,6 +1,7 @@
 """test_topics_data_tap.py -- the data.<stream> tap is optional.
 
-mock-source -> mock-storage, twice: with the default config, a subscriber
+mock-source -> mock-storage, twice (the second time as a new run of the
+source, `--run`: the first one finished it): with the default config, a subscriber
 to `data.` receives nothing (the tap is off: it would cost a copy of the
 data stream per subscriber); with `broker.data_tap: true` it receives every
 batch as the collector sent it, on data.<stream>, and their records add up
@@ -34,7 +35,8 @@ pipelines:
     sub.connect(bus.topics_ep)
     time.sleep(0.5)
     bus.worker("sink", config)
-    bus.worker("src", config)
+    bus.start("src", os.path.join(bus.bin, "dcbus-worker"), "--instance", "src", "--config", config,
+              "--run", "src-" + name)
     bus.check("%s: the collector finished" % name, bus.wait("src", 20) == 0)
     delivered, in_flight = bus.wait_delivered(20)
     bus.check("%s: the broker delivers every batch to the sink" % name, delivered,

@@ -5,7 +5,9 @@
  * again and not taken twice, a batch of another source refused, the
  * pipeline window (the rest waits in the spool and is admitted as room is
  * made), the waiting counts per pipeline and in all, the spool released
- * once every sink has a batch, recovery after a restart, and the stats.
+ * once every sink has a batch, recovery after a restart, the stats, and
+ * the collectors' runs (begun, continued, finished, begun anew on request,
+ * each across a restart).
  *
  * Pipeline "a" is src -> [sink]; pipeline "b" is src2 -> [sink2].  Each
  * broker keeps at most two batches of a pipeline in memory.
@@ -354,13 +356,105 @@ static void test_kept_counted(void **state)
     dcb_body_destroy(&out);
 }
 
+/* Joins `collector` (proposing run `proposed`, asking for `begin`) and
+ * checks how and which run. */
+static void join(fx_t *f, const char *collector, const char *proposed, const char *begin,
+                 dcb_run_join_t want, const char *want_run)
+{
+    char run[DCB_RUN_ID_MAX];
+    dcb_run_join_t how =
+        dcb_intake_join_run(f->intake, collector, proposed, begin, run, sizeof run);
+    if (how != want || strcmp(run, want_run) != 0)
+        fail_msg("%s joined %s run %s; expected %s run %s", collector, dcb_run_join_name(how), run,
+                 dcb_run_join_name(want), want_run);
+}
+
+/* A run outlasts the broker: continued half way, finished after BYE done
+ * (nothing to collect, even for a process proposing another id), begun
+ * anew only when asked, and a process asking again for the run it began
+ * continues it. */
+static void test_runs_outlast_restarts(void **state)
+{
+    fx_t *f = *state;
+    join(f, "src", "src-1", NULL, DCB_JOIN_NEW, "src-1");
+    rt_peer_t *src = hello(f, "src#0", "src", DCBUS_ROLE_COLLECTOR);
+    take_ok(f, src, "src", "s", 1);
+    service(f);
+    stop(f);
+    start(f);
+    join(f, "src", "src-2", NULL, DCB_JOIN_CONTINUED, "src-1"); /* half way */
+    join(f, "src2", "src2-1", "", DCB_JOIN_NEW, "src2-1");      /* the other one's own */
+    dcb_intake_source_done(f->intake, "src");
+    service(f);
+    stop(f);
+    start(f);
+    join(f, "src", "src-3", NULL, DCB_JOIN_FINISHED, "src-1");
+    join(f, "src", "src-4", "again", DCB_JOIN_NEW, "again");
+    join(f, "src", "src-5", "again", DCB_JOIN_CONTINUED, "again"); /* a restart of it */
+    stop(f);
+    start(f);
+    join(f, "src", "src-6", "again", DCB_JOIN_CONTINUED, "again");
+    join(f, "src2", "src2-2", NULL, DCB_JOIN_CONTINUED, "src2-1");
+}
+
+/* A batch after a finished run (a new run whose record could not be
+ * written) means the collector went on: after a restart it continues from
+ * there rather than stopping. */
+static void test_batch_after_finished_run(void **state)
+{
+    fx_t *f = *state;
+    join(f, "src", "src-1", NULL, DCB_JOIN_NEW, "src-1");
+    dcb_intake_source_done(f->intake, "src");
+    rt_peer_t *src = hello(f, "src#0", "src", DCBUS_ROLE_COLLECTOR);
+    take_ok(f, src, "src", "s", 7);
+    service(f);
+    stop(f);
+    start(f);
+    join(f, "src", "src-2", NULL, DCB_JOIN_CONTINUED, "src-1");
+}
+
+/* The stats say each collector's run and how it was joined. */
+static void test_runs_in_stats(void **state)
+{
+    fx_t *f = *state;
+    join(f, "src", "src-1", NULL, DCB_JOIN_NEW, "src-1");
+    dcb_intake_source_done(f->intake, "src");
+    dcb_body_t out;
+    dcb_body_init(&out);
+    dcb_intake_pack_runs(f->intake, &out.pk);
+    const uint8_t *p = (const uint8_t *)out.buf.data, *end = p + out.buf.size;
+    uint32_t n;
+    assert_true(dcb_mp_read_array(&p, end, &n));
+    assert_int_equal(n, 2);
+    const uint8_t *first = p;
+    assert_true(dcb_mp_skip(&p, end));
+    dcbus_span_t m = {first, (size_t)(p - first)};
+    char text[64];
+    bool finished = false;
+    assert_true(dcb_map_get_str(m, "collector", text, sizeof text));
+    assert_string_equal(text, "src");
+    assert_true(dcb_map_get_str(m, "run", text, sizeof text));
+    assert_string_equal(text, "src-1");
+    assert_true(dcb_map_get_str(m, "joined", text, sizeof text));
+    assert_string_equal(text, "new");
+    assert_true(dcb_map_get_bool(m, "finished", &finished));
+    assert_true(finished);
+    dcb_body_destroy(&out);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(test_acknowledged_after_the_commit), T(test_resend_acknowledged_not_taken_twice),
-        T(test_another_source_refused),        T(test_window_and_waiting),
-        T(test_recovery_after_restart),        T(test_kept_counted),
+        T(test_acknowledged_after_the_commit),
+        T(test_resend_acknowledged_not_taken_twice),
+        T(test_another_source_refused),
+        T(test_window_and_waiting),
+        T(test_recovery_after_restart),
+        T(test_kept_counted),
+        T(test_runs_outlast_restarts),
+        T(test_batch_after_finished_run),
+        T(test_runs_in_stats),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -91,16 +91,20 @@ static void test_ready(void **state)
                       .session_type = "idle",
                       .paused = true,
                       .has_resume = true,
+                      .run = "ticker-7",
+                      .run_state = "continued",
                       .streams = dcb_body_span(&streams),
                       .position = {pos, sizeof pos}};
     dcb_ready_pack(&in, &b.pk);
-    assert_int_equal(map_pairs(&b), 7);
+    assert_int_equal(map_pairs(&b), 9);
     dcb_ready_t out;
     dcb_ready_unpack(dcb_body_span(&b), &out);
     assert_int_equal(out.heartbeat_ms, 200);
     assert_int_equal(out.credit, 8);
     assert_string_equal(out.session, "idle-1");
     assert_true(out.paused && out.has_resume);
+    assert_string_equal(out.run, "ticker-7");
+    assert_string_equal(out.run_state, "continued");
     uint64_t seq = 0;
     assert_true(dcb_map_get_uint(out.streams, "prices", &seq));
     assert_int_equal(seq, 41);
