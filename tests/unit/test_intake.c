@@ -31,6 +31,7 @@
 #include "mpread.h"
 #include "proto.h"
 #include "router.h"
+#include "router_hello.h"
 
 #define MAX_SENT 256
 
@@ -149,19 +150,7 @@ static int teardown(void **state)
 
 static rt_peer_t *hello(fx_t *f, const char *id, const char *instance, dcbus_role_t role)
 {
-    /* Each HELLO a later start of the worker: it replaces a live one. */
-    static int starts;
-    char token[32];
-    snprintf(token, sizeof token, "fixture.%d", ++starts);
-    rt_hello_t h = {.instance = instance,
-                    .plugin = "plugin-of-test",
-                    .role = role,
-                    .credit = 16,
-                    .token = token};
-    rt_refusal_t refusal;
-    rt_peer_t *p = rt_peer_hello(f->rt, id, strlen(id), &h, f->now, &refusal);
-    if (!p) fail_msg("HELLO from %s refused: %s", id, refusal.why);
-    return p;
+    return router_hello(f->rt, f->now, id, instance, role);
 }
 
 /* Collector `source` sends batch (stream, seq); returns take's result. */
