@@ -5,11 +5,10 @@
  * Parsed with json-c (chosen by measured speed: scripts/bench-json,
  * docs/performance.md), in strict mode, nesting bounded by
  * DCB_MP_MAX_DEPTH.  (json-c's strict mode still takes 'single-quoted'
- * strings; everything else that is not JSON is refused.)  The text is one object, an array of objects, or
- * objects one after another (JSON lines); each object becomes one record
- * of the builder.  Integers stay integers (above INT64_MAX: unsigned),
- * other numbers are float64, nested objects and arrays become msgpack maps
- * and arrays.
+ * strings; everything else that is not JSON is refused.)  The text is one object, an array of
+ * objects, or objects one after another (JSON lines); each object becomes one record of the
+ * builder.  Integers stay integers (above INT64_MAX: unsigned), other numbers are float64, nested
+ * objects and arrays become msgpack maps and arrays.
  */
 #ifndef DCB_JSONREAD_H
 #define DCB_JSONREAD_H
