@@ -57,25 +57,31 @@ const char *dcb_setting_type_name(dcbus_setting_type_t type)
 
 size_t dcb_edit_distance(const char *a, const char *b)
 {
+    /* Optimal string alignment: insertions, deletions, substitutions and a
+     * swap of two neighbouring letters, one edit each ("dri" is one from
+     * "dir").  Three rows of the matrix: i-2, i-1 and i. */
     size_t n = strlen(b);
-    size_t *row = malloc((n + 1) * sizeof *row);
-    if (!row) return SIZE_MAX;
+    size_t *rows = malloc(3 * (n + 1) * sizeof *rows);
+    if (!rows) return SIZE_MAX;
+    size_t *two = rows, *one = rows + n + 1, *cur = rows + 2 * (n + 1);
     for (size_t j = 0; j <= n; j++)
-        row[j] = j;
+        one[j] = j;
     for (size_t i = 1; a[i - 1]; i++) {
-        size_t diag = row[0]; /* row[i-1][j-1] */
-        row[0] = i;
+        cur[0] = i;
         for (size_t j = 1; j <= n; j++) {
-            size_t up = row[j];
-            size_t best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
+            size_t best = one[j - 1] + (a[i - 1] != b[j - 1]);
+            if (one[j] + 1 < best) best = one[j] + 1;
+            if (cur[j - 1] + 1 < best) best = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                two[j - 2] + 1 < best)
+                best = two[j - 2] + 1;
+            cur[j] = best;
         }
+        size_t *t = two;
+        two = one, one = cur, cur = t;
     }
-    size_t d = row[n];
-    free(row);
+    size_t d = one[n];
+    free(rows);
     return d;
 }
 
@@ -137,7 +143,7 @@ int dcb_settings_expand(const dcbus_plugin_t *desc, const dcb_node_t *settings, 
 const dcbus_setting_t *dcb_settings_nearest(const dcbus_plugin_t *desc, const char *key)
 {
     /* Near enough: one edit for a short key, else two or a third of its
-     * letters, whichever is more (a swap of two letters is two edits). */
+     * letters, whichever is more (a swap of two letters is one edit). */
     size_t len = strlen(key);
     size_t limit = len <= 3 ? 1 : len / 3 > 2 ? len / 3 : 2;
     const dcbus_setting_t *best = NULL;

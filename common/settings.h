@@ -47,7 +47,9 @@ const dcbus_setting_t *dcb_settings_nearest(const dcbus_plugin_t *desc, const ch
 /* "string", "int", "double", "bool", "list", "map" (or "?"). */
 const char *dcb_setting_type_name(dcbus_setting_type_t type);
 
-/* Levenshtein distance between two strings (insert, delete, substitute). */
+/* Edit distance between two strings: insertions, deletions, substitutions
+ * and swaps of two neighbouring letters, one edit each (optimal string
+ * alignment). */
 size_t dcb_edit_distance(const char *a, const char *b);
 
 #endif

@@ -464,6 +464,12 @@ static void test_edit_distance(void **state)
     assert_int_equal(dcb_edit_distance("symbol", "symbols"), 1);
     assert_int_equal(dcb_edit_distance("kitten", "sitting"), 3);
     assert_int_equal(dcb_edit_distance("abc", ""), 3);
+    assert_int_equal(dcb_edit_distance("", "abc"), 3);
+    /* A swap of two neighbouring letters is one edit: "dri" is near "dir". */
+    assert_int_equal(dcb_edit_distance("dri", "dir"), 1);
+    assert_int_equal(dcb_edit_distance("ab", "ba"), 1);
+    assert_int_equal(dcb_edit_distance("smybols", "symbols"), 1);
+    assert_int_equal(dcb_edit_distance("ca", "abc"), 3); /* no edit of a swapped pair */
 }
 
 /* The host refuses bad settings before open(): the testkit opens through the
