@@ -361,10 +361,15 @@ static void test_each_session_gets_its_own_files(void **state)
     assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
     assert_file(fx, "s2/prices.csv", "n,v\n2,abcdefghij\n");
     assert_file(fx, "s1/prices.csv", "n,v\n0,abcdefghij\n1,abcdefghij\n3,abcdefghij\n");
-    /* Names that are not safe path components are made safe. */
+    /* Names that are not safe path components are made safe, one to one:
+     * "a/b" and "a_b" are two files, and "../up" stays in its folder. */
     store_rows(tk, "../up", "a/b", 0, 1);
+    store_rows(tk, "a_b", "a/b", 1, 1);
+    store_rows(tk, "a/b", "a/b", 2, 1);
     assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
-    assert_file(fx, "a_b/_._up.csv", "n,v\n0,abcdefghij\n");
+    assert_file(fx, "a%2Fb/%2E.%2Fup.csv", "n,v\n0,abcdefghij\n");
+    assert_file(fx, "a%2Fb/a_b.csv", "n,v\n1,abcdefghij\n");
+    assert_file(fx, "a%2Fb/a%2Fb.csv", "n,v\n2,abcdefghij\n");
 }
 
 static void test_files_roll_at_roll_bytes(void **state)
@@ -740,8 +745,8 @@ static void test_malformed_checkpoint_refuses_to_open(void **state)
     assert_int_equal(store_seq(tk, "", 1), DCBUS_OK);      /* a duplicate */
     assert_int_equal(store_seq(tk, "", 2), DCBUS_OK);
     assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
-    assert_false(exists(fx, "test/a_b_c.csv"));
-    assert_file(fx, "test/_.csv", "n,v\n" ROW(2));
+    assert_false(exists(fx, "test/a%2Fb%20c.csv"));
+    assert_file(fx, "test/%.csv", "n,v\n" ROW(2));
 }
 
 /* A flush whose rows cannot be written fails; the host hands its batches

@@ -109,12 +109,12 @@ static bool plain_byte(unsigned char c)
            c == '_' || c == '-' || c == '/';
 }
 
-/* A name safe_name() makes: [A-Za-z0-9._-], not empty, no leading dot. */
+/* A name safe_name() makes: [A-Za-z0-9._%-], not empty, no leading dot. */
 static bool safe_component(const char *s, size_t len)
 {
     if (len == 0 || s[0] == '.') return false;
     for (size_t i = 0; i < len; i++)
-        if (!plain_byte((unsigned char)s[i]) || s[i] == '/') return false;
+        if ((!plain_byte((unsigned char)s[i]) && s[i] != '%') || s[i] == '/') return false;
     return true;
 }
 

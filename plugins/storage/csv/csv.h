@@ -20,6 +20,8 @@
 #define NUM_MAX       32         /* room for any formatted number */
 #define HEADER_MAX    (64u << 10)
 #define PATH_MAX_LEN  4096
+#define NAME_MAX_IN   127                   /* bytes of a session or stream name used */
+#define NAME_FILE_MAX (3 * NAME_MAX_IN + 1) /* the file name made of one (file.c) */
 #define SCRATCH_START 4096
 
 #define CK_NAME       ".dcbus-csv-checkpoint" /* in dir */

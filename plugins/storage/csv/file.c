@@ -67,20 +67,27 @@ char *file_room_slow(csv_file_t *f, size_t n)
  * Files
  */
 
-/* A name safe as one path component: [A-Za-z0-9._-], not starting with a dot. */
-static void safe_name(char *out, size_t outlen, const char *name)
+/* A name as one path component, one to one: [A-Za-z0-9._-] as they are
+ * (but a leading dot), every other byte as %XX, the empty name as a lone
+ * %.  So "a/b" and "a_b" are two files, and no name leaves its folder.
+ * `out` has room for NAME_FILE_MAX bytes. */
+static void safe_name(char out[NAME_FILE_MAX], const char *name)
 {
+    static const char hex[] = "0123456789ABCDEF";
     size_t n = 0;
-    for (; name[n] && n + 1 < outlen; n++) {
-        char c = name[n];
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == '-';
-        out[n] = ok ? c : '_';
+    for (size_t i = 0; name[i] && i < NAME_MAX_IN; i++) {
+        unsigned char c = (unsigned char)name[i];
+        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                     c == '_' || c == '-' || (c == '.' && i > 0);
+        if (plain) {
+            out[n++] = (char)c;
+        } else {
+            out[n++] = '%';
+            out[n++] = hex[c >> 4];
+            out[n++] = hex[c & 15];
+        }
     }
-    if (n == 0)
-        out[n++] = '_';
-    else if (out[0] == '.')
-        out[0] = '_';
+    if (n == 0) out[n++] = '%';
     out[n] = '\0';
 }
 
@@ -102,8 +109,8 @@ int file_mkdir_p(const char *path)
 /* <dir>/<session>, the folder of a session's files. */
 static int session_dir(const csv_t *self, const csv_file_t *f, char *out, size_t outlen)
 {
-    char session[256];
-    safe_name(session, sizeof session, f->session);
+    char session[NAME_FILE_MAX];
+    safe_name(session, f->session);
     int n = snprintf(out, outlen, "%s/%s", self->dir, session);
     return n > 0 && (size_t)n < outlen ? 0 : (errno = ENAMETOOLONG, -1);
 }
@@ -112,9 +119,9 @@ static int session_dir(const csv_t *self, const csv_file_t *f, char *out, size_t
 static int file_path(const csv_t *self, const csv_file_t *f, unsigned part, char *out,
                      size_t outlen)
 {
-    char stream[256];
+    char stream[NAME_FILE_MAX];
     if (session_dir(self, f, out, outlen) != 0) return -1;
-    safe_name(stream, sizeof stream, f->stream);
+    safe_name(stream, f->stream);
     size_t used = strlen(out);
     int n = part ? snprintf(out + used, outlen - used, "/%s.%u.csv", stream, part)
                  : snprintf(out + used, outlen - used, "/%s.csv", stream);
