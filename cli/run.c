@@ -219,6 +219,24 @@ static bool report_refused(const cli_stats_t *st)
 
 /* The closing summary, asked from the broker while it still runs; true if
  * the broker refused anything. */
+/* What a `critical: false` sink has not yet stored: the run does not wait
+ * for such a sink, so it says what is left and where it waits. */
+static void report_backlogs(const dcb_config_t *cfg, const cli_stats_t *st)
+{
+    for (size_t i = 0; i < st->nbacklogs; i++) {
+        const cli_backlog_stats_t *b = &st->backlogs[i];
+        if (b->batches == 0 && b->in_flight == 0) continue;
+        printf("  %s (critical: false) has not stored everything yet: %" PRIu64 " batches (%" PRIu64
+               " bytes) wait in its backlog in %s/backlog, %" PRIu64
+               " more were handed to it unacknowledged; they are delivered to it when the bus "
+               "runs again\n",
+               b->sink, b->batches, b->bytes, cfg->spool_dir, b->in_flight);
+        dcb_warn("a non-critical sink has a backlog left",
+                 "sink=%s batches=%" PRIu64 " bytes=%" PRIu64 " in_flight=%" PRIu64, b->sink,
+                 b->batches, b->bytes, b->in_flight);
+    }
+}
+
 static bool print_summary(const dcb_config_t *cfg, const char *why, int64_t elapsed_ms)
 {
     bool refused = false;
@@ -229,6 +247,7 @@ static bool print_summary(const dcb_config_t *cfg, const char *why, int64_t elap
     if (client &&
         cli_stats_fetch(client, SUMMARY_TIMEOUT_MS, &st, err, sizeof err) == CLI_CALL_OK) {
         print_records(cfg, &st);
+        report_backlogs(cfg, &st);
         refused = report_refused(&st);
         cli_stats_free(&st);
     } else {

@@ -93,6 +93,26 @@ static bool decode_instances(dcbus_span_t array, cli_stats_t *out)
     return true;
 }
 
+static bool decode_backlogs(dcbus_span_t array, cli_stats_t *out)
+{
+    const uint8_t *pos = array.data, *end = array.data + array.len;
+    uint32_t n;
+    if (!dcb_mp_read_array(&pos, end, &n)) return false;
+    out->backlogs = calloc(n ? n : 1, sizeof *out->backlogs);
+    if (!out->backlogs) abort();
+    for (uint32_t i = 0; i < n; i++) {
+        dcbus_value_t v;
+        if (!dcb_mp_read(&pos, end, &v)) return false;
+        if (v.type != DCBUS_VAL_MAP) continue;
+        cli_backlog_stats_t *b = &out->backlogs[out->nbacklogs++];
+        dcb_map_get_str(v.raw, "sink", b->sink, sizeof b->sink);
+        b->batches = get_count(v.raw, "batches");
+        b->bytes = get_count(v.raw, "bytes");
+        b->in_flight = get_count(v.raw, "in_flight");
+    }
+    return true;
+}
+
 static bool decode_stats(dcbus_span_t result, cli_stats_t *out)
 {
     memset(out, 0, sizeof *out);
@@ -106,7 +126,9 @@ static bool decode_stats(dcbus_span_t result, cli_stats_t *out)
     out->refused_hellos = get_count(result, "refused_hellos");
     out->refused_keys = get_count(result, "refused_keys");
     out->refused_batches = get_count(result, "refused_batches");
-    dcbus_span_t instances;
+    dcbus_span_t instances, backlogs;
+    if (dcb_map_get_raw(result, "backlogs", &backlogs) && !decode_backlogs(backlogs, out))
+        return false;
     if (!dcb_map_get_raw(result, "instances", &instances)) return true;
     return decode_instances(instances, out);
 }
@@ -131,6 +153,7 @@ int cli_stats_fetch(cli_client_t *client, int timeout_ms, cli_stats_t *out, char
 void cli_stats_free(cli_stats_t *stats)
 {
     free(stats->instances);
+    free(stats->backlogs);
     memset(stats, 0, sizeof *stats);
 }
 

@@ -27,6 +27,12 @@ typedef struct {
     uint64_t inflight; /* batches at its workers */
 } cli_instance_stats_t;
 
+/* The on-disk backlog of a `critical: false` sink. */
+typedef struct {
+    char sink[128];
+    uint64_t batches, bytes, in_flight; /* waiting in it, and handed to the sink unacknowledged */
+} cli_backlog_stats_t;
+
 typedef struct {
     double uptime_s;
     uint64_t malformed;         /* messages the broker refused */
@@ -39,6 +45,8 @@ typedef struct {
     uint64_t refused_hellos, refused_keys, refused_batches;
     cli_instance_stats_t *instances;
     size_t count;
+    cli_backlog_stats_t *backlogs;
+    size_t nbacklogs;
 } cli_stats_t;
 
 /* Asks for "stats" and decodes the answer into *out (freed with
