@@ -35,7 +35,6 @@ worker ticker "$TMP/bus.yaml"
 wait_exit ticker 60 || die "the first run finishes"
 wait_delivered 60 || die "the first run is delivered (in flight: $IN_FLIGHT)"
 stop_bus
-sleep 1 # session ids have a one-second resolution
 
 start_bus
 worker ticker "$TMP/bus.yaml"
@@ -55,7 +54,6 @@ for d in "${dirs[@]}"; do exactly_once "$d/prices.csv" $TICKS; done
 # A third run (a new broker: a session of its own), stopped half way, then
 # the broker restarted.
 stop_bus
-sleep 1
 start_bus
 start ticker "$BIN/dcbus-worker" --instance ticker --config "$TMP/bus.yaml" --run ticker-third
 sleep 1
@@ -63,7 +61,6 @@ stop ticker
 check "the stopped run exits 0" test "${STATUS[ticker]}" -eq 0
 wait_delivered 60 || die "the stopped run's batches are delivered"
 stop_bus
-sleep 1
 start_bus
 worker ticker "$TMP/bus.yaml"
 wait_exit ticker 60 || die "the resumed run finishes"
