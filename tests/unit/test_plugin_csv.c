@@ -651,6 +651,81 @@ static void test_rows_after_the_last_checkpoint_are_cut(void **state)
     assert_file(fx, "test/late.csv", "n,v\n" ROW(7));
 }
 
+/* Lines of the checkpoint that list a file. */
+static int checkpoint_files(const fixture_t *fx)
+{
+    char *text = slurp(fx, CK_FILE);
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, "\nfile ")); p++)
+        n++;
+    free(text);
+    return n;
+}
+
+/* A month of hourly sessions must not make every flush rewrite a list of
+ * every file ever written: once a session's files are closed and
+ * committed it is sealed in its own folder and leaves the checkpoint,
+ * whose size then depends on the open files only.  Sealed files keep
+ * their rows across restarts, rows written after the seal and never
+ * committed are cut, and a late batch of a sealed session is written once. */
+static void test_ended_sessions_leave_the_checkpoint(void **state)
+{
+    fixture_t *fx = *state;
+    dcb_testkit_t *tk = open_csv(fx, NULL);
+    char session[32], path[64], want[64];
+    for (int k = 0; k < 30; k++) {
+        snprintf(session, sizeof session, "s%d", k);
+        assert_int_equal(dcb_testkit_session_begin(tk, session, "idle"), DCBUS_OK);
+        store_rows(tk, "prices", session, k, 1);
+        store_rows(tk, "books", session, k, 1);
+        assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+        assert_true(checkpoint_files(fx) <= 4); /* this session's and the last one's */
+        assert_int_equal(dcb_testkit_session_end(tk, session, "completed"), DCBUS_OK);
+    }
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK); /* commits s29, seals it */
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK); /* the checkpoint without it */
+    assert_int_equal(checkpoint_files(fx), 0);
+    assert_true(exists(fx, "s0/.dcbus-csv-sealed"));
+    assert_true(exists(fx, "s29/.dcbus-csv-sealed"));
+
+    /* A restart keeps every sealed file as it is. */
+    tk = open_csv(fx, NULL);
+    for (int k = 0; k < 30; k++) {
+        snprintf(path, sizeof path, "s%d/prices.csv", k);
+        snprintf(want, sizeof want, "n,v\n%d,abcdefghij\n", k);
+        assert_file(fx, path, want);
+    }
+    /* A late batch of a sealed session is appended once. */
+    store_rows(tk, "prices", "s5", 100, 1);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_file(fx, "s5/prices.csv", "n,v\n5,abcdefghij\n100,abcdefghij\n");
+    dcb_testkit_destroy(&fx->tk);
+    /* Rows a killed writer left after a seal, never committed: cut. */
+    put_file(fx, "s7/prices.csv", ROW(8), 13, "ab");
+    put_file(fx, "s7/new.csv", "n,v\n" ROW(1), 17, "wb");
+    capture_t cap;
+    capture_start(&cap);
+    tk = open_csv(fx, NULL);
+    char *log = capture_stop(&cap);
+    assert_non_null(
+        strstr(log, "s7/prices.csv: cut 13 bytes written after its session was sealed"));
+    free(log);
+    assert_file(fx, "s7/prices.csv", "n,v\n7,abcdefghij\n");
+    assert_file(fx, "s7/new.csv", "");
+    assert_file(fx, "s5/prices.csv", "n,v\n5,abcdefghij\n100,abcdefghij\n");
+    /* A damaged seal refuses to open, naming the file and line. */
+    dcb_testkit_destroy(&fx->tk);
+    put_file(fx, "s3/.dcbus-csv-sealed", "dcbus-csv-sealed 1\nfile x\n", 27, "wb");
+    char settings[512], err[256] = "";
+    snprintf(settings, sizeof settings, "dir: %s\n", fx->dir);
+    capture_start(&cap);
+    fx->tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "csv", settings, err, sizeof err);
+    log = capture_stop(&cap);
+    assert_null(fx->tk);
+    assert_non_null(strstr(log, "s3/.dcbus-csv-sealed:2: malformed seal"));
+    free(log);
+}
+
 /* A batch that comes late (a retry, a replayed dead letter) with a seq
  * below others is new: written; the second time it is a duplicate. */
 static void test_a_late_lower_seq_is_written_once(void **state)
@@ -917,6 +992,7 @@ int main(void)
         T(test_bad_settings_refuse_to_open),
         T(test_redelivered_batches_are_written_once),
         T(test_rows_after_the_last_checkpoint_are_cut),
+        T(test_ended_sessions_leave_the_checkpoint),
         T(test_a_late_lower_seq_is_written_once),
         T(test_malformed_checkpoint_refuses_to_open),
         T(test_failed_flush_undoes_its_batches),

@@ -483,6 +483,23 @@ static int cut_file(const char *path, uint64_t len, uint64_t *size, bool *there)
     return rc;
 }
 
+/* A file of a sealed session that the checkpoint does not list: what is
+ * past its sealed length was written after the seal and never committed. */
+static int cut_past(csv_t *self, const char *path, uint64_t size, uint64_t len)
+{
+    if (size <= len) return 0;
+    if (truncate(path, (off_t)len) != 0) {
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR, "csv: cannot cut %s: %s", path,
+                  strerror(errno));
+        return -1;
+    }
+    DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_INFO,
+              "csv: %s: cut %" PRIu64 " bytes written after its session was sealed; their "
+              "batches come again",
+              path, size - len);
+    return 0;
+}
+
 /* Every <dir>/<session>/<name>.csv this plugin could have written (regular
  * files, no symlinks).  Without a checkpoint (`adopt`) each is listed at
  * its length: it is appended to as before.  With one, a file it does not
@@ -504,8 +521,17 @@ int ck_scan(csv_t *self, bool adopt)
         if (!safe_component(d1->d_name, strlen(d1->d_name)) || n < 0 || (size_t)n >= sizeof sub ||
             lstat(sub, &st) != 0 || !S_ISDIR(st.st_mode))
             continue;
+        seal_t seal = {0};
+        bool sealed = false;
+        if (!adopt && seal_read(self, d1->d_name, &seal, &sealed) != 0) {
+            rc = -1;
+            continue;
+        }
         DIR *session = opendir(sub);
-        if (!session) continue;
+        if (!session) {
+            seal_free(&seal);
+            continue;
+        }
         while (rc == 0 && (d2 = readdir(session))) {
             n = snprintf(rel, sizeof rel, "%s/%s", d1->d_name, d2->d_name);
             if (n < 0 || (size_t)n >= sizeof rel || !safe_rel(rel)) continue;
@@ -517,6 +543,9 @@ int ck_scan(csv_t *self, bool adopt)
                     DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR, "csv: out of memory");
                     rc = -1;
                 }
+            } else if (ck_file_find(self, rel) < 0 && sealed) {
+                const seal_file_t *e = seal_find(&seal, d2->d_name);
+                rc = cut_past(self, path, (uint64_t)st.st_size, e ? e->len : 0);
             } else if (ck_file_find(self, rel) < 0 && st.st_size > 0) {
                 if (truncate(path, 0) != 0) {
                     DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR, "csv: cannot cut %s: %s",
@@ -531,6 +560,7 @@ int ck_scan(csv_t *self, bool adopt)
             }
         }
         closedir(session);
+        seal_free(&seal);
     }
     closedir(top);
     return rc;
@@ -707,5 +737,7 @@ int ck_commit(csv_t *self)
         f->ok_bad = f->bad;
     }
     self->ck_dirty = written != 0; /* its folder was not fsynced: again next time */
-    return written == 0 ? DCBUS_OK : csv_fail(self, "checkpoint", self->ck_path, err);
+    if (written != 0) return csv_fail(self, "checkpoint", self->ck_path, err);
+    seal_ended_sessions(self);
+    return DCBUS_OK;
 }

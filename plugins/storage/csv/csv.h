@@ -282,6 +282,33 @@ int ck_commit(csv_t *self);
 void ck_abort(csv_t *self);
 
 /* ---------------------------------------------------------------------------
+ * seal.c
+ */
+
+/* A sealed session's files and their lengths. */
+typedef struct {
+    char name[NAME_FILE_MAX + 8]; /* <name>.csv in the session's folder */
+    uint64_t len;
+} seal_file_t;
+
+typedef struct {
+    seal_file_t *v;
+    size_t n;
+} seal_t;
+
+/* Reads the seal of the session folder `session` into *out (*found: there
+ * is one).  Returns 0, or -1 if it is there and damaged (logged). */
+int seal_read(const csv_t *self, const char *session, seal_t *out, bool *found);
+/* The entry of file `name`, or NULL. */
+const seal_file_t *seal_find(const seal_t *s, const char *name);
+void seal_free(seal_t *s);
+
+/* After a checkpoint is written: every session none of whose files is open
+ * and all of whose lengths are committed is sealed and leaves the
+ * checkpoint's table (the next flush writes it without them). */
+void seal_ended_sessions(csv_t *self);
+
+/* ---------------------------------------------------------------------------
  * The buffer's fast path, inline: every cell goes through it.
  */
 
