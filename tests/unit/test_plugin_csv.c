@@ -93,12 +93,10 @@ static char *slurp(const fixture_t *fx, const char *relpath)
 static void assert_file(const fixture_t *fx, const char *relpath, const char *want)
 {
     char *got = slurp(fx, relpath);
-    if (strcmp(got, want) != 0) {
-        print_error("%s:\n--- got ---\n%s--- want ---\n%s---\n", relpath, got, want);
-        free(got);
-        fail();
-    }
+    bool same = strcmp(got, want) == 0;
+    if (!same) print_error("%s:\n--- got ---\n%s--- want ---\n%s---\n", relpath, got, want);
     free(got);
+    if (!same) fail();
 }
 
 static bool exists(const fixture_t *fx, const char *relpath)
