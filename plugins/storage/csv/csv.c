@@ -147,6 +147,7 @@ static int csv_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         csv_close(self);
         return -1;
     }
+    self->seal_due = true; /* the checkpoint may list sessions that ended before */
     if (ck_load(self, &found) != 0 || (found ? ck_recover(self) : ck_scan(self, true)) != 0) {
         csv_close(self);
         return -1;

@@ -116,6 +116,7 @@ typedef struct {
     size_t nstreams, capstreams;
     ck_stream_t *last_stream;
     bool ck_dirty;    /* the next flush writes a checkpoint even if no batch came */
+    bool seal_due;    /* a file closed (or the checkpoint was loaded): sessions may seal */
     uint64_t skipped; /* duplicate batches */
     strbuf_t ck_text;
 } csv_t;

@@ -328,6 +328,7 @@ int file_close_part(csv_t *self, csv_file_t *f, bool force)
                   "csv: %s: %" PRIu64 " values left out: their keys are not in the header", f->path,
                   f->extra);
     self->ckfiles[f->ck].next = f->size; /* committed by the next flush */
+    self->seal_due = true;
     close(f->fd);
     f->fd = -1;
     return rc;

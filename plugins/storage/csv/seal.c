@@ -74,20 +74,27 @@ const seal_file_t *seal_find(const seal_t *s, const char *name)
     return NULL;
 }
 
+/* A decimal count, the whole of [p, end). */
+static bool parse_count(const char *p, const char *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    if (p == end) return false;
+    for (; p < end; p++) {
+        unsigned d = (unsigned)((unsigned char)*p - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10) return false;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return true;
+}
+
 /* One "file <name> <length>" line; false if it is not one. */
 static bool parse_line(const char *line, size_t len, seal_t *s)
 {
     if (len < 5 || memcmp(line, "file ", 5) != 0) return false;
     const char *name = line + 5, *sp = memchr(name, ' ', len - 5);
-    if (!sp || sp == name) return false;
-    const char *num = sp + 1, *end = line + len;
-    uint64_t v = 0;
-    if (num == end) return false;
-    for (const char *p = num; p < end; p++) {
-        unsigned d = (unsigned)((unsigned char)*p - '0');
-        if (d > 9 || v > (UINT64_MAX - d) / 10) return false;
-        v = v * 10 + d;
-    }
+    uint64_t v;
+    if (!sp || sp == name || !parse_count(sp + 1, line + len, &v)) return false;
     for (const char *p = name; p < sp; p++)
         if (*p == '/' || (unsigned char)*p < 0x21) return false;
     return seal_add(s, name, (size_t)(sp - name), v) == 0;
@@ -126,14 +133,10 @@ int seal_read(const csv_t *self, const char *session, seal_t *out, bool *found)
         if (!nl) break;
         size_t len = (size_t)(nl - p);
         line++;
-        unsigned long long count;
-        char tail;
+        uint64_t count;
         if (line == 1 && (len != strlen(SEAL_MAGIC) || memcmp(p, SEAL_MAGIC, len) != 0)) break;
         if (line > 1 && len > 4 && memcmp(p, "end ", 4) == 0) {
-            char buf[32];
-            snprintf(buf, sizeof buf, "%.*s", (int)(len - 4), p + 4);
-            rc = sscanf(buf, "%llu%c", &count, &tail) == 1 && count == files && nl + 1 == end ? 0
-                                                                                              : -1;
+            rc = parse_count(p + 4, nl, &count) && count == files && nl + 1 == end ? 0 : -1;
             break;
         }
         if (line > 1) {
@@ -234,6 +237,9 @@ static int seal_session(csv_t *self, const char *session)
 
 void seal_ended_sessions(csv_t *self)
 {
+    /* Only a closed file ends a session: most flushes have nothing to seal. */
+    if (!self->seal_due) return;
+    bool failed = false;
     for (size_t i = 0; i < self->nckfiles;) {
         char session[NAME_FILE_MAX];
         size_t n = session_len(self->ckfiles[i].rel);
@@ -247,9 +253,11 @@ void seal_ended_sessions(csv_t *self)
             DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_WARN,
                       "csv: cannot seal session folder %s (%s); the checkpoint keeps listing it",
                       session, strerror(errno));
+            failed = true;
             i++;
             continue;
         }
         i = 0; /* entries moved: look again from the start */
     }
+    self->seal_due = failed; /* tried again after the next commit */
 }
