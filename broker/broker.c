@@ -246,19 +246,51 @@ static void publish_session(dcb_broker_t *self, const dcb_session_t *s, const ch
     dcb_runs_event(self->runs, type, "broker", dcb_body_span(&self->note), wall_us());
 }
 
-static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const char *event)
+/* The SESSION notice (and READY's session maps) for session `s`. */
+static void pack_session_note(const dcb_session_t *s, const char *event, msgpack_packer *pk)
 {
-    publish_session(self, s, event);
-    /* Collectors stamp new batches with it; sinks close and open their files. */
-    dcb_session_note_t note;
-    snprintf(note.event, sizeof note.event, "%s", strcmp(event, "start") == 0 ? "begin" : "end");
+    dcb_session_note_t note = {.start_us = s->start_us,
+                               .end_us = s->end_us,
+                               .records = s->records,
+                               .errors = s->errors,
+                               .meta_len = s->meta_len};
+    snprintf(note.event, sizeof note.event, "%s", event);
     snprintf(note.id, sizeof note.id, "%s", s->id);
     snprintf(note.type, sizeof note.type, "%s", s->type);
     snprintf(note.status, sizeof note.status, "%s", s->status);
+    memcpy(note.meta, s->meta, s->meta_len);
+    dcb_session_note_pack(&note, pk);
+}
+
+/* Tells the sinks that session `s` ended: called once no batch of it is in
+ * flight (settle.h), so a sink finishing its artifact has every batch. */
+static void tell_sinks_ended(dcb_broker_t *self, const dcb_session_t *s)
+{
     dcb_body_reset(&self->note);
-    dcb_session_note_pack(&note, &self->note.pk);
+    pack_session_note(s, "end", &self->note.pk);
     notify_role(self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION);
+}
+
+static void on_session_settled(void *arg, const char *session)
+{
+    dcb_broker_t *self = arg;
+    const dcb_session_t *s = dcb_sessions_settle(self->sessions, session);
+    if (s) tell_sinks_ended(self, s);
+}
+
+static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const char *event)
+{
+    publish_session(self, s, event);
+    /* Collectors stamp new batches with it; sinks open and close their
+     * artifacts: at once for a beginning, once settled for an end. */
+    bool begin = strcmp(event, "start") == 0;
+    dcb_body_reset(&self->note);
+    pack_session_note(s, begin ? "begin" : "end", &self->note.pk);
     notify_role(self, DCBUS_ROLE_COLLECTOR, DCB_CMD_SESSION);
+    if (begin)
+        notify_role(self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION);
+    else if (dcb_intake_session_pending(self->intake, s->id) == 0)
+        on_session_settled(self, s->id);
 }
 
 static void on_session_changed(void *arg, const dcb_session_t *ended, const dcb_session_t *begun)
@@ -368,6 +400,7 @@ static int open_state(dcb_broker_t *self, char *err, size_t errlen)
     rt_set_max_attempts(self->router, (uint32_t)config->max_attempts);
     self->intake = dcb_intake_new(config, self->router, on_intake_ack, self, why, sizeof why);
     if (!self->intake) return snprintf(err, errlen, "cannot open the spool: %s", why), -1;
+    dcb_intake_on_settled(self->intake, on_session_settled, self);
     return 0;
 }
 
@@ -501,6 +534,29 @@ static void refuse_hello(dcb_broker_t *self, const zmq_msg_t *routing, uint64_t 
     broker_publish_error(self, DCBUS_ERROR_VALIDATION, "register", why, NULL, 0);
 }
 
+/* How many ended sessions a sink's READY lists. */
+#define READY_ENDED_MAX 8
+
+/* A sink's READY describes the active session and the sessions ended (and
+ * settled) lately, so a sink that was away closes what it missed.  The
+ * maps are packed into `note`, which nothing else uses until READY is
+ * sent. */
+static void sink_sessions(dcb_broker_t *self, dcb_ready_t *ready)
+{
+    dcb_body_reset(&self->note);
+    pack_session_note(dcb_sessions_active(self->sessions), "", &self->note.pk);
+    size_t active_len = self->note.buf.size, n = 0;
+    const dcb_session_t *s;
+    for (size_t i = 0; (s = dcb_sessions_ended(self->sessions, i)) && n < READY_ENDED_MAX; i++)
+        n += s->settled;
+    msgpack_pack_array(&self->note.pk, (uint32_t)n);
+    for (size_t i = 0; n && (s = dcb_sessions_ended(self->sessions, i)); i++)
+        if (s->settled) pack_session_note(s, "", &self->note.pk), n--;
+    const uint8_t *base = (const uint8_t *)self->note.buf.data;
+    ready->session_info = (dcbus_span_t){base, active_len};
+    ready->ended = (dcbus_span_t){base + active_len, self->note.buf.size - active_len};
+}
+
 /* The READY that answers a registered peer's HELLO; a collector's says
  * which run it collects (how it joins it). */
 static dcb_run_join_t send_ready(dcb_broker_t *self, const rt_peer_t *peer,
@@ -513,6 +569,7 @@ static dcb_run_join_t send_ready(dcb_broker_t *self, const rt_peer_t *peer,
     snprintf(ready.session_type, sizeof ready.session_type, "%s", session->type);
     ready.paused = strcmp(dcb_runs_status(self->runs, hello->instance), "PAUSED") == 0;
     if (hello->role == DCBUS_ROLE_COLLECTOR) how = resume_point(self, hello, &ready);
+    if (hello->role == DCBUS_ROLE_STORAGE) sink_sessions(self, &ready);
     dcb_body_reset(&self->body);
     dcb_ready_pack(&ready, &self->body.pk);
     send_body(self, peer, DCB_CMD_READY);

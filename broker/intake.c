@@ -19,6 +19,7 @@
 #include "log.h"
 #include "mpread.h"
 #include "proto.h"
+#include "settle.h"
 #include "spool.h"
 
 /* Spool references of one pipeline not yet admitted, oldest first. */
@@ -72,6 +73,9 @@ struct dcb_intake {
     bool roll_pending;   /* a finished collector's segment still to start */
     uint64_t *discard;   /* recovered entries nobody can take */
     size_t ndiscard;
+    dcb_settle_t *settle; /* spooled batches in flight, by session */
+    dcb_intake_settled_fn *settled;
+    void *settled_arg;
 };
 
 /* ---------------------------------------------------------------------------
@@ -235,6 +239,7 @@ static void recover_batch(dcb_intake_t *self, uint64_t ref, dcbus_span_t data, b
     if (released) return;
     if (p) {
         refs_push(&p->spooled, ref);
+        dcb_settle_add(self->settle, ref, env.session);
         return;
     }
     dcb_warn("spool: no pipeline takes this batch any more; dropped",
@@ -298,6 +303,7 @@ dcb_intake_t *dcb_intake_new(const dcb_config_t *config, rt_router_t *router,
         self->pipes[i].collector = config->pipelines[i].from;
         self->pipes[i].joined = -1;
     }
+    self->settle = dcb_settle_new();
     self->spool = open_spool(self, err, errlen);
     if (!self->spool || dcb_spool_recover(self->spool, recover_entry, self, err, errlen) != 0) {
         dcb_intake_destroy(&self);
@@ -326,6 +332,7 @@ void dcb_intake_destroy(dcb_intake_t **self_p)
     free(self->pipes);
     free(self->acks);
     free(self->discard);
+    dcb_settle_destroy(&self->settle);
     free(self);
     *self_p = NULL;
 }
@@ -389,6 +396,7 @@ static int spool_one(dcb_intake_t *self, const void *id, size_t idlen, const dcb
         dcb_info("spool writes again: collectors resume", NULL);
     }
     queue_ack(self, id, idlen, env->stream, env->seq);
+    dcb_settle_add(self->settle, ref, env->session);
     intake_pipe_t *p = pipe_of(self, env->source);
     if (refs_len(&p->spooled) || !pipe_has_room(self, p) ||
         rt_admit(self->router, p->collector, env, body, ref) != 0)
@@ -471,9 +479,17 @@ static void spool_held(dcb_intake_t *self)
 }
 
 /* A spooled batch the spool cannot give back: counted, and let go. */
+/* Batch `ref` will reach no sink (any more) in this run of the broker. */
+static void settle_done(dcb_intake_t *self, uint64_t ref)
+{
+    const char *session = dcb_settle_done(self->settle, ref);
+    if (session && self->settled) self->settled(self->settled_arg, session);
+}
+
 static void skip_unreadable(dcb_intake_t *self, const intake_pipe_t *p, uint64_t ref,
                             const char *why)
 {
+    settle_done(self, ref);
     dcb_warn("spool: unreadable batch skipped", "pipeline=%s reason=\"%s\"", p->name, why);
     self->unreadable++;
     dcb_spool_release(self->spool, ref);
@@ -489,6 +505,7 @@ static void admit_spooled(dcb_intake_t *self, intake_pipe_t *p)
         int rc = dcb_spool_read(self->spool, ref, &body);
         if (rc != 0) { /* -2: dropped to make room, and counted then */
             if (rc == -1) skip_unreadable(self, p, ref, "read failed or checksum mismatch");
+            if (rc == -2) settle_done(self, ref);
             p->spooled.head++;
             continue;
         }
@@ -533,6 +550,21 @@ void dcb_intake_finished(dcb_intake_t *self, uint64_t ref, bool kept)
         self->kept++;
     else
         dcb_spool_release(self->spool, ref);
+    settle_done(self, ref);
+}
+
+void dcb_intake_on_settled(dcb_intake_t *self, dcb_intake_settled_fn *fn, void *arg)
+{
+    self->settled = fn;
+    self->settled_arg = arg;
+}
+
+size_t dcb_intake_session_pending(const dcb_intake_t *self, const char *session)
+{
+    size_t n = dcb_settle_pending(self->settle, session);
+    for (const held_t *h = self->held_head; h; h = h->next)
+        if (strcmp(h->env.session, session) == 0) n++;
+    return n;
 }
 
 /* Writes the current state at the head of a new segment, so a broker

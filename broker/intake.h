@@ -54,6 +54,13 @@ void dcb_intake_service(dcb_intake_t *self, int64_t now_us);
  * delivered again after a broker restart. */
 void dcb_intake_finished(dcb_intake_t *self, uint64_t ref, bool kept);
 
+/* Session `session` has no spooled batch in flight any more (settle.h):
+ * each was stored by every critical sink, settled or given up. */
+typedef void dcb_intake_settled_fn(void *arg, const char *session);
+void dcb_intake_on_settled(dcb_intake_t *self, dcb_intake_settled_fn *fn, void *arg);
+/* Batches of `session` spooled and in flight, or held for room. */
+size_t dcb_intake_session_pending(const dcb_intake_t *self, const char *session);
+
 /* The longest run id kept (with its NUL). */
 #define DCB_RUN_ID_MAX 128
 

@@ -164,6 +164,28 @@ void dcb_sessions_tick(dcb_sessions_t *self, int64_t now_us)
         replace(self, "completed", "idle", (dcbus_span_t){NULL, 0}, now_us);
 }
 
+const dcb_session_t *dcb_sessions_ended(const dcb_sessions_t *self, size_t i)
+{
+    if (i >= self->nhistory) return NULL;
+    return &self->history[(self->next + DCB_SESSION_HISTORY - 1 - i) % DCB_SESSION_HISTORY];
+}
+
+const dcb_session_t *dcb_sessions_settle(dcb_sessions_t *self, const char *id)
+{
+    for (size_t i = 0; i < self->nhistory; i++) {
+        dcb_session_t *s = &self->history[i];
+        if (strcmp(s->id, id) != 0) continue;
+        if (s->settled) return NULL;
+        s->settled = true;
+        return s;
+    }
+    if (self->stopped && strcmp(self->active.id, id) == 0 && !self->active.settled) {
+        self->active.settled = true;
+        return &self->active;
+    }
+    return NULL;
+}
+
 void dcb_sessions_count(dcb_sessions_t *self, uint64_t records, uint64_t errors)
 {
     self->active.records += records;
@@ -197,8 +219,6 @@ void dcb_sessions_pack_list(const dcb_sessions_t *self, msgpack_packer *pk)
 {
     msgpack_pack_array(pk, (uint32_t)(self->nhistory + 1));
     dcb_session_pack(&self->active, pk);
-    for (size_t i = 0; i < self->nhistory; i++) {
-        size_t idx = (self->next + DCB_SESSION_HISTORY - 1 - i) % DCB_SESSION_HISTORY;
-        dcb_session_pack(&self->history[idx], pk);
-    }
+    for (size_t i = 0; i < self->nhistory; i++)
+        dcb_session_pack(dcb_sessions_ended(self, i), pk);
 }

@@ -31,6 +31,7 @@ typedef struct {
     uint64_t records, errors;
     uint8_t meta[1024]; /* msgpack map of key=value metadata */
     size_t meta_len;
+    bool settled; /* ended, and the sinks were told (settle.h) */
 } dcb_session_t;
 
 typedef struct dcb_sessions dcb_sessions_t;
@@ -63,6 +64,12 @@ int dcb_sessions_end(dcb_sessions_t *self, const char *status, int64_t now_us, c
 const dcb_session_t *dcb_sessions_stop(dcb_sessions_t *self, int64_t now_us);
 /* Rotates an idle session that has lasted the rotation period. */
 void dcb_sessions_tick(dcb_sessions_t *self, int64_t now_us);
+/* The i-th ended session, newest first (NULL past the history). */
+const dcb_session_t *dcb_sessions_ended(const dcb_sessions_t *self, size_t i);
+/* Marks ended session `id` settled: its end may now be told to the sinks.
+ * Returns it, or NULL if it is not an ended session of the history or was
+ * settled already. */
+const dcb_session_t *dcb_sessions_settle(dcb_sessions_t *self, const char *id);
 /* Counts records and errors into the active session. */
 void dcb_sessions_count(dcb_sessions_t *self, uint64_t records, uint64_t errors);
 /* One session as a msgpack map. */

@@ -52,7 +52,16 @@ void dcb_hello_unpack(dcbus_span_t body, dcb_hello_t *m)
 
 void dcb_ready_pack(const dcb_ready_t *m, msgpack_packer *pk)
 {
-    msgpack_pack_map(pk, 5 + (m->has_resume ? 4 : 0));
+    msgpack_pack_map(pk, 5 + (m->has_resume ? 4 : 0) + (m->session_info.len ? 1 : 0) +
+                             (m->ended.len ? 1 : 0));
+    if (m->session_info.len) {
+        dcb_pack_str(pk, "session_info");
+        pk->callback(pk->data, (const char *)m->session_info.data, m->session_info.len);
+    }
+    if (m->ended.len) {
+        dcb_pack_str(pk, "ended");
+        pk->callback(pk->data, (const char *)m->ended.data, m->ended.len);
+    }
     if (m->has_resume) {
         dcb_pack_kv_str(pk, "run", m->run);
         dcb_pack_kv_str(pk, "run_state", m->run_state);
@@ -95,6 +104,8 @@ void dcb_ready_unpack(dcbus_span_t body, dcb_ready_t *m)
     bool streams = dcb_map_get_raw(body, "streams", &m->streams);
     bool pos = dcb_map_get_raw(body, "position", &position);
     m->has_resume = streams || pos;
+    dcb_map_get_raw(body, "session_info", &m->session_info);
+    dcb_map_get_raw(body, "ended", &m->ended);
     m->position = read_position(position);
 }
 
@@ -139,11 +150,20 @@ void dcb_refusal_unpack(dcbus_span_t body, dcb_refusal_t *m)
 
 void dcb_session_note_pack(const dcb_session_note_t *m, msgpack_packer *pk)
 {
-    msgpack_pack_map(pk, 4);
+    msgpack_pack_map(pk, 9);
     dcb_pack_kv_str(pk, "event", m->event);
     dcb_pack_kv_str(pk, "id", m->id);
     dcb_pack_kv_str(pk, "type", m->type);
     dcb_pack_kv_str(pk, "status", m->status);
+    dcb_pack_kv_int(pk, "start", m->start_us);
+    dcb_pack_kv_int(pk, "end", m->end_us);
+    dcb_pack_kv_uint(pk, "records", m->records);
+    dcb_pack_kv_uint(pk, "errors", m->errors);
+    dcb_pack_str(pk, "meta");
+    if (m->meta_len)
+        pk->callback(pk->data, (const char *)m->meta, m->meta_len);
+    else
+        msgpack_pack_map(pk, 0);
 }
 
 void dcb_session_note_unpack(dcbus_span_t body, dcb_session_note_t *m)
@@ -155,6 +175,32 @@ void dcb_session_note_unpack(dcbus_span_t body, dcb_session_note_t *m)
     dcb_map_get_str(body, "id", m->id, sizeof m->id);
     dcb_map_get_str(body, "type", m->type, sizeof m->type);
     dcb_map_get_str(body, "status", m->status, sizeof m->status);
+    m->described = dcb_map_get_int(body, "start", &m->start_us);
+    dcb_map_get_int(body, "end", &m->end_us);
+    dcb_map_get_uint(body, "records", &m->records);
+    dcb_map_get_uint(body, "errors", &m->errors);
+    dcbus_span_t meta;
+    /* A map only, and one that fits: anything else is no metadata. */
+    if (dcb_map_get_raw(body, "meta", &meta) && meta.len && meta.len <= sizeof m->meta &&
+        ((meta.data[0] & 0xf0) == 0x80 || meta.data[0] == 0xde || meta.data[0] == 0xdf)) {
+        memcpy(m->meta, meta.data, meta.len);
+        m->meta_len = meta.len;
+    }
+}
+
+dcbus_session_t dcb_session_note_view(const dcb_session_note_t *m)
+{
+    static const uint8_t empty_map = 0x80;
+    return (dcbus_session_t){.id = m->id,
+                             .type = m->type,
+                             .status = m->status,
+                             .start_us = m->start_us,
+                             .end_us = m->end_us,
+                             .records = m->records,
+                             .errors = m->errors,
+                             .meta = m->meta_len ? (dcbus_span_t){m->meta, m->meta_len}
+                                                 : (dcbus_span_t){&empty_map, 1},
+                             .described = m->described};
 }
 
 void dcb_progress_pack(const dcb_progress_t *m, msgpack_packer *pk)

@@ -52,6 +52,10 @@ typedef struct {
     char run_state[16];    /* new, continued or finished */
     dcbus_span_t streams;  /* a msgpack map {stream: last seq spooled} */
     dcbus_span_t position; /* the source position's bytes (may be empty) */
+    /* Sinks: the active session (a SESSION map) and the sessions ended
+     * lately (an array of them), both raw msgpack; empty spans: none. */
+    dcbus_span_t session_info;
+    dcbus_span_t ended;
 } dcb_ready_t;
 
 void dcb_ready_pack(const dcb_ready_t *m, msgpack_packer *pk);
@@ -82,16 +86,26 @@ typedef struct {
 void dcb_refusal_pack(const dcb_refusal_t *m, msgpack_packer *pk);
 void dcb_refusal_unpack(dcbus_span_t body, dcb_refusal_t *m);
 
-/* SESSION, broker -> storage and collector peers. */
+/* SESSION, broker -> storage and collector peers: a session begun or
+ * ended, with its description (the same map is an item of READY's
+ * `session_info` and `ended`). */
+#define DCB_SESSION_META_MAX 1024
 typedef struct {
-    char event[16]; /* begin | end */
+    char event[16]; /* begin | end ("" in READY) */
     char id[DCB_NAME_MAX];
     char type[64];   /* default unknown */
     char status[32]; /* default completed */
+    int64_t start_us, end_us;
+    uint64_t records, errors;
+    uint8_t meta[DCB_SESSION_META_MAX]; /* a msgpack map; meta_len 0: none */
+    size_t meta_len;
+    bool described; /* start was present: the broker described it */
 } dcb_session_note_t;
 
 void dcb_session_note_pack(const dcb_session_note_t *m, msgpack_packer *pk);
 void dcb_session_note_unpack(dcbus_span_t body, dcb_session_note_t *m);
+/* The note as a plugin sees it; valid while `m` is. */
+dcbus_session_t dcb_session_note_view(const dcb_session_note_t *m);
 
 /* TASK, collector -> broker: how far its run is. */
 typedef struct {

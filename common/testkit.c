@@ -273,6 +273,20 @@ int dcb_testkit_session_end(dcb_testkit_t *self, const char *session, const char
                                                : DCBUS_ENOTSUP;
 }
 
+int dcb_testkit_session_open(dcb_testkit_t *self, const dcbus_session_t *session)
+{
+    const dcbus_storage_ops_t *ops = dcbus_storage_ops(self->desc);
+    return DCBUS_STORAGE_HAS(ops, session_open) ? ops->session_open(self->state, session)
+                                                : DCBUS_ENOTSUP;
+}
+
+int dcb_testkit_session_close(dcb_testkit_t *self, const dcbus_session_t *session)
+{
+    const dcbus_storage_ops_t *ops = dcbus_storage_ops(self->desc);
+    return DCBUS_STORAGE_HAS(ops, session_close) ? ops->session_close(self->state, session)
+                                                 : DCBUS_ENOTSUP;
+}
+
 int dcb_testkit_handle(dcb_testkit_t *self, const dcbus_error_t *error, const dcb_envelope_t *batch,
                        uint32_t *retry_delay_ms)
 {

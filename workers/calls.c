@@ -115,6 +115,26 @@ void call_session_end(dcb_worker_t *self, const char *session, const char *statu
         CALL(self, "session_end", STORAGE(self)->session_end(self->state, session, status));
 }
 
+bool call_has_sessions(const dcb_worker_t *self)
+{
+    return DCBUS_STORAGE_HAS(STORAGE(self), session_open) &&
+           DCBUS_STORAGE_HAS(STORAGE(self), session_close);
+}
+
+int call_session_open(dcb_worker_t *self, const dcbus_session_t *session)
+{
+    int rc;
+    CALL(self, "session_open", rc = STORAGE(self)->session_open(self->state, session));
+    return rc;
+}
+
+int call_session_close(dcb_worker_t *self, const dcbus_session_t *session)
+{
+    int rc;
+    CALL(self, "session_close", rc = STORAGE(self)->session_close(self->state, session));
+    return rc;
+}
+
 int call_query(dcb_worker_t *self, const dcbus_query_t *query)
 {
     int rc = DCBUS_ENOTSUP;

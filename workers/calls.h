@@ -38,6 +38,11 @@ int call_store(dcb_worker_t *self, const dcbus_batch_t *in);
 int call_flush(dcb_worker_t *self);
 void call_session_begin(dcb_worker_t *self, const char *session, const char *type);
 void call_session_end(dcb_worker_t *self, const char *session, const char *status);
+/* ABI 2.2 sessions: true if the plugin has session_open and session_close
+ * (then session_begin/end are not called). */
+bool call_has_sessions(const dcb_worker_t *self);
+int call_session_open(dcb_worker_t *self, const dcbus_session_t *session);
+int call_session_close(dcb_worker_t *self, const dcbus_session_t *session);
 int call_query(dcb_worker_t *self, const dcbus_query_t *query);
 int call_delete_location(dcb_worker_t *self, const char *location);
 

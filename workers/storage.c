@@ -8,11 +8,17 @@
  * sink that keeps up flushes every batch and one that falls behind commits
  * many batches at once (what PostgreSQL and fsync reward).
  *
- * Sessions: a batch of a new session ends the previous session's artifacts
- * (session_end) and begins the new one's (session_begin) before it is stored.
+ * Sessions, for a plugin of ABI 2.0/2.1: a batch of a new session ends the
+ * previous session's artifacts (session_end) and begins the new one's
+ * (session_begin) before it is stored.  A plugin with the ABI 2.2
+ * session_open/session_close gets each session described instead, several
+ * open at once: opened when announced (or met on a batch), closed only
+ * when the broker says it ended -- which the broker holds back until the
+ * session's batches are settled -- never because the worker stops.
  */
 #include "calls.h"
 #include "log.h"
+#include "mpread.h"
 #include "role.h"
 #include "worker.h"
 
@@ -52,8 +58,103 @@ static void switch_session(dcb_worker_t *self, const char *session, const char *
     call_session_begin(self, session, type);
 }
 
+/* ---------------------------------------------------------------------------
+ * ABI 2.2 sessions
+ */
+
+static bool told_of(const dcb_worker_t *self, const char *id)
+{
+    for (size_t i = 0; i < self->storage.ntold; i++)
+        if (strcmp(self->storage.told[i], id) == 0) return true;
+    return false;
+}
+
+static void forget_told(dcb_worker_t *self, const char *id)
+{
+    dcb_storage_state_t *st = &self->storage;
+    for (size_t i = 0; i < st->ntold; i++)
+        if (strcmp(st->told[i], id) == 0) {
+            memmove(st->told[i], st->told[i + 1], (st->ntold - i - 1) * sizeof st->told[0]);
+            st->ntold--;
+            return;
+        }
+}
+
+/* The oldest id is forgotten when the list is full: at worst a session met
+ * again is opened again, which the plugin takes (it is idempotent). */
+static void open_session(dcb_worker_t *self, const dcb_session_note_t *note)
+{
+    dcb_storage_state_t *st = &self->storage;
+    dcbus_session_t s = dcb_session_note_view(note);
+    int rc = call_session_open(self, &s);
+    if (rc != DCBUS_OK) dcb_warn("session_open failed", "session=%s rc=%d", note->id, rc);
+    if (told_of(self, note->id)) return;
+    if (st->ntold == DCB_TOLD_MAX) forget_told(self, st->told[0]);
+    snprintf(st->told[st->ntold++], sizeof st->told[0], "%s", note->id);
+}
+
+/* What is stored so far is made durable first: the plugin may finish the
+ * session's artifact on close. */
+static void close_session(dcb_worker_t *self, const dcb_session_note_t *note)
+{
+    if (self->storage.nunacked) flush_now(self);
+    dcbus_session_t s = dcb_session_note_view(note);
+    int rc = call_session_close(self, &s);
+    if (rc != DCBUS_OK) dcb_warn("session_close failed", "session=%s rc=%d", note->id, rc);
+    forget_told(self, note->id);
+    if (strcmp(self->storage.active.id, note->id) == 0) self->storage.active.id[0] = '\0';
+}
+
+/* Before a batch of a session the plugin was not told of. */
+static void open_met_session(dcb_worker_t *self, const char *id)
+{
+    if (strcmp(id, self->storage.active.id) == 0) {
+        open_session(self, &self->storage.active);
+        return;
+    }
+    dcb_session_note_t note;
+    dcb_session_note_unpack((dcbus_span_t){NULL, 0}, &note);
+    snprintf(note.id, sizeof note.id, "%s", id);
+    snprintf(note.status, sizeof note.status, "active");
+    open_session(self, &note);
+}
+
+static void described_on_session(dcb_worker_t *self, const dcb_session_note_t *note)
+{
+    if (strcmp(note->event, "begin") == 0 && note->id[0]) {
+        self->storage.active = *note;
+        open_session(self, note);
+    } else if (strcmp(note->event, "end") == 0 && note->id[0]) {
+        close_session(self, note);
+    }
+}
+
+/* READY: the active session, then those that ended while it was away. */
+static void storage_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
+{
+    if (!call_has_sessions(self)) return;
+    if (ready->session_info.len) {
+        dcb_session_note_unpack(ready->session_info, &self->storage.active);
+        if (self->storage.active.id[0]) open_session(self, &self->storage.active);
+    }
+    const uint8_t *p = ready->ended.data, *end = p + ready->ended.len;
+    uint32_t n = 0;
+    if (!ready->ended.len || !dcb_mp_read_array(&p, end, &n)) return;
+    for (uint32_t i = 0; i < n; i++) {
+        dcbus_value_t v;
+        if (!dcb_mp_read(&p, end, &v)) return;
+        dcb_session_note_t note;
+        dcb_session_note_unpack(v.raw, &note);
+        if (note.id[0] && strcmp(note.id, self->storage.active.id) != 0) close_session(self, &note);
+    }
+}
+
 static void storage_on_session(dcb_worker_t *self, const dcb_session_note_t *note)
 {
+    if (call_has_sessions(self)) {
+        described_on_session(self, note);
+        return;
+    }
     const char *event = note->event, *id = note->id, *type = note->type, *status = note->status;
     if (strcmp(event, "begin") == 0 && id[0] && strcmp(id, self->storage.session) != 0) {
         switch_session(self, id, type);
@@ -81,7 +182,9 @@ static void storage_on_data(dcb_worker_t *self, dcb_message_t *m)
 {
     dcb_envelope_t env;
     if (!worker_decode_batch(self, m, &env)) return;
-    if (strcmp(env.session, self->storage.session) != 0)
+    if (call_has_sessions(self)) {
+        if (!told_of(self, env.session)) open_met_session(self, env.session);
+    } else if (strcmp(env.session, self->storage.session) != 0)
         switch_session(self, env.session,
                        strcmp(env.session, self->link.session) == 0 ? self->link.session_type
                                                                     : "unknown");
@@ -116,7 +219,8 @@ static int storage_poll_timeout(const dcb_worker_t *self, int64_t now)
 static void storage_close(dcb_worker_t *self)
 {
     if (self->storage.nunacked) flush_now(self);
-    if (self->storage.session[0]) call_session_end(self, self->storage.session, "completed");
+    if (self->storage.session[0] && !call_has_sessions(self))
+        call_session_end(self, self->storage.session, "completed");
     self->storage.session[0] = '\0';
     free(self->storage.unacked);
     self->storage.unacked = NULL;
@@ -136,6 +240,7 @@ static bool storage_on_message(dcb_worker_t *self, dcb_message_t *m)
 const dcb_role_ops_t storage_ops = {
     .layer = "storage",
     .failure_type = DCBUS_ERROR_STORAGE,
+    .on_ready = storage_on_ready,
     .on_message = storage_on_message,
     .on_session = storage_on_session,
     .tick = storage_tick,

@@ -83,12 +83,18 @@ typedef struct {
 } dcb_collector_state_t;
 
 /* A storage sink's state (storage.c, query.c). */
+#define DCB_TOLD_MAX 32
 typedef struct {
     struct dcb_ack *unacked; /* stored, not yet flushed */
     size_t nunacked, unacked_cap;
     int64_t first_unacked_us;
     char session[DCB_NAME_MAX]; /* the session its artifacts are open for */
     void *query_rows;           /* the rows of the query being answered */
+    /* ABI 2.2 sessions (call_has_sessions): the active session as the
+     * broker described it, and the ids session_open() was told of lately. */
+    dcb_session_note_t active;
+    char told[DCB_TOLD_MAX][DCB_NAME_MAX];
+    size_t ntold;
 } dcb_storage_state_t;
 
 /* An error handler's state (handler.c). */

@@ -25,6 +25,8 @@
  * table (puts with the key's length, record_copy_edit, JSON out and in,
  * the ErrorType names and ErrorInfo): a plugin that uses them checks
  * DCBUS_HOST_HAS(host, record_copy_edit) and friends in open().
+ * ABI 2.2 appended the storage operations session_open() and
+ * session_close(), which describe each session (dcbus_session_t).
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -41,7 +43,7 @@ extern "C" {
 #endif
 
 #define DCBUS_ABI_MAJOR       2
-#define DCBUS_ABI_MINOR       1
+#define DCBUS_ABI_MINOR       2
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -145,6 +147,22 @@ typedef struct {
     uint32_t count;       /* number of records */
     dcbus_span_t records; /* the `count` encoded records, back to back */
 } dcbus_batch_t;
+
+/* A session as the broker describes it to sinks (ABI 2.2; see the storage
+ * operations session_open and session_close).  Valid only during the call
+ * it is passed to. */
+typedef struct {
+    const char *id;
+    const char *type;   /* idle, observation, run...; "unknown" if !described */
+    const char *status; /* active, completed or failed */
+    int64_t start_us;   /* wall clock, unix microseconds (0 if !described) */
+    int64_t end_us;     /* 0 while active */
+    uint64_t records;   /* records the broker took in it so far; final at the end */
+    uint64_t errors;    /* errors reported in it so far */
+    dcbus_span_t meta;  /* its metadata: a msgpack map (empty map when none) */
+    bool described;     /* false: the host met the id on a batch only, with no
+                         * description from the broker (type "unknown", no meta) */
+} dcbus_session_t;
 
 /* Opaque handles owned by the host. */
 typedef struct dcbus_ctx dcbus_ctx_t;         /* one plugin instance's context */
@@ -527,6 +545,30 @@ typedef struct {
      * A host finds it with DCBUS_STORAGE_HAS(ops, admin): a plugin built
      * for ABI 2.0 has a shorter struct and no admin operation. */
     int (*admin)(void *state, const char *command, const char *const *args, int nargs);
+    /* Optional (ABI 2.2), both or neither: sessions with their description,
+     * for sinks that keep an artifact per session (a file, a row).  A plugin
+     * that has them is never called with session_begin/session_end.
+     *  - session_open() tells of a session: when the broker announces it,
+     *    for the active one when the worker registers, and before the first
+     *    batch of any other session this process stores (`described` false
+     *    if the broker did not describe it).  Several may be open at once --
+     *    batches of an ended session can still come, redelivered after a
+     *    restart -- so a plugin routes each batch by in->session.  It may be
+     *    told of one id more than once: it must be idempotent.
+     *  - session_close() says the session has ended (status completed or
+     *    failed, end time, final counts).  The broker holds the end back
+     *    until no batch of the session is left in flight for the critical
+     *    sinks, and the host flushes and acknowledges what it holds first,
+     *    so by then every batch of it has been stored (a `critical: false`
+     *    sink may still get some later, from its backlog).  After a restart
+     *    the host also closes the sessions that ended while the worker was
+     *    away (the last few, whether the plugin knew them or not): an id the
+     *    plugin has nothing for is ignored.
+     * Neither is called when the worker just stops: close() leaves an open
+     * session's artifacts so that a restarted worker goes on with them.
+     * A non-zero return is logged and reported; the session goes on. */
+    int (*session_open)(void *state, const dcbus_session_t *session);
+    int (*session_close)(void *state, const dcbus_session_t *session);
 } dcbus_storage_ops_t;
 
 typedef struct {

@@ -56,6 +56,10 @@ int dcb_testkit_store(dcb_testkit_t *self, const dcb_envelope_t *in);
 int dcb_testkit_flush(dcb_testkit_t *self);
 int dcb_testkit_session_begin(dcb_testkit_t *self, const char *session, const char *type);
 int dcb_testkit_session_end(dcb_testkit_t *self, const char *session, const char *status);
+/* ABI 2.2 sessions: session_open() / session_close() with `session` as
+ * given (DCBUS_ENOTSUP if the plugin lacks them). */
+int dcb_testkit_session_open(dcb_testkit_t *self, const dcbus_session_t *session);
+int dcb_testkit_session_close(dcb_testkit_t *self, const dcbus_session_t *session);
 /* Handler: can_handle() for the error's type, then handle() as the worker
  * does (DCBUS_PASS without calling handle() when the type is not taken).
  * `batch` may be NULL.  *retry_delay_ms (may be NULL) gets the delay the

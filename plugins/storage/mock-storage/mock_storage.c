@@ -10,6 +10,11 @@
  * is when the host acknowledges the batches.  It is the dcbus counterpart
  * of MockStorageBackend in the interfaces it descends from.
  *
+ * With `sessions: true` each line ends with ",SESSION", and the sessions
+ * it is told of are written in the same file, so that their order
+ * against the batches shows:
+ * "#open,ID,TYPE,DESCRIBED,META-JSON" and "#close,ID,STATUS,RECORDS".
+ *
  * Its admin operation is there to test the host's admin mode
  * (`dcbus-worker --admin`): `status` counts the file's lines, `args` echoes
  * its arguments, `fail` fails; anything else is DCBUS_ENOTSUP.  Opened for
@@ -32,6 +37,7 @@ typedef struct {
     char *path;
     int64_t fail_times; /* store() calls left to fail */
     int64_t delay_ms;
+    bool sessions; /* write session_open/session_close lines */
     uint64_t lines;
     const char *admin; /* the admin command it was opened for, or NULL */
 } mock_storage_t;
@@ -58,6 +64,7 @@ static int mock_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
     const char *path = host->config_str(ctx, "file", NULL);
     self->fail_times = host->config_int(ctx, "fail_times", 0);
     self->delay_ms = host->config_int(ctx, "delay_ms", 0);
+    self->sessions = host->config_bool(ctx, "sessions", false);
     if (!path || self->delay_ms < 0) {
         DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR, "mock-storage: needs `file` and delay_ms >= 0");
         mock_close(self);
@@ -104,9 +111,11 @@ static int mock_store(void *state, const dcbus_batch_t *in)
     while (h->record_next(&rest, &record)) {
         dcbus_value_t n;
         if (h->record_get(record, "n", &n) && n.type == DCBUS_VAL_INT)
-            fprintf(self->out, "%s,%" PRIu64 ",%" PRId64 "\n", in->stream, in->seq, n.as.i);
+            fprintf(self->out, "%s,%" PRIu64 ",%" PRId64, in->stream, in->seq, n.as.i);
         else
-            fprintf(self->out, "%s,%" PRIu64 ",\n", in->stream, in->seq);
+            fprintf(self->out, "%s,%" PRIu64 ",", in->stream, in->seq);
+        if (self->sessions) fprintf(self->out, ",%s", in->session);
+        fputc('\n', self->out);
         self->lines++;
     }
     return ferror(self->out) ? DCBUS_ERR : DCBUS_OK;
@@ -123,10 +132,23 @@ static int mock_flush(void *state)
     return DCBUS_OK;
 }
 
-static int mock_session(void *state, const char *session_id, const char *what)
+static int mock_session_open(void *state, const dcbus_session_t *s)
 {
-    (void)state, (void)session_id, (void)what;
-    return DCBUS_OK;
+    mock_storage_t *self = state;
+    if (!self->sessions) return DCBUS_OK;
+    char meta[2048];
+    const char *why;
+    if (!self->host->value_json(s->meta, 0, meta, sizeof meta, &why)) snprintf(meta, 3, "{}");
+    fprintf(self->out, "#open,%s,%s,%d,%s\n", s->id, s->type, s->described, meta);
+    return mock_flush(self);
+}
+
+static int mock_session_close(void *state, const dcbus_session_t *s)
+{
+    mock_storage_t *self = state;
+    if (!self->sessions) return DCBUS_OK;
+    fprintf(self->out, "#close,%s,%s,%" PRIu64 "\n", s->id, s->status, s->records);
+    return mock_flush(self);
 }
 
 /* --- Admin commands (for the tests of the host's admin mode) --------------- */
@@ -183,11 +205,15 @@ static const dcbus_setting_t mock_settings[] = {
      .min = 0,
      .max = DCBUS_SETTING_NO_MAX,
      .description = "sleep this long in every store() call: a slow sink"},
+    {.name = "sessions",
+     .type = DCBUS_SETTING_BOOL,
+     .dflt = "false",
+     .description = "also write the sessions it is told of (#open and #close lines)"},
     DCBUS_SETTINGS_END};
 
 DCBUS_STORAGE(mock_ops, .open = mock_open, .close = mock_close, .store = mock_store,
-              .flush = mock_flush, .session_begin = mock_session, .session_end = mock_session,
-              .admin = mock_admin);
+              .flush = mock_flush, .admin = mock_admin, .session_open = mock_session_open,
+              .session_close = mock_session_close);
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "mock-storage", .version = "0.1.0",
                          .description = "test storage: one line stream,seq,n per record",
