@@ -404,6 +404,24 @@ static int open_state(dcb_broker_t *self, char *err, size_t errlen)
     return 0;
 }
 
+/* Takes up the sessions a broker before this one left (sessions_file.h).
+ * Its ended sessions whose batches are all in are settled now: the sinks
+ * learn of their end in READY. */
+static void restore_sessions(dcb_broker_t *self)
+{
+    char path[4200], why[4400];
+    snprintf(path, sizeof path, "%s/sessions.mp", self->config->spool_dir);
+    int rc = dcb_sessions_restore(self->sessions, path, wall_us(), why, sizeof why);
+    if (rc < 0) dcb_warn("sessions file unreadable; starting afresh", "error=\"%s\"", why);
+    if (rc == 1)
+        dcb_info("session goes on after a restart", "session=%s",
+                 dcb_sessions_active(self->sessions)->id);
+    const dcb_session_t *s;
+    for (size_t i = 0; (s = dcb_sessions_ended(self->sessions, i)); i++)
+        if (!s->settled && dcb_intake_session_pending(self->intake, s->id) == 0)
+            dcb_sessions_settle(self->sessions, s->id);
+}
+
 dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
 {
     dcb_broker_t *self = calloc(1, sizeof *self);
@@ -436,6 +454,7 @@ dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
     dcb_sessions_make_tag(tag);
     self->sessions = dcb_sessions_new((int64_t)config->session_rotate_s * 1000000, tag,
                                       on_session_changed, self, wall_us());
+    restore_sessions(self);
     /* What a subscriber is told from the start: the first session, and
      * the tasks the table kept from before a restart that are not done. */
     char topic[160];
@@ -850,6 +869,7 @@ static void periodic(dcb_broker_t *self, int64_t now)
     dcb_runs_tick(self->runs, carried, self, wall_us());
     if (now - self->last_second_us >= 1000000) {
         dcb_sessions_tick(self->sessions, wall_us());
+        dcb_sessions_sync(self->sessions, wall_us());
         dcb_tasks_sync(self->tasks);
         broker_publish_metrics(self);
         self->last_second_us = now;

@@ -5,6 +5,7 @@
  */
 #include "sessions.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "proto.h"
+#include "sessions_file.h"
 
 struct dcb_sessions {
     dcb_session_t active;
@@ -22,6 +25,8 @@ struct dcb_sessions {
     char tag[17];     /* this broker start's: unique across brokers and restarts */
     uint64_t counter; /* keeps ids unique within one clock tick of this start */
     bool stopped;     /* the broker stopped: the active session has ended */
+    char *path;       /* the durable copy (sessions_file.h), NULL: none */
+    bool dirty;       /* counts changed since the last write */
     dcb_session_changed_fn *changed;
     void *arg;
 };
@@ -87,6 +92,7 @@ dcb_sessions_t *dcb_sessions_new(int64_t rotate_us, const char *tag,
 void dcb_sessions_destroy(dcb_sessions_t **self_p)
 {
     if (!self_p || !*self_p) return;
+    free((*self_p)->path);
     free(*self_p);
     *self_p = NULL;
 }
@@ -96,18 +102,77 @@ const dcb_session_t *dcb_sessions_active(const dcb_sessions_t *self)
     return &self->active;
 }
 
+/* Writes the durable copy, if there is one.  A failure is logged and the
+ * broker goes on: the sessions are then only as safe as before. */
+static void save(dcb_sessions_t *self, int64_t now_us, bool durable)
+{
+    if (!self->path) return;
+    const dcb_session_t *ended[DCB_SESSION_HISTORY];
+    for (size_t i = 0; i < self->nhistory; i++)
+        ended[i] = dcb_sessions_ended(self, i);
+    if (dcb_sessions_file_write(self->path, now_us, &self->active, ended, self->nhistory,
+                                durable) != 0)
+        dcb_warn("cannot write the sessions file", "path=%s error=\"%s\"", self->path,
+                 strerror(errno));
+    self->dirty = false;
+}
+
+/* The newest entry of the history ring. */
+static dcb_session_t *push_history(dcb_sessions_t *self, const dcb_session_t *s)
+{
+    dcb_session_t *slot = &self->history[self->next];
+    *slot = *s;
+    self->next = (self->next + 1) % DCB_SESSION_HISTORY;
+    if (self->nhistory < DCB_SESSION_HISTORY) self->nhistory++;
+    return slot;
+}
+
 /* Ends the active session and begins `type` in its place. */
 static void replace(dcb_sessions_t *self, const char *status, const char *type, dcbus_span_t meta,
                     int64_t now_us)
 {
-    dcb_session_t *ended = &self->history[self->next];
-    *ended = self->active;
+    dcb_session_t *ended = push_history(self, &self->active);
     snprintf(ended->status, sizeof ended->status, "%s", status);
     ended->end_us = now_us;
-    self->next = (self->next + 1) % DCB_SESSION_HISTORY;
-    if (self->nhistory < DCB_SESSION_HISTORY) self->nhistory++;
     begin(self, &self->active, type, meta, now_us);
+    save(self, now_us, true);
     if (self->changed) self->changed(self->arg, ended, &self->active);
+}
+
+int dcb_sessions_restore(dcb_sessions_t *self, const char *path, int64_t now_us, char *why,
+                         size_t whylen)
+{
+    dcb_session_t saved, ended[DCB_SESSION_HISTORY];
+    size_t nended = 0;
+    int64_t saved_us = 0;
+    free(self->path);
+    self->path = strdup(path);
+    int rc = dcb_sessions_file_read(path, &saved, ended, DCB_SESSION_HISTORY, &nended, &saved_us,
+                                    why, whylen);
+    if (rc <= 0) {
+        save(self, now_us, true);
+        return rc;
+    }
+    for (size_t i = nended; i-- > 0;)
+        push_history(self, &ended[i]);
+    bool active = strcmp(saved.status, "active") == 0 && saved.end_us == 0;
+    if (active && strcmp(saved.type, "idle") != 0) {
+        self->active = saved; /* a named session goes on */
+    } else if (active) {
+        /* An idle session ends where the broker stopped keeping it. */
+        snprintf(saved.status, sizeof saved.status, "completed");
+        saved.end_us = saved_us;
+        push_history(self, &saved);
+    } else {
+        push_history(self, &saved); /* ended by a clean stop */
+    }
+    save(self, now_us, true);
+    return active && strcmp(saved.type, "idle") != 0 ? 1 : 0;
+}
+
+void dcb_sessions_sync(dcb_sessions_t *self, int64_t now_us)
+{
+    if (self->dirty) save(self, now_us, false);
 }
 
 int dcb_sessions_start(dcb_sessions_t *self, const char *type, dcbus_span_t meta, int64_t now_us,
@@ -154,6 +219,7 @@ const dcb_session_t *dcb_sessions_stop(dcb_sessions_t *self, int64_t now_us)
     self->stopped = true;
     snprintf(self->active.status, sizeof self->active.status, "completed");
     self->active.end_us = now_us;
+    save(self, now_us, true);
     return &self->active;
 }
 
@@ -177,10 +243,12 @@ const dcb_session_t *dcb_sessions_settle(dcb_sessions_t *self, const char *id)
         if (strcmp(s->id, id) != 0) continue;
         if (s->settled) return NULL;
         s->settled = true;
+        save(self, s->end_us, true);
         return s;
     }
     if (self->stopped && strcmp(self->active.id, id) == 0 && !self->active.settled) {
         self->active.settled = true;
+        save(self, self->active.end_us, true);
         return &self->active;
     }
     return NULL;
@@ -190,6 +258,7 @@ void dcb_sessions_count(dcb_sessions_t *self, uint64_t records, uint64_t errors)
 {
     self->active.records += records;
     self->active.errors += errors;
+    self->dirty |= records || errors;
 }
 
 void dcb_session_pack(const dcb_session_t *s, msgpack_packer *pk)

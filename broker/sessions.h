@@ -62,6 +62,18 @@ int dcb_sessions_end(dcb_sessions_t *self, const char *status, int64_t now_us, c
  * Later calls return NULL, and the registry changes no more: start and
  * end refuse, tick does nothing. */
 const dcb_session_t *dcb_sessions_stop(dcb_sessions_t *self, int64_t now_us);
+/* Keeps the sessions in the file `path` (sessions_file.h) from now on,
+ * taking up first what a broker before this one left there: its ended
+ * sessions, and its active session -- which goes on if it is a named one
+ * (the same id and start: a broker killed mid-observation does not cut the
+ * observation in two), or ends where that broker stopped if it is idle.
+ * Returns 1 if a named session goes on, 0 if not (or there was no file),
+ * -1 with a reason if the file is unreadable (the broker starts afresh and
+ * overwrites it). */
+int dcb_sessions_restore(dcb_sessions_t *self, const char *path, int64_t now_us, char *why,
+                         size_t whylen);
+/* Writes the counts to the file if they changed (once a second). */
+void dcb_sessions_sync(dcb_sessions_t *self, int64_t now_us);
 /* Rotates an idle session that has lasted the rotation period. */
 void dcb_sessions_tick(dcb_sessions_t *self, int64_t now_us);
 /* The i-th ended session, newest first (NULL past the history). */

@@ -13,7 +13,11 @@ batch of the next session is stored every batch of the one before is):
   - its close with the status it ended with;
   - a sink killed during the next session, which ends while the sink is
     down, is told of that end after its restart, again after the last
-    batch of the session.
+    batch of the session;
+  - a broker killed during a named session: the session goes on after the
+    restart (same id and start, batches after the restart carry it), and
+    the idle session that was active before it is in the history as
+    ended; the sink is told of the end once, after the last batch.
 """
 
 import json
@@ -126,4 +130,32 @@ rows = batch_lines(run)
 bus.check("that close comes after the alignment's last batch", rows and max(rows) < at,
           "last batch line %s, close line %s" % (rows[-1:], at))
 bus.check("... and says completed", close[2] == "completed", close)
+
+# 3. The broker is killed during a named session.
+obs2 = started("observation", {"target": "M42"})
+bus.check("batches of the second observation reach the sink", wait_for(lambda: batch_lines(obs2)))
+before = request("sessions")["result"]["sessions"][0]
+bus.procs["broker"].send_signal(signal.SIGKILL)
+bus.procs["broker"].wait()
+n_before = len(batch_lines(obs2))
+bus.broker(config)
+bus.check("the broker is back", bus.wait_log("broker", "session goes on after a restart", 15))
+now = request("sessions")["result"]["sessions"]
+bus.check("the observation goes on after the broker's restart", now[0]["id"] == obs2 and
+          now[0]["status"] == "active" and now[0]["start"] == before["start"], now[0])
+bus.check("more of its batches reach the sink after the restart",
+          wait_for(lambda: len(batch_lines(obs2)) > n_before + 20))
+reply = request("session_end", status="completed")
+after = reply["result"]["id"]
+bus.check("the sink is told it ended", wait_for(lambda: close_index(obs2)[0]))
+bus.check("batches of the session after it reach the sink", wait_for(lambda: batch_lines(after)))
+at, close = close_index(obs2)
+rows = batch_lines(obs2)
+bus.check("the close comes after its last batch", rows and max(rows) < at,
+          "last batch line %s, close line %s" % (rows[-1:], at))
+bus.check("it is closed once", [line[1] for line in lines() if line[0] == "#close"].count(obs2)
+          == 1)
+hist = {x["id"]: x for x in request("sessions")["result"]["sessions"]}
+bus.check("the sessions before the restart are in the history", run in hist and obs in hist and
+          hist[obs]["status"] == "failed", sorted(hist))
 bus.finish()
