@@ -159,14 +159,28 @@ static void test_small_bodies(void **state)
     assert_string_equal(r2.code, "refused");
 
     dcb_body_reset(&b);
-    dcb_session_note_t note = {.event = "begin", .id = "s-1", .type = "run", .status = ""}, n2;
+    dcb_session_note_t note = {.event = "begin",
+                               .id = "s-1",
+                               .type = "run",
+                               .status = "",
+                               .start_us = 5,
+                               .records = 9,
+                               .meta = {0x81, 0xa1, 'k', 0x01}, /* {k: 1} */
+                               .meta_len = 4},
+                       n2;
     dcb_session_note_pack(&note, &b.pk);
-    assert_int_equal(map_pairs(&b), 4);
+    assert_int_equal(map_pairs(&b), 9);
     dcb_session_note_unpack(dcb_body_span(&b), &n2);
     assert_string_equal(n2.id, "s-1");
+    assert_true(n2.described && n2.start_us == 5 && n2.records == 9 && n2.meta_len == 4);
+    dcbus_session_t view = dcb_session_note_view(&n2);
+    assert_memory_equal(view.meta.data, note.meta, 4);
     dcb_session_note_unpack(s_empty, &n2);
     assert_string_equal(n2.type, "unknown");
     assert_string_equal(n2.status, "completed");
+    assert_false(n2.described);
+    view = dcb_session_note_view(&n2);
+    assert_true(view.meta.len == 1 && view.meta.data[0] == 0x80); /* an empty map */
 
     dcb_body_reset(&b);
     dcb_progress_t progress = {.progress = 0.5, .records = 10}, p2;

@@ -2,14 +2,18 @@
  * test_sessions.c -- the broker's session registry (broker/sessions.h):
  * always one active session, the changes and their callback, refused
  * types, statuses and metadata, idle rotation, counts, the packed maps,
- * the history ring, and the stop of the broker.
+ * the history ring, the stop of the broker, the settling of ended
+ * sessions, and the durable copy (sessions_file.h) a restarted broker
+ * takes up.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -320,6 +324,109 @@ static void test_stop_idle(void **state)
     assert_string_equal(ended->status, "completed");
 }
 
+/* Settling: an ended session is settled once, the active one never. */
+static void test_settle(void **state)
+{
+    fx_t *f = *state;
+    char why[128];
+    assert_int_equal(
+        dcb_sessions_start(f->reg, "observation", meta_m31(&f->body), T0 + SECOND, why, sizeof why),
+        0);
+    char obs[128];
+    snprintf(obs, sizeof obs, "%s", dcb_sessions_active(f->reg)->id);
+    assert_null(dcb_sessions_settle(f->reg, obs)); /* active: not ended */
+    assert_int_equal(dcb_sessions_end(f->reg, "failed", T0 + 2 * SECOND, why, sizeof why), 0);
+    const dcb_session_t *s = dcb_sessions_settle(f->reg, obs);
+    assert_non_null(s);
+    assert_true(s->settled);
+    assert_string_equal(s->status, "failed");
+    assert_null(dcb_sessions_settle(f->reg, obs)); /* once */
+    assert_null(dcb_sessions_settle(f->reg, "no-such-session"));
+}
+
+static char s_dir[] = "/tmp/dcb.sessions.XXXXXX"; /* made once, removed by main */
+
+static char *temp_path(void)
+{
+    static char path[64];
+    if (!path[0] && !mkdtemp(s_dir)) fail();
+    const char *dir = s_dir;
+    snprintf(path, sizeof path, "%s/sessions.mp", dir);
+    return path;
+}
+
+/* A named session goes on after a restart: same id, start, meta, counts;
+ * the ended ones come back with their settled flags. */
+static void test_restore_named_goes_on(void **state)
+{
+    fx_t *f = *state;
+    char why[128], id[128];
+    const char *path = temp_path();
+    unlink(path);
+    assert_int_equal(dcb_sessions_restore(f->reg, path, T0, why, sizeof why), 0);
+    assert_int_equal(
+        dcb_sessions_start(f->reg, "observation", meta_m31(&f->body), T0 + SECOND, why, sizeof why),
+        0);
+    snprintf(id, sizeof id, "%s", dcb_sessions_active(f->reg)->id);
+    dcb_sessions_count(f->reg, 500, 2);
+    dcb_sessions_sync(f->reg, T0 + 2 * SECOND);
+    /* "kill -9": nothing more is written. */
+    dcb_sessions_t *next = dcb_sessions_new(ROTATE, "b2", NULL, NULL, T0 + 10 * SECOND);
+    assert_int_equal(dcb_sessions_restore(next, path, T0 + 10 * SECOND, why, sizeof why), 1);
+    const dcb_session_t *a = dcb_sessions_active(next);
+    assert_string_equal(a->id, id);
+    assert_string_equal(a->status, "active");
+    assert_int_equal(a->start_us, T0 + SECOND);
+    assert_int_equal(a->records, 500);
+    assert_int_equal(a->errors, 2);
+    assert_int_equal(a->meta_len, meta_m31(&f->body).len);
+    const dcb_session_t *idle = dcb_sessions_ended(next, 0);
+    assert_non_null(idle);
+    assert_string_equal(idle->type, "idle");
+    assert_false(idle->settled);
+    dcb_sessions_destroy(&next);
+    unlink(path);
+}
+
+/* An idle session active at the kill ends where the file was last
+ * written; a new idle session begins. */
+static void test_restore_idle_ends(void **state)
+{
+    fx_t *f = *state;
+    char why[128], id[128];
+    const char *path = temp_path();
+    unlink(path);
+    assert_int_equal(dcb_sessions_restore(f->reg, path, T0, why, sizeof why), 0);
+    snprintf(id, sizeof id, "%s", dcb_sessions_active(f->reg)->id);
+    dcb_sessions_count(f->reg, 7, 0);
+    dcb_sessions_sync(f->reg, T0 + 5 * SECOND);
+    dcb_sessions_t *next = dcb_sessions_new(ROTATE, "b2", NULL, NULL, T0 + 60 * SECOND);
+    assert_int_equal(dcb_sessions_restore(next, path, T0 + 60 * SECOND, why, sizeof why), 0);
+    assert_string_not_equal(dcb_sessions_active(next)->id, id);
+    const dcb_session_t *old = dcb_sessions_ended(next, 0);
+    assert_string_equal(old->id, id);
+    assert_string_equal(old->status, "completed");
+    assert_int_equal(old->end_us, T0 + 5 * SECOND);
+    assert_int_equal(old->records, 7);
+    dcb_sessions_destroy(&next);
+    unlink(path);
+}
+
+/* A file that is not a sessions file: -1 with a reason, a fresh start. */
+static void test_restore_unreadable(void **state)
+{
+    fx_t *f = *state;
+    char why[256];
+    const char *path = temp_path();
+    FILE *out = fopen(path, "w");
+    fputs("not msgpack at all", out);
+    fclose(out);
+    assert_int_equal(dcb_sessions_restore(f->reg, path, T0, why, sizeof why), -1);
+    assert_non_null(strstr(why, "not a sessions file"));
+    assert_string_equal(dcb_sessions_active(f->reg)->type, "idle");
+    unlink(path);
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -337,6 +444,12 @@ int main(void)
         T(test_history_ring),
         T(test_stop),
         T(test_stop_idle),
+        T(test_settle),
+        T(test_restore_named_goes_on),
+        T(test_restore_idle_ends),
+        T(test_restore_unreadable),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    rmdir(s_dir);
+    return rc;
 }
