@@ -109,7 +109,7 @@ static bool plain_byte(unsigned char c)
            c == '_' || c == '-' || c == '/';
 }
 
-/* A name safe_name() makes: [A-Za-z0-9._%-], not empty, no leading dot. */
+/* A name filename_encode() makes: [A-Za-z0-9._%-], not empty, no leading dot. */
 static bool safe_component(const char *s, size_t len)
 {
     if (len == 0 || s[0] == '.') return false;
@@ -145,8 +145,8 @@ static void ck_put_name(strbuf_t *sb, const char *name)
 
 static void ck_put_u64(strbuf_t *sb, uint64_t v)
 {
-    char num[NUM_MAX];
-    sb_put(sb, num, csv_fmt_u64(num, v));
+    char num[CELL_NUM_MAX];
+    sb_put(sb, num, cell_fmt_u64(num, v));
 }
 
 /* The checkpoint to write: the files' `next` lengths, and the streams'

@@ -16,13 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BUF_SIZE      (1u << 20) /* per open file */
-#define NUM_MAX       32         /* room for any formatted number */
-#define HEADER_MAX    (64u << 10)
-#define PATH_MAX_LEN  4096
-#define NAME_MAX_IN   127                   /* bytes of a session or stream name used */
-#define NAME_FILE_MAX (3 * NAME_MAX_IN + 1) /* the file name made of one (file.c) */
-#define SCRATCH_START 4096
+#include "cells.h"
+#include "filename.h"
+#include "strbuf.h"
+
+#define BUF_SIZE     (1u << 20) /* per open file */
+#define HEADER_MAX   (64u << 10)
+#define PATH_MAX_LEN 4096
 
 #define CK_NAME       ".dcbus-csv-checkpoint" /* in dir */
 #define CK_MAGIC      "dcbus-csv-checkpoint"
@@ -34,13 +34,6 @@ typedef struct {
     char *name;
     size_t len;
 } column_t;
-
-/* A growable byte string (JSON text of nested values). */
-typedef struct {
-    char *data;
-    size_t len, cap;
-    bool oom;
-} strbuf_t;
 
 /* One open file: a stream of a session. */
 typedef struct {
@@ -141,9 +134,6 @@ int csv_fail(csv_t *self, const char *operation, const char *path, int err);
  * row.c
  */
 
-/* Writes v in decimal at out (room for NUM_MAX bytes); returns its length. */
-size_t csv_fmt_u64(char *out, uint64_t v);
-
 /* Appends one record as one row to f, in header order; a file without a
  * header gets its first record's keys as one.  A failed write sets f->err. */
 void row_put(csv_t *self, csv_file_t *f, dcbus_span_t record);
@@ -163,19 +153,6 @@ int columns_add(column_t **cols, size_t *n, const char *name, size_t len);
 
 /* *cols becomes a copy of the n columns of `from`.  Returns 0, or -1. */
 int columns_copy(const column_t *from, size_t n, column_t **cols, size_t *ncols);
-
-/* ---------------------------------------------------------------------------
- * strbuf.c
- */
-
-/* Room for `len` more bytes; false (and sb->oom set) if memory ran out. */
-bool sb_reserve(strbuf_t *sb, size_t len);
-
-/* Appends len bytes; on failure sets sb->oom and leaves sb as it was. */
-void sb_put(strbuf_t *sb, const char *data, size_t len);
-
-/* Appends a C string. */
-void sb_lit(strbuf_t *sb, const char *s);
 
 /* ---------------------------------------------------------------------------
  * seqset.c

@@ -67,30 +67,6 @@ char *file_room_slow(csv_file_t *f, size_t n)
  * Files
  */
 
-/* A name as one path component, one to one: [A-Za-z0-9._-] as they are
- * (but a leading dot), every other byte as %XX, the empty name as a lone
- * %.  So "a/b" and "a_b" are two files, and no name leaves its folder.
- * `out` has room for NAME_FILE_MAX bytes. */
-static void safe_name(char out[NAME_FILE_MAX], const char *name)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t n = 0;
-    for (size_t i = 0; name[i] && i < NAME_MAX_IN; i++) {
-        unsigned char c = (unsigned char)name[i];
-        bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                     c == '_' || c == '-' || (c == '.' && i > 0);
-        if (plain) {
-            out[n++] = (char)c;
-        } else {
-            out[n++] = '%';
-            out[n++] = hex[c >> 4];
-            out[n++] = hex[c & 15];
-        }
-    }
-    if (n == 0) out[n++] = '%';
-    out[n] = '\0';
-}
-
 int file_mkdir_p(const char *path)
 {
     char tmp[PATH_MAX_LEN];
@@ -110,7 +86,7 @@ int file_mkdir_p(const char *path)
 static int session_dir(const csv_t *self, const csv_file_t *f, char *out, size_t outlen)
 {
     char session[NAME_FILE_MAX];
-    safe_name(session, f->session);
+    filename_encode(session, f->session);
     int n = snprintf(out, outlen, "%s/%s", self->dir, session);
     return n > 0 && (size_t)n < outlen ? 0 : (errno = ENAMETOOLONG, -1);
 }
@@ -121,7 +97,7 @@ static int file_path(const csv_t *self, const csv_file_t *f, unsigned part, char
 {
     char stream[NAME_FILE_MAX];
     if (session_dir(self, f, out, outlen) != 0) return -1;
-    safe_name(stream, f->stream);
+    filename_encode(stream, f->stream);
     size_t used = strlen(out);
     int n = part ? snprintf(out + used, outlen - used, "/%s.%u.csv", stream, part)
                  : snprintf(out + used, outlen - used, "/%s.csv", stream);
@@ -151,37 +127,30 @@ static int pick_part(const csv_t *self, csv_file_t *f)
     return 0;
 }
 
-/* Splits a CSV header line (RFC 4180) into columns. */
-static int parse_header(const char *line, size_t len, column_t **cols, size_t *n)
+typedef struct {
+    column_t *cols;
+    size_t n;
+} header_t;
+
+static int add_header_cell(void *arg, size_t index, const char *text, size_t len)
+{
+    header_t *h = arg;
+    (void)index;
+    return columns_add(&h->cols, &h->n, text, len);
+}
+
+/* The header row at the start of buf (RFC 4180) as columns: 1 if there is
+ * a whole row, 0 if not, -1 when out of memory. */
+static int parse_header(const char *buf, size_t len, column_t **cols, size_t *n)
 {
     strbuf_t cell = {0};
-    size_t i = 0;
-    int rc = 0;
-    *cols = NULL;
-    *n = 0;
-    for (bool more = true; more && rc == 0;) {
-        cell.len = 0;
-        bool quoted = i < len && line[i] == '"';
-        if (quoted) i++;
-        for (; i < len; i++) {
-            if (quoted && line[i] == '"') {
-                if (i + 1 < len && line[i + 1] == '"') {
-                    sb_put(&cell, "\"", 1);
-                    i++;
-                    continue;
-                }
-                quoted = false;
-                continue;
-            }
-            if (!quoted && line[i] == ',') break;
-            sb_put(&cell, line + i, 1);
-        }
-        more = i < len; /* stopped at a comma */
-        i++;
-        rc = cell.oom ? -1 : columns_add(cols, n, cell.data ? cell.data : "", cell.len);
-    }
+    header_t h = {NULL, 0};
+    long rc = cell_read_row(buf, len, &cell, add_header_cell, &h);
     free(cell.data);
-    return rc;
+    *cols = h.cols;
+    *n = h.n;
+    if (rc <= 0) columns_free(h.cols, h.n), *cols = NULL, *n = 0;
+    return rc > 0 ? 1 : (int)rc;
 }
 
 /* Reopening a file with rows: take its header, and end a row torn by a
@@ -191,21 +160,19 @@ static int adopt_existing(csv_t *self, csv_file_t *f)
     char *head = malloc(HEADER_MAX);
     if (!head) return errno = ENOMEM, -1;
     ssize_t got = pread(f->fd, head, HEADER_MAX, 0);
-    char *nl = got > 0 ? memchr(head, '\n', (size_t)got) : NULL;
-    int rc = 0;
-    if (nl) {
-        size_t len = (size_t)(nl - head);
-        if (len && head[len - 1] == '\r') len--;
-        column_t *cols;
-        size_t n;
-        rc = parse_header(head, len, &cols, &n) == 0 ? columns_set(f, cols, n) : -1;
-        if (rc != 0) errno = ENOMEM;
+    column_t *cols;
+    size_t n;
+    int found = got > 0 ? parse_header(head, (size_t)got, &cols, &n) : 0;
+    int rc = found < 0 ? -1 : 0;
+    if (found > 0) {
+        rc = columns_set(f, cols, n);
         if (rc == 0 && self->columns && n != self->ncolumns)
             DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_WARN,
                       "csv: %s: keeping the file's own header of %zu columns, not the %zu "
                       "configured",
                       f->path, n, self->ncolumns);
     }
+    if (rc != 0) errno = ENOMEM;
     char last;
     if (rc == 0 && pread(f->fd, &last, 1, (off_t)f->size - 1) == 1 && last != '\n')
         put_char(f, '\n');

@@ -18,94 +18,6 @@
 #include <string.h>
 
 /* ---------------------------------------------------------------------------
- * Number formatting.  Integers digit pairs at a time; doubles as a short
- * fixed-point decimal when one round-trips, else the shortest %g that does.
- */
-
-static const char s_digit_pairs[] = "00010203040506070809101112131415161718192021222324252627282930"
-                                    "31323334353637383940414243444546474849505152535455565758596061"
-                                    "62636465666768697071727374757677787980818283848586878889909192"
-                                    "93949596979899";
-
-size_t csv_fmt_u64(char *out, uint64_t v)
-{
-    char tmp[24];
-    char *p = tmp + sizeof tmp;
-    while (v >= 100) {
-        unsigned pair = (unsigned)(v % 100) * 2;
-        v /= 100;
-        *--p = s_digit_pairs[pair + 1];
-        *--p = s_digit_pairs[pair];
-    }
-    if (v >= 10) {
-        *--p = s_digit_pairs[v * 2 + 1];
-        *--p = s_digit_pairs[v * 2];
-    } else {
-        *--p = (char)('0' + v);
-    }
-    size_t n = (size_t)(tmp + sizeof tmp - p);
-    memcpy(out, p, n);
-    return n;
-}
-
-static size_t fmt_i64(char *out, int64_t v)
-{
-    if (v >= 0) return csv_fmt_u64(out, (uint64_t)v);
-    out[0] = '-';
-    return 1 + csv_fmt_u64(out + 1, 0 - (uint64_t)v);
-}
-
-/* The shortest of %.15g, %.16g, %.17g that reads back as v. */
-static size_t fmt_double_g(char *out, double v)
-{
-    for (int precision = 15; precision < 17; precision++) {
-        int n = snprintf(out, NUM_MAX, "%.*g", precision, v);
-        if (strtod(out, NULL) == v) return (size_t)n;
-    }
-    return (size_t)snprintf(out, NUM_MAX, "%.17g", v);
-}
-
-/* A finite double.  s = rint(v * 1e8) is exact below 9e7 (|s| < 2^53); if
- * s / 1e8 == v, then v is the correctly rounded value of s * 10^-8 and so
- * is what strtod makes of its decimal: print that, trailing zeros trimmed. */
-static size_t fmt_double_finite(char *out, double v)
-{
-    if (fabs(v) < 9e7) {
-        double s = rint(v * 1e8);
-        if (s / 1e8 == v) {
-            char *p = out;
-            uint64_t u = (uint64_t)fabs(s);
-            if (signbit(v)) *p++ = '-';
-            p += csv_fmt_u64(p, u / 100000000);
-            uint32_t frac = (uint32_t)(u % 100000000);
-            if (!frac) return (size_t)(p - out);
-            *p++ = '.';
-            for (int k = 3; k >= 0; k--, frac /= 100) { /* all 8 digits, then trim */
-                unsigned pair = (frac % 100) * 2;
-                p[2 * k] = s_digit_pairs[pair];
-                p[2 * k + 1] = s_digit_pairs[pair + 1];
-            }
-            p += 8;
-            while (p[-1] == '0')
-                p--;
-            return (size_t)(p - out);
-        }
-    }
-    return fmt_double_g(out, v);
-}
-
-/* A CSV cell: NaN and infinities as NaN, Infinity, -Infinity (read back by
- * strtod, Python, pandas and PostgreSQL alike). */
-static size_t fmt_double_cell(char *out, double v)
-{
-    const char *word = isnan(v) ? "NaN" : isinf(v) ? (v > 0 ? "Infinity" : "-Infinity") : NULL;
-    if (!word) return fmt_double_finite(out, v);
-    size_t n = strlen(word);
-    memcpy(out, word, n);
-    return n;
-}
-
-/* ---------------------------------------------------------------------------
  * Cells
  */
 
@@ -122,20 +34,10 @@ static void put_bytes(csv_file_t *f, const char *data, size_t len)
     }
 }
 
-/* Bytes that force a cell into quotes (RFC 4180). */
-static bool needs_quotes(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == ',' || c == '"' || c == '\n' || c == '\r') return true;
-    }
-    return false;
-}
-
 /* A text cell, quoted if needed, quotes doubled. */
 static void put_text(csv_file_t *f, const char *s, size_t len)
 {
-    if (!needs_quotes(s, len)) {
+    if (!cell_needs_quotes(s, len)) {
         put_bytes(f, s, len);
         return;
     }
@@ -204,13 +106,13 @@ static void put_value(csv_t *self, csv_file_t *f, const dcbus_value_t *v)
         put_bytes(f, v->as.b ? "true" : "false", v->as.b ? 4 : 5);
         break;
     case DCBUS_VAL_INT:
-        if ((p = room(f, NUM_MAX))) f->len += fmt_i64(p, v->as.i);
+        if ((p = room(f, CELL_NUM_MAX))) f->len += cell_fmt_i64(p, v->as.i);
         break;
     case DCBUS_VAL_UINT:
-        if ((p = room(f, NUM_MAX))) f->len += csv_fmt_u64(p, v->as.u);
+        if ((p = room(f, CELL_NUM_MAX))) f->len += cell_fmt_u64(p, v->as.u);
         break;
     case DCBUS_VAL_FLOAT:
-        if ((p = room(f, NUM_MAX))) f->len += fmt_double_cell(p, v->as.f);
+        if ((p = room(f, CELL_NUM_MAX))) f->len += cell_fmt_double(p, v->as.f);
         break;
     case DCBUS_VAL_STR:
         put_text(f, v->as.str.ptr, v->as.str.len);

@@ -1,9 +1,7 @@
 /*
- * strbuf.c -- a growable byte string: JSON text of nested values, a header
- * cell being parsed, the checkpoint's text.  Running out of memory is
- * sticky (sb->oom) so a caller checks once at the end.
+ * strbuf.c -- see strbuf.h.
  */
-#include "csv.h"
+#include "strbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
