@@ -18,6 +18,7 @@
 
 #include "cells.h"
 #include "filename.h"
+#include "seqset.h"
 #include "strbuf.h"
 
 #define BUF_SIZE     (1u << 20) /* per open file */
@@ -58,15 +59,6 @@ typedef struct {
     size_t ck;                          /* the current part's entry in csv_t.ckfiles */
 } csv_file_t;
 
-/* The seqs of a stream: sorted, disjoint, non-adjacent closed ranges. */
-typedef struct {
-    uint64_t lo, hi;
-} seq_range_t;
-
-typedef struct {
-    seq_range_t *v;
-    size_t n, cap;
-} seqset_t;
 
 typedef struct {
     char *name;       /* the batches' stream, as given */
@@ -153,23 +145,6 @@ int columns_add(column_t **cols, size_t *n, const char *name, size_t len);
 
 /* *cols becomes a copy of the n columns of `from`.  Returns 0, or -1. */
 int columns_copy(const column_t *from, size_t n, column_t **cols, size_t *ncols);
-
-/* ---------------------------------------------------------------------------
- * seqset.c
- */
-
-/* Room for n ranges.  Returns 0, or -1 (errno ENOMEM). */
-int seqset_reserve(seqset_t *s, size_t n);
-
-/* Whether seq is in s. */
-bool seqset_has(const seqset_t *s, uint64_t seq);
-
-/* Adds [lo, hi], merged with the ranges it overlaps or touches.  Returns 0,
- * or -1 when out of memory (s unchanged). */
-int seqset_add(seqset_t *s, uint64_t lo, uint64_t hi);
-
-/* The number of seqs in s. */
-uint64_t seqset_count(const seqset_t *s);
 
 /* ---------------------------------------------------------------------------
  * file.c

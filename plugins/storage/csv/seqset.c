@@ -1,9 +1,7 @@
 /*
- * seqset.c -- the seqs of a stream as sorted, disjoint, non-adjacent closed
- * ranges: what the checkpoint remembers of each stream, so a batch that
- * comes again is recognised and skipped.
+ * seqset.c -- see seqset.h.
  */
-#include "csv.h"
+#include "seqset.h"
 
 #include <errno.h>
 #include <stdlib.h>
