@@ -2,7 +2,8 @@
  * query.c -- `dcbus query`: rows of a storage instance, or one row deleted.
  *
  *     dcbus query INSTANCE [--config CONFIG | --broker EP] [--filter FIELD=VALUE ...]
- *                 [--sort FIELD] [--desc] [--limit N] [--offset M] [--json | --csv]
+ *                 [--sort FIELD] [--desc] [--limit N] [--offset M]
+ *                 [--collection NAME | --runs] [--json | --csv]
  *     dcbus query INSTANCE [--config CONFIG | --broker EP] --delete LOCATION
  *
  * The broker forwards the request to a connected worker of INSTANCE, whose
@@ -44,6 +45,7 @@ typedef struct {
     const char *config, *broker, *instance;
     const char *location; /* --delete */
     const char *sort;
+    const char *collection;           /* --collection, --runs */
     const char *filters[MAX_FILTERS]; /* "field=value" as typed */
     size_t nfilters;
     bool descending;
@@ -60,7 +62,8 @@ static void print_help(void)
 {
     printf("usage: dcbus query INSTANCE [--config CONFIG | --broker EP]\n"
            "                   [--filter FIELD=VALUE ...] [--sort FIELD] [--desc]\n"
-           "                   [--limit N] [--offset M] [--json | --csv]\n"
+           "                   [--limit N] [--offset M] [--collection NAME | --runs]\n"
+           "                   [--json | --csv]\n"
            "       dcbus query INSTANCE [--config CONFIG | --broker EP] --delete LOCATION\n\n"
            "Asks the storage instance INSTANCE, through the broker, for the rows that\n"
            "match every filter, and prints them.  The storage plugin checks the field\n"
@@ -77,6 +80,9 @@ static void print_help(void)
            "  -d, --desc             sort in descending order\n"
            "  -n, --limit N          at most N rows (default %d)\n"
            "  -o, --offset M         skip the first M rows (default 0)\n"
+           "      --collection NAME  ask for another of the plugin's collections than\n"
+           "                         its rows (runs: \"runs\", the run files)\n"
+           "      --runs             the same as --collection runs\n"
            "  -j, --json             one JSON object per row and line\n"
            "      --csv              CSV with a header row (RFC 4180 quoting)\n"
            "  -D, --delete LOCATION  delete the row at LOCATION instead of querying\n"
@@ -132,6 +138,12 @@ static int take_option(int c, query_opts_t *o, char **argv)
     case 's':
         o->sort = optarg;
         break;
+    case 'L':
+        o->collection = optarg;
+        break;
+    case 'R':
+        o->collection = "runs";
+        break;
     case 'd':
         o->descending = true;
         break;
@@ -168,6 +180,8 @@ static int check_options(const query_opts_t *o)
         return cli_usage_error("query", "--delete needs a location of 1 to %d bytes", LOCATION_MAX);
     if (o->sort && (!*o->sort || strlen(o->sort) > FIELD_MAX))
         return cli_usage_error("query", "--sort needs a field name of 1 to %d bytes", FIELD_MAX);
+    if (o->collection && (!*o->collection || strlen(o->collection) > FIELD_MAX))
+        return cli_usage_error("query", "--collection needs a name of 1 to %d bytes", FIELD_MAX);
     for (size_t i = 0; i < o->nfilters; i++) {
         int rc = check_filter(o->filters[i]);
         if (rc >= 0) return rc;
@@ -178,13 +192,20 @@ static int check_options(const query_opts_t *o)
 /* Parses options; returns -1 to go on, else the exit status. */
 static int parse_options(int argc, char **argv, query_opts_t *o)
 {
-    static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'}, {"broker", required_argument, NULL, 'b'},
-        {"filter", required_argument, NULL, 'f'}, {"sort", required_argument, NULL, 's'},
-        {"desc", no_argument, NULL, 'd'},         {"limit", required_argument, NULL, 'n'},
-        {"offset", required_argument, NULL, 'o'}, {"json", no_argument, NULL, 'j'},
-        {"csv", no_argument, NULL, 'C'},          {"delete", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},         {0}};
+    static const struct option options[] = {{"config", required_argument, NULL, 'c'},
+                                            {"broker", required_argument, NULL, 'b'},
+                                            {"filter", required_argument, NULL, 'f'},
+                                            {"sort", required_argument, NULL, 's'},
+                                            {"desc", no_argument, NULL, 'd'},
+                                            {"limit", required_argument, NULL, 'n'},
+                                            {"offset", required_argument, NULL, 'o'},
+                                            {"json", no_argument, NULL, 'j'},
+                                            {"csv", no_argument, NULL, 'C'},
+                                            {"delete", required_argument, NULL, 'D'},
+                                            {"collection", required_argument, NULL, 'L'},
+                                            {"runs", no_argument, NULL, 'R'},
+                                            {"help", no_argument, NULL, 'h'},
+                                            {0}};
     int c, rc;
     optind = 1;
     while ((c = getopt_long(argc, argv, ":c:b:f:s:dn:o:jD:h", options, NULL)) != -1)
@@ -215,8 +236,9 @@ static void pack_query(msgpack_packer *pk, void *arg)
     dcb_pack_kv_int(pk, "limit", o->limit);
     dcb_pack_kv_int(pk, "offset", o->offset);
     if (o->sort) dcb_pack_kv_str(pk, "sort", o->sort);
+    if (o->collection) dcb_pack_kv_str(pk, "collection", o->collection);
 }
-#define QUERY_NARGS(o) (5u + ((o)->sort ? 1u : 0u))
+#define QUERY_NARGS(o) (5u + ((o)->sort ? 1u : 0u) + ((o)->collection ? 1u : 0u))
 
 static void pack_delete(msgpack_packer *pk, void *arg)
 {

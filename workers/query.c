@@ -2,7 +2,7 @@
  * query.c -- a storage worker answering queries and deletes for the broker.
  *
  * REQUEST {id, op: "query", filters: {field: value, ...}, sort, descending,
- * limit, offset} -> REPLY {id, ok, result: {rows: [...]}} with the rows the
+ * limit, offset, collection} -> REPLY {id, ok, result: {rows: [...]}} with the rows the
  * plugin hands to host->query_row; REQUEST {id, op: "delete", location}
  * -> REPLY {id, ok}.  Filter values arrive as strings; the plugin binds
  * them as parameters.  Rows are collected in one buffer and sent at once:
@@ -89,16 +89,18 @@ static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
 {
     static char fields[MAX_FILTERS][FIELD_MAX], values[MAX_FILTERS][VALUE_MAX];
     const char *field_p[MAX_FILTERS], *value_p[MAX_FILTERS];
-    char sort[FIELD_MAX + 1] = "", why[256];
+    char sort[FIELD_MAX + 1] = "", collection[FIELD_MAX + 1] = "", why[256];
     dcbus_span_t filters = {NULL, 0};
     dcbus_query_t q = {.limit = -1};
     dcb_map_get_raw(body, "filters", &filters);
     dcb_map_get_str(body, "sort", sort, sizeof sort);
+    dcb_map_get_str(body, "collection", collection, sizeof collection);
     dcb_map_get_bool(body, "descending", &q.descending);
     dcb_map_get_int(body, "limit", &q.limit);
     dcb_map_get_int(body, "offset", &q.offset);
-    if (strlen(sort) >= FIELD_MAX) {
-        snprintf(why, sizeof why, "sort: a field name has at most %d bytes", FIELD_MAX - 1);
+    if (strlen(sort) >= FIELD_MAX || strlen(collection) >= FIELD_MAX) {
+        snprintf(why, sizeof why, "sort and collection: a name has at most %d bytes",
+                 FIELD_MAX - 1);
         reply(self, id, DCBUS_ERR, why, NULL);
         return;
     }
@@ -113,6 +115,7 @@ static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
     q.filter_fields = field_p;
     q.filter_values = value_p;
     q.sort_by = sort[0] ? sort : NULL;
+    q.collection = collection[0] ? collection : NULL;
     if (q.offset < 0) q.offset = 0;
 
     rows_t rows = {0};

@@ -286,10 +286,10 @@ class Bus:
     def check(self, what, ok, detail=""):
         if ok:
             self.passed += 1
-            print("ok: %s%s" % (what, " (%s)" % detail if detail else ""))
+            print("ok: %s%s" % (what, " (%s)" % (detail,) if detail else ""))
         else:
             self.failed += 1
-            print("FAIL: %s%s" % (what, " (%s)" % detail if detail else ""))
+            print("FAIL: %s%s" % (what, " (%s)" % (detail,) if detail else ""))
         return ok
 
     def close(self):

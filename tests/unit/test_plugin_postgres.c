@@ -259,7 +259,7 @@ static void reader_close(reader_t *r)
 static int run_query(reader_t *r, const char *const *fields, const char *const *values, size_t n,
                      const char *sort_by, bool desc, int64_t limit, int64_t offset)
 {
-    dcbus_query_t q = {n, fields, values, sort_by, desc, limit, offset};
+    dcbus_query_t q = {n, fields, values, sort_by, desc, limit, offset, NULL};
     reader_clear(r);
     return r->desc->query(r->state, &q);
 }

@@ -193,6 +193,12 @@ typedef struct {
     bool descending;
     int64_t limit;  /* < 0: no limit */
     int64_t offset; /* >= 0 */
+    /* ABI 2.2: which of the plugin's collections is asked for: NULL for
+     * its rows (the data it stores), else a name the plugin documents
+     * ("runs", "sessions"...; `dcbus query --collection NAME`, `--runs`).
+     * A plugin reads it only from a host of ABI 2.2 or later
+     * (host->abi_version); an older host's struct ends before it. */
+    const char *collection;
 } dcbus_query_t;
 
 /* An edit for record_copy_edit(): `key` (`keylen` bytes; 0 means
