@@ -271,7 +271,9 @@ static int add_hypertable_step(PGconn *conn, const dcb_pg_spec_t *spec, dcb_pgm_
         return rc;
     }
     char *qtable = qualified(spec->schema, spec->table);
-    str_cat(&sql, "CREATE EXTENSION IF NOT EXISTS timescaledb; SELECT create_hypertable('");
+    str_cat(&sql, "DO $step$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = "
+                  "'timescaledb') THEN CREATE EXTENSION timescaledb; END IF; END $step$; "
+                  "SELECT create_hypertable('");
     str_cat(&sql, qtable);
     str_cat(&sql, "', '");
     str_cat(&sql, spec->columns[spec->time_column].name);
