@@ -96,7 +96,7 @@ done
 check "patient keeps asking the server ($(($(refusals) - before)) more refusals in its log)" \
     test "$(refusals)" -ge $((before + 5))
 check "patient is still running" running patient
-said=$(grep -c 'msg="PostgreSQL refused this instance (open), retrying' "$TMP/patient.log")
+said=$(grep -c 'msg="PostgreSQL refused this instance' "$TMP/patient.log")
 check "patient said the refusal once, not once per attempt ($said)" test "$said" -eq 1
 stop patient
 check "patient stops on SIGTERM with exit 0" test "${STATUS[patient]}" -eq 0
