@@ -372,8 +372,11 @@ PGconn *dcb_pg_connect(const char *dsn, const char *application_name, char *err,
         st = PQconnectPoll(conn);
     }
     if (timed_out || PQstatus(conn) != CONNECTION_OK) {
-        connect_message(timed_out ? "timeout expired" : PQerrorMessage(conn), err, errlen,
-                        sqlstate);
+        char late[256];
+        snprintf(late, sizeof late,
+                 "connection to server at \"%s\", port %s failed: timeout expired", PQhost(conn),
+                 PQport(conn));
+        connect_message(timed_out ? late : PQerrorMessage(conn), err, errlen, sqlstate);
         size_t n = strlen(err);
         while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
             err[--n] = '\0';

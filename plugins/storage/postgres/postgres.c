@@ -26,10 +26,22 @@
  * call.  A batch that does not fit the table is refused alone by store()
  * with DCBUS_ERR and a VALIDATION error.
  *
+ * Away or saying no.  A server that cannot be reached, or is going away,
+ * is an outage: waited for as above.  One that answers no -- a FATAL or
+ * ERROR at connect or in a migration whose SQLSTATE retrying cannot fix --
+ * stops the worker at open() (refused for good) with the server's whole
+ * message, reported as a CONFIGURATION error; with on_config_error: retry,
+ * and for a refusal that comes after open(), it is retried like an outage
+ * and said again at a bounded rate.  A connection that died while the
+ * instance was idle is found on use: a statement that changed nothing yet
+ * (a query, a session update, the start of a group) is run again once on a
+ * new connection made at once.
+ *
  * Sessions.  session_begin/end upsert a row of the sessions table; each
  * committed group adds the rows it really inserted to records_count in the
  * same transaction, so the counts stay exact through redeliveries.  Session
- * updates that cannot be written (server down) are queued and retried.
+ * updates that cannot be written (server down) are queued and retried, and
+ * get one last try at close.
  *
  * Admin commands.  Opened for one (host->admin_command, `dcbus-worker
  * --admin`, `dcbus migrate`), open() only reads the settings: no connection,
