@@ -309,6 +309,10 @@ static void teardown(dcb_worker_t *self)
         dcb_body_reset(&self->body);
         dcb_bye_pack(&bye, &self->body.pk);
         worker_send(self, DCB_CMD_BYE, dcb_body_span(&self->body));
+        /* A worker that stops before its link is up -- refused at open() --
+         * still owes the broker what it reported and its BYE: linger 0
+         * would drop them if the connection is not made yet. */
+        if (!self->link.ready) zsock_set_linger(self->link.sock, 500);
         zclock_sleep(20); /* let BYE leave before linger 0 drops it */
     }
     if (self->opened) call_close(self);

@@ -10,9 +10,14 @@
 #     with --yes applies them;
 #   - `dcbus-worker --admin status` gives the schema version before and after;
 #   - an unreachable server is a failure (exit 1) with libpq's reason;
+#   - a plain typed table that TimescaleDB could make a hypertable (a
+#     stand-in for TimescaleDB: views that shadow the catalog) is listed
+#     with the pending step typed/create_hypertable, which a worker does not
+#     apply and --yes does (create_hypertable with migrate_data => true);
+#     status says what the table is before and after;
 #   - `dcbus plugins NAME` says which storage plugins have the operation;
 #   - `dcbus` itself no longer links libpq (the plugin's code stays in the plugin).
-# No broker runs at any point.
+# No broker runs at any point (the one worker started has none to join).
 root=${DCBUS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$root/tests/integration/pg_env.sh" || exit 1
 . "$(dirname "$0")/lib.sh"
@@ -91,6 +96,69 @@ check "a second --yes applies nothing (exit $rc)" \
 run unknown "$BIN/dcbus-worker" --config "$CFG" --instance pg --admin vacuum
 check "an unknown command: exit $rc (3), said so" \
     test $rc -eq 3 -a "$err" = "dcbus-worker: pg: plugin postgres has no admin command 'vacuum'"
+
+echo "--- a plain table TimescaleDB could take: the hypertable step"
+# TimescaleDB cannot be installed here: a stand-in.  In database tsdb a
+# schema `fake`, first in the search path (before pg_catalog), shadows
+# pg_extension and pg_available_extensions with views that list
+# timescaledb; timescaledb_information.hypertables reads fake.hypertables,
+# which create_hypertable(regclass, name, migrate_data) fills.  The typed
+# table is made first, before the stand-in: a table made before TimescaleDB
+# was installed.
+"$PG_BIN/createdb" tsdb || die "createdb tsdb"
+TSCFG=$TMP/ts.yaml
+{
+    config_head
+    echo "workers:"
+    echo "  ts: {plugin: postgres, dsn: \"postgresql://dcbus@127.0.0.1:$PGPORT/tsdb\", table: ticks,"
+    echo "       mode: typed, time_column: ts, session_table: \"\","
+    echo "       columns: {ts: {type: timestamptz}, price: {type: double}}}"
+    echo "pipelines: {}"
+} >"$TSCFG"
+tsql() { "$PG_BIN/psql" -XAtq -v ON_ERROR_STOP=1 -d tsdb -c "$1"; }
+run ts0 "$DCBUS" migrate "$TSCFG" --yes
+check "the typed table is made, plain (exit $rc)" \
+    test $rc -eq 0 -a "$(tsql "SELECT to_regclass('ticks') IS NOT NULL")" = t
+tsql "CREATE SCHEMA fake;
+      CREATE VIEW fake.pg_extension AS SELECT 'timescaledb'::name AS extname;
+      CREATE VIEW fake.pg_available_extensions AS SELECT 'timescaledb'::name AS name;
+      CREATE TABLE fake.hypertables (hypertable_schema name, hypertable_name name, dim name,
+                                     migrated bool);
+      CREATE SCHEMA timescaledb_information;
+      CREATE VIEW timescaledb_information.hypertables AS
+          SELECT hypertable_schema, hypertable_name FROM fake.hypertables;
+      CREATE FUNCTION create_hypertable(relation regclass, time_column_name name,
+                                        migrate_data boolean DEFAULT false)
+          RETURNS void LANGUAGE sql AS \$\$
+          INSERT INTO fake.hypertables SELECT n.nspname, c.relname, time_column_name, migrate_data
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = relation \$\$;
+      ALTER DATABASE tsdb SET search_path = fake, pg_catalog, public" >/dev/null ||
+    die "the stand-in is made"
+
+run ts1 "$DCBUS" migrate "$TSCFG"
+check "dcbus migrate lists typed/create_hypertable as pending (exit $rc)" \
+    test $rc -eq 0 -a "$(grep -c '^  pending  -  *typed/create_hypertable  *public.ticks$' <<<"$out")" -eq 1
+check "it says: 1 pending; run with --yes to apply" grep -q '^  1 pending; run with --yes to apply$' <<<"$out"
+run tsstatus "$BIN/dcbus-worker" --config "$TSCFG" --instance ts --admin status
+check "status says it is a plain table, and what makes it a hypertable" \
+    grep -qF '  public.ticks is a plain table: timescaledb is installed; `dcbus migrate CONFIG --yes` makes it a hypertable on ts' <<<"$out"
+start tsworker "$BIN/dcbus-worker" --config "$TSCFG" --instance ts
+wait_for "$TMP/tsworker.log" 'public.ticks is a plain table: timescaledb is installed' 20
+check "a worker (migrate: auto) says so at start" test $? -eq 0
+stop tsworker
+check "and applies no step: the table is still plain" \
+    test "$(tsql 'SELECT count(*) FROM fake.hypertables')" -eq 0
+run ts2 "$DCBUS" migrate "$TSCFG" --yes
+check "--yes applies it (exit $rc)" \
+    test $rc -eq 0 -a "$(grep -c '^  + typed/create_hypertable applied to public.ticks$' <<<"$out")" -eq 1
+got=$(tsql "SELECT string_agg(hypertable_schema || '.' || hypertable_name || ' ' || dim || ' ' || migrated, ',')
+            FROM fake.hypertables")
+check "create_hypertable('public.ticks', 'ts', migrate_data => true) was called once ($got)" \
+    test "$got" = "public.ticks ts true"
+run ts3 "$DCBUS" migrate "$TSCFG"
+check "then nothing is pending (exit $rc)" test $rc -eq 0 -a "$(grep -c '^  nothing pending$' <<<"$out")" -eq 1
+run tsstatus2 "$BIN/dcbus-worker" --config "$TSCFG" --instance ts --admin status
+check "and status says it is a hypertable on ts" grep -q '^  public.ticks is a hypertable on ts$' <<<"$out"
 
 check "dcbus plugins tells which storage plugins have the admin operation" \
     test "$("$DCBUS" plugins postgres --config "$CFG" | grep '^admin: ')" = "admin: yes (dcbus-worker --admin COMMAND)" \

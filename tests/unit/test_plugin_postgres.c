@@ -5,7 +5,7 @@
  * tests/integration/test_postgres.sh starts a throwaway server
  * (tests/integration/pg_env.sh) and runs this program with DATABASE_URL
  * set; without DATABASE_URL every test is skipped.  With PG_ENV_STOP and
- * PG_ENV_START (set by pg_env.sh) the outage test stops and restarts the
+ * PG_ENV_START (set by pg_env.sh) the outage tests stop and restart the
  * server; with PG_ENV_DIR and log_statement=all it reads the server log.
  *
  * Storage calls go through the testkit.  query() and delete_location() are
@@ -839,6 +839,70 @@ static void test_outage_loses_nothing(void **state)
     free(d);
 }
 
+/* Stores `n` batches of 50 ticks of session `session`, flushed. */
+static void store_session(dcb_testkit_t *tk, const char *session, uint64_t first_seq, uint64_t n)
+{
+    for (uint64_t seq = first_seq; seq < first_seq + n; seq++) {
+        dcb_envelope_t env;
+        build_ticks(tk, (int64_t)(seq - 1) * 50, 50, "ticks", seq, &env);
+        snprintf(env.session, sizeof env.session, "%s", session);
+        assert_int_equal(dcb_testkit_store(tk, &env), DCBUS_OK);
+    }
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+}
+
+static char *session_row(const char *sessions, const char *id)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT status || ',' || records_count || ',' || (end_time IS NOT NULL) FROM %s "
+             "WHERE session_id = '%s'",
+             sessions, id);
+    return sql_text(sql);
+}
+
+/* PostgreSQL restarted while the instances were idle: their connections
+ * died unnoticed.  The first query after it is answered, with no outage
+ * reported (the dead connection is replaced on use), and so is the
+ * session end that follows.  Then a session end that cannot be written
+ * (the server stopped) is queued, and written when the instance closes
+ * after the server is back: not lost at shutdown. */
+static void test_idle_restart(void **state)
+{
+    NEED_DATABASE();
+    if (!getenv("PG_ENV_STOP") || !getenv("PG_ENV_START")) skip();
+    const char *table = name_of("idle"), *sessions = name_of("isessions");
+    dcb_testkit_t *tk = open_pg(table, sessions, typed_ticks);
+    reader_t *r = reader_open(table, sessions, typed_ticks);
+    assert_int_equal(dcb_testkit_session_begin(tk, "s1", "observation"), DCBUS_OK);
+    store_session(tk, "s1", 1, 2);
+    assert_int_equal(run_query(r, NULL, NULL, 0, NULL, false, -1, 0), DCBUS_OK);
+    assert_int_equal(r->nrows, 100);
+
+    assert_int_equal(run_cmd("PG_ENV_STOP"), 0);
+    assert_int_equal(run_cmd("PG_ENV_START"), 0);
+    assert_int_equal(run_query(r, NULL, NULL, 0, NULL, false, -1, 0), DCBUS_OK);
+    assert_int_equal(r->nrows, 100);
+    assert_int_equal(r->nerrors, 0);
+    size_t errors = dcb_testkit_error_count(tk);
+    assert_int_equal(dcb_testkit_session_end(tk, "s1", "completed"), DCBUS_OK);
+    assert_int_equal(dcb_testkit_error_count(tk), errors);
+    char *row = session_row(sessions, "s1");
+    assert_string_equal(row, "completed,100,true");
+    free(row);
+
+    assert_int_equal(dcb_testkit_session_begin(tk, "s2", "observation"), DCBUS_OK);
+    store_session(tk, "s2", 3, 1);
+    assert_int_equal(run_cmd("PG_ENV_STOP"), 0);
+    assert_int_equal(dcb_testkit_session_end(tk, "s2", "completed"), DCBUS_ERETRY);
+    assert_int_equal(run_cmd("PG_ENV_START"), 0);
+    dcb_testkit_destroy(&tk);
+    row = session_row(sessions, "s2");
+    assert_string_equal(row, "completed,50,true");
+    free(row);
+    reader_close(r);
+}
+
 int main(void)
 {
     if (!getenv("DATABASE_URL"))
@@ -856,6 +920,7 @@ int main(void)
         cmocka_unit_test(test_sessions_table),
         cmocka_unit_test(test_unreachable_at_start),
         cmocka_unit_test(test_outage_loses_nothing),
+        cmocka_unit_test(test_idle_restart),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,10 +32,13 @@ static const char *state_name(dcb_pgm_state_t state)
     return "?";
 }
 
-/* "typed/001_create_table" */
+/* "typed/001_create_table", or a step's "typed/create_hypertable" */
 static const char *migration_name(const dcb_pgm_t *m, char *buf, size_t cap)
 {
-    snprintf(buf, cap, "%s/%s_%s", m->profile, m->version, m->name);
+    if (m->step)
+        snprintf(buf, cap, "%s/%s", m->profile, m->name);
+    else
+        snprintf(buf, cap, "%s/%s_%s", m->profile, m->version, m->name);
     return buf;
 }
 
@@ -71,8 +74,8 @@ static void print_applied(void *arg, const dcb_pgm_t *m)
 /* What the plan says, and with `apply` its pending migrations applied. */
 static int settle_plan(const admin_t *a, PGconn *conn, dcb_pgm_plan_t *plan, bool apply)
 {
-    char err[1024];
-    size_t pending = dcb_pgm_count(plan, DCB_PGM_PENDING);
+    char err[DCB_PG_ERR_MAX], sqlstate[6];
+    size_t pending = dcb_pgm_count(plan, DCB_PGM_PENDING) + dcb_pgm_count_steps(plan);
     size_t changed = dcb_pgm_count(plan, DCB_PGM_CHANGED);
     if (changed) {
         PRINT(a, "  %zu changed since applied (the migration file or the columns: mapping);",
@@ -89,7 +92,8 @@ static int settle_plan(const admin_t *a, PGconn *conn, dcb_pgm_plan_t *plan, boo
         PRINT(a, "  %zu pending; run with --yes to apply", pending);
         return DCBUS_OK;
     }
-    int applied = dcb_pgm_apply(conn, plan, print_applied, (void *)a, err, sizeof err);
+    int applied =
+        dcb_pgm_apply(conn, plan, true, print_applied, (void *)a, err, sizeof err, sqlstate);
     if (applied < 0) {
         FAIL(a, "%s", err);
         return DCBUS_ERR;
@@ -123,26 +127,42 @@ static int print_status(const admin_t *a, const dcb_pgm_plan_t *plan)
     return dcb_pgm_count(plan, DCB_PGM_CHANGED) ? DCBUS_ERR : DCBUS_OK;
 }
 
+/* A typed table with a time column: hypertable or plain, from the catalog. */
+static void print_table_kind(const admin_t *a, PGconn *conn, const dcb_pg_spec_t *spec)
+{
+    char line[512], err[DCB_PG_ERR_MAX], sqlstate[6] = "";
+    dcb_pg_timescale_t ts;
+    if (!spec->typed || spec->time_column < 0) return;
+    if (dcb_pg_timescale(conn, spec->schema, spec->table, &ts, err, sizeof err, sqlstate) < 0) {
+        FAIL(a, "reading what %s.%s is: %s", spec->schema, spec->table, err);
+        return;
+    }
+    dcb_pg_timescale_say(ts, spec, line, sizeof line);
+    PRINT(a, "  %s", line);
+}
+
 typedef enum { LIST, APPLY, STATUS } what_t;
 
 /* Connects, reads the plan and answers `what`. */
 static int answer(const admin_t *a, const dcb_pg_spec_t *spec, what_t what)
 {
-    char err[1024];
-    PGconn *conn = dcb_pg_connect(spec->dsn, "dcbus admin", err, sizeof err);
+    char err[DCB_PG_ERR_MAX], sqlstate[6];
+    bool refused;
+    PGconn *conn = dcb_pg_connect(spec->dsn, "dcbus admin", err, sizeof err, &refused);
     if (!conn) {
         FAIL(a, "%s", err);
         return DCBUS_ERR;
     }
     dcb_pgm_plan_t plan;
     int rc = DCBUS_ERR;
-    if (dcb_pgm_plan(conn, spec, &plan, err, sizeof err) != 0) {
+    if (dcb_pgm_plan(conn, spec, &plan, err, sizeof err, sqlstate) != 0) {
         FAIL(a, "%s", err);
     } else {
         PRINT(a, "%s: database %s on %s:%s as %s, schema_migrations in %s", a->instance, PQdb(conn),
               PQhost(conn), PQport(conn), PQuser(conn), plan.schema);
         if (what == STATUS) {
             rc = print_status(a, &plan);
+            print_table_kind(a, conn, spec);
         } else {
             print_plan(a, &plan);
             rc = settle_plan(a, conn, &plan, what == APPLY);

@@ -8,6 +8,13 @@
  * transaction that first takes a transaction-scoped advisory lock and looks
  * again: replicas that start together queue on the lock and the later ones
  * find the migration recorded, so it runs exactly once.
+ *
+ * A plan may end with the hypertable step (see pgschema.h): not a file,
+ * not recorded, due as long as the catalog says the table could become a
+ * hypertable, and applied only when the caller asks for steps.
+ *
+ * Every failure keeps the SQLSTATE the server sent, so that the caller
+ * tells a server going away from one that refuses.
  */
 #include "pgmigrations.h"
 #include "pgschema.h"
@@ -188,7 +195,8 @@ static char *migrations_table(const char *schema)
 }
 
 /* Reads the recorded state of `m`; `table` is schema_migrations, quoted. */
-static int read_state(PGconn *conn, const char *table, dcb_pgm_t *m, char *err, size_t errlen)
+static int read_state(PGconn *conn, const char *table, dcb_pgm_t *m, char *err, size_t errlen,
+                      char *sqlstate)
 {
     char sql[256];
     snprintf(
@@ -198,9 +206,10 @@ static int read_state(PGconn *conn, const char *table, dcb_pgm_t *m, char *err, 
     const char *params[] = {m->scope, m->version, m->sql};
     PGresult *res = PQexecParams(conn, sql, 3, NULL, params, NULL, NULL, 0);
     int rc = 0;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = fail(err, errlen, "reading schema_migrations: %s", PQerrorMessage(conn));
-    else if (PQntuples(res) == 0)
+        dcb_pg_note_state(res, sqlstate);
+    } else if (PQntuples(res) == 0)
         m->state = DCB_PGM_PENDING;
     else {
         m->state = strcmp(PQgetvalue(res, 0, 0), "t") == 0 ? DCB_PGM_APPLIED : DCB_PGM_CHANGED;
@@ -210,44 +219,102 @@ static int read_state(PGconn *conn, const char *table, dcb_pgm_t *m, char *err, 
     return rc;
 }
 
-static int read_states(PGconn *conn, dcb_pgm_plan_t *plan, char *err, size_t errlen)
+static int read_states(PGconn *conn, dcb_pgm_plan_t *plan, char *err, size_t errlen, char *sqlstate)
 {
     char *table = migrations_table(plan->schema);
     const char *params[] = {table};
     PGresult *res =
         PQexecParams(conn, "SELECT to_regclass($1) IS NOT NULL", 1, NULL, params, NULL, NULL, 0);
     int rc = 0;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = fail(err, errlen, "%s", PQerrorMessage(conn));
-    else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) /* else: nothing applied yet */
+        dcb_pg_note_state(res, sqlstate);
+    } else if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) /* else: nothing applied yet */
         for (size_t i = 0; rc == 0 && i < plan->count; i++)
-            rc = read_state(conn, table, &plan->items[i], err, errlen);
+            rc = read_state(conn, table, &plan->items[i], err, errlen, sqlstate);
     PQclear(res);
     free(table);
     return rc;
 }
 
+/* True when every migration file of `scope` is applied (its table exists
+ * as the files built it). */
+static bool all_applied(const dcb_pgm_plan_t *plan, const char *scope)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < plan->count; i++) {
+        const dcb_pgm_t *m = &plan->items[i];
+        if (m->step || strcmp(m->scope, scope) != 0) continue;
+        if (m->state != DCB_PGM_APPLIED) return false;
+        n++;
+    }
+    return n > 0;
+}
+
+/* The hypertable step, when TimescaleDB is there (installed or only
+ * available: the step installs it, as typed/002 would have) and the typed
+ * table, built, is a plain one. */
+static int add_hypertable_step(PGconn *conn, const dcb_pg_spec_t *spec, dcb_pgm_plan_t *plan,
+                               char *err, size_t errlen, char *sqlstate)
+{
+    if (!spec->typed || spec->time_column < 0) return 0;
+    str_t scope = {0}, sql = {0};
+    str_cat(&scope, spec->schema);
+    str_cat(&scope, ".");
+    str_cat(&scope, spec->table);
+    dcb_pg_timescale_t ts = DCB_PG_TS_UNAVAILABLE;
+    int rc = all_applied(plan, scope.data)
+                 ? dcb_pg_timescale(conn, spec->schema, spec->table, &ts, err, errlen, sqlstate)
+                 : 0;
+    if (rc < 0 || ts == DCB_PG_TS_UNAVAILABLE || ts == DCB_PG_TS_HYPERTABLE) {
+        free(scope.data);
+        return rc;
+    }
+    char *qtable = qualified(spec->schema, spec->table);
+    str_cat(&sql, "DO $step$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = "
+                  "'timescaledb') THEN CREATE EXTENSION timescaledb; END IF; END $step$; "
+                  "SELECT create_hypertable('");
+    str_cat(&sql, qtable);
+    str_cat(&sql, "', '");
+    str_cat(&sql, spec->columns[spec->time_column].name);
+    str_cat(&sql, "', migrate_data => true)");
+    free(qtable);
+    dcb_pgm_t *m = &plan->items[plan->count++];
+    memset(m, 0, sizeof *m);
+    m->scope = scope.data;
+    m->profile = "typed";
+    m->version = "";
+    m->name = "create_hypertable";
+    m->sql = sql.data;
+    m->state = DCB_PGM_PENDING;
+    m->step = true;
+    return 0;
+}
+
 int dcb_pgm_plan(PGconn *conn, const dcb_pg_spec_t *spec, dcb_pgm_plan_t *plan, char *err,
-                 size_t errlen)
+                 size_t errlen, char *sqlstate)
 {
     memset(plan, 0, sizeof *plan);
+    err[0] = sqlstate[0] = '\0';
     plan->schema = strdup(spec->schema);
-    plan->items = calloc(dcb_pg_migration_file_count, sizeof *plan->items);
+    plan->items = calloc(dcb_pg_migration_file_count + 1, sizeof *plan->items); /* + a step */
     const char *profile = spec->typed ? "typed" : "generic";
     if ((spec->session_table &&
          add_profile(plan, spec, "sessions", spec->session_table, err, errlen) < 0) ||
         add_profile(plan, spec, profile, spec->table, err, errlen) < 0 ||
-        read_states(conn, plan, err, errlen) < 0) {
+        read_states(conn, plan, err, errlen, sqlstate) < 0 ||
+        add_hypertable_step(conn, spec, plan, err, errlen, sqlstate) < 0) {
         dcb_pgm_plan_free(plan);
         return -1;
     }
     return 0;
 }
 
-static bool exec_ok(PGconn *conn, const char *sql)
+static bool exec_ok(PGconn *conn, const char *sql, char *sqlstate)
 {
     PGresult *res = PQexec(conn, sql);
     ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) dcb_pg_note_state(res, sqlstate);
     PQclear(res);
     return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
 }
@@ -265,7 +332,7 @@ static bool schema_exists(PGconn *conn, const char *schema)
 }
 
 /* In the open transaction: creates the schema and schema_migrations if need be. */
-static bool ensure_migrations_table(PGconn *conn, const char *schema)
+static bool ensure_migrations_table(PGconn *conn, const char *schema, char *sqlstate)
 {
     str_t sql = {0};
     char *table = migrations_table(schema);
@@ -279,27 +346,35 @@ static bool ensure_migrations_table(PGconn *conn, const char *schema)
     str_cat(&sql, " (scope text NOT NULL, version text NOT NULL, name text NOT NULL,"
                   " applied_at timestamptz NOT NULL DEFAULT now(), checksum text NOT NULL,"
                   " PRIMARY KEY (scope, version))");
-    bool ok = exec_ok(conn, sql.data);
+    bool ok = exec_ok(conn, sql.data, sqlstate);
     free(sql.data);
     free(table);
     return ok;
 }
 
-/* Runs one migration in its own transaction.  Returns 1 if it ran, 0 if
- * another process recorded it meanwhile, -1 on failure (rolled back). */
-static int apply_one(PGconn *conn, const char *schema, dcb_pgm_t *m, char *err, size_t errlen)
+/* BEGIN, the lock, and schema_migrations made if need be. */
+static bool begin_locked(PGconn *conn, const char *schema, char *sqlstate)
+{
+    return exec_ok(conn, "BEGIN", sqlstate) && exec_ok(conn, LOCK_SQL, sqlstate) &&
+           ensure_migrations_table(conn, schema, sqlstate);
+}
+
+/* Runs one migration file in its own transaction.  Returns 1 if it ran, 0
+ * if another process recorded it meanwhile, -1 on failure. */
+static int apply_file(PGconn *conn, const char *schema, dcb_pgm_t *m, char *err, size_t errlen,
+                      char *sqlstate)
 {
     char *table = migrations_table(schema);
     char insert[256];
     snprintf(insert, sizeof insert,
              "INSERT INTO %s (scope, version, name, checksum) VALUES ($1, $2, $3, md5($4))", table);
     int rc = -1;
-    if (!exec_ok(conn, "BEGIN") || !exec_ok(conn, LOCK_SQL) ||
-        !ensure_migrations_table(conn, schema) || read_state(conn, table, m, err, errlen) < 0) {
+    if (!begin_locked(conn, schema, sqlstate) ||
+        read_state(conn, table, m, err, errlen, sqlstate) < 0) {
         if (!*err) fail(err, errlen, "%s", PQerrorMessage(conn));
     } else if (m->state != DCB_PGM_PENDING) {
-        rc = exec_ok(conn, "COMMIT") ? 0 : fail(err, errlen, "%s", PQerrorMessage(conn));
-    } else if (!exec_ok(conn, m->sql)) {
+        rc = exec_ok(conn, "COMMIT", sqlstate) ? 0 : fail(err, errlen, "%s", PQerrorMessage(conn));
+    } else if (!exec_ok(conn, m->sql, sqlstate)) {
         fail(err, errlen, "%s", PQerrorMessage(conn));
     } else {
         char name[128];
@@ -307,28 +382,66 @@ static int apply_one(PGconn *conn, const char *schema, dcb_pgm_t *m, char *err, 
         const char *params[] = {m->scope, m->version, name, m->sql};
         PGresult *res = PQexecParams(conn, insert, 4, NULL, params, NULL, NULL, 0);
         bool recorded = PQresultStatus(res) == PGRES_COMMAND_OK;
+        if (!recorded) dcb_pg_note_state(res, sqlstate);
         PQclear(res);
-        if (recorded && exec_ok(conn, "COMMIT")) {
+        if (recorded && exec_ok(conn, "COMMIT", sqlstate)) {
             m->state = DCB_PGM_APPLIED;
             rc = 1;
         } else
             fail(err, errlen, "%s", PQerrorMessage(conn));
     }
-    if (rc < 0) {
-        PQclear(PQexec(conn, "ROLLBACK"));
-        char why[512];
-        snprintf(why, sizeof why, "%s", err);
-        fail(err, errlen, "migration %s/%s_%s (%s) failed: %s", m->profile, m->version, m->name,
-             m->scope, why);
+    free(table);
+    return rc;
+}
+
+/* Runs the step in its own transaction under the lock, unless another
+ * process made the table a hypertable meanwhile (0). */
+static int apply_step(PGconn *conn, const char *schema, dcb_pgm_t *m, char *err, size_t errlen,
+                      char *sqlstate)
+{
+    const char *dot = strchr(m->scope, '.');
+    char *table = strdup(dot ? dot + 1 : m->scope);
+    dcb_pg_timescale_t ts;
+    int rc = -1;
+    if (!begin_locked(conn, schema, sqlstate) ||
+        dcb_pg_timescale(conn, schema, table, &ts, err, errlen, sqlstate) < 0) {
+        if (!*err) fail(err, errlen, "%s", PQerrorMessage(conn));
+    } else if (ts == DCB_PG_TS_HYPERTABLE) {
+        rc = exec_ok(conn, "COMMIT", sqlstate) ? 0 : fail(err, errlen, "%s", PQerrorMessage(conn));
+    } else if (!exec_ok(conn, m->sql, sqlstate) || !exec_ok(conn, "COMMIT", sqlstate)) {
+        fail(err, errlen, "%s", PQerrorMessage(conn));
+    } else {
+        m->state = DCB_PGM_APPLIED;
+        rc = 1;
     }
     free(table);
     return rc;
 }
 
-int dcb_pgm_apply(PGconn *conn, dcb_pgm_plan_t *plan,
-                  void (*applied)(void *arg, const dcb_pgm_t *migration), void *arg, char *err,
-                  size_t errlen)
+/* Applies `m`; a failure is rolled back and named. */
+static int apply_one(PGconn *conn, const char *schema, dcb_pgm_t *m, char *err, size_t errlen,
+                     char *sqlstate)
 {
+    int rc = m->step ? apply_step(conn, schema, m, err, errlen, sqlstate)
+                     : apply_file(conn, schema, m, err, errlen, sqlstate);
+    if (rc < 0) {
+        PQclear(PQexec(conn, "ROLLBACK"));
+        char why[DCB_PG_ERR_MAX];
+        snprintf(why, sizeof why, "%s", err);
+        if (m->step)
+            fail(err, errlen, "%s/%s (%s) failed: %s", m->profile, m->name, m->scope, why);
+        else
+            fail(err, errlen, "migration %s/%s_%s (%s) failed: %s", m->profile, m->version, m->name,
+                 m->scope, why);
+    }
+    return rc;
+}
+
+int dcb_pgm_apply(PGconn *conn, dcb_pgm_plan_t *plan, bool steps,
+                  void (*applied)(void *arg, const dcb_pgm_t *migration), void *arg, char *err,
+                  size_t errlen, char *sqlstate)
+{
+    sqlstate[0] = '\0';
     if (dcb_pgm_count(plan, DCB_PGM_CHANGED) > 0) {
         char list[512];
         dcb_pgm_list(plan, DCB_PGM_CHANGED, list, sizeof list);
@@ -341,9 +454,9 @@ int dcb_pgm_apply(PGconn *conn, dcb_pgm_plan_t *plan,
     int count = 0;
     for (size_t i = 0; i < plan->count; i++) {
         dcb_pgm_t *m = &plan->items[i];
-        if (m->state != DCB_PGM_PENDING) continue;
+        if (m->state != DCB_PGM_PENDING || (m->step && !steps)) continue;
         err[0] = '\0';
-        int rc = apply_one(conn, plan->schema, m, err, errlen);
+        int rc = apply_one(conn, plan->schema, m, err, errlen, sqlstate);
         if (rc < 0) return -1;
         if (rc == 0 && m->state == DCB_PGM_CHANGED)
             return fail(err, errlen,
@@ -362,7 +475,15 @@ size_t dcb_pgm_count(const dcb_pgm_plan_t *plan, dcb_pgm_state_t state)
 {
     size_t n = 0;
     for (size_t i = 0; i < plan->count; i++)
-        n += plan->items[i].state == state;
+        n += !plan->items[i].step && plan->items[i].state == state;
+    return n;
+}
+
+size_t dcb_pgm_count_steps(const dcb_pgm_plan_t *plan)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < plan->count; i++)
+        n += plan->items[i].step && plan->items[i].state == DCB_PGM_PENDING;
     return n;
 }
 
@@ -372,7 +493,7 @@ void dcb_pgm_list(const dcb_pgm_plan_t *plan, dcb_pgm_state_t state, char *out, 
     out[0] = '\0';
     for (size_t i = 0; i < plan->count && used < outlen; i++) {
         const dcb_pgm_t *m = &plan->items[i];
-        if (m->state != state) continue;
+        if (m->step || m->state != state) continue;
         int n = snprintf(out + used, outlen - used, "%s%s/%s_%s (%s)", used ? ", " : "", m->profile,
                          m->version, m->name, m->scope);
         if (n < 0) break;

@@ -9,10 +9,12 @@
  */
 #include "pgschema.h"
 
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static const struct {
     const char *name; /* as written in the settings */
@@ -236,26 +238,213 @@ static void ignore_notice(void *arg, const char *message)
     (void)arg, (void)message;
 }
 
-PGconn *dcb_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen)
+bool dcb_pg_state_refused(const char *sqlstate)
+{
+    if (!sqlstate || strlen(sqlstate) != 5) return false;
+    static const char *const transient[] = {"08", "40", "53", "57P01", "57P02", "57P03"};
+    for (size_t i = 0; i < sizeof transient / sizeof transient[0]; i++)
+        if (strncmp(sqlstate, transient[i], strlen(transient[i])) == 0) return false;
+    return true;
+}
+
+void dcb_pg_note_state(const PGresult *res, char *sqlstate)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state && !*sqlstate) snprintf(sqlstate, 6, "%s", state);
+}
+
+/* Lines of a verbose message that only locate the error in the server's
+ * source or name its objects again: dropped from what operators read. */
+static bool noise_line(const char *line)
+{
+    static const char *const noise[] = {"LOCATION:",    "SCHEMA NAME:",   "TABLE NAME:",
+                                        "COLUMN NAME:", "DATATYPE NAME:", "CONSTRAINT NAME:"};
+    for (size_t i = 0; i < sizeof noise / sizeof noise[0]; i++)
+        if (strncmp(line, noise[i], strlen(noise[i])) == 0) return true;
+    return false;
+}
+
+/* libpq's message of a failed connection, made with PQERRORS_VERBOSE so
+ * that a server's answer carries its SQLSTATE ("FATAL:  3D000: ..."):
+ * copies it into err without the SQLSTATE and the noise lines, which
+ * leaves what the default verbosity shows (message, DETAIL, HINT), and
+ * returns the SQLSTATE in sqlstate[6] ("" if the server sent none). */
+static void connect_message(const char *msg, char *err, size_t errlen, char *sqlstate)
+{
+    size_t used = 0;
+    sqlstate[0] = '\0';
+    for (const char *line = msg; *line && used + 1 < errlen;) {
+        size_t len = strcspn(line, "\n");
+        if (!noise_line(line)) {
+            const char *sev = NULL;
+            const char *fatal = strstr(line, "FATAL:  "), *error = strstr(line, "ERROR:  ");
+            sev = fatal && (!error || fatal < error) ? fatal : error;
+            size_t cut = 0, at = 0;
+            if (!sqlstate[0] && sev && sev < line + len && sev + 8 + 6 <= line + len &&
+                strncmp(sev + 13, ": ", 2) == 0) {
+                snprintf(sqlstate, 6, "%.5s", sev + 8);
+                at = (size_t)(sev + 8 - line);
+                cut = 7; /* "3D000: " */
+            }
+            int n = cut ? snprintf(err + used, errlen - used, "%s%.*s%.*s", used ? "\n" : "",
+                                   (int)at, line, (int)(len - at - cut), line + at + cut)
+                        : snprintf(err + used, errlen - used, "%s%.*s", used ? "\n" : "", (int)len,
+                                   line);
+            used += n < 0 ? 0 : (size_t)n;
+            if (used >= errlen) used = errlen - 1;
+        }
+        line += len;
+        while (*line == '\n')
+            line++;
+    }
+    err[used] = '\0';
+}
+
+/* Waits until the socket is ready for what PQconnectPoll asked, up to
+ * deadline_us (CLOCK_MONOTONIC).  False on a time-out. */
+static bool wait_socket(PGconn *conn, PostgresPollingStatusType want, int64_t deadline_us)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t left_ms = (deadline_us - ((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000)) / 1000;
+    if (left_ms <= 0) return false;
+    struct pollfd pfd = {PQsocket(conn), want == PGRES_POLLING_READING ? POLLIN : POLLOUT, 0};
+    int rc = poll(&pfd, 1, left_ms > INT32_MAX ? INT32_MAX : (int)left_ms);
+    return rc != 0; /* an error is left for PQconnectPoll to find */
+}
+
+/* The connect_timeout in force (the DSN's or ours), in microseconds. */
+static int64_t connect_timeout_us(PGconn *conn)
+{
+    int64_t seconds = 10;
+    PQconninfoOption *opts = PQconninfo(conn);
+    for (PQconninfoOption *o = opts; o && o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && atoi(o->val) > 0)
+            seconds = atoi(o->val);
+    PQconninfoFree(opts);
+    return seconds * 1000000;
+}
+
+PGconn *dcb_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen,
+                       bool *refused)
 {
     /* Keywords before dbname are defaults: the DSN, expanded in place of
      * dbname, overrides them.  Without a DSN, libpq reads PG* variables. */
     const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
     const char *vals[] = {"10", application_name ? application_name : "dcbus", dsn, NULL};
-    if (!dsn) keys[2] = NULL;
-    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    char *parse_err = NULL, sqlstate[6];
+    *refused = true;
+    if (dsn) {
+        PQconninfoOption *opts = PQconninfoParse(dsn, &parse_err);
+        PQconninfoFree(opts);
+        if (!opts) {
+            fail(err, errlen, "dsn: %s", parse_err ? parse_err : "out of memory");
+            PQfreemem(parse_err);
+            size_t n = strlen(err);
+            while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
+                err[--n] = '\0';
+            return NULL;
+        }
+    } else {
+        keys[2] = NULL;
+    }
+    /* Connected by steps, so that the verbosity is set before the server
+     * answers: its SQLSTATE tells an outage from a refusal. */
+    PGconn *conn = PQconnectStartParams(keys, vals, 1);
     if (!conn) {
+        *refused = false;
         fail(err, errlen, "out of memory");
         return NULL;
     }
-    if (PQstatus(conn) != CONNECTION_OK) {
-        fail(err, errlen, "%s", PQerrorMessage(conn));
+    PQsetErrorVerbosity(conn, PQERRORS_VERBOSE);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t deadline_us =
+        (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 + connect_timeout_us(conn);
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    bool timed_out = false;
+    while (PQstatus(conn) != CONNECTION_BAD && st != PGRES_POLLING_OK &&
+           st != PGRES_POLLING_FAILED) {
+        if (!wait_socket(conn, st, deadline_us)) {
+            timed_out = true;
+            break;
+        }
+        st = PQconnectPoll(conn);
+    }
+    if (timed_out || PQstatus(conn) != CONNECTION_OK) {
+        char late[256];
+        snprintf(late, sizeof late,
+                 "connection to server at \"%s\", port %s failed: timeout expired", PQhost(conn),
+                 PQport(conn));
+        connect_message(timed_out ? late : PQerrorMessage(conn), err, errlen, sqlstate);
         size_t n = strlen(err);
         while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' '))
             err[--n] = '\0';
+        *refused = dcb_pg_state_refused(sqlstate) || PQconnectionNeedsPassword(conn);
         PQfinish(conn);
         return NULL;
     }
+    *refused = false;
+    PQsetErrorVerbosity(conn, PQERRORS_DEFAULT);
     PQsetNoticeProcessor(conn, ignore_notice, NULL);
     return conn;
+}
+
+int dcb_pg_timescale(PGconn *conn, const char *schema, const char *table, dcb_pg_timescale_t *out,
+                     char *err, size_t errlen, char *sqlstate)
+{
+    /* The view exists only where the extension is installed: asked after. */
+    const char *params[] = {schema, table};
+    PGresult *res =
+        PQexec(conn, "SELECT EXISTS (SELECT 1 FROM pg_available_extensions "
+                     "WHERE name = 'timescaledb'), "
+                     "EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')");
+    int rc = 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = fail(err, errlen, "%s", PQerrorMessage(conn));
+    } else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        *out = DCB_PG_TS_UNAVAILABLE;
+    } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+        *out = DCB_PG_TS_NOT_INSTALLED;
+    } else {
+        PQclear(res);
+        res = PQexecParams(conn,
+                           "SELECT count(*) FROM timescaledb_information.hypertables "
+                           "WHERE hypertable_schema = $1 AND hypertable_name = $2",
+                           2, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK)
+            rc = fail(err, errlen, "%s", PQerrorMessage(conn));
+        else
+            *out = strcmp(PQgetvalue(res, 0, 0), "0") != 0 ? DCB_PG_TS_HYPERTABLE : DCB_PG_TS_PLAIN;
+    }
+    if (rc < 0) dcb_pg_note_state(res, sqlstate);
+    PQclear(res);
+    return rc;
+}
+
+void dcb_pg_timescale_say(dcb_pg_timescale_t ts, const dcb_pg_spec_t *spec, char *out, size_t cap)
+{
+    const char *tc = spec->time_column >= 0 ? spec->columns[spec->time_column].name : "?";
+    switch (ts) {
+    case DCB_PG_TS_HYPERTABLE:
+        snprintf(out, cap, "%s.%s is a hypertable on %s", spec->schema, spec->table, tc);
+        return;
+    case DCB_PG_TS_PLAIN:
+        snprintf(out, cap,
+                 "%s.%s is a plain table: timescaledb is installed; `dcbus migrate CONFIG "
+                 "--yes` makes it a hypertable on %s (its rows are moved, under a lock)",
+                 spec->schema, spec->table, tc);
+        return;
+    case DCB_PG_TS_NOT_INSTALLED:
+        snprintf(out, cap,
+                 "%s.%s is a plain table: timescaledb is available but not installed in this "
+                 "database; `dcbus migrate CONFIG --yes` installs it and makes the table a "
+                 "hypertable on %s",
+                 spec->schema, spec->table, tc);
+        return;
+    case DCB_PG_TS_UNAVAILABLE:
+        break;
+    }
+    snprintf(out, cap, "%s.%s is a plain table: timescaledb is not available on the server",
+             spec->schema, spec->table);
 }

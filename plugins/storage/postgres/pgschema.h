@@ -91,10 +91,49 @@ const char *dcb_pg_type_sql(dcb_pg_type_t type);
  * DCB_PG_NAME_MAX long: the only table/column names accepted. */
 bool dcb_pg_name_ok(const char *name);
 
+/* Longest failure message kept: a server's message with its DETAIL and
+ * HINT (TimescaleDB's preload HINT alone is several hundred bytes). */
+#define DCB_PG_ERR_MAX 2048
+
 /* Connects with spec->dsn (or the PG* environment), with a connect timeout
- * and application_name "dcbus" unless the DSN says otherwise; server notices
- * are dropped.  Returns the connection, or NULL with libpq's message in err. */
-PGconn *dcb_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen);
+ * (10 s unless the DSN says otherwise) and application_name "dcbus" unless
+ * the DSN says otherwise; server notices are dropped.  Returns the
+ * connection, or NULL with the reason in err: libpq's message, the
+ * server's whole message (DETAIL, HINT) when it answered.  *refused is set
+ * to true when retrying cannot help -- the server answered no (a database
+ * that does not exist, a role without rights, a failed authentication), or
+ * the DSN is malformed or lacks a password -- and to false when the server
+ * could not be reached or is going away (refused, reset, time-out,
+ * shutting down, starting up, too many connections). */
+PGconn *dcb_pg_connect(const char *dsn, const char *application_name, char *err, size_t errlen,
+                       bool *refused);
+
+/* True for a SQLSTATE the server sent that retrying cannot fix, false for
+ * those of a server going away or short of resources (classes 08, 40, 53,
+ * 57P01-57P03) and for "" (no SQLSTATE: libpq's own message). */
+bool dcb_pg_state_refused(const char *sqlstate);
+
+/* Keeps the SQLSTATE of a failed result in sqlstate[6] if none is there yet. */
+void dcb_pg_note_state(const PGresult *res, char *sqlstate);
+
+/* What the instance's table is, as its database's catalog says. */
+typedef enum {
+    DCB_PG_TS_UNAVAILABLE,   /* no TimescaleDB on the server: a plain table */
+    DCB_PG_TS_NOT_INSTALLED, /* available, not installed in this database: a plain table */
+    DCB_PG_TS_PLAIN,         /* installed, but the table is not a hypertable */
+    DCB_PG_TS_HYPERTABLE     /* in timescaledb_information.hypertables */
+} dcb_pg_timescale_t;
+
+/* One line saying what the instance's table is, and what makes it a
+ * hypertable when it could be one: "public.ticks is a hypertable on ts",
+ * "public.ticks is a plain table: timescaledb is not available on the
+ * server"... */
+void dcb_pg_timescale_say(dcb_pg_timescale_t ts, const dcb_pg_spec_t *spec, char *out, size_t cap);
+
+/* Reads what schema.table is (the table need not exist: then it is not a
+ * hypertable).  Returns 0, or -1 with a message and the SQLSTATE. */
+int dcb_pg_timescale(PGconn *conn, const char *schema, const char *table, dcb_pg_timescale_t *out,
+                     char *err, size_t errlen, char *sqlstate);
 
 /* --- Migrations ---------------------------------------------------------- */
 
@@ -104,6 +143,15 @@ typedef enum {
     DCB_PGM_CHANGED  /* recorded with another checksum: the file or mapping changed */
 } dcb_pgm_state_t;
 
+/* A plan holds the migration files, recorded in schema_migrations, and at
+ * most one *step*: a change the catalog says the table could take, not
+ * recorded (the catalog is its record).  The one step is making a plain
+ * typed table with a time column a TimescaleDB hypertable when the
+ * extension is available (a table made before TimescaleDB was installed):
+ * create_hypertable(..., migrate_data => true) rewrites the table under a
+ * lock, so it is applied only on the operator's request (`dcbus migrate
+ * --yes`), never by a worker at start. */
+
 typedef struct {
     char *scope;         /* qualified table it builds: "public.tick_prices" */
     const char *profile; /* "sessions", "generic", "typed" */
@@ -112,6 +160,7 @@ typedef struct {
     char *sql;           /* rendered text */
     dcb_pgm_state_t state;
     char applied_at[40]; /* when APPLIED or CHANGED, as PostgreSQL prints it */
+    bool step;           /* a step (always PENDING; version ""), not a file */
 } dcb_pgm_t;
 
 typedef struct {
@@ -120,20 +169,26 @@ typedef struct {
     char *schema; /* where schema_migrations lives */
 } dcb_pgm_plan_t;
 
-/* Builds the migrations of `spec` and reads their state from the server.
- * Returns 0, or -1 with a message. */
+/* Builds the migrations of `spec` and reads their state from the server,
+ * then adds the hypertable step if the catalog says it is due.  Returns 0,
+ * or -1 with a message and, when the server sent one, its SQLSTATE in
+ * sqlstate[6] ("" otherwise). */
 int dcb_pgm_plan(PGconn *conn, const dcb_pg_spec_t *spec, dcb_pgm_plan_t *plan, char *err,
-                 size_t errlen);
+                 size_t errlen, char *sqlstate);
 /* Applies the pending migrations in order, each in its own transaction
  * under an advisory lock (so replicas starting together apply each once),
- * recording it in schema_migrations.  Refuses to run anything while a
- * migration is CHANGED.  `applied` (may be NULL) is called after each one.
- * Returns the number applied, or -1 with a message (earlier ones stay). */
-int dcb_pgm_apply(PGconn *conn, dcb_pgm_plan_t *plan,
+ * recording it in schema_migrations; with `steps`, then the pending step.
+ * Refuses to run anything while a migration is CHANGED.  `applied` (may be
+ * NULL) is called after each one.  Returns the number applied, or -1 with a
+ * message and the SQLSTATE as dcb_pgm_plan() (earlier ones stay). */
+int dcb_pgm_apply(PGconn *conn, dcb_pgm_plan_t *plan, bool steps,
                   void (*applied)(void *arg, const dcb_pgm_t *migration), void *arg, char *err,
-                  size_t errlen);
+                  size_t errlen, char *sqlstate);
+/* Migration files in `state` (steps not counted). */
 size_t dcb_pgm_count(const dcb_pgm_plan_t *plan, dcb_pgm_state_t state);
-/* Writes "profile/NNN_name (scope), ..." of the migrations in `state`. */
+/* Pending steps (0 or 1). */
+size_t dcb_pgm_count_steps(const dcb_pgm_plan_t *plan);
+/* Writes "profile/NNN_name (scope), ..." of the migration files in `state`. */
 void dcb_pgm_list(const dcb_pgm_plan_t *plan, dcb_pgm_state_t state, char *out, size_t outlen);
 void dcb_pgm_plan_free(dcb_pgm_plan_t *plan);
 

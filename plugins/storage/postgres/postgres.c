@@ -26,10 +26,22 @@
  * call.  A batch that does not fit the table is refused alone by store()
  * with DCBUS_ERR and a VALIDATION error.
  *
+ * Away or saying no.  A server that cannot be reached, or is going away,
+ * is an outage: waited for as above.  One that answers no -- a FATAL or
+ * ERROR at connect or in a migration whose SQLSTATE retrying cannot fix --
+ * stops the worker at open() (refused for good) with the server's whole
+ * message, reported as a CONFIGURATION error; with on_config_error: retry,
+ * and for a refusal that comes after open(), it is retried like an outage
+ * and said again at a bounded rate.  A connection that died while the
+ * instance was idle is found on use: a statement that changed nothing yet
+ * (a query, a session update, the start of a group) is run again once on a
+ * new connection made at once.
+ *
  * Sessions.  session_begin/end upsert a row of the sessions table; each
  * committed group adds the rows it really inserted to records_count in the
  * same transaction, so the counts stay exact through redeliveries.  Session
- * updates that cannot be written (server down) are queued and retried.
+ * updates that cannot be written (server down) are queued and retried, and
+ * get one last try at close.
  *
  * Admin commands.  Opened for one (host->admin_command, `dcbus-worker
  * --admin`, `dcbus migrate`), open() only reads the settings: no connection,
@@ -90,7 +102,13 @@ typedef struct {
     bool timescale_said; /* the TimescaleDB line was logged */
     int64_t retry_at_us; /* no connection attempt before (monotonic) */
     int64_t backoff_us, backoff_min_us, backoff_max_us;
-    char why[512]; /* the last failure, for messages */
+    char why[DCB_PG_ERR_MAX]; /* the last failure, for messages */
+
+    bool retry_refusals;       /* on_config_error: retry (else stop at open) */
+    int64_t refusal_repeat_us; /* config_error_repeat_s */
+    bool refused;              /* the last attempt was answered no */
+    int64_t refusal_said_us;   /* when it was last logged and reported (monotonic) */
+    char refusal_said[256];    /* the start of what was said then */
 
     bool group_open;      /* BEGIN + COPY under way */
     bool group_lost;      /* accepted batches were rolled back: ERETRY until flush */
@@ -117,7 +135,8 @@ static void report(pg_t *pg, dcbus_error_type_t type, const char *operation, con
 
 static void set_why(pg_t *pg, const char *prefix, const char *message)
 {
-    /* A long server message is cut to fit: the reason's start is what matters. */
+    /* Room for a server's message with its DETAIL and HINT; only a message
+     * longer than DCB_PG_ERR_MAX is cut. */
     size_t n = strlen(prefix);
     if (n >= sizeof pg->why) n = sizeof pg->why - 1;
     memcpy(pg->why, prefix, n);
@@ -224,23 +243,31 @@ static void applied_migration(void *arg, const dcb_pgm_t *m)
         m->scope);
 }
 
-/* Once per process, in typed mode with a time column: say whether the
- * table is a TimescaleDB hypertable or a plain one. */
+/* Once per process, in typed mode with a time column: say what the table
+ * is, as the catalog of its database says -- a hypertable, or a plain
+ * table and why (a table made before TimescaleDB was installed stays
+ * plain until `dcbus migrate --yes`). */
 static void say_timescale(pg_t *pg)
 {
+    char err[DCB_PG_ERR_MAX], sqlstate[6] = "", line[512];
+    dcb_pg_timescale_t ts;
     if (pg->timescale_said || !pg->spec.typed || pg->spec.time_column < 0) return;
-    PGresult *res = PQexec(pg->conn, "SELECT 1 FROM pg_available_extensions "
-                                     "WHERE name = 'timescaledb'");
-    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
-        pg->timescale_said = true;
-        if (PQntuples(res) == 0)
-            LOG(pg, DCBUS_LOG_INFO, "timescaledb is not available: %s.%s is a plain table",
-                pg->spec.schema, pg->spec.table);
-        else
-            LOG(pg, DCBUS_LOG_INFO, "timescaledb is available: %s.%s is a hypertable on %s",
-                pg->spec.schema, pg->spec.table, pg->spec.columns[pg->spec.time_column].name);
-    }
-    PQclear(res);
+    if (dcb_pg_timescale(pg->conn, pg->spec.schema, pg->spec.table, &ts, err, sizeof err,
+                         sqlstate) < 0)
+        return; /* said at the next connection */
+    pg->timescale_said = true;
+    dcb_pg_timescale_say(ts, &pg->spec, line, sizeof line);
+    bool step_due = ts == DCB_PG_TS_PLAIN || ts == DCB_PG_TS_NOT_INSTALLED;
+    LOG(pg, step_due ? DCBUS_LOG_WARN : DCBUS_LOG_INFO, "%s", line);
+}
+
+/* The status of a failure the server may have answered: DCBUS_ERR when it
+ * said no (a SQLSTATE retrying cannot fix, or no SQLSTATE and the
+ * connection still fine: our own refusal), DCBUS_ERETRY when it went away. */
+static int answered(const pg_t *pg, const char *sqlstate)
+{
+    if (*sqlstate) return dcb_pg_state_refused(sqlstate) ? DCBUS_ERR : DCBUS_ERETRY;
+    return PQstatus(pg->conn) == CONNECTION_OK ? DCBUS_ERR : DCBUS_ERETRY;
 }
 
 /* Brings the database to the schema this instance needs: applies pending
@@ -249,11 +276,11 @@ static void say_timescale(pg_t *pg)
 static int prepare(pg_t *pg)
 {
     dcb_pgm_plan_t plan;
-    char err[1024], list[768];
+    char err[DCB_PG_ERR_MAX], list[768], sqlstate[6];
     int rc = DCBUS_OK;
-    if (dcb_pgm_plan(pg->conn, &pg->spec, &plan, err, sizeof err) < 0) {
+    if (dcb_pgm_plan(pg->conn, &pg->spec, &plan, err, sizeof err, sqlstate) < 0) {
         set_why(pg, "checking migrations: ", err);
-        return PQstatus(pg->conn) == CONNECTION_OK ? DCBUS_ERR : DCBUS_ERETRY;
+        return answered(pg, sqlstate);
     }
     size_t pending = dcb_pgm_count(&plan, DCB_PGM_PENDING);
     if (pending > 0 && !pg->spec.migrate_auto && dcb_pgm_count(&plan, DCB_PGM_CHANGED) == 0) {
@@ -264,9 +291,10 @@ static int prepare(pg_t *pg)
                  pending, list);
         set_why(pg, "", err);
         rc = DCBUS_ERR;
-    } else if (dcb_pgm_apply(pg->conn, &plan, applied_migration, pg, err, sizeof err) < 0) {
+    } else if (dcb_pgm_apply(pg->conn, &plan, false, applied_migration, pg, err, sizeof err,
+                             sqlstate) < 0) {
         set_why(pg, "", err);
-        rc = PQstatus(pg->conn) == CONNECTION_OK ? DCBUS_ERR : DCBUS_ERETRY;
+        rc = answered(pg, sqlstate);
     }
     dcb_pgm_plan_free(&plan);
     if (rc == DCBUS_OK) say_timescale(pg);
@@ -279,16 +307,32 @@ static void log_notice(void *arg, const char *message)
     LOG(pg, DCBUS_LOG_DEBUG, "server: %.*s", (int)strcspn(message, "\n"), message);
 }
 
-/* Opens a connection (NULL with the reason in pg->why). */
-static PGconn *pg_connect(pg_t *pg)
+/* Opens a connection: DCBUS_OK, or the reason in pg->why and DCBUS_ERR
+ * (the server or the DSN said no) or DCBUS_ERETRY (unreachable). */
+static int pg_connect(pg_t *pg)
 {
-    char err[512];
-    PGconn *conn = dcb_pg_connect(pg->spec.dsn, "dcbus", err, sizeof err);
-    if (conn)
-        PQsetNoticeProcessor(conn, log_notice, pg);
-    else
-        set_why(pg, "", err);
-    return conn;
+    char err[DCB_PG_ERR_MAX];
+    bool refused;
+    pg->conn = dcb_pg_connect(pg->spec.dsn, "dcbus", err, sizeof err, &refused);
+    if (pg->conn) {
+        PQsetNoticeProcessor(pg->conn, log_notice, pg);
+        return DCBUS_OK;
+    }
+    set_why(pg, "", err);
+    return refused ? DCBUS_ERR : DCBUS_ERETRY;
+}
+
+/* Connects and brings the schema up to date: DCBUS_OK with pg->conn, or
+ * DCBUS_ERR / DCBUS_ERETRY as pg_connect() with no connection. */
+static int establish(pg_t *pg)
+{
+    int rc = pg_connect(pg);
+    if (rc == DCBUS_OK) rc = prepare(pg);
+    if (rc != DCBUS_OK) {
+        PQfinish(pg->conn);
+        pg->conn = NULL;
+    }
+    return rc;
 }
 
 /* The first failure of an outage is reported; the rest are only logged. */
@@ -304,6 +348,30 @@ static void mark_down(pg_t *pg, const char *operation)
         "until it is back: %s",
         operation, pg->why);
     report(pg, DCBUS_ERROR_CONNECTION, operation, pg->why);
+}
+
+/* The server said no and the instance goes on asking (on_config_error:
+ * retry, or a refusal after open()): logged and reported as a
+ * CONFIGURATION error at most once per config_error_repeat_s, and at once
+ * when the reason changes. */
+static void mark_refused(pg_t *pg, const char *operation)
+{
+    int64_t now = pg->host->monotonic_us();
+    bool same = pg->refused && strncmp(pg->refusal_said, pg->why, sizeof pg->refusal_said - 1) == 0;
+    pg->refused = true;
+    if (same && now - pg->refusal_said_us < pg->refusal_repeat_us) {
+        LOG(pg, DCBUS_LOG_DEBUG, "%s: still refused: %s", operation, pg->why);
+        return;
+    }
+    pg->refusal_said_us = now;
+    size_t n = strnlen(pg->why, sizeof pg->refusal_said - 1); /* its start tells them apart */
+    memcpy(pg->refusal_said, pg->why, n);
+    pg->refusal_said[n] = '\0';
+    LOG(pg, DCBUS_LOG_ERROR,
+        "PostgreSQL refused this instance (%s), retrying; batches are refused for "
+        "redelivery until it accepts: %s",
+        operation, pg->why);
+    report(pg, DCBUS_ERROR_CONFIGURATION, operation, pg->why);
 }
 
 static void back_off(pg_t *pg)
@@ -323,20 +391,32 @@ static int connected(pg_t *pg, const char *operation)
         pg->conn = NULL;
     }
     if (pg->host->monotonic_us() < pg->retry_at_us) return DCBUS_ERETRY;
-    pg->conn = pg_connect(pg);
-    int rc = pg->conn ? prepare(pg) : DCBUS_ERETRY;
+    int rc = establish(pg);
     if (rc == DCBUS_OK) {
         pg->backoff_us = 0;
-        if (pg->down) LOG(pg, DCBUS_LOG_INFO, "PostgreSQL reachable again");
-        pg->down = false;
+        if (pg->down || pg->refused) LOG(pg, DCBUS_LOG_INFO, "PostgreSQL reachable again");
+        pg->down = pg->refused = false;
         return DCBUS_OK;
     }
-    if (rc == DCBUS_ERR) LOG(pg, DCBUS_LOG_ERROR, "%s", pg->why);
-    PQfinish(pg->conn);
-    pg->conn = NULL;
     back_off(pg);
-    mark_down(pg, operation);
+    if (rc == DCBUS_ERR)
+        mark_refused(pg, operation);
+    else
+        mark_down(pg, operation);
     return DCBUS_ERETRY;
+}
+
+/* A connection found dead on use by a statement that changed nothing yet:
+ * dropped, and a new one made at once (no back-off: nothing failed that a
+ * wait would help).  DCBUS_OK with a fresh connection, else DCBUS_ERETRY. */
+static int reconnect_now(pg_t *pg, const char *operation)
+{
+    if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK) return DCBUS_ERETRY;
+    LOG(pg, DCBUS_LOG_INFO, "%s: the connection was lost while idle (%s); reconnecting", operation,
+        pg->why);
+    pg->retry_at_us = 0;
+    pg->down = false; /* not an outage yet: one is reported if this fails */
+    return connected(pg, operation);
 }
 
 /* What a failed statement means: ERR for data the server refuses (class 22
@@ -355,6 +435,27 @@ static int classify(pg_t *pg, const PGresult *res, const char *operation)
     }
     if (state && (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)) return DCBUS_ERR;
     return DCBUS_ERETRY;
+}
+
+/* Runs a statement that starts afresh -- autocommit, or the BEGIN of a
+ * group -- with `nparams` parameters (0: PQexec, several statements
+ * allowed).  A connection found dead on use (it died while the instance was
+ * idle: PostgreSQL restarted) is replaced once and the statement run again:
+ * the server had rolled back whatever it ran of it. */
+static PGresult *run_fresh(pg_t *pg, const char *sql, int nparams, const char *const *params,
+                           const char *operation)
+{
+    for (int attempt = 0;; attempt++) {
+        PGresult *res = nparams ? PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0)
+                                : PQexec(pg->conn, sql);
+        ExecStatusType st = PQresultStatus(res);
+        bool dead = st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && st != PGRES_COPY_IN &&
+                    PQstatus(pg->conn) != CONNECTION_OK;
+        if (!dead || attempt > 0) return res;
+        set_why(pg, "", PQresultErrorMessage(res));
+        if (reconnect_now(pg, operation) != DCBUS_OK) return res;
+        PQclear(res);
+    }
 }
 
 /* Runs a statement without parameters; DCBUS_OK or classify()'s answer. */
@@ -455,7 +556,7 @@ static int group_start(pg_t *pg)
 {
     int rc = connected(pg, "store");
     if (rc != DCBUS_OK) return rc;
-    PGresult *res = PQexec(pg->conn, pg->copy_sql);
+    PGresult *res = run_fresh(pg, pg->copy_sql, 0, NULL, "store");
     rc = PQresultStatus(res) == PGRES_COPY_IN ? DCBUS_OK : classify(pg, res, "store");
     PQclear(res);
     if (rc != DCBUS_OK) return rc;
@@ -615,8 +716,8 @@ static int write_op(pg_t *pg, const session_op_t *op)
     snprintf(at, sizeof at, "%lld", (long long)op->at_us);
     snprintf(errors, sizeof errors, "%lld", (long long)op->errors);
     const char *params[] = {op->session, op->value, at, errors};
-    PGresult *res = PQexecParams(pg->conn, op->end ? pg->end_sql : pg->begin_sql, op->end ? 4 : 3,
-                                 NULL, params, NULL, NULL, 0);
+    PGresult *res =
+        run_fresh(pg, op->end ? pg->end_sql : pg->begin_sql, op->end ? 4 : 3, params, "session");
     int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DCBUS_OK : classify(pg, res, "session");
     PQclear(res);
     return rc;
@@ -722,12 +823,24 @@ static int pg_flush(void *state)
 
 typedef struct {
     pg_t *pg;
+    size_t rows; /* emitted so far */
 } row_sink_t;
 
 static void emit_row(void *arg, dcbus_span_t row)
 {
     row_sink_t *sink = arg;
+    sink->rows++;
     sink->pg->host->query_row(sink->pg->ctx, row);
+}
+
+/* A query or delete that failed on a connection found dead on use, with
+ * nothing sent back yet: a new connection, at once, for a second try. */
+static bool retry_on_fresh(pg_t *pg, dcb_pgq_result_t result, size_t rows, const char *operation,
+                           const char *err)
+{
+    if (result != DCB_PGQ_FAILED || rows > 0 || PQstatus(pg->conn) == CONNECTION_OK) return false;
+    set_why(pg, "", err);
+    return reconnect_now(pg, operation) == DCBUS_OK;
 }
 
 /* The plugin status for a query or delete result. */
@@ -753,10 +866,12 @@ static int pg_query(void *state, const dcbus_query_t *query)
     group_settle(pg, "query");
     int rc = connected(pg, "query");
     if (rc != DCBUS_OK) return rc;
-    row_sink_t sink = {pg};
-    return query_status(pg,
-                        dcb_pg_query(pg->conn, &pg->spec, query, emit_row, &sink, err, sizeof err),
-                        "query", err);
+    row_sink_t sink = {pg, 0};
+    dcb_pgq_result_t result =
+        dcb_pg_query(pg->conn, &pg->spec, query, emit_row, &sink, err, sizeof err);
+    if (retry_on_fresh(pg, result, sink.rows, "query", err))
+        result = dcb_pg_query(pg->conn, &pg->spec, query, emit_row, &sink, err, sizeof err);
+    return query_status(pg, result, "query", err);
 }
 
 static int pg_delete_location(void *state, const char *location_id)
@@ -766,20 +881,34 @@ static int pg_delete_location(void *state, const char *location_id)
     group_settle(pg, "delete");
     int rc = connected(pg, "delete");
     if (rc != DCBUS_OK) return rc;
-    return query_status(pg, dcb_pg_delete(pg->conn, &pg->spec, location_id, err, sizeof err),
-                        "delete", err);
+    dcb_pgq_result_t result = dcb_pg_delete(pg->conn, &pg->spec, location_id, err, sizeof err);
+    if (retry_on_fresh(pg, result, 0, "delete", err))
+        result = dcb_pg_delete(pg->conn, &pg->spec, location_id, err, sizeof err);
+    return query_status(pg, result, "delete", err);
 }
 
 /* --- Open and close ----------------------------------------------------------------- */
+
+/* At close, the session updates still queued get one more try, at once
+ * (not after the back-off, which would be after the process ended); what
+ * still cannot be written is said, one line each. */
+static void write_ops_at_close(pg_t *pg)
+{
+    if (pg->nops == 0 || !pg->begin_sql) return;
+    pg->retry_at_us = 0;
+    write_ops(pg);
+    for (size_t i = 0; i < pg->nops; i++)
+        LOG(pg, DCBUS_LOG_ERROR, "session %s: %s not written at shutdown: %s", pg->ops[i].session,
+            pg->ops[i].end ? "its end" : "its begin", pg->why);
+}
 
 static void pg_close(void *state)
 {
     pg_t *pg = state;
     if (!pg) return;
-    if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK) {
+    if (pg->conn && PQstatus(pg->conn) == CONNECTION_OK)
         group_settle(pg, "close"); /* durable early is harmless: redelivery is idempotent */
-        write_ops(pg);
-    }
+    write_ops_at_close(pg);
     group_clear(pg);
     for (size_t i = 0; i < pg->nops; i++) {
         free(pg->ops[i].session);
@@ -812,11 +941,14 @@ static int read_settings(pg_t *pg)
     pg->batch_rows = pg->host->config_int(pg->ctx, "batch_rows", DEFAULT_BATCH_ROWS);
     pg->backoff_min_us = pg->host->config_int(pg->ctx, "reconnect_min_ms", 100) * 1000;
     pg->backoff_max_us = pg->host->config_int(pg->ctx, "reconnect_max_ms", 30000) * 1000;
+    pg->retry_refusals =
+        strcmp(pg->host->config_str(pg->ctx, "on_config_error", "stop"), "retry") == 0;
+    pg->refusal_repeat_us = pg->host->config_int(pg->ctx, "config_error_repeat_s", 60) * 1000000;
     if (pg->batch_rows < 1 || pg->backoff_min_us < 1000 ||
-        pg->backoff_max_us < pg->backoff_min_us) {
+        pg->backoff_max_us < pg->backoff_min_us || pg->refusal_repeat_us < 1000000) {
         LOG(pg, DCBUS_LOG_ERROR,
-            "settings: batch_rows must be >= 1 and 1 <= reconnect_min_ms "
-            "<= reconnect_max_ms");
+            "settings: batch_rows and config_error_repeat_s must be >= 1 and "
+            "1 <= reconnect_min_ms <= reconnect_max_ms");
         return -1;
     }
     return 0;
@@ -854,20 +986,24 @@ static int pg_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
     pg->encoder = dcb_pg_encoder_new(&pg->spec, host);
     build_statements(pg);
 
-    /* A server that is down now is waited for (stores say ERETRY); one that
-     * answers but cannot take our schema stops the worker with the reason. */
-    pg->conn = pg_connect(pg);
-    int rc = pg->conn ? prepare(pg) : DCBUS_ERETRY;
-    if (rc == DCBUS_ERR) {
+    /* A server that is down now is waited for (stores say ERETRY).  One
+     * that answers no -- no such database, a role without rights, a failed
+     * authentication, a migration it refuses -- stops the worker with the
+     * server's reason, reported as a CONFIGURATION error: a restart would
+     * only be refused again.  on_config_error: retry keeps asking instead. */
+    int rc = establish(pg);
+    if (rc == DCBUS_ERR && !pg->retry_refusals) {
+        report(pg, DCBUS_ERROR_CONFIGURATION, "open", pg->why);
         LOG(pg, DCBUS_LOG_ERROR, "%s", pg->why);
         pg_close(pg);
         return -1;
     }
     if (rc != DCBUS_OK) {
-        PQfinish(pg->conn);
-        pg->conn = NULL;
         back_off(pg);
-        mark_down(pg, "open");
+        if (rc == DCBUS_ERR)
+            mark_refused(pg, "open");
+        else
+            mark_down(pg, "open");
     }
     LOG(pg, DCBUS_LOG_INFO, "writing %s.%s (%s mode, up to %lld rows per transaction)",
         pg->spec.schema, pg->spec.table, pg->spec.typed ? "typed" : "generic",
@@ -929,6 +1065,18 @@ static const dcbus_setting_t pg_settings[] = {
      .min = 1,
      .max = DCBUS_SETTING_NO_MAX,
      .description = "the longest wait between reconnection attempts"},
+    {.name = "on_config_error",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "stop",
+     .allowed = "stop|retry",
+     .description = "when PostgreSQL answers no at start (database, role, password, a "
+                    "migration): stop the worker, or retry and report it again"},
+    {.name = "config_error_repeat_s",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "60",
+     .min = 1,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "while refused and retrying: how often the error is logged and reported"},
     DCBUS_SETTINGS_END};
 
 DCBUS_STORAGE(pg_ops, .open = pg_open, .close = pg_close, .store = pg_store, .flush = pg_flush,
