@@ -91,6 +91,7 @@ static int http_setup(ilp_sender_t *s)
         add_param(s->curl, s->write_url, sizeof s->write_url, "precision", t->precision);
     }
     snprintf(s->query_url, sizeof s->query_url, "%s/query", t->url);
+    add_param(s->curl, s->query_url, sizeof s->query_url, "db", t->db);
     s->headers = curl_slist_append(NULL, "Expect:");
     s->headers = curl_slist_append(s->headers, "Content-Type: text/plain; charset=utf-8");
     if (*t->token) {

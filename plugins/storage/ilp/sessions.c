@@ -229,7 +229,7 @@ static int64_t counted(ilp_t *s, const char *stream, const char *id)
     snprintf(q, sizeof q, "SELECT count(*) FROM \"%s\" WHERE \"%s\" = '%s'", lay->name,
              s->session_tag, id);
     long status = ilp_query(s->sender, q, body, sizeof body);
-    if (status != 200) return -1;
+    if (status != 200 || strstr(body, "\"error\"")) return -1;
     if (!strstr(body, "\"series\"")) return 0;
     const char *v = strstr(body, "\"values\":[[");
     if (!v) return -1;
