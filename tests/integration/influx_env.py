@@ -157,7 +157,7 @@ class Influx:
                 raise RuntimeError(result["error"])
             for series in result.get("series", []):
                 tags = series.get("tags", {})
-                for values in series["values"]:
+                for values in series.get("values", []):
                     row = dict(tags)
                     row.update(zip(series["columns"], values))
                     rows.append(row)
