@@ -183,11 +183,14 @@ static long post(ilp_sender_t *s, const char *url, const char *data, size_t len,
     return status;
 }
 
-/* The server's message: the "error" of a JSON body, else the body. */
+/* The server's message: the "error" (InfluxDB 1.x) or "message" (v2) of
+ * a JSON body, else the body. */
 static void server_message(const char *body, long status, char *msg, size_t msglen)
 {
     const char *e = strstr(body, "\"error\":\"");
-    const char *text = e ? e + 9 : body;
+    const char *m = e ? NULL : strstr(body, "\"message\":\"");
+    const char *text = e ? e + 9 : m ? m + 11 : body;
+    if (m) e = m;
     size_t n = strlen(text);
     if (e) {
         const char *q = text;
