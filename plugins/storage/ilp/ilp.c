@@ -135,6 +135,8 @@ int ilp_settle(ilp_t *s, ilp_outcome_t out, const char *operation, const char *m
 
 static void forget_stored(ilp_t *s)
 {
+    s->handed = s->inflight_lines = 0;
+    s->async_failed = false;
     for (size_t i = 0; i < s->npending; i++) {
         free(s->pending[i].session);
         free(s->pending[i].stream);
@@ -180,6 +182,55 @@ static int note_pending(ilp_t *s, const dcbus_batch_t *in, uint32_t lines)
     return 0;
 }
 
+static void report_refused(ilp_t *s, size_t lines, const char *msg);
+
+/* Notes the outcome of a request of `lines` lines sent in the thread. */
+static void collect(ilp_t *s, ilp_outcome_t out, const char *msg, size_t lines)
+{
+    if (out == ILP_SENT) {
+        s->points += lines;
+        ilp_settle(s, out, "flush", msg);
+    } else if (out == ILP_REFUSED) {
+        report_refused(s, lines, msg);
+    } else if (!s->async_failed) {
+        s->async_failed = true;
+        s->fail_out = out;
+        snprintf(s->fail_msg, sizeof s->fail_msg, "%s", msg);
+    }
+}
+
+void ilp_async_settle(ilp_t *s)
+{
+    ilp_outcome_t out;
+    char msg[1024];
+    if (s->async && ilp_async_wait(s->async, &out, msg, sizeof msg))
+        collect(s, out, msg, s->inflight_lines);
+    s->inflight_lines = 0;
+}
+
+static size_t chunk_end(const ilp_t *s, size_t first);
+
+/* Hands every full request's worth of lines to the thread. */
+static void hand_off(ilp_t *s)
+{
+    while (s->async && !s->async_failed) {
+        size_t last = chunk_end(s, s->handed);
+        if (last == s->handed || (last == s->nlines && last - s->handed < (size_t)s->max_lines))
+            return; /* not a full request yet: flush() sends the rest */
+        size_t start = s->handed ? s->ends[s->handed - 1] : 0, len = s->ends[last - 1] - start;
+        char *copy = malloc(len);
+        if (!copy) return;
+        memcpy(copy, s->buf.data + start, len);
+        ilp_outcome_t prev;
+        char msg[1024];
+        if (ilp_async_post(s->async, copy, len, &prev, msg, sizeof msg))
+            collect(s, prev, msg, s->inflight_lines);
+        s->posts++;
+        s->inflight_lines = last - s->handed;
+        s->handed = last;
+    }
+}
+
 static int ilp_store(void *state, const dcbus_batch_t *in)
 {
     ilp_t *s = state;
@@ -211,6 +262,7 @@ static int ilp_store(void *state, const dcbus_batch_t *in)
     s->refused_records += refused;
     if (note_pending(s, in, (uint32_t)(s->nlines - before_lines)) != 0) goto oom;
     ilp_tally_store(s, in);
+    hand_off(s);
     return DCBUS_OK;
 oom:
     s->nlines = before_lines;
@@ -240,12 +292,18 @@ static void report_refused(ilp_t *s, size_t lines, const char *msg)
 static int ilp_flush(void *state)
 {
     ilp_t *s = state;
+    ilp_async_settle(s);
+    if (s->async_failed) {
+        int failed = ilp_settle(s, s->fail_out, "flush", s->fail_msg);
+        forget_stored(s);
+        return failed;
+    }
     if (s->down && s->host->monotonic_us() < s->retry_at_us) {
         forget_stored(s);
         return DCBUS_ERETRY;
     }
     int rc = ilp_sessions_send(s);
-    for (size_t first = 0; rc == DCBUS_OK && first < s->nlines;) {
+    for (size_t first = s->handed; rc == DCBUS_OK && first < s->nlines;) {
         size_t last = chunk_end(s, first);
         size_t start = first ? s->ends[first - 1] : 0;
         char msg[1024] = "";
@@ -354,6 +412,7 @@ static void ilp_close(void *state)
                 "refused by the server",
                 (unsigned long long)s->points, (unsigned long long)s->posts,
                 (unsigned long long)s->refused_records, (unsigned long long)s->refused_lines);
+    ilp_async_free(s->async);
     forget_stored(s);
     ilp_sender_free(s->sender);
     ilp_layouts_free(s);
@@ -381,7 +440,13 @@ static int ilp_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         return -1;
     }
     if (host->admin_command(ctx)) return 0;
-    return probe(s);
+    if (probe(s) != 0) return -1;
+    s->async = ilp_async_new(s->sender);
+    if (!s->async) {
+        ILP_LOG(s, DCBUS_LOG_ERROR, "ilp: cannot start the sending thread");
+        return -1;
+    }
+    return 0;
 }
 
 DCBUS_STORAGE(ilp_ops, .open = ilp_open, .close = ilp_close, .store = ilp_store, .flush = ilp_flush,

@@ -50,6 +50,14 @@ typedef struct {
     ilp_pending_t *pending;
     size_t npending, pending_cap;
     int64_t max_lines, max_bytes;
+    /* Full requests go out from store() in a thread while the next lines
+     * are made: lines [0, handed) are handed over, inflight_lines of them
+     * in the request under way; the first failure waits for flush(). */
+    ilp_async_t *async;
+    size_t handed, inflight_lines;
+    bool async_failed;
+    ilp_outcome_t fail_out;
+    char fail_msg[1024];
 
     /* Sessions. */
     const char *sessions_measurement; /* NULL: none */
@@ -91,6 +99,10 @@ void ilp_report(ilp_t *s, dcbus_error_type_t type, const char *operation, bool c
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /* ilp.c: one send's outcome handled as flush() does: reported, back-off. */
 int ilp_settle(ilp_t *s, ilp_outcome_t out, const char *operation, const char *msg);
+
+/* ilp.c: waits for the request under way, if any, and notes its outcome
+ * (before the sender is used for anything else). */
+void ilp_async_settle(ilp_t *s);
 
 /* ilpadmin.c: the admin operation (`dcbus migrate`). */
 int ilp_admin(void *state, const char *command, const char *const *args, int nargs);

@@ -44,6 +44,14 @@ void ilp_buf_free(ilp_buf_t *b)
     *b = (ilp_buf_t){0};
 }
 
+/* Whether c is one of `special` (NUL is not). */
+static inline bool is_special(const char *special, char c)
+{
+    for (; *special; special++)
+        if (*special == c) return true;
+    return false;
+}
+
 /* Escapes `s` with a backslash before each character of `special`. */
 static int escape_with(const char *s, size_t n, const char *special, ilp_buf_t *out,
                        const char **why)
@@ -63,12 +71,12 @@ static int escape_with(const char *s, size_t n, const char *special, ilp_buf_t *
             *why = "a newline (line protocol cannot carry one outside a string field)";
             return -1;
         }
-        if (c == '\\' && (i + 1 == n || strchr(special, s[i + 1]))) {
+        if (c == '\\' && (i + 1 == n || is_special(special, s[i + 1]))) {
             *why = "a backslash at its end or before a comma, space or equals sign (it would not "
                    "read back as written)";
             return -1;
         }
-        if (strchr(special, c)) *w++ = '\\';
+        if (is_special(special, c)) *w++ = '\\';
         *w++ = c;
     }
     out->len = (size_t)(w - out->data);
@@ -114,14 +122,66 @@ int ilp_escape_string(const char *s, size_t n, ilp_buf_t *out)
     return 0;
 }
 
+/* Writes v in decimal; returns its length. */
+static size_t int_text(char *w, int64_t v)
+{
+    uint64_t m = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    size_t len = 0;
+    if (v < 0) w[len++] = '-';
+    while (n)
+        w[len++] = digits[--n];
+    return len;
+}
+
+/* Writes |m| with `d` decimals ("-12.34" for m = -1234, d = 2). */
+static size_t fixed(char *w, bool neg, uint64_t m, int d)
+{
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + m % 10);
+        m /= 10;
+    } while (m);
+    while (n <= d)
+        digits[n++] = '0';
+    size_t len = 0;
+    if (neg) w[len++] = '-';
+    for (int i = n - 1; i >= 0; i--) {
+        w[len++] = digits[i];
+        if (i == d && d > 0) w[len++] = '.';
+    }
+    return len;
+}
+
 int ilp_format_double(double v, ilp_buf_t *out)
 {
     if (!isfinite(v)) return -1;
     if (ilp_buf_reserve(out, 32) != 0) return -1;
     char *w = out->data + out->len;
-    int n = snprintf(w, 32, "%.15g", v);
-    if (strtod(w, NULL) != v) n = snprintf(w, 32, "%.17g", v);
-    out->len += (size_t)n;
+    /* Most prices and quantities are short decimals: the fewest decimals d
+     * for which m / 10^d, computed in doubles, is v.  That division is
+     * rounded exactly as strtod() rounds the text "m/10^d", so the text
+     * reads back as v. */
+    static const double pow10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9};
+    double a = fabs(v);
+    if (a < 1e15) {
+        for (int d = 0; d < 10; d++) {
+            double scaled = a * pow10[d];
+            if (scaled >= 9007199254740992.0) break; /* 2^53: m would not be exact */
+            double m = nearbyint(scaled);
+            if (m / pow10[d] == a) {
+                out->len += fixed(w, signbit(v) && m != 0, (uint64_t)m, d);
+                return 0;
+            }
+        }
+    }
+    out->len += (size_t)snprintf(w, 32, "%.17g", v);
     return 0;
 }
 
@@ -255,10 +315,12 @@ static int put_value(ilp_layout_t *lay, const dcbus_value_t *key, const dcbus_va
             return fail(r, "field %s: %s (NaN and infinities cannot be written)", k, kn,
                         isnan(v->as.f) ? "NaN" : "an infinity");
         break;
-    case ILP_T_INT:
-        snprintf(num, sizeof num, "%" PRId64 "i", v->as.i);
-        if (ilp_buf_add(out, num, strlen(num)) != 0) return -1;
+    case ILP_T_INT: {
+        size_t n = int_text(num, v->as.i);
+        num[n++] = 'i';
+        if (ilp_buf_add(out, num, n) != 0) return -1;
         break;
+    }
     case ILP_T_BOOL:
         if (ilp_buf_add(out, v->as.b ? "true" : "false", v->as.b ? 4 : 5) != 0) return -1;
         break;
@@ -364,8 +426,10 @@ static int write_line(const dcbus_host_t *h, ilp_layout_t *lay, const ilp_origin
     }
     if (nfields == 0) return fail(r, "no field to write%s%s", "", 0, "");
     char ts[32];
-    int n = snprintf(ts, sizeof ts, " %" PRId64 "\n", ns);
-    return ilp_buf_add(out, ts, (size_t)n);
+    size_t n = int_text(ts + 1, ns) + 1;
+    ts[0] = ' ';
+    ts[n++] = '\n';
+    return ilp_buf_add(out, ts, n);
 }
 
 int ilp_line_append(const dcbus_host_t *h, ilp_layout_t *lay, const ilp_origin_t *o,

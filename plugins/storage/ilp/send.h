@@ -7,6 +7,7 @@
 #ifndef DCB_ILP_SEND_H
 #define DCB_ILP_SEND_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,3 +48,22 @@ long ilp_query(ilp_sender_t *s, const char *q, char *body, size_t bodylen);
 const char *ilp_sender_endpoint(const ilp_sender_t *s);
 
 #endif
+
+/* A request under way in a thread of its own, so that the next lines are
+ * made while the server takes the last ones.  One at a time: post() first
+ * waits for the one before (the order of requests is kept).  The sender
+ * must not be used by anyone else while one is under way. */
+typedef struct ilp_async ilp_async_t;
+
+/* Starts the thread; NULL if it cannot. */
+ilp_async_t *ilp_async_new(ilp_sender_t *sender);
+/* Stops the thread (after the request under way) and frees. */
+void ilp_async_free(ilp_async_t *a);
+/* Sends `len` bytes at `data` (taken over: freed when done) in the
+ * thread.  Waits for the request before; returns whether there was one
+ * and, if so, its outcome and message. */
+bool ilp_async_post(ilp_async_t *a, char *data, size_t len, ilp_outcome_t *prev, char *msg,
+                    size_t msglen);
+/* Waits for the request under way; false if there is none, else its
+ * outcome and message. */
+bool ilp_async_wait(ilp_async_t *a, ilp_outcome_t *out, char *msg, size_t msglen);

@@ -188,6 +188,7 @@ static void describe(ilp_t *s, const dcbus_session_t *ss, fields_t *f)
 int ilp_sessions_send(ilp_t *s)
 {
     if (!s->session_lines.len) return DCBUS_OK;
+    ilp_async_settle(s);
     if (s->down && s->host->monotonic_us() < s->retry_at_us) return DCBUS_ERETRY;
     char msg[1024] = "";
     ilp_outcome_t out =
@@ -247,6 +248,7 @@ int ilp_session_close(void *state, const dcbus_session_t *ss)
 {
     ilp_t *s = state;
     if (!s->sessions_measurement || !ss->start_us) return DCBUS_OK;
+    ilp_async_settle(s);
     ilp_tally_t *t = tally_of(s, ss->id, false);
     int64_t prices = counted(s, s->prices_stream, ss->id);
     int64_t books = counted(s, s->books_stream, ss->id);
