@@ -210,15 +210,25 @@ static double raw_run(const options_t *o, const capture_t *c)
 int main(int argc, char **argv)
 {
     options_t o = {NULL, "bench_sink", "bench_raw", 1000000, 5000, 20, false};
-    for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--raw-first") == 0) o.raw_first = true;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (strcmp(argv[i], "--url") == 0) o.url = argv[i + 1];
-        if (strcmp(argv[i], "--points") == 0) o.points = atol(argv[i + 1]);
-        if (strcmp(argv[i], "--lines-per-request") == 0) o.per_request = atol(argv[i + 1]);
-        if (strcmp(argv[i], "--flush-every") == 0) o.flush_every = atol(argv[i + 1]);
-        if (strcmp(argv[i], "--db-sink") == 0) o.db_sink = argv[i + 1];
-        if (strcmp(argv[i], "--db-raw") == 0) o.db_raw = argv[i + 1];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+        if (strcmp(a, "--raw-first") == 0) {
+            o.raw_first = true;
+            continue;
+        }
+        if (strcmp(a, "--url") == 0)
+            o.url = v;
+        else if (strcmp(a, "--points") == 0)
+            o.points = atol(v);
+        else if (strcmp(a, "--lines-per-request") == 0)
+            o.per_request = atol(v);
+        else if (strcmp(a, "--flush-every") == 0)
+            o.flush_every = atol(v);
+        else if (strcmp(a, "--db-sink") == 0)
+            o.db_sink = v;
+        else if (strcmp(a, "--db-raw") == 0)
+            o.db_raw = v;
+        i++;
     }
     if (!o.url) {
         fprintf(stderr, "usage: dcbus-bench-ilp --url URL [--points N] [--lines-per-request N] "
