@@ -3,7 +3,7 @@ into a real InfluxDB 1.6, which hangs for 10 s in the middle of the run.
 
 A throwaway influxd (influx_env.py) on loopback.  Two tickers: `ticks`
 (two symbols, one of them `a b,c="d"\\e=f` -- spaces, a comma, quotes, a
-backslash, an equals sign) paced so that the run lasts about 15 s, and
+backslash, an equals sign) paced so that the run lasts about 12 s, and
 `same`, whose 900 ticks all carry the same microsecond (step_us 0), for
 the nudge.  All of it in one observation session with metadata.  InfluxDB
 is stopped with SIGSTOP 2 s in and continued 10 s later: the collectors
@@ -26,7 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import influx_env  # noqa: E402
 import lib  # noqa: E402
 
-TICKS, SAME = 30000, 900
+TICKS, SAME = 24000, 900
 WEIRD = 'a b,c="d"\\e=f'
 
 srv = influx_env.Influx()

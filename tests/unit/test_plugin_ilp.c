@@ -126,8 +126,50 @@ static void test_lines_and_refusals(void **unused)
     assert_string_equal(r.data, expected);
 }
 
+/* A candle stream (".ohlcv"): timed by open_time, tags symbol and
+ * interval, never nudged -- so an update and the closed candle after it
+ * are the same point (the closed one, written last, stays). */
+static void test_candles_overwrite(void **unused)
+{
+    (void)unused;
+    receiver_t r = {0};
+    int port;
+    r.listen_fd = listen_loopback(&port);
+    pthread_t thread;
+    pthread_create(&thread, NULL, receive, &r);
+    char settings[256], err[512];
+    snprintf(settings, sizeof settings, "{protocol: tcp, url: 'tcp://127.0.0.1:%d', sessions: ''}",
+             port);
+    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "ilp", settings, err, sizeof err);
+    if (!tk) fail_msg("%s", err);
+    const dcbus_host_t *h = dcb_testkit_host(tk);
+    dcbus_builder_t *b = dcb_testkit_builder(tk);
+    for (int closed = 0; closed < 2; closed++) {
+        h->record_begin(b, 6);
+        h->put_str(b, "symbol", "BTC", 3);
+        h->put_str(b, "interval", "1m", 2);
+        h->put_int(b, "open_time", 1700000040000000);
+        h->put_double(b, "close", closed ? 101.5 : 100.25);
+        h->put_int(b, "trades_count", closed ? 7 : 3);
+        h->put_bool(b, "is_closed", closed);
+    }
+    dcb_envelope_t env;
+    dcb_testkit_seal(tk, "prices.ohlcv", 1, &env);
+    assert_int_equal(dcb_testkit_store(tk, &env), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    dcb_testkit_destroy(&tk);
+    pthread_join(thread, NULL);
+    close(r.listen_fd);
+    const char *expected = "prices.ohlcv,symbol=BTC,interval=1m,session_id=test "
+                           "close=100.25,trades_count=3i,is_closed=false 1700000040000000000\n"
+                           "prices.ohlcv,symbol=BTC,interval=1m,session_id=test "
+                           "close=101.5,trades_count=7i,is_closed=true 1700000040000000000\n";
+    assert_string_equal(r.data, expected);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_lines_and_refusals)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_lines_and_refusals),
+                                       cmocka_unit_test(test_candles_overwrite)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
