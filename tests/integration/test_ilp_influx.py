@@ -7,7 +7,8 @@ backslash, an equals sign) paced so that the run lasts about 12 s, and
 `same`, whose 900 ticks all carry the same microsecond (step_us 0), for
 the nudge.  All of it in one observation session with metadata.  InfluxDB
 is stopped with SIGSTOP 2 s in and continued 10 s later: the collectors
-must finish meanwhile with the CSV complete, and afterwards InfluxDB must
+must finish meanwhile with the CSV complete; while it catches up the ilp
+worker is killed (SIGKILL) and started again; afterwards InfluxDB must
 hold every record of the CSV as one point, compared field by field
 (symbol read back exactly, timestamp's microsecond, price, volume,
 quote_volume, n, session tag), nothing lost and nothing doubled.  The
@@ -91,6 +92,12 @@ bus.check("the CSV is complete while InfluxDB hangs",
           wait_for(lambda: len(csv_rows("prices")) == TICKS, 20), len(csv_rows("prices")))
 time.sleep(max(0, 10 - (time.monotonic() - paused_at)))
 srv.resume()
+# While it catches up, the ilp worker is killed and started again.
+bus.check("InfluxDB answers again", wait_for(srv.ping, 20))
+time.sleep(0.5)
+bus.procs["ilp"].send_signal(signal.SIGKILL)
+bus.procs["ilp"].wait()
+bus.worker("ilp", config)
 
 
 def ilp_backlog():
