@@ -301,7 +301,7 @@ static int put_value(ilp_layout_t *lay, const dcbus_value_t *key, const dcbus_va
     size_t kn = key->as.str.len;
     ilp_type_t t = value_type(v);
     if (t == ILP_T_NONE)
-        return fail(r, "field %s: %s cannot be written (not a number, boolean or string)", k, kn,
+        return fail(r, "field %s%s: cannot be written (not a number, boolean or string)", k, kn,
                     "");
     ilp_known_t *known = known_of(lay, k, kn);
     if (known && known->type == ILP_T_FLOAT && t == ILP_T_INT) t = ILP_T_FLOAT;
@@ -416,6 +416,9 @@ static int write_line(const dcbus_host_t *h, ilp_layout_t *lay, const ilp_origin
     while (h->field_next(&it, &key, &v)) {
         if (key.type != DCBUS_VAL_STR || v.type == DCBUS_VAL_NIL) continue;
         if (!is_field(lay, o, key.as.str.ptr, key.as.str.len)) continue;
+        if (key.as.str.len == 4 && memcmp(key.as.str.ptr, "time", 4) == 0)
+            return fail(r, "field %s: %s", "time", 4,
+                        "InfluxDB refuses a field of that name (exclude it, or set time_field)");
         const char *why = NULL;
         if (ilp_buf_add(out, nfields ? "," : " ", 1) != 0 ||
             ilp_escape_key(key.as.str.ptr, key.as.str.len, out, &why) != 0)
