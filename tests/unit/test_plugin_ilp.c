@@ -9,7 +9,8 @@
  * and a newline; a field key with a space, a comma and an equals sign; an
  * integer where the field is a float; and records that must be refused --
  * price missing, a string where the price was a number, NaN, an infinity,
- * a newline in the symbol, a backslash that would escape a comma.  The
+ * a newline in the symbol, a backslash that would escape a comma, a field
+ * named time.  The
  * bytes received must be exactly the expected lines (no malformed line,
  * none of the refused), and the refusals must be reported on error.*.
  */
@@ -106,6 +107,7 @@ static void test_lines_and_refusals(void **unused)
     tick(h, b, "BTC", 1000, 4, P_DOUBLE, -INFINITY, NULL, NULL);
     tick(h, b, "BT\nC", 1000, 5, P_DOUBLE, 1, NULL, NULL);   /* a newline in a tag */
     tick(h, b, "BT\\,C", 1000, 6, P_DOUBLE, 1, NULL, NULL);  /* an ambiguous backslash */
+    tick(h, b, "BTC", 1000, 9, P_DOUBLE, 1, "time", "x");    /* InfluxDB refuses "time" */
     tick(h, b, "BTC", 2000, 1007, P_INT, 2, "k e,y=", NULL); /* an int where floats are */
     tick(h, b, "BTC", 1700000000123456, 8, P_DOUBLE, 0.1, NULL, NULL);
     dcb_envelope_t env;
@@ -114,7 +116,7 @@ static void test_lines_and_refusals(void **unused)
     assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
     /* the first three refusals one by one, then how many in all */
     assert_int_equal(dcb_testkit_error_count(tk), 4);
-    assert_non_null(strstr(dcb_testkit_last_error(tk)->message, "6 records refused"));
+    assert_non_null(strstr(dcb_testkit_last_error(tk)->message, "7 records refused"));
     dcb_testkit_destroy(&tk);
     pthread_join(thread, NULL);
     close(r.listen_fd);
@@ -167,9 +169,42 @@ static void test_candles_overwrite(void **unused)
     assert_string_equal(r.data, expected);
 }
 
+/* Without the record's counter the nudge comes from the batch: seq 3
+ * (odd) adds 500, then the record's index. */
+static void test_nudge_from_batch(void **unused)
+{
+    (void)unused;
+    receiver_t r = {0};
+    int port;
+    r.listen_fd = listen_loopback(&port);
+    pthread_t thread;
+    pthread_create(&thread, NULL, receive, &r);
+    char settings[256], err[512];
+    snprintf(settings, sizeof settings,
+             "{protocol: tcp, url: 'tcp://127.0.0.1:%d', sessions: '', session_tag: '', "
+             "nudge_field: ''}",
+             port);
+    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "ilp", settings, err, sizeof err);
+    if (!tk) fail_msg("%s", err);
+    const dcbus_host_t *h = dcb_testkit_host(tk);
+    dcbus_builder_t *b = dcb_testkit_builder(tk);
+    for (int i = 0; i < 2; i++)
+        tick(h, b, "BTC", 5, i, P_DOUBLE, 1, NULL, NULL);
+    dcb_envelope_t env;
+    dcb_testkit_seal(tk, "prices", 3, &env);
+    assert_int_equal(dcb_testkit_store(tk, &env), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    dcb_testkit_destroy(&tk);
+    pthread_join(thread, NULL);
+    close(r.listen_fd);
+    assert_string_equal(r.data, "prices,symbol=BTC n=0i,price=1 5500\n"
+                                "prices,symbol=BTC n=1i,price=1 5501\n");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(test_lines_and_refusals),
-                                       cmocka_unit_test(test_candles_overwrite)};
+                                       cmocka_unit_test(test_candles_overwrite),
+                                       cmocka_unit_test(test_nudge_from_batch)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
