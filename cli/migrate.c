@@ -18,8 +18,8 @@
  * asked for one by name, such an instance is an error.  An instance whose
  * plugin cannot be loaded, or one with an admin operation and settings its
  * plugin refuses, is an error either way: its worker could not start
- * either.  The postgres plugin is the one that has migrations today
- * (plugins/storage/postgres/pgadmin.c).
+ * either.  The postgres and ilp plugins have migrations today
+ * (plugins/storage/postgres/pgadmin.c, plugins/storage/ilp/ilpadmin.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -47,7 +47,7 @@ static void print_help(void)
 {
     printf("usage: dcbus migrate CONFIG [--instance NAME] [--yes]\n\n"
            "Lists the schema migrations of every storage instance of CONFIG whose\n"
-           "plugin has them (postgres), or of NAME only, with their state: applied\n"
+           "plugin has them (postgres, ilp), or of NAME only, with their state: applied\n"
            "(and when), pending, or changed (applied with other SQL: the file or the\n"
            "columns: mapping changed since).  With --yes the pending ones are applied,\n"
            "in order, each in its own transaction; running workers are safe.\n\n"
