@@ -356,6 +356,7 @@ static const dcbus_host_t s_services = {
     .error_type_parse = dcb_error_type_parse,
     .error_info = dcb_errinfo_encode,
     .log_fields = host_log_fields,
+    .records_from_json_edit = dcb_records_from_json_edit,
 };
 
 const dcbus_host_t *dcb_host_services(void)

@@ -24,7 +24,11 @@
  * the collector's declared `streams`, and record helpers to the services
  * table (puts with the key's length, record_copy_edit, JSON out and in,
  * the ErrorType names and ErrorInfo): a plugin that uses them checks
- * DCBUS_HOST_HAS(host, record_copy_edit) and friends in open().
+ * DCBUS_HOST_HAS(host, record_copy_edit) and friends in open().  ABI 2.2
+ * appended the collector operations batch_sent() and batch_acked(), so a
+ * collector learns when a batch it filled is in the broker's spool (a
+ * source that answers its own clients only once their data is durable),
+ * and the service records_from_json_edit() (all or nothing, with edits).
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -41,7 +45,7 @@ extern "C" {
 #endif
 
 #define DCBUS_ABI_MAJOR       2
-#define DCBUS_ABI_MINOR       1
+#define DCBUS_ABI_MINOR       2
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -392,6 +396,18 @@ typedef struct dcbus_host {
      * inside the message, as with host->log.  (ABI 2.1.) */
     void (*log_fields)(dcbus_ctx_t *ctx, dcbus_log_level_t level, const char *msg,
                        const char *fields_fmt, ...) __attribute__((format(printf, 4, 5)));
+
+    /* --- Added in ABI 2.2 (test with DCBUS_HOST_HAS). --- */
+
+    /* As records_from_json(), but all or nothing -- on an error no record
+     * of the text is added, so a batch never holds half of a bad input --
+     * and each record gets the `nedits` edits applied as by
+     * record_copy_edit() (to add the source's metadata, say; nedits 0: as
+     * parsed).  Returns the number of records added, or -1 with a message
+     * in err. */
+    int (*records_from_json_edit)(dcbus_builder_t *b, const char *text, size_t len,
+                                  const dcbus_edit_t *edits, size_t nedits, char *err,
+                                  size_t errlen);
 } dcbus_host_t;
 
 #define DCBUS_HOST_HAS(host, member)                                                               \
@@ -477,6 +493,20 @@ typedef struct {
      * stream (seq numbers are per stream, and the broker gives a stream to
      * the collector that sent it first).  NULL: not declared. */
     const char *streams;
+    /* Optional (ABI 2.2), each on its own: what became of the batches
+     * collect() filled.  batch_sent() is called after each collect() that
+     * filled a batch (after checkpoint()), with the batch's stream and the
+     * seq the host numbered it with, before it goes to the broker.
+     * batch_acked() is called once for each such batch when the broker
+     * acknowledges it as spooled (docs/protocol.md, ACK: durable per the
+     * broker's fsync policy), in the order the ACKs arrive -- which for
+     * one stream is the order of the seqs unless a batch was resent.  A
+     * batch still unacknowledged when the worker stops or dies never gets
+     * batch_acked(): what a collector promised its own clients on an ACK
+     * it must not promise before.  Both are called on the thread that
+     * calls collect(). */
+    void (*batch_sent)(void *state, const char *stream, uint64_t seq);
+    void (*batch_acked)(void *state, const char *stream, uint64_t seq);
 } dcbus_collector_ops_t;
 
 /* The largest position checkpoint() may write. */
