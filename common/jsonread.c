@@ -176,8 +176,7 @@ int dcb_records_from_json(dcbus_builder_t *out, const char *text, size_t len, ch
 }
 
 int dcb_records_from_json_edit(dcbus_builder_t *out, const char *text, size_t len,
-                               const dcbus_edit_t *edits, size_t nedits, char *err,
-                               size_t errlen)
+                               const dcbus_edit_t *edits, size_t nedits, char *err, size_t errlen)
 {
     dcbus_builder_t *scratch = dcb_builder_new();
     if (!scratch) return snprintf(err, errlen, "out of memory"), -1;

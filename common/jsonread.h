@@ -28,7 +28,6 @@ int dcb_records_from_json(dcbus_builder_t *b, const char *text, size_t len, char
  * it was; then each is copied to `b` with the `nedits` edits applied
  * (dcb_record_copy_edit), or as it is when nedits is 0. */
 int dcb_records_from_json_edit(dcbus_builder_t *b, const char *text, size_t len,
-                               const dcbus_edit_t *edits, size_t nedits, char *err,
-                               size_t errlen);
+                               const dcbus_edit_t *edits, size_t nedits, char *err, size_t errlen);
 
 #endif

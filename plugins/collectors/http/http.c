@@ -166,8 +166,8 @@ static void report(http_t *self, const target_t *t, dcbus_error_type_t type, con
         .message = message,
         .details = {(const uint8_t *)self->scratch.data, self->scratch.size},
     };
-    self->host->log_fields(self->ctx, DCBUS_LOG_WARN, "http source error", "url=\"%s\" error=\"%s\"",
-                           t->fetch.url, message);
+    self->host->log_fields(self->ctx, DCBUS_LOG_WARN, "http source error",
+                           "url=\"%s\" error=\"%s\"", t->fetch.url, message);
     self->host->report_error(self->ctx, &error);
 }
 
@@ -221,8 +221,9 @@ static int read_headers(http_t *self)
 static int read_format(http_t *self)
 {
     const char *f = self->host->config_str(self->ctx, "format", "json");
-    self->format = strcmp(f, "raw") == 0 ? FORMAT_RAW : strcmp(f, "auto") == 0 ? FORMAT_AUTO
-                                                                                 : FORMAT_JSON;
+    self->format = strcmp(f, "raw") == 0    ? FORMAT_RAW
+                   : strcmp(f, "auto") == 0 ? FORMAT_AUTO
+                                            : FORMAT_JSON;
     return 0;
 }
 
@@ -347,8 +348,8 @@ static int take_body(http_t *self, target_t *t, dcbus_builder_t *out, int64_t no
                             .meta_field = self->meta_field};
     char err[400];
     self->host->batch_stream(out, self->stream);
-    int n = response_records(self->host, out, r, self->format, &meta, &self->scratch, err,
-                             sizeof err);
+    int n =
+        response_records(self->host, out, r, self->format, &meta, &self->scratch, err, sizeof err);
     if (n < 0) {
         report(self, t, DCBUS_ERROR_VALIDATION, "parse", "GET %s: %s", t->fetch.url, err);
     } else {
@@ -480,7 +481,8 @@ static int http_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
     }
     self->host = host;
     self->ctx = ctx;
-    self->rng = (uint64_t)host->now_us() ^ ((uint64_t)(uintptr_t)self << 16) ^ 0x9E3779B97F4A7C15ULL;
+    self->rng =
+        (uint64_t)host->now_us() ^ ((uint64_t)(uintptr_t)self << 16) ^ 0x9E3779B97F4A7C15ULL;
     msgpack_sbuffer_init(&self->scratch);
     self->multi = curl_multi_init();
     if (!self->multi || read_settings(self) != 0 || read_urls(self) != 0) {

@@ -5,22 +5,9 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
+#include "mediatype.h"
 #include "utf8.h"
-
-bool response_is_json_type(const char *ct)
-{
-    static const char *const types[] = {"application/json", "application/x-ndjson",
-                                        "application/ndjson", "application/jsonl",
-                                        "application/x-jsonlines", "text/json"};
-    size_t len = strcspn(ct, ";");
-    while (len && (ct[len - 1] == ' ' || ct[len - 1] == '\t'))
-        len--;
-    for (size_t i = 0; i < sizeof types / sizeof *types; i++)
-        if (strlen(types[i]) == len && strncasecmp(ct, types[i], len) == 0) return true;
-    return len > 5 && strncasecmp(ct + len - 5, "+json", 5) == 0;
-}
 
 static void pack_str(msgpack_packer *pk, const char *s)
 {
@@ -93,7 +80,8 @@ static int raw_record(const dcbus_host_t *host, dcbus_builder_t *out, const fetc
         host->put_raw(out, "raw_data",
                       (dcbus_span_t){(const uint8_t *)scratch->data, scratch->size});
     }
-    if (meta->meta_field[0]) host->put_raw(out, meta->meta_field, pack_meta(scratch, r, meta, "raw"));
+    if (meta->meta_field[0])
+        host->put_raw(out, meta->meta_field, pack_meta(scratch, r, meta, "raw"));
     return 1;
 }
 
@@ -102,7 +90,7 @@ int response_records(const dcbus_host_t *host, dcbus_builder_t *out, const fetch
                      msgpack_sbuffer *scratch, char *err, size_t errlen)
 {
     const char *ct = r->content_type.data ? r->content_type.data : "";
-    bool json_type = response_is_json_type(ct);
+    bool json_type = mediatype_is_json(ct);
     if (format == FORMAT_RAW || (format == FORMAT_AUTO && !json_type))
         return raw_record(host, out, r, meta, scratch);
     if (format == FORMAT_JSON && ct[0] && !json_type) {

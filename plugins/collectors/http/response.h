@@ -29,13 +29,9 @@ typedef enum {
 typedef struct {
     const char *source_id;
     const char *url;
-    int64_t timestamp; /* unix microseconds, when the response was taken */
+    int64_t timestamp;      /* unix microseconds, when the response was taken */
     const char *meta_field; /* the map field's name; "" for none */
 } response_meta_t;
-
-/* True for application/json, application/x-ndjson, application/jsonl,
- * text/json and any "+json" type (parameters after ';' ignored). */
-bool response_is_json_type(const char *content_type);
 
 /* Appends the records of response `r` to `out`.  Returns how many, or -1
  * with the reason in err (nothing added).  `scratch` is reused memory. */
