@@ -28,7 +28,9 @@
  * appended the collector operations batch_sent() and batch_acked(), so a
  * collector learns when a batch it filled is in the broker's spool (a
  * source that answers its own clients only once their data is durable),
- * and the service records_from_json_edit() (all or nothing, with edits).
+ * the services records_from_json_edit() (all or nothing, with edits) and
+ * builders of a plugin's own (builder_new, builder_free, batch_append),
+ * with which of the services any thread may call.
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -408,6 +410,20 @@ typedef struct dcbus_host {
     int (*records_from_json_edit)(dcbus_builder_t *b, const char *text, size_t len,
                                   const dcbus_edit_t *edits, size_t nedits, char *err,
                                   size_t errlen);
+
+    /* A builder of the plugin's own, so that records can be made on a
+     * thread of the plugin (a server's connection threads) and handed to
+     * collect() whole.  The services that take no ctx -- the record reader,
+     * the builder's puts and adds, record_copy_edit, value_json,
+     * records_from_json(_edit), now_us, monotonic_us -- touch nothing but
+     * their arguments, so any thread may call them on a builder it alone
+     * uses; those that take a ctx (log, config, report_error...) belong to
+     * the thread the host calls the plugin on.  A builder from builder_new()
+     * has no stream; batch_append() copies every record of `src` onto the
+     * end of `b` (the batch collect() fills, say) in one go. */
+    dcbus_builder_t *(*builder_new)(void);
+    void (*builder_free)(dcbus_builder_t *b);
+    void (*batch_append)(dcbus_builder_t *b, const dcbus_builder_t *src);
 } dcbus_host_t;
 
 #define DCBUS_HOST_HAS(host, member)                                                               \

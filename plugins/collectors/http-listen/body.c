@@ -37,32 +37,45 @@ static int check_msgpack(const dcbus_host_t *host, dcbus_span_t span, char *err,
 }
 
 static int msgpack_records(const dcbus_host_t *host, dcbus_builder_t *out, const request_t *r,
-                           const dcbus_edit_t *edits, size_t nedits, char *err, size_t errlen)
+                           char *err, size_t errlen)
 {
     dcbus_span_t span = {(const uint8_t *)r->body, r->len}, record;
     int n = check_msgpack(host, span, err, errlen);
     if (n < 0) return -1;
-    while (host->record_next(&span, &record)) {
-        if (nedits)
-            host->record_copy_edit(out, record, edits, nedits);
-        else
-            host->batch_add_raw(out, record);
-    }
+    while (host->record_next(&span, &record))
+        host->batch_add_raw(out, record);
     return n;
 }
 
-int body_records(const dcbus_host_t *host, dcbus_builder_t *out, const request_t *r,
-                 const dcbus_edit_t *edits, size_t nedits, char *err, size_t errlen)
+static int json_records(const dcbus_host_t *host, dcbus_builder_t *out, const request_t *r,
+                        char *err, size_t errlen)
 {
-    if (r->kind == BODY_MSGPACK) return msgpack_records(host, out, r, edits, nedits, err, errlen);
     size_t bad;
-    if (!utf8_valid(r->body ? r->body : "", r->len, &bad)) {
+    const char *body = r->body ? r->body : "";
+    if (!utf8_valid(body, r->len, &bad)) {
         snprintf(err, errlen, "the body is not UTF-8 (byte %zu of %zu)", bad, r->len);
         return -1;
     }
     char why[256];
-    int n = host->records_from_json_edit(out, r->body ? r->body : "", r->len, edits, nedits, why,
-                                         sizeof why);
+    int n = host->records_from_json(out, body, r->len, why, sizeof why);
     if (n < 0) snprintf(err, errlen, "malformed JSON: %s", why);
     return n;
+}
+
+void body_parse(const dcbus_host_t *host, request_t *r)
+{
+    dcbus_builder_t *b = host->builder_new();
+    if (!b) {
+        r->refused = 400;
+        snprintf(r->refusal, sizeof r->refusal, "out of memory");
+        return;
+    }
+    int n = r->kind == BODY_MSGPACK ? msgpack_records(host, b, r, r->refusal, sizeof r->refusal)
+                                    : json_records(host, b, r, r->refusal, sizeof r->refusal);
+    if (n < 0) {
+        host->builder_free(b);
+        r->refused = 400;
+        return;
+    }
+    r->records_built = b;
 }

@@ -3,9 +3,12 @@
  *
  * JSON (a document, an array of objects, JSON lines) goes through the
  * host's records_from_json_edit(); msgpack is one map or several back to
- * back, each a record with string keys, checked whole before any is
- * added.  Either way it is all or nothing: a body with one bad record adds
- * none and says why, for the 400 answer.
+ * back, each a record with string keys.  Either way it is all or
+ * nothing: a body with one bad record gives none and says why, for the
+ * 400 answer.  It runs on the request's server thread, with only the
+ * services any thread may call (dcbus/plugin.h, builder_new), so the
+ * parsing of concurrent requests runs in parallel and collect() only
+ * appends what is built.
  */
 #ifndef DCB_LISTEN_BODY_H
 #define DCB_LISTEN_BODY_H
@@ -14,9 +17,9 @@
 
 #include "inbox.h"
 
-/* Appends the records of `r`'s body to `out`, each with the `nedits`
- * edits applied.  Returns how many, or -1 with the reason in err. */
-int body_records(const dcbus_host_t *host, dcbus_builder_t *out, const request_t *r,
-                 const dcbus_edit_t *edits, size_t nedits, char *err, size_t errlen);
+/* Turns `r`'s body into records in a builder of its own
+ * (r->records_built), on the server thread; or sets r->refused to 400 with
+ * the reason in r->refusal (nothing built). */
+void body_parse(const dcbus_host_t *host, request_t *r);
 
 #endif

@@ -18,6 +18,7 @@ struct inbox {
     request_t *head, *tail;  /* queued, not yet taken */
     size_t pending, max_pending;
     bool closed;
+    void (*free_records)(struct dcbus_builder *);
 };
 
 inbox_t *inbox_new(size_t max_pending)
@@ -34,16 +35,22 @@ inbox_t *inbox_new(size_t max_pending)
     return self;
 }
 
-static void request_free(request_t *r)
+static void request_free(inbox_t *self, request_t *r)
 {
+    if (r->records_built && self->free_records) self->free_records(r->records_built);
     free(r->body);
     free(r);
 }
 
 /* Drops one hold on `r`; the caller has the lock. */
-static void unref_locked(request_t *r)
+static void unref_locked(inbox_t *self, request_t *r)
 {
-    if (--r->refs == 0) request_free(r);
+    if (--r->refs == 0) request_free(self, r);
+}
+
+void inbox_on_free(inbox_t *self, void (*free_records)(struct dcbus_builder *))
+{
+    self->free_records = free_records;
 }
 
 void inbox_destroy(inbox_t **self_p)
@@ -52,7 +59,7 @@ void inbox_destroy(inbox_t **self_p)
     if (!self) return;
     for (request_t *r = self->head, *next; r; r = next) {
         next = r->next;
-        request_free(r);
+        request_free(self, r);
     }
     pthread_cond_destroy(&self->answered);
     pthread_mutex_destroy(&self->lock);
@@ -87,7 +94,7 @@ int inbox_request_append(request_t *r, const char *data, size_t len)
 void inbox_request_release(inbox_t *self, request_t *r)
 {
     pthread_mutex_lock(&self->lock);
-    unref_locked(r);
+    unref_locked(self, r);
     pthread_mutex_unlock(&self->lock);
 }
 
@@ -189,7 +196,7 @@ void inbox_answer(inbox_t *self, request_t *r, int status, const char *reason)
     }
     r->answered = true;
     self->pending--;
-    unref_locked(r);
+    unref_locked(self, r);
     pthread_cond_broadcast(&self->answered);
     pthread_mutex_unlock(&self->lock);
 }

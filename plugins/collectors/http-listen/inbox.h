@@ -28,8 +28,10 @@ typedef struct request {
     char *body;
     size_t len, cap;
     body_kind_t kind;
-    /* Set by the server thread for a request it refuses on its own (401,
-     * 413, 415): the collector reports it on error.* and answers it so. */
+    /* Set by the server thread: the records of the body (body.c), or the
+     * refusal (400, 401, 413, 415) that the collector reports on error.*
+     * and answers. */
+    struct dcbus_builder *records_built;
     int refused;
     char refusal[300];
     /* The answer, written by inbox_answer(): */
@@ -56,6 +58,9 @@ inbox_t *inbox_new(size_t max_pending);
 /* Frees the inbox and what it still holds; after inbox_close() and once no
  * server thread is left. */
 void inbox_destroy(inbox_t **self_p);
+/* Called with each request freed, for what it holds beside its body (its
+ * records' builder); set once, before any request. */
+void inbox_on_free(inbox_t *self, void (*free_records)(struct dcbus_builder *));
 
 /* Server threads. */
 /* A new request with an empty body, or NULL. */

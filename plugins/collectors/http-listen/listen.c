@@ -6,9 +6,10 @@
  * telescope's control software) logs into the active session: POST JSON,
  * JSON lines or msgpack, and a 200 means durable.  The server side
  * (server.c, libmicrohttpd's threads) hands requests over through the
- * inbox (inbox.c); collect() takes them, turns their bodies into one batch
- * (body.c) -- several requests per batch, a request never split -- and
- * keeps them as `filling`.  batch_sent() tells the seq the batch got: the
+ * inbox (inbox.c) with their bodies already turned into records (body.c,
+ * on the server threads, in parallel); collect() appends those of the
+ * requests it takes to one batch -- several requests per batch, a request
+ * never split -- and keeps them as `filling`.  batch_sent() tells the seq the batch got: the
  * requests become a group in flight; batch_acked() answers the group 200.
  *
  * What a 200 promises: the records are in the broker's spool, once (the
@@ -97,6 +98,7 @@ static int read_settings(listen_t *self)
         .ack_timeout_ms = h->config_int(ctx, "ack_timeout_ms", 30000),
         .retry_after_s = (int)h->config_int(ctx, "retry_after_s", 1),
         .max_connections = (unsigned)h->config_int(ctx, "max_connections", 256),
+        .host = h,
     };
     return 0;
 }
@@ -142,22 +144,19 @@ static uint32_t take_request(listen_t *self, request_t *r, dcbus_builder_t *out)
         inbox_answer(self->inbox, r, r->refused, r->refusal);
         return 0;
     }
-    char why[300];
-    int n = body_records(self->host, out, r, NULL, 0, why, sizeof why);
-    if (n < 0) {
-        report(self, 400, why, r->len);
-        inbox_answer(self->inbox, r, 400, why);
-        return 0;
-    }
+    uint32_t n = self->host->batch_count(r->records_built);
     if (n == 0) { /* nothing to store: durable at once */
         inbox_answer(self->inbox, r, 200, NULL);
         return 0;
     }
-    r->records = (uint32_t)n;
+    self->host->batch_append(out, r->records_built);
+    self->host->builder_free(r->records_built); /* its copy is in the batch */
+    r->records_built = NULL;
+    r->records = n;
     r->next = NULL;
     *self->filling_tail = r;
     self->filling_tail = &r->next;
-    return (uint32_t)n;
+    return n;
 }
 
 /* Answers every request of a list, which the collector then no longer holds. */
@@ -194,7 +193,7 @@ static void listen_close(void *state)
 
 static int listen_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
 {
-    if (!DCBUS_HOST_HAS(host, records_from_json_edit)) {
+    if (!DCBUS_HOST_HAS(host, batch_append)) {
         DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR,
                   "http-listen: needs a worker host of ABI 2.2 or later");
         return -1;
@@ -212,6 +211,7 @@ static int listen_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         listen_close(self);
         return -1;
     }
+    inbox_on_free(self->inbox, host->builder_free);
     if (!(self->server = server_start(&self->options, self->inbox, err, sizeof err))) {
         fail(self, err);
         listen_close(self);

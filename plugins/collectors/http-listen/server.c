@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../http/mediatype.h"
+#include "body.h"
 
 struct server {
     struct MHD_Daemon *daemon;
@@ -139,6 +140,7 @@ static enum MHD_Result answer(server_t *self, struct MHD_Connection *c, upload_t
         snprintf(why, sizeof why, "the body is over max_body_mb (%zu MB)", o->max_body >> 20);
         return refuse(self, c, r, 413, why);
     }
+    body_parse(o->host, r);
     switch (inbox_submit_wait(self->inbox, r, o->ack_timeout_ms)) {
     case INBOX_FULL:
         return send_error(c, 503, "too many requests waiting for the broker: retry later", o);

@@ -3,8 +3,9 @@
  *
  * One thread per connection, as libmicrohttpd runs it.  A request's
  * thread checks what it can without the host -- method, path, bearer
- * token, content type, size -- reads the body and hands the request to
- * the inbox, then waits for the collector's answer and sends it as JSON:
+ * token, content type, size -- reads the body, turns it into records
+ * (body.c) and hands the request to the inbox, then waits for the collector's answer and sends it
+ * as JSON:
  *
  *   200 {"ok":true,"stream":S,"seq":N,"records":R}   in the broker's spool
  *   400 / 401 / 413 / 415 {"ok":false,"error":WHY}   refused, reported on error.*
@@ -21,6 +22,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <dcbus/plugin.h>
+
 #include "inbox.h"
 
 typedef struct {
@@ -33,6 +36,7 @@ typedef struct {
     int64_t ack_timeout_ms;
     int retry_after_s;
     unsigned max_connections;
+    const dcbus_host_t *host; /* for the services any thread may call (body.c) */
 } server_options_t;
 
 typedef struct server server_t;
