@@ -14,6 +14,7 @@ and a subscriber to error.*.  It checks that
   - an ETag answered 304 after the first poll: its records once, however
     many polls (and the server saw If-None-Match);
   - a 10 MB JSON array: every one of its records, once;
+  - format auto and a body that is not JSON: one record of its bytes;
   - bad input -- malformed JSON, text/html, bytes that are not UTF-8, a
     body over max_body_mb -- a VALIDATION error each, naming the URL,
     while the same instance's good URL is still taken;
@@ -134,6 +135,7 @@ config = bus.write("bus.yaml", bus.config_head() + """workers:
   big:      {plugin: http, urls: [%(b)s/big], stream: big, polls: 1}
   bad:      {plugin: http, stream: bad, polls: 1, max_body_mb: 1,
              urls: [%(b)s/malformed, %(b)s/html, %(b)s/latin1, %(b)s/huge, %(b)s/good]}
+  raw:      {plugin: http, urls: [%(b)s/html], stream: raw, polls: 1, format: auto}
   plain:    {plugin: http, urls: [%(b)s/plain], stream: plain, interval_ms: 100,
              headers: {X-Test: plain}}
   csv: {plugin: csv, dir: %(csv)s}
@@ -145,6 +147,7 @@ pipelines:
   p_etag:     {from: etag, to: [csv]}
   p_big:      {from: big, to: [csv]}
   p_bad:      {from: bad, to: [csv]}
+  p_raw:      {from: raw, to: [csv]}
   p_plain:    {from: plain, to: [csv]}
 """ % {"b": base, "csv": bus.path("csv"), "backoff": BACKOFF_MS})
 
@@ -154,7 +157,7 @@ sub.setsockopt(zmq.SUBSCRIBE, b"error.")
 bus.broker(config)
 sub.connect(bus.topics_ep)
 time.sleep(0.3)
-ONCE = ("auth_ok", "auth_bad", "flaky", "hang", "etag", "big", "bad")
+ONCE = ("auth_ok", "auth_bad", "flaky", "hang", "etag", "big", "bad", "raw")
 for name in ("csv",) + ONCE + ("plain",):
     bus.worker(name, config)
 
@@ -264,6 +267,12 @@ for path, words in (("/malformed", "malformed json"), ("/html", "not json"),
                   and base + path in m["message"] for m in e), str(e[:1]))
 bus.check("bad input: the good URL of the same source is still taken",
           [r["kind"] for r in rows("bad")] == ["good"], str(rows("bad")))
+
+# Raw bytes.
+raw = rows("raw")
+bus.check("format auto, text/html: one record of the raw bytes",
+          len(raw) == 1 and raw[0]["raw_data"] == "<html>hello</html>"
+          and json.loads(raw[0]["collected"]).get("data_format") == "raw", str(raw))
 
 # Resume after kill -9.
 bus.check("kill -9 and restart: the unchanged resource's records once",
