@@ -201,8 +201,9 @@ static int read_headers(http_t *self)
     size_t n = h->config_len(self->ctx, "headers");
     for (size_t i = 0; i < n; i++) {
         const char *name = h->config_key(self->ctx, "headers", i);
-        if (!name || strlen(name) > 200 || strpbrk(name, ":\r\n "))
-            return fail(self, "headers: each key must be a header name (no ':', space or newline)");
+        if (!name || strlen(name) > 200 || strpbrk(name, ":\r\n ."))
+            return fail(self, "headers: each key must be a header name (no ':', '.', space or "
+                              "newline)");
         snprintf(key, sizeof key, "headers.%s", name);
         const char *value = h->config_str(self->ctx, key, "");
         if (strpbrk(value, "\r\n")) return fail(self, "headers: a value may not hold a newline");
