@@ -163,6 +163,7 @@ bus.check("a malformed body's error says where",
 dcbus = os.path.join(bus.bin, "dcbus")
 bus.start("pause", dcbus, "pause", "--config", config, "listen")
 bus.wait("pause", 10)
+bus.check("the collector is paused", bus.wait_log("listen", "collection paused", 10))
 results = []
 threads = [threading.Thread(target=lambda k=k: results.append(post(lines("bp%d" % k, 10))))
            for k in range(8)]
