@@ -11,8 +11,9 @@ and a subscriber to error.*.  It checks that
     server's request times show the back-off (each gap at least the
     jitter's floor: half of backoff_ms doubled per retry);
   - a server that never answers: a CONNECTION error saying it timed out;
-  - an ETag answered 304 after the first poll: its records once, however
-    many polls (and the server saw If-None-Match);
+  - an ETag, and a Last-Modified, answered 304 after the first poll: their
+    records once, however many polls (and the server saw If-None-Match,
+    If-Modified-Since);
   - a 10 MB JSON array: every one of its records, once;
   - format auto and a body that is not JSON: one record of its bytes;
   - bad input -- malformed JSON, text/html, bytes that are not UTF-8, a
@@ -91,6 +92,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             else:
                 self.reply(200, b'[{"id": 1, "kind": "etag"}, {"id": 2, "kind": "etag"}]',
                            extra=[("ETag", '"v1"')])
+        elif p == "/lm":
+            stamp = "Wed, 02 Dec 2026 10:00:00 GMT"
+            if self.headers.get("If-Modified-Since") == stamp:
+                self.reply(304, extra=[("Last-Modified", stamp)])
+            else:
+                self.reply(200, b'{"id": 1, "kind": "lm"}', extra=[("Last-Modified", stamp)])
         elif p == "/plain":
             self.reply(200, b'{"id": 1, "kind": "plain"}')
         elif p == "/big":
@@ -131,7 +138,8 @@ config = bus.write("bus.yaml", bus.config_head() + """workers:
              backoff_ms: %(backoff)d}
   hang:     {plugin: http, urls: [%(b)s/hang], stream: hang, polls: 1, retries: 0,
              timeout_ms: 500}
-  etag:     {plugin: http, urls: [%(b)s/etag], stream: etag, polls: 4, interval_ms: 100}
+  etag:     {plugin: http, urls: [%(b)s/etag, %(b)s/lm], stream: etag, polls: 4,
+             interval_ms: 100}
   big:      {plugin: http, urls: [%(b)s/big], stream: big, polls: 1}
   bad:      {plugin: http, stream: bad, polls: 1, max_body_mb: 1,
              urls: [%(b)s/malformed, %(b)s/html, %(b)s/latin1, %(b)s/huge, %(b)s/good]}
@@ -244,8 +252,12 @@ etag = hits("/etag")
 bus.check("ETag: four polls", len(etag) == 4, str(len(etag)))
 bus.check("ETag: If-None-Match sent after the first",
           all(h.get("If-None-Match") == '"v1"' for _, h in etag[1:]))
-bus.check("ETag unchanged: the records once", sorted(r["id"] for r in rows("etag")) == ["1", "2"],
-          str(len(rows("etag"))))
+lm = hits("/lm")
+bus.check("Last-Modified: If-Modified-Since sent after the first",
+          len(lm) == 4 and all(h.get("If-Modified-Since") for _, h in lm[1:]), str(len(lm)))
+bus.check("ETag and Last-Modified unchanged: the records once",
+          sorted((r["kind"], r["id"]) for r in rows("etag"))
+          == [("etag", "1"), ("etag", "2"), ("lm", "1")], str(len(rows("etag"))))
 
 # 10 MB.
 big = rows("big")
