@@ -85,7 +85,6 @@ static void send_batch(dcb_worker_t *self)
     snprintf(hdr.source, sizeof hdr.source, "%s", self->wcfg->name);
     hdr.seq = next_seq(self, stream);
     put_position(self, &hdr);
-    call_batch_sent(self, hdr.stream, hdr.seq);
     msgpack_sbuffer_clear(&self->encoded);
     dcb_envelope_encode(&hdr, dcb_builder_records(self->builder), dcb_builder_count(self->builder),
                         &self->encoded);
@@ -100,6 +99,7 @@ static void send_batch(dcb_worker_t *self)
     /* Hand the buffer to the message: no copy. */
     size_t size = self->encoded.size;
     zmq_msg_init_data(&p->body, msgpack_sbuffer_release(&self->encoded), size, free_buffer, NULL);
+    call_batch_sent(self, p->stream, p->seq); /* before it goes: the ACK can come next */
     worker_send_msg(self, DCB_CMD_DATA, &p->body);
     self->collector.records_out += p->records;
 }
