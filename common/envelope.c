@@ -278,6 +278,13 @@ void dcb_builder_add_raw(dcbus_builder_t *self, dcbus_span_t record)
     self->count++;
 }
 
+void dcb_builder_append(dcbus_builder_t *self, const dcbus_builder_t *src)
+{
+    close_record_check(self);
+    dcb_mp_write_raw(&self->buf, src->buf.data, src->buf.len);
+    self->count += src->count;
+}
+
 void dcb_builder_record_begin(dcbus_builder_t *self, uint32_t nfields)
 {
     close_record_check(self);

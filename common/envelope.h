@@ -55,6 +55,8 @@ bool dcb_builder_ok(const dcbus_builder_t *self, const char **why);
 /* The builder operations, as the host table exposes them. */
 void dcb_builder_set_stream(dcbus_builder_t *self, const char *stream);
 void dcb_builder_add_raw(dcbus_builder_t *self, dcbus_span_t record);
+/* Appends every record of `src` (a builder the host filled itself) at once. */
+void dcb_builder_append(dcbus_builder_t *self, const dcbus_builder_t *src);
 void dcb_builder_record_begin(dcbus_builder_t *self, uint32_t nfields);
 void dcb_builder_put_str(dcbus_builder_t *self, const char *key, const char *val, size_t len);
 void dcb_builder_put_int(dcbus_builder_t *self, const char *key, int64_t val);

@@ -267,6 +267,11 @@ static void host_emit_event(dcbus_ctx_t *ctx, const char *type, dcbus_span_t dat
     if (ctx->hooks.event) ctx->hooks.event(ctx->hooks.arg, type, data);
 }
 
+static void host_builder_free(dcbus_builder_t *b)
+{
+    dcb_builder_destroy(&b);
+}
+
 static void host_report_error(dcbus_ctx_t *ctx, const dcbus_error_t *error)
 {
     if (ctx->hooks.error) ctx->hooks.error(ctx->hooks.arg, error);
@@ -356,6 +361,10 @@ static const dcbus_host_t s_services = {
     .error_type_parse = dcb_error_type_parse,
     .error_info = dcb_errinfo_encode,
     .log_fields = host_log_fields,
+    .records_from_json_edit = dcb_records_from_json_edit,
+    .builder_new = dcb_builder_new,
+    .builder_free = host_builder_free,
+    .batch_append = dcb_builder_append,
 };
 
 const dcbus_host_t *dcb_host_services(void)

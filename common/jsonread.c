@@ -13,6 +13,7 @@
 #include "envelope.h"
 #include "mpread.h"
 #include "mpwrite.h"
+#include "records.h"
 
 /* The 1-based line and column of byte `at` of text, in err. */
 static int fail_at(const char *text, size_t at, const char *what, char *err, size_t errlen)
@@ -172,4 +173,21 @@ int dcb_records_from_json(dcbus_builder_t *out, const char *text, size_t len, ch
     free(scratch.data);
     json_tokener_free(tok);
     return total;
+}
+
+int dcb_records_from_json_edit(dcbus_builder_t *out, const char *text, size_t len,
+                               const dcbus_edit_t *edits, size_t nedits, char *err, size_t errlen)
+{
+    dcbus_builder_t *scratch = dcb_builder_new();
+    if (!scratch) return snprintf(err, errlen, "out of memory"), -1;
+    int n = dcb_records_from_json(scratch, text, len, err, errlen);
+    if (n > 0 && nedits == 0) {
+        dcb_builder_append(out, scratch);
+    } else if (n > 0) {
+        dcbus_span_t records = dcb_builder_records(scratch), record;
+        while (dcb_record_next(&records, &record))
+            dcb_record_copy_edit(out, record, edits, nedits);
+    }
+    dcb_builder_destroy(&scratch);
+    return n;
 }

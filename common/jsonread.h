@@ -23,4 +23,11 @@
 int dcb_records_from_json(dcbus_builder_t *b, const char *text, size_t len, char *err,
                           size_t errlen);
 
+/* records_from_json_edit() of the services table: the records of `text`
+ * are parsed into a scratch builder first, so on an error `b` is left as
+ * it was; then each is copied to `b` with the `nedits` edits applied
+ * (dcb_record_copy_edit), or as it is when nedits is 0. */
+int dcb_records_from_json_edit(dcbus_builder_t *b, const char *text, size_t len,
+                               const dcbus_edit_t *edits, size_t nedits, char *err, size_t errlen);
+
 #endif

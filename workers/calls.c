@@ -69,6 +69,18 @@ int call_resume(dcb_worker_t *self, const uint8_t *position, size_t len)
     return rc;
 }
 
+void call_batch_sent(dcb_worker_t *self, const char *stream, uint64_t seq)
+{
+    if (DCBUS_COLLECTOR_HAS(COLLECTOR(self), batch_sent))
+        CALL(self, "batch_sent", COLLECTOR(self)->batch_sent(self->state, stream, seq));
+}
+
+void call_batch_acked(dcb_worker_t *self, const char *stream, uint64_t seq)
+{
+    if (DCBUS_COLLECTOR_HAS(COLLECTOR(self), batch_acked))
+        CALL(self, "batch_acked", COLLECTOR(self)->batch_acked(self->state, stream, seq));
+}
+
 uint32_t call_collect_wait_ms(const dcb_worker_t *self)
 {
     return COLLECTOR(self)->collect_wait_ms ? COLLECTOR(self)->collect_wait_ms : 10;

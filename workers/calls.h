@@ -25,6 +25,9 @@ bool call_can_checkpoint(const dcb_worker_t *self);
 bool call_can_resume(const dcb_worker_t *self);
 int call_checkpoint(dcb_worker_t *self, uint8_t *buf, size_t cap, size_t *len);
 int call_resume(dcb_worker_t *self, const uint8_t *position, size_t len);
+/* batch_sent() and batch_acked() (ABI 2.2), if the plugin has them. */
+void call_batch_sent(dcb_worker_t *self, const char *stream, uint64_t seq);
+void call_batch_acked(dcb_worker_t *self, const char *stream, uint64_t seq);
 /* collect_wait_ms of the description, 10 if it gives none. */
 uint32_t call_collect_wait_ms(const dcb_worker_t *self);
 

@@ -25,7 +25,9 @@
  * A sent batch stays in the window until the broker acknowledges it as
  * spooled; the window's size bounds what is in flight.  After every READY
  * -- first registration or reconnection -- the whole window is sent again,
- * oldest first; the broker ignores what it already has.
+ * oldest first; the broker ignores what it already has.  A plugin with
+ * batch_sent()/batch_acked() hears the seq each batch got and, once, its
+ * ACK (when the batch leaves the window).
  */
 #include "calls.h"
 #include "log.h"
@@ -97,6 +99,7 @@ static void send_batch(dcb_worker_t *self)
     /* Hand the buffer to the message: no copy. */
     size_t size = self->encoded.size;
     zmq_msg_init_data(&p->body, msgpack_sbuffer_release(&self->encoded), size, free_buffer, NULL);
+    call_batch_sent(self, p->stream, p->seq); /* before it goes: the ACK can come next */
     worker_send_msg(self, DCB_CMD_DATA, &p->body);
     self->collector.records_out += p->records;
 }
@@ -193,6 +196,9 @@ static void collector_on_ack(dcb_worker_t *self, dcbus_span_t body)
             zmq_msg_close(&p->body);
             memmove(p, p + 1, (self->collector.nwindow - i - 1) * sizeof *p);
             self->collector.nwindow--;
+            /* Only the first ACK of a batch reaches the plugin: the broker
+             * acknowledges a resent batch again. */
+            call_batch_acked(self, stream, seq);
             return;
         }
     }

@@ -1,7 +1,9 @@
 /*
  * test_records.c -- the record helpers of the services table (ABI 2.1):
  * length-carrying puts, record_copy_edit, value_json and
- * records_from_json, and the ErrorInfo module behind error_info.
+ * records_from_json, and the ErrorInfo module behind error_info; and those
+ * of ABI 2.2: records_from_json_edit (all or nothing, with edits) and a
+ * plugin's own builders (builder_new, batch_append).
  *
  * Each helper is called through dcb_host_services(), the table plugins
  * get.  JSON the writer produces is also read back by Python's json module
@@ -504,6 +506,64 @@ static void test_from_json_refuses_hostile_nesting(void **state)
 }
 
 /* ---------------------------------------------------------------------------
+ * ABI 2.2: records_from_json_edit, own builders
+ */
+
+static int from_json_edit(dcbus_builder_t *b, const char *text, const dcbus_edit_t *edits,
+                          size_t nedits, char *err, size_t errlen)
+{
+    return H->records_from_json_edit(b, text, strlen(text), edits, nedits, err, errlen);
+}
+
+static void test_from_json_edit_is_all_or_nothing(void **state)
+{
+    dcbus_builder_t *b = *state;
+    char err[256];
+    assert_int_equal(from_json(b, "{\"n\":0}", err, sizeof err), 1);
+    assert_int_equal(from_json_edit(b, "{\"n\":1}\n{\"n\":2}\n{\"n\":}", NULL, 0, err, sizeof err),
+                     -1);
+    assert_contains(err, "line 3, column 6");
+    assert_int_equal(dcb_builder_count(b), 1); /* not the two good lines */
+    assert_true(dcb_builder_ok(b, NULL));
+    assert_int_equal(from_json_edit(b, "[{\"n\":1}, {\"n\":2}]", NULL, 0, err, sizeof err), 2);
+    assert_int_equal(dcb_builder_count(b), 3);
+    assert_string_equal(record_json(b, 2), "{\"n\":2}");
+}
+
+static void test_from_json_edit_edits_every_record(void **state)
+{
+    dcbus_builder_t *b = *state;
+    char err[256];
+    const uint8_t meta[] = {0x81, 0xa1, 'u', 0xa1, 'x'}; /* {"u": "x"} */
+    dcbus_edit_t edits[] = {
+        {.key = "meta", .op = DCBUS_EDIT_SET, .value = dcbus_val_raw((dcbus_span_t){meta, 5})},
+        {.key = "drop", .op = DCBUS_EDIT_REMOVE},
+    };
+    assert_int_equal(from_json_edit(b, "{\"a\":1,\"drop\":0}\n{\"meta\":null,\"a\":2}", edits, 2,
+                                    err, sizeof err),
+                     2);
+    assert_string_equal(record_json(b, 0), "{\"a\":1,\"meta\":{\"u\":\"x\"}}");
+    assert_string_equal(record_json(b, 1), "{\"meta\":{\"u\":\"x\"},\"a\":2}");
+}
+
+static void test_own_builder_appends_in_one_go(void **state)
+{
+    dcbus_builder_t *b = *state, *own = H->builder_new();
+    char err[256];
+    assert_non_null(own);
+    H->record_begin(b, 1);
+    H->put_int(b, "n", 0);
+    assert_int_equal(from_json(own, "{\"n\":1}\n{\"n\":2}", err, sizeof err), 2);
+    H->batch_append(b, own);
+    H->batch_append(b, own); /* src is left as it was */
+    assert_int_equal(H->batch_count(b), 5);
+    assert_true(dcb_builder_ok(b, NULL));
+    assert_string_equal(record_json(b, 0), "{\"n\":0}");
+    assert_string_equal(record_json(b, 4), "{\"n\":2}");
+    H->builder_free(own);
+}
+
+/* ---------------------------------------------------------------------------
  * ErrorInfo
  */
 
@@ -646,6 +706,38 @@ static void test_plugins_refuse_an_older_host(void **state)
     }
 }
 
+/* The collectors that need ABI 2.2 refuse an ABI 2.1 host (before they
+ * connect or listen anywhere). */
+static void test_http_plugins_refuse_a_2_1_host(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *plugin, *settings;
+    } cases[] = {{"http", "urls: [\"http://127.0.0.1:1/\"]\n"}, {"http-listen", "port: 1\n"}};
+    dcbus_host_t old = *H;
+    old.size = (uint32_t)offsetof(dcbus_host_t, records_from_json_edit);
+    const char *dir = DCBUS_PLUGIN_DIR;
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char err[256];
+        dcb_plugin_lib_t *lib = dcb_plugin_load(&dir, 1, cases[i].plugin, err, sizeof err);
+        if (!lib) {
+            print_message("skipped: %s not built (%s)\n", cases[i].plugin, err);
+            continue;
+        }
+        const dcbus_plugin_t *desc = dcb_plugin_desc(lib);
+        dcb_node_t *settings = dcb_config_parse_settings(
+            cases[i].settings, strlen(cases[i].settings), "settings", err, sizeof err);
+        assert_non_null(settings);
+        dcbus_ctx_t *ctx = dcb_ctx_new("it", 0, settings, "settings", NULL);
+        void *st = NULL;
+        if (dcb_plugin_open_fn(desc)(&old, ctx, &st) == 0)
+            fail_msg("%s opened on a host of ABI 2.1", cases[i].plugin);
+        dcb_ctx_destroy(&ctx);
+        dcb_node_destroy(&settings);
+        dcb_plugin_unload(&lib);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -673,11 +765,15 @@ int main(void)
         T(test_from_json_array_and_lines),
         T(test_from_json_bad_text_says_where),
         T(test_from_json_refuses_hostile_nesting),
+        T(test_from_json_edit_is_all_or_nothing),
+        T(test_from_json_edit_edits_every_record),
+        T(test_own_builder_appends_in_one_go),
         T(test_error_types_by_name),
         T(test_error_info_round_trip),
         T(test_error_info_bad_details_become_an_empty_map),
         T(test_an_older_host_is_detected),
         T(test_plugins_refuse_an_older_host),
+        T(test_http_plugins_refuse_a_2_1_host),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

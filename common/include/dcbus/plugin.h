@@ -24,9 +24,15 @@
  * the collector's declared `streams`, and record helpers to the services
  * table (puts with the key's length, record_copy_edit, JSON out and in,
  * the ErrorType names and ErrorInfo): a plugin that uses them checks
- * DCBUS_HOST_HAS(host, record_copy_edit) and friends in open().
- * ABI 2.2 appended the storage operations session_open() and
- * session_close(), which describe each session (dcbus_session_t).
+ * DCBUS_HOST_HAS(host, record_copy_edit) and friends in open().  ABI 2.2
+ * appended the storage operations session_open() and session_close(),
+ * which describe each session (dcbus_session_t), the query's
+ * `collection`, the collector operations batch_sent() and batch_acked(),
+ * so a collector learns when a batch it filled is in the broker's spool (a
+ * source that answers its own clients only once their data is durable),
+ * the services records_from_json_edit() (all or nothing, with edits) and
+ * builders of a plugin's own (builder_new, builder_free, batch_append),
+ * with which of the services any thread may call.
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -416,6 +422,32 @@ typedef struct dcbus_host {
      * inside the message, as with host->log.  (ABI 2.1.) */
     void (*log_fields)(dcbus_ctx_t *ctx, dcbus_log_level_t level, const char *msg,
                        const char *fields_fmt, ...) __attribute__((format(printf, 4, 5)));
+
+    /* --- Added in ABI 2.2 (test with DCBUS_HOST_HAS). --- */
+
+    /* As records_from_json(), but all or nothing -- on an error no record
+     * of the text is added, so a batch never holds half of a bad input --
+     * and each record gets the `nedits` edits applied as by
+     * record_copy_edit() (to add the source's metadata, say; nedits 0: as
+     * parsed).  Returns the number of records added, or -1 with a message
+     * in err. */
+    int (*records_from_json_edit)(dcbus_builder_t *b, const char *text, size_t len,
+                                  const dcbus_edit_t *edits, size_t nedits, char *err,
+                                  size_t errlen);
+
+    /* A builder of the plugin's own, so that records can be made on a
+     * thread of the plugin (a server's connection threads) and handed to
+     * collect() whole.  The services that take no ctx -- the record reader,
+     * the builder's puts and adds, record_copy_edit, value_json,
+     * records_from_json(_edit), now_us, monotonic_us -- touch nothing but
+     * their arguments, so any thread may call them on a builder it alone
+     * uses; those that take a ctx (log, config, report_error...) belong to
+     * the thread the host calls the plugin on.  A builder from builder_new()
+     * has no stream; batch_append() copies every record of `src` onto the
+     * end of `b` (the batch collect() fills, say) in one go. */
+    dcbus_builder_t *(*builder_new)(void);
+    void (*builder_free)(dcbus_builder_t *b);
+    void (*batch_append)(dcbus_builder_t *b, const dcbus_builder_t *src);
 } dcbus_host_t;
 
 #define DCBUS_HOST_HAS(host, member)                                                               \
@@ -501,6 +533,20 @@ typedef struct {
      * stream (seq numbers are per stream, and the broker gives a stream to
      * the collector that sent it first).  NULL: not declared. */
     const char *streams;
+    /* Optional (ABI 2.2), each on its own: what became of the batches
+     * collect() filled.  batch_sent() is called after each collect() that
+     * filled a batch (after checkpoint()), with the batch's stream and the
+     * seq the host numbered it with, before it goes to the broker.
+     * batch_acked() is called once for each such batch when the broker
+     * acknowledges it as spooled (docs/protocol.md, ACK: durable per the
+     * broker's fsync policy), in the order the ACKs arrive -- which for
+     * one stream is the order of the seqs unless a batch was resent.  A
+     * batch still unacknowledged when the worker stops or dies never gets
+     * batch_acked(): what a collector promised its own clients on an ACK
+     * it must not promise before.  Both are called on the thread that
+     * calls collect(). */
+    void (*batch_sent)(void *state, const char *stream, uint64_t seq);
+    void (*batch_acked)(void *state, const char *stream, uint64_t seq);
 } dcbus_collector_ops_t;
 
 /* The largest position checkpoint() may write. */

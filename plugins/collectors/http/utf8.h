@@ -1,0 +1,20 @@
+/*
+ * utf8.h -- checking that bytes are UTF-8, for the HTTP collectors.
+ *
+ * JSON text must be UTF-8 (RFC 8259) and json-c does not check it, so a
+ * source that takes JSON from outside checks the bytes first and reports
+ * where they go wrong.  Shared by the http and http-listen plugins (each
+ * compiles utf8.c into itself).
+ */
+#ifndef DCB_HTTP_UTF8_H
+#define DCB_HTTP_UTF8_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* True if the `len` bytes at `s` are well-formed UTF-8 (no overlong forms,
+ * no surrogates, nothing above U+10FFFF); otherwise false with the offset
+ * of the first bad byte in *bad_at. */
+bool utf8_valid(const char *s, size_t len, size_t *bad_at);
+
+#endif
