@@ -123,8 +123,11 @@ static void note(void *arg, const char *what, const tail_file_t *file, const cha
     DCBUS_LOG(self->host, self->ctx,
               strcmp(what, "file_gone") == 0 ? DCBUS_LOG_WARN : DCBUS_LOG_INFO, "tail: %s %s: %s",
               what, file->e.path, detail);
-    char event[32];
-    snprintf(event, sizeof event, "tail.%s", what);
+    char event[32]; /* file_added -> FILE_ADDED, as the bus's event types are written */
+    size_t k = 0;
+    for (; what[k] && k < sizeof event - 1; k++)
+        event[k] = (char)(what[k] >= 'a' && what[k] <= 'z' ? what[k] - 'a' + 'A' : what[k]);
+    event[k] = '\0';
     self->host->emit_event(self->ctx, event, details(self, file, file->e.off, detail, -1));
 }
 
