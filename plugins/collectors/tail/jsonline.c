@@ -218,6 +218,50 @@ static bool digit(const parser_t *ps)
     return ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9';
 }
 
+/* Whether the 8 bytes in x (little-endian) are all ASCII digits. */
+static inline bool eight_digits(uint64_t x)
+{
+    return ((x & 0xF0F0F0F0F0F0F0F0ULL) |
+            (((x + 0x0606060606060606ULL) & 0xF0F0F0F0F0F0F0F0ULL) >> 4)) == 0x3333333333333333ULL;
+}
+
+/* The value of 8 ASCII digits, the first one in the lowest byte. */
+static inline uint64_t eight_value(uint64_t x)
+{
+    x -= 0x3030303030303030ULL;
+    x = (x * 10 + (x >> 8)) & 0x00FF00FF00FF00FFULL;
+    x = (x * 100 + (x >> 16)) & 0x0000FFFF0000FFFFULL;
+    return (x * 10000 + (x >> 32)) & 0xFFFFFFFFULL;
+}
+
+/* A run of digits at ps->p into the mantissa *m, which keeps at most 19
+ * digits (*kept); *dropped counts those past them, *inexact is set when
+ * one of those is not 0.  Eight digits at a time while they fit. */
+static void digit_run(parser_t *ps, uint64_t *m, int *kept, int *dropped, bool *inexact)
+{
+    const char *p = ps->p, *end = ps->end;
+    uint64_t v = *m;
+    int k = *kept;
+    uint64_t x;
+    while (k <= 11 && end - p >= 8 && (memcpy(&x, p, 8), eight_digits(x))) {
+        v = v * 100000000 + eight_value(x);
+        k += 8;
+        p += 8;
+    }
+    for (; p < end && (unsigned)(*p - '0') <= 9; p++) {
+        if (k < 19) {
+            v = v * 10 + (uint64_t)(*p - '0');
+            k++;
+        } else {
+            (*dropped)++;
+            if (*p != '0') *inexact = true;
+        }
+    }
+    ps->p = p;
+    *m = v;
+    *kept = k;
+}
+
 static int number(parser_t *ps, field_t *f)
 {
     const char *s = ps->p;
@@ -225,28 +269,24 @@ static int number(parser_t *ps, field_t *f)
     if (neg) ps->p++;
     if (!digit(ps)) return fail(ps, "a digit must follow '-'");
     uint64_t m = 0;
-    int digits = 0, exp10 = 0;
-    bool exact = true, is_int = true;
+    int digits = 0, exp10 = 0, dropped = 0;
+    bool inexact = false, is_int = true;
     if (*ps->p == '0') {
         ps->p++;
         if (digit(ps)) return fail(ps, "a number may not start with 0");
     }
-    for (; digit(ps); ps->p++) {
-        if (digits < 19)
-            m = m * 10 + (uint64_t)(*ps->p - '0'), digits++;
-        else
-            exact = false, exp10++;
-    }
+    digit_run(ps, &m, &digits, &dropped, &inexact);
+    exp10 = dropped; /* integer digits past the 19th scale the kept ones */
+    bool exact = dropped == 0;
     if (ps->p < ps->end && *ps->p == '.') {
         is_int = false;
         ps->p++;
         if (!digit(ps)) return fail(ps, "a digit must follow '.'");
-        for (; digit(ps); ps->p++) {
-            if (digits < 19)
-                m = m * 10 + (uint64_t)(*ps->p - '0'), digits++, exp10--;
-            else if (*ps->p != '0')
-                exact = false;
-        }
+        int before = digits;
+        dropped = 0;
+        digit_run(ps, &m, &digits, &dropped, &inexact);
+        exp10 -= digits - before;
+        if (inexact) exact = false;
     }
     if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
         is_int = false;

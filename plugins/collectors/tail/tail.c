@@ -27,7 +27,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define READ_CHUNK        (1u << 20)
+#define READ_CHUNK        (256u << 10) /* a read; small enough to stay in the L2 cache */
+#define MIN_BUFFER        (1u << 20)
 #define ERRORS_PER_SECOND 100 /* bad-line reports a second, at most; the rest are counted */
 
 typedef struct {
@@ -135,18 +136,21 @@ static void note(void *arg, const char *what, const tail_file_t *file, const cha
  * Lines
  */
 
-static void one_line(tail_t *self, const tail_file_t *file, const char *line, size_t len,
-                     uint64_t off, dcbus_builder_t *out)
+/* One line into the batch; returns 1 if it became a record, else 0. */
+static uint32_t one_line(tail_t *self, const tail_file_t *file, const char *line, size_t len,
+                         uint64_t off, dcbus_builder_t *out)
 {
     char why[256];
     while (len && line[len - 1] == '\r')
         len--;
-    if (len == 0) return; /* blank lines carry nothing */
+    if (len == 0) return 0; /* blank lines carry nothing */
     self->lines++;
     int rc = self->json ? tail_jsonline(&self->jl, self->host, out, line, len, why, sizeof why)
                         : tail_plain_line(&self->plain, self->host, out, line, len, file->e.path,
                                           why, sizeof why);
-    if (rc != 0) bad_line(self, file, off, why, (int64_t)len);
+    if (rc == 0) return 1;
+    bad_line(self, file, off, why, (int64_t)len);
+    return 0;
 }
 
 /* Inside a line over max_line: on to its newline.  Returns false at the
@@ -169,12 +173,13 @@ static uint32_t fill(tail_t *self, tail_file_t *file, dcbus_builder_t *out)
 {
     const dcbus_host_t *h = self->host;
     uint64_t bytes = 0;
-    uint32_t start = h->batch_count(out);
+    uint32_t added = 0;
     uint64_t off0 = file->e.off, skip0 = file->skip_at;
+    size_t want = READ_CHUNK < self->cap ? READ_CHUNK : self->cap;
     file->at_eof = false;
     for (;;) {
         uint64_t at = file->skip_at ? file->skip_at : file->e.off;
-        ssize_t n = pread(file->fd, self->buf, self->cap, (off_t)at);
+        ssize_t n = pread(file->fd, self->buf, file->skip_at ? self->cap : want, (off_t)at);
         if (n <= 0) break;
         if (file->skip_at) {
             if (!skip_long(self, file, (size_t)n)) break;
@@ -183,16 +188,20 @@ static uint32_t fill(tail_t *self, tail_file_t *file, dcbus_builder_t *out)
         const char *p = self->buf, *end = self->buf + n;
         const char *nl;
         while ((nl = memchr(p, '\n', (size_t)(end - p)))) {
-            one_line(self, file, p, (size_t)(nl - p), at + (uint64_t)(p - self->buf), out);
+            added += one_line(self, file, p, (size_t)(nl - p), at + (uint64_t)(p - self->buf), out);
             bytes += (uint64_t)(nl - p);
             p = nl + 1;
-            if (h->batch_count(out) - start >= self->batch || bytes >= self->batch_bytes) {
+            if (added >= self->batch || bytes >= self->batch_bytes) {
                 file->e.off = at + (uint64_t)(p - self->buf);
                 file->grew_us = h->monotonic_us();
-                return h->batch_count(out) - start;
+                return added;
             }
         }
         file->e.off = at + (uint64_t)(p - self->buf);
+        if (p == self->buf && (size_t)n == want && want < self->cap) {
+            want = self->cap; /* a line longer than a read: read it whole, up to max_line */
+            continue;
+        }
         if (p == self->buf && (size_t)n > self->max_line) {
             self->long_lines++;
             char why[128];
@@ -202,11 +211,11 @@ static uint32_t fill(tail_t *self, tail_file_t *file, dcbus_builder_t *out)
             file->skip_at = at + (uint64_t)n;
             continue;
         }
-        if ((size_t)n < self->cap) break; /* at its end, maybe inside a line being written */
+        if ((size_t)n < want) break; /* at its end, maybe inside a line being written */
     }
     file->at_eof = true;
     if (file->e.off != off0 || file->skip_at != skip0) file->grew_us = h->monotonic_us();
-    return h->batch_count(out) - start;
+    return added;
 }
 
 /* ---------------------------------------------------------------------------
@@ -401,7 +410,7 @@ static int read_settings(tail_t *self)
         DCBUS_LOG(h, ctx, DCBUS_LOG_ERROR, "tail: %s", why);
         return -1;
     }
-    self->cap = self->max_line + 1 > READ_CHUNK ? self->max_line + 1 : READ_CHUNK;
+    self->cap = self->max_line + 1 > MIN_BUFFER ? self->max_line + 1 : MIN_BUFFER;
     self->buf = malloc(self->cap);
     return self->buf ? 0 : -1;
 }
