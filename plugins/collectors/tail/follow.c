@@ -119,6 +119,14 @@ static uint64_t last_line_end(int fd, uint64_t size)
     return n == (ssize_t)sizeof buf ? size : from;
 }
 
+/* Whether `path` names the file now. */
+static bool names(const char *path, const tail_file_t *file)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && (uint64_t)st.st_dev == file->e.dev &&
+           (uint64_t)st.st_ino == file->e.ino;
+}
+
 static tail_file_t *find(tail_follow_t *f, uint64_t dev, uint64_t ino)
 {
     for (size_t i = 0; i < f->nfiles; i++)
@@ -132,10 +140,11 @@ static void scan_path(tail_follow_t *f, const char *path, bool at_end)
     struct stat st;
     if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) return;
     tail_file_t *known = find(f, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
-    if (known) {
-        if (strcmp(known->e.path, path) != 0 && known->rotated) {
+    if (known) { /* renamed to a name the patterns match: still followed as one of them */
+        if (strcmp(known->e.path, path) != 0 && !names(known->e.path, known)) {
             free(known->e.path);
             known->e.path = strdup(path);
+            known->rotated = false;
         }
         return;
     }
@@ -160,11 +169,7 @@ static void mark_rotated(tail_follow_t *f)
 {
     for (size_t i = 0; i < f->nfiles; i++) {
         tail_file_t *file = f->files[i];
-        struct stat st;
-        if (file->rotated) continue;
-        if (stat(file->e.path, &st) == 0 && (uint64_t)st.st_dev == file->e.dev &&
-            (uint64_t)st.st_ino == file->e.ino)
-            continue;
+        if (file->rotated || names(file->e.path, file)) continue;
         file->rotated = true;
         file->pending = true;
         file->grew_us = mono_us();
@@ -205,7 +210,10 @@ void tail_follow_events(tail_follow_t *f)
             if (ev->mask & (IN_Q_OVERFLOW | DIR_EVENTS | IN_MOVE_SELF | IN_DELETE_SELF))
                 f->rescan = true;
             for (size_t i = 0; i < f->nfiles; i++)
-                if (f->files[i]->wd == ev->wd) f->files[i]->pending = true;
+                if (f->files[i]->wd == ev->wd) {
+                    f->files[i]->pending = true;
+                    break; /* a watch is one inode: one file */
+                }
         }
     }
 }
@@ -297,8 +305,9 @@ void tail_follow_adopt(tail_follow_t *f, tail_entries_t *state)
             if (fd >= 0) close(fd);
             tail_poslog_drop(f->log, e->id);
             f->note(f->arg, "file_gone", &gone,
-                    "not found again (deleted, or replaced): lines after its offset that were "
-                    "not collected are lost");
+                    "not found again with the same first bytes (deleted, truncated or replaced "
+                    "while stopped): its lines after the offset that were not collected are "
+                    "lost; a new file at its path is read from its start");
             continue;
         }
         file->e.id = e->id;
