@@ -6,7 +6,8 @@
  *   form (%.17g and shortest doubles, exponents, int64's ends, -0),
  *   escapes, UTF-8, literals -- collected through the plugin (follow:
  *   false) give, record for record, the JSON records_from_json() makes of
- *   the same lines.
+ *   the same lines; and the lines it hands to records_from_json() (nested
+ *   values, a repeated key, integers beyond int64) come out the same too.
  * - The state file (poslog.c, compiled in): resuming at any mark gives the
  *   offsets of that mark; marks after it are cut off; compaction keeps the
  *   last state_keep marks resumable and refuses older ones; a position of
@@ -175,6 +176,38 @@ static void test_parser_refuses(void **state)
     dcb_testkit_destroy(&tk);
 }
 
+/* Lines the flat parser hands to records_from_json(): the same records. */
+static void test_parser_fallbacks(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {
+        "{\"n\": 4, \"m\": {\"a\": [1, 2]}, \"s\": \"nested\"}",
+        "{\"a\": 1, \"b\": 2, \"a\": 3}", /* a repeated key: first place, last value */
+        "{\"u\": 18446744073709551615, \"i\": -9223372036854775809}",
+        "{\"long\": 1.00000000000000000000000000000000000000000000000000000000000000000000000000"
+        "000000000000000000000000000000000000000000000000000000000000000001}",
+    };
+    char err[256], why[256];
+    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "mock-source", NULL, err, sizeof err);
+    assert_non_null(tk);
+    const dcbus_host_t *h = dcb_testkit_host(tk);
+    tail_jsonline_t jl = {0};
+    dcb_envelope_t env;
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        dcbus_builder_t *b = dcb_testkit_builder(tk);
+        if (tail_jsonline(&jl, h, b, lines[i], strlen(lines[i]), why, sizeof why) != 0)
+            fail_msg("%s: refused: %s", lines[i], why);
+        dcb_testkit_seal(tk, "s", 1, &env);
+        char *mine = strdup(dcb_testkit_record_json(tk, &env, 0));
+        assert_int_equal(dcb_testkit_batch_from_json(tk, "s", 2, lines[i], &env, err, sizeof err),
+                         1);
+        assert_string_equal(mine, dcb_testkit_record_json(tk, &env, 0));
+        free(mine);
+    }
+    tail_jsonline_free(&jl);
+    dcb_testkit_destroy(&tk);
+}
+
 /* ---------------------------------------------------------------------------
  * The state file
  */
@@ -274,6 +307,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parser_matches_records_from_json),
         cmocka_unit_test(test_parser_refuses),
+        cmocka_unit_test(test_parser_fallbacks),
         cmocka_unit_test(test_poslog),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

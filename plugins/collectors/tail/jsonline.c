@@ -40,6 +40,7 @@ typedef struct {
 typedef struct {
     const char *start, *p, *end;
     char *out; /* next free byte of the scratch buffer */
+    bool nul;  /* a \u0000 was decoded */
     char *why;
     size_t whylen;
 } parser_t;
@@ -151,6 +152,7 @@ static int unescape(parser_t *ps, char **o)
     if (ps->p[1] != 'u' || ps->end - ps->p < 6 || hex4(ps->p + 2, &cp) != 0)
         return fail(ps, "bad escape in a string");
     ps->p += 6;
+    if (cp == 0) ps->nul = true;
     if (cp >= 0xDC00 && cp <= 0xDFFF) return fail(ps, "lone low surrogate in a \\u escape");
     if (cp >= 0xD800 && cp <= 0xDBFF) {
         if (ps->end - ps->p < 6 || ps->p[0] != '\\' || ps->p[1] != 'u' ||
@@ -356,6 +358,16 @@ static int value(parser_t *ps, field_t *f)
     }
 }
 
+/* Whether the key of f is among the first n fields: a record's keys must
+ * be unique, and a repeated key in JSON keeps its first place with its
+ * last value (json-c's reading), which the fallback reproduces. */
+static bool seen_key(const field_t *fields, int n, const field_t *f)
+{
+    for (int k = 0; k < n; k++)
+        if (fields[k].klen == f->klen && memcmp(fields[k].key, f->key, f->klen) == 0) return true;
+    return false;
+}
+
 /* The fields of the flat object on the line; returns how many, -1 with a
  * reason, or -NOT_FLAT - 1 to hand the line to records_from_json(). */
 static int parse(parser_t *ps, field_t *fields)
@@ -372,7 +384,10 @@ static int parse(parser_t *ps, field_t *fields)
             if (n == MAX_FIELDS) return -NOT_FLAT - 1;
             field_t *f = &fields[n++];
             if (ps->p == ps->end || *ps->p != '"') return fail(ps, "expected a key in quotes");
+            ps->nul = false;
             if (string(ps, &f->key, &f->klen) != 0) return -1;
+            if (ps->nul) return -NOT_FLAT - 1; /* a key with a NUL: as the host reads it */
+            if (seen_key(fields, n - 1, f)) return -NOT_FLAT - 1; /* json-c says what it means */
             skip_ws(ps);
             if (ps->p == ps->end || *ps->p != ':') return fail(ps, "expected ':' after the key");
             ps->p++;
@@ -479,7 +494,7 @@ int tail_jsonline(tail_jsonline_t *jl, const dcbus_host_t *host, dcbus_builder_t
         jl->cap = cap;
     }
     field_t fields[MAX_FIELDS];
-    parser_t ps = {line, line, line + len, jl->scratch, why, whylen};
+    parser_t ps = {line, line, line + len, jl->scratch, false, why, whylen};
     int n = parse(&ps, fields);
     if (n >= 0) {
         put_fields(host, out, fields, n);
