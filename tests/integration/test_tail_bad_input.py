@@ -9,7 +9,10 @@ Two tail instances into one csv sink:
     after the start (found through inotify);
   - `tp` (plain lines) follows in/b.log with regex
     `^(?<level>[A-Z]+) (?<msg>.*)$` and path_field, where one line does not
-    match.
+    match;
+  - `te` (plain lines, start_at: end, the default) follows old.log, which
+    has four lines before the start, the last without its newline yet; the
+    writer then finishes that line and adds two.
 
 Checks: every good line is a row, with its fields; each bad line is one
 error on error.VALIDATION.collection whose details name the file and the
@@ -49,17 +52,21 @@ with open(os.path.join(src, "a.jsonl"), "wb") as f:
     f.write(b'{"n": 4, "m": {"a": [1, 2]}, "s": "nested"}\n')
 with open(os.path.join(src, "b.log"), "wb") as f:
     f.write(b"INFO started\nWARN disk almost full\nthis line does not match\nERROR failed\n")
+with open(os.path.join(src, "old.log"), "wb") as f:
+    f.write(b"old 1\nold 2\nold 3\nold 4, its newline not yet written")
 
 config = bus.write("c.yaml", bus.config_head() + """
 workers:
   tj:  {plugin: tail, paths: ["%s/*.jsonl"], start_at: beginning, state_dir: %s, rescan_ms: 200}
   tp:  {plugin: tail, paths: %s/b.log, format: plain, regex: "^(?<level>[A-Z]+) (?<msg>.*)$",
         path_field: file, stream: plain, start_at: beginning, state_dir: %s}
+  te:  {plugin: tail, paths: %s/old.log, format: plain, stream: end, state_dir: %s}
   csv: {plugin: csv, dir: %s}
 pipelines:
   j: {from: tj, to: [csv]}
   p: {from: tp, to: [csv]}
-""" % (src, bus.path("state"), src, bus.path("state"), bus.path("csv")))
+  e: {from: te, to: [csv]}
+""" % (src, bus.path("state"), src, bus.path("state"), src, bus.path("state"), bus.path("csv")))
 
 sub = zmq.Context.instance().socket(zmq.SUB)
 sub.setsockopt(zmq.SUBSCRIBE, b"error.")
@@ -70,9 +77,13 @@ bus.wait_log("broker", 'msg="worker joined" instance=csv', 10)
 time.sleep(0.3)  # the subscription reaches the broker
 bus.worker("tj", config)
 bus.worker("tp", config)
+bus.worker("te", config)
 bus.wait_log("tj", "file_added", 10)
 with open(os.path.join(src, "c.jsonl"), "w") as f:
     f.write('{"n": 5, "s": "later"}\n')
+bus.wait_log("te", "file_added", 10)
+with open(os.path.join(src, "old.log"), "a") as f:
+    f.write("\nnew 1\nnew 2\n")
 
 
 def rows(stream):
@@ -87,7 +98,7 @@ def rows(stream):
 errors = []
 deadline = time.monotonic() + 30
 while time.monotonic() < deadline and (len(rows("lines")) < 6 or len(rows("plain")) < 3
-                                       or len(errors) < 5):
+                                       or len(rows("end")) < 2 or len(errors) < 5):
     if sub.poll(100):
         topic, body = sub.recv_multipart()
         errors.append((topic.decode(), msgpack.unpackb(body, raw=False)))
@@ -111,6 +122,10 @@ bus.check("plain lines split by the regex's named groups",
           [("INFO", "started"), ("WARN", "disk almost full"), ("ERROR", "failed")],
           str(plain))
 bus.check("path_field names the file", all(r["file"].endswith("/b.log") for r in plain))
+end = [r["line"] for r in rows("end")]
+bus.check("start_at: end skips the complete lines that were there, and takes the one being "
+          "written whole", end == ["old 4, its newline not yet written", "new 1", "new 2"],
+          str(end))
 
 reasons = [e["message"] for _, e in errors]
 bus.check("five bad lines, five errors", len(errors) == 5, "\n    ".join(reasons))
@@ -132,5 +147,5 @@ bus.check("details name the file and the offset",
               for d in details), str(details[:2]))
 bus.check("the 100 MB line was not held in memory (peak %d MB)" % (peak_kb // 1024),
           0 < peak_kb < 40 * 1024)
-bus.check("both tails still run", bus.wait("tj", 0) is None and bus.wait("tp", 0) is None)
+bus.check("the tails still run", all(bus.wait(n, 0) is None for n in ("tj", "tp", "te")))
 bus.finish()

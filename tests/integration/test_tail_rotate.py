@@ -11,7 +11,9 @@ land in the renamed file after the rotation).  tail -> csv, and meanwhile:
     `create` again (the file it was reading is renamed once more), then it
     is started again and resumes from its state file;
   - at 32,000: logrotate with `copytruncate`;
-  - at 40,000: kill -9 of the tail, started again at once.
+  - at 40,000: 8,000 lines in one write(), and at once kill -9 of the
+    tail (in the middle of reading them, batches in flight), started again
+    at once.
 
 copytruncate loses, by its nature, what the writer appends between the
 copy and the truncation, and what the tail had not read when the file was
@@ -38,6 +40,7 @@ import lib  # noqa: E402
 
 LINES = 50000
 RATE = 10000  # lines a second, about
+BURST = 8000  # lines in one write() just before the second kill
 
 bus = lib.Bus()
 logs = bus.path("logs")
@@ -62,23 +65,40 @@ def logrotate(mode):
                           capture_output=True, text=True, timeout=30)
 
 
+def line(i):
+    return '{"n": %d, "text": "line %d of the rotation test"}\n' % (i, i)
+
+
 class Writer(threading.Thread):
-    """Appends LINES lines at about RATE a second; pauses on request."""
+    """Appends LINES lines at about RATE a second; pauses on request, and
+    writes a burst of lines in one write() on request."""
 
     def __init__(self):
         super().__init__(daemon=True)
         self.written = 0
         self.pause = threading.Event()
         self.idle = threading.Event()
+        self.burst = 0
+        self.burst_done = threading.Event()
 
     def run(self):
         f = open(app_log, "a")
         t0 = time.monotonic()
-        for i in range(LINES):
+        i = 0
+        while i < LINES:
             while self.pause.is_set():
                 self.idle.set()
                 time.sleep(0.005)
             self.idle.clear()
+            if self.burst:
+                k = min(self.burst, LINES - i)
+                f.write("".join(line(j) for j in range(i, i + k)))
+                f.flush()
+                i += k
+                self.written = i
+                self.burst = 0
+                self.burst_done.set()
+                continue
             if i % 50 == 0:
                 try:
                     moved = os.stat(app_log).st_ino != os.fstat(f.fileno()).st_ino
@@ -87,11 +107,12 @@ class Writer(threading.Thread):
                 if moved:
                     f.close()
                     f = open(app_log, "a")
-            f.write('{"n": %d, "text": "line %d of the rotation test"}\n' % (i, i))
+            f.write(line(i))
             f.flush()
-            self.written = i + 1
-            if i % 100 == 99:
-                ahead = (i + 1) / RATE - (time.monotonic() - t0)
+            i += 1
+            self.written = i
+            if i % 100 == 0:
+                ahead = i / RATE - (time.monotonic() - t0)
                 if ahead > 0:
                     time.sleep(ahead)
         f.close()
@@ -167,7 +188,10 @@ wait_until(lambda: writer.written >= 32000, 60)
 copytruncate(writer)
 
 wait_until(lambda: writer.written >= 40000, 60)
-kill_tail()
+writer.burst = BURST
+writer.burst_done.wait(30)
+kill_tail()  # while it reads the burst: batches in flight, the file half read
+print("killed with %d lines written, %d rows in the CSV" % (writer.written, csv_rows()))
 start_tail()
 
 writer.join(60)
