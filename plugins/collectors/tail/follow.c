@@ -72,7 +72,10 @@ int tail_follow_init(tail_follow_t *f, char **patterns, size_t n, bool watch, ta
                          .log = log,
                          .note = note,
                          .arg = arg};
-    if (watch && (f->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) return -1;
+    if (watch && (f->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)) < 0) {
+        f->ifd = -1;
+        return -1;
+    }
     return 0;
 }
 

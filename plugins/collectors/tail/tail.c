@@ -450,11 +450,15 @@ static int tail_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         tail_close(self);
         return -1;
     }
-    if (read_settings(self) != 0 || tail_follow_init(&self->follow_set, self->paths, self->npaths,
-                                                     self->follow, &self->log, note, self) != 0) {
+    if (read_settings(self) != 0) {
         tail_close(self);
         return -1;
     }
+    if (tail_follow_init(&self->follow_set, self->paths, self->npaths, self->follow, &self->log,
+                         note, self) != 0)
+        DCBUS_LOG(host, ctx, DCBUS_LOG_WARN,
+                  "tail: no inotify (%s): files are looked at every rescan_ms only",
+                  strerror(errno));
     *state = self;
     return 0;
 }

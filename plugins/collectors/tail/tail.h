@@ -120,7 +120,9 @@ typedef struct {
     void *arg;
 } tail_follow_t;
 
-/* Sets up the patterns; with `watch`, an inotify instance. */
+/* Sets up the patterns; with `watch`, an inotify instance.  Returns -1
+ * (errno set) when inotify is not to be had: the set works without it,
+ * looking at its files at each scan only. */
 int tail_follow_init(tail_follow_t *f, char **patterns, size_t n, bool watch, tail_poslog_t *log,
                      tail_note_fn note, void *arg);
 /* Takes back the files of a resumed state: each is looked for at its path,
