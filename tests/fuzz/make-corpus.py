@@ -140,6 +140,18 @@ def json_seeds():
     }
 
 
+def tail_line_seeds():
+    return {
+        "tick": b'{"symbol":"BTC_USDT","ts":1700000000000000,"n":0,"price":43251.07,'
+                b'"volume":0.0001,"quote_volume":0.004325107}',
+        "numbers": b'{"a": -0, "b": 1e22, "c": 2.2250738585072014e-308, "d": 12345678901234567890,'
+                   b' "e": -9223372036854775808, "f": 0.1E-3}',
+        "strings": b'{"s": "caf\u00e9 \ud83d\ude00 \"q\" \\ \t", "u": "\xe2\x82\xac"}',
+        "nested": b'{"n": 4, "m": {"a": [1, 2]}, "k": "v"}',
+        "dup": b'{"a": 1, "b": 2, "a": 3}',
+    }
+
+
 def write(target, seeds):
     folder = os.path.join(CORPUS, target)
     shutil.rmtree(folder, ignore_errors=True)
@@ -154,3 +166,4 @@ if __name__ == "__main__":
     write("fuzz_frames", frames_seeds())
     write("fuzz_config", config_seeds())
     write("fuzz_json", json_seeds())
+    write("fuzz_tail_line", tail_line_seeds())
