@@ -67,9 +67,9 @@ run status0 "$BIN/dcbus-worker" --config "$CFG" --instance pg --admin status
 check "status before: exit $rc (0), no version yet, 2 pending" \
     test $rc -eq 0 -a "$(grep -c '^  public.events: schema version none (0 applied, 2 pending, 0 changed)$' <<<"$out")" -eq 1
 run list "$DCBUS" migrate "$CFG" --instance pg
-check "migrate --instance pg: exit $rc (0), 3 pending (sessions and events)" \
-    test $rc -eq 0 -a "$(grep -c '^  pending ' <<<"$out")" -eq 3
-check "it says: 3 pending; run with --yes to apply" grep -q '^  3 pending; run with --yes to apply$' <<<"$out"
+check "migrate --instance pg: exit $rc (0), 4 pending (sessions and events)" \
+    test $rc -eq 0 -a "$(grep -c '^  pending ' <<<"$out")" -eq 4
+check "it says: 4 pending; run with --yes to apply" grep -q '^  4 pending; run with --yes to apply$' <<<"$out"
 check "listing created nothing" test "$(sql "SELECT to_regclass('events') IS NULL")" = t
 
 run all "$DCBUS" migrate "$CFG"
@@ -81,18 +81,29 @@ check "it asked pg and gone only: one listing, gone's libpq reason, nothing of t
 
 sed -i '/^  gone:/d' "$CFG"
 run apply "$DCBUS" migrate "$CFG" --yes
-check "migrate CONFIG --yes: exit $rc (0), 3 applied" \
-    test $rc -eq 0 -a "$(grep -c '^  + .* applied to public\.' <<<"$out")" -eq 3 -a \
-    "$(grep -c '^  3 applied$' <<<"$out")" -eq 1
-check "events and the sessions table exist, 3 migrations recorded" \
+check "migrate CONFIG --yes: exit $rc (0), 4 applied" \
+    test $rc -eq 0 -a "$(grep -c '^  + .* applied to public\.' <<<"$out")" -eq 4 -a \
+    "$(grep -c '^  4 applied$' <<<"$out")" -eq 1
+check "events and the sessions table exist, 4 migrations recorded" \
     test "$(sql "SELECT to_regclass('events') IS NOT NULL AND to_regclass('data_collection_sessions') IS NOT NULL")" = t \
-    -a "$(sql 'SELECT count(*) FROM schema_migrations')" -eq 3
+    -a "$(sql 'SELECT count(*) FROM schema_migrations')" -eq 4
 run status1 "$BIN/dcbus-worker" --config "$CFG" --instance pg --admin status
 check "status after: generic/002, 2 applied, nothing pending" \
     test $rc -eq 0 -a "$(grep -c '^  public.events: schema version generic/002 (2 applied, 0 pending, 0 changed)$' <<<"$out")" -eq 1
 run again "$DCBUS" migrate "$CFG" --yes
 check "a second --yes applies nothing (exit $rc)" \
     test $rc -eq 0 -a "$(grep -c '^  nothing pending$' <<<"$out")" -eq 1
+echo "--- a sessions table made before sessions/002: dcbus migrate adds seed 004's columns"
+sql "ALTER TABLE data_collection_sessions DROP COLUMN records_collected, DROP COLUMN symbols,
+     DROP COLUMN data_types, DROP COLUMN prices_count, DROP COLUMN orderbook_count;
+     DELETE FROM schema_migrations WHERE name = 'sessions/seed004_columns'" >/dev/null
+run old "$DCBUS" migrate "$CFG" --instance pg
+check "sessions/002_seed004_columns is pending (exit $rc)" \
+    test $rc -eq 0 -a "$(grep -c '^  pending .*sessions/002_seed004_columns *public.data_collection_sessions$' <<<"$out")" -eq 1
+run upgrade "$DCBUS" migrate "$CFG" --yes
+check "--yes applies it (exit $rc): symbols, data_types, prices_count, orderbook_count, records_collected" \
+    test $rc -eq 0 -a "$(sql "SELECT count(*) FROM information_schema.columns WHERE table_name = 'data_collection_sessions'
+        AND column_name IN ('symbols', 'data_types', 'prices_count', 'orderbook_count', 'records_collected')")" -eq 5
 run unknown "$BIN/dcbus-worker" --config "$CFG" --instance pg --admin vacuum
 check "an unknown command: exit $rc (3), said so" \
     test $rc -eq 3 -a "$err" = "dcbus-worker: pg: plugin postgres has no admin command 'vacuum'"

@@ -629,7 +629,7 @@ static void test_migrations_apply_once(void **state)
     assert_int_equal(sql_int("SELECT count(*) FROM schema_migrations WHERE scope = '%s'", scope),
                      2);
     assert_int_equal(
-        sql_int("SELECT count(*) FROM schema_migrations WHERE scope = 'public.%s'", sessions), 1);
+        sql_int("SELECT count(*) FROM schema_migrations WHERE scope = 'public.%s'", sessions), 2);
     char sql[512];
     snprintf(sql, sizeof sql,
              "SELECT string_agg(version || name || checksum || applied_at, ',' ORDER BY version) "
@@ -701,6 +701,60 @@ static void test_sessions_table(void **state)
     row = sql_text(sql);
     assert_string_equal(row, "experiment,failed");
     free(row);
+}
+
+/* Seed 004's columns: symbols, data types, prices_count and orderbook_count
+ * are what the sink really stored in the session -- a batch stored again,
+ * alone or among new ones, adds nothing -- and records_collected is
+ * records_count.  A symbol that holds quotes and commas is kept as it is. */
+static void store_kind(dcb_testkit_t *tk, const char *stream, uint64_t seq, const char *sym,
+                       uint32_t n)
+{
+    const dcbus_host_t *h = dcb_testkit_host(tk);
+    dcbus_builder_t *b = dcb_testkit_builder(tk);
+    for (uint32_t i = 0; i < n; i++) {
+        h->record_begin(b, 3);
+        h->put_str(b, "symbol", sym, strlen(sym));
+        h->put_int(b, "ts", T0_US + (int64_t)(seq * 1000 + i));
+        h->put_double(b, "price", 1.5);
+    }
+    dcb_envelope_t env;
+    dcb_testkit_seal(tk, stream, seq, &env);
+    snprintf(env.session, sizeof env.session, "s4");
+    assert_int_equal(dcb_testkit_store(tk, &env), DCBUS_OK);
+}
+
+static void test_sessions_seed004_counts(void **state)
+{
+    NEED_DATABASE();
+    const char *table = name_of("s004"), *sessions = name_of("s004sessions");
+    dcb_testkit_t *tk = open_pg(table, sessions, NULL);
+    assert_int_equal(dcb_testkit_session_begin(tk, "s4", "collection"), DCBUS_OK);
+    store_kind(tk, "prices", 1, "BTC_USDT", 30);
+    store_kind(tk, "orderbook", 1, "BTC_USDT", 3);
+    store_kind(tk, "prices", 2, "ETH_USDT", 20);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    store_kind(tk, "prices", 2, "ETH_USDT", 20); /* again, alone */
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    store_kind(tk, "orderbook", 1, "BTC_USDT", 3); /* again, then new ones */
+    store_kind(tk, "orderbook", 2, "A \"B\", C\\", 2);
+    store_kind(tk, "trades", 1, "SOL_USDT", 5);
+    store_kind(tk, "prices", 1, "BTC_USDT", 30);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_int_equal(dcb_testkit_session_end(tk, "s4", "completed"), DCBUS_OK);
+    dcb_testkit_destroy(&tk);
+
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT status || ';' || records_collected || ';' || records_count || ';' || "
+             "prices_count || ';' || orderbook_count || ';' || array_to_string(data_types, '|') "
+             "|| ';' || array_to_string(symbols, '|') FROM %s WHERE session_id = 's4'",
+             sessions);
+    char *row = sql_text(sql);
+    assert_string_equal(row, "completed;60;60;50;5;orderbook|prices|trades;"
+                             "A \"B\", C\\|BTC_USDT|ETH_USDT|SOL_USDT");
+    free(row);
+    assert_int_equal(sql_int("SELECT count(*) FROM %s", table), 60);
 }
 
 /* ---------------------------------------------------------------------------
@@ -911,6 +965,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_million_ticks),
         cmocka_unit_test(test_redelivery_adds_nothing),
+        cmocka_unit_test(test_sessions_seed004_counts),
         cmocka_unit_test(test_bad_record_refused),
         cmocka_unit_test(test_refused_group_isolates_bad_batch),
         cmocka_unit_test(test_query_typed),

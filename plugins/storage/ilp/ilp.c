@@ -64,6 +64,8 @@ static const dcbus_setting_t settings[] = {
      "the stream counted as prices_count"},
     {"orderbook_stream", DCBUS_SETTING_STR, "orderbook", false, 0, 0, NULL,
      "the stream counted as orderbook_count"},
+    {"symbol_field", DCBUS_SETTING_STR, "symbol", false, 0, 0, NULL,
+     "the record field whose values make the sessions point's symbols"},
     {"max_lines", DCBUS_SETTING_INT, "5000", false, 1, DCBUS_SETTING_NO_MAX, NULL,
      "most lines in one request"},
     {"max_bytes", DCBUS_SETTING_INT, "4194304", false, 1024, DCBUS_SETTING_NO_MAX, NULL,
@@ -140,6 +142,7 @@ static void forget_stored(ilp_t *s)
     for (size_t i = 0; i < s->npending; i++) {
         free(s->pending[i].session);
         free(s->pending[i].stream);
+        ilp_set_free(&s->pending[i].symbols);
     }
     s->npending = 0;
     s->nlines = 0;
@@ -159,7 +162,7 @@ static int note_line_end(ilp_t *s)
     return 0;
 }
 
-static int note_pending(ilp_t *s, const dcbus_batch_t *in, uint32_t lines)
+static int note_pending(ilp_t *s, const dcbus_batch_t *in, uint32_t lines, ilp_set_t *symbols)
 {
     if (s->npending == s->pending_cap) {
         size_t cap = s->pending_cap ? s->pending_cap * 2 : 64;
@@ -178,6 +181,8 @@ static int note_pending(ilp_t *s, const dcbus_batch_t *in, uint32_t lines)
         free(p->stream);
         return -1;
     }
+    p->symbols = *symbols;
+    *symbols = (ilp_set_t){0};
     s->npending++;
     return 0;
 }
@@ -245,9 +250,11 @@ static int ilp_store(void *state, const dcbus_batch_t *in)
     dcbus_span_t records = in->records, rec;
     size_t before_lines = s->nlines, before_len = s->buf.len;
     uint32_t refused = 0;
+    ilp_set_t symbols = {0};
     while (s->host->record_next(&records, &rec)) {
         if (ilp_line_append(s->host, lay, &o, rec, &s->buf, why, sizeof why) == 0) {
             if (note_line_end(s) != 0) goto oom;
+            ilp_tally_record(s, rec, &symbols);
         } else if (++refused <= 3) {
             ilp_report(s, DCBUS_ERROR_VALIDATION, "store", false,
                        "stream %s seq %llu record %u refused: %s", in->stream,
@@ -260,11 +267,11 @@ static int ilp_store(void *state, const dcbus_batch_t *in)
                    "stream %s seq %llu: %u records refused in all", in->stream,
                    (unsigned long long)in->seq, refused);
     s->refused_records += refused;
-    if (note_pending(s, in, (uint32_t)(s->nlines - before_lines)) != 0) goto oom;
-    ilp_tally_store(s, in);
+    if (note_pending(s, in, (uint32_t)(s->nlines - before_lines), &symbols) != 0) goto oom;
     hand_off(s);
     return DCBUS_OK;
 oom:
+    ilp_set_free(&symbols);
     s->nlines = before_lines;
     s->buf.len = before_len;
     ILP_LOG(s, DCBUS_LOG_ERROR, "ilp: out of memory");
@@ -373,6 +380,7 @@ static void read_rest(ilp_t *s)
     s->sessions_measurement = *sm ? sm : NULL;
     s->prices_stream = h->config_str(s->ctx, "prices_stream", "prices");
     s->books_stream = h->config_str(s->ctx, "orderbook_stream", "orderbook");
+    s->symbol_field = h->config_str(s->ctx, "symbol_field", "symbol");
     s->max_lines = h->config_int(s->ctx, "max_lines", 5000);
     s->max_bytes = h->config_int(s->ctx, "max_bytes", 4194304);
     s->backoff_min_us = h->config_int(s->ctx, "reconnect_min_ms", 100) * 1000;

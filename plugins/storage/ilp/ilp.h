@@ -14,19 +14,28 @@
 #include "line.h"
 #include "send.h"
 
+/* A set of strings, sorted and distinct, at most ILP_SET_MAX of them
+ * (what a session was about: symbols, data types). */
+#define ILP_SET_MAX 1000
+typedef struct {
+    char **items;
+    size_t count, cap;
+} ilp_set_t;
+
 /* A batch stored since the last flush: acknowledged with it. */
 typedef struct {
     char *session, *stream;
     uint64_t seq;
     uint32_t lines;
+    ilp_set_t symbols; /* of the records written (with a sessions measurement) */
 } ilp_pending_t;
 
 /* What this process wrote of one session, for its sessions point. */
 typedef struct {
     char *id;
     uint64_t prices, books;
-    char *symbols;                  /* "A,B": the symbols seen, comma-separated */
-    char *streams;                  /* the streams seen, comma-separated */
+    ilp_set_t symbols;              /* the symbols of the lines the server took */
+    ilp_set_t types;                /* their data types: prices, orderbook, or the stream */
     uint64_t prices_seq, books_seq; /* the last batch counted, per stream */
 } ilp_tally_t;
 
@@ -62,6 +71,7 @@ typedef struct {
     /* Sessions. */
     const char *sessions_measurement; /* NULL: none */
     const char *prices_stream, *books_stream;
+    const char *symbol_field;
     ilp_buf_t session_lines; /* written at the next chance */
     ilp_tally_t *tallies;
     size_t ntallies;
@@ -86,8 +96,9 @@ void ilp_layouts_free(ilp_t *s);
 /* sessions.c. */
 int ilp_session_open(void *state, const dcbus_session_t *session);
 int ilp_session_close(void *state, const dcbus_session_t *session);
-/* Notes what a stored batch brings to its session's tally (symbols). */
-void ilp_tally_store(ilp_t *s, const dcbus_batch_t *in);
+/* Adds the symbol of a record written to `set` (with a sessions measurement). */
+void ilp_tally_record(ilp_t *s, dcbus_span_t record, ilp_set_t *set);
+void ilp_set_free(ilp_set_t *set);
 /* Counts a flushed batch in its session's tally. */
 void ilp_tally_flushed(ilp_t *s, const ilp_pending_t *p);
 /* Sends the session lines waiting; DCBUS_OK, or DCBUS_ERETRY (kept). */

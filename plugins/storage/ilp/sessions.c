@@ -10,14 +10,99 @@
  * broker's final counts), prices_count and orderbook_count.  Those two are
  * counted in the database for protocol v1 (a count query, exact however
  * often batches came), else by this process (what it wrote since it
- * started).  A write that fails waits in session_lines for the next flush.
+ * started).  Symbols and data types are what was stored: read back from the
+ * server at close with v1, else what this process saw confirmed.  A write
+ * that fails waits in session_lines for the next flush.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ilp.h"
+
+/* --- Sets of strings ------------------------------------------------------ */
+
+static int compare(const char *p, size_t n, const char *item)
+{
+    size_t m = strlen(item);
+    int c = memcmp(p, item, n < m ? n : m);
+    return c ? c : (n < m ? -1 : n > m);
+}
+
+static void set_add(ilp_set_t *set, const char *p, size_t n)
+{
+    size_t lo = 0, hi = set->count;
+    if (!n || n > 200 || memchr(p, '\0', n) || set->count >= ILP_SET_MAX) return;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = compare(p, n, set->items[mid]);
+        if (c == 0) return;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    if (set->count == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 8;
+        char **items = realloc(set->items, cap * sizeof *items);
+        if (!items) return;
+        set->items = items;
+        set->cap = cap;
+    }
+    char *copy = strndup(p, n);
+    if (!copy) return;
+    memmove(set->items + lo + 1, set->items + lo, (set->count - lo) * sizeof *set->items);
+    set->items[lo] = copy;
+    set->count++;
+}
+
+static void set_merge(ilp_set_t *dst, const ilp_set_t *src)
+{
+    for (size_t i = 0; i < src->count; i++)
+        set_add(dst, src->items[i], strlen(src->items[i]));
+}
+
+void ilp_set_free(ilp_set_t *set)
+{
+    for (size_t i = 0; i < set->count; i++)
+        free(set->items[i]);
+    free(set->items);
+    *set = (ilp_set_t){0};
+}
+
+/* The set as a JSON array of strings, ["a","b"], into out (cap bytes). */
+static void set_json(const ilp_set_t *set, char *out, size_t cap)
+{
+    size_t n = 0;
+    out[n++] = '[';
+    for (size_t i = 0; i < set->count && n + 8 < cap; i++) {
+        size_t mark = n;
+        if (i) out[n++] = ',';
+        out[n++] = '"';
+        for (const unsigned char *c = (const unsigned char *)set->items[i]; *c && n + 8 < cap;
+             c++) {
+            if (*c == '"' || *c == '\\') {
+                out[n++] = '\\';
+                out[n++] = (char)*c;
+            } else if (*c < 0x20) {
+                n += (size_t)snprintf(out + n, cap - n, "\\u%04x", *c);
+            } else {
+                out[n++] = (char)*c;
+            }
+        }
+        if (n + 8 >= cap) { /* no room for the whole item: leave it out */
+            n = mark;
+            break;
+        }
+        out[n++] = '"';
+    }
+    out[n++] = ']';
+    out[n] = '\0';
+}
+
+/* --- Tallies ---------------------------------------------------------------- */
 
 static ilp_tally_t *tally_of(ilp_t *s, const char *id, bool create)
 {
@@ -39,8 +124,8 @@ static void drop_tally(ilp_t *s, const char *id)
     for (size_t i = 0; i < s->ntallies; i++)
         if (strcmp(s->tallies[i].id, id) == 0) {
             free(s->tallies[i].id);
-            free(s->tallies[i].symbols);
-            free(s->tallies[i].streams);
+            ilp_set_free(&s->tallies[i].symbols);
+            ilp_set_free(&s->tallies[i].types);
             s->tallies[i] = s->tallies[--s->ntallies];
             return;
         }
@@ -54,45 +139,33 @@ void ilp_tallies_free(ilp_t *s)
     s->tallies = NULL;
 }
 
-/* Adds `item` (n bytes) to the comma-separated `*list` if it is not in it. */
-static void add_item(char **list, const char *item, size_t n)
+void ilp_tally_record(ilp_t *s, dcbus_span_t record, ilp_set_t *set)
 {
-    if (!n || memchr(item, ',', n)) return;
-    size_t have = *list ? strlen(*list) : 0;
-    for (const char *p = *list; p && *p;) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == n && memcmp(p, item, n) == 0) return;
-        p = end ? end + 1 : p + len;
-    }
-    if (have > 4000) return; /* enough to say what it was */
-    char *l = realloc(*list, have + n + 2);
-    if (!l) return;
-    if (have) l[have++] = ',';
-    memcpy(l + have, item, n);
-    l[have + n] = '\0';
-    *list = l;
+    dcbus_value_t v;
+    if (!s->sessions_measurement || !s->host->record_get(record, s->symbol_field, &v) ||
+        v.type != DCBUS_VAL_STR)
+        return;
+    /* records of one symbol come in runs: the last one added is the likely one */
+    if (set->count && compare(v.as.str.ptr, v.as.str.len, set->items[set->count - 1]) == 0) return;
+    set_add(set, v.as.str.ptr, v.as.str.len);
 }
 
-void ilp_tally_store(ilp_t *s, const dcbus_batch_t *in)
+/* The data type of a stream in the sessions point. */
+static const char *data_type(const ilp_t *s, const char *stream)
 {
-    if (!s->sessions_measurement || !in->session || !*in->session) return;
-    ilp_tally_t *t = tally_of(s, in->session, true);
-    if (!t) return;
-    add_item(&t->streams, in->stream, strlen(in->stream));
-    dcbus_span_t records = in->records, rec;
-    for (int i = 0; i < 64 && s->host->record_next(&records, &rec); i++) {
-        dcbus_value_t v;
-        if (s->host->record_get(rec, "symbol", &v) && v.type == DCBUS_VAL_STR)
-            add_item(&t->symbols, v.as.str.ptr, v.as.str.len);
-    }
+    if (strcmp(stream, s->prices_stream) == 0) return "prices";
+    if (strcmp(stream, s->books_stream) == 0) return "orderbook";
+    return stream;
 }
 
 void ilp_tally_flushed(ilp_t *s, const ilp_pending_t *p)
 {
-    if (!s->sessions_measurement || !*p->session) return;
+    if (!s->sessions_measurement || !*p->session || p->lines == 0) return;
     ilp_tally_t *t = tally_of(s, p->session, true);
     if (!t) return;
+    const char *type = data_type(s, p->stream);
+    set_add(&t->types, type, strlen(type));
+    set_merge(&t->symbols, &p->symbols);
     /* seq grows per stream: a batch at or below the last counted came again */
     if (strcmp(p->stream, s->prices_stream) == 0 && p->seq > t->prices_seq) {
         t->prices += p->lines;
@@ -167,21 +240,29 @@ static void point_tail(ilp_t *s, const dcbus_session_t *ss, ilp_buf_t *b)
     ilp_buf_add(b, ts, (size_t)n);
 }
 
-static void describe(ilp_t *s, const dcbus_session_t *ss, fields_t *f)
+/* A set field: what was stored (a JSON array) when anything was, else
+ * what the session's metadata says under the same key. */
+static void set_field(ilp_t *s, const dcbus_session_t *ss, fields_t *f, const char *key,
+                      const ilp_set_t *stored)
 {
     char text[4096];
+    if (stored && stored->count)
+        set_json(stored, text, sizeof text);
+    else if (!meta_text(s, ss->meta, key, text, sizeof text))
+        return;
+    field_str(f, key, text, strlen(text));
+}
+
+/* The fields every write of the point has; `symbols` and `types` are what
+ * the session stored (NULL or empty: the metadata's). */
+static void describe(ilp_t *s, const dcbus_session_t *ss, fields_t *f, const ilp_set_t *symbols,
+                     const ilp_set_t *types)
+{
     field_str(f, "status", ss->status, strlen(ss->status));
     field_str(f, "type", ss->type, strlen(ss->type));
     field_int(f, "start_time", ss->start_us);
-    const ilp_tally_t *t = tally_of(s, ss->id, false);
-    if (meta_text(s, ss->meta, "symbols", text, sizeof text))
-        field_str(f, "symbols", text, strlen(text));
-    else if (t && t->symbols)
-        field_str(f, "symbols", t->symbols, strlen(t->symbols));
-    if (meta_text(s, ss->meta, "data_types", text, sizeof text))
-        field_str(f, "data_types", text, strlen(text));
-    else if (t && t->streams)
-        field_str(f, "data_types", t->streams, strlen(t->streams));
+    set_field(s, ss, f, "symbols", symbols);
+    set_field(s, ss, f, "data_types", types);
 }
 
 /* Sends what waits in session_lines now (or keeps it for the next flush). */
@@ -212,7 +293,8 @@ int ilp_session_open(void *state, const dcbus_session_t *ss)
         return DCBUS_OK;
     }
     fields_t f = {b, 0};
-    describe(s, ss, &f);
+    const ilp_tally_t *t = tally_of(s, ss->id, false);
+    describe(s, ss, &f, t ? &t->symbols : NULL, t ? &t->types : NULL);
     point_tail(s, ss, b);
     ilp_sessions_send(s);
     return DCBUS_OK;
@@ -244,6 +326,119 @@ static int64_t counted(ilp_t *s, const char *stream, const char *id)
     return best;
 }
 
+/* Reads one JSON string at *p (after its opening quote) into out; advances
+ * *p past the closing quote.  False for what it does not take (\\u beyond
+ * ASCII, a string longer than cap). */
+static bool json_string(const char **p, char *out, size_t cap, size_t *len)
+{
+    size_t n = 0;
+    for (const char *c = *p; *c; c++) {
+        char ch = *c;
+        if (ch == '"') {
+            *p = c + 1;
+            *len = n;
+            return true;
+        }
+        if (ch == '\\') {
+            c++;
+            if (*c == 'u') {
+                unsigned cp = 0;
+                for (int i = 1; i <= 4; i++) {
+                    if (!isxdigit((unsigned char)c[i])) return false;
+                    cp = cp * 16 + (unsigned)(isdigit((unsigned char)c[i])
+                                                  ? c[i] - '0'
+                                                  : (c[i] | 0x20) - 'a' + 10);
+                }
+                if (cp == 0 || cp > 0x7f) return false;
+                ch = (char)cp;
+                c += 4;
+            } else {
+                const char *from = "\"\\/bfnrt", *to = "\"\\/\b\f\n\r\t";
+                const char *at = *c ? strchr(from, *c) : NULL;
+                if (!at) return false;
+                ch = to[at - from];
+            }
+        }
+        if (n + 1 >= cap) return false;
+        out[n++] = ch;
+    }
+    return false;
+}
+
+/* Calls `take` with the last string of each row of every "values" array
+ * of an InfluxDB answer: [["key","value"],...] or [["name"],...]. */
+static void answer_rows(ilp_t *s, const char *body,
+                        void (*take)(ilp_t *, const char *, size_t, void *), void *arg)
+{
+    for (const char *v = strstr(body, "\"values\":["); v; v = strstr(v, "\"values\":[")) {
+        const char *p = v + 10;
+        v = p;
+        while (*p == '[') {
+            char item[256];
+            size_t n = 0;
+            p++;
+            while (*p == '"') {
+                p++;
+                if (!json_string(&p, item, sizeof item, &n)) return;
+                if (*p != ',') break;
+                p++;
+            }
+            if (*p != ']') return; /* not an answer this reads: take no more */
+            take(s, item, n, arg);
+            p++;
+            if (*p == ',') p++;
+        }
+    }
+}
+
+static void take_symbol(ilp_t *s, const char *item, size_t n, void *arg)
+{
+    (void)s;
+    set_add(arg, item, n);
+}
+
+/* A measurement of the session: its data type, from the stream it is for. */
+static void take_measurement(ilp_t *s, const char *item, size_t n, void *arg)
+{
+    char name[256];
+    snprintf(name, sizeof name, "%.*s", (int)n, item);
+    if (strcmp(name, s->sessions_measurement) == 0) return;
+    const char *stream = name; /* a stream without a layout of its own is its measurement */
+    for (size_t i = 0; i < s->nlayouts; i++)
+        if (strcmp(s->layouts[i].name, name) == 0) stream = s->layouts[i].stream;
+    const char *type = data_type(s, stream);
+    set_add(arg, type, strlen(type));
+}
+
+/* v1: runs `q` and hands the rows of its answer to `take`. */
+static void ask(ilp_t *s, const char *q, void (*take)(ilp_t *, const char *, size_t, void *),
+                void *arg)
+{
+    size_t cap = 1 << 18;
+    char *body = malloc(cap);
+    if (!body) return;
+    long status = ilp_query(s->sender, q, body, cap);
+    if (status == 200 && strlen(body) < cap - 1 && !strstr(body, "\"error\""))
+        answer_rows(s, body, take, arg);
+    free(body);
+}
+
+/* v1: what the server holds of session `id` -- the values of the symbol
+ * tag in every measurement, and the measurements -- so the sessions point
+ * says what was stored even when this process did not store all of it. */
+static void stored_sets(ilp_t *s, const char *id, ilp_set_t *symbols, ilp_set_t *types)
+{
+    if (s->target.proto != ILP_PROTO_V1 || !s->session_tag || strchr(id, '\'') ||
+        strchr(id, '\\') || strchr(s->symbol_field, '"') || strchr(s->session_tag, '"'))
+        return;
+    char q[1024];
+    snprintf(q, sizeof q, "SHOW TAG VALUES WITH KEY = \"%s\" WHERE \"%s\" = '%s'", s->symbol_field,
+             s->session_tag, id);
+    ask(s, q, take_symbol, symbols);
+    snprintf(q, sizeof q, "SHOW MEASUREMENTS WHERE \"%s\" = '%s'", s->session_tag, id);
+    ask(s, q, take_measurement, types);
+}
+
 int ilp_session_close(void *state, const dcbus_session_t *ss)
 {
     ilp_t *s = state;
@@ -254,14 +449,27 @@ int ilp_session_close(void *state, const dcbus_session_t *ss)
     int64_t books = counted(s, s->books_stream, ss->id);
     if (prices < 0) prices = t ? (int64_t)t->prices : -1;
     if (books < 0) books = t ? (int64_t)t->books : -1;
+    /* what was stored: this process's tally and, with v1, the server's */
+    ilp_set_t symbols = {0}, types = {0};
+    if (t) {
+        set_merge(&symbols, &t->symbols);
+        set_merge(&types, &t->types);
+    }
+    stored_sets(s, ss->id, &symbols, &types);
+    if (prices > 0) set_add(&types, "prices", 6);
+    if (books > 0) set_add(&types, "orderbook", 9);
     ilp_buf_t *b = &s->session_lines;
     size_t before = b->len;
     if (point_head(s, ss, b) != 0) {
         b->len = before;
+        ilp_set_free(&symbols);
+        ilp_set_free(&types);
         return DCBUS_OK;
     }
     fields_t f = {b, 0};
-    describe(s, ss, &f);
+    describe(s, ss, &f, &symbols, &types);
+    ilp_set_free(&symbols);
+    ilp_set_free(&types);
     if (ss->end_us) {
         field_int(&f, "end_time", ss->end_us);
         field_sep(&f);

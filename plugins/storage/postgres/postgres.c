@@ -38,8 +38,10 @@
  * new connection made at once.
  *
  * Sessions.  session_begin/end upsert a row of the sessions table; each
- * committed group adds the rows it really inserted to records_count in the
- * same transaction, so the counts stay exact through redeliveries.  Session
+ * committed group adds the rows it really inserted to records_count (and,
+ * by stream, prices_count and orderbook_count; their symbols and data types
+ * to the session's sets: pgtally.c) in the same transaction, so the counts
+ * stay exact through redeliveries.  Session
  * updates that cannot be written (server down) are queued and retried, and
  * get one last try at close.
  *
@@ -59,6 +61,7 @@
 #include "pgcopy.h"
 #include "pgquery.h"
 #include "pgschema.h"
+#include "pgtally.h"
 
 #define SQLSTATE_UNIQUE_VIOLATION "23505"
 #define MAX_SESSION_OPS           256
@@ -69,8 +72,9 @@ typedef struct {
     char *stream;
     uint64_t seq;
     char *session;
-    uint32_t rows;     /* records in it */
-    uint32_t inserted; /* of which were new, known at commit */
+    uint32_t rows;           /* records in it */
+    uint32_t inserted;       /* of which were new, known at commit */
+    dcb_pg_strset_t symbols; /* the symbols its records name (with a sessions table) */
 } group_batch_t;
 
 /* A session_begin/end waiting to be written. */
@@ -96,6 +100,7 @@ typedef struct {
     int64_t batch_rows;
     char *copy_sql, *stage_sql, *merge_sql; /* data */
     char *count_sql, *begin_sql, *end_sql;  /* sessions, NULL without a table */
+    const char *symbol_field, *prices_stream, *orderbook_stream;
 
     PGconn *conn;
     bool down;           /* an outage is under way and was reported */
@@ -189,6 +194,13 @@ static char *format(const char *fmt, ...)
     return out;
 }
 
+/* The union of a text[] column of the sessions table with the new rows'. */
+static char *set_union(const char *column)
+{
+    return format("(ARRAY(SELECT DISTINCT u FROM unnest(s.%s || EXCLUDED.%s) u ORDER BY u))[1:%d]",
+                  column, column, DCB_PG_TALLY_MAX);
+}
+
 /* Builds the statements once; names were checked, so quoting is plain. */
 static void build_statements(pg_t *pg)
 {
@@ -210,12 +222,21 @@ static void build_statements(pg_t *pg)
 
     char *st = format("\"%s\".\"%s\"", s->schema, s->session_table);
     const char *at = "'epoch'::timestamptz + $3::bigint * interval '1 microsecond'";
+    char *symbols = set_union("symbols");
+    char *types = set_union("data_types");
     pg->count_sql =
-        format("INSERT INTO %s AS s (session_id, start_time, records_count, errors_count) "
-               "VALUES ($1, now(), $2, $3) ON CONFLICT (session_id) DO UPDATE SET "
+        format("INSERT INTO %s AS s (session_id, start_time, records_count, errors_count, "
+               "prices_count, orderbook_count, symbols, data_types) "
+               "VALUES ($1, now(), $2, $3, $4, $5, $6::text[], $7::text[]) "
+               "ON CONFLICT (session_id) DO UPDATE SET "
                "records_count = s.records_count + EXCLUDED.records_count, "
-               "errors_count = s.errors_count + EXCLUDED.errors_count, updated_at = now()",
-               st);
+               "errors_count = s.errors_count + EXCLUDED.errors_count, "
+               "prices_count = s.prices_count + EXCLUDED.prices_count, "
+               "orderbook_count = s.orderbook_count + EXCLUDED.orderbook_count, "
+               "symbols = %s, data_types = %s, updated_at = now()",
+               st, symbols, types);
+    free(symbols);
+    free(types);
     pg->begin_sql = format(
         "INSERT INTO %s AS s (session_id, type, status, start_time) VALUES ($1, $2, 'active', %s) "
         "ON CONFLICT (session_id) DO UPDATE SET type = EXCLUDED.type, "
@@ -503,6 +524,7 @@ static void group_clear(pg_t *pg)
     for (size_t i = 0; i < pg->nbatches; i++) {
         free(pg->batches[i].stream);
         free(pg->batches[i].session);
+        dcb_pg_strset_free(&pg->batches[i].symbols);
     }
     pg->nbatches = 0;
     pg->group_rows = 0;
@@ -572,9 +594,12 @@ static void group_note(pg_t *pg, const dcbus_batch_t *batch)
         pg->batches_cap = pg->batches_cap ? pg->batches_cap * 2 : 32;
         pg->batches = realloc(pg->batches, pg->batches_cap * sizeof *pg->batches);
     }
-    pg->batches[pg->nbatches++] =
-        (group_batch_t){strdup(batch->stream), batch->seq,
-                        strdup(batch->session ? batch->session : ""), batch->count, batch->count};
+    group_batch_t *b = &pg->batches[pg->nbatches++];
+    *b = (group_batch_t){
+        strdup(batch->stream), batch->seq,   strdup(batch->session ? batch->session : ""),
+        batch->count,          batch->count, {0}};
+    if (pg->count_sql && *b->session)
+        dcb_pg_batch_symbols(pg->host, batch, pg->symbol_field, &b->symbols);
     pg->group_rows += batch->count;
 }
 
@@ -637,16 +662,55 @@ static int group_merge(pg_t *pg)
     return DCBUS_OK;
 }
 
-/* Adds one session's new rows and errors to its row, in the open transaction. */
-static int count_session(pg_t *pg, const char *session, int64_t records, int64_t errors)
+/* What the committed group adds to one session's row. */
+typedef struct {
+    int64_t records, errors, prices, books;
+    dcb_pg_strset_t symbols, types;
+} session_add_t;
+
+/* The data type a batch of `stream` is in the sessions table. */
+static const char *data_type(const pg_t *pg, const char *stream)
 {
-    char r[24], e[24];
-    snprintf(r, sizeof r, "%lld", (long long)records);
-    snprintf(e, sizeof e, "%lld", (long long)errors);
-    const char *params[] = {session, r, e};
-    PGresult *res = PQexecParams(pg->conn, pg->count_sql, 3, NULL, params, NULL, NULL, 0);
+    if (strcmp(stream, pg->prices_stream) == 0) return "prices";
+    if (strcmp(stream, pg->orderbook_stream) == 0) return "orderbook";
+    return stream;
+}
+
+/* Adds the batches of `session` from index `from` on: only the rows they
+ * really inserted, so a redelivered batch adds nothing. */
+static void sum_session(const pg_t *pg, const char *session, size_t from, session_add_t *add)
+{
+    for (size_t a = from; a < pg->nbatches; a++) {
+        const group_batch_t *b = &pg->batches[a];
+        if (strcmp(b->session, session) != 0 || b->inserted == 0) continue;
+        add->records += b->inserted;
+        if (strcmp(b->stream, pg->prices_stream) == 0) add->prices += b->inserted;
+        if (strcmp(b->stream, pg->orderbook_stream) == 0) add->books += b->inserted;
+        const char *type = data_type(pg, b->stream);
+        dcb_pg_strset_add(&add->types, type, strlen(type));
+        dcb_pg_strset_merge(&add->symbols, &b->symbols);
+    }
+    for (size_t t = 0; t < pg->ntallies; t++)
+        if (strcmp(pg->tallies[t].session, session) == 0) add->errors = pg->tallies[t].errors;
+}
+
+/* Adds one session's new rows and errors to its row, in the open transaction. */
+static int count_session(pg_t *pg, const char *session, const session_add_t *add)
+{
+    char r[24], e[24], p[24], o[24];
+    dcb_pg_buf_t symbols = {0}, types = {0};
+    snprintf(r, sizeof r, "%lld", (long long)add->records);
+    snprintf(e, sizeof e, "%lld", (long long)add->errors);
+    snprintf(p, sizeof p, "%lld", (long long)add->prices);
+    snprintf(o, sizeof o, "%lld", (long long)add->books);
+    dcb_pg_strset_literal(&add->symbols, &symbols);
+    dcb_pg_strset_literal(&add->types, &types);
+    const char *params[] = {session, r, e, p, o, (char *)symbols.data, (char *)types.data};
+    PGresult *res = PQexecParams(pg->conn, pg->count_sql, 7, NULL, params, NULL, NULL, 0);
     int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DCBUS_OK : classify(pg, res, "store");
     PQclear(res);
+    dcb_pg_buf_free(&symbols);
+    dcb_pg_buf_free(&types);
     return rc;
 }
 
@@ -660,14 +724,11 @@ static int count_sessions(pg_t *pg)
         for (size_t a = 0; a < b && !seen; a++)
             seen = strcmp(pg->batches[a].session, session) == 0;
         if (seen) continue;
-        int64_t records = 0;
-        for (size_t a = b; a < pg->nbatches; a++)
-            if (strcmp(pg->batches[a].session, session) == 0) records += pg->batches[a].inserted;
-        int64_t errors = 0;
-        for (size_t t = 0; t < pg->ntallies; t++)
-            if (strcmp(pg->tallies[t].session, session) == 0) errors = pg->tallies[t].errors;
-        if (records == 0 && errors == 0) continue;
-        int rc = count_session(pg, session, records, errors);
+        session_add_t add = {0};
+        sum_session(pg, session, b, &add);
+        int rc = add.records == 0 && add.errors == 0 ? DCBUS_OK : count_session(pg, session, &add);
+        dcb_pg_strset_free(&add.symbols);
+        dcb_pg_strset_free(&add.types);
         if (rc != DCBUS_OK) return rc;
     }
     return DCBUS_OK;
@@ -944,6 +1005,9 @@ static int read_settings(pg_t *pg)
     pg->retry_refusals =
         strcmp(pg->host->config_str(pg->ctx, "on_config_error", "stop"), "retry") == 0;
     pg->refusal_repeat_us = pg->host->config_int(pg->ctx, "config_error_repeat_s", 60) * 1000000;
+    pg->symbol_field = pg->host->config_str(pg->ctx, "symbol_field", "symbol");
+    pg->prices_stream = pg->host->config_str(pg->ctx, "prices_stream", "prices");
+    pg->orderbook_stream = pg->host->config_str(pg->ctx, "orderbook_stream", "orderbook");
     if (pg->batch_rows < 1 || pg->backoff_min_us < 1000 ||
         pg->backoff_max_us < pg->backoff_min_us || pg->refusal_repeat_us < 1000000) {
         LOG(pg, DCBUS_LOG_ERROR,
@@ -1077,6 +1141,18 @@ static const dcbus_setting_t pg_settings[] = {
      .min = 1,
      .max = DCBUS_SETTING_NO_MAX,
      .description = "while refused and retrying: how often the error is logged and reported"},
+    {.name = "symbol_field",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "symbol",
+     .description = "the record field whose values make the sessions table's symbols"},
+    {.name = "prices_stream",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "prices",
+     .description = "the stream whose rows the sessions table counts as prices_count"},
+    {.name = "orderbook_stream",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "orderbook",
+     .description = "the stream whose rows the sessions table counts as orderbook_count"},
     DCBUS_SETTINGS_END};
 
 DCBUS_STORAGE(pg_ops, .open = pg_open, .close = pg_close, .store = pg_store, .flush = pg_flush,
