@@ -16,6 +16,12 @@
  * DO NOTHING.  Only redeliveries pay for the merge (see docs/postgres.md
  * for the figures and the alternatives weighed).
  *
+ * Keyed mode (key: [columns]).  The group is copied into a temporary table
+ * of the connection instead, and each batch goes from there into the table
+ * with one INSERT ... ON CONFLICT (key) DO UPDATE: the last version of each
+ * key in the batch, over a stored row only when an older batch wrote it,
+ * so redelivery changes nothing there either (group_upsert).
+ *
  * What the host can rely on.  Data is durable when flush() returns
  * DCBUS_OK.  When anything goes wrong with the group -- the connection is
  * lost, the server refuses it -- the group is rolled back and the call at
