@@ -758,6 +758,127 @@ static void test_sessions_seed004_counts(void **state)
 }
 
 /* ---------------------------------------------------------------------------
+ * Keyed mode: upserts
+ */
+
+static const char *keyed_events = "mode: typed\n"
+                                  "key: [event_id]\n"
+                                  "columns:\n"
+                                  "  event_id: {type: text}\n"
+                                  "  sequence_id: {type: text}\n"
+                                  "  version: {type: bigint}\n"
+                                  "  note: {type: text}\n";
+
+/* One event record: id e<id>, version v; `note` NULL when not given. */
+static void put_event(dcb_testkit_t *tk, dcbus_builder_t *b, int id, int64_t version,
+                      const char *note)
+{
+    const dcbus_host_t *h = dcb_testkit_host(tk);
+    char eid[16];
+    snprintf(eid, sizeof eid, "e%d", id);
+    h->record_begin(b, note ? 4 : 3);
+    h->put_str(b, "event_id", eid, strlen(eid));
+    h->put_str(b, "sequence_id", "S1", 2);
+    h->put_int(b, "version", version);
+    if (note) h->put_str(b, "note", note, strlen(note));
+}
+
+static int seal_store(dcb_testkit_t *tk, const char *stream, uint64_t seq)
+{
+    dcb_envelope_t env;
+    dcb_testkit_seal(tk, stream, seq, &env);
+    snprintf(env.session, sizeof env.session, "k1");
+    return dcb_testkit_store(tk, &env);
+}
+
+/* Batch `seq` of the keyed test: events 10*(seq-1) .. +9 saved at version
+ * seq*100, and events 0..4 updated to version seq*100 + 1 (twice in the
+ * batch: the second wins). */
+static int store_keyed(dcb_testkit_t *tk, uint64_t seq)
+{
+    dcbus_builder_t *b = dcb_testkit_builder(tk);
+    for (int i = 0; i < 10; i++)
+        put_event(tk, b, (int)(seq - 1) * 10 + i, (int64_t)seq * 100, "saved");
+    for (int i = 0; i < 5; i++)
+        put_event(tk, b, i, (int64_t)seq * 100, "first");
+    for (int i = 0; i < 5; i++)
+        put_event(tk, b, i, (int64_t)seq * 100 + 1, "second");
+    return seal_store(tk, "events", seq);
+}
+
+/* A record with a stored key updates its row; each batch is one upsert
+ * that takes the last version of each key in it; a batch that comes again
+ * -- alone, in a group, or after newer ones -- changes nothing and counts
+ * nothing in the sessions table; a record without its key refuses the
+ * batch; update: merge keeps the columns a record does not carry. */
+static void test_keyed_upserts(void **state)
+{
+    NEED_DATABASE();
+    const char *table = name_of("keyed"), *sessions = name_of("ksessions");
+    dcb_testkit_t *tk = open_pg(table, sessions, keyed_events);
+    for (uint64_t seq = 1; seq <= 4; seq++)
+        assert_int_equal(store_keyed(tk, seq), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_int_equal(store_keyed(tk, 2), DCBUS_OK); /* old ones again, among a new one */
+    assert_int_equal(store_keyed(tk, 5), DCBUS_OK);
+    assert_int_equal(store_keyed(tk, 1), DCBUS_OK);
+    assert_int_equal(store_keyed(tk, 5), DCBUS_OK); /* twice in one group */
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_int_equal(store_keyed(tk, 3), DCBUS_OK); /* alone, after newer ones */
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+
+    const dcbus_host_t *h = dcb_testkit_host(tk);
+    dcbus_builder_t *b = dcb_testkit_builder(tk);
+    put_event(tk, b, 7, 999, NULL); /* and one without its key */
+    h->record_begin(b, 1);
+    h->put_int(b, "version", 1);
+    assert_int_equal(seal_store(tk, "events", 6), DCBUS_ERR);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    assert_int_equal(dcb_testkit_session_end(tk, "k1", "completed"), DCBUS_OK);
+    dcb_testkit_destroy(&tk);
+
+    /* 50 events, once each; 0..4 at the last batch's second version, the
+     * others at the version of the batch that saved them */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) || ',' || count(DISTINCT event_id) || ',' || "
+             "sum(CASE WHEN event_id IN ('e0','e1','e2','e3','e4') THEN "
+             "(version = 501 AND note = 'second')::int ELSE "
+             "(version = (substr(event_id, 2)::int / 10 + 1) * 100 AND note = 'saved')::int END) "
+             "FROM %s",
+             table);
+    char *row = sql_text(sql);
+    assert_string_equal(row, "50,50,50");
+    free(row);
+    /* rows written: 5 batches of 10 new events and 5 updated; nothing for the
+     * ones that came again; the refused batch counted as an error */
+    snprintf(sql, sizeof sql,
+             "SELECT records_count || ',' || errors_count FROM %s WHERE session_id = 'k1'",
+             sessions);
+    row = sql_text(sql);
+    assert_string_equal(row, "70,1");
+    free(row);
+
+    /* update: merge: a record without `note` keeps the stored one */
+    char extra[512];
+    snprintf(extra, sizeof extra, "%supdate: merge\n", keyed_events);
+    tk = open_pg(table, sessions, extra);
+    b = dcb_testkit_builder(tk);
+    put_event(tk, b, 0, 600, NULL);
+    put_event(tk, b, 1, 600, "merged");
+    assert_int_equal(seal_store(tk, "events", 7), DCBUS_OK);
+    assert_int_equal(dcb_testkit_flush(tk), DCBUS_OK);
+    dcb_testkit_destroy(&tk);
+    snprintf(sql, sizeof sql,
+             "SELECT string_agg(event_id || ':' || version || ':' || note, ' ' ORDER BY event_id) "
+             "FROM %s WHERE event_id IN ('e0', 'e1')",
+             table);
+    row = sql_text(sql);
+    assert_string_equal(row, "e0:600:second e1:600:merged");
+    free(row);
+}
+
+/* ---------------------------------------------------------------------------
  * Outage
  */
 
@@ -966,6 +1087,7 @@ int main(void)
         cmocka_unit_test(test_million_ticks),
         cmocka_unit_test(test_redelivery_adds_nothing),
         cmocka_unit_test(test_sessions_seed004_counts),
+        cmocka_unit_test(test_keyed_upserts),
         cmocka_unit_test(test_bad_record_refused),
         cmocka_unit_test(test_refused_group_isolates_bad_batch),
         cmocka_unit_test(test_query_typed),

@@ -251,6 +251,13 @@ static bool gather_fields(dcb_pg_encoder_t *self, dcbus_span_t record)
     return it.pos == it.end; /* every field read: the record is well formed */
 }
 
+static bool is_key(const dcb_pg_spec_t *spec, size_t column)
+{
+    for (size_t k = 0; k < spec->nkey; k++)
+        if (spec->key[k] == column) return true;
+    return false;
+}
+
 static int encode_typed(dcb_pg_encoder_t *self, const dcbus_batch_t *batch, dcbus_span_t record,
                         uint32_t idx, dcb_pg_buf_t *out, char *err, size_t errlen)
 {
@@ -270,6 +277,9 @@ static int encode_typed(dcb_pg_encoder_t *self, const dcbus_batch_t *batch, dcbu
                             value_type_name(self->values[c].type));
         } else if ((int)c == spec->time_column)
             return fail(err, errlen, "record %u: field \"%s\" (the time column) is missing", idx,
+                        col->field);
+        else if (is_key(spec, c))
+            return fail(err, errlen, "record %u: field \"%s\" (of the key) is missing", idx,
                         col->field);
         else
             dcb_pg_buf_u32(out, 0xffffffff); /* NULL */

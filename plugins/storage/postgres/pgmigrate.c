@@ -112,6 +112,13 @@ static char *qualified(const char *schema, const char *table)
     return s.data;
 }
 
+static bool is_key(const dcb_pg_spec_t *spec, size_t column)
+{
+    for (size_t k = 0; k < spec->nkey; k++)
+        if (spec->key[k] == column) return true;
+    return false;
+}
+
 /* "col type,\n    col type" for the typed template; the time column is
  * NOT NULL because it is part of the unique key. */
 static char *typed_columns(const dcb_pg_spec_t *spec)
@@ -122,9 +129,25 @@ static char *typed_columns(const dcb_pg_spec_t *spec)
         str_ident(&s, spec->columns[i].name);
         str_cat(&s, " ");
         str_cat(&s, dcb_pg_type_sql(spec->columns[i].type));
-        if ((int)i == spec->time_column) str_cat(&s, " NOT NULL");
+        if ((int)i == spec->time_column || is_key(spec, i)) str_cat(&s, " NOT NULL");
     }
     return s.data;
+}
+
+/* The unique key of a typed table: its key columns in keyed mode, else
+ * (stream, seq, idx); then the time column, which TimescaleDB wants in
+ * every unique key. */
+static void unique_key(const dcb_pg_spec_t *spec, str_t *key)
+{
+    for (size_t k = 0; k < spec->nkey; k++) {
+        if (k) str_cat(key, ", ");
+        str_ident(key, spec->columns[spec->key[k]].name);
+    }
+    if (!spec->nkey) str_cat(key, "stream, seq, idx");
+    if (spec->time_column >= 0 && !(spec->nkey && is_key(spec, (size_t)spec->time_column))) {
+        str_cat(key, ", ");
+        str_ident(key, spec->columns[spec->time_column].name);
+    }
 }
 
 /* Renders one file for the table `table` of `spec`. */
@@ -137,12 +160,10 @@ static char *render_file(const dcb_pg_migration_file_t *file, const dcb_pg_spec_
     str_cat(&literal, "'");
     str_cat(&literal, qtable);
     str_cat(&literal, "'");
-    str_cat(&key, "stream, seq, idx");
+    unique_key(spec, &key);
     str_cat(&time_literal, "NULL");
     if (spec->time_column >= 0) {
         const char *tc = spec->columns[spec->time_column].name;
-        str_cat(&key, ", ");
-        str_ident(&key, tc);
         time_literal.len = 0;
         str_cat(&time_literal, "'");
         str_cat(&time_literal, tc);

@@ -177,6 +177,43 @@ static int load_columns(dcb_pg_spec_t *spec, const dcb_pg_settings_t *s, char *e
     return fail(err, errlen, "time_column: %s is not one of the columns", time_column);
 }
 
+/* The index of column `name`, or -1. */
+static int column_index(const dcb_pg_spec_t *spec, const char *name)
+{
+    for (size_t i = 0; i < spec->ncolumns; i++)
+        if (strcmp(spec->columns[i].name, name) == 0) return (int)i;
+    return -1;
+}
+
+/* key: a column name or a list of them (typed only); update: replace or merge. */
+static int load_key(dcb_pg_spec_t *spec, const dcb_pg_settings_t *s, char *err, size_t errlen)
+{
+    size_t n = s->len(s->ctx, "key");
+    const char *one = n == 0 ? s->str(s->ctx, "key", NULL) : NULL;
+    const char *update = s->str(s->ctx, "update", "replace");
+    if (strcmp(update, "replace") != 0 && strcmp(update, "merge") != 0)
+        return fail(err, errlen, "update: \"%s\" (replace or merge)", update);
+    spec->merge = strcmp(update, "merge") == 0;
+    if (n == 0 && (!one || !*one)) return 0;
+    if (!spec->typed) return fail(err, errlen, "key: only in mode typed (the key names columns)");
+    if (n == 0) n = 1;
+    spec->key = calloc(n, sizeof *spec->key);
+    for (size_t i = 0; i < n; i++) {
+        char path[32];
+        snprintf(path, sizeof path, "key.%zu", i);
+        const char *name = one ? one : s->str(s->ctx, path, NULL);
+        int at = name ? column_index(spec, name) : -1;
+        if (at < 0)
+            return fail(err, errlen, "key: %s is not one of the columns", name ? name : "?");
+        for (size_t j = 0; j < spec->nkey; j++)
+            if (spec->key[j] == (size_t)at) return fail(err, errlen, "key: %s named twice", name);
+        if (spec->columns[at].origin != DCB_PG_FROM_RECORD)
+            return fail(err, errlen, "key: %s is not read from the record", name);
+        spec->key[spec->nkey++] = (size_t)at;
+    }
+    return 0;
+}
+
 int dcb_pg_spec_load(dcb_pg_spec_t *spec, const dcb_pg_settings_t *s, char *err, size_t errlen)
 {
     memset(spec, 0, sizeof *spec);
@@ -212,6 +249,7 @@ int dcb_pg_spec_load(dcb_pg_spec_t *spec, const dcb_pg_settings_t *s, char *err,
     else if (s->len(s->ctx, "columns") > 0)
         rc = fail(err, errlen, "columns: only in mode typed");
     spec->migrate_auto = strcmp(migrate, "auto") == 0;
+    if (rc == 0) rc = load_key(spec, s, err, errlen);
     if (rc < 0) dcb_pg_spec_free(spec);
     return rc;
 }
@@ -227,6 +265,7 @@ void dcb_pg_spec_free(dcb_pg_spec_t *spec)
     free(spec->schema);
     free(spec->table);
     free(spec->session_table);
+    free(spec->key);
     memset(spec, 0, sizeof *spec);
     spec->time_column = -1;
 }

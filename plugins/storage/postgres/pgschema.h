@@ -78,6 +78,12 @@ typedef struct {
     int time_column;     /* index into columns, or -1 */
     char *session_table; /* NULL: no sessions table */
     bool migrate_auto;   /* migrate: auto (default) or manual */
+    /* Keyed mode (typed only, `key:`): the columns that name a row; a
+     * record whose key is stored updates that row (all its columns, or with
+     * update: merge those the record carries). */
+    size_t *key; /* indexes into columns */
+    size_t nkey; /* 0: append-only, unique on (stream, seq, idx) */
+    bool merge;  /* update: merge */
 } dcb_pg_spec_t;
 
 /* Reads and checks the settings.  Returns 0, or -1 with one message naming

@@ -16,6 +16,12 @@
  * DO NOTHING.  Only redeliveries pay for the merge (see docs/postgres.md
  * for the figures and the alternatives weighed).
  *
+ * Keyed mode (key: [columns]).  The group is copied into a temporary table
+ * of the connection instead, and each batch goes from there into the table
+ * with one INSERT ... ON CONFLICT (key) DO UPDATE: the last version of each
+ * key in the batch, over a stored row only when an older batch wrote it,
+ * so redelivery changes nothing there either (group_upsert).
+ *
  * What the host can rely on.  Data is durable when flush() returns
  * DCBUS_OK.  When anything goes wrong with the group -- the connection is
  * lost, the server refuses it -- the group is rolled back and the call at
@@ -99,6 +105,7 @@ typedef struct {
     dcb_pg_encoder_t *encoder;
     int64_t batch_rows;
     char *copy_sql, *stage_sql, *merge_sql; /* data */
+    char *keyed_sql, *upsert_sql;           /* keyed mode only, else NULL */
     char *count_sql, *begin_sql, *end_sql;  /* sessions, NULL without a table */
     const char *symbol_field, *prices_stream, *orderbook_stream;
 
@@ -201,13 +208,78 @@ static char *set_union(const char *column)
                   column, column, DCB_PG_TALLY_MAX);
 }
 
+/* Keyed mode: the names of the unique key (the key columns, then the time
+ * column if it is not one of them), of the key alone, and the SET list of
+ * an update: every other column, and the row's (stream, seq, idx). */
+static void keyed_lists(const dcb_pg_spec_t *s, dcb_pg_buf_t *conflict, dcb_pg_buf_t *key,
+                        dcb_pg_buf_t *set, bool merge)
+{
+    bool time_in_key = false;
+    for (size_t k = 0; k < s->nkey; k++) {
+        char name[DCB_PG_NAME_MAX + 4];
+        int n = snprintf(name, sizeof name, "%s\"%s\"", k ? ", " : "", s->columns[s->key[k]].name);
+        dcb_pg_buf_add(key, name, (size_t)n);
+        time_in_key |= (int)s->key[k] == s->time_column;
+    }
+    dcb_pg_buf_add(conflict, key->data, key->len);
+    if (s->time_column >= 0 && !time_in_key) {
+        char name[DCB_PG_NAME_MAX + 6];
+        int n = snprintf(name, sizeof name, ", \"%s\"", s->columns[s->time_column].name);
+        dcb_pg_buf_add(conflict, name, (size_t)n);
+    }
+    for (size_t c = 0; c < s->ncolumns; c++) {
+        bool in_key = (int)c == s->time_column;
+        for (size_t k = 0; k < s->nkey; k++)
+            in_key |= s->key[k] == c;
+        if (in_key) continue;
+        const char *name = s->columns[c].name;
+        char item[3 * DCB_PG_NAME_MAX + 48];
+        int n = merge ? snprintf(item, sizeof item,
+                                 "\"%s\" = COALESCE(EXCLUDED.\"%s\", t.\"%s\"), ", name, name, name)
+                      : snprintf(item, sizeof item, "\"%s\" = EXCLUDED.\"%s\", ", name, name);
+        dcb_pg_buf_add(set, item, (size_t)n);
+    }
+    const char *version = "stream = EXCLUDED.stream, seq = EXCLUDED.seq, idx = EXCLUDED.idx";
+    dcb_pg_buf_add(set, version, strlen(version) + 1);
+    dcb_pg_buf_byte(conflict, 0);
+    dcb_pg_buf_byte(key, 0);
+}
+
+/* Keyed mode: batches are copied into a temporary table of the
+ * connection, then each batch goes in with one upsert: the last version of
+ * each key in it, over a stored row only if that row is older (another
+ * stream, or a lower seq), so a batch that comes again changes nothing. */
+static void build_keyed(pg_t *pg, const char *table, const char *cols)
+{
+    dcb_pg_buf_t conflict = {0}, key = {0}, set = {0};
+    keyed_lists(&pg->spec, &conflict, &key, &set, pg->spec.merge);
+    pg->keyed_sql =
+        format("CREATE TEMP TABLE IF NOT EXISTS dcbus_keyed "
+               "(LIKE %s INCLUDING DEFAULTS) ON COMMIT DELETE ROWS; "
+               "CREATE INDEX IF NOT EXISTS dcbus_keyed_batch ON dcbus_keyed (stream, seq)",
+               table);
+    pg->upsert_sql = format("INSERT INTO %s AS t (%s) SELECT DISTINCT ON (%s) %s FROM dcbus_keyed "
+                            "WHERE stream = $1 AND seq = $2 ORDER BY %s, idx DESC "
+                            "ON CONFLICT (%s) DO UPDATE SET %s "
+                            "WHERE t.stream <> EXCLUDED.stream OR t.seq < EXCLUDED.seq",
+                            table, cols, (char *)key.data, cols, (char *)key.data,
+                            (char *)conflict.data, (char *)set.data);
+    pg->copy_sql = format("BEGIN; COPY dcbus_keyed (%s) FROM STDIN (FORMAT binary)", cols);
+    dcb_pg_buf_free(&conflict);
+    dcb_pg_buf_free(&key);
+    dcb_pg_buf_free(&set);
+}
+
 /* Builds the statements once; names were checked, so quoting is plain. */
 static void build_statements(pg_t *pg)
 {
     const dcb_pg_spec_t *s = &pg->spec;
     char *cols = dcb_pg_copy_columns(s);
     char *table = format("\"%s\".\"%s\"", s->schema, s->table);
-    pg->copy_sql = format("BEGIN; COPY %s (%s) FROM STDIN (FORMAT binary)", table, cols);
+    if (s->nkey)
+        build_keyed(pg, table, cols);
+    else
+        pg->copy_sql = format("BEGIN; COPY %s (%s) FROM STDIN (FORMAT binary)", table, cols);
     pg->stage_sql = format("BEGIN; CREATE TEMP TABLE dcbus_stage ON COMMIT DROP AS "
                            "SELECT %s FROM %s WITH NO DATA; "
                            "COPY dcbus_stage (%s) FROM STDIN (FORMAT binary)",
@@ -322,6 +394,20 @@ static int prepare(pg_t *pg)
     return rc;
 }
 
+/* Keyed mode: the connection's staging table (answered() as prepare()). */
+static int prepare_keyed(pg_t *pg)
+{
+    PGresult *res = PQexec(pg->conn, pg->keyed_sql);
+    int rc = DCBUS_OK;
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        set_why(pg, "creating the staging table: ", PQresultErrorMessage(res));
+        rc = answered(pg, state ? state : "");
+    }
+    PQclear(res);
+    return rc;
+}
+
 static void log_notice(void *arg, const char *message)
 {
     pg_t *pg = arg;
@@ -349,6 +435,7 @@ static int establish(pg_t *pg)
 {
     int rc = pg_connect(pg);
     if (rc == DCBUS_OK) rc = prepare(pg);
+    if (rc == DCBUS_OK && pg->keyed_sql) rc = prepare_keyed(pg);
     if (rc != DCBUS_OK) {
         PQfinish(pg->conn);
         pg->conn = NULL;
@@ -694,6 +781,23 @@ static void sum_session(const pg_t *pg, const char *session, size_t from, sessio
         if (strcmp(pg->tallies[t].session, session) == 0) add->errors = pg->tallies[t].errors;
 }
 
+/* Keyed mode: each batch of the group from the staging table into the
+ * table, in order, counting the rows each really inserted or updated. */
+static int group_upsert(pg_t *pg)
+{
+    for (size_t b = 0; b < pg->nbatches; b++) {
+        char seq[24];
+        snprintf(seq, sizeof seq, "%llu", (unsigned long long)pg->batches[b].seq);
+        const char *params[] = {pg->batches[b].stream, seq};
+        PGresult *res = PQexecParams(pg->conn, pg->upsert_sql, 2, NULL, params, NULL, NULL, 0);
+        int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? DCBUS_OK : classify(pg, res, "store");
+        if (rc == DCBUS_OK) pg->batches[b].inserted = (uint32_t)strtoul(PQcmdTuples(res), NULL, 10);
+        PQclear(res);
+        if (rc != DCBUS_OK) return rc;
+    }
+    return DCBUS_OK;
+}
+
 /* Adds one session's new rows and errors to its row, in the open transaction. */
 static int count_session(pg_t *pg, const char *session, const session_add_t *add)
 {
@@ -748,6 +852,7 @@ static int group_commit(pg_t *pg, const char *operation, bool store_at_hand)
     char sqlstate[6] = "";
     int rc = copy_finish(pg, operation, sqlstate);
     if (rc == DCBUS_ERR && strcmp(sqlstate, SQLSTATE_UNIQUE_VIOLATION) == 0) rc = group_merge(pg);
+    if (rc == DCBUS_OK && pg->upsert_sql) rc = group_upsert(pg);
     if (rc == DCBUS_OK) rc = count_sessions(pg);
     if (rc == DCBUS_OK) rc = exec(pg, "COMMIT", PGRES_COMMAND_OK, operation);
     if (rc != DCBUS_OK) return group_fail(pg, rc, operation, store_at_hand);
@@ -983,8 +1088,8 @@ static void pg_close(void *state)
     dcb_pg_buf_free(&pg->scratch);
     free(pg->batches);
     free(pg->tallies);
-    char *sql[] = {pg->copy_sql,  pg->stage_sql, pg->merge_sql,
-                   pg->count_sql, pg->begin_sql, pg->end_sql};
+    char *sql[] = {pg->copy_sql,  pg->stage_sql, pg->merge_sql, pg->count_sql,
+                   pg->begin_sql, pg->end_sql,   pg->keyed_sql, pg->upsert_sql};
     for (size_t i = 0; i < sizeof sql / sizeof sql[0]; i++)
         free(sql[i]);
     dcb_pg_spec_free(&pg->spec);
@@ -1141,6 +1246,16 @@ static const dcbus_setting_t pg_settings[] = {
      .min = 1,
      .max = DCBUS_SETTING_NO_MAX,
      .description = "while refused and retrying: how often the error is logged and reported"},
+    {.name = "key",
+     .type = DCBUS_SETTING_LIST,
+     .description = "typed only: the columns that name a row; a record with a stored key "
+                    "updates it (keyed mode)"},
+    {.name = "update",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "replace",
+     .allowed = "replace|merge",
+     .description = "keyed mode: an update replaces every column, or only those the record "
+                    "carries (merge)"},
     {.name = "symbol_field",
      .type = DCBUS_SETTING_STR,
      .dflt = "symbol",
