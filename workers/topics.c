@@ -8,13 +8,17 @@
  * never the socket.  ZeroMQ reconnects it after a broker restart and
  * subscribes again, and the broker then tells it its state topics anew.
  *
- * What the worker's own batches cause is dropped here, before the plugin
- * sees it, because a collector that stores the bus's history would
- * otherwise take it back for ever (a record, a batch, a tap of it or a
- * task change, a record of that...):
- *   - data.<stream> for a stream this worker sends;
- *   - task.* of its own run: the collection task (the run's id) and its
- *     pipeline tasks ("<run>/<pipeline>").
+ * What the batches of the subscriber's kind cause is dropped here, before
+ * the plugin sees it, because a collector that stores the bus's history
+ * would otherwise take it back for ever (a record, a batch, a tap of it or
+ * a task change, a record of that...), and two such collectors would feed
+ * each other.  Its kind: the collector instances of the config that run
+ * the same plugin (itself included).  Dropped:
+ *   - data.<stream> for a stream this worker sends, or whose batch (the
+ *     tap's envelope) comes from one of its kind;
+ *   - task.* of its own run -- the collection task (the run's id) and its
+ *     pipeline tasks ("<run>/<pipeline>") -- and every task named after
+ *     one of its kind or a pipeline from one.
  */
 #include <czmq.h>
 #include <string.h>
@@ -82,6 +86,25 @@ static bool own_stream(const dcb_worker_t *w, const char *stream)
     return false;
 }
 
+/* Whether string value `v` names a collector of the worker's kind (the
+ * same plugin) or a pipeline from one. */
+static bool of_kind(const dcb_worker_t *w, const dcbus_value_t *v)
+{
+    if (v->type != DCBUS_VAL_STR) return false;
+    const dcb_config_t *c = w->config;
+    for (size_t i = 0; i < c->nworkers; i++)
+        if (strcmp(c->workers[i].plugin, w->wcfg->plugin) == 0 &&
+            dcb_value_streq(v, c->workers[i].name))
+            return true;
+    for (size_t i = 0; i < c->npipelines; i++) {
+        const dcb_worker_cfg_t *from = dcb_config_worker(c, c->pipelines[i].from);
+        if (from && strcmp(from->plugin, w->wcfg->plugin) == 0 &&
+            dcb_value_streq(v, c->pipelines[i].name))
+            return true;
+    }
+    return false;
+}
+
 /* Whether task id `id` (len bytes) is of run `run`: the run itself or
  * one of its pipeline tasks, "<run>/<pipeline>". */
 static bool of_run(const char *run, const char *id, size_t len)
@@ -94,13 +117,16 @@ static bool of_run(const char *run, const char *id, size_t len)
 static bool own_doing(const dcbus_topics_t *t)
 {
     const dcb_worker_t *w = t->worker;
-    if (strncmp(t->topic, "data.", 5) == 0) return own_stream(w, t->topic + 5);
-    if (strncmp(t->topic, "task.", 5) != 0) return false;
     dcbus_span_t body = {zmq_msg_data((zmq_msg_t *)&t->body), zmq_msg_size((zmq_msg_t *)&t->body)};
-    dcbus_value_t id;
-    if (!dcb_record_get(body, "id", &id) || id.type != DCBUS_VAL_STR) return false;
-    return of_run(w->collector.current_run, id.as.str.ptr, id.as.str.len) ||
-           of_run(w->collector.run, id.as.str.ptr, id.as.str.len);
+    dcbus_value_t v;
+    if (strncmp(t->topic, "data.", 5) == 0)
+        return own_stream(w, t->topic + 5) ||
+               (dcb_record_get(body, "source", &v) && of_kind(w, &v));
+    if (strncmp(t->topic, "task.", 5) != 0) return false;
+    if (dcb_record_get(body, "name", &v) && of_kind(w, &v)) return true;
+    if (!dcb_record_get(body, "id", &v) || v.type != DCBUS_VAL_STR) return false;
+    return of_run(w->collector.current_run, v.as.str.ptr, v.as.str.len) ||
+           of_run(w->collector.run, v.as.str.ptr, v.as.str.len);
 }
 
 /* Reads one message (two frames) already waiting.  1: in t->topic and

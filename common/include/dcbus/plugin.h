@@ -461,13 +461,14 @@ typedef struct dcbus_host {
      * for any subscriber, the broker tells it its state topics at once (the
      * active session, the running tasks, the last metrics) and drops what
      * it cannot take while it does not read (past 100,000 messages).  It
-     * never delivers what the subscriber's own batches cause, which would
-     * come back for ever: the data.<stream> taps of the streams this worker
-     * sends, and the task.* changes of the tasks of its own run (its
-     * collection task and its pipeline tasks).  Returns NULL with the
-     * reason in err when the host has no broker (the testkit) or the
-     * subscription cannot be made.  These three take a ctx: call them on
-     * the thread the host calls the plugin on (open(), collect()...). */
+     * never delivers what the batches of the subscriber's kind -- itself
+     * and the config's other instances of its plugin -- cause, which would
+     * come back for ever: the data.<stream> taps of their batches, and the
+     * task.* changes of their tasks (collection and pipeline tasks).
+     * Returns NULL with the reason in err when the host has no broker (the
+     * testkit) or the subscription cannot be made.  These three take a
+     * ctx: call them on the thread the host calls the plugin on (open(),
+     * collect()...). */
     dcbus_topics_t *(*topics_subscribe)(dcbus_ctx_t *ctx, const char *const *prefixes,
                                         size_t nprefixes, char *err, size_t errlen);
     /* The next message, waiting up to `timeout_ms` (0: only one already
