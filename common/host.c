@@ -307,6 +307,27 @@ static void host_admin_print(dcbus_ctx_t *ctx, const char *fmt, ...)
     if (ctx->hooks.admin_print) ctx->hooks.admin_print(ctx->hooks.arg, line);
 }
 
+static dcbus_topics_t *host_topics_subscribe(dcbus_ctx_t *ctx, const char *const *prefixes,
+                                             size_t nprefixes, char *err, size_t errlen)
+{
+    if (ctx->hooks.topics_subscribe)
+        return ctx->hooks.topics_subscribe(ctx->hooks.arg, prefixes, nprefixes, err, errlen);
+    if (errlen) snprintf(err, errlen, "no broker topics on this host (no broker: a testkit?)");
+    return NULL;
+}
+
+static int host_topics_recv(dcbus_ctx_t *ctx, dcbus_topics_t *sub, uint32_t timeout_ms,
+                            const char **topic, dcbus_span_t *body)
+{
+    if (!ctx->hooks.topics_recv || !sub) return -1;
+    return ctx->hooks.topics_recv(ctx->hooks.arg, sub, timeout_ms, topic, body);
+}
+
+static void host_topics_close(dcbus_ctx_t *ctx, dcbus_topics_t *sub)
+{
+    if (sub && ctx->hooks.topics_close) ctx->hooks.topics_close(ctx->hooks.arg, sub);
+}
+
 static uint32_t host_batch_count(dcbus_builder_t *b)
 {
     return dcb_builder_count(b);
@@ -365,6 +386,9 @@ static const dcbus_host_t s_services = {
     .builder_new = dcb_builder_new,
     .builder_free = host_builder_free,
     .batch_append = dcb_builder_append,
+    .topics_subscribe = host_topics_subscribe,
+    .topics_recv = host_topics_recv,
+    .topics_close = host_topics_close,
 };
 
 const dcbus_host_t *dcb_host_services(void)

@@ -27,6 +27,13 @@ typedef struct {
     void (*query_row)(void *arg, dcbus_span_t row);
     void (*retry_after)(void *arg, uint32_t delay_ms);
     void (*admin_print)(void *arg, const char *line); /* one line, no newline */
+    /* The broker's topics (ABI 2.3; see dcbus/plugin.h): absent, the
+     * services answer "no broker topics on this host". */
+    dcbus_topics_t *(*topics_subscribe)(void *arg, const char *const *prefixes, size_t nprefixes,
+                                        char *err, size_t errlen);
+    int (*topics_recv)(void *arg, dcbus_topics_t *sub, uint32_t timeout_ms, const char **topic,
+                       dcbus_span_t *body);
+    void (*topics_close)(void *arg, dcbus_topics_t *sub);
     void *arg;
 } dcb_host_hooks_t;
 

@@ -231,6 +231,7 @@ static bool resume_plugin(dcb_worker_t *self, dcbus_span_t pos)
 /* READY's `run` and `run_state`: said once; a finished run ends the work. */
 static void take_run(dcb_worker_t *self, const dcb_ready_t *ready)
 {
+    snprintf(self->collector.current_run, sizeof self->collector.current_run, "%s", ready->run);
     if (strcmp(ready->run_state, "finished") == 0) {
         dcb_info("run already finished: nothing new to collect (dcbus run --new-run begins a new "
                  "one)",

@@ -343,6 +343,7 @@ void worker_hooks(dcb_worker_t *self, dcb_host_hooks_t *hooks)
 {
     hooks->event = hook_event;
     hooks->error = hook_error;
+    topics_hooks(hooks);
     if (self->role->hooks) self->role->hooks(hooks);
     hooks->arg = self;
 }

@@ -73,6 +73,7 @@ typedef struct {
     bool paused;              /* by `dcbus pause` */
     char run[128];            /* this process's collection task id */
     char begin_run[128];      /* --run: the run to begin unless it is the current one */
+    char current_run[128];    /* the run READY said it collects (its tasks' ids begin so) */
     int64_t collect_again_us; /* do not call collect() before this */
     uint64_t records_out;
     int64_t last_progress_us;
@@ -164,6 +165,9 @@ bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now);
 /* The hooks the services table reports through. */
 void worker_hooks(dcb_worker_t *self, dcb_host_hooks_t *hooks);
 int64_t worker_now_us(void);
+
+/* topics.c: the broker's topics for the plugin (ABI 2.3), as hooks. */
+void topics_hooks(dcb_host_hooks_t *hooks);
 
 /* query.c: a storage sink's REQUESTs (query, delete), and its hook. */
 void query_on_request(dcb_worker_t *self, dcbus_span_t body);

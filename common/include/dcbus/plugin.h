@@ -32,7 +32,10 @@
  * source that answers its own clients only once their data is durable),
  * the services records_from_json_edit() (all or nothing, with edits) and
  * builders of a plugin's own (builder_new, builder_free, batch_append),
- * with which of the services any thread may call.
+ * with which of the services any thread may call.  ABI 2.3 appended the
+ * services topics_subscribe(), topics_recv() and topics_close(): the
+ * broker's own topics for a plugin that keeps the bus's history (the
+ * topics collector), without touching the transport.
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -49,7 +52,7 @@ extern "C" {
 #endif
 
 #define DCBUS_ABI_MAJOR       2
-#define DCBUS_ABI_MINOR       2
+#define DCBUS_ABI_MINOR       3
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -173,6 +176,7 @@ typedef struct {
 /* Opaque handles owned by the host. */
 typedef struct dcbus_ctx dcbus_ctx_t;         /* one plugin instance's context */
 typedef struct dcbus_builder dcbus_builder_t; /* a batch under construction */
+typedef struct dcbus_topics dcbus_topics_t;   /* a subscription to the broker's topics (ABI 2.3) */
 
 /* Seed 001's ErrorInfo, as a plugin reports it.  `details` is an optional
  * msgpack map (raw span) with whatever helps the operator: the offending
@@ -448,6 +452,33 @@ typedef struct dcbus_host {
     dcbus_builder_t *(*builder_new)(void);
     void (*builder_free)(dcbus_builder_t *b);
     void (*batch_append)(dcbus_builder_t *b, const dcbus_builder_t *src);
+
+    /* --- Added in ABI 2.3 (test with DCBUS_HOST_HAS): the broker's topics. --- */
+
+    /* A subscription to what the broker publishes (docs/protocol.md,
+     * "Topics": event.*, error.*, task.*, session.*, metrics, data.*), each
+     * of the `nprefixes` prefixes matched against the start of a topic.  As
+     * for any subscriber, the broker tells it its state topics at once (the
+     * active session, the running tasks, the last metrics) and drops what
+     * it cannot take while it does not read (past 100,000 messages).  It
+     * never delivers what the batches of the subscriber's kind -- itself
+     * and the config's other instances of its plugin -- cause, which would
+     * come back for ever: the data.<stream> taps of their batches, and the
+     * task.* changes of their tasks (collection and pipeline tasks).
+     * Returns NULL with the reason in err when the host has no broker (the
+     * testkit) or the subscription cannot be made.  These three take a
+     * ctx: call them on the thread the host calls the plugin on (open(),
+     * collect()...). */
+    dcbus_topics_t *(*topics_subscribe)(dcbus_ctx_t *ctx, const char *const *prefixes,
+                                        size_t nprefixes, char *err, size_t errlen);
+    /* The next message, waiting up to `timeout_ms` (0: only one already
+     * there): 1 with its topic (NUL-terminated) and its body (a msgpack
+     * map, as published), both valid until the next call on `sub`; 0 if
+     * none came in time; -1 if the subscription is broken (logged). */
+    int (*topics_recv)(dcbus_ctx_t *ctx, dcbus_topics_t *sub, uint32_t timeout_ms,
+                       const char **topic, dcbus_span_t *body);
+    /* Ends the subscription (NULL: nothing). */
+    void (*topics_close)(dcbus_ctx_t *ctx, dcbus_topics_t *sub);
 } dcbus_host_t;
 
 #define DCBUS_HOST_HAS(host, member)                                                               \
