@@ -43,6 +43,7 @@ int cli_keygen_main(int argc, char **argv);
 int cli_query_main(int argc, char **argv);
 int cli_migrate_main(int argc, char **argv);
 int cli_plugins_main(int argc, char **argv);
+int cli_catalog_main(int argc, char **argv);
 
 /* Prints "dcbus COMMAND: <message>" on stderr and returns CLI_EXIT_USAGE,
  * telling where to find the usage; for an unknown option or a missing argument. */

@@ -41,6 +41,7 @@ static const cli_command_t s_commands[] = {
     {"keygen", "make CURVE key pairs (one, or one per instance of a config)", cli_keygen_main},
     {"query", "ask a storage instance for rows, or delete one", cli_query_main},
     {"migrate", "list and apply the schema migrations of storage instances", cli_migrate_main},
+    {"catalog", "rebuild, query and prune the session catalog of ASDF files", cli_catalog_main},
 };
 #define COMMAND_COUNT (sizeof s_commands / sizeof s_commands[0])
 
