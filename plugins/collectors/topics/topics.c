@@ -137,7 +137,9 @@ static void stream_of(const topics_t *self, const char *topic, char *out, size_t
         return;
     }
     message_family(topic, family, sizeof family);
-    snprintf(out, cap, "%s.%s", self->stream, family);
+    int n = snprintf(out, cap, "%s.%s", self->stream, family);
+    /* A name that would not fit stays on the one stream rather than be cut. */
+    if (n < 0 || (size_t)n >= cap) snprintf(out, cap, "%s", self->stream);
 }
 
 /* Whether an error.* message is about one of this collector's streams. */
