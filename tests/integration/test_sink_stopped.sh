@@ -30,10 +30,11 @@ ticks_config "$TMP/bus.yaml" 0
 SPOOL_MB=${DCBUS_STALL_SPOOL_MB:-1024}
 sed -i "1s/}$/, spool_max_mb: $SPOOL_MB}/" "$TMP/bus.yaml"
 stalled_sink_bus "$TMP/bus.yaml"
-sleep 1
+# Sampled at once: at full rate the 1 GB spool fills within seconds here,
+# so a later first sample can find it full already.
 spool0=$(spool_kb)
 out0=$(records_out)
-sleep $((STOP_S - 1))
+sleep "$STOP_S"
 spool1=$(spool_kb)
 out1=$(records_out)
 echo "in ${STOP_S} s with the sink stopped: $out1 records taken, spool ${spool1} KB (limit ${SPOOL_MB} MB)"
