@@ -273,8 +273,21 @@ static mfield_t *learn_field(schema_t *s, const dcbus_value_t *key, const dcbus_
     return f;
 }
 
+/* A number in its shortest form that reads back the same (76.9275, not
+ * 76.927499999999995). */
+static const char *shortest(double x, char *buf, size_t cap)
+{
+    for (int digits = 6; digits < 17; digits++) {
+        snprintf(buf, cap, "%.*g", digits, x);
+        if (strtod(buf, NULL) == x) return buf;
+    }
+    snprintf(buf, cap, "%.17g", x);
+    return buf;
+}
+
 static void check_range(const mfield_t *f, const dcbus_value_t *value, check_t *c)
 {
+    char a[32], b[32];
     c->ranged++;
     if (!is_number(value->type)) {
         check_error(c, "field '%s': a range is set but the value is %s, not a number", f->name,
@@ -283,9 +296,11 @@ static void check_range(const mfield_t *f, const dcbus_value_t *value, check_t *
     }
     double x = number_of(value);
     if (f->has_min && !(x >= f->min))
-        check_error(c, "field '%s': %.17g is below the minimum %.17g", f->name, x, f->min);
+        check_error(c, "field '%s': %s is below the minimum %s", f->name, shortest(x, a, sizeof a),
+                    shortest(f->min, b, sizeof b));
     else if (f->has_max && !(x <= f->max))
-        check_error(c, "field '%s': %.17g is above the maximum %.17g", f->name, x, f->max);
+        check_error(c, "field '%s': %s is above the maximum %s", f->name, shortest(x, a, sizeof a),
+                    shortest(f->max, b, sizeof b));
     else
         c->range_ok++;
 }
