@@ -108,7 +108,8 @@ const dcbus_setting_t metadata_settings[] = {
      .dflt = "10",
      .min = 0,
      .max = 1000000,
-     .description = "dropped records reported one by one per batch; the rest in one summary"},
+     .description = "dropped (or unannotatable) records reported one by one per batch; the rest "
+                    "in one summary"},
     DCBUS_SETTINGS_END};
 
 /* ---------------------------------------------------------------------------
