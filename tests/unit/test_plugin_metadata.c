@@ -158,7 +158,7 @@ static void test_schema_inferred_per_stream(void **state)
         "{\"symbol\":\"G\",\"price\":4,\"qty\":5,\"new\":true}\n",
         &out);
     assert_int_equal(out.count, 4);
-    char id[64];
+    char id[256];
     snprintf(id, sizeof id, "%s", str_at(tk, &out, 0, "metadata.schema_id"));
     assert_int_equal(strlen(id), 16);
     assert_true(is_valid(tk, &out, 0));
@@ -224,7 +224,7 @@ static void test_declared_schema(void **state)
     assert_contains(errors_json(tk, &out, 4), "field 'colour' is not in the schema");
 
     /* The id is the schema's: the same on every stream. */
-    char id[64];
+    char id[256];
     snprintf(id, sizeof id, "%s", str_at(tk, &out, 0, "metadata.schema_id"));
     run(tk, "other", 1, "{\"symbol\":\"B\",\"price\":1}", &out);
     assert_string_equal(str_at(tk, &out, 0, "metadata.schema_id"), id);
@@ -357,6 +357,26 @@ static void test_duplicates_by_fields_and_invalid(void **state)
     assert_contains(errors_json(tk, &out, 2), "duplicate: seen 1 times in the last 4096");
     assert_near(indicator(tk, &out, 3, "duplicates_seen"), 0);
     assert_near(indicator(tk, &out, 4, "duplicates_seen"), 1); /* k.id absent in both */
+    dcb_testkit_destroy(&tk);
+}
+
+/* More named fields than the walk picks up on its way (8): the rest are
+ * looked up on their own, with the same result. */
+static void test_many_named_fields(void **state)
+{
+    (void)state;
+    dcb_testkit_t *tk = processor("dedup_fields: [a, b, c, d, e, f, g, h, i, j]\n"
+                                  "time_field: t.at\ncollected_field: col.at\nsource_field: src\n");
+    dcb_envelope_t out;
+    run(tk, "s", 1,
+        "{\"j\":1,\"t\":{\"at\":1000000},\"col\":{\"at\":3000000},\"src\":{\"u\":\"x\"},\"n\":0}\n"
+        "{\"j\":2,\"n\":1}\n{\"j\":1,\"n\":2}\n{\"a\":1,\"n\":3}\n",
+        &out);
+    assert_near(indicator(tk, &out, 0, "freshness_s"), 2.0);
+    assert_string_equal(str_at(tk, &out, 0, "metadata.source_attributes.u"), "x");
+    assert_near(indicator(tk, &out, 1, "duplicates_seen"), 0);
+    assert_near(indicator(tk, &out, 2, "duplicates_seen"), 1); /* j (the 10th) counts */
+    assert_near(indicator(tk, &out, 3, "duplicates_seen"), 0);
     dcb_testkit_destroy(&tk);
 }
 
@@ -635,13 +655,13 @@ static void test_max_streams(void **state)
     dcb_testkit_destroy(&tk);
 }
 
-/* records/s through process() alone: DCBUS_BENCH=1 build/bin/test_plugin_metadata */
-static void bench(void)
+/* records/s through process() alone, best of 3 runs of `rounds` batches of
+ * 1,000 ticker-shaped records; DCBUS_BENCH=1 build/bin/test_plugin_metadata
+ * (scripts/bench-metadata builds it in Release and runs it). */
+static double bench_one(const char *settings, int rounds)
 {
-    enum { BATCH = 1000, ROUNDS = 2000 };
-    dcb_testkit_t *tk =
-        processor("schema: {symbol: string, ts: int, n: int, price: {type: float, min: 0}, "
-                  "volume: float, quote_volume: float}\n");
+    enum { BATCH = 1000 };
+    dcb_testkit_t *tk = processor(settings);
     const dcbus_host_t *h = dcb_testkit_host(tk);
     dcbus_builder_t *b = dcb_testkit_builder(tk);
     for (int i = 0; i < BATCH; i++) {
@@ -658,16 +678,35 @@ static void bench(void)
     uint8_t *copy = malloc(in.records.len); /* the testkit's buffer is reused by process */
     memcpy(copy, in.records.data, in.records.len);
     in.records.data = copy;
-    int64_t t0 = h->monotonic_us();
-    for (int r = 0; r < ROUNDS; r++) {
-        in.seq = (uint64_t)r + 1;
-        assert_int_equal(dcb_testkit_process(tk, &in, &out), DCBUS_OK);
+    double best = 0;
+    for (int run = 0; run < 3; run++) {
+        int64_t t0 = h->monotonic_us();
+        for (int r = 0; r < rounds; r++) {
+            in.seq = (uint64_t)(run * rounds + r) + 1;
+            assert_int_equal(dcb_testkit_process(tk, &in, &out), DCBUS_OK);
+        }
+        double rate = BATCH * (double)rounds / ((double)(h->monotonic_us() - t0) / 1e6);
+        if (rate > best) best = rate;
     }
-    double s = (double)(h->monotonic_us() - t0) / 1e6;
-    printf("metadata, declared schema of 6 fields, ticker-shaped records: %.2f M records/s\n",
-           BATCH * (double)ROUNDS / s / 1e6);
     free(copy);
     dcb_testkit_destroy(&tk);
+    return best;
+}
+
+static void bench(void)
+{
+    int rounds = getenv("DCBUS_BENCH_ROUNDS") ? atoi(getenv("DCBUS_BENCH_ROUNDS")) : 1000;
+    if (rounds < 1) rounds = 1;
+    double inferred = bench_one("infer_records: 100\n", rounds);
+    printf("metadata, inferred schema, whole-record duplicates window 4096: %.0f records/s\n",
+           inferred);
+    double declared =
+        bench_one("schema: {symbol: string, ts: int, n: int, price: {type: float, min: 0}, "
+                  "volume: float, quote_volume: float}\nmax_age_s: 3600\n",
+                  rounds);
+    printf("metadata, declared schema of 6 fields with a range and max_age_s: %.0f records/s\n",
+           declared);
+    printf("records/s: %.0f\n", declared);
 }
 
 int main(void)
@@ -685,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_duplicates_whole_record),
         cmocka_unit_test(test_duplicates_by_fields_and_invalid),
         cmocka_unit_test(test_duplicates_window_churn),
+        cmocka_unit_test(test_many_named_fields),
         cmocka_unit_test(test_source_attributes),
         cmocka_unit_test(test_keep_invalid),
         cmocka_unit_test(test_drop_invalid_counted_and_reported),

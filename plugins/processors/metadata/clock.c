@@ -127,7 +127,7 @@ bool time_parse_text(const char *s, size_t len, double *us)
 
 int mpath_init(mpath_t *p, const char *path)
 {
-    *p = (mpath_t){0};
+    *p = (mpath_t){.slot = -1};
     if (!path || !*path) return 0;
     size_t n = 1;
     for (const char *c = path; *c; c++)
@@ -156,11 +156,11 @@ void mpath_free(mpath_t *p)
     *p = (mpath_t){0};
 }
 
-bool mpath_get(const mpath_t *p, const dcbus_host_t *h, dcbus_span_t record, dcbus_value_t *v)
+/* The value at keys[from...] of `map`. */
+static bool walk(const mpath_t *p, size_t from, const dcbus_host_t *h, dcbus_span_t map,
+                 dcbus_value_t *v)
 {
-    if (p->n == 0) return false;
-    dcbus_span_t map = record;
-    for (size_t k = 0; k < p->n; k++) {
+    for (size_t k = from; k < p->n; k++) {
         if (!h->record_get(map, p->keys[k], v)) return false;
         if (k + 1 < p->n) {
             if (v->type != DCBUS_VAL_MAP) return false;
@@ -168,4 +168,35 @@ bool mpath_get(const mpath_t *p, const dcbus_host_t *h, dcbus_span_t record, dcb
         }
     }
     return v->type != DCBUS_VAL_NIL;
+}
+
+bool mpath_get(const mpath_t *p, const dcbus_host_t *h, dcbus_span_t record, dcbus_value_t *v)
+{
+    return p->n > 0 && walk(p, 0, h, record, v);
+}
+
+bool mpath_get_checked(const mpath_t *p, const dcbus_host_t *h, dcbus_span_t record,
+                       const check_t *c, dcbus_value_t *v)
+{
+    if (p->n == 0) return false;
+    if (p->slot < 0) return walk(p, 0, h, record, v);
+    if (!(c->captured_mask & (1u << p->slot))) return false;
+    *v = c->captured[p->slot];
+    if (p->n == 1) return v->type != DCBUS_VAL_NIL;
+    return v->type == DCBUS_VAL_MAP && walk(p, 1, h, v->raw, v);
+}
+
+void mpath_capture(mpath_t *p, check_opts_t *opts)
+{
+    p->slot = -1;
+    if (p->n == 0) return;
+    for (size_t k = 0; k < opts->ncapture; k++)
+        if (strcmp(opts->capture[k], p->keys[0]) == 0) {
+            p->slot = (int)k;
+            return;
+        }
+    if (opts->ncapture == CAPTURE_MAX) return;
+    p->slot = (int)opts->ncapture;
+    opts->capture[opts->ncapture] = p->keys[0];
+    opts->capture_len[opts->ncapture++] = (uint32_t)strlen(p->keys[0]);
 }

@@ -40,7 +40,7 @@ typedef struct {
     mstream_t **streams;
     size_t nstreams;
     uint64_t batches;
-    msgpack_sbuffer meta, details;
+    msgpack_sbuffer meta, details, splice;
     counts_t counts;
 } mp_t;
 
@@ -142,7 +142,7 @@ static void measure_freshness(const mp_t *self, const dcbus_batch_t *in, dcbus_s
     dcbus_value_t v;
     double t_us, collected_us = (double)in->ts;
     if (conf->time_path.n == 0) return;
-    if (!mpath_get(&conf->time_path, self->host, record, &v) ||
+    if (!mpath_get_checked(&conf->time_path, self->host, record, c, &v) ||
         !time_value_us(&v, conf->time_unit, &t_us)) {
         if (conf->max_age_s > 0)
             check_error(c,
@@ -151,7 +151,7 @@ static void measure_freshness(const mp_t *self, const dcbus_batch_t *in, dcbus_s
                         conf->time_field, (const char *[]){"s", "ms", "us", "ns"}[conf->time_unit]);
         return;
     }
-    if (conf->collected_path.n && mpath_get(&conf->collected_path, self->host, record, &v))
+    if (mpath_get_checked(&conf->collected_path, self->host, record, c, &v))
         time_value_us(&v, conf->collected_unit, &collected_us);
     q->has_freshness = true;
     q->freshness_s = (collected_us - t_us) / 1e6;
@@ -159,14 +159,14 @@ static void measure_freshness(const mp_t *self, const dcbus_batch_t *in, dcbus_s
         check_error(c, "stale: %.3f s old, max_age_s is %g", q->freshness_s, conf->max_age_s);
 }
 
-static uint64_t record_fingerprint(const mp_t *self, dcbus_span_t record)
+static uint64_t record_fingerprint(const mp_t *self, dcbus_span_t record, const check_t *c)
 {
     const mconf_t *conf = &self->conf;
     if (conf->ndedup == 0) return fingerprint(record.data, record.len, 0);
     uint64_t h = 0x6d657461; /* any seed */
     for (size_t i = 0; i < conf->ndedup; i++) {
         dcbus_value_t v;
-        if (mpath_get(&conf->dedup[i], self->host, record, &v))
+        if (mpath_get_checked(&conf->dedup[i], self->host, record, c, &v))
             h = fingerprint(v.raw.data, v.raw.len, h + i);
         else
             h = fingerprint((const uint8_t *)"", 0, h + i + 0x100); /* absent */
@@ -178,7 +178,7 @@ static void measure_duplicates(mp_t *self, mstream_t *st, dcbus_span_t record, q
                                check_t *c)
 {
     if (self->conf.dedup_window == 0) return;
-    q->duplicates_seen = dupwin_add(&st->dups, record_fingerprint(self, record));
+    q->duplicates_seen = dupwin_add(&st->dups, record_fingerprint(self, record, c));
     if (q->duplicates_seen == 0) return;
     self->counts.duplicates++;
     if (self->conf.duplicates_invalid)
@@ -311,6 +311,53 @@ static void report_summary(mp_t *self, const dcbus_batch_t *in, const batch_repo
  * Delivery
  */
 
+/* The number of pairs of a map record and the length of its header; false
+ * if it does not start with a map header. */
+static bool map_header(dcbus_span_t record, uint32_t *pairs, size_t *hlen)
+{
+    const uint8_t *p = record.data;
+    if (record.len >= 1 && (p[0] & 0xf0) == 0x80) {
+        *pairs = p[0] & 0x0f, *hlen = 1;
+    } else if (record.len >= 3 && p[0] == 0xde) {
+        *pairs = (uint32_t)p[1] << 8 | p[2], *hlen = 3;
+    } else if (record.len >= 5 && p[0] == 0xdf) {
+        *pairs = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
+        *hlen = 5;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* The record with the metadata under `key`.  A record without that field
+ * (the usual case) is spliced: a map header one pair longer, the record's
+ * pairs as they are, then key and metadata -- schema_check() has walked
+ * the record, so it is a well-formed map.  One that has it goes through
+ * record_copy_edit(), which replaces the field in its place. */
+static int deliver_inline(mp_t *self, dcbus_span_t record, const check_t *c, dcbus_builder_t *out)
+{
+    dcbus_span_t meta = {(const uint8_t *)self->meta.data, self->meta.size};
+    uint32_t pairs;
+    size_t hlen;
+    bool has_key =
+        self->conf.key_path.slot < 0 || (c->captured_mask & (1u << self->conf.key_path.slot));
+    if (has_key || !map_header(record, &pairs, &hlen) || pairs == UINT32_MAX) {
+        dcbus_edit_t edit = {
+            .key = self->conf.key, .op = DCBUS_EDIT_SET, .value = dcbus_val_raw(meta)};
+        return self->host->record_copy_edit(out, record, &edit, 1);
+    }
+    msgpack_sbuffer *buf = &self->splice;
+    msgpack_packer pk;
+    msgpack_sbuffer_clear(buf);
+    msgpack_packer_init(&pk, buf, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, pairs + 1);
+    msgpack_sbuffer_write(buf, (const char *)record.data + hlen, record.len - hlen);
+    pack_str(&pk, self->conf.key);
+    msgpack_sbuffer_write(buf, (const char *)meta.data, meta.len);
+    self->host->batch_add_raw(out, (dcbus_span_t){(const uint8_t *)buf->data, buf->size});
+    return 0;
+}
+
 /* Hands a record's metadata on.  Inline: a copy of the record with the
  * metadata under `key` (a field of that name is replaced).  Side outputs
  * (`output: side`) are where a host that offers processors a second
@@ -318,16 +365,11 @@ static void report_summary(mp_t *self, const dcbus_batch_t *in, const batch_repo
  * {stream, seq, index, metadata...} on the side one; settings.c refuses
  * the value until then, so only inline reaches here.  Returns 0, or -1 if
  * the record could not be copied (not a well-formed map). */
-static int deliver(mp_t *self, dcbus_span_t record, dcbus_builder_t *out)
+static int deliver(mp_t *self, dcbus_span_t record, const check_t *c, dcbus_builder_t *out)
 {
     switch (self->conf.output) {
-    case OUT_INLINE: {
-        dcbus_edit_t edit = {.key = self->conf.key,
-                             .op = DCBUS_EDIT_SET,
-                             .value = dcbus_val_raw((dcbus_span_t){(const uint8_t *)self->meta.data,
-                                                                   self->meta.size})};
-        return self->host->record_copy_edit(out, record, &edit, 1);
-    }
+    case OUT_INLINE:
+        return deliver_inline(self, record, c, out);
     case OUT_SIDE:
         break;
     }
@@ -361,6 +403,7 @@ static void handle_record(mp_t *self, mstream_t *st, const dcbus_batch_t *in, ui
     c.expected = c.present = c.typed_ok = c.ranged = c.range_ok = 0;
     c.nerrors = c.more_errors = 0;
     c.malformed = false;
+    c.captured_mask = 0;
     quality_t q;
     self->counts.checked++;
     if (!measure(self, st, in, record, &q, &c)) {
@@ -377,11 +420,11 @@ static void handle_record(mp_t *self, mstream_t *st, const dcbus_batch_t *in, ui
     self->counts.kept_invalid += !q.is_valid;
     origin_info_t o = {.batch = in, .index = index};
     dcbus_value_t v;
-    if (self->conf.source_path.n && mpath_get(&self->conf.source_path, self->host, record, &v) &&
+    if (mpath_get_checked(&self->conf.source_path, self->host, record, &c, &v) &&
         v.type == DCBUS_VAL_MAP)
         o.collected = v.raw;
     encode_metadata(&self->meta, self->host, &q, &o);
-    if (deliver(self, record, out) != 0) {
+    if (deliver(self, record, &c, out) != 0) {
         c.malformed = true;
         check_error(&c, "the record could not be copied: not a well-formed map");
         self->counts.valid -= q.is_valid;
@@ -442,6 +485,7 @@ static void metadata_close(void *state)
     mconf_free(&self->conf);
     msgpack_sbuffer_destroy(&self->meta);
     msgpack_sbuffer_destroy(&self->details);
+    msgpack_sbuffer_destroy(&self->splice);
     free(self);
 }
 
@@ -458,6 +502,7 @@ static int metadata_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **stat
     self->ctx = ctx;
     msgpack_sbuffer_init(&self->meta);
     msgpack_sbuffer_init(&self->details);
+    msgpack_sbuffer_init(&self->splice);
     if (mconf_read(&self->conf, host, ctx) != 0 ||
         !(self->streams = calloc(self->conf.max_streams, sizeof *self->streams))) {
         metadata_close(self);

@@ -89,8 +89,14 @@ typedef struct {
     char id[24]; /* schema_id: 16 hex digits, or "learning" */
 } schema_t;
 
+/* Top-level fields the walk over a record picks up on the way, so that the
+ * time, collection time, source and dedup fields cost no walk of their own. */
+#define CAPTURE_MAX 8
+
 /* What checking one record found. */
 typedef struct {
+    dcbus_value_t captured[CAPTURE_MAX]; /* the values of check_opts_t.capture */
+    uint32_t captured_mask;              /* which were found */
     uint32_t expected, present, typed_ok, ranged, range_ok;
     uint32_t nerrors, more_errors;
     bool malformed; /* not a map, or bytes that end inside it: no metadata possible */
@@ -102,6 +108,9 @@ typedef struct {
     bool extra_invalid; /* a field the schema lacks is an error */
     const mrange_t *ranges;
     size_t nranges;
+    const char *capture[CAPTURE_MAX]; /* top-level keys to pick up (not owned) */
+    uint32_t capture_len[CAPTURE_MAX];
+    size_t ncapture;
 } check_opts_t;
 
 void check_error(check_t *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -164,12 +173,18 @@ bool time_parse_text(const char *s, size_t len, double *us);
 typedef struct {
     char **keys;
     size_t n;
+    int slot; /* where check_t.captured holds keys[0]; -1: not captured */
 } mpath_t;
 
 int mpath_init(mpath_t *p, const char *path); /* "" gives an empty path */
 void mpath_free(mpath_t *p);
 /* The value at `p` in `record` (walking nested maps); false if absent. */
 bool mpath_get(const mpath_t *p, const dcbus_host_t *h, dcbus_span_t record, dcbus_value_t *v);
+/* The same, from what schema_check() captured of `record` when it can. */
+bool mpath_get_checked(const mpath_t *p, const dcbus_host_t *h, dcbus_span_t record,
+                       const check_t *c, dcbus_value_t *v);
+/* Gives `p` a capture slot in `opts` (shared with a path of the same first key). */
+void mpath_capture(mpath_t *p, check_opts_t *opts);
 
 /* ---------------------------------------------------------------------------
  * Encoding (encode.c)
@@ -221,6 +236,7 @@ typedef struct {
     size_t nranges;
     check_opts_t opts;
     mpath_t time_path, collected_path, source_path;
+    mpath_t key_path; /* `key` as one name, captured to know if a record has it */
     char *time_field, *collected_field;
     unit_t time_unit, collected_unit;
     double max_age_s; /* 0: off */

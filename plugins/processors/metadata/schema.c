@@ -350,6 +350,18 @@ static void schema_fix(schema_t *s)
     schema_seal(s);
 }
 
+/* Picks up the value of a key the caller asked for (its first occurrence). */
+static void capture(const check_opts_t *opts, const dcbus_value_t *key, const dcbus_value_t *value,
+                    check_t *c)
+{
+    for (size_t k = 0; k < opts->ncapture; k++)
+        if (opts->capture_len[k] == key->as.str.len && !(c->captured_mask & (1u << k)) &&
+            memcmp(opts->capture[k], key->as.str.ptr, key->as.str.len) == 0) {
+            c->captured[k] = *value;
+            c->captured_mask |= 1u << k;
+        }
+}
+
 bool schema_check(schema_t *s, const dcbus_host_t *h, dcbus_span_t record, const check_opts_t *opts,
                   check_t *c)
 {
@@ -363,7 +375,9 @@ bool schema_check(schema_t *s, const dcbus_host_t *h, dcbus_span_t record, const
     }
     uint32_t pairs = it.left, read = 0, required_seen = 0;
     for (; h->field_next(&it, &key, &value); read++) {
-        if (key.type != DCBUS_VAL_STR || value.type == DCBUS_VAL_NIL) continue;
+        if (key.type != DCBUS_VAL_STR) continue;
+        if (opts->ncapture) capture(opts, &key, &value, c);
+        if (value.type == DCBUS_VAL_NIL) continue;
         const mfield_t *f = check_field(s, &key, &value, opts, c);
         if (f && f->required) required_seen++;
     }

@@ -297,6 +297,9 @@ static int read_paths(const reader_t *r, mconf_t *conf)
         mpath_init(&conf->collected_path, conf->collected_field) != 0 ||
         mpath_init(&conf->source_path, h->config_str(r->ctx, "source_field", "collected")) != 0)
         return refuse(r, "out of memory");
+    mpath_capture(&conf->time_path, &conf->opts);
+    mpath_capture(&conf->collected_path, &conf->opts);
+    mpath_capture(&conf->source_path, &conf->opts);
     conf->time_unit = (unit_t)unit_parse(h->config_str(r->ctx, "time_unit", "us"));
     conf->collected_unit = (unit_t)unit_parse(h->config_str(r->ctx, "collected_unit", "us"));
     if ((int)conf->time_unit < 0 || (int)conf->collected_unit < 0)
@@ -320,6 +323,7 @@ static int read_dedup(const reader_t *r, mconf_t *conf)
         if (!name) name = h->config_str(r->ctx, "dedup_fields", "");
         if (!*name) return refuse(r, "dedup_fields: an empty field name");
         if (mpath_init(&conf->dedup[i], name) != 0) return refuse(r, "out of memory");
+        mpath_capture(&conf->dedup[i], &conf->opts);
         conf->ndedup++;
     }
     conf->dedup_window = (size_t)h->config_int(r->ctx, "dedup_window", 4096);
@@ -335,7 +339,10 @@ static int read_output(const reader_t *r, mconf_t *conf)
     const char *key = h->config_str(r->ctx, "key", "metadata");
     if (!*key) return refuse(r, "key: must not be empty");
     conf->key = strdup(key);
-    if (!conf->key) return refuse(r, "out of memory");
+    conf->key_path = (mpath_t){.keys = calloc(1, sizeof(char *)), .n = 1, .slot = -1};
+    if (!conf->key || !conf->key_path.keys || !(conf->key_path.keys[0] = strdup(key)))
+        return refuse(r, "out of memory");
+    mpath_capture(&conf->key_path, &conf->opts);
     const char *output = h->config_str(r->ctx, "output", "inline");
     conf->output = strcmp(output, "side") == 0 ? OUT_SIDE : OUT_INLINE;
     /* The hook for side outputs: see deliver() in metadata.c and the README. */
@@ -380,6 +387,7 @@ void mconf_free(mconf_t *conf)
     mpath_free(&conf->time_path);
     mpath_free(&conf->collected_path);
     mpath_free(&conf->source_path);
+    mpath_free(&conf->key_path);
     for (size_t i = 0; i < conf->ndedup; i++)
         mpath_free(&conf->dedup[i]);
     free(conf->dedup);
