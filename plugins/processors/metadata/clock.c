@@ -10,6 +10,7 @@
  */
 #include "metadata.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,11 @@ int unit_parse(const char *name)
     return -1;
 }
 
+const char *unit_name(unit_t unit)
+{
+    return (size_t)unit < sizeof s_units / sizeof *s_units ? s_units[unit] : "?";
+}
+
 bool time_value_us(const dcbus_value_t *v, unit_t unit, double *us)
 {
     switch (v->type) {
@@ -34,7 +40,7 @@ bool time_value_us(const dcbus_value_t *v, unit_t unit, double *us)
         return true;
     case DCBUS_VAL_FLOAT:
         *us = v->as.f * s_unit_us[unit];
-        return v->as.f == v->as.f; /* not NaN */
+        return isfinite(*us);
     case DCBUS_VAL_STR:
         return time_parse_text(v->as.str.ptr, v->as.str.len, us);
     default:

@@ -148,7 +148,7 @@ static void measure_freshness(const mp_t *self, const dcbus_batch_t *in, dcbus_s
             check_error(c,
                         "no time in field '%s' (a number in %s or RFC 3339 text): freshness "
                         "unknown",
-                        conf->time_field, (const char *[]){"s", "ms", "us", "ns"}[conf->time_unit]);
+                        conf->time_field, unit_name(conf->time_unit));
         return;
     }
     if (mpath_get_checked(&conf->collected_path, self->host, record, c, &v))

@@ -162,6 +162,7 @@ uint64_t fingerprint(const uint8_t *data, size_t len, uint64_t seed);
 typedef enum { UNIT_S = 0, UNIT_MS, UNIT_US, UNIT_NS } unit_t;
 
 int unit_parse(const char *name); /* -1 if unknown */
+const char *unit_name(unit_t unit);
 /* A time value as unix microseconds: an int or float in `unit`, or RFC
  * 3339 text ("2026-12-03T10:00:00.5Z", offsets too).  false if it is
  * neither. */
