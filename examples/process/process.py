@@ -199,7 +199,11 @@ def main(argv):
     opts = ap.parse_args(argv)
 
     bus = Bus(opts.bus, opts.topics, ["event.", "session."], opts.quiet)
-    time.sleep(0.2)  # the subscription reaches the broker
+    # The broker answers a new subscription with the session going on: once
+    # that has come, the subscription is in place and no notice is missed.
+    if bus.wait_for(lambda t, m: t.startswith("session."), 10.0) is None:
+        bus.close()
+        sys.exit("process: no session notice from %s in 10 s" % opts.topics)
     api = ProcessAPI(bus, opts.url, opts.token)
     try:
         run_id = api.start_run(opts.sequence, operator=opts.operator, recipe="coat-A",
