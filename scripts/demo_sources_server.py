@@ -60,13 +60,16 @@ class Api(http.server.BaseHTTPRequestHandler):
 async def ticks(ws, path):
     if path != "/ticks":
         return
-    sub = json.loads(await ws.recv())
-    seq = int(sub.get("after", -1)) + 1
-    while True:
-        price = 100 + 5 * math.sin(seq / 20.0)
-        await ws.send(json.dumps({"seq": seq, "symbol": "DEMO", "price": round(price, 4)}))
-        seq += 1
-        await asyncio.sleep(0.1)
+    try:
+        sub = json.loads(await ws.recv())
+        seq = int(sub.get("after", -1)) + 1
+        while True:
+            price = 100 + 5 * math.sin(seq / 20.0)
+            await ws.send(json.dumps({"seq": seq, "symbol": "DEMO", "price": round(price, 4)}))
+            seq += 1
+            await asyncio.sleep(0.1)
+    except websockets.exceptions.ConnectionClosed:
+        pass  # the collector went away (the demo stopping it): nothing to tell
 
 
 def write_log():
