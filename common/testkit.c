@@ -259,18 +259,38 @@ int dcb_testkit_flush(dcb_testkit_t *self)
     return dcbus_storage_ops(self->desc)->flush(self->state);
 }
 
+/* A session described as the broker would describe it, for a plugin with
+ * the ABI 2.2 operations told of a session by id, type or status only. */
+static dcbus_session_t described(const char *session, const char *type, const char *status)
+{
+    static const uint8_t empty_map = 0x80;
+    int64_t now = dcb_host_services()->now_us();
+    return (dcbus_session_t){.id = session,
+                             .type = type ? type : "unknown",
+                             .status = status,
+                             .start_us = now,
+                             .end_us = strcmp(status, "active") ? now : 0,
+                             .meta = {&empty_map, 1},
+                             .described = true};
+}
+
 int dcb_testkit_session_begin(dcb_testkit_t *self, const char *session, const char *type)
 {
     const dcbus_storage_ops_t *ops = dcbus_storage_ops(self->desc);
-    return DCBUS_STORAGE_HAS(ops, session_begin) ? ops->session_begin(self->state, session, type)
-                                                 : DCBUS_ENOTSUP;
+    if (DCBUS_STORAGE_HAS(ops, session_begin))
+        return ops->session_begin(self->state, session, type);
+    dcbus_session_t s = described(session, type, "active");
+    return DCBUS_STORAGE_HAS(ops, session_open) ? ops->session_open(self->state, &s)
+                                                : DCBUS_ENOTSUP;
 }
 
 int dcb_testkit_session_end(dcb_testkit_t *self, const char *session, const char *status)
 {
     const dcbus_storage_ops_t *ops = dcbus_storage_ops(self->desc);
-    return DCBUS_STORAGE_HAS(ops, session_end) ? ops->session_end(self->state, session, status)
-                                               : DCBUS_ENOTSUP;
+    if (DCBUS_STORAGE_HAS(ops, session_end)) return ops->session_end(self->state, session, status);
+    dcbus_session_t s = described(session, NULL, status ? status : "completed");
+    return DCBUS_STORAGE_HAS(ops, session_close) ? ops->session_close(self->state, &s)
+                                                 : DCBUS_ENOTSUP;
 }
 
 int dcb_testkit_session_open(dcb_testkit_t *self, const dcbus_session_t *session)

@@ -13,6 +13,12 @@ process then runs twice, as a user would run it:
     at version 1 with their thickness; `dcbus query runs --filter
     sequence_id=S1` must return the 240;
   - run 2 of sequence S2, ended as failed: its run file says failed.
+
+With DCBUS_SPRAY_DUAL=1 and a PostgreSQL server in DATABASE_URL (what
+test_spray_dual_write.sh gives it) the config keeps its `pg` worker and
+the pipeline writes to both, `to: [runs, pg]`: the spray_events table must
+then hold the same events as spray_history.csv, each once in its latest
+version, and the sessions table each run with its status.
 """
 
 import csv
@@ -50,7 +56,12 @@ spray["broker"] = {"bus": bus.bus_ep, "topics": bus.topics_ep, "heartbeat_ms": 2
 spray["plugins_path"] = [bus.plugins]
 spray["workers"]["process"]["port"] = port
 spray["workers"]["runs"]["dir"] = data
-del spray["workers"]["pg"]  # no PostgreSQL here: tests/integration/test_pg_keyed.sh has it
+dual = os.environ.get("DCBUS_SPRAY_DUAL") == "1"
+if dual:  # the same config, both backends (seed 000's "csv or timescaledb", here both)
+    spray["workers"]["pg"]["dsn"] = os.environ["DATABASE_URL"]
+    spray["pipelines"]["spray"]["to"] = ["runs", "pg"]
+else:  # no PostgreSQL here: test_spray_dual_write.sh runs this with one
+    del spray["workers"]["pg"]
 config = bus.write("spray.yaml", yaml.safe_dump(spray))
 os.makedirs(os.path.join(data, "sequences"))
 sequence = {"name": "coat-A", "steps": [{"move": [0, 10]}, {"spray": {"pressure": 2.5}}]}
@@ -60,8 +71,11 @@ with open(os.path.join(data, "sequences", "S1.yaml"), "w") as f:
 bus.broker(config)
 bus.worker("runs", config)
 bus.worker("process", config)
+if dual:
+    bus.worker("pg", config)
 bus.check("the workers join", bus.wait_log("broker", "instance=process", 15) and
-          bus.wait_log("broker", "instance=runs", 15))
+          bus.wait_log("broker", "instance=runs", 15) and
+          (not dual or bus.wait_log("broker", "instance=pg", 30)))
 example = os.path.join(root, "examples", "process", "process.py")
 
 
@@ -128,4 +142,41 @@ bus.check("dcbus query --filter sequence_id=S1 returns them",
 out = process("--sequence", "S2", "--events", "30", "--fail", "--quiet")
 bus.check("a run ended as failed: exit 0, its run file says failed",
           out.returncode == 0 and wait_for(run_file("S2", "failed")), out.stderr)
+
+
+def psql(query):
+    psql_bin = os.path.join(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"), "psql")
+    out = subprocess.run([psql_bin, "-XAtq", "-F", ",", "-d", os.environ["DATABASE_URL"], "-c",
+                          query], capture_output=True, text=True, timeout=30)
+    return out.stdout.splitlines() if out.returncode == 0 else None
+
+
+def run_status(run):
+    rows = psql("SELECT status FROM data_collection_sessions WHERE session_id = '%s'" % run)
+    return rows[0] if rows else None
+
+
+def number(text):  # a cell or a column as a number, None when empty
+    return float(text) if text != "" else None
+
+
+if dual:
+    run2 = next((line.split()[1] for line in out.stdout.splitlines()
+                 if line.startswith("run ") and "started" in line), None)
+    bus.check("postgres: the sessions table says each run's status",
+              wait_for(lambda: run_status(run_id) == "completed" and
+                       run_status(run2) == "failed"),
+              psql("SELECT session_id, type, status, end_time FROM data_collection_sessions"))
+    with open(os.path.join(data, "runs", "spray_history.csv"), newline="") as f:
+        in_csv = sorted((r["event_id"], int(r["version"]), number(r["thickness_um"]))
+                        for r in csv.DictReader(f))
+    table = psql("SELECT event_id, version, coalesce(thickness_um::text, '') FROM spray_events "
+                 "ORDER BY event_id") or []
+    in_pg = sorted((e, int(v), number(t)) for e, v, t in (line.split(",") for line in table))
+    bus.check("postgres: spray_events holds the same %d events as spray_history.csv, each "
+              "once in its latest version" % len(in_csv),
+              len(in_csv) == EVENTS + 30 and in_pg == in_csv,
+              "%d rows in postgres, %d in the csv; first difference: %s" % (
+                  len(in_pg), len(in_csv),
+                  next((p for p in zip(in_pg, in_csv) if p[0] != p[1]), None)))
 bus.finish()

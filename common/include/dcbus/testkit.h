@@ -54,6 +54,9 @@ int dcb_testkit_process(dcb_testkit_t *self, const dcb_envelope_t *in, dcb_envel
 /* Storage. */
 int dcb_testkit_store(dcb_testkit_t *self, const dcb_envelope_t *in);
 int dcb_testkit_flush(dcb_testkit_t *self);
+/* session_begin() / session_end(); for a plugin with the ABI 2.2 operations
+ * instead, session_open() / session_close() of the session so described
+ * (start and end now, no metadata). */
 int dcb_testkit_session_begin(dcb_testkit_t *self, const char *session, const char *type);
 int dcb_testkit_session_end(dcb_testkit_t *self, const char *session, const char *status);
 /* ABI 2.2 sessions: session_open() / session_close() with `session` as

@@ -43,7 +43,8 @@
  * (a query, a session update, the start of a group) is run again once on a
  * new connection made at once.
  *
- * Sessions.  session_begin/end upsert a row of the sessions table; each
+ * Sessions.  session_open/close (ABI 2.2: told of the end once its batches
+ * are stored, with its status and times) upsert a row of the sessions table; each
  * committed group adds the rows it really inserted to records_count (and,
  * by stream, prices_count and orderbook_count; their symbols and data types
  * to the session's sets: pgtally.c) in the same transaction, so the counts
@@ -311,7 +312,8 @@ static void build_statements(pg_t *pg)
     free(types);
     pg->begin_sql = format(
         "INSERT INTO %s AS s (session_id, type, status, start_time) VALUES ($1, $2, 'active', %s) "
-        "ON CONFLICT (session_id) DO UPDATE SET type = EXCLUDED.type, "
+        "ON CONFLICT (session_id) DO UPDATE SET "
+        "type = CASE WHEN EXCLUDED.type = 'unknown' THEN s.type ELSE EXCLUDED.type END, "
         "status = CASE WHEN s.end_time IS NULL THEN 'active' ELSE s.status END, "
         "start_time = LEAST(s.start_time, EXCLUDED.start_time), updated_at = now()",
         st, at);
@@ -863,7 +865,7 @@ static int group_commit(pg_t *pg, const char *operation, bool store_at_hand)
 
 /* --- Sessions ------------------------------------------------------------------ */
 
-static void queue_op(pg_t *pg, bool end, const char *session, const char *value)
+static void queue_op(pg_t *pg, bool end, const char *session, const char *value, int64_t at_us)
 {
     if (pg->nops == MAX_SESSION_OPS) {
         LOG(pg, DCBUS_LOG_WARN, "too many session updates waiting: dropping the one of %s",
@@ -872,8 +874,9 @@ static void queue_op(pg_t *pg, bool end, const char *session, const char *value)
         free(pg->ops[0].value);
         memmove(pg->ops, pg->ops + 1, --pg->nops * sizeof pg->ops[0]);
     }
-    pg->ops[pg->nops++] = (session_op_t){end, strdup(session), strdup(value ? value : ""),
-                                         pg->host->now_us(), end ? take_errors(pg, session) : 0};
+    pg->ops[pg->nops++] =
+        (session_op_t){end, strdup(session), strdup(value ? value : ""),
+                       at_us ? at_us : pg->host->now_us(), end ? take_errors(pg, session) : 0};
 }
 
 static int write_op(pg_t *pg, const session_op_t *op)
@@ -917,21 +920,24 @@ static void group_settle(pg_t *pg, const char *operation)
     if (pg->group_open) group_commit(pg, operation, false);
 }
 
-static int pg_session_begin(void *state, const char *session_id, const char *type)
+/* ABI 2.2 sessions: the broker tells a session's end only once its batches
+ * are stored, with its status (a failed run says failed) and its own times.
+ * A session met on a batch only (not described) keeps the type it has. */
+static int pg_session_open(void *state, const dcbus_session_t *s)
 {
     pg_t *pg = state;
     if (!pg->begin_sql) return DCBUS_OK;
     group_settle(pg, "session");
-    queue_op(pg, false, session_id, type ? type : "unknown");
+    queue_op(pg, false, s->id, s->described ? s->type : "unknown", s->start_us);
     return write_ops(pg);
 }
 
-static int pg_session_end(void *state, const char *session_id, const char *status)
+static int pg_session_close(void *state, const dcbus_session_t *s)
 {
     pg_t *pg = state;
     if (!pg->end_sql) return DCBUS_OK;
     group_settle(pg, "session");
-    queue_op(pg, true, session_id, status ? status : "completed");
+    queue_op(pg, true, s->id, s->status && s->status[0] ? s->status : "completed", s->end_us);
     return write_ops(pg);
 }
 
@@ -1271,8 +1277,8 @@ static const dcbus_setting_t pg_settings[] = {
     DCBUS_SETTINGS_END};
 
 DCBUS_STORAGE(pg_ops, .open = pg_open, .close = pg_close, .store = pg_store, .flush = pg_flush,
-              .query = pg_query, .delete_location = pg_delete_location,
-              .session_begin = pg_session_begin, .session_end = pg_session_end, .admin = pg_admin);
+              .query = pg_query, .delete_location = pg_delete_location, .admin = pg_admin,
+              .session_open = pg_session_open, .session_close = pg_session_close);
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "postgres", .version = "0.1.0",
                          .description = "PostgreSQL storage: COPY in batches, idempotent on "
