@@ -5,7 +5,7 @@
 
 #include <stdio.h>
 
-#include "../http/utf8.h"
+#include "../common/utf8.h"
 
 /* Checks that `span` is maps with string keys, back to back; counts them. */
 static int check_msgpack(const dcbus_host_t *host, dcbus_span_t span, char *err, size_t errlen)

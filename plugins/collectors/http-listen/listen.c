@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/setting.h"
 #include "body.h"
 #include "inbox.h"
 #include "server.h"
@@ -66,15 +67,9 @@ static int fail(listen_t *self, const char *what)
 
 static int copy_setting(listen_t *self, char *out, size_t cap, const char *key, const char *dflt)
 {
-    const char *v = self->host->config_str(self->ctx, key, dflt);
-    if (!v) v = "";
-    if (strlen(v) >= cap) {
-        char why[160];
-        snprintf(why, sizeof why, "%s is longer than %zu characters", key, cap - 1);
-        return fail(self, why);
-    }
-    memcpy(out, v, strlen(v) + 1);
-    return 0;
+    char why[160];
+    int rc = setting_copy(self->host, self->ctx, key, dflt, out, cap, why, sizeof why);
+    return rc ? fail(self, why) : 0;
 }
 
 static int read_settings(listen_t *self)

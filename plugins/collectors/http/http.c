@@ -30,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/backoff.h"
+#include "../common/setting.h"
 #include "fetch.h"
 #include "response.h"
 
@@ -65,7 +67,8 @@ typedef struct {
     char source_id[NAME_MAX_LEN];
     char meta_field[NAME_MAX_LEN];
     response_format_t format;
-    int64_t interval_us, backoff_us, backoff_max_us;
+    int64_t interval_us;
+    backoff_t backoff; /* backoff_ms, backoff_max_ms */
     uint32_t retries;
     uint64_t polls;
     fetch_options_t options;
@@ -73,7 +76,6 @@ typedef struct {
     CURLM *multi;
     target_t targets[MAX_URLS];
     size_t ntargets;
-    uint64_t rng;
     msgpack_sbuffer scratch;
 } http_t;
 
@@ -95,36 +97,6 @@ static uint64_t body_fingerprint(const char *url, const fetch_buf_t *body)
     uint64_t h = fnv1a64(0xcbf29ce484222325ULL, url, strlen(url) + 1);
     h = fnv1a64(h, body->data ? body->data : "", body->len);
     return h ? h : 1;
-}
-
-static uint32_t check32(const uint8_t *p, size_t len)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
-}
-
-static uint64_t next_random(http_t *self)
-{
-    uint64_t x = self->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    self->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-/* The wait before attempt `failures` + 1: backoff_ms doubled per failure
- * up to backoff_max_ms, then jittered to between half and all of it. */
-static int64_t backoff_us(http_t *self, uint32_t failures)
-{
-    int64_t d = self->backoff_us;
-    for (uint32_t i = 1; i < failures && d < self->backoff_max_us; i++)
-        d *= 2;
-    if (d > self->backoff_max_us) d = self->backoff_max_us;
-    int64_t half = d / 2;
-    return half + (half > 0 ? (int64_t)(next_random(self) % (uint64_t)(half + 1)) : 0);
 }
 
 static void pack_str(msgpack_packer *pk, const char *s)
@@ -183,14 +155,9 @@ static int fail(http_t *self, const char *what)
 
 static int copy_setting(http_t *self, char *out, size_t cap, const char *key, const char *dflt)
 {
-    const char *v = self->host->config_str(self->ctx, key, dflt);
-    if (strlen(v) >= cap) {
-        char why[160];
-        snprintf(why, sizeof why, "%s is longer than %zu characters", key, cap - 1);
-        return fail(self, why);
-    }
-    memcpy(out, v, strlen(v) + 1);
-    return 0;
+    char why[160];
+    int rc = setting_copy(self->host, self->ctx, key, dflt, out, cap, why, sizeof why);
+    return rc ? fail(self, why) : 0;
 }
 
 /* headers: {Name: value} and bearer_token into one header list. */
@@ -242,15 +209,16 @@ static int read_settings(http_t *self)
     self->interval_us = h->config_int(ctx, "interval_ms", 1000) * 1000;
     self->polls = (uint64_t)h->config_int(ctx, "polls", 0);
     self->retries = (uint32_t)h->config_int(ctx, "retries", 3);
-    self->backoff_us = h->config_int(ctx, "backoff_ms", 500) * 1000;
-    self->backoff_max_us = h->config_int(ctx, "backoff_max_ms", 30000) * 1000;
     self->options.connect_timeout_ms = (long)h->config_int(ctx, "connect_timeout_ms", 5000);
     self->options.timeout_ms = (long)h->config_int(ctx, "timeout_ms", 30000);
     self->options.max_body = (size_t)h->config_int(ctx, "max_body_mb", 64) << 20;
     self->options.conditional = h->config_bool(ctx, "conditional", true);
     self->options.follow_redirects = h->config_bool(ctx, "follow_redirects", true);
-    if (self->backoff_max_us < self->backoff_us)
-        return fail(self, "backoff_max_ms must be >= backoff_ms");
+    int64_t first_us = h->config_int(ctx, "backoff_ms", 500) * 1000;
+    int64_t max_us = h->config_int(ctx, "backoff_max_ms", 30000) * 1000;
+    if (max_us < first_us) return fail(self, "backoff_max_ms must be >= backoff_ms");
+    backoff_init(&self->backoff, first_us, max_us,
+                 (uint64_t)h->now_us() ^ ((uint64_t)(uintptr_t)self << 16));
     return 0;
 }
 
@@ -308,7 +276,7 @@ static void retry_or_fail(http_t *self, target_t *t, int64_t now, const char *wh
     if (t->failures < self->retries) {
         t->failures++;
         t->state = TARGET_WAITING;
-        t->due_us = now + backoff_us(self, t->failures);
+        t->due_us = now + backoff_wait_us(&self->backoff, t->failures);
         self->host->log_fields(self->ctx, DCBUS_LOG_INFO, "http attempt failed, retrying",
                                "url=\"%s\" error=\"%s\" attempt=%u retry_in_ms=%" PRId64,
                                t->fetch.url, why, t->failures, (t->due_us - now) / 1000);
@@ -482,8 +450,6 @@ static int http_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
     }
     self->host = host;
     self->ctx = ctx;
-    self->rng =
-        (uint64_t)host->now_us() ^ ((uint64_t)(uintptr_t)self << 16) ^ 0x9E3779B97F4A7C15ULL;
     msgpack_sbuffer_init(&self->scratch);
     self->multi = curl_multi_init();
     if (!self->multi || read_settings(self) != 0 || read_urls(self) != 0) {
@@ -516,7 +482,7 @@ static int http_checkpoint(void *state, uint8_t *buf, size_t cap, size_t *len)
     for (size_t i = 0; i < self->ntargets; i++)
         for (int b = 0; b < 8; b++)
             buf[2 + i * 8 + (size_t)b] = (uint8_t)(self->targets[i].fingerprint >> (8 * b));
-    uint32_t check = check32(buf, need - 4);
+    uint32_t check = position_check32(buf, need - 4);
     for (int b = 0; b < 4; b++)
         buf[need - 4 + (size_t)b] = (uint8_t)(check >> (8 * b));
     *len = need;
@@ -531,7 +497,7 @@ static int http_resume(void *state, const uint8_t *pos, size_t len)
     for (int b = 0; b < 4 && len >= 4; b++)
         check |= (uint32_t)pos[len - 4 + (size_t)b] << (8 * b);
     if (len < 6 || pos[0] != POSITION_VERSION || len != 2 + n * 8 + 4 ||
-        check != check32(pos, len - 4)) {
+        check != position_check32(pos, len - 4)) {
         DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR,
                   "http: the resume position (%zu bytes) is not one this plugin wrote", len);
         return DCBUS_ERR;

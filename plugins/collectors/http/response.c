@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "mediatype.h"
-#include "utf8.h"
+#include "../common/utf8.h"
 
 static void pack_str(msgpack_packer *pk, const char *s)
 {

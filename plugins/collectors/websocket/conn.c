@@ -84,26 +84,6 @@ static void lws_log(int level, const char *line)
  * Back-off
  */
 
-static uint64_t next_random(ws_t *self)
-{
-    uint64_t x = self->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    self->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static int64_t backoff(ws_t *self)
-{
-    int64_t d = self->backoff_us;
-    for (uint32_t i = 1; i < self->failures && d < self->backoff_max_us; i++)
-        d *= 2;
-    if (d > self->backoff_max_us) d = self->backoff_max_us;
-    int64_t half = d / 2;
-    return half + (half > 0 ? (int64_t)(next_random(self) % (uint64_t)(half + 1)) : 0);
-}
-
 static bool power_of_two(uint32_t n)
 {
     return n && (n & (n - 1)) == 0;
@@ -121,7 +101,7 @@ static void ended(ws_t *self, bool was_open, const char *why, int status)
     free(self->msg.data);
     memset(&self->msg, 0, sizeof self->msg); /* a message half received is not taken */
     self->failures++;
-    int64_t wait = backoff(self);
+    int64_t wait = backoff_wait_us(&self->backoff, self->failures);
     self->due_us = now + wait;
     if (was_open)
         conn_report(self, DCBUS_ERROR_CONNECTION, "collect", status,

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../http/utf8.h"
+#include "../common/utf8.h"
 #include "ws.h"
 
 static void pack_str(msgpack_packer *pk, const char *s)

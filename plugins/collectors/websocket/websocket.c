@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/setting.h"
 #include "ws.h"
 
 #define COLLECT_WAIT_MS  5
@@ -43,14 +44,9 @@ static int fail(ws_t *self, const char *what)
 
 static int copy_setting(ws_t *self, char *out, size_t cap, const char *key, const char *dflt)
 {
-    const char *v = self->host->config_str(self->ctx, key, dflt);
-    if (strlen(v) >= cap) {
-        char why[160];
-        snprintf(why, sizeof why, "%s is longer than %zu characters", key, cap - 1);
-        return fail(self, why);
-    }
-    memcpy(out, v, strlen(v) + 1);
-    return 0;
+    char why[160];
+    int rc = setting_copy(self->host, self->ctx, key, dflt, out, cap, why, sizeof why);
+    return rc ? fail(self, why) : 0;
 }
 
 static int add_header(ws_t *self, const char *name, const char *value)
@@ -125,8 +121,8 @@ static void read_numbers(ws_t *self)
     self->pong_timeout_us = h->config_int(ctx, "pong_timeout_ms", 5000) * 1000;
     self->connect_timeout_us = h->config_int(ctx, "connect_timeout_ms", 10000) * 1000;
     self->message_timeout_us = h->config_int(ctx, "message_timeout_ms", 30000) * 1000;
-    self->backoff_us = h->config_int(ctx, "backoff_ms", 500) * 1000;
-    self->backoff_max_us = h->config_int(ctx, "backoff_max_ms", 30000) * 1000;
+    self->backoff.first_us = h->config_int(ctx, "backoff_ms", 500) * 1000;
+    self->backoff.max_us = h->config_int(ctx, "backoff_max_ms", 30000) * 1000;
     self->max_message = (size_t)h->config_int(ctx, "max_message_mb", 16) << 20;
     self->limit = (uint64_t)h->config_int(ctx, "limit", 0);
     self->batch_max = (uint32_t)h->config_int(ctx, "batch_max", 1000);
@@ -155,8 +151,10 @@ static int read_settings(ws_t *self)
                    : strcmp(f, "raw") == 0 ? WS_FORMAT_RAW
                                            : WS_FORMAT_AUTO;
     read_numbers(self);
-    if (self->backoff_max_us < self->backoff_us)
+    if (self->backoff.max_us < self->backoff.first_us)
         return fail(self, "backoff_max_ms must be >= backoff_ms");
+    backoff_init(&self->backoff, self->backoff.first_us, self->backoff.max_us,
+                 (uint64_t)h->now_us() ^ ((uint64_t)(uintptr_t)self << 16));
     if (self->seq_field[0] && self->format == WS_FORMAT_RAW)
         return fail(self, "seq_field needs JSON messages (format auto or json)");
     return read_subscribe(self) != 0 || read_headers(self) != 0 ? -1 : 0;
@@ -201,8 +199,6 @@ static int ws_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
     if (!self) return -1;
     self->host = host;
     self->ctx = ctx;
-    self->rng =
-        (uint64_t)host->now_us() ^ ((uint64_t)(uintptr_t)self << 16) ^ 0x9E3779B97F4A7C15ULL;
     msgpack_sbuffer_init(&self->scratch);
     char err[200];
     if (read_settings(self) != 0) {
@@ -245,14 +241,6 @@ static int ws_collect(void *state, dcbus_builder_t *out)
     return h->batch_count(out) ? DCBUS_OK : DCBUS_AGAIN;
 }
 
-static uint32_t check32(const uint8_t *p, size_t len)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 16777619u;
-    return h;
-}
-
 /* The position: version u8, has_seq u8, last_seq i64 and taken u64
  * little-endian, a check u32 (FNV-1a 32 of the bytes before). */
 static int ws_checkpoint(void *state, uint8_t *buf, size_t cap, size_t *len)
@@ -265,7 +253,7 @@ static int ws_checkpoint(void *state, uint8_t *buf, size_t cap, size_t *len)
         buf[2 + b] = (uint8_t)((uint64_t)self->last_seq >> (8 * b));
     for (int b = 0; b < 8; b++)
         buf[10 + b] = (uint8_t)(self->taken >> (8 * b));
-    uint32_t check = check32(buf, POSITION_BYTES - 4);
+    uint32_t check = position_check32(buf, POSITION_BYTES - 4);
     for (int b = 0; b < 4; b++)
         buf[POSITION_BYTES - 4 + b] = (uint8_t)(check >> (8 * b));
     *len = POSITION_BYTES;
@@ -279,7 +267,7 @@ static int ws_resume(void *state, const uint8_t *pos, size_t len)
     for (int b = 0; b < 4 && len == POSITION_BYTES; b++)
         check |= (uint32_t)pos[POSITION_BYTES - 4 + b] << (8 * b);
     if (len != POSITION_BYTES || pos[0] != POSITION_VERSION || pos[1] > 1 ||
-        check != check32(pos, len - 4)) {
+        check != position_check32(pos, len - 4)) {
         DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR,
                   "websocket: the resume position (%zu bytes) is not one this plugin wrote", len);
         return DCBUS_ERR;

@@ -22,6 +22,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../common/backoff.h"
+
 #define WS_NAME_LEN 128
 #define WS_HOST_LEN 256
 #define WS_PATH_LEN 1024
@@ -69,7 +71,7 @@ typedef struct ws {
     size_t nheaders;
     ws_format_t format;
     int64_t ping_us, pong_timeout_us, connect_timeout_us, message_timeout_us;
-    int64_t backoff_us, backoff_max_us;
+    backoff_t backoff; /* backoff_ms, backoff_max_ms, and the jitter */
     size_t max_message;
     uint64_t limit;
     uint32_t batch_max;
@@ -92,7 +94,6 @@ typedef struct ws {
     uint32_t failures;      /* attempts failed in a row */
     uint64_t connections;   /* connections made (established) */
     uint64_t conn_messages; /* messages taken on this connection */
-    uint64_t rng;
     ws_msg_t msg;
 
     /* collecting */

@@ -1,13 +1,14 @@
 /*
- * utf8.h -- checking that bytes are UTF-8, for the HTTP collectors.
+ * utf8.h -- checking that bytes are UTF-8, for the collectors that take JSON
+ * from outside (http, http-listen, websocket).
  *
  * JSON text must be UTF-8 (RFC 8259) and json-c does not check it, so a
  * source that takes JSON from outside checks the bytes first and reports
- * where they go wrong.  Shared by the http and http-listen plugins (each
- * compiles utf8.c into itself).
+ * where they go wrong.  Each plugin that uses it compiles utf8.c into
+ * itself.
  */
-#ifndef DCB_HTTP_UTF8_H
-#define DCB_HTTP_UTF8_H
+#ifndef DCB_COLLECTORS_UTF8_H
+#define DCB_COLLECTORS_UTF8_H
 
 #include <stdbool.h>
 #include <stddef.h>
