@@ -68,6 +68,7 @@ static void summarise_error(cli_line_t *line, dcbus_span_t body)
     dcb_errinfo_unpack(body, &e, &text);
     cli_line_add(line, " ");
     cli_line_add_quoted(line, e.message, strlen(e.message));
+    cli_line_add_field(line, body, "instance");
     cli_line_add_field(line, body, "operation");
     cli_line_add_field(line, body, "stream");
     cli_line_add_field(line, body, "seq");

@@ -50,7 +50,7 @@ static void pack_details(msgpack_packer *pk, dcbus_span_t raw)
 
 void dcb_errinfo_pack(msgpack_packer *pk, const dcb_errinfo_t *e)
 {
-    msgpack_pack_map(pk, 7 + (e->stream ? 2 : 0) + (e->instance ? 3 : 0));
+    msgpack_pack_map(pk, 7 + (e->stream ? 2 : 0) + (e->instance ? 1 : 0) + (e->pipeline ? 2 : 0));
     pack_key(pk, "error_type");
     pack_str(pk, dcb_error_type_name(e->type));
     pack_key(pk, "timestamp");
@@ -74,6 +74,8 @@ void dcb_errinfo_pack(msgpack_packer *pk, const dcb_errinfo_t *e)
     if (e->instance) {
         pack_key(pk, "instance");
         pack_str(pk, e->instance);
+    }
+    if (e->pipeline) {
         pack_key(pk, "pipeline");
         pack_str(pk, e->pipeline);
         pack_key(pk, "attempts");
@@ -158,7 +160,7 @@ size_t dcb_errinfo_encode(const dcbus_error_t *error, const char *layer_name, ui
                        .details = error->details,
                        .is_critical = error->is_critical,
                        .instance = error->instance,
-                       .pipeline = error->pipeline,
+                       .pipeline = error->instance ? error->pipeline : NULL,
                        .attempts = error->attempts};
     dcb_errinfo_pack(&pk, &e);
     size_t n = sb.size;

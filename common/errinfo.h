@@ -38,8 +38,9 @@ typedef struct {
     bool is_critical;
     const char *stream; /* NULL: no batch (seq not packed) */
     uint64_t seq;
-    const char *instance; /* NULL: no chain fields */
-    const char *pipeline;
+    const char *instance; /* the instance it is about (the one that raised it,
+                           * or the sink a batch failed in); NULL: not packed */
+    const char *pipeline; /* NULL: no chain fields (pipeline, attempts) */
     uint32_t attempts;
 } dcb_errinfo_t;
 

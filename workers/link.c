@@ -306,7 +306,8 @@ static void pack_error_info(dcb_worker_t *self, dcb_body_t *body, dcbus_error_ty
                        .details = details,
                        .is_critical = critical,
                        .stream = self->cur_stream,
-                       .seq = self->cur_seq};
+                       .seq = self->cur_seq,
+                       .instance = self->wcfg->name};
     dcb_body_reset(body);
     dcb_errinfo_pack(&body->pk, &e);
 }

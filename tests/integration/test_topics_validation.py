@@ -10,8 +10,8 @@ subscriber.  It checks that
   - exactly one error.VALIDATION.processing message arrives per invalid
     record -- the n of the records named in the errors are 0..4999, once
     each -- and no other error;
-  - each carries what the protocol promises: error_type, layer_name,
-    operation, message, not critical, the batch's stream and seq, and
+  - each carries what the protocol promises: error_type, layer_name, the
+    instance that raised it (validate), operation, message, not critical, the batch's stream and seq, and
     details {field: price, expected: present, got: missing, record} where
     record is the invalid record itself;
   - valid data kept flowing while the errors came: the CSV grew between
@@ -97,12 +97,14 @@ bus.check("one error per invalid record: %d errors for %d order-book records"
           % (len(errors), BOOKS), len(errors) == BOOKS)
 
 bodies = [m["body"] for m in errors]
-header = {"error_type": "VALIDATION", "layer_name": "processing", "operation": "validate",
+header = {"error_type": "VALIDATION", "layer_name": "processing", "instance": "validate",
+          "operation": "validate",
           "message": "required field 'price' is missing", "is_critical": False,
           "stream": "orderbook"}
 bad = [b for b in bodies if any(b.get(k) != v for k, v in header.items())
        or not isinstance(b.get("seq"), int) or not isinstance(b.get("timestamp"), int)]
-bus.check("each error says VALIDATION, processing, validate, not critical, stream orderbook, "
+bus.check("each error says VALIDATION, processing, instance validate, validate, not critical, "
+          "stream orderbook, "
           "with its batch's seq and a timestamp", not bad, str(bad[:1])[:300] if bad else "")
 details = [b.get("details", {}) for b in bodies]
 bad = [d for d in details if (d.get("field"), d.get("expected"), d.get("got"))
