@@ -88,6 +88,13 @@ static int read_field(const dcbus_value_t *key, const uint8_t **pos, const uint8
     if (dcb_value_streq(key, "stream")) return copy_name(&v, out->stream) ? F_STREAM : -1;
     if (dcb_value_streq(key, "session")) return copy_name(&v, out->session) ? F_SESSION : -1;
     if (dcb_value_streq(key, "source")) return copy_name(&v, out->source) ? F_SOURCE : -1;
+    if (dcb_value_streq(key, "end")) {
+        if (!read_uint(&v, &u) || u > UINT32_MAX) return -1;
+        out->flags = (uint32_t)u;
+        return 0;
+    }
+    if (dcb_value_streq(key, "of")) return copy_name(&v, out->parent) ? 0 : -1;
+    if (dcb_value_streq(key, "of_seq")) return read_uint(&v, &out->parent_seq) ? 0 : -1;
     if (dcb_value_streq(key, "pos")) {
         if (v.type != DCBUS_VAL_BIN || v.as.str.len > sizeof out->pos) return -1;
         memcpy(out->pos, v.as.str.ptr, v.as.str.len);
@@ -167,7 +174,8 @@ dcbus_batch_t dcb_envelope_view(const dcb_envelope_t *env)
                            .source = env->source,
                            .ts = env->ts,
                            .count = env->count,
-                           .records = env->records};
+                           .records = env->records,
+                           .flags = env->flags};
 }
 
 /* ---------------------------------------------------------------------------
@@ -179,7 +187,8 @@ void dcb_envelope_encode(const dcb_envelope_t *hdr, dcbus_span_t records, uint32
 {
     msgpack_packer pk;
     msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, hdr->poslen ? 8 : 7);
+    msgpack_pack_map(&pk,
+                     7 + (hdr->poslen ? 1 : 0) + (hdr->flags ? 1 : 0) + (hdr->parent[0] ? 2 : 0));
     const char *names[] = {"v", "stream", "seq", "session", "source", "ts", "records"};
     msgpack_pack_str_with_body(&pk, names[0], 1);
     msgpack_pack_uint32(&pk, DCB_ENVELOPE_VERSION);
@@ -196,6 +205,16 @@ void dcb_envelope_encode(const dcb_envelope_t *hdr, dcbus_span_t records, uint32
     if (hdr->poslen) {
         msgpack_pack_str_with_body(&pk, "pos", 3);
         msgpack_pack_bin_with_body(&pk, hdr->pos, hdr->poslen);
+    }
+    if (hdr->flags) {
+        msgpack_pack_str_with_body(&pk, "end", 3);
+        msgpack_pack_uint32(&pk, hdr->flags);
+    }
+    if (hdr->parent[0]) {
+        msgpack_pack_str_with_body(&pk, "of", 2);
+        msgpack_pack_str_with_body(&pk, hdr->parent, strlen(hdr->parent));
+        msgpack_pack_str_with_body(&pk, "of_seq", 6);
+        msgpack_pack_uint64(&pk, hdr->parent_seq);
     }
     msgpack_pack_str_with_body(&pk, names[6], 7);
     msgpack_pack_array(&pk, count);

@@ -2,8 +2,10 @@
  * envelope.h -- the batch envelope and the batch builder.
  *
  * A batch travels as one msgpack map, header fields first:
- *     {v, stream, seq, session, source, ts, [pos,] records: [...]}
- * (`pos`, binary, only from collectors whose plugin can resume)
+ *     {v, stream, seq, session, source, ts, [pos,] [end,] [of, of_seq,] records: [...]}
+ * (`pos`, binary, only from collectors whose plugin can resume; `end`, the
+ * DCBUS_BATCH_* bits of an empty marker batch; `of` and `of_seq`, the input
+ * batch a processor's side batch came from)
  * so the broker reads the header (dcb_envelope_decode) without walking the
  * records.  Writers always emit that order; the reader accepts any order.
  *

@@ -328,6 +328,14 @@ static void host_topics_close(dcbus_ctx_t *ctx, dcbus_topics_t *sub)
     if (sub && ctx->hooks.topics_close) ctx->hooks.topics_close(ctx->hooks.arg, sub);
 }
 
+static dcbus_builder_t *host_side_batch(dcbus_ctx_t *ctx, const char *stream)
+{
+    if (!ctx->hooks.side) return NULL;
+    dcbus_builder_t *b = ctx->hooks.side(ctx->hooks.arg, stream ? stream : "");
+    if (!b) dcb_warn("side_batch() refused", "stream=\"%s\"", stream ? stream : "(null)");
+    return b;
+}
+
 static uint32_t host_batch_count(dcbus_builder_t *b)
 {
     return dcb_builder_count(b);
@@ -389,6 +397,7 @@ static const dcbus_host_t s_services = {
     .topics_subscribe = host_topics_subscribe,
     .topics_recv = host_topics_recv,
     .topics_close = host_topics_close,
+    .side_batch = host_side_batch,
 };
 
 const dcbus_host_t *dcb_host_services(void)

@@ -34,6 +34,8 @@ typedef struct {
     int (*topics_recv)(void *arg, dcbus_topics_t *sub, uint32_t timeout_ms, const char **topic,
                        dcbus_span_t *body);
     void (*topics_close)(void *arg, dcbus_topics_t *sub);
+    /* host->side_batch(): the builder of a side stream, or NULL (ABI 2.4) */
+    dcbus_builder_t *(*side)(void *arg, const char *stream);
     void *arg;
 } dcb_host_hooks_t;
 

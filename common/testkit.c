@@ -16,6 +16,7 @@
 #include "loader.h"
 #include "log.h"
 #include "mpread.h"
+#include "sides.h"
 
 #define TK_MAX_STREAMS 16
 
@@ -42,6 +43,19 @@ struct dcb_testkit {
     double progress;
     uint32_t retry_delay_ms; /* asked by a handler during the last handle() */
     char *json;              /* the last dcb_testkit_record_json() text */
+    /* ABI 2.4: the side batches of the last process(), sealed, and their
+     * streams' seqs (1, 2, 3... per side stream) */
+    dcb_sides_t sides;
+    msgpack_sbuffer side_sealed[DCBUS_SIDE_MAX];
+    size_t nside_sealed;
+    struct {
+        char name[DCB_NAME_MAX];
+        uint64_t seq;
+    } side_seqs[TK_MAX_STREAMS];
+    size_t nside_seqs;
+    char *instance; /* for a restart */
+    const dcb_node_t *open_settings;
+    char *open_config_path;
 };
 
 static void tk_error(void *arg, const dcbus_error_t *e)
@@ -79,6 +93,11 @@ static void tk_retry_after(void *arg, uint32_t delay_ms)
     ((dcb_testkit_t *)arg)->retry_delay_ms = delay_ms;
 }
 
+static dcbus_builder_t *tk_side(void *arg, const char *stream)
+{
+    return dcb_sides_get(&((dcb_testkit_t *)arg)->sides, stream);
+}
+
 /* Creates the context of `instance` over `settings` and opens the loaded
  * plugin with it; the common tail of both constructors. */
 static int tk_open(dcb_testkit_t *self, const char *instance, const dcb_node_t *settings,
@@ -89,8 +108,18 @@ static int tk_open(dcb_testkit_t *self, const char *instance, const dcb_node_t *
                               .error = tk_error,
                               .progress = tk_progress,
                               .retry_after = tk_retry_after,
+                              .side = tk_side,
                               .arg = self};
-    self->ctx = dcb_ctx_new(instance, 0, settings, config_path, &hooks);
+    if (self->instance != instance) {
+        free(self->instance);
+        self->instance = strdup(instance);
+    }
+    self->open_settings = settings;
+    if (self->open_config_path != config_path) {
+        free(self->open_config_path);
+        self->open_config_path = strdup(config_path);
+    }
+    self->ctx = dcb_ctx_new(self->instance, 0, settings, self->open_config_path, &hooks);
     if (dcb_ctx_open(self->ctx, self->desc, &self->state, err, errlen) != 0) return -1;
     self->opened = true;
     if (dcb_ctx_undeclared_reads(self->ctx) > 0) {
@@ -156,6 +185,11 @@ void dcb_testkit_destroy(dcb_testkit_t **self_p)
     dcb_plugin_unload(&self->lib);
     dcb_builder_destroy(&self->builder);
     msgpack_sbuffer_destroy(&self->sealed);
+    for (size_t i = 0; i < DCBUS_SIDE_MAX; i++)
+        msgpack_sbuffer_destroy(&self->side_sealed[i]);
+    dcb_sides_free(&self->sides);
+    free(self->open_config_path);
+    free(self->instance);
     free(self->json);
     free(self);
     *self_p = NULL;
@@ -223,6 +257,137 @@ int dcb_testkit_collect(dcb_testkit_t *self, dcb_envelope_t *out)
     return rc;
 }
 
+/* The next seq of side stream `stream` (1, 2, 3...). */
+static uint64_t next_side_seq(dcb_testkit_t *self, const char *stream)
+{
+    for (size_t i = 0; i < self->nside_seqs; i++)
+        if (strcmp(self->side_seqs[i].name, stream) == 0) return ++self->side_seqs[i].seq;
+    if (self->nside_seqs == TK_MAX_STREAMS) return 0;
+    snprintf(self->side_seqs[self->nside_seqs].name, DCB_NAME_MAX, "%s", stream);
+    self->side_seqs[self->nside_seqs].seq = 1;
+    return self->side_seqs[self->nside_seqs++].seq;
+}
+
+/* Seals the non-empty side batches of the call that handled `in`. */
+static void seal_sides(dcb_testkit_t *self, const dcb_envelope_t *in)
+{
+    for (size_t i = 0; i < self->sides.n; i++) {
+        dcbus_builder_t *b = self->sides.side[i].builder;
+        if (dcb_builder_count(b) == 0) continue;
+        dcb_envelope_t hdr = {.v = DCB_ENVELOPE_VERSION, .ts = in->ts};
+        snprintf(hdr.stream, sizeof hdr.stream, "%s", self->sides.side[i].stream);
+        hdr.seq = next_side_seq(self, hdr.stream);
+        snprintf(hdr.session, sizeof hdr.session, "%s", in->session);
+        snprintf(hdr.source, sizeof hdr.source, "%s", in->source);
+        snprintf(hdr.parent, sizeof hdr.parent, "%s", in->stream);
+        hdr.parent_seq = in->seq;
+        msgpack_sbuffer *buf = &self->side_sealed[self->nside_sealed++];
+        if (!buf->data) msgpack_sbuffer_init(buf);
+        msgpack_sbuffer_clear(buf);
+        dcb_envelope_encode(&hdr, dcb_builder_records(b), dcb_builder_count(b), buf);
+    }
+}
+
+size_t dcb_testkit_side_count(dcb_testkit_t *self)
+{
+    return self->nside_sealed;
+}
+
+int dcb_testkit_side(dcb_testkit_t *self, size_t index, dcb_envelope_t *out)
+{
+    char why[128];
+    if (index >= self->nside_sealed) return -1;
+    msgpack_sbuffer *buf = &self->side_sealed[index];
+    return dcb_envelope_decode((const uint8_t *)buf->data, buf->size, out, why, sizeof why);
+}
+
+void dcb_testkit_marker(dcb_testkit_t *self, const char *stream, uint64_t seq, uint32_t flags,
+                        dcb_envelope_t *out)
+{
+    dcb_envelope_t hdr = {.v = DCB_ENVELOPE_VERSION, .seq = seq, .flags = flags};
+    snprintf(hdr.stream, sizeof hdr.stream, "%s", stream);
+    snprintf(hdr.session, sizeof hdr.session, "test");
+    snprintf(hdr.source, sizeof hdr.source, "%s", self->desc->name);
+    msgpack_sbuffer_clear(&self->sealed);
+    dcb_envelope_encode(&hdr, (dcbus_span_t){NULL, 0}, 0, &self->sealed);
+    char why[128];
+    dcb_envelope_decode((const uint8_t *)self->sealed.data, self->sealed.size, out, why,
+                        sizeof why);
+}
+
+/* The plugin's state as state_save() writes it, in a buffer of its own
+ * (malloc'd, *len bytes); NULL if it has none or fails. */
+static uint8_t *save_state(dcb_testkit_t *self, size_t *len)
+{
+    const dcbus_processor_ops_t *ops = dcbus_processor_ops(self->desc);
+    if (!DCBUS_PROCESSOR_HAS(ops, state_save)) return NULL;
+    size_t cap = 4096;
+    uint8_t *buf = malloc(cap);
+    for (;;) {
+        size_t n = ops->state_save(self->state, buf, cap);
+        if (n == (size_t)-1) break;
+        if (n <= cap) {
+            *len = n;
+            return buf;
+        }
+        cap = n;
+        uint8_t *bigger = realloc(buf, cap);
+        if (!bigger) break;
+        buf = bigger;
+    }
+    free(buf);
+    return NULL;
+}
+
+size_t dcb_testkit_state(dcb_testkit_t *self, uint8_t *buf, size_t cap)
+{
+    size_t len = 0;
+    uint8_t *state = save_state(self, &len);
+    if (!state) return (size_t)-1;
+    if (len <= cap) memcpy(buf, state, len);
+    free(state);
+    return len;
+}
+
+int dcb_testkit_restore(dcb_testkit_t *self, const uint8_t *buf, size_t len)
+{
+    const dcbus_processor_ops_t *ops = dcbus_processor_ops(self->desc);
+    if (!DCBUS_PROCESSOR_HAS(ops, state_restore)) return DCBUS_ENOTSUP;
+    return ops->state_restore(self->state, buf, len);
+}
+
+int dcb_testkit_restart(dcb_testkit_t *self, char *err, size_t errlen)
+{
+    const dcbus_processor_ops_t *ops = dcbus_processor_ops(self->desc);
+    if (!DCBUS_PROCESSOR_HAS(ops, state_restore))
+        return snprintf(err, errlen, "plugin has no state_save/state_restore"), -1;
+    size_t len = 0;
+    uint8_t *state = save_state(self, &len);
+    if (!state) return snprintf(err, errlen, "state_save() failed"), -1;
+    dcb_plugin_close(self->desc, self->state);
+    self->opened = false;
+    self->state = NULL;
+    dcb_ctx_destroy(&self->ctx);
+    int rc =
+        tk_open(self, self->instance, self->open_settings, self->open_config_path, err, errlen);
+    if (rc == 0 && ops->state_restore(self->state, state, len) != 0) {
+        snprintf(err, errlen, "state_restore() failed");
+        rc = -1;
+    }
+    free(state);
+    return rc;
+}
+
+int dcb_testkit_process_only(dcb_testkit_t *self, const dcb_envelope_t *in)
+{
+    dcbus_batch_t view = dcb_envelope_view(in);
+    dcb_builder_reset(self->builder);
+    dcb_sides_begin(&self->sides);
+    int rc = dcbus_processor_ops(self->desc)->process(self->state, &view, self->builder);
+    dcb_sides_end(&self->sides);
+    return rc;
+}
+
 int dcb_testkit_process(dcb_testkit_t *self, const dcb_envelope_t *in, dcb_envelope_t *out)
 {
     dcbus_batch_t view = dcb_envelope_view(in);
@@ -230,7 +395,11 @@ int dcb_testkit_process(dcb_testkit_t *self, const dcb_envelope_t *in, dcb_envel
     const dcbus_processor_ops_t *ops = dcbus_processor_ops(self->desc);
     if (DCBUS_PROCESSOR_HAS(ops, validate_input) && !ops->validate_input(self->state, &view))
         return DCBUS_ERR;
+    dcb_sides_begin(&self->sides);
+    self->nside_sealed = 0;
     int rc = ops->process(self->state, &view, self->builder);
+    dcb_sides_end(&self->sides);
+    if (rc == DCBUS_OK || rc == DCBUS_PASS) seal_sides(self, in);
     if (rc == DCBUS_PASS) {
         dcb_builder_reset(self->builder);
         dcbus_span_t rest = in->records, rec;

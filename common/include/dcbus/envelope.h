@@ -33,6 +33,12 @@ typedef struct {
     /* optional: the collector's source position just past this batch */
     uint8_t pos[DCBUS_POSITION_MAX];
     uint32_t poslen;
+    /* optional: DCBUS_BATCH_* bits (`end`: an empty marker batch) */
+    uint32_t flags;
+    /* optional: a processor's side batch names the input batch it came
+     * from (`of`, `of_seq`); "" for every other batch */
+    char parent[DCB_NAME_MAX];
+    uint64_t parent_seq;
 } dcb_envelope_t;
 
 #ifdef __cplusplus

@@ -35,7 +35,13 @@
  * with which of the services any thread may call.  ABI 2.3 appended the
  * services topics_subscribe(), topics_recv() and topics_close(): the
  * broker's own topics for a plugin that keeps the bus's history (the
- * topics collector), without touching the transport.
+ * topics collector), without touching the transport.  ABI 2.4 appended
+ * what a stateful processor needs (docs/plugins.md): the batch's `flags`
+ * (an empty marker batch at a session's or the source's end), the service
+ * side_batch() (records on a stream of the processor's own beside its
+ * output, numbered by the host), and the processor operations
+ * state_save() and state_restore(), with which the host journals the
+ * plugin's state with every batch it answers and restores it on restart.
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -52,7 +58,7 @@ extern "C" {
 #endif
 
 #define DCBUS_ABI_MAJOR       2
-#define DCBUS_ABI_MINOR       3
+#define DCBUS_ABI_MINOR       4
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -155,7 +161,19 @@ typedef struct {
     int64_t ts;           /* batch creation time, unix microseconds */
     uint32_t count;       /* number of records */
     dcbus_span_t records; /* the `count` encoded records, back to back */
+    /* ABI 2.4: DCBUS_BATCH_* bits.  Read it only from a host of ABI 2.4 or
+     * later (host->abi_version): an older host's struct ends before it. */
+    uint32_t flags;
 } dcbus_batch_t;
+
+/* Bits of dcbus_batch_t.flags (ABI 2.4).  A collector's host sends, after
+ * the last batch of a session and after the last batch of the source, an
+ * empty batch (count 0) of each stream it sent, carrying one of these, so
+ * that a processor learns of the end in the stream's own order (with a
+ * seq of its own: redelivered, it is the same end again).  Sinks never get
+ * empty batches. */
+#define DCBUS_BATCH_SESSION_END 0x1u /* the batch's session has ended */
+#define DCBUS_BATCH_SOURCE_END  0x2u /* the collector's source is exhausted */
 
 /* A session as the broker describes it to sinks (ABI 2.2; see the storage
  * operations session_open and session_close).  Valid only during the call
@@ -479,7 +497,27 @@ typedef struct dcbus_host {
                        const char **topic, dcbus_span_t *body);
     /* Ends the subscription (NULL: nothing). */
     void (*topics_close)(dcbus_ctx_t *ctx, dcbus_topics_t *sub);
+
+    /* --- Added in ABI 2.4 (test with DCBUS_HOST_HAS). --- */
+
+    /* Processors, during process(): the builder of a side batch on
+     * `stream` (a name of letters, digits and "._-"), which goes to the
+     * pipeline's sinks beside the output, after it, as a batch of its own
+     * (candles beside the ticks they come from).  The same stream gives
+     * the same builder within one call; at most DCBUS_SIDE_MAX streams per
+     * input batch.  A side stream is fed from one input stream only.  Its
+     * seqs are the host's: for a plugin with state_save() (journaled, see
+     * below) they go 1 by 1 from the wall-clock microsecond of the stream's
+     * first batch, and the journal gives a redelivered input batch the same
+     * side batches under the same seqs; for one without, a side batch takes
+     * the seq of its input batch (so the same again on a redelivery).  An
+     * empty side builder sends nothing.  NULL outside process(), for a bad
+     * name or past the limit (logged). */
+    dcbus_builder_t *(*side_batch)(dcbus_ctx_t *ctx, const char *stream);
 } dcbus_host_t;
+
+/* The most side streams one input batch may fill (ABI 2.4). */
+#define DCBUS_SIDE_MAX 8
 
 #define DCBUS_HOST_HAS(host, member)                                                               \
     ((host)->size >= offsetof(dcbus_host_t, member) + sizeof((host)->member) &&                    \
@@ -593,6 +631,26 @@ typedef struct {
      * copy), DCBUS_OK when `out` holds the result (records may be dropped,
      * changed or added), or an error. */
     int (*process)(void *state, const dcbus_batch_t *in, dcbus_builder_t *out);
+    /* Optional (ABI 2.4), both or neither: a processor whose output
+     * depends on what came before (candles, windows, counters).  After
+     * each process() that succeeded the host calls state_save() for the
+     * whole state as it is now, as bytes of the plugin's own format:
+     * it writes at most `cap` bytes to `buf` and returns the length of the
+     * whole state (more than `cap`: the host calls again with that much
+     * room; (size_t)-1: failure, the batch is NACKed for a retry).  The
+     * host journals the state with the batch's (stream, seq) and the
+     * output it answered, durably, before the answer leaves
+     * (workers/README.md, "Processor state").  When the worker starts, it
+     * calls state_restore() with the last state journaled, once, after
+     * open() and before any batch; 0 or a failure (the worker stops).  A
+     * batch that comes again after it was journaled -- at-least-once
+     * delivery, a restarted broker -- is answered from the journal
+     * without process(): the plugin sees each batch once.  Keep the state
+     * small (it is written once per batch) and deterministic: the output
+     * of a batch must depend only on the state and the batch (the
+     * records' own times, not the clock). */
+    size_t (*state_save)(void *state, uint8_t *buf, size_t cap);
+    int (*state_restore)(void *state, const uint8_t *buf, size_t len);
 } dcbus_processor_ops_t;
 
 typedef struct {

@@ -51,6 +51,29 @@ const dcbus_plugin_t *dcb_testkit_plugin(dcb_testkit_t *self);
 int dcb_testkit_collect(dcb_testkit_t *self, dcb_envelope_t *out);
 /* Processor: one process() call; on DCBUS_PASS *out is a copy of *in. */
 int dcb_testkit_process(dcb_testkit_t *self, const dcb_envelope_t *in, dcb_envelope_t *out);
+/* Processor: process() alone, for benchmarks: no validate_input(), the
+ * output and the side batches are neither copied nor sealed. */
+int dcb_testkit_process_only(dcb_testkit_t *self, const dcb_envelope_t *in);
+/* ABI 2.4.  The side batches the last process() filled (host->side_batch),
+ * each sealed as the worker sends it (seq 1, 2, 3... per side stream; the
+ * input's session, source and ts; `parent` and `parent_seq` naming the
+ * input); *out is valid until the next process().  -1 past the count. */
+size_t dcb_testkit_side_count(dcb_testkit_t *self);
+int dcb_testkit_side(dcb_testkit_t *self, size_t index, dcb_envelope_t *out);
+/* An empty marker batch of `stream`/`seq` with DCBUS_BATCH_* `flags`, as a
+ * collector's host sends at a session's or the source's end (valid until
+ * the next seal). */
+void dcb_testkit_marker(dcb_testkit_t *self, const char *stream, uint64_t seq, uint32_t flags,
+                        dcb_envelope_t *out);
+/* A processor's state as state_save() writes it: its length (more than
+ * `cap`: nothing written), or (size_t)-1 if it has none or it failed. */
+size_t dcb_testkit_state(dcb_testkit_t *self, uint8_t *buf, size_t cap);
+/* state_restore() with `len` bytes: its answer (DCBUS_ENOTSUP without it). */
+int dcb_testkit_restore(dcb_testkit_t *self, const uint8_t *buf, size_t len);
+/* What the worker does across a crash: saves the state, closes the
+ * plugin, opens it again with the same settings and restores the state.
+ * 0, or -1 with a message. */
+int dcb_testkit_restart(dcb_testkit_t *self, char *err, size_t errlen);
 /* Storage. */
 int dcb_testkit_store(dcb_testkit_t *self, const dcb_envelope_t *in);
 int dcb_testkit_flush(dcb_testkit_t *self);
