@@ -101,6 +101,28 @@ int call_process(dcb_worker_t *self, const dcbus_batch_t *in, dcbus_builder_t *o
     return rc;
 }
 
+bool call_has_state(const dcb_worker_t *self)
+{
+    const dcbus_processor_ops_t *ops = PROCESSOR(self);
+    return DCBUS_PROCESSOR_HAS(ops, state_save) && DCBUS_PROCESSOR_HAS(ops, state_restore);
+}
+
+size_t call_state_save(dcb_worker_t *self, uint8_t *buf, size_t cap)
+{
+    size_t n = (size_t)-1;
+    if (call_has_state(self))
+        CALL(self, "state_save", n = PROCESSOR(self)->state_save(self->state, buf, cap));
+    return n;
+}
+
+int call_state_restore(dcb_worker_t *self, const uint8_t *buf, size_t len)
+{
+    int rc = DCBUS_ENOTSUP;
+    if (call_has_state(self))
+        CALL(self, "state_restore", rc = PROCESSOR(self)->state_restore(self->state, buf, len));
+    return rc;
+}
+
 int call_store(dcb_worker_t *self, const dcbus_batch_t *in)
 {
     int rc;

@@ -31,6 +31,7 @@
 #include "loader.h"
 #include "messages.h"
 #include "proto.h"
+#include "sides.h"
 
 /* A batch a collector has sent and the broker has not yet acknowledged. */
 typedef struct {
@@ -98,6 +99,22 @@ typedef struct {
     size_t ntold;
 } dcb_storage_state_t;
 
+/* A processor's state (processor.c): the side batches of the call in
+ * hand, and, for a plugin with state_save() (ABI 2.3), its journal and the
+ * answers waiting for the journal to be durable. */
+typedef struct dcb_statelog dcb_statelog_t;
+typedef struct {
+    dcb_sides_t sides;
+    dcb_statelog_t *log; /* NULL: not journaled */
+    bool restored;       /* the journal's state was handed to the plugin */
+    bool failed;         /* the journal failed: the worker stops */
+    zmq_msg_t *queue;    /* DATA bodies to send once the journal is durable */
+    size_t nqueue, queue_cap;
+    uint8_t *state; /* state_save()'s buffer */
+    size_t state_cap;
+    msgpack_sbuffer side_encoded[DCBUS_SIDE_MAX];
+} dcb_processor_state_t;
+
 /* An error handler's state (handler.c). */
 typedef struct {
     int64_t retry_delay_ms; /* set by host->retry_after() during handle(), else -1 */
@@ -129,6 +146,7 @@ typedef struct dcb_worker {
     /* each role's own */
     dcb_collector_state_t collector;
     dcb_storage_state_t storage;
+    dcb_processor_state_t processor;
     dcb_handler_state_t handler;
     /* stopping */
     char failure[256]; /* why the work stopped, for BYE */
