@@ -34,7 +34,7 @@ uint32_t call_collect_wait_ms(const dcb_worker_t *self);
 /* processor: validate_input() (true without one), process(). */
 bool call_validate_input(dcb_worker_t *self, const dcbus_batch_t *in);
 int call_process(dcb_worker_t *self, const dcbus_batch_t *in, dcbus_builder_t *out);
-/* ABI 2.3 state: true if the plugin has state_save and state_restore;
+/* ABI 2.4 state: true if the plugin has state_save and state_restore;
  * state_save() ((size_t)-1 without it), state_restore() (DCBUS_ENOTSUP). */
 bool call_has_state(const dcb_worker_t *self);
 size_t call_state_save(dcb_worker_t *self, uint8_t *buf, size_t cap);

@@ -40,6 +40,13 @@ int64_t worker_now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+int64_t worker_now_wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* The supervisor's token for this start, or a random one of this process
  * alone (start 0): "SECRET.START". */
 static void make_token(char *out, size_t cap)

@@ -6,12 +6,12 @@
  * the received bytes back by reference, so a validator that keeps every
  * record costs no encoding at all.
  *
- * Side batches (ABI 2.3): what the plugin put on host->side_batch()
+ * Side batches (ABI 2.4): what the plugin put on host->side_batch()
  * streams goes out before the output, one DATA per side stream, its
  * envelope naming the input batch (`of`, `of_seq`); the broker hands them
  * to the sinks after the output, in the input stream's order.
  *
- * Processor state (ABI 2.3): for a plugin with state_save() and
+ * Processor state (ABI 2.4): for a plugin with state_save() and
  * state_restore() every answer is journaled with the state after it
  * (statelog.h) and sent only once the journal is durable: the batches of
  * one drain of the socket are journaled, then committed with one
@@ -304,8 +304,7 @@ static void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
     char why[256];
     if (p->failed) return; /* stopping: the batch goes to the next worker */
     if (!worker_decode_batch(self, m, &env)) return;
-    if (p->log && (answer_from_journal(self, m, &env) || older_than_journal(self, m, &env)))
-        return;
+    if (p->log && (answer_from_journal(self, m, &env) || older_than_journal(self, m, &env))) return;
     dcbus_batch_t view = dcb_envelope_view(&env);
     self->cur_stream = env.stream;
     self->cur_seq = env.seq;
@@ -324,8 +323,7 @@ static void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
     if (rc == DCBUS_PASS)
         worker_send_msg(self, DCB_CMD_DATA, &m->body);
     else
-        out_batch(self, &env, dcb_builder_records(self->builder),
-                  dcb_builder_count(self->builder));
+        out_batch(self, &env, dcb_builder_records(self->builder), dcb_builder_count(self->builder));
 }
 
 static bool processor_on_message(dcb_worker_t *self, dcb_message_t *m)

@@ -322,8 +322,8 @@ static int load(dcb_statelog_t *self, char *why, size_t whylen)
         self->nentries++;
     }
     if (off < st.st_size) {
-        dcb_warn("processor journal: a torn or damaged tail is cut off", "path=%s at=%lld size=%lld",
-                 self->path, (long long)off, (long long)st.st_size);
+        dcb_warn("processor journal: a torn or damaged tail is cut off",
+                 "path=%s at=%lld size=%lld", self->path, (long long)off, (long long)st.st_size);
         if (ftruncate(self->fd, off) != 0) return fail(why, whylen, "cannot truncate", self->path);
     }
     self->end = off;
@@ -487,7 +487,8 @@ static int compact(dcb_statelog_t *self, char *why, size_t whylen)
     for (size_t i = 0; i < self->nring; i++) {
         where_t *w = zhashx_lookup(self->index, self->ring[(self->head + i) % self->keep]);
         uint8_t hdr[8];
-        if (!w || !grow(self, w->len + 8) || !read_exact(self->fd, self->rbuf, w->len + 8, w->off - 8))
+        if (!w || !grow(self, w->len + 8) ||
+            !read_exact(self->fd, self->rbuf, w->len + 8, w->off - 8))
             goto bad;
         memcpy(hdr, self->rbuf, 8);
         if (write_all(fd, (const char *)self->rbuf, w->len + 8) != 0) goto bad;
@@ -515,7 +516,8 @@ int dcb_statelog_commit(dcb_statelog_t *self, char *why, size_t whylen)
     if (lseek(self->fd, self->end - (off_t)self->pending.size, SEEK_SET) < 0 ||
         write_all(self->fd, self->pending.data, self->pending.size) != 0)
         return fail(why, whylen, "cannot write", self->path);
-    if (self->fsync && fdatasync(self->fd) != 0) return fail(why, whylen, "cannot sync", self->path);
+    if (self->fsync && fdatasync(self->fd) != 0)
+        return fail(why, whylen, "cannot sync", self->path);
     msgpack_sbuffer_clear(&self->pending);
     if (self->nentries >= 4 * self->keep && compact(self, why, whylen) != 0)
         dcb_warn("processor journal not compacted; it goes on growing", "why=\"%s\"", why);

@@ -1,5 +1,5 @@
 /*
- * statelog.h -- the journal of a stateful processor (ABI 2.3).
+ * statelog.h -- the journal of a stateful processor (ABI 2.4).
  *
  * For every input batch a processor with state_save() answers, the host
  * appends one entry: the batch's (stream, seq), the answer (the output's
@@ -75,8 +75,7 @@ bool dcb_statelog_last_seq(const dcb_statelog_t *self, const char *stream, uint6
 
 /* Appends an entry (buffered: durable at the next commit).  -1 with a
  * reason on failure (the entry is not in the journal). */
-int dcb_statelog_append(dcb_statelog_t *self, const dcb_logged_t *entry, char *why,
-                        size_t whylen);
+int dcb_statelog_append(dcb_statelog_t *self, const dcb_logged_t *entry, char *why, size_t whylen);
 /* Writes what is buffered and, with `fsync`, makes it durable.  0 or -1. */
 int dcb_statelog_commit(dcb_statelog_t *self, char *why, size_t whylen);
 /* True if something was appended since the last commit. */

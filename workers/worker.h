@@ -100,7 +100,7 @@ typedef struct {
 } dcb_storage_state_t;
 
 /* A processor's state (processor.c): the side batches of the call in
- * hand, and, for a plugin with state_save() (ABI 2.3), its journal and the
+ * hand, and, for a plugin with state_save() (ABI 2.4), its journal and the
  * answers waiting for the journal to be durable. */
 typedef struct dcb_statelog dcb_statelog_t;
 typedef struct {
@@ -183,8 +183,10 @@ bool worker_link_handle(dcb_worker_t *self, dcb_message_t *m, int64_t now);
 /* The hooks the services table reports through. */
 void worker_hooks(dcb_worker_t *self, dcb_host_hooks_t *hooks);
 int64_t worker_now_us(void);
+/* Unix time in microseconds (side seqs start from it). */
+int64_t worker_now_wall_us(void);
 
-/* topics.c: the broker's topics for the plugin (ABI 2.3), as hooks. */
+/* topics.c: the broker's topics for the plugin (ABI 2.4), as hooks. */
 void topics_hooks(dcb_host_hooks_t *hooks);
 
 /* query.c: a storage sink's REQUESTs (query, delete), and its hook. */
