@@ -684,6 +684,9 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
     if (collector) {
         dcb_runs_batch(self->runs, rt_peer_instance(peer), env.count, wall_us());
         rc = dcb_intake_take(self->intake, peer, &env, &m->body, why, sizeof why);
+    } else if (env.parent[0]) {
+        rt_peer_seen(peer, now);
+        rc = dcb_intake_take_side(self->intake, peer, &env, &m->body, why, sizeof why);
     } else {
         rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
     }

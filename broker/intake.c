@@ -74,6 +74,15 @@ struct dcb_intake {
     uint64_t *discard;   /* recovered entries nobody can take */
     size_t ndiscard;
     dcb_settle_t *settle; /* spooled batches in flight, by session */
+    /* Side batches: appended since the last commit, or held for room.
+     * While there are any, releases wait (`deferred`): a batch is never
+     * released before the side batches its processor sent with it are as
+     * durable as a collector's batch. */
+    bool sides_dirty;
+    size_t held_sides;
+    uint64_t *deferred;
+    size_t ndeferred, deferred_cap;
+    zhashx_t *recovering; /* during recovery: keys of the batches not released */
     dcb_intake_settled_fn *settled;
     void *settled_arg;
 };
@@ -229,9 +238,26 @@ static void recover_batch(dcb_intake_t *self, uint64_t ref, dcbus_span_t data, b
         if (!released) goto discard;
         return;
     }
+    intake_pipe_t *p = pipe_of(self, env.source);
+    if (env.parent[0]) { /* a processor's side batch */
+        char parent[DCB_NAME_MAX + 24];
+        snprintf(parent, sizeof parent, "%s\x1f%" PRIu64, env.parent, env.parent_seq);
+        rt_restore_side(self->router, &env, zhashx_lookup(self->recovering, parent) != NULL);
+        if (released) return;
+        if (p) {
+            refs_push(&p->spooled, ref);
+            dcb_settle_add(self->settle, ref, env.session);
+            return;
+        }
+        goto lost;
+    }
     rt_restore_stream(self->router, env.stream, env.seq, env.source);
     if (env.poslen) rt_restore_position(self->router, env.source, env.pos, env.poslen);
-    intake_pipe_t *p = pipe_of(self, env.source);
+    if (!released) {
+        char key[DCB_NAME_MAX + 24];
+        snprintf(key, sizeof key, "%s\x1f%" PRIu64, env.stream, env.seq);
+        zhashx_insert(self->recovering, key, (void *)1);
+    }
     /* A finished run sends nothing more: a batch after its end belongs to
      * a run whose state entry was never written (no room to roll), so the
      * collector goes on from this batch rather than stopping. */
@@ -242,6 +268,7 @@ static void recover_batch(dcb_intake_t *self, uint64_t ref, dcbus_span_t data, b
         dcb_settle_add(self->settle, ref, env.session);
         return;
     }
+lost:
     dcb_warn("spool: no pipeline takes this batch any more; dropped",
              "source=%s stream=%s seq=%" PRIu64, env.source, env.stream, env.seq);
 discard:
@@ -304,11 +331,13 @@ dcb_intake_t *dcb_intake_new(const dcb_config_t *config, rt_router_t *router,
         self->pipes[i].joined = -1;
     }
     self->settle = dcb_settle_new();
+    self->recovering = zhashx_new();
     self->spool = open_spool(self, err, errlen);
     if (!self->spool || dcb_spool_recover(self->spool, recover_entry, self, err, errlen) != 0) {
         dcb_intake_destroy(&self);
         return NULL;
     }
+    zhashx_destroy(&self->recovering);
     for (size_t i = 0; i < self->ndiscard; i++)
         dcb_spool_release(self->spool, self->discard[i]);
     free(self->discard);
@@ -332,6 +361,8 @@ void dcb_intake_destroy(dcb_intake_t **self_p)
     free(self->pipes);
     free(self->acks);
     free(self->discard);
+    free(self->deferred);
+    zhashx_destroy(&self->recovering);
     dcb_settle_destroy(&self->settle);
     free(self);
     *self_p = NULL;
@@ -395,7 +426,10 @@ static int spool_one(dcb_intake_t *self, const void *id, size_t idlen, const dcb
         self->append_failing = false;
         dcb_info("spool writes again: collectors resume", NULL);
     }
-    queue_ack(self, id, idlen, env->stream, env->seq);
+    if (id)
+        queue_ack(self, id, idlen, env->stream, env->seq);
+    else
+        self->sides_dirty = true;
     dcb_settle_add(self->settle, ref, env->session);
     intake_pipe_t *p = pipe_of(self, env->source);
     if (refs_len(&p->spooled) || !pipe_has_room(self, p) ||
@@ -412,7 +446,10 @@ static void hold(dcb_intake_t *self, const void *id, size_t idlen, const dcb_env
     zmq_msg_copy(&h->body, body);
     h->env = *env;
     h->idlen = idlen < sizeof h->id ? idlen : sizeof h->id;
-    memcpy(h->id, id, h->idlen);
+    if (id)
+        memcpy(h->id, id, h->idlen);
+    else
+        self->held_sides++;
     if (self->held_tail)
         self->held_tail->next = h;
     else
@@ -461,15 +498,43 @@ int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *e
     return 0;
 }
 
+int dcb_intake_take_side(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env,
+                         zmq_msg_t *body, char *why, size_t whylen)
+{
+    if (!dcb_spool_fits(self->spool, zmq_msg_size(body))) {
+        snprintf(why, whylen,
+                 "side batch %s/%" PRIu64 " of %zu bytes can never be spooled: larger than the "
+                 "spool may hold (broker.spool_max_mb)",
+                 env->stream, env->seq, zmq_msg_size(body));
+        return -1;
+    }
+    int rc = rt_side_check(self->router, peer, env, why, whylen);
+    if (rc < 0) return -1;
+    if (rc != RT_NEW) return 0; /* known or stale: dropped */
+    if (self->held_head || spool_one(self, NULL, 0, env, body) != 0) hold(self, NULL, 0, env, body);
+    return 0;
+}
+
 /* ---------------------------------------------------------------------------
  * Service
  */
+
+/* Releases that waited for side batches to be durable. */
+static void release_deferred(dcb_intake_t *self)
+{
+    if (self->sides_dirty || self->held_sides) return;
+    for (size_t i = 0; i < self->ndeferred; i++)
+        dcb_spool_release(self->spool, self->deferred[i]);
+    self->ndeferred = 0;
+}
 
 static void spool_held(dcb_intake_t *self)
 {
     while (self->held_head) {
         held_t *h = self->held_head;
-        if (spool_one(self, h->id, h->idlen, &h->env, &h->body) != 0) return;
+        bool side = h->env.parent[0] != '\0';
+        if (spool_one(self, side ? NULL : h->id, h->idlen, &h->env, &h->body) != 0) return;
+        if (side) self->held_sides--;
         self->held_head = h->next;
         if (!self->held_head) self->held_tail = NULL;
         zmq_msg_close(&h->body);
@@ -539,6 +604,8 @@ void dcb_intake_service(dcb_intake_t *self, int64_t now_us)
                       self->acks[i].seq);
         self->nacks = 0;
         self->commit_failures = 0;
+        self->sides_dirty = false;
+        release_deferred(self);
     }
     for (size_t i = 0; i < self->npipes; i++)
         admit_spooled(self, &self->pipes[i]);
@@ -546,10 +613,19 @@ void dcb_intake_service(dcb_intake_t *self, int64_t now_us)
 
 void dcb_intake_finished(dcb_intake_t *self, uint64_t ref, bool kept)
 {
-    if (kept)
+    if (kept) {
         self->kept++;
-    else
+    } else if (self->sides_dirty || self->held_sides) {
+        if (self->ndeferred == self->deferred_cap) {
+            size_t cap = self->deferred_cap ? self->deferred_cap * 2 : 64;
+            uint64_t *d = realloc(self->deferred, cap * sizeof *d);
+            if (d) self->deferred = d, self->deferred_cap = cap;
+        }
+        if (self->ndeferred < self->deferred_cap) self->deferred[self->ndeferred++] = ref;
+        /* else not recorded: delivered again after a crash (de-duplicated) */
+    } else {
         dcb_spool_release(self->spool, ref);
+    }
     settle_done(self, ref);
 }
 

@@ -45,6 +45,14 @@ void dcb_intake_destroy(dcb_intake_t **self_p);
  * held; a resend is acknowledged again), or -1 with a reason. */
 int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env, zmq_msg_t *body,
                     char *why, size_t whylen);
+/* A processor's side batch (router.h, rt_side_check): spooled as a batch
+ * of its own stream and fed to the sinks of its parent's pipeline; known
+ * or stale ones are dropped.  No acknowledgement: until the next commit
+ * (and while any is held for room) no batch is released from the spool,
+ * so a parent never leaves the spool before its side batches are in it.
+ * Returns 0, or -1 with a reason. */
+int dcb_intake_take_side(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env,
+                         zmq_msg_t *body, char *why, size_t whylen);
 /* After a burst of messages: makes the spool durable per the fsync policy,
  * sends the acknowledgements that waited for it, admits spooled batches
  * into pipelines with room, spools held batches if room was made. */

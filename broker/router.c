@@ -62,6 +62,14 @@ typedef struct {
     rt_batch_t *fifo_head, *fifo_tail; /* not yet released to the sinks */
 } rt_stream_t;
 
+/* The keys ("stream\x1fseq") of the side batches a processor sent with an
+ * input batch: a second answer to it (a redelivery answered again) sends
+ * the same ones, which are then known. */
+typedef struct {
+    char **keys;
+    size_t n;
+} rt_sides_t;
+
 struct rt_batch {
     char key[DCB_NAME_MAX + 24];
     rt_stream_t *stream;
@@ -76,7 +84,8 @@ struct rt_batch {
     int replay_sink; /* injected for this one sink, or -1 */
     uint64_t ref;    /* its place in the spool */
     rt_batch_t *fifo_next;
-    rt_work_t proc; /* the processing stage's work */
+    rt_sides_t sides; /* the side batches taken with it, by key */
+    rt_work_t proc;   /* the processing stage's work */
     rt_work_t *sinks;
     size_t sinks_left;
 };
@@ -118,9 +127,10 @@ struct rt_router {
     size_t ninstances;
     rt_pipeline_t *pipelines;
     size_t npipelines;
-    zhashx_t *peers;   /* hex routing id -> rt_peer_t */
-    zhashx_t *batches; /* "stream\x1fseq" -> rt_batch_t */
-    zhashx_t *streams; /* name -> rt_stream_t */
+    zhashx_t *peers;         /* hex routing id -> rt_peer_t */
+    zhashx_t *batches;       /* "stream\x1fseq" -> rt_batch_t */
+    zhashx_t *streams;       /* name -> rt_stream_t */
+    zhashx_t *pending_sides; /* parent key -> rt_sides_t *: spooled before a restart */
     rt_list_t backoff;
     uint32_t max_attempts;
     uint64_t max_seq_gap;         /* 0: no limit */
@@ -246,11 +256,42 @@ rt_router_t *rt_router_new(const dcb_config_t *config, const rt_ops_t *ops, void
     self->batches = zhashx_new();
     self->streams = zhashx_new();
     zhashx_set_destructor(self->streams, stream_destroy);
+    self->pending_sides = zhashx_new();
     return self;
+}
+
+static void sides_clear(rt_sides_t *s)
+{
+    for (size_t i = 0; i < s->n; i++)
+        free(s->keys[i]);
+    free(s->keys);
+    s->keys = NULL;
+    s->n = 0;
+}
+
+static bool sides_has(const rt_sides_t *s, const char *key)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->keys[i], key) == 0) return true;
+    return false;
+}
+
+static void sides_add(rt_sides_t *s, const char *key)
+{
+    char **keys = realloc(s->keys, (s->n + 1) * sizeof *keys);
+    char *copy = strdup(key);
+    if (!keys || !copy) {
+        free(copy);
+        if (keys) s->keys = keys;
+        return;
+    }
+    s->keys = keys;
+    s->keys[s->n++] = copy;
 }
 
 static void batch_free(rt_batch_t *b)
 {
+    sides_clear(&b->sides);
     list_remove(&b->proc);
     for (size_t i = 0; i < b->pipe->nto; i++)
         list_remove(&b->sinks[i]);
@@ -270,6 +311,12 @@ void rt_router_destroy(rt_router_t **self_p)
     zhashx_destroy(&self->batches);
     zhashx_destroy(&self->peers);
     zhashx_destroy(&self->streams);
+    for (rt_sides_t *s = zhashx_first(self->pending_sides); s;
+         s = zhashx_next(self->pending_sides)) {
+        sides_clear(s);
+        free(s);
+    }
+    zhashx_destroy(&self->pending_sides);
     for (size_t i = 0; i < self->npipelines; i++) {
         free(self->pipelines[i].name);
         free(self->pipelines[i].through);
@@ -703,6 +750,16 @@ static rt_batch_t *batch_new(rt_pipeline_t *pipe, rt_stream_t *s, const dcb_enve
     return b;
 }
 
+/* The side batches spooled with `b` before a restart become its own. */
+static void adopt_sides(rt_router_t *self, rt_batch_t *b)
+{
+    rt_sides_t *s = zhashx_lookup(self->pending_sides, b->key);
+    if (!s) return;
+    b->sides = *s;
+    free(s);
+    zhashx_delete(self->pending_sides, b->key);
+}
+
 int rt_collector_check(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, char *why,
                        size_t whylen)
 {
@@ -752,14 +809,17 @@ int rt_admit(rt_router_t *self, const char *collector, const dcb_envelope_t *env
         batch_free(b);
         return -1;
     }
+    adopt_sides(self, b);
+    /* A processor's side batch goes straight to the sinks. */
+    bool process = pipe->nthrough > 0 && !env->parent[0];
     pipe->in_flight++;
-    if (pipe->nthrough > 0) pipe->processing++;
+    if (process) pipe->processing++;
     if (s->fifo_tail)
         s->fifo_tail->fifo_next = b;
     else
         s->fifo_head = b;
     s->fifo_tail = b;
-    if (pipe->nthrough > 0) {
+    if (process) {
         enqueue(self, &b->proc);
     } else {
         b->processed = true;
@@ -821,6 +881,54 @@ static rt_batch_t *batch_find(rt_router_t *self, const char *stream, uint64_t se
     char key[DCB_NAME_MAX + 24];
     batch_key(stream, seq, key, sizeof key);
     return zhashx_lookup(self->batches, key);
+}
+
+int rt_side_check(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, char *why,
+                  size_t whylen)
+{
+    if (peer->inst->role != DCBUS_ROLE_PROCESSOR) {
+        snprintf(why, whylen, "side batch from %s, which is not a processor", peer->inst->name);
+        return -1;
+    }
+    rt_batch_t *parent = batch_find(self, env->parent, env->parent_seq);
+    if (!parent || parent->proc.at != peer) return RT_STALE;
+    if (strcmp(env->source, parent->pipe->from->name) != 0) {
+        snprintf(why, whylen, "side batch %s/%" PRIu64 " names source %s, not %s", env->stream,
+                 env->seq, env->source, parent->pipe->from->name);
+        return -1;
+    }
+    rt_stream_t *s = stream_get(self, env->stream);
+    if (!s->owner) s->owner = peer->inst;
+    if (s->owner != peer->inst) {
+        snprintf(why, whylen, "stream %s belongs to %s, not to processor %s", env->stream,
+                 s->owner->name, peer->inst->name);
+        return -1;
+    }
+    char key[DCB_NAME_MAX + 24];
+    batch_key(env->stream, env->seq, key, sizeof key);
+    if (sides_has(&parent->sides, key) || zhashx_lookup(self->batches, key)) return RT_KNOWN;
+    sides_add(&parent->sides, key);
+    if (!s->seen || env->seq > s->last_seq) s->last_seq = env->seq;
+    s->seen = true;
+    return RT_NEW;
+}
+
+void rt_restore_side(rt_router_t *self, const dcb_envelope_t *env, bool parent_pending)
+{
+    rt_stream_t *s = stream_get(self, env->stream);
+    if (!s->seen || env->seq > s->last_seq) s->last_seq = env->seq;
+    s->seen = true;
+    if (!parent_pending) return;
+    char parent[DCB_NAME_MAX + 24], key[DCB_NAME_MAX + 24];
+    batch_key(env->parent, env->parent_seq, parent, sizeof parent);
+    batch_key(env->stream, env->seq, key, sizeof key);
+    rt_sides_t *sides = zhashx_lookup(self->pending_sides, parent);
+    if (!sides) {
+        sides = calloc(1, sizeof *sides);
+        if (!sides) return;
+        zhashx_insert(self->pending_sides, parent, sides);
+    }
+    if (!sides_has(sides, key)) sides_add(sides, key);
 }
 
 static int take_from_processor(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env,

@@ -166,6 +166,25 @@ void rt_foreach_stream(const rt_router_t *self, const char *owner,
                        void *arg);
 uint32_t rt_stream_count(const rt_router_t *self, const char *owner);
 
+/* A side batch from a processor (envelope `of`/`of_seq` set: ABI 2.4
+ * host->side_batch), sent before the output of its input batch (the
+ * parent).  RT_NEW: to be spooled as a batch of its own stream and handed
+ * to the sinks of the parent's pipeline (not through its processors);
+ * RT_KNOWN: the parent's processor sent it before (a second answer to a
+ * redelivered batch) or it is in flight, and is dropped; RT_STALE: the
+ * parent is not at this peer (given to another replica, given up), and it
+ * is dropped; -1 with a reason if the peer may not send it (not a
+ * processor, a stream of another instance, a source other than the
+ * parent's collector).  A side stream belongs to the processor that sent
+ * it first. */
+enum { RT_STALE = 2 };
+int rt_side_check(rt_router_t *self, rt_peer_t *peer, const dcb_envelope_t *env, char *why,
+                  size_t whylen);
+/* After a restart: a side batch found in the spool.  With
+ * `parent_pending` (its parent is in the spool, not released, and comes
+ * again), it is known to that parent's answer when the parent is admitted. */
+void rt_restore_side(rt_router_t *self, const dcb_envelope_t *env, bool parent_pending);
+
 /* DATA from a processor (its output).  `body` is shared, not taken.
  * Returns 0, or -1 with a reason (the batch is then dropped and the caller
  * counts it). */

@@ -438,6 +438,94 @@ static void test_batch_goes_through_every_stage_to_every_sink(void **state)
     expect_quiet(f);
 }
 
+/* A side batch of processor `id` on `stream`/`seq`, of input batch
+ * parent/pseq of collector `source`: the router's answer; a new one is
+ * admitted as the broker's intake would. */
+static int side(fx_t *f, const char *id, const char *stream, uint64_t seq, const char *parent,
+                uint64_t pseq, const char *source)
+{
+    zmq_msg_t msg;
+    dcb_envelope_t env;
+    make_batch(&msg, &env, stream, seq, id, 1);
+    snprintf(env.source, sizeof env.source, "%s", source);
+    snprintf(env.parent, sizeof env.parent, "%s", parent);
+    env.parent_seq = pseq;
+    char why[256] = "";
+    int rc = rt_side_check(f->rt, peer(f, id), &env, why, sizeof why);
+    if (rc == RT_NEW) {
+        size_t ref = f->nadmitted++;
+        snprintf(f->admitted[ref].peer, sizeof f->admitted[ref].peer, "%s", id);
+        snprintf(f->admitted[ref].stream, sizeof f->admitted[ref].stream, "%s", stream);
+        f->admitted[ref].seq = seq;
+        assert_int_equal(rt_admit(f->rt, source, &env, &msg, ref), 0);
+    }
+    zmq_msg_close(&msg);
+    return rc;
+}
+
+static void test_side_batch_goes_to_the_sinks_once(void **state)
+{
+    fx_t *f = *state;
+    hello_main(f, 4);
+    hello_direct(f, 4);
+    data(f, "src#0", "ticks", 1, "src");
+    expect_data(f, "p1#0", "ticks", 1, "src");
+    /* Taken while p1 holds its parent; straight to the sinks, not to p2. */
+    assert_int_equal(side(f, "p1#0", "ticks.c", 100, "ticks", 1, "src"), RT_NEW);
+    expect_data(f, "s1#0", "ticks.c", 100, "p1#0");
+    expect_data(f, "s2#0", "ticks.c", 100, "p1#0");
+    expect_quiet(f);
+    /* The same again (an answer from the journal): known, dropped. */
+    assert_int_equal(side(f, "p1#0", "ticks.c", 100, "ticks", 1, "src"), RT_KNOWN);
+    /* From a peer that does not hold the parent: stale. */
+    assert_int_equal(side(f, "p2#0", "ticks.c", 101, "ticks", 1, "src"), RT_STALE);
+    /* A source other than the parent's collector: refused. */
+    assert_int_equal(side(f, "p1#0", "ticks.c", 102, "ticks", 1, "src2"), -1);
+    /* Another stream's name: refused. */
+    data(f, "src2#0", "d", 1, "src2");
+    expect_data(f, "s3#0", "d", 1, "src2");
+    assert_int_equal(side(f, "p1#0", "d", 5, "ticks", 1, "src"), -1);
+    expect_quiet(f);
+
+    data(f, "p1#0", "ticks", 1, "p1");
+    expect_data(f, "p2#0", "ticks", 1, "p1");
+    /* Answered: a late side batch of it is stale. */
+    assert_int_equal(side(f, "p1#0", "ticks.c", 103, "ticks", 1, "src"), RT_STALE);
+    data(f, "p2#0", "ticks", 1, "p2");
+    expect_data(f, "s1#0", "ticks", 1, "p2");
+    expect_data(f, "s2#0", "ticks", 1, "p2");
+    expect_quiet(f);
+    for (int i = 0; i < 2; i++) {
+        ack(f, i ? "s2#0" : "s1#0", "ticks.c", 100);
+        ack(f, i ? "s2#0" : "s1#0", "ticks", 1);
+    }
+    expect_ack(f, "p1#0", "ticks.c", 100); /* the fixture's "finished" */
+    expect_ack(f, "src#0", "ticks", 1);
+    expect_quiet(f);
+}
+
+static void test_side_batch_spooled_before_a_restart_is_known(void **state)
+{
+    fx_t *f = *state;
+    hello_main(f, 4);
+    /* What the intake tells the router it found in the spool: the side
+     * batch ticks.c/100 of ticks/7, whose parent comes again. */
+    zmq_msg_t msg;
+    dcb_envelope_t env;
+    make_batch(&msg, &env, "ticks.c", 100, "p1", 1);
+    snprintf(env.parent, sizeof env.parent, "ticks");
+    env.parent_seq = 7;
+    rt_restore_side(f->rt, &env, true);
+    zmq_msg_close(&msg);
+    data(f, "src#0", "ticks", 7, "src");
+    expect_data(f, "p1#0", "ticks", 7, "src");
+    assert_int_equal(side(f, "p1#0", "ticks.c", 100, "ticks", 7, "src"), RT_KNOWN);
+    assert_int_equal(side(f, "p1#0", "ticks.c", 101, "ticks", 7, "src"), RT_NEW);
+    expect_data(f, "s1#0", "ticks.c", 101, "p1#0");
+    expect_data(f, "s2#0", "ticks.c", 101, "p1#0");
+    expect_quiet(f);
+}
+
 static void test_pipeline_without_processors(void **state)
 {
     fx_t *f = *state;
@@ -1456,6 +1544,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_batch_goes_through_every_stage_to_every_sink),
         T(test_pipeline_without_processors),
+        T(test_side_batch_goes_to_the_sinks_once),
+        T(test_side_batch_spooled_before_a_restart_is_known),
         T(test_replicas_share_round_robin),
         T(test_credit_bounds_what_a_peer_holds),
         T(test_sink_credit_and_acks),
