@@ -101,8 +101,8 @@ static const char *const BROKER_KEYS[] = {"bus",
                                           "max_message_mb",
                                           NULL};
 /* The keys of a worker's map the host reads; the rest are plugin settings. */
-static const char *const WORKER_HOST_KEYS[] = {"plugin", "replicas", "critical", "call_timeout_ms",
-                                               NULL};
+static const char *const WORKER_HOST_KEYS[] = {
+    "plugin", "replicas", "critical", "call_timeout_ms", "state_dir", "state_fsync", NULL};
 static const char *const PIPELINE_KEYS[] = {"from", "through", "to", NULL};
 
 static size_t count_names(const char *const *names)

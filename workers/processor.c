@@ -232,6 +232,26 @@ static bool older_than_journal(dcb_worker_t *self, dcb_message_t *m, const dcb_e
     return true;
 }
 
+/* The journal's last state goes to the plugin once, before its first
+ * batch (a broker may hand batches to a new peer before its READY). */
+static void restore_state(dcb_worker_t *self)
+{
+    dcb_processor_state_t *p = &self->processor;
+    if (!p->log || p->restored) return;
+    p->restored = true;
+    dcbus_span_t st = dcb_statelog_state(p->log);
+    if (st.len == 0) return;
+    if (call_state_restore(self, st.data, st.len) != DCBUS_OK) {
+        dcb_error("state_restore() refused the journal's last state: stopping", NULL);
+        snprintf(self->failure, sizeof self->failure,
+                 "state_restore() refused the journal's last state");
+        p->failed = true;
+        self->exit_code = 2;
+        return;
+    }
+    dcb_info("processor state restored from its journal", "bytes=%zu", st.len);
+}
+
 /* Makes the journal durable, then sends the answers waiting for it. */
 static void flush_answers(dcb_worker_t *self)
 {
@@ -302,6 +322,7 @@ static void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
     dcb_processor_state_t *p = &self->processor;
     dcb_envelope_t env;
     char why[256];
+    restore_state(self);
     if (p->failed) return; /* stopping: the batch goes to the next worker */
     if (!worker_decode_batch(self, m, &env)) return;
     if (p->log && (answer_from_journal(self, m, &env) || older_than_journal(self, m, &env))) return;
@@ -375,24 +396,10 @@ static int processor_start(dcb_worker_t *self)
     return 0;
 }
 
-/* The first READY (the plugin is open): the journal's last state goes to it. */
 static void processor_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
 {
-    dcb_processor_state_t *p = &self->processor;
     (void)ready;
-    if (!p->log || p->restored) return;
-    p->restored = true;
-    dcbus_span_t st = dcb_statelog_state(p->log);
-    if (st.len == 0) return;
-    if (call_state_restore(self, st.data, st.len) != DCBUS_OK) {
-        dcb_error("state_restore() refused the journal's last state: stopping", NULL);
-        snprintf(self->failure, sizeof self->failure,
-                 "state_restore() refused the journal's last state");
-        p->failed = true;
-        self->exit_code = 2;
-        return;
-    }
-    dcb_info("processor state restored from its journal", "bytes=%zu", st.len);
+    restore_state(self);
 }
 
 static void processor_tick(dcb_worker_t *self, int64_t now)
