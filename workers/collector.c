@@ -28,6 +28,13 @@
  * oldest first; the broker ignores what it already has.  A plugin with
  * batch_sent()/batch_acked() hears the seq each batch got and, once, its
  * ACK (when the batch leaves the window).
+ *
+ * End markers (ABI 2.4): when the broker ends a session, and when the
+ * source is exhausted, the host sends one empty batch of each of its
+ * streams with DCBUS_BATCH_SESSION_END or DCBUS_BATCH_SOURCE_END in its
+ * `end`, numbered and kept in the window like any batch, so a processor
+ * learns of the end in the stream's own order, exactly once (the worker
+ * says BYE only once they are acknowledged).  Sinks never get them.
  */
 #include "calls.h"
 #include "log.h"
@@ -95,6 +102,7 @@ static void send_batch(dcb_worker_t *self)
     memcpy(p->stream, hdr.stream, sizeof p->stream);
     p->seq = hdr.seq;
     p->records = dcb_builder_count(self->builder);
+    p->marker = false;
     p->sent_us = worker_now_us();
     /* Hand the buffer to the message: no copy. */
     size_t size = self->encoded.size;
@@ -102,6 +110,66 @@ static void send_batch(dcb_worker_t *self)
     call_batch_sent(self, p->stream, p->seq); /* before it goes: the ACK can come next */
     worker_send_msg(self, DCB_CMD_DATA, &p->body);
     self->collector.records_out += p->records;
+}
+
+/* Keeps an empty marker batch of `stream` in the window and sends it. */
+static void send_marker(dcb_worker_t *self, const char *stream, const char *session, uint32_t flags)
+{
+    dcb_envelope_t hdr = {.v = DCB_ENVELOPE_VERSION, .ts = dcb_host_services()->now_us()};
+    snprintf(hdr.stream, sizeof hdr.stream, "%s", stream);
+    snprintf(hdr.session, sizeof hdr.session, "%s", session);
+    snprintf(hdr.source, sizeof hdr.source, "%s", self->wcfg->name);
+    hdr.seq = next_seq(self, stream);
+    hdr.flags = flags;
+    msgpack_sbuffer_clear(&self->encoded);
+    dcb_envelope_encode(&hdr, (dcbus_span_t){NULL, 0}, 0, &self->encoded);
+    dcb_pending_t *p = &self->collector.window[self->collector.nwindow++];
+    memcpy(p->stream, hdr.stream, sizeof p->stream);
+    p->seq = hdr.seq;
+    p->records = 0;
+    p->marker = true;
+    p->sent_us = worker_now_us();
+    size_t size = self->encoded.size;
+    zmq_msg_init_data(&p->body, msgpack_sbuffer_release(&self->encoded), size, free_buffer, NULL);
+    worker_send_msg(self, DCB_CMD_DATA, &p->body);
+}
+
+/* Markers of `session` to send with `flags` (after what was sent). */
+static void queue_markers(dcb_worker_t *self, const char *session, uint32_t flags)
+{
+    dcb_collector_state_t *c = &self->collector;
+    if (c->nstreams == 0) return;
+    if (c->nmarkers == DCB_MARKERS_MAX) {
+        dcb_warn("too many end markers waiting: the oldest is dropped", "session=%s",
+                 c->markers[0].session);
+        memmove(c->markers, c->markers + 1, (DCB_MARKERS_MAX - 1) * sizeof *c->markers);
+        c->nmarkers--;
+    }
+    dcb_markers_t *m = &c->markers[c->nmarkers++];
+    snprintf(m->session, sizeof m->session, "%s", session);
+    m->flags = flags;
+    m->next = 0;
+}
+
+/* Sends the markers waiting, as far as the window has room; true once
+ * none waits. */
+static bool send_markers(dcb_worker_t *self)
+{
+    dcb_collector_state_t *c = &self->collector;
+    while (c->nmarkers) {
+        dcb_markers_t *m = &c->markers[0];
+        /* A session's end comes before the next one's begin: until then
+         * nothing is sent, nor collected under the session that ended. */
+        if (m->flags == DCBUS_BATCH_SESSION_END && strcmp(m->session, self->link.session) == 0)
+            return false;
+        while (m->next < c->nstreams) {
+            if (c->nwindow >= c->window_cap) return false;
+            send_marker(self, c->streams[m->next++].name, m->session, m->flags);
+        }
+        memmove(c->markers, c->markers + 1, (c->nmarkers - 1) * sizeof *c->markers);
+        c->nmarkers--;
+    }
+    return true;
 }
 
 /* One collect() call; returns false when collecting should pause. */
@@ -129,6 +197,7 @@ static bool collect_once(dcb_worker_t *self, int64_t now)
     case DCBUS_DONE:
         dcb_info("source exhausted", "records=%" PRIu64, self->collector.records_out);
         self->collector.source_done = true;
+        queue_markers(self, self->link.session, DCBUS_BATCH_SOURCE_END);
         return false;
     case DCBUS_ERETRY:
         dcb_warn("collect failed, retrying in 1 s", NULL);
@@ -161,6 +230,7 @@ static void resend_overdue(dcb_worker_t *self, int64_t now)
 static void collector_tick(dcb_worker_t *self, int64_t now)
 {
     if (self->link.ready) resend_overdue(self, now);
+    if (self->link.ready && !send_markers(self)) return;
     if (!self->link.ready || self->collector.source_done || self->collector.paused ||
         dcb_worker_stop)
         return;
@@ -193,12 +263,13 @@ static void collector_on_ack(dcb_worker_t *self, dcbus_span_t body)
     for (size_t i = 0; i < self->collector.nwindow; i++) {
         dcb_pending_t *p = &self->collector.window[i];
         if (p->seq == seq && strcmp(p->stream, stream) == 0) {
+            /* Only the first ACK of a batch reaches the plugin: the broker
+             * acknowledges a resent batch again. */
+            bool marker = p->marker;
             zmq_msg_close(&p->body);
             memmove(p, p + 1, (self->collector.nwindow - i - 1) * sizeof *p);
             self->collector.nwindow--;
-            /* Only the first ACK of a batch reaches the plugin: the broker
-             * acknowledges a resent batch again. */
-            call_batch_acked(self, stream, seq);
+            if (!marker) call_batch_acked(self, stream, seq);
             return;
         }
     }
@@ -280,7 +351,15 @@ static void collector_on_control(dcb_worker_t *self, dcbus_span_t body)
 
 static bool collector_done(const dcb_worker_t *self)
 {
-    return self->collector.source_done && self->collector.nwindow == 0;
+    return self->collector.source_done && self->collector.nwindow == 0 &&
+           self->collector.nmarkers == 0;
+}
+
+/* A session ended: its markers go after its last batch. */
+static void collector_on_session(dcb_worker_t *self, const dcb_session_note_t *note)
+{
+    if (strcmp(note->event, "end") == 0 && note->id[0] && !self->collector.source_done)
+        queue_markers(self, note->id, DCBUS_BATCH_SESSION_END);
 }
 
 static void collector_free(dcb_worker_t *self)
@@ -377,6 +456,7 @@ const dcb_role_ops_t collector_ops = {
     .fill_hello = collector_fill_hello,
     .on_ready = collector_on_ready,
     .on_message = collector_on_message,
+    .on_session = collector_on_session,
     .tick = collector_tick,
     .poll_timeout = collector_poll_timeout,
     .done = collector_done,

@@ -40,7 +40,18 @@ typedef struct {
     uint32_t records;
     int64_t sent_us; /* last sent: resent if unacknowledged too long */
     zmq_msg_t body;  /* the encoded envelope, kept for resending */
+    bool marker;     /* an end marker (ABI 2.4), not the plugin's */
 } dcb_pending_t;
+
+/* End markers still to send (collector.c): after the last batch of
+ * `session` (DCBUS_BATCH_SESSION_END) or of the source (SOURCE_END), one
+ * empty batch of each stream, streams [next..] still to go. */
+#define DCB_MARKERS_MAX 8
+typedef struct {
+    char session[DCB_NAME_MAX];
+    uint32_t flags;
+    size_t next;
+} dcb_markers_t;
 
 /* The next seq of one stream. */
 typedef struct {
@@ -82,6 +93,8 @@ typedef struct {
     uint64_t unsent_records;
     bool progress_unsent;
     int64_t stop_deadline_us; /* a stop waits for the window until then */
+    dcb_markers_t markers[DCB_MARKERS_MAX];
+    size_t nmarkers;
 } dcb_collector_state_t;
 
 /* A storage sink's state (storage.c, query.c). */
