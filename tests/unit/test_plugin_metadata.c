@@ -232,6 +232,46 @@ static void test_declared_schema(void **state)
     dcb_testkit_destroy(&tk);
 }
 
+/* output: side: the records go on unchanged, their metadata on the side
+ * stream, one record each {stream, seq, index, metadata}; a dropped record
+ * is on neither. */
+static void test_side_output(void **state)
+{
+    (void)state;
+    dcb_testkit_t *tk = processor(DECLARED "output: side\non_invalid: drop\n");
+    dcb_envelope_t out, side;
+    run(tk, "ticks", 7,
+        "{\"symbol\":\"A\",\"price\":10}\n"
+        "{\"symbol\":\"A\",\"price\":150.5}\n" /* invalid: dropped */
+        "{\"symbol\":\"B\",\"price\":20,\"qty\":3}\n",
+        &out);
+    assert_int_equal(out.count, 2);
+    const dcbus_host_t *h = dcb_testkit_host(tk);
+    dcbus_value_t v;
+    for (size_t i = 0; i < 2; i++)
+        assert_false(h->record_get(record_at(tk, &out, i), "metadata", &v));
+    assert_string_equal(str_at(tk, &out, 1, "symbol"), "B");
+    assert_int_equal(dcb_testkit_side_count(tk), 1);
+    assert_int_equal(dcb_testkit_side(tk, 0, &side), 0);
+    assert_string_equal(side.stream, "ticks.metadata");
+    assert_string_equal(side.parent, "ticks");
+    assert_int_equal(side.parent_seq, 7);
+    assert_int_equal(side.count, 2);
+    assert_string_equal(str_at(tk, &side, 0, "stream"), "ticks");
+    assert_int_equal(at(tk, &side, 0, "seq").as.i, 7);
+    assert_int_equal(at(tk, &side, 0, "index").as.i, 0);
+    assert_int_equal(at(tk, &side, 1, "index").as.i, 2);
+    assert_true(is_valid(tk, &side, 0) && is_valid(tk, &side, 1));
+    assert_int_equal(str_at(tk, &side, 1, "metadata.schema_id")[0] != '\0', 1);
+    dcb_testkit_destroy(&tk);
+
+    tk = processor("output: side\nside_stream: quality\n");
+    run(tk, "prices", 1, "{\"symbol\":\"A\",\"price\":1}", &out);
+    assert_int_equal(dcb_testkit_side(tk, 0, &side), 0);
+    assert_string_equal(side.stream, "quality");
+    dcb_testkit_destroy(&tk);
+}
+
 /* ranges apply to an inferred schema too, from the first record. */
 static void test_ranges_with_inference(void **state)
 {
@@ -528,7 +568,7 @@ static void test_bad_settings_refused(void **state)
     assert_refused("schema: {name: string}\nranges: {name: {min: 0}}\n",
                    "the field is of type string, a range needs a number");
     assert_refused("ranges: {price: 5}\n", "ranges.price: expected a map {min: N, max: N}");
-    assert_refused("output: side\n", "output: side needs side outputs");
+    assert_refused("output: side\nside_stream: \"\"\n", "side_stream: must not be empty");
     assert_refused("output: sideways\n", "output");
     assert_refused("on_invalid: ignore\n", "on_invalid");
     assert_refused("time_unit: minutes\n", "time_unit");
@@ -717,6 +757,7 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_schema_inferred_per_stream),
+        cmocka_unit_test(test_side_output),
         cmocka_unit_test(test_declared_schema),
         cmocka_unit_test(test_ranges_with_inference),
         cmocka_unit_test(test_include_schema),

@@ -42,6 +42,7 @@ typedef struct {
     uint64_t batches;
     msgpack_sbuffer meta, details, splice;
     counts_t counts;
+    dcbus_builder_t *side; /* output: side: the batch in hand's side builder */
 } mp_t;
 
 /* What one batch reported, for its summary. */
@@ -358,20 +359,35 @@ static int deliver_inline(mp_t *self, dcbus_span_t record, const check_t *c, dcb
     return 0;
 }
 
+/* The record unchanged on the output, {stream, seq, index, <key>: the
+ * metadata map} on the side stream. */
+static int deliver_side(mp_t *self, const dcbus_batch_t *in, uint32_t index, dcbus_span_t record,
+                        dcbus_builder_t *out)
+{
+    const dcbus_host_t *h = self->host;
+    h->batch_add_raw(out, record);
+    h->record_begin(self->side, 4);
+    h->put_str(self->side, "stream", in->stream, strlen(in->stream));
+    h->put_int(self->side, "seq", (int64_t)in->seq);
+    h->put_int(self->side, "index", index);
+    h->put_raw(self->side, self->conf.key,
+               (dcbus_span_t){(const uint8_t *)self->meta.data, self->meta.size});
+    return 0;
+}
+
 /* Hands a record's metadata on.  Inline: a copy of the record with the
- * metadata under `key` (a field of that name is replaced).  Side outputs
- * (`output: side`) are where a host that offers processors a second
- * output would get, instead, the record unchanged on the main output and
- * {stream, seq, index, metadata...} on the side one; settings.c refuses
- * the value until then, so only inline reaches here.  Returns 0, or -1 if
- * the record could not be copied (not a well-formed map). */
-static int deliver(mp_t *self, dcbus_span_t record, const check_t *c, dcbus_builder_t *out)
+ * metadata under `key` (a field of that name is replaced).  Side
+ * (`output: side`, ABI 2.4 side outputs): the record unchanged, its
+ * metadata on the side stream.  Returns 0, or -1 if the record could not
+ * be copied (not a well-formed map). */
+static int deliver(mp_t *self, const dcbus_batch_t *in, uint32_t index, dcbus_span_t record,
+                   const check_t *c, dcbus_builder_t *out)
 {
     switch (self->conf.output) {
     case OUT_INLINE:
         return deliver_inline(self, record, c, out);
     case OUT_SIDE:
-        break;
+        return deliver_side(self, in, index, record, out);
     }
     return -1;
 }
@@ -424,7 +440,7 @@ static void handle_record(mp_t *self, mstream_t *st, const dcbus_batch_t *in, ui
         v.type == DCBUS_VAL_MAP)
         o.collected = v.raw;
     encode_metadata(&self->meta, self->host, &q, &o);
-    if (deliver(self, record, &c, out) != 0) {
+    if (deliver(self, in, index, record, &c, out) != 0) {
         c.malformed = true;
         check_error(&c, "the record could not be copied: not a well-formed map");
         self->counts.valid -= q.is_valid;
@@ -432,6 +448,24 @@ static void handle_record(mp_t *self, mstream_t *st, const dcbus_batch_t *in, ui
         self->counts.kept_invalid -= !q.is_valid;
         pass_unannotated(self, in, index, record, &c, out, rep);
     }
+}
+
+/* output: side: the builder of the batch's side stream (side_stream with
+ * {stream} replaced).  -1 if the host refuses it (logged). */
+static int open_side(mp_t *self, const dcbus_batch_t *in)
+{
+    char name[256];
+    const char *t = self->conf.side_stream, *at = strstr(t, "{stream}");
+    if (at)
+        snprintf(name, sizeof name, "%.*s%s%s", (int)(at - t), t, in->stream, at + 8);
+    else
+        snprintf(name, sizeof name, "%s", t);
+    self->side = self->host->side_batch(self->ctx, name);
+    if (self->side) return 0;
+    DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR,
+              "metadata: the host refused side stream \"%s\" (a name of letters, digits and ._-)",
+              name);
+    return -1;
 }
 
 static int metadata_process(void *state, const dcbus_batch_t *in, dcbus_builder_t *out)
@@ -446,6 +480,7 @@ static int metadata_process(void *state, const dcbus_batch_t *in, dcbus_builder_
                   in->stream);
         return DCBUS_ERETRY;
     }
+    if (self->conf.output == OUT_SIDE && open_side(self, in) != 0) return DCBUS_ERR;
     dcbus_span_t rest = in->records, record;
     batch_reports_t rep = {0};
     uint32_t seen = 0;

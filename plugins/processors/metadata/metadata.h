@@ -229,8 +229,9 @@ typedef enum { OUT_INLINE = 0, OUT_SIDE } output_t;
 typedef struct {
     char *key; /* where the metadata goes in the record */
     output_t output;
-    bool drop;     /* on_invalid: drop */
-    bool declared; /* `schema` given: `schema` holds it */
+    char *side_stream; /* output: side: the template, "{stream}.metadata" */
+    bool drop;         /* on_invalid: drop */
+    bool declared;     /* `schema` given: `schema` holds it */
     schema_t schema;
     uint64_t infer_records;
     mrange_t *ranges;

@@ -24,8 +24,12 @@ const dcbus_setting_t metadata_settings[] = {
      .type = DCBUS_SETTING_STR,
      .dflt = "inline",
      .allowed = "inline|side",
-     .description = "inline: the map goes into the record; side: on a side stream (not yet "
-                    "offered by the host)"},
+     .description = "inline: the map goes into the record; side: the record unchanged and "
+                    "{stream, seq, index, <key>} on side_stream (ABI 2.4)"},
+    {.name = "side_stream",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "{stream}.metadata",
+     .description = "output: side: the stream the metadata goes on; {stream} is the input's"},
     {.name = "on_invalid",
      .type = DCBUS_SETTING_STR,
      .dflt = "keep",
@@ -345,10 +349,13 @@ static int read_output(const reader_t *r, mconf_t *conf)
     mpath_capture(&conf->key_path, &conf->opts);
     const char *output = h->config_str(r->ctx, "output", "inline");
     conf->output = strcmp(output, "side") == 0 ? OUT_SIDE : OUT_INLINE;
-    /* The hook for side outputs: see deliver() in metadata.c and the README. */
-    if (conf->output == OUT_SIDE)
-        return refuse(r, "output: side needs side outputs for processors, which this host does "
-                         "not offer yet; use output: inline");
+    conf->side_stream = strdup(h->config_str(r->ctx, "side_stream", "{stream}.metadata"));
+    if (!conf->side_stream) return refuse(r, "out of memory");
+    if (conf->output == OUT_SIDE && !DCBUS_HOST_HAS(h, side_batch))
+        return refuse(r, "output: side needs side outputs for processors (a host of ABI 2.4 or "
+                         "later); use output: inline");
+    if (conf->output == OUT_SIDE && !conf->side_stream[0])
+        return refuse(r, "side_stream: must not be empty");
     conf->drop = strcmp(h->config_str(r->ctx, "on_invalid", "keep"), "drop") == 0;
     conf->include_schema = h->config_bool(r->ctx, "include_schema", false);
     conf->report_records = (uint32_t)h->config_int(r->ctx, "report_records", 10);
@@ -378,6 +385,7 @@ int mconf_read(mconf_t *conf, const dcbus_host_t *h, dcbus_ctx_t *ctx)
 void mconf_free(mconf_t *conf)
 {
     free(conf->key);
+    free(conf->side_stream);
     free(conf->time_field);
     free(conf->collected_field);
     schema_free(&conf->schema);
