@@ -19,7 +19,10 @@
  * from it, never processed again; a failed process() is rolled back to the
  * last journaled state; the last state is handed to the plugin when the
  * worker starts.  Side seqs then go 1 by 1 per side stream (journaled);
- * without a journal a side batch takes its input's seq.
+ * without a journal a side batch takes its input's seq.  The collectors'
+ * empty end markers reach only a plugin with state: the host answers them
+ * for the others (validators written before them would refuse an empty
+ * batch).
  */
 #include <inttypes.h>
 #include <sys/stat.h>
@@ -325,6 +328,10 @@ static void processor_on_data(dcb_worker_t *self, dcb_message_t *m)
     restore_state(self);
     if (p->failed) return; /* stopping: the batch goes to the next worker */
     if (!worker_decode_batch(self, m, &env)) return;
+    if (env.count == 0 && !p->log) { /* an end marker: only a stateful plugin is shown it */
+        worker_send_msg(self, DCB_CMD_DATA, &m->body);
+        return;
+    }
     if (p->log && (answer_from_journal(self, m, &env) || older_than_journal(self, m, &env))) return;
     dcbus_batch_t view = dcb_envelope_view(&env);
     self->cur_stream = env.stream;
