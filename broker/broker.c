@@ -699,7 +699,9 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
     }
     if (!collector) return;
     dcb_sessions_count(self->sessions, env.count, 0);
-    if (self->config->data_tap && self->data_subscribers > 0) tap_data(self, &env, &m->body);
+    /* End markers (empty, `end` set) are no data: not tapped. */
+    if (self->config->data_tap && self->data_subscribers > 0 && !(env.count == 0 && env.flags))
+        tap_data(self, &env, &m->body);
 }
 
 static void on_ack(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64_t now)
