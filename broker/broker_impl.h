@@ -17,6 +17,7 @@
 
 #include "backlog.h"
 #include "chain.h"
+#include "clock.h"
 #include "intake.h"
 #include "lastvalue.h"
 #include "proto.h"
@@ -71,11 +72,10 @@ static inline int64_t now_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* The wall clock: real, or the test clock DCBUS_CLOCK sets (clock.h). */
 static inline int64_t wall_us(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return dcb_clock_now_us();
 }
 
 /* broker.c: a peer's routing id as a new message (for sending to it), and

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "errinfo.h"
 #include "log.h"
 #include "messages.h"
@@ -64,7 +65,7 @@ void dcb_chain_destroy(dcb_chain_t **self_p)
 
 static int64_t wall_now_us(void)
 {
-    return zclock_time() * 1000;
+    return dcb_clock_now_us();
 }
 
 /* The broker's own rule, when no handler took the failure. */

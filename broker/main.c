@@ -11,6 +11,7 @@
 #include <czmq.h>
 
 #include "broker.h"
+#include "clock.h"
 #include "log.h"
 #include "process.h"
 
@@ -64,6 +65,10 @@ int main(int argc, char **argv)
         return 2;
     }
     dcb_log_init("dcbus-broker", NULL);
+    if (dcb_clock_error()) {
+        dcb_error("refused DCBUS_CLOCK", "error=\"%s\"", dcb_clock_error());
+        return 2;
+    }
     char err[1024];
     dcb_config_t *config = dcb_config_load(config_path, err, sizeof err);
     if (!config) {

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "envelope.h"
+#include "clock.h"
 #include "errinfo.h"
 #include "jsonread.h"
 #include "jsonwrite.h"
@@ -164,7 +165,7 @@ static int64_t clock_us(clockid_t id)
 
 static int64_t host_now_us(void)
 {
-    return clock_us(CLOCK_REALTIME);
+    return dcb_clock_now_us();
 }
 
 static int64_t host_monotonic_us(void)

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 static const char *s_program = "dcbus";
 static const char *s_instance = NULL;
 static int s_level = -2; /* -2: not yet read from the environment */
@@ -62,8 +64,9 @@ void dcb_logv(dcb_log_level_t level, const char *msg, const char *fields, va_lis
 {
     if ((int)level > (int)dcb_log_level()) return;
     char line[4096];
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
+    int64_t now = dcb_clock_now_us();
+    struct timeval tv = {.tv_sec = (time_t)(now / 1000000),
+                         .tv_usec = (suseconds_t)(now % 1000000)};
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
     size_t pos = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);

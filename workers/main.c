@@ -27,6 +27,7 @@
 
 #include "admin.h"
 #include "calls.h"
+#include "clock.h"
 #include "log.h"
 #include "process.h"
 #include "role.h"
@@ -343,6 +344,10 @@ int main(int argc, char **argv)
     options_t o = {0};
     if (parse_args(argc, argv, &o) != 0) return 2;
     dcb_log_init("dcbus-worker", o.instance);
+    if (dcb_clock_error()) {
+        dcb_error("refused DCBUS_CLOCK", "error=\"%s\"", dcb_clock_error());
+        return 2;
+    }
     /* An admin command's answer is on stdout: info lines would only crowd it. */
     if (o.admin && !getenv("DCBUS_LOG_LEVEL")) dcb_log_set_level(DCB_LOG_WARN);
     if (o.log_level && dcb_log_level_parse(o.log_level) >= 0)
