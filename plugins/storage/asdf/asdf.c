@@ -20,8 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int asdf_report(asdf_t *self, dcbus_error_type_t type, const char *operation, const char *fmt,
-                ...)
+int asdf_report(asdf_t *self, dcbus_error_type_t type, const char *operation, const char *fmt, ...)
 {
     char message[2048];
     va_list ap;
@@ -30,9 +29,8 @@ int asdf_report(asdf_t *self, dcbus_error_type_t type, const char *operation, co
     va_end(ap);
     dcbus_error_t error = {.type = type, .operation = operation, .message = message};
     self->host->report_error(self->ctx, &error);
-    DCBUS_LOG(self->host, self->ctx, type == DCBUS_ERROR_VALIDATION ? DCBUS_LOG_WARN
-                                                                     : DCBUS_LOG_ERROR,
-              "%s", message);
+    DCBUS_LOG(self->host, self->ctx,
+              type == DCBUS_ERROR_VALIDATION ? DCBUS_LOG_WARN : DCBUS_LOG_ERROR, "%s", message);
     return DCBUS_ERR;
 }
 
@@ -151,18 +149,20 @@ static int asdf_store(void *state, const dcbus_batch_t *in)
     stage_t *st = stage_get(self, in->session);
     if (!st) return DCBUS_ERETRY;
     if (st->phase == PHASE_CLOSING || stage_seen(st, in->stream, in->seq)) {
-        if (st->phase == PHASE_CLOSING) self->late++;
-        else self->duplicates++;
+        if (st->phase == PHASE_CLOSING)
+            self->late++;
+        else
+            self->duplicates++;
         return DCBUS_OK;
     }
     int rc = records_stage(self, st, in);
-    if (rc == DCBUS_OK && stage_note(st, in->stream, in->seq) != 0) rc = (errno = ENOMEM, DCBUS_ERETRY);
+    if (rc == DCBUS_OK && stage_note(st, in->stream, in->seq) != 0)
+        rc = (errno = ENOMEM, DCBUS_ERETRY);
     if (rc != DCBUS_OK) {
         asdf_report(self, DCBUS_ERROR_STORAGE, "store",
                     "asdf: cannot stage batch %llu of stream %s (session %s) in %s: %s; it "
                     "comes again",
-                    (unsigned long long)in->seq, in->stream, in->session, st->dir,
-                    strerror(errno));
+                    (unsigned long long)in->seq, in->stream, in->session, st->dir, strerror(errno));
         lose_pending(self);
         return DCBUS_ERETRY;
     }
@@ -178,8 +178,9 @@ static int asdf_flush(void *state)
         return DCBUS_ERETRY;
     }
     if (stage_commit_all(self) != 0) {
-        asdf_report(self, DCBUS_ERROR_STORAGE, "flush", "asdf: cannot make staged data durable in %s: %s",
-                    self->staging, strerror(errno));
+        asdf_report(self, DCBUS_ERROR_STORAGE, "flush",
+                    "asdf: cannot make staged data durable in %s: %s", self->staging,
+                    strerror(errno));
         stage_rollback_all(self);
         self->pending_batches = 0;
         return DCBUS_ERETRY;

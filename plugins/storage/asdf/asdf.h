@@ -51,9 +51,9 @@ typedef enum {
 typedef struct {
     char *stream;
     dest_kind_t kind;
-    char *name;        /* camera or table name */
-    bool configured;   /* named in the settings (else a default by prefix) */
-    int info_index;    /* cameras: the index of its entry in `cameras`, else -1 */
+    char *name;      /* camera or table name */
+    bool configured; /* named in the settings (else a default by prefix) */
+    int info_index;  /* cameras: the index of its entry in `cameras`, else -1 */
 } route_t;
 
 typedef struct {
@@ -164,8 +164,8 @@ typedef struct stage {
     stream_seqs_t *streams;
     size_t nstreams;
     uint64_t records, warnings, log_errors, rejected;
-    bool dirty;            /* changed since the state file was written */
-    int64_t retry_at_us;   /* PHASE_CLOSING: when to try finishing again */
+    bool dirty;          /* changed since the state file was written */
+    int64_t retry_at_us; /* PHASE_CLOSING: when to try finishing again */
     struct stage *next;
 } stage_t;
 
@@ -199,8 +199,8 @@ typedef struct {
 
 /* Reports an error of `type` on the error topic (message formatted);
  * returns DCBUS_ERR. */
-int asdf_report(asdf_t *self, dcbus_error_type_t type, const char *operation, const char *fmt,
-                ...) __attribute__((format(printf, 4, 5)));
+int asdf_report(asdf_t *self, dcbus_error_type_t type, const char *operation, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /* ---------------------------------------------------------------------------
  * route.c

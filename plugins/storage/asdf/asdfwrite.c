@@ -25,8 +25,8 @@ typedef struct {
 } dtype_def_t;
 
 static const dtype_def_t DTYPES[] = {
-    {"uint8", 'u', 1},  {"int8", 'i', 1},   {"uint16", 'u', 2}, {"int16", 'i', 2},
-    {"uint32", 'u', 4}, {"int32", 'i', 4},  {"uint64", 'u', 8}, {"int64", 'i', 8},
+    {"uint8", 'u', 1},   {"int8", 'i', 1},    {"uint16", 'u', 2}, {"int16", 'i', 2},
+    {"uint32", 'u', 4},  {"int32", 'i', 4},   {"uint64", 'u', 8}, {"int64", 'i', 8},
     {"float32", 'f', 4}, {"float64", 'f', 8},
 };
 #define NDTYPES (sizeof DTYPES / sizeof *DTYPES)
@@ -76,7 +76,10 @@ static void put_be(uint8_t *p, uint64_t v, int bytes)
 
 size_t asdf_block_header(uint8_t *out, const asdf_block_t *b, uint32_t pad)
 {
-    memcpy(out, "\xd3" "BLK", 4);
+    memcpy(out,
+           "\xd3"
+           "BLK",
+           4);
     put_be(out + 4, 48 + pad, 2);
     put_be(out + 6, b->flags, 4);
     memcpy(out + 10, b->compression, 4);
@@ -243,8 +246,11 @@ static void scalar(asdf_tree_t *t, const char *tag, const char *s, size_t len,
 static size_t utf8_seq(const unsigned char *s, size_t len)
 {
     unsigned char c = s[0];
-    size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3
-                                                 : (c & 0xF8) == 0xF0 ? 4 : 0;
+    size_t n = c < 0x80             ? 1
+               : (c & 0xE0) == 0xC0 ? 2
+               : (c & 0xF0) == 0xE0 ? 3
+               : (c & 0xF8) == 0xF0 ? 4
+                                    : 0;
     if (!n || n > len || (n == 2 && c < 0xC2)) return 0;
     for (size_t i = 1; i < n; i++)
         if ((s[i] & 0xC0) != 0x80) return 0;
@@ -253,8 +259,8 @@ static size_t utf8_seq(const unsigned char *s, size_t len)
         if (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
     }
     if (n == 4) {
-        uint32_t cp = (c & 0x07u) << 18 | (s[1] & 0x3Fu) << 12 | (s[2] & 0x3Fu) << 6 |
-                      (s[3] & 0x3Fu);
+        uint32_t cp =
+            (c & 0x07u) << 18 | (s[1] & 0x3Fu) << 12 | (s[2] & 0x3Fu) << 6 | (s[3] & 0x3Fu);
         if (cp < 0x10000 || cp > 0x10FFFF) return 0;
     }
     return n;
@@ -301,10 +307,10 @@ static void as_utf8(asdf_tree_t *t, const char *s, size_t len, const char *tag,
  * that YAML 1.1 does not read as a boolean or null. */
 static bool plain_key(const char *key, size_t len)
 {
-    static const char *const words[] = {"y", "n", "yes", "no", "true", "false", "on", "off",
-                                        "null"};
-    if (!len || !((key[0] >= 'a' && key[0] <= 'z') || (key[0] >= 'A' && key[0] <= 'Z') ||
-                  key[0] == '_'))
+    static const char *const words[] = {"y",     "n",  "yes", "no",  "true",
+                                        "false", "on", "off", "null"};
+    if (!len ||
+        !((key[0] >= 'a' && key[0] <= 'z') || (key[0] >= 'A' && key[0] <= 'Z') || key[0] == '_'))
         return false;
     for (size_t i = 0; i < len; i++) {
         char c = key[i];
@@ -428,9 +434,8 @@ void asdf_tree_map_end(asdf_tree_t *t)
 void asdf_tree_seq_begin(asdf_tree_t *t, bool flow)
 {
     yaml_event_t ev;
-    yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
-                                         flow ? YAML_FLOW_SEQUENCE_STYLE
-                                              : YAML_BLOCK_SEQUENCE_STYLE);
+    yaml_sequence_start_event_initialize(
+        &ev, NULL, NULL, 1, flow ? YAML_FLOW_SEQUENCE_STYLE : YAML_BLOCK_SEQUENCE_STYLE);
     emit(t, &ev);
 }
 

@@ -45,10 +45,10 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define CHUNK        (1u << 20)
-#define RETRY_US     5000000
-#define TARGET_MAX   64
-#define NAME_TRIES   100
+#define CHUNK      (1u << 20)
+#define RETRY_US   5000000
+#define TARGET_MAX 64
+#define NAME_TRIES 100
 
 /* ---------------------------------------------------------------------------
  * The file's name
@@ -417,8 +417,11 @@ static int write_head(asdf_t *self, stage_t *st, blocks_plan_t *p, int out, uint
             rc = write_block(self, out, end, &src, &c->md5);
         } else {
             const table_t *tb = &st->tables[r->table];
-            source_t src = {.next = column_next, .fd = p->colfd, .col = &tb->cols[r->col],
-                            .tb = tb, .off = p->col_off[r->table][r->col]};
+            source_t src = {.next = column_next,
+                            .fd = p->colfd,
+                            .col = &tb->cols[r->col],
+                            .tb = tb,
+                            .off = p->col_off[r->table][r->col]};
             tree_column_dtype(src.col, tb, &src.dt);
             if (!(src.raw = malloc(CHUNK))) return errno = ENOMEM, -1;
             rc = write_block(self, out, end, &src, NULL);
@@ -434,8 +437,7 @@ static int write_head(asdf_t *self, stage_t *st, blocks_plan_t *p, int out, uint
 
 /* The tail's header at *end, padded so that its data starts at a multiple
  * of blk; *end becomes that start. */
-static int write_tail_header(int out, uint64_t *end, const camera_t *c, uint64_t blk,
-                             uint64_t room)
+static int write_tail_header(int out, uint64_t *end, const camera_t *c, uint64_t blk, uint64_t room)
 {
     uint64_t want = *end + ASDF_BLOCK_HEAD;
     uint64_t prefix = room ? room : (want + blk - 1) / blk * blk;
@@ -544,8 +546,8 @@ static int build(asdf_t *self, stage_t *st, char *target, size_t cap, char *why,
     } else {
         snprintf(target, cap, "%s", head_path);
     }
-    if (lseek(out_fd, (off_t)end, SEEK_SET) < 0 || asdf_write_index(out_fd, offsets, p.nblocks) != 0 ||
-        fsync(out_fd) != 0)
+    if (lseek(out_fd, (off_t)end, SEEK_SET) < 0 ||
+        asdf_write_index(out_fd, offsets, p.nblocks) != 0 || fsync(out_fd) != 0)
         goto io;
     rc = 0;
     goto out;

@@ -107,9 +107,9 @@ void md5_digest(const md5_t *m, uint8_t out[16])
 
 void md5_save(const md5_t *m, char out[MD5_TEXT_MAX])
 {
-    int n = snprintf(out, MD5_TEXT_MAX, "%08" PRIx32 "%08" PRIx32 "%08" PRIx32 "%08" PRIx32
-                                        ":%" PRIu64 ":",
-                     m->h[0], m->h[1], m->h[2], m->h[3], m->len);
+    int n = snprintf(out, MD5_TEXT_MAX,
+                     "%08" PRIx32 "%08" PRIx32 "%08" PRIx32 "%08" PRIx32 ":%" PRIu64 ":", m->h[0],
+                     m->h[1], m->h[2], m->h[3], m->len);
     size_t have = (size_t)(m->len & 63);
     for (size_t i = 0; i < have; i++)
         n += snprintf(out + n, MD5_TEXT_MAX - (size_t)n, "%02x", m->buf[i]);

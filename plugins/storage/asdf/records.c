@@ -183,7 +183,9 @@ static void put_value(batch_ctx_t *b, column_t *c, const dcbus_value_t *v)
                     "asdf: column %s of stream %s holds %s, a value of another type is kept as "
                     "missing (first in seq %llu)",
                     c->name, b->in->stream,
-                    c->kind == COL_NUM ? "numbers" : c->kind == COL_BOOL ? "booleans" : "strings",
+                    c->kind == COL_NUM    ? "numbers"
+                    : c->kind == COL_BOOL ? "booleans"
+                                          : "strings",
                     (unsigned long long)b->in->seq);
     }
     put_missing(c);
@@ -320,8 +322,8 @@ static int write_frame(camera_t *c, const char *data, size_t len)
     return 0;
 }
 
-static const char *const FRAME_SKIP[] = {"data", "dtype", "shape", "camera", "height", "width",
-                                         NULL};
+static const char *const FRAME_SKIP[] = {"data",   "dtype", "shape", "camera",
+                                         "height", "width", NULL};
 
 static int stage_frame(batch_ctx_t *b, const route_t *r, dcbus_span_t rec)
 {
@@ -342,8 +344,9 @@ static int stage_frame(batch_ctx_t *b, const route_t *r, dcbus_span_t rec)
     if (!h->record_get(rec, "dtype", &dtype) || dtype.type != DCBUS_VAL_STR)
         return reject(b, "a frame needs `dtype`, a string"), 0;
     if (asdf_dtype_parse(dtype.as.str.ptr, dtype.as.str.len, &dt) != 0)
-        return reject(b, "unknown dtype '%.*s' (uint8, int8, uint16, int16, uint32, int32, "
-                         "uint64, int64, float32, float64, or numpy's <u2...)",
+        return reject(b,
+                      "unknown dtype '%.*s' (uint8, int8, uint16, int16, uint32, int32, "
+                      "uint64, int64, float32, float64, or numpy's <u2...)",
                       (int)(dtype.as.str.len > 40 ? 40 : dtype.as.str.len), dtype.as.str.ptr),
                0;
     if (frame_shape(h, rec, &hh, &ww) != 0 || hh == 0 || ww == 0 || hh > UINT32_MAX ||
@@ -352,8 +355,7 @@ static int stage_frame(batch_ctx_t *b, const route_t *r, dcbus_span_t rec)
                          "positive integers"),
                0;
     if (hh * ww > (uint64_t)SIZE_MAX / dt.size || hh * ww * dt.size != data.as.str.len)
-        return reject(b,
-                      "data is %u bytes, shape [%llu, %llu] of %s needs %llu", data.as.str.len,
+        return reject(b, "data is %u bytes, shape [%llu, %llu] of %s needs %llu", data.as.str.len,
                       (unsigned long long)hh, (unsigned long long)ww, dt.name,
                       (unsigned long long)(hh * ww * dt.size)),
                0;

@@ -33,8 +33,11 @@ static int add_route(routes_t *r, const char *stream, dest_kind_t kind, const ch
         r->cap = cap;
     }
     route_t *rt = &r->v[r->n];
-    *rt = (route_t){.stream = strdup(stream), .kind = kind, .name = strdup(name),
-                    .configured = configured, .info_index = info_index};
+    *rt = (route_t){.stream = strdup(stream),
+                    .kind = kind,
+                    .name = strdup(name),
+                    .configured = configured,
+                    .info_index = info_index};
     if (!rt->stream || !rt->name) {
         free(rt->stream);
         free(rt->name);
@@ -81,8 +84,7 @@ static int configured(asdf_t *self, const char *stream, dest_kind_t kind, const 
     }
     if (!*stream || strlen(stream) > ASDF_NAME_MAX || strlen(name) > ASDF_NAME_MAX) {
         DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_ERROR,
-                  "asdf: stream and camera names are 1 to %d bytes ('%s')", ASDF_NAME_MAX,
-                  stream);
+                  "asdf: stream and camera names are 1 to %d bytes ('%s')", ASDF_NAME_MAX, stream);
         return -1;
     }
     return add_route(&self->routes, stream, kind, name, true, info);

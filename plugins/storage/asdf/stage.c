@@ -69,7 +69,8 @@ int asdf_write_all(int fd, const void *data, size_t len)
 int asdf_mkdir_p(const char *path)
 {
     char copy[ASDF_PATH_MAX];
-    if (snprintf(copy, sizeof copy, "%s", path) >= (int)sizeof copy) return errno = ENAMETOOLONG, -1;
+    if (snprintf(copy, sizeof copy, "%s", path) >= (int)sizeof copy)
+        return errno = ENAMETOOLONG, -1;
     for (char *p = copy + 1; *p; p++) {
         if (*p != '/') continue;
         *p = '\0';
@@ -371,8 +372,8 @@ long stage_camera(stage_t *st, const char *name, size_t len, const asdf_dtype_t 
     if (!v) return errno = ENOMEM, -1;
     st->cams = v;
     camera_t *c = &v[st->ncams];
-    *c = (camera_t){.name = strndup(name, len), .dtype = *dt, .h = h, .w = w,
-                    .table = (size_t)t, .fd = -1};
+    *c = (camera_t){
+        .name = strndup(name, len), .dtype = *dt, .h = h, .w = w, .table = (size_t)t, .fd = -1};
     if (!c->name) return errno = ENOMEM, -1;
     md5_init(&c->md5);
     char path[ASDF_PATH_MAX + 32];
@@ -498,8 +499,8 @@ static void state_text(const stage_t *st, strbuf_t *sb)
     sb_lit(sb, st->phase == PHASE_CLOSING ? "\nphase closing " : "\nphase open ");
     put_cname(sb, st->final_path);
     put_fmt(sb, " %" PRIu64 " %d\n", st->prefix, st->tail);
-    put_fmt(sb, "counts %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 "\n",
-            st->records, st->warnings, st->log_errors, st->rejected, st->first_ts);
+    put_fmt(sb, "counts %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 "\n", st->records,
+            st->warnings, st->log_errors, st->rejected, st->first_ts);
     put_fmt(sb, "log %" PRIu64 "\n", st->logbytes);
     for (size_t i = 0; i < st->ncams; i++, lines++) {
         const camera_t *c = &st->cams[i];
@@ -528,8 +529,7 @@ static void state_text(const stage_t *st, strbuf_t *sb)
         }
     }
     for (int i = 0; i < NLISTS; i++, lines++)
-        put_fmt(sb, "list %d %" PRIu64 " %" PRIu64 "\n", i, st->lists[i].count,
-                st->lists[i].bytes);
+        put_fmt(sb, "list %d %" PRIu64 " %" PRIu64 "\n", i, st->lists[i].count, st->lists[i].bytes);
     for (size_t i = 0; i < st->nstreams; i++, lines++) {
         const stream_seqs_t *s = &st->streams[i];
         sb_lit(sb, "seqs ");
@@ -895,9 +895,8 @@ static int note_finished(asdf_t *self, const char *id)
     put_cname(&sb, id);
     sb_put(&sb, "\n", 1);
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    int rc = fd >= 0 && !sb.oom && asdf_write_all(fd, sb.data, sb.len) == 0 && fsync(fd) == 0
-                 ? 0
-                 : -1;
+    int rc =
+        fd >= 0 && !sb.oom && asdf_write_all(fd, sb.data, sb.len) == 0 && fsync(fd) == 0 ? 0 : -1;
     if (fd >= 0) close(fd);
     free(sb.data);
     finished_add_mem(self, id);
@@ -961,8 +960,7 @@ int stage_load_all(asdf_t *self)
                            self->staging, strerror(errno));
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (e->d_name[0] == '.' || strcmp(e->d_name, "finished") == 0 ||
-            strstr(e->d_name, ".tmp"))
+        if (e->d_name[0] == '.' || strcmp(e->d_name, "finished") == 0 || strstr(e->d_name, ".tmp"))
             continue;
         char why[ASDF_PATH_MAX + 200];
         stage_t *st = stage_read(self, e->d_name, why, sizeof why);

@@ -249,8 +249,8 @@ static int64_t end_of(asdf_t *self, const stage_t *st)
     return st->desc.end_us ? st->desc.end_us : self->host->now_us();
 }
 
-static const char *const META_KEYS[] = {"session_id", "session_type", "status", "start_time",
-                                        "end_time", "duration_seconds", NULL};
+static const char *const META_KEYS[] = {"session_id", "session_type",     "status", "start_time",
+                                        "end_time",   "duration_seconds", NULL};
 
 static void emit_meta(asdf_t *self, asdf_tree_t *t, const stage_t *st)
 {
@@ -620,8 +620,7 @@ static void emit_summary(asdf_tree_t *t, const stage_t *st)
     asdf_tree_map_end(t);
 }
 
-int tree_write(asdf_t *self, stage_t *st, const blocks_plan_t *p, int fd, char *why,
-               size_t whylen)
+int tree_write(asdf_t *self, stage_t *st, const blocks_plan_t *p, int fd, char *why, size_t whylen)
 {
     asdf_tree_t t;
     if (asdf_tree_begin(&t, fd, LIBRARY, VERSION, HOMEPAGE, AUTHOR) != 0) {
