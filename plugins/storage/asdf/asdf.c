@@ -51,7 +51,7 @@ static int read_settings(asdf_t *self)
         self->dir[strlen(self->dir) - 1] = '\0';
     snprintf(self->staging, sizeof self->staging, "%s/%s", self->dir, STAGING_DIR);
     if (!catalog)
-        snprintf(self->catalog_path, sizeof self->catalog_path, "%s/catalog.sqlite", self->dir);
+        asdf_catalog_default_db(self->dir, self->catalog_path, sizeof self->catalog_path);
     else if (strcmp(catalog, "none") != 0 && *catalog)
         snprintf(self->catalog_path, sizeof self->catalog_path, "%s", catalog);
     self->compress = strcmp(h->config_str(self->ctx, "compression", "none"), "zlib") == 0;
@@ -242,7 +242,7 @@ static const dcbus_setting_t asdf_settings[] = {
      .description = "root folder: files go to <dir>/YYYY/MM/DD/, staging to <dir>/.staging"},
     {.name = "catalog",
      .type = DCBUS_SETTING_STR,
-     .dflt = "<dir>/catalog.sqlite",
+     .dflt = "<dir>/catalog/catalog.sqlite",
      .description = "the catalog each finished file is added to; none: no catalog"},
     {.name = "compression",
      .type = DCBUS_SETTING_STR,

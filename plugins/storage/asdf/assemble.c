@@ -435,21 +435,38 @@ static int write_head(asdf_t *self, stage_t *st, blocks_plan_t *p, int out, uint
     return 0;
 }
 
-/* The tail's header at *end, padded so that its data starts at a multiple
- * of blk; *end becomes that start. */
-static int write_tail_header(int out, uint64_t *end, const camera_t *c, uint64_t blk, uint64_t room)
+/* The tail's header at *end, placed so that its data starts at a multiple
+ * of blk: the room in between becomes unused space allocated to the block
+ * before it (the standard's allocated_size > used_size; a padded header
+ * would do as well by the standard, but readers such as python3-asdf 2.x
+ * take the data to start 48 bytes after the header size field).  `prev`
+ * is that block's offset.  *end becomes the data's start. */
+static int write_tail_header(int out, uint64_t *end, const camera_t *c, uint64_t blk, uint64_t prev)
 {
     uint64_t want = *end + ASDF_BLOCK_HEAD;
-    uint64_t prefix = room ? room : (want + blk - 1) / blk * blk;
-    if (prefix < want || prefix - want > ASDF_BLOCK_PAD_MAX) return errno = ERANGE, -1;
-    uint32_t pad = (uint32_t)(prefix - want);
-    uint8_t *head = calloc(1, ASDF_BLOCK_HEAD + pad);
-    if (!head) return errno = ENOMEM, -1;
+    uint64_t prefix = (want + blk - 1) / blk * blk;
+    uint64_t pad = prefix - want;
+    if (pad) {
+        uint8_t field[8];
+        off_t at = (off_t)(prev + 6 + 8); /* magic, size; flags, compression */
+        if (pread(out, field, 8, at) != 8) return errno = EIO, -1;
+        uint64_t allocated = 0;
+        for (int i = 0; i < 8; i++)
+            allocated = allocated << 8 | field[i];
+        allocated += pad;
+        for (int i = 7; i >= 0; i--, allocated >>= 8)
+            field[i] = (uint8_t)allocated;
+        if (pwrite(out, field, 8, at) != 8) return -1;
+    }
+    uint8_t head[ASDF_BLOCK_HEAD + 8];
+    uint8_t *zeros = calloc(1, pad + 1);
+    if (!zeros) return errno = ENOMEM, -1;
+    int rc = pad && pwrite(out, zeros, pad, (off_t)*end) != (ssize_t)pad ? -1 : 0;
+    free(zeros);
     asdf_block_t b = {.allocated = c->bytes, .used = c->bytes, .data = c->bytes};
     md5_digest(&c->md5, b.md5);
-    size_t n = asdf_block_header(head, &b, pad);
-    int rc = pwrite(out, head, n, (off_t)*end) == (ssize_t)n ? 0 : -1;
-    free(head);
+    size_t n = asdf_block_header(head, &b, 0);
+    if (rc == 0) rc = pwrite(out, head, n, (off_t)(*end + pad)) == (ssize_t)n ? 0 : -1;
     if (rc == 0) *end = prefix;
     return rc;
 }
@@ -524,12 +541,21 @@ static int build(asdf_t *self, stage_t *st, char *target, size_t cap, char *why,
         camera_t *c = &st->cams[st->tail];
         struct stat sb;
         uint64_t blk = fstat(c->fd, &sb) == 0 && sb.st_blksize > 0 ? (uint64_t)sb.st_blksize : 4096;
-        offsets[p.nblocks - 1] = end;
+        if (p.nblocks < 2) {
+            /* No block before the frames to take the room: copied. */
+            st->tail = -1;
+            if (stage_write_state(self, st) != 0) goto io;
+            close(head);
+            head = -1;
+            rc = build(self, st, target, cap, why, whylen);
+            goto out;
+        }
         uint64_t head_end = end;
-        if (write_tail_header(head, &end, c, blk, 0) != 0) {
+        if (write_tail_header(head, &end, c, blk, offsets[p.nblocks - 2]) != 0) {
             snprintf(why, whylen, "cannot write the frames' header: %s", strerror(errno));
             goto out;
         }
+        offsets[p.nblocks - 1] = end - ASDF_BLOCK_HEAD;
         int in = into_tail(self, st, head, end, end);
         if (in == 1) {
             /* No room can be inserted here: the frames are copied. */

@@ -486,7 +486,7 @@ static void put_hex(strbuf_t *sb, const uint8_t *data, size_t len)
 static void state_text(const stage_t *st, strbuf_t *sb)
 {
     const session_desc_t *d = &st->desc;
-    size_t lines = 5;
+    size_t lines = 4; /* session, phase, counts, log */
     sb_lit(sb, STATE_MAGIC "\nsession ");
     put_cname(sb, d->id);
     sb_put(sb, " ", 1);
@@ -975,8 +975,15 @@ int stage_load_all(asdf_t *self)
                 remove_dir(path);
                 continue;
             }
-            asdf_report(self, DCBUS_ERROR_STORAGE, "open", "asdf: staging folder left as it is: %s",
-                        why);
+            /* Set aside (a name starting with '.' is never loaded), so
+             * that batches of the session coming again start afresh
+             * rather than overwrite it. */
+            char aside[ASDF_PATH_MAX + 300];
+            snprintf(path, sizeof path, "%s/%s", self->staging, e->d_name);
+            snprintf(aside, sizeof aside, "%s/.refused-%s", self->staging, e->d_name);
+            int moved = rename(path, aside);
+            asdf_report(self, DCBUS_ERROR_STORAGE, "open", "asdf: staging folder set aside%s%s: %s",
+                        moved == 0 ? " as " : "", moved == 0 ? aside : "", why);
             continue;
         }
         if (stage_finished(self, st->desc.id)) {
