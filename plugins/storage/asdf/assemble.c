@@ -54,8 +54,8 @@
  * The file's name
  */
 
-/* A name as a file name may hold it: [A-Za-z0-9._-] kept (lower case if
- * `lower`), every run of other bytes one '-', no leading '.' or '-', at
+/* A name as a file name may hold it: [A-Za-z0-9_-] kept (lower case if
+ * `lower`), every run of other bytes ('.' and '/' too) one '-', no leading '-', at
  * most TARGET_MAX bytes.  Returns whether more than the case changed. */
 static bool safe_name(const char *in, size_t len, char *out, bool lower)
 {
@@ -64,8 +64,8 @@ static bool safe_name(const char *in, size_t len, char *out, bool lower)
     for (size_t i = 0; i < len && n < TARGET_MAX; i++) {
         unsigned char c = (unsigned char)in[i];
         bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '-' || c == '.';
-        if (ok && n == 0 && (c == '.' || c == '-')) ok = false;
+                  c == '_' || c == '-';
+        if (ok && n == 0 && c == '-') ok = false;
         if (!ok) {
             changed = true;
             if (n && !dash) out[n++] = '-';
