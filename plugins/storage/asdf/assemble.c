@@ -612,7 +612,7 @@ static int put_in_place(asdf_t *self, stage_t *st, const char *target, char *why
             return 0;
         }
         if (errno != EEXIST) {
-            snprintf(why, whylen, "cannot rename %s to %s: %s", target, st->final_path,
+            snprintf(why, whylen, "cannot rename %.1500s to %.1500s: %s", target, st->final_path,
                      strerror(errno));
             return -1;
         }
