@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -275,11 +276,61 @@ static void test_full_disk(void **state)
     free(dir);
 }
 
+/* retention_idle: at a session's close, idle files that ended longer ago
+ * than the age go, with their catalog rows; other sessions stay. */
+static void session_at(dcb_testkit_t *tk, const char *id, const char *type, int64_t start_us)
+{
+    static const uint8_t meta[] = {0x80};
+    dcbus_session_t s = {.id = id,
+                         .type = type,
+                         .status = "active",
+                         .start_us = start_us,
+                         .meta = {meta, 1},
+                         .described = true};
+    assert_int_equal(dcb_testkit_session_open(tk, &s), 0);
+    s.status = "completed";
+    s.end_us = start_us + 60000000;
+    assert_int_equal(dcb_testkit_session_close(tk, &s), 0);
+}
+
+static int rows(const char *dir, const char *type)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "exit $(sqlite3 '%s/catalog/catalog.sqlite' \"SELECT count(*) FROM sessions WHERE "
+             "session_type = '%s'\")",
+             dir, type);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static void test_retention(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), path[1024], settings[600], err[512];
+    snprintf(settings, sizeof settings, "{dir: %s, retention_idle: 30d}", dir);
+    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
+    if (!tk) fail_msg("asdf did not open: %s", err);
+    int64_t now = dcb_testkit_host(tk)->now_us();
+    session_at(tk, "obs-old", "observation", now - 40 * 86400000000LL);
+    session_at(tk, "idle-new", "idle", now - 3600000000LL);
+    assert_int_equal(asdf_files(dir, path, sizeof path), 2);
+    assert_int_equal(rows(dir, "idle"), 1);
+    session_at(tk, "idle-old", "idle", now - 40 * 86400000000LL); /* goes at its own close */
+    assert_int_equal(asdf_files(dir, path, sizeof path), 2);
+    assert_int_equal(rows(dir, "idle"), 1);
+    assert_int_equal(rows(dir, "observation"), 1);
+    dcb_testkit_destroy(&tk);
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_records),
         cmocka_unit_test(test_full_disk),
+        cmocka_unit_test(test_retention),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

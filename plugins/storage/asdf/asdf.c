@@ -55,6 +55,12 @@ static int read_settings(asdf_t *self)
     else if (strcmp(catalog, "none") != 0 && *catalog)
         snprintf(self->catalog_path, sizeof self->catalog_path, "%s", catalog);
     self->compress = strcmp(h->config_str(self->ctx, "compression", "none"), "zlib") == 0;
+    const char *keep = h->config_str(self->ctx, "retention_idle", "");
+    if (*keep && asdf_catalog_parse_age(keep, &self->retention_idle_us) != 0) {
+        DCBUS_LOG(h, self->ctx, DCBUS_LOG_ERROR,
+                  "asdf: retention_idle must be an age such as 7d, 36h or 90s, not '%s'", keep);
+        return -1;
+    }
     return routes_load(self);
 }
 
@@ -249,6 +255,10 @@ static const dcbus_setting_t asdf_settings[] = {
      .dflt = "none",
      .allowed = "none|zlib",
      .description = "block compression: none, or zlib (frames are then copied, not moved)"},
+    {.name = "retention_idle",
+     .type = DCBUS_SETTING_STR,
+     .description = "an age (7d, 36h): idle-session files that ended longer ago are removed, with "
+                    "their catalog rows, as each session closes; absent: kept"},
     {.name = "cameras",
      .type = DCBUS_SETTING_MAP,
      .description = "camera name -> {stream, info, settings}; absent: camera.<name> streams"},

@@ -180,7 +180,8 @@ typedef struct {
     char dir[ASDF_PATH_MAX];
     char staging[ASDF_PATH_MAX + 16];
     char catalog_path[ASDF_PATH_MAX + 32];
-    bool compress; /* zlib blocks */
+    bool compress;             /* zlib blocks */
+    int64_t retention_idle_us; /* idle files older than this removed at session close; 0: kept */
     routes_t routes;
     /* sessions */
     stage_t *stages;

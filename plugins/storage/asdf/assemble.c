@@ -667,6 +667,31 @@ static void catalog_add(asdf_t *self, const char *path)
                     path, self->catalog_path, err);
 }
 
+static void retention_skip(const char *path, const char *why, void *ud)
+{
+    asdf_t *self = ud;
+    DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_WARN, "asdf: retention: %s left: %s", path, why);
+}
+
+/* Retention: idle files older than retention_idle go, with their rows
+ * (the catalog's prune, which reads each file's tree). */
+static void retention(asdf_t *self)
+{
+    if (!self->retention_idle_us || !self->catalog) return;
+    char err[512] = "";
+    asdf_catalog_prune_t opts = {.session_type = "idle",
+                                 .older_than_us = self->retention_idle_us,
+                                 .now_us = self->host->now_us()};
+    int n = asdf_catalog_prune(self->catalog, self->dir, &opts, NULL, retention_skip, self, err,
+                               sizeof err);
+    if (n < 0)
+        asdf_report(self, DCBUS_ERROR_STORAGE, "retention", "asdf: retention in %s: %s", self->dir,
+                    err);
+    else if (n > 0)
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_INFO,
+                  "asdf: retention: %d idle files removed from %s", n, self->dir);
+}
+
 int assemble_session(asdf_t *self, stage_t *st)
 {
     char why[ASDF_PATH_MAX + 256] = "", target[ASDF_PATH_MAX + 32];
@@ -697,6 +722,7 @@ int assemble_session(asdf_t *self, stage_t *st)
               "asdf: session %s written to %s (%zu cameras, %" PRIu64 " records)", st->desc.id,
               st->final_path, st->ncams, st->records);
     catalog_add(self, st->final_path);
+    retention(self);
     stage_finish(self, st);
     return DCBUS_OK;
 failed:
