@@ -1,0 +1,336 @@
+/*
+ * test_plugin_asdf.c -- the asdf sink's bad input, driven in process: a
+ * frame whose data length does not match its shape and dtype, an unknown
+ * dtype, a non-string metadata key, a session type and target with
+ * characters a file name cannot hold, and a full disk (a small tmpfs,
+ * when this test may mount one).  Each gives a clear error on the error
+ * topic, no corrupt file where a reader looks (<dir>/YYYY/...), and the
+ * rest of the session kept: the finished file, read by python3-asdf with
+ * validation on, holds exactly the good frames.
+ */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "testkit.h"
+
+#define H 3
+#define W 4
+
+static char *make_dir(void)
+{
+    char tmpl[] = "/tmp/asdf-unit.XXXXXX";
+    char *d = mkdtemp(tmpl);
+    assert_non_null(d);
+    return strdup(d);
+}
+
+static void remove_tree(const char *dir)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static dcb_testkit_t *open_sink(const char *dir)
+{
+    char settings[512], err[512];
+    snprintf(settings, sizeof settings, "{dir: %s}", dir);
+    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
+    if (!tk) fail_msg("asdf did not open: %s", err);
+    return tk;
+}
+
+/* The batch being built (dcb_testkit_builder() gives a fresh one: once a
+ * batch). */
+static dcbus_builder_t *batch;
+
+static void begin_batch(dcb_testkit_t *tk)
+{
+    batch = dcb_testkit_builder(tk);
+}
+
+/* A msgpack bin of n bytes, the frame's pixels (value v + i). */
+static dcbus_span_t bin(uint8_t *buf, size_t n, uint8_t v)
+{
+    buf[0] = 0xc6;
+    buf[1] = (uint8_t)(n >> 24), buf[2] = (uint8_t)(n >> 16), buf[3] = (uint8_t)(n >> 8);
+    buf[4] = (uint8_t)n;
+    for (size_t i = 0; i < n; i++)
+        buf[5 + i] = (uint8_t)(v + i);
+    return (dcbus_span_t){buf, n + 5};
+}
+
+/* One frame record: dtype, [h, w], `bytes` bytes of data. */
+static void put_frame_hw(dcb_testkit_t *tk, int n, const char *dtype, size_t bytes, uint16_t hh,
+                         uint16_t ww)
+{
+    const dcbus_host_t *h = dcb_testkit_host(tk);
+    dcbus_builder_t *b = batch;
+    static uint8_t buf[1 << 20];
+    /* [hh, ww] as msgpack; 0xcd: a u16 */
+    const uint8_t shape[] = {
+        0x92, 0xcd, (uint8_t)(hh >> 8), (uint8_t)hh, 0xcd, (uint8_t)(ww >> 8), (uint8_t)ww};
+    h->record_begin(b, 5);
+    h->put_str(b, "camera", "main", 4);
+    h->put_int(b, "frame", n);
+    h->put_str(b, "dtype", dtype, strlen(dtype));
+    h->put_raw(b, "shape", (dcbus_span_t){shape, sizeof shape});
+    h->put_raw(b, "data", bin(buf, bytes, (uint8_t)n));
+}
+
+static void put_frame(dcb_testkit_t *tk, int n, const char *dtype, size_t bytes)
+{
+    put_frame_hw(tk, n, dtype, bytes, H, W);
+}
+
+static int store(dcb_testkit_t *tk, uint64_t seq)
+{
+    dcb_envelope_t env;
+    dcb_testkit_seal(tk, "camera.main", seq, &env);
+    return dcb_testkit_store(tk, &env);
+}
+
+static void open_session(dcb_testkit_t *tk, const char *type, const uint8_t *meta, size_t len)
+{
+    dcbus_session_t s = {.id = "test",
+                         .type = type,
+                         .status = "active",
+                         .start_us = 1765749600000000LL,
+                         .meta = {meta, len},
+                         .described = true};
+    assert_int_equal(dcb_testkit_session_open(tk, &s), 0);
+}
+
+static int close_session(dcb_testkit_t *tk, const char *type, const uint8_t *meta, size_t len)
+{
+    dcbus_session_t s = {.id = "test",
+                         .type = type,
+                         .status = "completed",
+                         .start_us = 1765749600000000LL,
+                         .end_us = 1765749660000000LL,
+                         .meta = {meta, len},
+                         .described = true};
+    return dcb_testkit_session_close(tk, &s);
+}
+
+/* Whether an error so far has `needle` in its message (the last 64 are
+ * looked at through the last one only: the test checks after each step). */
+static void expect_error(dcb_testkit_t *tk, size_t before, const char *needle)
+{
+    const dcbus_error_t *e = dcb_testkit_last_error(tk);
+    if (dcb_testkit_error_count(tk) <= before || !e || !strstr(e->message, needle))
+        fail_msg("expected an error saying '%s'; last: %s", needle, e ? e->message : "(none)");
+}
+
+/* The .asdf files under dir (not its .staging); the first into path. */
+static int asdf_files(const char *dir, char *path, size_t cap)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "find '%s' -path '*/.staging' -prune -o -type f -print", dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, p)) {
+        line[strcspn(line, "\n")] = 0;
+        if (strstr(line, "/catalog/")) continue;
+        if (!strstr(line, ".asdf")) fail_msg("a stray file where readers look: %s", line);
+        if (n++ == 0) snprintf(path, cap, "%s", line);
+    }
+    pclose(p);
+    return n;
+}
+
+/* python3-asdf reads `path` (validation and checksums on) and finds the
+ * frames 0..frames-1 (the value pattern put_frame writes) in it. */
+static void check_file_hw(const char *path, int frames, int hh, int ww, const char *meta_check)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "/usr/bin/python3 -c '\n"
+             "import sys, asdf, numpy as np\n"
+             "af = asdf.open(sys.argv[1], validate_checksums=True)\n"
+             "f = np.asarray(af[\"cameras\"][\"main\"][\"frames\"])\n"
+             "assert f.dtype == np.uint16 and f.shape == (%d, %d, %d), (f.dtype, f.shape)\n"
+             "for n in range(%d):\n"
+             "    want = ((np.arange(%d * 2, dtype=np.uint32) + n) & 255).astype(np.uint8)\n"
+             "    assert bytes(f[n].astype(\"<u2\").tobytes()) == bytes(want), n\n"
+             "m = af[\"meta\"]\n"
+             "%s\n"
+             "' '%s'",
+             frames, hh, ww, frames, hh * ww, meta_check, path);
+    if (system(cmd) != 0) fail_msg("python3-asdf does not read %s as expected", path);
+}
+
+static void check_file(const char *path, int frames, const char *meta_check)
+{
+    check_file_hw(path, frames, H, W, meta_check);
+}
+
+static void test_bad_records(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), path[1024];
+    dcb_testkit_t *tk = open_sink(dir);
+    /* {1: "x", "target": "M 31/../x"}: a key that is not a string, and a
+     * target that cannot go in a file name as it is. */
+    static const uint8_t meta[] = {0x82, 0x01, 0xa1, 'x', 0xa6, 't', 'a', 'r', 'g', 'e', 't',
+                                   0xa9, 'M',  ' ',  '3', '1',  '/', '.', '.', '/', 'x'};
+    size_t errors = dcb_testkit_error_count(tk);
+    open_session(tk, "ob/s", meta, sizeof meta);
+    expect_error(tk, errors, "not a string");
+
+    begin_batch(tk);
+    put_frame(tk, 0, "uint16", H * W * 2);
+    put_frame(tk, 1, "uint16", H * W * 2);
+    assert_int_equal(store(tk, 1), 0);
+    errors = dcb_testkit_error_count(tk);
+    begin_batch(tk);
+    put_frame(tk, 2, "uint16", H * W * 2 - 3); /* data too short */
+    assert_int_equal(store(tk, 2), 0);
+    expect_error(tk, errors, "needs 24");
+    errors = dcb_testkit_error_count(tk);
+    begin_batch(tk);
+    put_frame(tk, 3, "complex99", H * W * 2); /* unknown dtype */
+    put_frame(tk, 2, "uint16", H * W * 2);    /* and a good one in the same batch */
+    assert_int_equal(store(tk, 3), 0);
+    expect_error(tk, errors, "unknown dtype 'complex99'");
+    assert_int_equal(dcb_testkit_flush(tk), 0);
+    assert_int_equal(asdf_files(dir, path, sizeof path), 0);
+
+    errors = dcb_testkit_error_count(tk);
+    assert_int_equal(close_session(tk, "ob/s", meta, sizeof meta), 0);
+    assert_true(dcb_testkit_error_count(tk) > errors);
+    assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+    /* The unsafe characters are gone from the name, which stays in its day. */
+    assert_non_null(strstr(path, "/2025/12/14/ob-s_m-31-x_20251214_220000.asdf"));
+    check_file(path, 3,
+               "assert m[\"target\"] == \"M 31/../x\" and m[\"session_type\"] == \"ob/s\"");
+    dcb_testkit_destroy(&tk);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* A tmpfs of 2 MiB with a ballast file in it, frames of 128 KiB until it
+ * is full: the batch that does not fit is refused (it comes again), the
+ * session's file cannot be made, nothing half-written is left where a
+ * reader looks; once there is room again (the ballast gone, the worker
+ * restarted) the file is made with every frame that was acknowledged. */
+static void test_full_disk(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), path[1024], ballast[600], data[600];
+    if (geteuid() != 0 || mount("tmpfs", dir, "tmpfs", 0, "size=2m") != 0) {
+        print_message("SKIP full disk: cannot mount a small tmpfs here (needs root)\n");
+        remove_tree(dir);
+        free(dir);
+        skip();
+    }
+    snprintf(ballast, sizeof ballast, "%s/ballast", dir);
+    snprintf(data, sizeof data, "%s/d", dir);
+    FILE *f = fopen(ballast, "w");
+    assert_non_null(f);
+    static char zeros[1280 << 10];
+    assert_int_equal(fwrite(zeros, 1, sizeof zeros, f), sizeof zeros);
+    fclose(f);
+    dcb_testkit_t *tk = open_sink(data);
+    static const uint8_t meta[] = {0x80};
+    open_session(tk, "observation", meta, sizeof meta);
+    size_t errors = dcb_testkit_error_count(tk);
+    int good = 0, rc = 0;
+    for (uint64_t seq = 1; seq < 20; seq++) {
+        begin_batch(tk);
+        put_frame_hw(tk, good, "uint16", 256 * 256 * 2, 256, 256);
+        rc = store(tk, seq);
+        if (rc == 0) rc = dcb_testkit_flush(tk);
+        if (rc != 0) break;
+        good++;
+    }
+    assert_int_not_equal(rc, 0);
+    assert_true(good >= 1);
+    expect_error(tk, errors, "No space left on device");
+    errors = dcb_testkit_error_count(tk);
+    assert_int_not_equal(close_session(tk, "observation", meta, sizeof meta), 0);
+    expect_error(tk, errors, "not made yet");
+    assert_int_equal(asdf_files(data, path, sizeof path), 0);
+    dcb_testkit_destroy(&tk);
+    assert_int_equal(unlink(ballast), 0);
+    tk = open_sink(data); /* a restart: the closing session is finished */
+    assert_int_equal(asdf_files(data, path, sizeof path), 1);
+    check_file_hw(path, good, 256, 256, "assert m[\"session_type\"] == \"observation\"");
+    dcb_testkit_destroy(&tk);
+    umount(dir);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* retention_idle: at a session's close, idle files that ended longer ago
+ * than the age go, with their catalog rows; other sessions stay. */
+static void session_at(dcb_testkit_t *tk, const char *id, const char *type, int64_t start_us)
+{
+    static const uint8_t meta[] = {0x80};
+    dcbus_session_t s = {.id = id,
+                         .type = type,
+                         .status = "active",
+                         .start_us = start_us,
+                         .meta = {meta, 1},
+                         .described = true};
+    assert_int_equal(dcb_testkit_session_open(tk, &s), 0);
+    s.status = "completed";
+    s.end_us = start_us + 60000000;
+    assert_int_equal(dcb_testkit_session_close(tk, &s), 0);
+}
+
+static int rows(const char *dir, const char *type)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "exit $(sqlite3 '%s/catalog/catalog.sqlite' \"SELECT count(*) FROM sessions WHERE "
+             "session_type = '%s'\")",
+             dir, type);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+static void test_retention(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), path[1024], settings[600], err[512];
+    snprintf(settings, sizeof settings, "{dir: %s, retention_idle: 30d}", dir);
+    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
+    if (!tk) fail_msg("asdf did not open: %s", err);
+    int64_t now = dcb_testkit_host(tk)->now_us();
+    session_at(tk, "obs-old", "observation", now - 40 * 86400000000LL);
+    session_at(tk, "idle-new", "idle", now - 3600000000LL);
+    assert_int_equal(asdf_files(dir, path, sizeof path), 2);
+    assert_int_equal(rows(dir, "idle"), 1);
+    session_at(tk, "idle-old", "idle", now - 40 * 86400000000LL); /* goes at its own close */
+    assert_int_equal(asdf_files(dir, path, sizeof path), 2);
+    assert_int_equal(rows(dir, "idle"), 1);
+    assert_int_equal(rows(dir, "observation"), 1);
+    dcb_testkit_destroy(&tk);
+    remove_tree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_records),
+        cmocka_unit_test(test_full_disk),
+        cmocka_unit_test(test_retention),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
