@@ -6,7 +6,10 @@ and a subscriber to error.*.  It checks that
 
   - a bearer token from ${ENV} is accepted (records) and a wrong one is
     refused: a CONNECTION error on error.* with status_code 401, and no
-    retry of a 4xx (the server saw exactly one request);
+    retry of a 4xx (the server saw exactly one request); a 403 the same,
+    and a 404 one request however many retries are allowed;
+  - a refused connection (a port nothing listens on) is retried: a
+    CONNECTION error once its 3 attempts are spent;
   - a 500, a 500, then success: the records arrive once, and the
     server's request times show the back-off (each gap at least the
     jitter's floor: half of backoff_ms doubled per retry);
@@ -29,6 +32,7 @@ import glob
 import http.server
 import json
 import os
+import socket
 import socketserver
 import sys
 import threading
@@ -78,6 +82,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.reply(200, b'[{"id": 1, "kind": "auth"}, {"id": 2, "kind": "auth"}]')
             else:
                 self.reply(401, b'{"error": "bad token"}')
+        elif p == "/forbidden":
+            self.reply(403, b'{"error": "not yours"}')
+        elif p == "/missing":
+            self.reply(404, b'{"error": "no such thing"}')
         elif p == "/flaky":
             if n <= 2:
                 self.reply(500, b"oops", "text/plain")
@@ -128,12 +136,28 @@ threading.Thread(target=server.serve_forever, daemon=True).start()
 base = "http://127.0.0.1:%d" % server.server_address[1]
 os.environ["HTTP_TEST_TOKEN"] = TOKEN
 
+
+def closed_port():
+    """A loopback port nothing listens on: bound, then closed."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+closed_base = "http://127.0.0.1:%d" % closed_port()
+
 bus = lib.Bus()
 config = bus.write("bus.yaml", bus.config_head() + """workers:
   auth_ok:  {plugin: http, urls: [%(b)s/auth], stream: auth_ok, polls: 1,
              bearer_token: "${HTTP_TEST_TOKEN}"}
   auth_bad: {plugin: http, urls: [%(b)s/auth], stream: auth_bad, polls: 1,
              bearer_token: wrong, retries: 3, backoff_ms: 50}
+  forbid:   {plugin: http, urls: [%(b)s/forbidden], stream: forbid, polls: 1, retries: 3,
+             backoff_ms: 50}
+  missing:  {plugin: http, urls: [%(b)s/missing], stream: missing, polls: 1, retries: 3,
+             backoff_ms: 50}
+  refused:  {plugin: http, urls: [%(closed)s/refused], stream: refused, polls: 1, retries: 2,
+             backoff_ms: 50, connect_timeout_ms: 1000}
   flaky:    {plugin: http, urls: [%(b)s/flaky], stream: flaky, polls: 1, retries: 3,
              backoff_ms: %(backoff)d}
   hang:     {plugin: http, urls: [%(b)s/hang], stream: hang, polls: 1, retries: 0,
@@ -150,6 +174,9 @@ config = bus.write("bus.yaml", bus.config_head() + """workers:
 pipelines:
   p_auth_ok:  {from: auth_ok, to: [csv]}
   p_auth_bad: {from: auth_bad, to: [csv]}
+  p_forbid:   {from: forbid, to: [csv]}
+  p_missing:  {from: missing, to: [csv]}
+  p_refused:  {from: refused, to: [csv]}
   p_flaky:    {from: flaky, to: [csv]}
   p_hang:     {from: hang, to: [csv]}
   p_etag:     {from: etag, to: [csv]}
@@ -157,7 +184,7 @@ pipelines:
   p_bad:      {from: bad, to: [csv]}
   p_raw:      {from: raw, to: [csv]}
   p_plain:    {from: plain, to: [csv]}
-""" % {"b": base, "csv": bus.path("csv"), "backoff": BACKOFF_MS})
+""" % {"b": base, "csv": bus.path("csv"), "backoff": BACKOFF_MS, "closed": closed_base})
 
 errors = []
 sub = zmq.Context.instance().socket(zmq.SUB)
@@ -165,7 +192,7 @@ sub.setsockopt(zmq.SUBSCRIBE, b"error.")
 bus.broker(config)
 sub.connect(bus.topics_ep)
 time.sleep(0.3)
-ONCE = ("auth_ok", "auth_bad", "flaky", "hang", "etag", "big", "bad", "raw")
+ONCE = ("auth_ok", "auth_bad", "forbid", "missing", "refused", "flaky", "hang", "etag", "big", "bad", "raw")
 for name in ("csv",) + ONCE + ("plain",):
     bus.worker(name, config)
 
@@ -230,6 +257,24 @@ bus.check("a wrong bearer token: a CONNECTION error with status 401 on error.*",
           str(bad[:1]))
 bus.check("a 401 is not retried", len(hits("/auth")) == 2, "%d requests" % len(hits("/auth")))
 bus.check("a wrong bearer token: no records", rows("auth_bad") == [])
+
+# 403 and other 4xx: not retried; a refused connection: retried.
+forbid = errors_for("/forbidden")
+bus.check("a 403: a CONNECTION error with status 403 on error.*",
+          any(m["error_type"] == "CONNECTION" and m["details"]["status_code"] == 403
+              for m in forbid), str(forbid[:1]))
+bus.check("a 403 is not retried (retries: 3)", len(hits("/forbidden")) == 1,
+          "%d requests" % len(hits("/forbidden")))
+missing = errors_for("/missing")
+bus.check("a 404: an error with status 404, one request (retries: 3)",
+          len(hits("/missing")) == 1 and any(m["details"]["status_code"] == 404 for m in missing),
+          "%d requests, %s" % (len(hits("/missing")), missing[:1]))
+refused = [m for _, m in errors if (m.get("details") or {}).get("url") == closed_base + "/refused"]
+bus.check("a refused connection: retried, then a CONNECTION error after 3 attempts",
+          any(m["error_type"] == "CONNECTION" and m["details"]["attempts"] == 3 for m in refused),
+          str(refused[:1]))
+bus.check("4xx and refused connections: no records",
+          rows("forbid") == [] and rows("missing") == [] and rows("refused") == [])
 
 # 500, 500, success.
 flaky = hits("/flaky")

@@ -19,7 +19,9 @@ It checks that
     a batch, a task change, a record... would make), and `history` has no
     message twice -- not even the broker's replay of the active session
     to a restarted subscriber (the position's fingerprints);
-  - the ticker's task is there, RUNNING then COMPLETED.
+  - the ticker's task is there, RUNNING then COMPLETED, and the metrics;
+  - an error a tail worker raises on a malformed line (error.VALIDATION.
+    collection) is stored with its ErrorInfo fields and instance.
 """
 
 import csv
@@ -34,8 +36,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
 
 bus = lib.Bus()
+bad_log = bus.write("bad.jsonl", '{"n": 1}\n{"n": 2,, oops\n{"n": 3}\n')
 config = bus.write("bus.yaml", bus.config_head() + """workers:
   tick:    {plugin: ticker, symbols: [AAA], limit: 3000, rate: 2000, batch: 100}
+  bad:     {plugin: tail, paths: [%s], start_at: beginning, follow: false, stream: badlines,
+            state_dir: %s}
   history: {plugin: topics, stream: history, body_field: body}
   flat:    {plugin: topics, stream: flat, split: true, prefixes: [event., session.]}
   csv:     {plugin: csv, dir: %s}
@@ -43,7 +48,8 @@ pipelines:
   ticks:    {from: tick, to: [csv]}
   p_hist:   {from: history, to: [csv]}
   p_flat:   {from: flat, to: [csv]}
-""" % bus.path("csv"))
+  p_bad:    {from: bad, to: [csv]}
+""" % (bad_log, bus.path("tailstate"), bus.path("csv")))
 
 
 def rows(stream):
@@ -99,6 +105,8 @@ bus.check("history resubscribed", bus.wait_log("history", "subscribed to the bro
 time.sleep(0.5)
 bus.worker("tick", config)
 bus.check("the ticker ran to its end", bus.wait("tick", 30) == 0)
+bus.worker("bad", config)  # a malformed line: an error.VALIDATION.collection
+bus.check("the tail of a file with a malformed line ran to its end", bus.wait("bad", 30) == 0)
 time.sleep(0.5)
 reply = lib.request(bus.bus_ep, "session_end", {"status": "completed"})
 bus.check("the session ended", reply.get("ok"), str(reply))
@@ -129,6 +137,11 @@ bus.check("history: the session's map is stored whole",
           start.get("type") == "observation" and start.get("meta") == {"who": "test"}
           and start.get("status") == "active", str(start))
 bus.check("history: metrics stored", "metrics" in topics)
+bad = [b for t, b in zip(topics, bodies) if t == "error.VALIDATION.collection"]
+bus.check("history: the tail's error stored, with its ErrorInfo fields and instance",
+          any(b.get("instance") == "bad" and b.get("error_type") == "VALIDATION"
+              and b.get("layer_name") == "collection" and b.get("message") for b in bad),
+          str(bad[:1]))
 
 tick_tasks = [(t, b) for t, b in zip(topics, bodies) if t.startswith("task.")
               and b.get("name") == "tick"]

@@ -23,6 +23,10 @@ per case into csv, and a subscriber to error.*.  It checks that
     refused (a CONNECTION error);
   - a frame that never ends: a VALIDATION error once message_timeout_ms
     passes, and a new connection;
+  - a server process killed with SIGKILL mid-stream and started again on
+    the same port (a second process of python3-websockets): the collector
+    connects again once it is back, subscribes from the last seq it has,
+    and every message is stored exactly once;
   - kill -9 of the worker: of a live stream nothing is stored twice (what
     came while it was down is lost); of a stream with seq_field, whose
     server replays from the {last_seq} of the subscribe message, every
@@ -56,6 +60,31 @@ TOKEN = "ws-s3cret"
 STREAM_N = 300  # /stream: messages in all, the connection dropped after 50 on the first two
 REPLAY_N = 400  # /replay: seqs 0..399, from the subscribe message's "from" + 1
 LIVE_N = 600    # /live: a live counter, sent to whoever is connected
+FEED_N = 500    # /feed of the separate server process: seqs 0..499, from "from" + 1
+
+# The server that is killed: a process of its own, so SIGKILL takes it
+# down as a crash would (its sockets closed by the kernel, no close frame).
+FEED_SERVER = r"""
+import asyncio, json, sys
+import websockets
+
+port, log, n_max = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+
+async def feed(ws, path):
+    sub = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    with open(log, "a") as f:
+        f.write("%d\n" % sub["from"])
+    for n in range(sub["from"] + 1, n_max):
+        await ws.send(json.dumps({"seq": n, "kind": "feed"}))
+        await asyncio.sleep(0.005)
+    await asyncio.sleep(60)
+
+async def main():
+    async with websockets.serve(feed, "127.0.0.1", port, ping_interval=0.3):
+        await asyncio.Future()
+
+asyncio.run(main())
+"""
 
 bus = lib.Bus()
 conns = {}  # path -> [{"received": [...], "close_code": ...}]
@@ -292,6 +321,32 @@ ws = "ws://127.0.0.1:%d" % ports["ws"]
 wss = "wss://localhost:%d" % ports["wss"]
 raw = "ws://127.0.0.1:%d" % bare.getsockname()[1]
 
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+feed_port, feed_log = free_port(), bus.path("feed-connections.log")
+feed_script = bus.write("feed_server.py", FEED_SERVER)
+
+
+def start_feed_server():
+    proc = subprocess.Popen(["/usr/bin/python3", feed_script, str(feed_port), feed_log,
+                             str(FEED_N)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # listening once a connection is taken
+        try:
+            socket.create_connection(("127.0.0.1", feed_port), 0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("the feed server did not start")
+
+
+feed_server = start_feed_server()
+
 config = bus.write("bus.yaml", bus.config_head() + """workers:
   stream:   {plugin: websocket, url: "%(ws)s/stream", stream: stream, limit: %(stream_n)d,
              backoff_ms: 100, backoff_max_ms: 400, ping_interval_ms: 200,
@@ -314,14 +369,17 @@ config = bus.write("bus.yaml", bus.config_head() + """workers:
              backoff_ms: 100, backoff_max_ms: 200}
   mute:     {plugin: websocket, url: "%(raw)s/mute", stream: mute, ping_interval_ms: 200,
              pong_timeout_ms: 300, backoff_ms: 100, backoff_max_ms: 200}
+  feed:     {plugin: websocket, url: "ws://127.0.0.1:%(feed_port)d/feed", stream: feed,
+             limit: %(feed_n)d, seq_field: seq, backoff_ms: 100, backoff_max_ms: 400,
+             subscribe: ['{"op": "from", "from": {last_seq}}']}
   csv: {plugin: csv, dir: %(csv)s}
 pipelines:
-""" % {"ws": ws, "wss": wss, "raw": raw, "csv": bus.path("csv"), "stream_n": STREAM_N,
+""" % {"feed_port": feed_port, "feed_n": FEED_N, "ws": ws, "wss": wss, "raw": raw, "csv": bus.path("csv"), "stream_n": STREAM_N,
        "replay_n": REPLAY_N, "ca": os.path.join(tls_dir, "ca.pem")}
     + "  p_kinds: {from: kinds, to: [csv_kinds]}\n"
     + "".join("  p_%s: {from: %s, to: [csv]}\n" % (n, n) for n in
               ("stream", "auth_ok", "auth_bad", "replay", "live", "tls_ok",
-               "tls_noca", "never", "mute")))
+               "tls_noca", "never", "mute", "feed")))
 
 errors = []
 sub = zmq.Context.instance().socket(zmq.SUB)
@@ -330,7 +388,7 @@ bus.broker(config)
 sub.connect(bus.topics_ep)
 time.sleep(0.3)
 NAMES = ("stream", "kinds", "auth_ok", "auth_bad", "replay", "live", "tls_ok", "tls_noca",
-         "never", "mute")
+         "never", "mute", "feed")
 for name in ("csv", "csv_kinds") + NAMES:
     bus.worker(name, config)
 
@@ -365,6 +423,15 @@ def errors_of(source):
     return [m for _, m in errors if (m.get("details") or {}).get("source_id") == source]
 
 
+# The feed server killed mid-stream, and started again on its port.
+bus.check("feed: rows before the server is killed", wait_for(lambda: len(rows("feed")) >= 150, 20),
+          "%d rows" % len(rows("feed")))
+feed_server.kill()
+feed_server.wait()
+at_kill = len(rows("feed"))
+pump(0.5)  # the collector finds the server gone, and its attempts refused
+feed_server = start_feed_server()
+
 # kill -9 of the live collector and of the replaying one, mid-stream.
 for name in ("live", "replay"):
     bus.check("%s: rows before the kill" % name, wait_for(lambda: len(rows(name)) >= 120, 20),
@@ -376,8 +443,8 @@ for name in ("live", "replay"):
 
 bus.check("stream, replay, auth_ok, tls_ok reach their limit and end",
           wait_for(lambda: all(bus.wait(n, 0) is not None
-                               for n in ("stream", "replay", "auth_ok", "tls_ok")), 40))
-for name in ("stream", "replay", "auth_ok", "tls_ok"):
+                               for n in ("stream", "replay", "auth_ok", "tls_ok", "feed")), 40))
+for name in ("stream", "replay", "auth_ok", "tls_ok", "feed"):
     bus.check("%s ended cleanly" % name, bus.wait(name, 0) == 0, str(bus.wait(name, 0)))
 wait_for(lambda: state["live"] >= LIVE_N and len(conns_of("/mute")) >= 2
          and len(conns_of("/never")) >= 2, 20)
@@ -469,5 +536,18 @@ froms = [json.loads(c["received"][0])["from"] for c in rc if c["received"]]
 bus.check("replay: each connection subscribed from the last seq it had (-1 at first)",
           len(froms) >= 3 and froms[0] == -1 and froms[1] == 99 and froms == sorted(froms),
           str(froms))
+
+# The server killed and started again.
+feed_server.kill()
+feed_server.wait()
+fseqs = [int(r["seq"]) for r in rows("feed")]
+bus.check("feed: the server was killed mid-stream", 150 <= at_kill < FEED_N, "%d rows" % at_kill)
+bus.check("feed: every seq exactly once across the server's kill -9 and restart",
+          fseqs == list(range(FEED_N)), "%d rows, %d distinct" % (len(fseqs), len(set(fseqs))))
+with open(feed_log) as f:
+    ffroms = [int(x) for x in f.read().split()]
+bus.check("feed: connected again to the restarted server, subscribing from its last seq",
+          len(ffroms) >= 2 and ffroms[0] == -1 and ffroms[-1] >= at_kill - 1
+          and ffroms == sorted(ffroms), str(ffroms))
 
 bus.finish()
