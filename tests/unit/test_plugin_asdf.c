@@ -6,7 +6,8 @@
  * when this test may mount one).  Each gives a clear error on the error
  * topic, no corrupt file where a reader looks (<dir>/YYYY/...), and the
  * rest of the session kept: the finished file, read by python3-asdf with
- * validation on, holds exactly the good frames.
+ * validation on, holds exactly the good frames.  Also: retention, and
+ * zlib block compression read back by python3-asdf.
  */
 #include <dirent.h>
 #include <setjmp.h>
@@ -325,12 +326,46 @@ static void test_retention(void **state)
     free(dir);
 }
 
+/* compression: zlib -- the frames block is zlib-compressed as the
+ * standard allows, python3-asdf reads it back (checksums on) frame for
+ * frame, and the file is smaller than the frames it holds. */
+static void test_zlib(void **state)
+{
+    (void)state;
+    enum { FH = 64, FW = 64, FRAMES = 12 };
+    char *dir = make_dir(), path[1024], settings[600], err[512], check[512];
+    snprintf(settings, sizeof settings, "{dir: %s, compression: zlib}", dir);
+    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
+    if (!tk) fail_msg("asdf did not open: %s", err);
+    open_session(tk, "observation", (const uint8_t *)"\x80", 1);
+    for (int b = 0; b < FRAMES / 3; b++) {
+        begin_batch(tk);
+        for (int i = 0; i < 3; i++)
+            put_frame_hw(tk, 3 * b + i, "uint16", FH * FW * 2, FH, FW);
+        assert_int_equal(store(tk, (uint64_t)b + 1), 0);
+        assert_int_equal(dcb_testkit_flush(tk), 0);
+    }
+    assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
+    assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+    snprintf(check, sizeof check,
+             "import os\n"
+             "assert af.get_array_compression(af[\"cameras\"][\"main\"][\"frames\"]) == "
+             "\"zlib\"\n"
+             "assert os.path.getsize(sys.argv[1]) < %d, os.path.getsize(sys.argv[1])",
+             FRAMES * FH * FW * 2);
+    check_file_hw(path, FRAMES, FH, FW, check);
+    dcb_testkit_destroy(&tk);
+    remove_tree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_records),
         cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_zlib),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
