@@ -1,0 +1,287 @@
+"""soak.py -- days of unattended collection in minutes, on the test clock.
+
+ticker -> json-validate -> csv through the real broker, every process run
+with DCBUS_CLOCK="anchor=<start>,rate=R" (common/clock.h): one simulated
+hour is 3600/R real seconds, so the broker's idle sessions rotate every
+hour (broker.session_rotate_s: 3600) as they would in a month of real
+time.  Each simulated day also has two named sessions (an observation of
+M31 from 02:00 to 04:00, an alignment from 13:00 to 14:00), and the
+processes are restarted along the way: day 1, 4, 7... kill -9 of the csv
+sink; day 2, 5, 8... kill -9 of the broker; day 3, 6, 9... a clean stop
+and start of the json-validate step.
+
+At the end of each simulated day it samples, for each process, its RSS
+(VmRSS) and open file descriptors, and the spool's and the csv
+checkpoint's size on disk, and prints them as one line.  At the end it
+checks, with Python's csv module over every session folder:
+
+  - every tick n = 0..N-1 is stored exactly once (lost, doubled);
+  - every session the broker reported (session.start on the topics) that
+    holds data has a folder of its own, named by its id, and no two
+    sessions share one; there are about 24 idle sessions a day;
+  - nothing grows with the days: per process, the RSS of the last days is
+    within 50% + 8 MB of the first days', the descriptors within 8, the
+    spool (1 MiB segments) within 2x + 2 MiB.  The csv checkpoint's size
+    is reported as growth when it rises every day, but not yet asserted:
+    batches that reach no sink (end markers, batches a step empties) leave
+    a gap in its seq ranges per session (docs/operations.md).
+
+Last line: `days: D lost: L doubled: X growth: none` (or what grew).
+Sizes and counts are asserted; times are only printed.
+
+    DCBUS_BUILD_DIR=build /usr/bin/python3 tests/integration/soak.py --days 30
+"""
+
+import argparse
+import csv
+import glob
+import os
+import signal
+import sys
+import time
+
+import msgpack
+import zmq
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lib  # noqa: E402
+
+HOUR = 3600
+DAY = 86400
+PROCS = ("broker", "ticks", "validate", "csv")
+# (start hour, end hour, type, meta) of each day's named sessions
+NAMED = ((2, 4, "observation", {"target": "M31"}), (13, 14, "alignment", {}))
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description="days of hourly sessions on the test clock")
+    p.add_argument("--days", type=int, default=int(os.environ.get("SOAK_DAYS", "30")))
+    p.add_argument("--rate", type=float, default=float(os.environ.get("SOAK_RATE", "3600")),
+                   help="simulated seconds per real second (default 3600: a day in 24 s; "
+                   "the broker looks at the clock once a real second, so an hour needs "
+                   "rate <= 3600 to rotate on time)")
+    p.add_argument("--ticks-per-day", type=int, default=4000)
+    return p.parse_args()
+
+
+def rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def fds(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return 0
+
+
+def du(path):
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    return total
+
+
+class Soak:
+    def __init__(self, args):
+        self.args = args
+        self.bus = lib.Bus()
+        self.anchor = time.time()
+        self.rate = args.rate
+        os.environ["DCBUS_CLOCK"] = "anchor=%.6f,rate=%g" % (self.anchor, self.rate)
+        self.ticks = args.ticks_per_day * args.days
+        tick_rate = args.ticks_per_day * self.rate / DAY  # ticks per real second
+        head = self.bus.config_head(broker_extra=", session_rotate_s: 3600, spool_segment_mb: 1")
+        self.config = self.bus.write("soak.yaml", head + """workers:
+  ticks:    {plugin: ticker, symbols: [AAA, BBB], limit: %d, rate: %d, batch: 50,
+             orderbook: false, seed: 3}
+  validate: {plugin: json-validate, required: [symbol, ts, n]}
+  csv:      {plugin: csv, dir: %s}
+pipelines:
+  p: {from: ticks, through: [validate], to: [csv]}
+""" % (self.ticks, max(1, round(tick_rate)), self.bus.path("csv")))
+        self.sessions = {}  # id -> type, from session.start on the topics
+        self.sub = zmq.Context.instance().socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"session.start")
+        self.samples = []
+
+    def sim_now(self):
+        return (time.time() - self.anchor) * self.rate
+
+    def real_at(self, sim_s):
+        return self.anchor + sim_s / self.rate
+
+    def pump_until(self, sim_s):
+        """Reads the topics until the simulated time sim_s."""
+        while True:
+            left = self.real_at(sim_s) - time.time()
+            if left <= 0:
+                return
+            if self.sub.poll(min(100, max(1, int(left * 1000)))):
+                _, body = self.sub.recv_multipart()
+                s = msgpack.unpackb(body, raw=False)
+                self.sessions[s["id"]] = s["type"]
+
+    def start_all(self):
+        self.bus.broker(self.config)
+        self.sub.connect(self.bus.topics_ep)
+        for name in ("csv", "validate", "ticks"):
+            self.bus.worker(name, self.config)
+
+    def kill(self, name):
+        self.bus.procs[name].send_signal(signal.SIGKILL)
+        self.bus.procs[name].wait()
+        if name == "broker":
+            self.bus.broker(self.config)
+        else:
+            self.bus.worker(name, self.config)
+
+    def restart_clean(self, name):
+        self.bus.stop(name)
+        self.bus.worker(name, self.config)
+
+    def named(self, typ, meta, start):
+        op = "session_start" if start else "session_end"
+        args = {"type": typ, "meta": meta} if start else {"status": "completed"}
+        reply = lib.request(self.bus.bus_ep, op, args, timeout_s=10)
+        if not reply.get("ok"):
+            print("warning: %s %s: %s" % (op, typ, reply), flush=True)
+
+    def day(self, d):
+        base = d * DAY
+        for h0, h1, typ, meta in NAMED:
+            self.pump_until(base + h0 * HOUR)
+            self.named(typ, meta, True)
+            self.pump_until(base + h1 * HOUR)
+            self.named(typ, meta, False)
+        self.pump_until(base + 18 * HOUR)
+        if self.ticker_running():
+            victim = ("validate", "csv", "broker")[(d + 1) % 3]
+            (self.restart_clean if victim == "validate" else self.kill)(victim)
+        self.pump_until(base + DAY)
+        self.sample(d + 1)
+
+    def ticker_running(self):
+        return self.bus.procs["ticks"].poll() is None
+
+    def sample(self, day):
+        t0 = time.monotonic()
+        row = {"day": day}
+        for name in PROCS:
+            p = self.bus.procs.get(name)
+            alive = p is not None and p.poll() is None
+            row[name + "_rss"] = rss_kb(p.pid) if alive else 0
+            row[name + "_fd"] = fds(p.pid) if alive else 0
+        row["spool"] = du(self.bus.path("spool"))
+        cp = self.bus.path("csv", ".dcbus-csv-checkpoint")
+        row["checkpoint"] = os.path.getsize(cp) if os.path.exists(cp) else 0
+        row["folders"] = len(glob.glob(self.bus.path("csv", "*", "")))
+        row["sessions"] = len(self.sessions)
+        row["sample_ms"] = (time.monotonic() - t0) * 1000
+        self.samples.append(row)
+        print("day %3d  rss KB broker %6d ticks %6d validate %6d csv %6d  "
+              "fds %3d %3d %3d %3d  spool %9d B  checkpoint %6d B  folders %4d  sessions %4d"
+              % (day, row["broker_rss"], row["ticks_rss"], row["validate_rss"], row["csv_rss"],
+                 row["broker_fd"], row["ticks_fd"], row["validate_fd"], row["csv_fd"],
+                 row["spool"], row["checkpoint"], row["folders"], row["sessions"]), flush=True)
+
+    def growth(self):
+        """What grew between the first and the last days (sizes, counts)."""
+        n = max(1, min(5, len(self.samples) // 2))
+        first, last = self.samples[:n], self.samples[-n:]
+
+        def mean(rows, key):
+            vals = [r[key] for r in rows if r[key]]
+            return sum(vals) / len(vals) if vals else 0
+
+        grew = []
+        for name in PROCS:
+            a, b = mean(first, name + "_rss"), mean(last, name + "_rss")
+            if a and b > a * 1.5 + 8192:
+                grew.append("%s rss %d->%d KB" % (name, a, b))
+            a, b = max(r[name + "_fd"] for r in first), max(r[name + "_fd"] for r in last)
+            if b > a + 8:
+                grew.append("%s fds %d->%d" % (name, a, b))
+        a, b = max(r["spool"] for r in first), max(r["spool"] for r in last)
+        if b > 2 * a + (2 << 20):
+            grew.append("spool %d->%d B" % (a, b))
+        return grew
+
+    def checkpoint_growth(self):
+        """The csv checkpoint's growth: a size larger at every sample than
+        at the one before, by more than 1 KiB in all, grows with the days."""
+        sizes = [r["checkpoint"] for r in self.samples]
+        rising = len(sizes) >= 3 and all(b > a for a, b in zip(sizes, sizes[1:]))
+        if rising and sizes[-1] > sizes[0] + 1024:
+            return ["checkpoint %d->%d B" % (sizes[0], sizes[-1])]
+        return []
+
+    def stored(self):
+        """n of every stored tick, and folder -> its rows' count."""
+        ns, per_folder = [], {}
+        for path in glob.glob(self.bus.path("csv", "*", "prices.csv")):
+            with open(path, newline="") as f:
+                got = [int(r["n"]) for r in csv.DictReader(f)]
+            ns += got
+            per_folder[os.path.basename(os.path.dirname(path))] = len(got)
+        return ns, per_folder
+
+    def run(self):
+        a = self.args
+        print("soak: %d simulated days at %gx (a day in %.1f s), %d ticks, data in %s"
+              % (a.days, self.rate, DAY / self.rate, self.ticks, self.bus.dir), flush=True)
+        self.start_all()
+        for d in range(a.days):
+            self.day(d)
+        bus = self.bus
+        bus.check("the ticker ran to its end", bus.wait("ticks", 120) == 0)
+        ok, left = bus.wait_delivered(60)
+        bus.check("the broker delivered every batch", ok, "in flight: %s" % left)
+        for name in ("ticks", "validate", "csv"):
+            bus.stop(name)
+        return self.verdict()
+
+    def verdict(self):
+        bus = self.bus
+        ns, per_folder = self.stored()
+        distinct = set(ns)
+        lost = self.ticks - len(distinct & set(range(self.ticks)))
+        doubled = len(ns) - len(distinct)
+        bus.check("every tick stored exactly once", lost == 0 and doubled == 0,
+                  "lost %d doubled %d" % (lost, doubled))
+        folders = set(per_folder)
+        unknown = sorted(f for f in folders if f not in self.sessions)
+        bus.check("every folder with data is a session's own (named by its id)", not unknown,
+                  str(unknown[:3]))
+        idle = sum(1 for t in self.sessions.values() if t == "idle")
+        bus.check("about 24 idle sessions a simulated day, each id once",
+                  idle >= 18 * self.args.days, "%d idle sessions in %d days" % (idle,
+                                                                               self.args.days))
+        named = sum(1 for t in self.sessions.values() if t != "idle")
+        bus.check("the named sessions each began once", named >= len(NAMED) * self.args.days,
+                  "%d named" % named)
+        grew = self.growth()
+        bus.check("no process's memory or descriptors, nor the spool, grow with the days",
+                  not grew, "; ".join(grew))
+        # Known defect, printed and not yet asserted: batches that reach no
+        # sink (a collector's end markers, batches a step empties) leave
+        # gaps in the csv checkpoint's seq ranges, one range per session.
+        grew += self.checkpoint_growth()
+        print("days: %d lost: %d doubled: %d growth: %s"
+              % (self.args.days, lost, doubled, ", ".join(grew) if grew else "none"), flush=True)
+        return 1 if bus.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(Soak(parse_args()).run())
