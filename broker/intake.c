@@ -390,7 +390,8 @@ static bool pipe_has_room(dcb_intake_t *self, const intake_pipe_t *p)
 {
     size_t total, processing;
     rt_pipeline_in_flight(self->router, p->name, &total, &processing);
-    return total < (size_t)self->config->memory_batches;
+    return total < (size_t)self->config->memory_batches &&
+           rt_pipeline_bytes(self->router, p->name) < (size_t)self->config->memory_mb << 20;
 }
 
 /* An append refused for lack of disk space or an I/O error: logged once

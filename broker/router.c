@@ -46,6 +46,7 @@ struct rt_work {
 typedef struct {
     char *name;
     size_t in_flight, processing; /* batches carried, and in a processing stage */
+    size_t bytes;                 /* ... and the size of their bodies */
     rt_instance_t *from;
     rt_instance_t **through;
     size_t nthrough;
@@ -77,6 +78,7 @@ struct rt_batch {
     rt_pipeline_t *pipe;
     size_t stage; /* index into `through`; == nthrough once processed */
     zmq_msg_t body;
+    size_t bytes; /* the body's size when carried in: the pipeline's count */
     uint32_t count;
     bool processed;
     bool replay;     /* injected (a dead letter, a backlog), not from the spool */
@@ -658,6 +660,7 @@ static void enqueue(rt_router_t *self, rt_work_t *w)
 static void complete(rt_router_t *self, rt_batch_t *b)
 {
     b->pipe->in_flight--;
+    b->pipe->bytes -= b->bytes;
     if (b->replay && b->replay_sink >= 0 && self->ops.injected_done)
         self->ops.injected_done(self->arg, b->pipe->to[b->replay_sink]->name,
                                 b->sinks[b->replay_sink].delivered);
@@ -742,6 +745,7 @@ static rt_batch_t *batch_new(rt_pipeline_t *pipe, rt_stream_t *s, const dcb_enve
     b->count = env->count;
     zmq_msg_init(&b->body);
     zmq_msg_copy(&b->body, body);
+    b->bytes = zmq_msg_size(&b->body);
     b->proc = (rt_work_t){.batch = b, .sink = -1};
     b->replay_sink = -1;
     b->sinks = calloc(pipe->nto ? pipe->nto : 1, sizeof *b->sinks);
@@ -813,6 +817,7 @@ int rt_admit(rt_router_t *self, const char *collector, const dcb_envelope_t *env
     /* A processor's side batch goes straight to the sinks. */
     bool process = pipe->nthrough > 0 && !env->parent[0];
     pipe->in_flight++;
+    pipe->bytes += b->bytes;
     if (process) pipe->processing++;
     if (s->fifo_tail)
         s->fifo_tail->fifo_next = b;
@@ -1106,6 +1111,7 @@ int rt_inject(rt_router_t *self, const char *pipeline, const char *instance,
     b->stage = stage;
     zhashx_insert(self->batches, b->key, b);
     pipe->in_flight++;
+    pipe->bytes += b->bytes;
     if (!at_sink) {
         pipe->processing++;
         enqueue(self, &b->proc);
@@ -1135,6 +1141,13 @@ void rt_tick(rt_router_t *self, int64_t now)
     if (moved)
         for (size_t i = 0; i < self->ninstances; i++)
             dispatch(self, &self->instances[i]);
+}
+
+size_t rt_pipeline_bytes(const rt_router_t *self, const char *pipeline)
+{
+    for (size_t i = 0; i < self->npipelines; i++)
+        if (strcmp(self->pipelines[i].name, pipeline) == 0) return self->pipelines[i].bytes;
+    return 0;
 }
 
 void rt_pipeline_in_flight(const rt_router_t *self, const char *pipeline, size_t *total,

@@ -238,6 +238,8 @@ size_t rt_batches_in_flight(const rt_router_t *self);
  * still in a processing stage. */
 void rt_pipeline_in_flight(const rt_router_t *self, const char *pipeline, size_t *total,
                            size_t *processing);
+/* The size of the bodies of the batches `pipeline` carries. */
+size_t rt_pipeline_bytes(const rt_router_t *self, const char *pipeline);
 /* Calls fn for every pipeline `instance` is a stage of (from, through or to). */
 void rt_foreach_pipeline_of(const rt_router_t *self, const char *instance,
                             void (*fn)(void *arg, const char *pipeline), void *arg);

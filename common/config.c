@@ -99,6 +99,7 @@ static const char *const BROKER_KEYS[] = {"bus",
                                           "memory_batches",
                                           "max_seq_gap",
                                           "max_message_mb",
+                                          "memory_mb",
                                           NULL};
 /* The keys of a worker's map the host reads; the rest are plugin settings. */
 static const char *const WORKER_HOST_KEYS[] = {
@@ -373,6 +374,7 @@ static void set_defaults(dcb_config_t *cfg)
     cfg->spool_max_mb = 4096;
     cfg->spool_segment_mb = 64;
     cfg->memory_batches = 64;
+    cfg->memory_mb = 16;
     cfg->max_message_mb = 256;
     cfg->log_level = xstrdup(DEFAULT_LOG_LEVEL);
     cfg->plugins_path = xcalloc(1, sizeof *cfg->plugins_path);
@@ -444,6 +446,9 @@ static bool load_spool(check_t *c, const dcb_node_t *broker)
         return false;
     if ((v = map_get(broker, "memory_batches")) &&
         !want_positive_int(c, v, "broker.memory_batches", &cfg->memory_batches))
+        return false;
+    if ((v = map_get(broker, "memory_mb")) &&
+        !want_positive_int(c, v, "broker.memory_mb", &cfg->memory_mb))
         return false;
     return true;
 }

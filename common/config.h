@@ -84,6 +84,7 @@ typedef struct {
     int spool_segment_mb;    /* segment size, default 64 */
     bool spool_drop_oldest;  /* when full: drop the oldest segment (else block collectors) */
     int memory_batches;      /* batches per pipeline held in memory, default 64 */
+    int memory_mb;           /* ... and MiB of them (also a collector's window), default 16 */
     /* what the broker lets in: */
     uint64_t max_seq_gap; /* a collector's seq at most this far past its stream's, default
                              max(1000, 4 x credit) */

@@ -107,6 +107,7 @@ static void send_batch(dcb_worker_t *self)
     /* Hand the buffer to the message: no copy. */
     size_t size = self->encoded.size;
     zmq_msg_init_data(&p->body, msgpack_sbuffer_release(&self->encoded), size, free_buffer, NULL);
+    self->collector.window_bytes += size;
     call_batch_sent(self, p->stream, p->seq); /* before it goes: the ACK can come next */
     worker_send_msg(self, DCB_CMD_DATA, &p->body);
     self->collector.records_out += p->records;
@@ -227,6 +228,14 @@ static void resend_overdue(dcb_worker_t *self, int64_t now)
     }
 }
 
+/* True when no batch more may be collected: the window is full in
+ * batches, or holds memory_mb MiB (one batch always fits). */
+static bool window_full(const dcb_worker_t *self)
+{
+    const dcb_collector_state_t *c = &self->collector;
+    return c->nwindow >= c->window_cap || c->window_bytes >= (size_t)self->config->memory_mb << 20;
+}
+
 static void collector_tick(dcb_worker_t *self, int64_t now)
 {
     if (self->link.ready) resend_overdue(self, now);
@@ -235,9 +244,7 @@ static void collector_tick(dcb_worker_t *self, int64_t now)
         dcb_worker_stop)
         return;
     for (int i = 0; i < MAX_BATCHES_PER_TICK; i++) {
-        if (self->collector.nwindow >= self->collector.window_cap ||
-            now < self->collector.collect_again_us)
-            return;
+        if (window_full(self) || now < self->collector.collect_again_us) return;
         if (!collect_once(self, now)) return;
     }
 }
@@ -245,7 +252,7 @@ static void collector_tick(dcb_worker_t *self, int64_t now)
 static int collector_poll_timeout(const dcb_worker_t *self, int64_t now)
 {
     if (!self->link.ready || self->collector.source_done || self->collector.paused ||
-        dcb_worker_stop || self->collector.nwindow >= self->collector.window_cap)
+        dcb_worker_stop || window_full(self))
         return 100;
     int64_t wait = self->collector.collect_again_us - now;
     return wait <= 0 ? 0 : (int)((wait + 999) / 1000);
@@ -266,6 +273,7 @@ static void collector_on_ack(dcb_worker_t *self, dcbus_span_t body)
             /* Only the first ACK of a batch reaches the plugin: the broker
              * acknowledges a resent batch again. */
             bool marker = p->marker;
+            if (!marker) self->collector.window_bytes -= zmq_msg_size(&p->body);
             zmq_msg_close(&p->body);
             memmove(p, p + 1, (self->collector.nwindow - i - 1) * sizeof *p);
             self->collector.nwindow--;

@@ -146,7 +146,9 @@ static void journal_failed(dcb_worker_t *self, const char *why)
     dcb_processor_state_t *p = &self->processor;
     dcb_error("processor journal failed: stopping, a restart takes up its last durable state",
               "why=\"%s\"", why);
-    snprintf(self->failure, sizeof self->failure, "processor journal: %s", why);
+    /* A long reason is cut short: the failure line is bounded. */
+    int n = snprintf(self->failure, sizeof self->failure, "processor journal: %.200s", why);
+    (void)n;
     for (size_t i = 0; i < p->nqueue; i++)
         zmq_msg_close(&p->queue[i]);
     p->nqueue = 0;

@@ -77,6 +77,7 @@ typedef struct {
 typedef struct {
     dcb_pending_t *window;
     size_t nwindow, window_cap;
+    size_t window_bytes; /* of the batches in the window (bounded by memory_mb) */
     dcb_stream_seq_t *streams;
     size_t nstreams;
     uint64_t seq_base;

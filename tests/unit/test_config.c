@@ -680,7 +680,8 @@ static void test_errors_broker(void **state)
                  "t.yaml:2:3: broker: unknown key 'bsu', expected one of: bus, topics, spool, "
                  "heartbeat_ms, heartbeat_timeout_ms, credit, log_level, max_attempts, "
                  "session_rotate_s, data_tap, spool_fsync, spool_fsync_ms, spool_max_mb, "
-                 "spool_segment_mb, spool_full, memory_batches, max_seq_gap, max_message_mb");
+                 "spool_segment_mb, spool_full, memory_batches, max_seq_gap, max_message_mb, "
+                 "memory_mb");
     expect_error("broker:\n  max_seq_gap: 10\n" W1,
                  "t.yaml:2:16: broker.max_seq_gap: expected at least a collector's window, 4 x "
                  "credit (64), got \"10\"");
