@@ -12,7 +12,9 @@ and start of the json-validate step.
 
 At the end of each simulated day it samples, for each process, its RSS
 (VmRSS) and open file descriptors, and the spool's and the csv
-checkpoint's size on disk, and prints them as one line.  At the end it
+checkpoint's size on disk (the spool's segments apart from the broker's
+other state files: tasks.db and its log, sessions.mp), and prints them
+as one line.  At the end it
 checks, with Python's csv module over every session folder:
 
   - every tick n = 0..N-1 is stored exactly once (lost, doubled);
@@ -21,10 +23,11 @@ checks, with Python's csv module over every session folder:
     sessions share one; there are about 24 idle sessions a day;
   - nothing grows with the days: per process, the RSS of the last days is
     within 50% + 8 MB of the first days', the descriptors within 8, the
-    spool (1 MiB segments) within 2x + 2 MiB.  The csv checkpoint's size
-    is reported as growth when it rises every day, but not yet asserted:
-    batches that reach no sink (end markers, batches a step empties) leave
-    a gap in its seq ranges per session (docs/operations.md).
+    spool (1 MiB segments) within 2x + 2 MiB, the broker's state files
+    within 2x + 8 MiB, the csv checkpoint within 2x + 4 KiB.  (The
+    checkpoint rises for about 11 days, then stays at its 256 ranges of
+    seqs: end markers leave a gap at each session's end; printed as a
+    note when the csv says so, see docs/operations.md.)
 
 Last line: `days: D lost: L doubled: X growth: none` (or what grew).
 Sizes and counts are asserted; times are only printed.
@@ -183,7 +186,8 @@ pipelines:
             alive = p is not None and p.poll() is None
             row[name + "_rss"] = rss_kb(p.pid) if alive else 0
             row[name + "_fd"] = fds(p.pid) if alive else 0
-        row["spool"] = du(self.bus.path("spool"))
+        row["spool"] = du(self.bus.path("spool", "spool"))  # the segments
+        row["state"] = du(self.bus.path("spool")) - row["spool"]  # tasks.db*, sessions.mp
         cp = self.bus.path("csv", ".dcbus-csv-checkpoint")
         row["checkpoint"] = os.path.getsize(cp) if os.path.exists(cp) else 0
         row["folders"] = len(glob.glob(self.bus.path("csv", "*", "")))
@@ -191,10 +195,12 @@ pipelines:
         row["sample_ms"] = (time.monotonic() - t0) * 1000
         self.samples.append(row)
         print("day %3d  rss KB broker %6d ticks %6d validate %6d csv %6d  "
-              "fds %3d %3d %3d %3d  spool %9d B  checkpoint %6d B  folders %4d  sessions %4d"
+              "fds %3d %3d %3d %3d  spool %8d B  state %8d B  checkpoint %6d B  "
+              "folders %4d  sessions %4d"
               % (day, row["broker_rss"], row["ticks_rss"], row["validate_rss"], row["csv_rss"],
                  row["broker_fd"], row["ticks_fd"], row["validate_fd"], row["csv_fd"],
-                 row["spool"], row["checkpoint"], row["folders"], row["sessions"]), flush=True)
+                 row["spool"], row["state"], row["checkpoint"], row["folders"],
+                 row["sessions"]), flush=True)
 
     def growth(self):
         """What grew between the first and the last days (sizes, counts)."""
@@ -213,19 +219,16 @@ pipelines:
             a, b = max(r[name + "_fd"] for r in first), max(r[name + "_fd"] for r in last)
             if b > a + 8:
                 grew.append("%s fds %d->%d" % (name, a, b))
+        a, b = max(r["checkpoint"] for r in first), max(r["checkpoint"] for r in last)
+        if b > 2 * a + 4096:
+            grew.append("checkpoint %d->%d B" % (a, b))
         a, b = max(r["spool"] for r in first), max(r["spool"] for r in last)
         if b > 2 * a + (2 << 20):
             grew.append("spool %d->%d B" % (a, b))
+        a, b = max(r["state"] for r in first), max(r["state"] for r in last)
+        if b > 2 * a + (8 << 20):  # tasks.db's write-ahead log runs to ~4 MiB
+            grew.append("broker state %d->%d B" % (a, b))
         return grew
-
-    def checkpoint_growth(self):
-        """The csv checkpoint's growth: a size larger at every sample than
-        at the one before, by more than 1 KiB in all, grows with the days."""
-        sizes = [r["checkpoint"] for r in self.samples]
-        rising = len(sizes) >= 3 and all(b > a for a, b in zip(sizes, sizes[1:]))
-        if rising and sizes[-1] > sizes[0] + 1024:
-            return ["checkpoint %d->%d B" % (sizes[0], sizes[-1])]
-        return []
 
     def stored(self):
         """n of every stored tick, and folder -> its rows' count."""
@@ -274,10 +277,14 @@ pipelines:
         grew = self.growth()
         bus.check("no process's memory or descriptors, nor the spool, grow with the days",
                   not grew, "; ".join(grew))
-        # Known defect, printed and not yet asserted: batches that reach no
-        # sink (a collector's end markers, batches a step empties) leave
-        # gaps in the csv checkpoint's seq ranges, one range per session.
-        grew += self.checkpoint_growth()
+        # Printed, not asserted: batches that reach no sink (a collector's
+        # end markers, batches a step empties) leave a gap in the csv's seq
+        # ranges at each session's end; the checkpoint keeps 256 ranges, so
+        # after about 11 days the oldest are forgotten (docs/operations.md).
+        for line in bus.log("csv").splitlines():
+            if "ranges of seqs written" in line:
+                print("note: csv: %s" % line.split("msg=", 1)[-1], flush=True)
+                break
         print("days: %d lost: %d doubled: %d growth: %s"
               % (self.args.days, lost, doubled, ", ".join(grew) if grew else "none"), flush=True)
         return 1 if bus.failed else 0
