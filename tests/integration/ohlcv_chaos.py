@@ -1,7 +1,8 @@
 """ohlcv_chaos.py -- ticker -> ohlcv -> csv (critical) + ilp into a real
 InfluxDB 1.6, the ohlcv worker and the broker killed with SIGKILL several
-times each at moments scheduled within the ticker's shortest possible run;
-then every tick, every closed candle and every point compared.  Used by
+times each (and the ilp worker too) at moments scheduled within the
+ticker's shortest possible run, the session changed half way; then every
+tick, every closed candle and every point compared.  Used by
 tests/integration/test_ohlcv_chaos.py (integration.ohlcv_chaos, 300,000
 ticks) and scripts/chaos-ohlcv (2,000,000 ticks).
 
@@ -15,8 +16,10 @@ measurements tick_prices and aggregated_ohlcv.
 
 The ticker is paced, so its run lasts at least ticks/rate seconds; the
 kills are scheduled at random moments (a seeded rng) within the first
-80 % of that time, in rounds that take the ohlcv worker and the broker
-each in turn, so none can fall short.  Before each broker kill the csv
+80 % of that time, in rounds that take the ohlcv worker, the broker and
+(from the second round) the ilp worker each in turn, so none can fall
+short; half way the session is ended and another started (so candles
+close by a session's end too, and the points carry several session tags).  Before each broker kill the csv
 sink is stopped (SIGSTOP) until the broker's stats say batches_in_flight
 > 0, so the broker dies with batches in flight; the sink is let go right
 after.  A killed process is started again after a short pause.
@@ -54,7 +57,7 @@ INTERVALS = {"1s": 1_000_000, "1m": 60_000_000, "5m": 300_000_000, "15m": 900_00
 FLOATS = ("open", "high", "low", "close", "volume", "quote_volume")
 INTS = ("trades_count", "close_time")
 TICK_FIELDS = ("price", "volume", "quote_volume")
-VICTIMS = ("candles", "broker")
+VICTIMS = ("candles", "broker", "ilp")
 DB = "ticks"
 
 
@@ -101,14 +104,16 @@ pipelines:
 
 
 def kill_schedule(duration, kills_each, rng):
-    """(time, victim): each victim kills_each times, in rounds taking each
-    in a random order, at random moments in [5 %, 80 %] of `duration`."""
-    times = sorted(rng.uniform(0.05 * duration, 0.8 * duration)
-                   for _ in range(kills_each * len(VICTIMS)))
+    """(time, victim): the ohlcv worker and the broker kills_each times
+    each, the ilp worker once fewer (at least once), in rounds taking each
+    in a random order, at random moments in [5 %, 80 %] of `duration`;
+    and, half way, "session": the session ended and another started."""
     order = []
-    for _ in range(kills_each):
-        order += rng.sample(VICTIMS, len(VICTIMS))
-    return list(zip(times, order))
+    for i in range(kills_each):
+        victims = [v for v in VICTIMS if v != "ilp" or i > 0 or kills_each == 1]
+        order += rng.sample(victims, len(victims))
+    times = sorted(rng.uniform(0.05 * duration, 0.8 * duration) for _ in order)
+    return sorted(list(zip(times, order)) + [(0.5 * duration, "session")])
 
 
 class Chaos:
@@ -116,7 +121,8 @@ class Chaos:
 
     def __init__(self, bus, config, log):
         self.bus, self.config, self.log = bus, config, log
-        self.starts = {"broker": 0, "candles": 0}
+        self.starts = {"broker": 0, "candles": 0, "ilp": 0}
+        self.sessions = 1
         self.in_flight_at_kill = []
         self.killed_while_ticking = True
 
@@ -160,11 +166,31 @@ class Chaos:
             self.bus.procs["csv"].send_signal(signal.SIGCONT)
         self.log("chaos-ohlcv: t=%6.1fs kill -9 %s%s" % (elapsed, name, note))
 
+    def next_session(self, elapsed):
+        """Ends the session and starts another (asked until the broker,
+        perhaps just restarted, answers)."""
+        for op, args in (("session_end", {"status": "completed"}), ("session_start", {"type": "ticks"})):
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if lib.request(self.bus.bus_ep, op, args, timeout_s=2).get("ok"):
+                        break
+                except TimeoutError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("%s not answered" % op)
+                time.sleep(0.1)
+        self.sessions += 1
+        self.log("chaos-ohlcv: t=%6.1fs session ended, another started" % elapsed)
+
     def run(self, schedule, t0):
         """Kills as scheduled, each restarted after a short pause."""
         for when, name in schedule:
             while time.monotonic() - t0 < when:
                 time.sleep(0.02)
+            if name == "session":
+                self.next_session(time.monotonic() - t0)
+                continue
             self.kill(name, time.monotonic() - t0)
             time.sleep(0.3 if name == "broker" else 0.1)
             self.restart(name)
@@ -338,7 +364,7 @@ def run(ticks, rate, kills_each, seed, log=print):
     t0 = time.monotonic()
     chaos.run(schedule, t0)
     bus.check("each kill came while the ticker ran", chaos.killed_while_ticking,
-              "%d kills" % len(schedule))
+              ", ".join("%s %d" % (v, chaos.starts[v]) for v in VICTIMS))
     bus.check("each broker kill found batches in flight",
               all(n > 0 for n in chaos.in_flight_at_kill), str(chaos.in_flight_at_kill))
     bus.check("the ticker finishes", bus.wait("ticks", duration * 3 + 120) == 0)
@@ -362,6 +388,10 @@ def run(ticks, rate, kills_each, seed, log=print):
     res.lost += ticks - len(set(ns) & set(range(ticks)))
     bus.check("the CSV has n = 0..%d, each once" % (ticks - 1), ns == list(range(ticks)),
               "%d rows, %d distinct" % (len(ns), res.ticks))
+    sessions = sorted({t[1] for t in rows})
+    # session_end begins an idle session until the next session_start.
+    bus.check("the ticks span the sessions started", len(sessions) >= chaos.sessions,
+              str(sessions))
     expected = offline_candles(rows)
     stored = closed_csv_candles(bus, res)
     res.candles = len(stored)
