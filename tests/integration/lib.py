@@ -67,6 +67,16 @@ def request(endpoint, op, args=None, timeout_s=3.0, curve=None):
         sock.close()
 
 
+def wait_for(cond, timeout_s, step_s=0.2):
+    """Until cond() is true (True) or timeout_s has passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step_s)
+    return False
+
+
 def stats(endpoint, timeout_s=3.0, curve=None):
     """Asks the broker at `endpoint` for its stats; returns the result map,
     or raises TimeoutError if it does not answer."""

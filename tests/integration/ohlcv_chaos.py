@@ -196,13 +196,7 @@ class Chaos:
             self.restart(name)
 
 
-def wait_for(cond, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return False
+wait_for = lib.wait_for
 
 
 def ilp_caught_up(bus):

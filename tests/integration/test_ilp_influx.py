@@ -49,13 +49,7 @@ pipelines:
 """ % (WEIRD.replace("'", "''"), TICKS, SAME, srv.url))
 
 
-def wait_for(cond, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.2)
-    return False
+wait_for = lib.wait_for
 
 
 def csv_rows(stream):
