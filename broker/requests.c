@@ -1,7 +1,7 @@
 /*
  * requests.c -- the broker's answers to clients (dcbus stats, tasks,
  * sessions, pause, resume, deadletter replay) and the requests it passes
- * on to a storage worker (query, delete).  REQUEST is allowed before
+ * on to a storage worker (query, delete, flushes).  REQUEST is allowed before
  * HELLO: a client never registers.
  */
 #include "broker_impl.h"
@@ -18,8 +18,8 @@
 
 /* ---------------------------------------------------------------------------
  * Requests forwarded to storage workers: query and delete are answered by
- * the instance's plugin, so the broker passes them on and relays the reply
- * with the client's id.
+ * the instance's plugin, flushes by its host (the time flush() takes), so the broker passes them on
+ * and relays the reply with the client's id.
  */
 
 static void reply_error(dcb_broker_t *self, const zmq_msg_t *client, uint64_t id, const char *error)
@@ -302,7 +302,7 @@ void broker_on_request(dcb_broker_t *self, dcb_message_t *m)
     dcb_request_t req;
     dcb_request_unpack(m->body_span, &req);
     const char *op = req.op;
-    if (strcmp(op, "query") == 0 || strcmp(op, "delete") == 0) {
+    if (strcmp(op, "query") == 0 || strcmp(op, "delete") == 0 || strcmp(op, "flushes") == 0) {
         forward_request(self, m);
         return;
     }

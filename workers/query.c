@@ -4,7 +4,9 @@
  * REQUEST {id, op: "query", filters: {field: value, ...}, sort, descending,
  * limit, offset, collection} -> REPLY {id, ok, result: {rows: [...]}} with the rows the
  * plugin hands to host->query_row; REQUEST {id, op: "delete", location}
- * -> REPLY {id, ok}.  Filter values arrive as strings; the plugin binds
+ * -> REPLY {id, ok}; REQUEST {id, op: "flushes"} -> REPLY {id, ok, result:
+ * {flushes, total_us, max_us, last_us}}, how long flush() took since the
+ * worker started (storage.c).  Filter values arrive as strings; the plugin binds
  * them as parameters.  Rows are collected in one buffer and sent at once:
  * a query is bounded by its limit (the CLI asks for 1000 by default).
  */
@@ -128,6 +130,20 @@ static void run_query(dcb_worker_t *self, uint64_t id, dcbus_span_t body)
     dcb_body_destroy(&rows.rows);
 }
 
+static void reply_flushes(dcb_worker_t *self, uint64_t id)
+{
+    const dcb_storage_state_t *st = &self->storage;
+    msgpack_packer *pk = &self->body.pk;
+    dcb_body_reset(&self->body);
+    dcb_reply_pack_head(pk, id, true, NULL);
+    msgpack_pack_map(pk, 4);
+    dcb_pack_kv_uint(pk, "flushes", st->flushes);
+    dcb_pack_kv_uint(pk, "total_us", st->flush_total_us);
+    dcb_pack_kv_uint(pk, "max_us", st->flush_max_us);
+    dcb_pack_kv_uint(pk, "last_us", st->flush_last_us);
+    worker_send(self, DCB_CMD_REPLY, dcb_body_span(&self->body));
+}
+
 void query_on_request(dcb_worker_t *self, dcbus_span_t body)
 {
     dcb_request_t req;
@@ -137,6 +153,8 @@ void query_on_request(dcb_worker_t *self, dcbus_span_t body)
     char location[256] = "";
     if (strcmp(op, "query") == 0) {
         run_query(self, id, body);
+    } else if (strcmp(op, "flushes") == 0) {
+        reply_flushes(self, id);
     } else if (strcmp(op, "delete") == 0 &&
                dcb_map_get_str(body, "location", location, sizeof location)) {
         self->last_error[0] = '\0';

@@ -15,6 +15,10 @@
  * open at once: opened when announced (or met on a batch), closed only
  * when the broker says it ended -- which the broker holds back until the
  * session's batches are settled -- never because the worker stops.
+ *
+ * Each flush() is timed (count, total, max, last in microseconds), for the
+ * "flushes" request (query.c): a sink whose flushes slow down with the days
+ * shows it there (scripts/soak samples it).
  */
 #include "calls.h"
 #include "log.h"
@@ -37,9 +41,24 @@ static void ack_all(dcb_worker_t *self, dcb_cmd_t cmd, bool retry, const char *w
     self->storage.nunacked = 0;
 }
 
+/* Monotonic time around the call, failed flushes included: a slow one
+ * that fails is as much a sign of a sink that grows as one that works. */
+static int timed_flush(dcb_worker_t *self)
+{
+    dcb_storage_state_t *st = &self->storage;
+    int64_t t0 = worker_now_us();
+    int rc = call_flush(self);
+    int64_t took = worker_now_us() - t0;
+    st->flush_last_us = took > 0 ? (uint64_t)took : 0;
+    st->flush_total_us += st->flush_last_us;
+    if (st->flush_last_us > st->flush_max_us) st->flush_max_us = st->flush_last_us;
+    st->flushes++;
+    return rc;
+}
+
 static void flush_now(dcb_worker_t *self)
 {
-    int rc = call_flush(self);
+    int rc = timed_flush(self);
     if (rc == DCBUS_OK) {
         ack_all(self, DCB_CMD_ACK, false, NULL);
         return;

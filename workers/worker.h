@@ -111,6 +111,9 @@ typedef struct {
     dcb_session_note_t active;
     char told[DCB_TOLD_MAX][DCB_NAME_MAX];
     size_t ntold;
+    /* How long flush() takes (answered to the "flushes" request, query.c):
+     * totals since the worker started, so a caller can take differences. */
+    uint64_t flushes, flush_total_us, flush_max_us, flush_last_us;
 } dcb_storage_state_t;
 
 /* A processor's state (processor.c): the side batches of the call in
