@@ -1,6 +1,10 @@
 """soak.py -- days of unattended collection in minutes, on the test clock.
 
-ticker -> json-validate -> csv through the real broker, every process run
+ticker -> json-validate -> csv, and postgres beside it as a non-critical
+sink (critical: false: fed from the broker's backlog, a server of its own
+started on loopback in a temporary directory by pg_server.py; without
+PostgreSQL's binaries the soak says so and fails), through the real
+broker, every process run
 with DCBUS_CLOCK="anchor=<start>,rate=R" (common/clock.h): one simulated
 hour is 3600/R real seconds, so the broker's idle sessions rotate every
 hour (broker.session_rotate_s: 3600) as they would in a month of real
@@ -11,20 +15,26 @@ sink; day 2, 5, 8... kill -9 of the broker; day 3, 6, 9... a clean stop
 and start of the json-validate step.
 
 At the end of each simulated day it samples, for each process, its RSS
-(VmRSS) and open file descriptors, and the spool's and the csv
-checkpoint's size on disk (the spool's segments apart from the broker's
-other state files: tasks.db and its log, sessions.mp), and prints them
-as one line.  At the end it
-checks, with Python's csv module over every session folder:
+(VmRSS) and open file descriptors, the spool's and the csv checkpoint's
+size on disk (the spool's segments apart from the broker's other state
+files: tasks.db and its log, sessions.mp), and the day's mean time of a
+flush() of each sink (the "flushes" request: the storage host's count
+and total, differences from the day before), and prints them as one
+line.  At the end it checks, with Python's csv module over every session
+folder, and with psql over the postgres table:
 
-  - every tick n = 0..N-1 is stored exactly once (lost, doubled);
+  - every tick n = 0..N-1 is stored exactly once, in the csv and in
+    PostgreSQL (lost, doubled);
   - every session the broker reported (session.start on the topics) that
     holds data has a folder of its own, named by its id, and no two
     sessions share one; there are about 24 idle sessions a day;
   - nothing grows with the days: per process, the RSS of the last days is
     within 50% + 8 MB of the first days', the descriptors within 8, the
     spool (1 MiB segments) within 2x + 2 MiB, the broker's state files
-    within 2x + 8 MiB, the csv checkpoint within 2x + 4 KiB.  (The
+    within 2x + 8 MiB, the csv checkpoint within 2x + 4 KiB, each sink's
+    flush time (the median of the days' means) within 3x + 5 ms -- loose
+    enough for a loaded machine, tight enough for a flush that rewrites
+    what grows with the days.  (The
     checkpoint rises for about 11 days, then stays at its 256 ranges of
     seqs: end markers leave a gap at each session's end; printed as a
     note when the csv says so, see docs/operations.md.)
@@ -48,10 +58,13 @@ import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+import pg_server  # noqa: E402
 
 HOUR = 3600
 DAY = 86400
-PROCS = ("broker", "ticks", "validate", "csv")
+PROCS = ("broker", "ticks", "validate", "csv", "pg")
+SINKS = ("csv", "pg")
+PG_TABLE = "soak_ticks"
 # (start hour, end hour, type, meta) of each day's named sessions
 NAMED = ((2, 4, "observation", {"target": "M31"}), (13, 14, "alignment", {}))
 
@@ -96,10 +109,24 @@ def du(path):
     return total
 
 
+def median(vals):
+    vals = sorted(v for v in vals if v is not None)
+    if not vals:
+        return None
+    mid = len(vals) // 2
+    return vals[mid] if len(vals) % 2 else (vals[mid - 1] + vals[mid]) / 2
+
+
 class Soak:
     def __init__(self, args):
         self.args = args
         self.bus = lib.Bus()
+        try:
+            self.pg = pg_server.PgServer()
+        except RuntimeError as e:
+            print("soak: FAIL: no PostgreSQL for the postgres sink: %s" % e, flush=True)
+            print("days: 0 lost: ? doubled: ? growth: ? (no PostgreSQL)", flush=True)
+            sys.exit(1)
         self.anchor = time.time()
         self.rate = args.rate
         os.environ["DCBUS_CLOCK"] = "anchor=%.6f,rate=%g" % (self.anchor, self.rate)
@@ -111,13 +138,15 @@ class Soak:
              orderbook: false, seed: 3}
   validate: {plugin: json-validate, required: [symbol, ts, n]}
   csv:      {plugin: csv, dir: %s}
+  pg:       {plugin: postgres, dsn: "%s", table: %s, critical: false}
 pipelines:
-  p: {from: ticks, through: [validate], to: [csv]}
-""" % (self.ticks, max(1, round(tick_rate)), self.bus.path("csv")))
+  p: {from: ticks, through: [validate], to: [csv, pg]}
+""" % (self.ticks, max(1, round(tick_rate)), self.bus.path("csv"), self.pg.dsn, PG_TABLE))
         self.sessions = {}  # id -> type, from session.start on the topics
         self.sub = zmq.Context.instance().socket(zmq.SUB)
         self.sub.setsockopt(zmq.SUBSCRIBE, b"session.start")
         self.samples = []
+        self.flushed = {}  # sink -> (flushes, total_us) at the last sample
 
     def sim_now(self):
         return (time.time() - self.anchor) * self.rate
@@ -139,7 +168,7 @@ pipelines:
     def start_all(self):
         self.bus.broker(self.config)
         self.sub.connect(self.bus.topics_ep)
-        for name in ("csv", "validate", "ticks"):
+        for name in ("csv", "pg", "validate", "ticks"):
             self.bus.worker(name, self.config)
 
     def kill(self, name):
@@ -192,15 +221,37 @@ pipelines:
         row["checkpoint"] = os.path.getsize(cp) if os.path.exists(cp) else 0
         row["folders"] = len(glob.glob(self.bus.path("csv", "*", "")))
         row["sessions"] = len(self.sessions)
+        for name in SINKS:
+            row[name + "_flush_us"] = self.day_flush_us(name)
         row["sample_ms"] = (time.monotonic() - t0) * 1000
         self.samples.append(row)
-        print("day %3d  rss KB broker %6d ticks %6d validate %6d csv %6d  "
-              "fds %3d %3d %3d %3d  spool %8d B  state %8d B  checkpoint %6d B  "
-              "folders %4d  sessions %4d"
-              % (day, row["broker_rss"], row["ticks_rss"], row["validate_rss"], row["csv_rss"],
-                 row["broker_fd"], row["ticks_fd"], row["validate_fd"], row["csv_fd"],
+        print("day %3d  rss KB %s  fds %s  spool %8d B  state %8d B  checkpoint %6d B  "
+              "folders %4d  sessions %4d  flush us %s"
+              % (day, " ".join("%s %6d" % (n, row[n + "_rss"]) for n in PROCS),
+                 " ".join("%3d" % row[n + "_fd"] for n in PROCS),
                  row["spool"], row["state"], row["checkpoint"], row["folders"],
-                 row["sessions"]), flush=True)
+                 row["sessions"],
+                 " ".join("%s %s" % (n, "-" if row[n + "_flush_us"] is None
+                                     else "%.0f" % row[n + "_flush_us"]) for n in SINKS)),
+              flush=True)
+
+    def day_flush_us(self, sink):
+        """The mean time of the sink's flushes since the last sample, from
+        its host's totals (a restarted worker counts from 0 again); None
+        when it did not answer or did not flush."""
+        try:
+            reply = lib.request(self.bus.bus_ep, "flushes", {"instance": sink}, timeout_s=5)
+        except TimeoutError:
+            return None
+        if not reply.get("ok"):
+            return None
+        r = reply["result"]
+        n0, t0 = self.flushed.get(sink, (0, 0))
+        if r["flushes"] < n0:  # a new process
+            n0, t0 = 0, 0
+        self.flushed[sink] = (r["flushes"], r["total_us"])
+        n = r["flushes"] - n0
+        return (r["total_us"] - t0) / n if n else None
 
     def growth(self):
         """What grew between the first and the last days (sizes, counts)."""
@@ -212,6 +263,11 @@ pipelines:
             return sum(vals) / len(vals) if vals else 0
 
         grew = []
+        for name in SINKS:
+            a = median(r[name + "_flush_us"] for r in first)
+            b = median(r[name + "_flush_us"] for r in last)
+            if a is not None and b is not None and b > 3 * a + 5000:
+                grew.append("%s flush %d->%d us" % (name, a, b))
         for name in PROCS:
             a, b = mean(first, name + "_rss"), mean(last, name + "_rss")
             if a and b > a * 1.5 + 8192:
@@ -251,9 +307,23 @@ pipelines:
         bus.check("the ticker ran to its end", bus.wait("ticks", 120) == 0)
         ok, left = bus.wait_delivered(60)
         bus.check("the broker delivered every batch", ok, "in flight: %s" % left)
-        for name in ("ticks", "validate", "csv"):
+        # The non-critical sink may lag: its backlog is fed to it in order.
+        pg_all = lib.wait_for(lambda: self.pg_counts()[1] >= self.ticks, 120, 0.5)
+        bus.check("postgres caught up with the backlog", pg_all, "rows %d distinct n %d"
+                  % self.pg_counts())
+        for name in ("ticks", "validate", "csv", "pg"):
             bus.stop(name)
         return self.verdict()
+
+    def pg_counts(self):
+        """(rows, distinct n) in the postgres sink's table."""
+        try:
+            out = self.pg.sql("SELECT count(*), count(DISTINCT (data->>'n')::bigint) FROM %s"
+                              % PG_TABLE)
+        except Exception:  # noqa: BLE001 -- the table may not exist yet
+            return 0, 0
+        rows, distinct = out.split("|")
+        return int(rows), int(distinct)
 
     def verdict(self):
         bus = self.bus
@@ -263,6 +333,15 @@ pipelines:
         doubled = len(ns) - len(distinct)
         bus.check("every tick stored exactly once", lost == 0 and doubled == 0,
                   "lost %d doubled %d" % (lost, doubled))
+        pg_rows, pg_distinct = self.pg_counts()
+        pg_in_range = int(self.pg.sql("SELECT count(DISTINCT (data->>'n')::bigint) FROM %s "
+                                      "WHERE (data->>'n')::bigint BETWEEN 0 AND %d"
+                                      % (PG_TABLE, self.ticks - 1)))
+        pg_lost, pg_doubled = self.ticks - pg_in_range, pg_rows - pg_distinct
+        bus.check("every tick in PostgreSQL exactly once", pg_lost == 0 and pg_doubled == 0,
+                  "rows %d distinct n %d: lost %d doubled %d"
+                  % (pg_rows, pg_distinct, pg_lost, pg_doubled))
+        lost, doubled = lost + pg_lost, doubled + pg_doubled
         folders = set(per_folder)
         unknown = sorted(f for f in folders if f not in self.sessions)
         bus.check("every folder with data is a session's own (named by its id)", not unknown,
@@ -275,7 +354,8 @@ pipelines:
         bus.check("the named sessions each began once", named >= len(NAMED) * self.args.days,
                   "%d named" % named)
         grew = self.growth()
-        bus.check("no process's memory or descriptors, nor the spool, grow with the days",
+        bus.check("no process's memory or descriptors, the spool, nor a flush's time grow "
+                  "with the days",
                   not grew, "; ".join(grew))
         # Printed, not asserted: batches that reach no sink (a collector's
         # end markers, batches a step empties) leave a gap in the csv's seq
