@@ -47,7 +47,7 @@ static void remove_tree(const char *dir)
 static dcb_testkit_t *open_sink(const char *dir)
 {
     char settings[512], err[512];
-    snprintf(settings, sizeof settings, "{dir: %s}", dir);
+    assert_true(snprintf(settings, sizeof settings, "{dir: %s}", dir) < (int)sizeof settings);
     dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
     if (!tk) fail_msg("asdf did not open: %s", err);
     return tk;

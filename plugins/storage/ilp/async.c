@@ -73,7 +73,9 @@ bool ilp_async_wait(ilp_async_t *a, ilp_outcome_t *out, char *msg, size_t msglen
         pthread_cond_wait(&a->cv, &a->mu);
     if (had) {
         *out = a->out;
-        snprintf(msg, msglen, "%s", a->msg);
+        /* A longer reason is cut to the caller's buffer: said, not lost. */
+        if (snprintf(msg, msglen, "%s", a->msg) >= (int)msglen && msglen > 4)
+            memcpy(msg + msglen - 4, "...", 4);
         a->busy = a->done = false;
     }
     pthread_mutex_unlock(&a->mu);
