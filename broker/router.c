@@ -675,7 +675,10 @@ static void release_one(rt_router_t *self, rt_batch_t *b)
 {
     rt_pipeline_t *p = b->pipe;
     if (self->ops.released) self->ops.released(self->arg, p->name);
-    if (b->count == 0 || p->nto == 0) {
+    /* An empty batch (an end marker, or one a processor emptied) goes to
+     * the sinks too: it holds a seq of its stream, and a sink that keeps
+     * the seqs it wrote as ranges would otherwise see a gap there for good. */
+    if (p->nto == 0) {
         complete(self, b);
         return;
     }

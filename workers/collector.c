@@ -34,7 +34,8 @@
  * streams with DCBUS_BATCH_SESSION_END or DCBUS_BATCH_SOURCE_END in its
  * `end`, numbered and kept in the window like any batch, so a processor
  * learns of the end in the stream's own order, exactly once (the worker
- * says BYE only once they are acknowledged).  Sinks never get them.
+ * says BYE only once they are acknowledged).  Sinks get them too, to note
+ * their seqs (storage.c).
  */
 #include "calls.h"
 #include "log.h"

@@ -197,16 +197,25 @@ static void remember_ack(dcb_worker_t *self, const dcb_envelope_t *env)
     if (self->storage.nunacked == 1) self->storage.first_unacked_us = worker_now_us();
 }
 
+/* The session a batch belongs to, opened (ABI 2.2) or switched to. */
+static void enter_session(dcb_worker_t *self, const dcb_envelope_t *env)
+{
+    if (call_has_sessions(self)) {
+        if (!told_of(self, env->session)) open_met_session(self, env->session);
+    } else if (strcmp(env->session, self->storage.session) != 0)
+        switch_session(self, env->session,
+                       strcmp(env->session, self->link.session) == 0 ? self->link.session_type
+                                                                     : "unknown");
+}
+
 static void storage_on_data(dcb_worker_t *self, dcb_message_t *m)
 {
     dcb_envelope_t env;
     if (!worker_decode_batch(self, m, &env)) return;
-    if (call_has_sessions(self)) {
-        if (!told_of(self, env.session)) open_met_session(self, env.session);
-    } else if (strcmp(env.session, self->storage.session) != 0)
-        switch_session(self, env.session,
-                       strcmp(env.session, self->link.session) == 0 ? self->link.session_type
-                                                                    : "unknown");
+    /* An empty batch (an end marker, or one a processor emptied) only
+     * carries its seq, for the plugin to note: it opens no session, and
+     * one of a session that ended elsewhere switches nothing. */
+    if (env.count > 0) enter_session(self, &env);
     dcbus_batch_t view = dcb_envelope_view(&env);
     self->cur_stream = env.stream;
     self->cur_seq = env.seq;

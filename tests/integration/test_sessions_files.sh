@@ -22,7 +22,9 @@
 #   - every CSV folder is a session seen on the topics, each row's ts lies
 #     within its session's time span (0.25 s of slack for batching), the
 #     observation's folder has its ~3 s of rows, and across the folders n
-#     is 0..N-1 once each: nothing lost or doubled at a session change.
+#     is 0..N-1 once each: nothing lost or doubled at a session change;
+#   - the csv checkpoint keeps prices' seqs as one range: the end markers'
+#     seqs reach the sink too.
 . "$(dirname "$0")/lib.sh"
 
 CFG=$TMP/bus.yaml
@@ -66,6 +68,11 @@ check "the ticker stops on SIGTERM with exit 0" test "${STATUS[ticker]}" -eq 0
 check_delivered 10 "the broker delivers every batch of the ticker to the sink"
 stop csv
 check "the sink stops on SIGTERM with exit 0" test "${STATUS[csv]}" -eq 0
+# Each session change spends a seq on an end marker; the sink notes it, so
+# the seqs it wrote stay one range (gaps would pile up, one per session).
+ranges=$(awk '$1 == "stream" && $2 == "prices" { print NF - 2 }' "$TMP/csv/.dcbus-csv-checkpoint")
+check "the csv checkpoint holds prices' seqs as one range across the sessions (${ranges:-no} ranges)" \
+    test "${ranges:-0}" -eq 1
 sessions list --json >"$TMP/list.json" || not_ok "dcbus sessions list --json answers"
 sessions list >"$TMP/list.txt" || not_ok "dcbus sessions list answers"
 kill -INT "${PID[watch]}"

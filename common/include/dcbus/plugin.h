@@ -170,8 +170,11 @@ typedef struct {
  * the last batch of a session and after the last batch of the source, an
  * empty batch (count 0) of each stream it sent, carrying one of these, so
  * that a processor learns of the end in the stream's own order (with a
- * seq of its own: redelivered, it is the same end again).  Sinks never get
- * empty batches. */
+ * seq of its own: redelivered, it is the same end again).  Sinks get the
+ * empty batches too (markers, and batches a processor emptied), outside
+ * any session change: store() writes nothing for them but notes the seq,
+ * so a sink keeping its written seqs as ranges sees no gap that never
+ * fills. */
 #define DCBUS_BATCH_SESSION_END 0x1u /* the batch's session has ended */
 #define DCBUS_BATCH_SOURCE_END  0x2u /* the collector's source is exhausted */
 

@@ -177,6 +177,10 @@ static int csv_store(void *state, const dcbus_batch_t *in)
     s->skipping = false;
     if (seqset_reserve(&s->pending, s->pending.n + 1) != 0) /* so the add below cannot fail */
         return csv_fail(self, "store", in->stream, ENOMEM);
+    if (in->count == 0) { /* no rows, no file: its seq closes the gap it would leave */
+        seqset_add(&s->pending, in->seq, in->seq);
+        return DCBUS_OK;
+    }
     csv_file_t *f = file_for(self, session, in->stream, &err);
     if (!f) {
         char what[512];
