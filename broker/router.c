@@ -81,6 +81,7 @@ struct rt_batch {
     size_t bytes; /* the body's size when carried in: the pipeline's count */
     uint32_t count;
     bool processed;
+    bool given_up;   /* at a processing stage: it goes to no sink */
     bool replay;     /* injected (a dead letter, a backlog), not from the spool */
     bool kept;       /* given up by the broker's own rule: the spool keeps it */
     int replay_sink; /* injected for this one sink, or -1 */
@@ -677,8 +678,9 @@ static void release_one(rt_router_t *self, rt_batch_t *b)
     if (self->ops.released) self->ops.released(self->arg, p->name);
     /* An empty batch (an end marker, or one a processor emptied) goes to
      * the sinks too: it holds a seq of its stream, and a sink that keeps
-     * the seqs it wrote as ranges would otherwise see a gap there for good. */
-    if (p->nto == 0) {
+     * the seqs it wrote as ranges would otherwise see a gap there for good.
+     * One given up leaves its gap: its dead letter may be replayed. */
+    if (b->given_up || p->nto == 0) {
         complete(self, b);
         return;
     }
@@ -1016,7 +1018,7 @@ static void give_up(rt_router_t *self, rt_work_t *w)
         sink_done(self, w);
         return;
     }
-    b->count = 0;
+    b->given_up = true;
     b->processed = true;
     b->pipe->processing--;
     if (b->replay)

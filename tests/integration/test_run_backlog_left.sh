@@ -30,8 +30,8 @@ line=$(grep 'store (critical: false) has not stored everything yet' "$TMP/run.ou
 check "the summary says store has not stored everything" test -n "$line"
 batches=$(sed -n 's/.*yet: \([0-9]*\) batches.*/\1/p' <<<"$line")
 handed=$(sed -n 's/.*, \([0-9]*\) more were handed to it unacknowledged.*/\1/p' <<<"$line")
-check "...which of its 20 batches wait in its backlog ($batches) or at it ($handed)" \
-    test $((${batches:-0} + ${handed:-0})) -eq 20
+check "...which of its 20 batches and the end marker wait in its backlog ($batches) or at it ($handed)" \
+    test $((${batches:-0} + ${handed:-0})) -eq 21
 check "...and where: the broker's spool folder" grep -q "in $TMP/spool/backlog" <<<"$line"
 check "the CSV has every record" test "$(($(wc -l <"$(session_file "$TMP/csv" s)") - 1))" -eq 2000
 finish

@@ -4,11 +4,11 @@
  * It appends one line "stream,seq,n" per record to the file named by the
  * `file` setting, so a test can check afterwards that every record arrived
  * exactly once (no gap, no duplicate) whatever crashed or restarted on the
- * way.  `fail_times` makes the first N store() calls fail with
- * DCBUS_ERETRY, to exercise redelivery; `delay_ms` plays a slow sink
- * (back-pressure).  flush() makes the lines durable (fflush + fsync), which
- * is when the host acknowledges the batches.  It is the dcbus counterpart
- * of MockStorageBackend in the interfaces it descends from.
+ * way.  `fail_times` makes the first N store() calls of records fail with
+ * DCBUS_ERETRY (an empty batch, an end marker, is never failed), to exercise redelivery; `delay_ms`
+ * plays a slow sink (back-pressure).  flush() makes the lines durable (fflush + fsync), which is
+ * when the host acknowledges the batches.  It is the dcbus counterpart of MockStorageBackend in the
+ * interfaces it descends from.
  *
  * With `sessions: true` each line ends with ",SESSION", and the sessions
  * it is told of are written in the same file, so that their order
@@ -99,7 +99,7 @@ static int mock_store(void *state, const dcbus_batch_t *in)
     mock_storage_t *self = state;
     const dcbus_host_t *h = self->host;
     if (self->delay_ms > 0) sleep_ms(self->delay_ms);
-    if (self->fail_times > 0) {
+    if (self->fail_times > 0 && in->count > 0) {
         self->fail_times--;
         dcbus_error_t error = {.type = DCBUS_ERROR_STORAGE,
                                .operation = "store",
@@ -198,7 +198,8 @@ static const dcbus_setting_t mock_settings[] = {
      .dflt = "0",
      .min = 0,
      .max = DCBUS_SETTING_NO_MAX,
-     .description = "the first N store() calls report a STORAGE error and return DCBUS_ERETRY"},
+     .description = "the first N store() calls of records (not empty batches) report a STORAGE "
+                    "error and return DCBUS_ERETRY"},
     {.name = "delay_ms",
      .type = DCBUS_SETTING_INT,
      .dflt = "0",
