@@ -40,6 +40,16 @@ import msgpack
 import zmq
 
 SIGNATURE = b"DCB1"
+PRINT_LOCK = threading.Lock()
+
+
+def say(line):
+    """Prints one whole line: the listener thread prints too, and print()
+    writes a line's text and its newline separately, so two threads'
+    lines could otherwise run into each other."""
+    with PRINT_LOCK:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 class Bus:
@@ -92,7 +102,7 @@ class Bus:
             topic = frames[0].decode("utf-8", "replace")
             message = msgpack.unpackb(frames[1], raw=False)
             if not self.quiet:
-                print("notified: %s %s" % (topic, describe(message)), flush=True)
+                say("notified: %s %s" % (topic, describe(message)))
             with self.lock:
                 self.seen.append((topic, message))
                 self.lock.notify_all()
@@ -208,7 +218,7 @@ def main(argv):
     try:
         run_id = api.start_run(opts.sequence, operator=opts.operator, recipe="coat-A",
                                parameters={"speed_mm_s": 12.5, "passes": 3})
-        print("run %s started for sequence %s" % (run_id, opts.sequence), flush=True)
+        say("run %s started for sequence %s" % (run_id, opts.sequence))
         for i in range(opts.events):
             api.save_spray_event(spray_event(run_id, opts.sequence, i))
         updates = 0
@@ -221,8 +231,8 @@ def main(argv):
         if not ended:
             print("no session.end notification for %s" % run_id, file=sys.stderr)
             return 1
-        print("run %s ended %s: %d events saved, %d updated, %d posted" %
-              (run_id, ended.get("status"), opts.events, updates, api.posted), flush=True)
+        say("run %s ended %s: %d events saved, %d updated, %d posted" %
+            (run_id, ended.get("status"), opts.events, updates, api.posted))
         return 0
     except (RuntimeError, OSError) as e:
         print("process: %s" % e, file=sys.stderr)
