@@ -25,6 +25,7 @@
 #include "runs.h"
 #include "sessions.h"
 #include "tasks.h"
+#include "topicseq.h"
 
 struct dcb_broker {
     const dcb_config_t *config;
@@ -46,6 +47,7 @@ struct dcb_broker {
     uint64_t refused_hellos;  /* other HELLOs refused (router.h: rt_peer_hello) */
     uint64_t refused_batches; /* batches not taken: not acknowledged, not carried */
     uint64_t published, publish_dropped;
+    uint64_t topic_seq[DCB_TOPIC_FAMILIES]; /* the last number of each family (topicseq.h) */
     int data_subscribers; /* subscriptions that match data.* */
     /* backlogs of the sinks marked critical: false */
     dcb_backlog_t **backlogs;
@@ -87,9 +89,11 @@ void broker_send_request(void *arg, const rt_peer_t *peer, dcbus_span_t body);
 void broker_note_malformed(dcb_broker_t *self, const char *from, const char *why);
 
 /* topics.c: publishing.  broker_publish keeps a state topic's last value
- * for late subscribers and sends a copy of body; broker_publish_copy only
- * sends; broker_publish_msg sends a message as it is (the data tap).  A
- * subscriber at its high-water mark loses only its own messages.
+ * for late subscribers (unnumbered) and sends body; broker_publish_copy
+ * only sends; broker_publish_msg sends a message's bytes (the data tap).
+ * Each send is a copy numbered in its topic's family (topicseq.h), a
+ * replay of a kept value too, so every subscriber can count what it
+ * missed; one at its high-water mark loses only its own messages.
  * broker_publish_error publishes an ErrorInfo the broker raises itself
  * (with the batch's stream and seq when stream is not NULL). */
 void broker_publish(void *arg, const char *topic, dcbus_span_t body);

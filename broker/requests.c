@@ -125,6 +125,16 @@ static const char *collection_status(void *arg, const char *instance)
     return dcb_runs_status(((dcb_broker_t *)arg)->runs, instance);
 }
 
+/* topic_seqs: each family's last number (topicseq.h), so a subscriber
+ * of metrics sees within a second what it missed at the end of a burst. */
+static void pack_topic_seqs(const dcb_broker_t *self, msgpack_packer *pk)
+{
+    dcb_pack_str(pk, "topic_seqs");
+    msgpack_pack_map(pk, DCB_TOPIC_OTHER);
+    for (int f = 0; f < DCB_TOPIC_OTHER; f++)
+        dcb_pack_kv_uint(pk, dcb_topic_family_name((dcb_topic_family_t)f), self->topic_seq[f]);
+}
+
 static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
                     size_t whylen)
 {
@@ -132,7 +142,7 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     size_t waiting = dcb_intake_waiting(self->intake, NULL);
     rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  waiting, 10, collection_status, self);
+                  waiting, 11, collection_status, self);
     dcb_pack_str(pk, "runs");
     dcb_intake_pack_runs(self->intake, pk);
     dcb_pack_str(pk, "spool");
@@ -159,6 +169,7 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     dcb_pack_kv_str(pk, "session", session->id);
     dcb_pack_kv_uint(pk, "topics_published", self->published);
     dcb_pack_kv_uint(pk, "topics_dropped", self->publish_dropped);
+    pack_topic_seqs(self, pk);
     dcb_pack_kv_uint(pk, "refused_keys", self->refused_keys);
     dcb_pack_kv_uint(pk, "refused_hellos", self->refused_hellos);
     dcb_pack_kv_uint(pk, "refused_batches", self->refused_batches);

@@ -32,7 +32,7 @@ static bool send_topic(void *raw, const char *topic, zmq_msg_t *body)
 /* A failed send is counted, then made again without NODROP: libzmq then
  * skips the full subscriber (until it drains) and the others still get
  * the message.  So one stuck monitor costs only itself its messages. */
-void broker_publish_msg(dcb_broker_t *self, const char *topic, zmq_msg_t *body)
+static void send_counted(dcb_broker_t *self, const char *topic, zmq_msg_t *body)
 {
     void *raw = zsock_resolve(self->topics);
     if (send_topic(raw, topic, body)) {
@@ -47,13 +47,32 @@ void broker_publish_msg(dcb_broker_t *self, const char *topic, zmq_msg_t *body)
     zmq_setsockopt(raw, ZMQ_XPUB_NODROP, &nodrop, sizeof nodrop);
 }
 
+/* Every message goes out numbered in its family (topicseq.h), so each
+ * subscriber can count what it missed: the body is copied with the
+ * topic_seq entry appended.  A body that is not a map goes as it is. */
+static void publish_numbered(dcb_broker_t *self, const char *topic, const uint8_t *data, size_t len)
+{
+    dcb_topic_family_t family = dcb_topic_family(topic);
+    size_t n = dcb_topic_seq_len(data, len);
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, n ? n : len) != 0) return;
+    if (n) {
+        dcb_topic_seq_append(data, len, ++self->topic_seq[family], zmq_msg_data(&msg));
+    } else {
+        memcpy(zmq_msg_data(&msg), data, len);
+    }
+    send_counted(self, topic, &msg);
+    zmq_msg_close(&msg);
+}
+
+void broker_publish_msg(dcb_broker_t *self, const char *topic, zmq_msg_t *body)
+{
+    publish_numbered(self, topic, zmq_msg_data(body), zmq_msg_size(body));
+}
+
 void broker_publish_copy(void *arg, const char *topic, dcbus_span_t body)
 {
-    zmq_msg_t msg;
-    zmq_msg_init_size(&msg, body.len);
-    memcpy(zmq_msg_data(&msg), body.data, body.len);
-    broker_publish_msg(arg, topic, &msg);
-    zmq_msg_close(&msg);
+    publish_numbered(arg, topic, body.data, body.len);
 }
 
 /* Every topic but the data tap goes out here: a state topic's message is

@@ -12,6 +12,8 @@
  * with --json the whole body as one JSON object per line.  Ctrl-C, --count
  * or --timeout end it; a late subscriber sees only what is published after
  * its subscription reached the broker (that is how ZeroMQ PUB/SUB works).
+ * What it missed at its high-water mark is told on stderr, from the jumps
+ * in the messages' numbers (common/topicseq.h).
  */
 #include <czmq.h>
 #include <getopt.h>
@@ -26,6 +28,7 @@
 #include "security.h"
 #include "errinfo.h"
 #include "show.h"
+#include "topicseq.h"
 
 #define DEFAULT_TOPICS_ENDPOINT "ipc://run/topics"
 #define MAX_PREFIXES            64
@@ -225,10 +228,30 @@ static bool receive(void *sock, char *topic, zmq_msg_t *body)
     return false;
 }
 
-/* Prints one message; false if its body is not a msgpack value. */
-static bool show(const watch_opts_t *o, const char *topic, zmq_msg_t *body)
+/* Takes the message's number out of its body (topicseq.h) and says on
+ * stderr what the jump before it shows missed; returns the body left. */
+static dcbus_span_t take_number(dcb_topic_gaps_t *gaps, const char *topic, zmq_msg_t *body)
 {
-    dcbus_span_t span = {zmq_msg_data(body), zmq_msg_size(body)};
+    size_t len = zmq_msg_size(body);
+    uint64_t seq;
+    if (!dcb_topic_seq_take(zmq_msg_data(body), &len, &seq))
+        return (dcbus_span_t){zmq_msg_data(body), len};
+    dcbus_span_t span = {zmq_msg_data(body), len};
+    uint64_t missed = dcb_topic_gaps_note(gaps, topic, seq, span);
+    if (missed) {
+        char families[160];
+        dcb_topic_gaps_describe(gaps, families, sizeof families);
+        fprintf(stderr,
+                "dcbus watch: missed %llu messages before this %s (the subscription was at its "
+                "high-water mark); in all: %s\n",
+                (unsigned long long)missed, topic, families);
+    }
+    return span;
+}
+
+/* Prints one message; false if its body is not a msgpack value. */
+static bool show(const watch_opts_t *o, const char *topic, dcbus_span_t span)
+{
     const uint8_t *pos = span.data;
     if (!dcb_mp_skip(&pos, span.data + span.len) || pos != span.data + span.len) {
         fprintf(stderr, "dcbus watch: the body on '%s' is not msgpack; ignored\n", topic);
@@ -273,6 +296,8 @@ static int run(const watch_opts_t *o, zsock_t *sub)
     long shown = 0;
     char topic[TOPIC_MAX];
     zmq_msg_t body;
+    dcb_topic_gaps_t gaps;
+    dcb_topic_gaps_init(&gaps, o->prefixes, o->nprefixes);
     while (!s_interrupted && (o->count == 0 || shown < o->count)) {
         long wait = 500;
         if (deadline) {
@@ -283,8 +308,15 @@ static int run(const watch_opts_t *o, zsock_t *sub)
         zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&item, 1, wait) <= 0) continue; /* timeout or a signal */
         zmq_msg_init(&body);
-        if (receive(sock, topic, &body) && show(o, topic, &body)) shown++;
+        if (receive(sock, topic, &body) && show(o, topic, take_number(&gaps, topic, &body)))
+            shown++;
         zmq_msg_close(&body);
+    }
+    if (dcb_topic_gaps_total(&gaps)) {
+        char families[160];
+        dcb_topic_gaps_describe(&gaps, families, sizeof families);
+        fprintf(stderr, "dcbus watch: %ld messages shown, %llu missed (%s)\n", shown,
+                (unsigned long long)dcb_topic_gaps_total(&gaps), families);
     }
     if (o->count && shown < o->count && !s_interrupted) {
         fprintf(stderr, "dcbus watch: %ld of %ld messages within %g s\n", shown, o->count,
@@ -325,6 +357,8 @@ static void print_help(void)
            "  -T, --timeout SECONDS  stop after SECONDS\n"
            "  -h, --help             this help\n\n"
            "Only what is published after the subscription reaches the broker is seen.\n"
+           "A message missed (the broker never waits for a slow subscriber) is said\n"
+           "on stderr when the next one of its family comes, and summed up at the end.\n"
            "Exit status 0 (Ctrl-C included); 1 when --count messages did not come\n"
            "within --timeout; 2 on a usage error.\n");
 }

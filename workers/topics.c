@@ -19,6 +19,12 @@
  *   - task.* of its own run -- the collection task (the run's id) and its
  *     pipeline tasks ("<run>/<pipeline>") -- and every task named after
  *     one of its kind or a pipeline from one.
+ *
+ * Every message comes numbered in its family (common/topicseq.h): the
+ * number is taken out of the body here, so the plugin sees the body as
+ * the broker made it, and the jumps are counted -- what this subscription
+ * missed at its high-water mark -- logged and reported on error.* at most
+ * once a second, and summed up when the subscription closes.
  */
 #include <czmq.h>
 #include <string.h>
@@ -26,18 +32,24 @@
 #include "log.h"
 #include "mpread.h"
 #include "security.h"
+#include "topicseq.h"
 #include "worker.h"
 
-#define TOPIC_MAX 512
-#define SUB_HWM   100000
+#define TOPIC_MAX       512
+#define SUB_HWM         100000
+#define REPORT_EVERY_US 1000000 /* a loss is reported at most once a second */
 
 struct dcbus_topics {
     dcb_worker_t *worker;
     zsock_t *sub;
-    zmq_msg_t body; /* the last message's body, valid until the next receive */
+    zmq_msg_t body;  /* the last message's body, valid until the next receive */
+    size_t body_len; /* its length once its number is taken out */
     bool has_body;
     char topic[TOPIC_MAX];
     uint64_t own_skipped; /* messages of the worker's own doing, not delivered */
+    dcb_topic_gaps_t gaps;
+    uint64_t unreported; /* missed messages not yet reported */
+    int64_t reported_us;
 };
 
 static void release_body(dcbus_topics_t *t)
@@ -65,6 +77,7 @@ static dcbus_topics_t *topics_subscribe(void *arg, const char *const *prefixes, 
     zsock_set_rcvhwm(t->sub, SUB_HWM);
     for (size_t i = 0; i < nprefixes; i++)
         zsock_set_subscribe(t->sub, prefixes[i]);
+    dcb_topic_gaps_init(&t->gaps, prefixes, nprefixes);
     const char *ep = w->config->topics_endpoint;
     if (dcb_security_client(t->sub, w->config, w->wcfg->name, err, errlen) != 0 ||
         zsock_connect(t->sub, "%s", ep) != 0) {
@@ -117,7 +130,7 @@ static bool of_run(const char *run, const char *id, size_t len)
 static bool own_doing(const dcbus_topics_t *t)
 {
     const dcb_worker_t *w = t->worker;
-    dcbus_span_t body = {zmq_msg_data((zmq_msg_t *)&t->body), zmq_msg_size((zmq_msg_t *)&t->body)};
+    dcbus_span_t body = {zmq_msg_data((zmq_msg_t *)&t->body), t->body_len};
     dcbus_value_t v;
     if (strncmp(t->topic, "data.", 5) == 0)
         return own_stream(w, t->topic + 5) ||
@@ -127,6 +140,38 @@ static bool own_doing(const dcbus_topics_t *t)
     if (!dcb_record_get(body, "id", &v) || v.type != DCBUS_VAL_STR) return false;
     return of_run(w->collector.current_run, v.as.str.ptr, v.as.str.len) ||
            of_run(w->collector.run, v.as.str.ptr, v.as.str.len);
+}
+
+/* What the subscription missed, on error.CONNECTION and in the log: at
+ * most once a second, and at the close (`closing`) whatever is left. */
+static void report_missed(dcbus_topics_t *t, bool closing)
+{
+    int64_t now = zclock_mono() * 1000;
+    if (!t->unreported || (!closing && now - t->reported_us < REPORT_EVERY_US)) return;
+    char families[160], message[256];
+    dcb_topic_gaps_describe(&t->gaps, families, sizeof families);
+    snprintf(message, sizeof message,
+             "the topics subscription missed %" PRIu64 " messages (at its high-water mark); "
+             "missed in all: %s",
+             t->unreported, families);
+    dcb_warn("topics subscription missed messages", "missed=%" PRIu64 " total=\"%s\"",
+             t->unreported, families);
+    worker_pack_error(t->worker, &t->worker->body, DCBUS_ERROR_CONNECTION, "topics_recv", message,
+                      false);
+    worker_send(t->worker, DCB_CMD_ERROR, dcb_body_span(&t->worker->body));
+    t->unreported = 0;
+    t->reported_us = now;
+}
+
+/* Takes the message's number out of its body and counts the jump. */
+static void take_number(dcbus_topics_t *t)
+{
+    uint64_t seq;
+    t->body_len = zmq_msg_size(&t->body);
+    if (!dcb_topic_seq_take(zmq_msg_data(&t->body), &t->body_len, &seq)) return;
+    dcbus_span_t body = {zmq_msg_data(&t->body), t->body_len};
+    t->unreported += dcb_topic_gaps_note(&t->gaps, t->topic, seq, body);
+    report_missed(t, false);
 }
 
 /* Reads one message (two frames) already waiting.  1: in t->topic and
@@ -159,7 +204,9 @@ static int read_message(dcbus_topics_t *t)
         zmq_msg_init(&t->body);
         if (zmq_msg_recv(&t->body, sock, 0) < 0) return -1;
     }
-    return fits ? 1 : 0;
+    if (!fits) return 0;
+    take_number(t);
+    return 1;
 }
 
 static int topics_recv(void *arg, dcbus_topics_t *t, uint32_t timeout_ms, const char **topic,
@@ -178,7 +225,7 @@ static int topics_recv(void *arg, dcbus_topics_t *t, uint32_t timeout_ms, const 
         if (rc == 1 && !own_doing(t)) {
             *topic = t->topic;
             body->data = zmq_msg_data(&t->body);
-            body->len = zmq_msg_size(&t->body);
+            body->len = t->body_len;
             return 1;
         }
         if (rc == 1) t->own_skipped++;
@@ -195,8 +242,10 @@ static void topics_close(void *arg, dcbus_topics_t *t)
 {
     (void)arg;
     release_body(t);
-    if (t->own_skipped)
-        dcb_info("topics subscription closed", "own_messages_skipped=%" PRIu64, t->own_skipped);
+    report_missed(t, true);
+    if (t->own_skipped || dcb_topic_gaps_total(&t->gaps))
+        dcb_info("topics subscription closed", "own_messages_skipped=%" PRIu64 " missed=%" PRIu64,
+                 t->own_skipped, dcb_topic_gaps_total(&t->gaps));
     zsock_destroy(&t->sub);
     free(t);
 }
