@@ -228,15 +228,18 @@ static bool receive(void *sock, char *topic, zmq_msg_t *body)
     return false;
 }
 
-/* Takes the message's number out of its body (topicseq.h) and says on
- * stderr what the jump before it shows missed; returns the body left. */
-static dcbus_span_t take_number(dcb_topic_gaps_t *gaps, const char *topic, zmq_msg_t *body)
+/* Reads the message's number (topicseq.h) and says on stderr what the
+ * jump before it shows missed; returns the body to show: with --json as
+ * it came, number included, else with the number taken out. */
+static dcbus_span_t take_number(dcb_topic_gaps_t *gaps, bool json, const char *topic,
+                                zmq_msg_t *body)
 {
     size_t len = zmq_msg_size(body);
     uint64_t seq;
-    if (!dcb_topic_seq_take(zmq_msg_data(body), &len, &seq))
-        return (dcbus_span_t){zmq_msg_data(body), len};
+    bool numbered = json ? dcb_topic_seq_peek(zmq_msg_data(body), len, &seq)
+                         : dcb_topic_seq_take(zmq_msg_data(body), &len, &seq);
     dcbus_span_t span = {zmq_msg_data(body), len};
+    if (!numbered) return span;
     uint64_t missed = dcb_topic_gaps_note(gaps, topic, seq, span);
     if (missed) {
         char families[160];
@@ -308,7 +311,8 @@ static int run(const watch_opts_t *o, zsock_t *sub)
         zmq_pollitem_t item = {sock, 0, ZMQ_POLLIN, 0};
         if (zmq_poll(&item, 1, wait) <= 0) continue; /* timeout or a signal */
         zmq_msg_init(&body);
-        if (receive(sock, topic, &body) && show(o, topic, take_number(&gaps, topic, &body)))
+        if (receive(sock, topic, &body) &&
+            show(o, topic, take_number(&gaps, o->json, topic, &body)))
             shown++;
         zmq_msg_close(&body);
     }
@@ -352,7 +356,8 @@ static void print_help(void)
            "                         (default: ipc://run/topics, the config default)\n"
            "  -j, --json             print each message whole, one JSON object a line:\n"
            "                         {\"time\": µs, \"topic\": ..., \"body\": {...}}\n"
-           "                         (binary values as base64 strings)\n"
+           "                         (binary values as base64 strings; the body as\n"
+           "                         published, its topic_seq included)\n"
            "  -n, --count N          stop after N messages\n"
            "  -T, --timeout SECONDS  stop after SECONDS\n"
            "  -h, --help             this help\n\n"

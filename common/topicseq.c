@@ -98,21 +98,29 @@ size_t dcb_topic_seq_append(const uint8_t *body, size_t len, uint64_t seq, uint8
     return width + len - header + DCB_TOPIC_SEQ_ROOM;
 }
 
-bool dcb_topic_seq_take(uint8_t *body, size_t *len, uint64_t *seq)
+bool dcb_topic_seq_peek(const uint8_t *body, size_t len, uint64_t *seq)
 {
     uint32_t count;
     size_t header;
-    if (!map_header(body, *len, &count, &header) || count == 0 ||
-        *len < header + DCB_TOPIC_SEQ_ROOM)
+    if (!map_header(body, len, &count, &header) || count == 0 || len < header + DCB_TOPIC_SEQ_ROOM)
         return false;
-    const uint8_t *p = body + *len - DCB_TOPIC_SEQ_ROOM;
+    const uint8_t *p = body + len - DCB_TOPIC_SEQ_ROOM;
     if (memcmp(p, s_entry_head, sizeof s_entry_head) != 0) return false;
     uint64_t v = 0;
     for (size_t i = sizeof s_entry_head; i < DCB_TOPIC_SEQ_ROOM; i++)
         v = v << 8 | p[i];
+    *seq = v;
+    return true;
+}
+
+bool dcb_topic_seq_take(uint8_t *body, size_t *len, uint64_t *seq)
+{
+    uint32_t count;
+    size_t header;
+    if (!dcb_topic_seq_peek(body, *len, seq)) return false;
+    map_header(body, *len, &count, &header);
     put_header(body, count - 1, header);
     *len -= DCB_TOPIC_SEQ_ROOM;
-    *seq = v;
     return true;
 }
 

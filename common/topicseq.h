@@ -65,6 +65,10 @@ size_t dcb_topic_seq_len(const uint8_t *body, size_t len);
  * written, or 0 if body is not a map (out untouched). */
 size_t dcb_topic_seq_append(const uint8_t *body, size_t len, uint64_t seq, uint8_t *out);
 
+/* If the map `body` ends with a topic_seq entry: sets *seq and returns
+ * true, changing nothing. */
+bool dcb_topic_seq_peek(const uint8_t *body, size_t len, uint64_t *seq);
+
 /* If the map `body` ends with a topic_seq entry: removes it in place (the
  * map's count goes down by one, *len by DCB_TOPIC_SEQ_ROOM), sets *seq
  * and returns true.  Otherwise returns false and changes nothing. */

@@ -243,9 +243,13 @@ static void topics_close(void *arg, dcbus_topics_t *t)
     (void)arg;
     release_body(t);
     report_missed(t, true);
-    if (t->own_skipped || dcb_topic_gaps_total(&t->gaps))
-        dcb_info("topics subscription closed", "own_messages_skipped=%" PRIu64 " missed=%" PRIu64,
-                 t->own_skipped, dcb_topic_gaps_total(&t->gaps));
+    if (t->own_skipped || dcb_topic_gaps_total(&t->gaps)) {
+        char families[160];
+        dcb_topic_gaps_describe(&t->gaps, families, sizeof families);
+        dcb_info("topics subscription closed",
+                 "own_messages_skipped=%" PRIu64 " missed=%" PRIu64 " missed_by_family=\"%s\"",
+                 t->own_skipped, dcb_topic_gaps_total(&t->gaps), families);
+    }
     zsock_destroy(&t->sub);
     free(t);
 }
