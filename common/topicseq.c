@@ -115,10 +115,10 @@ bool dcb_topic_seq_peek(const uint8_t *body, size_t len, uint64_t *seq)
 
 bool dcb_topic_seq_take(uint8_t *body, size_t *len, uint64_t *seq)
 {
-    uint32_t count;
-    size_t header;
-    if (!dcb_topic_seq_peek(body, *len, seq)) return false;
-    map_header(body, *len, &count, &header);
+    uint32_t count = 0;
+    size_t header = 0;
+    if (!dcb_topic_seq_peek(body, *len, seq) || !map_header(body, *len, &count, &header))
+        return false;
     put_header(body, count - 1, header);
     *len -= DCB_TOPIC_SEQ_ROOM;
     return true;
