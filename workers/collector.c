@@ -142,8 +142,18 @@ static void queue_markers(dcb_worker_t *self, const char *session, uint32_t flag
     dcb_collector_state_t *c = &self->collector;
     if (c->nstreams == 0) return;
     if (c->nmarkers == DCB_MARKERS_MAX) {
+        /* Sessions changed faster than the window let markers out: the
+         * oldest goes, said in the log and on error.*.  Its sinks still
+         * see that session end, at the first batch of a later one. */
+        char message[DCB_NAME_MAX + 160];
+        snprintf(message, sizeof message,
+                 "too many end markers waiting (%d): those of session %s are dropped; its "
+                 "sinks see it end at the next session's first batch",
+                 DCB_MARKERS_MAX, c->markers[0].session);
         dcb_warn("too many end markers waiting: the oldest is dropped", "session=%s",
                  c->markers[0].session);
+        worker_pack_error(self, &self->body, DCBUS_ERROR_PROCESSING, "end_marker", message, false);
+        worker_send(self, DCB_CMD_ERROR, dcb_body_span(&self->body));
         memmove(c->markers, c->markers + 1, (DCB_MARKERS_MAX - 1) * sizeof *c->markers);
         c->nmarkers--;
     }
