@@ -519,6 +519,40 @@ static void test_external(void **state)
     }
 }
 
+/* external_frames: a size -- the frames go outside only when the
+ * session's (96 KiB here) are larger; what is neither a size nor a bool
+ * is refused at open. */
+static void test_external_size(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *more;
+        bool outside;
+    } cases[] = {{"external_frames: 1M", false},
+                 {"external_frames: 64KiB", true},
+                 {"external_frames: false", false}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *dir = make_dir(), path[1024], frames[1100];
+        dcb_testkit_t *tk = open_with(dir, cases[i].more);
+        open_session(tk, "observation", (const uint8_t *)"\x80", 1);
+        assert_int_equal(two_cameras(tk), 0);
+        assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
+        assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+        snprintf(frames, sizeof frames, "%.*s.frames", (int)strlen(path) - 5, path);
+        assert_int_equal(exists(frames), cases[i].outside);
+        if (cases[i].outside) check_outside(path);
+        dcb_testkit_destroy(&tk);
+        remove_tree(dir);
+        free(dir);
+    }
+    char err[512];
+    dcb_testkit_t *tk =
+        dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf",
+                        "{dir: /tmp/asdf-unit-refused, external_frames: 2X}", err, sizeof err);
+    assert_null(tk);
+    rmdir("/tmp/asdf-unit-refused");
+}
+
 /* ---------------------------------------------------------------------------
  * A crash while the file is put in place
  */
@@ -617,9 +651,10 @@ static void test_crash_in_assembly(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_records), cmocka_unit_test(test_full_disk),
-        cmocka_unit_test(test_retention),   cmocka_unit_test(test_zlib),
-        cmocka_unit_test(test_external),    cmocka_unit_test(test_crash_in_assembly),
+        cmocka_unit_test(test_bad_records),       cmocka_unit_test(test_full_disk),
+        cmocka_unit_test(test_retention),         cmocka_unit_test(test_zlib),
+        cmocka_unit_test(test_external),          cmocka_unit_test(test_external_size),
+        cmocka_unit_test(test_crash_in_assembly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
