@@ -10,7 +10,8 @@
  * block compression read back by python3-asdf, frames outside the file
  * (external_frames: each camera's an ASDF file of its own, referred to by
  * URI, read through the session's file by python3-asdf; the catalog and
- * its rebuild and prune take them with their session), and a crash at
+ * its rebuild and prune take them with their session; copied on a
+ * tmpfs; a taken frames folder name gives _2), and a crash at
  * each point of putting the file in place (the test hook
  * DCBUS_ASDF_FAULT): the next start makes it, once, whole.
  */
@@ -459,6 +460,21 @@ static bool exists(const char *path)
     return stat(path, &sb) == 0;
 }
 
+/* Nothing but the list of finished sessions is left in <dir>/.staging. */
+static void staging_clean(const char *dir)
+{
+    char staging[600];
+    snprintf(staging, sizeof staging, "%s/.staging", dir);
+    DIR *d = opendir(staging);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strcmp(e->d_name, "finished") != 0)
+            fail_msg("left in %s: %s", staging, e->d_name);
+    closedir(d);
+}
+
 /* external_frames: true -- the file refers to <stem>.frames/main.asdf and
  * spot-ter.asdf, read through it; the catalog has the session once, a
  * rebuild gives the same rows; retention removes an old idle session's
@@ -553,6 +569,61 @@ static void test_external_size(void **state)
     rmdir("/tmp/asdf-unit-refused");
 }
 
+/* external_frames on a tmpfs, where no room can be opened in front of
+ * the frames: they are copied into their files (no padding in front),
+ * which python3-asdf reads through the session's file all the same. */
+static void test_external_tmpfs(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), path[1024], frames[1100], head[64] = "";
+    if (geteuid() != 0 || mount("tmpfs", dir, "tmpfs", 0, "size=8m") != 0) {
+        print_message("SKIP external frames on tmpfs: cannot mount one here (needs root)\n");
+        remove_tree(dir);
+        free(dir);
+        skip();
+    }
+    dcb_testkit_t *tk = open_with(dir, "external_frames: true");
+    open_session(tk, "observation", (const uint8_t *)"\x80", 1);
+    assert_int_equal(two_cameras(tk), 0);
+    assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
+    assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+    check_outside(path);
+    snprintf(frames, sizeof frames, "%.*s.frames/main.asdf", (int)strlen(path) - 5, path);
+    FILE *f = fopen(frames, "rb");
+    assert_non_null(f);
+    assert_true(fread(head, 1, 40, f) == 40);
+    fclose(f);
+    assert_memory_equal(head, "#ASDF 1.0.0\n#ASDF_STANDARD 1.5.0\n%YAML", 38);
+    staging_clean(dir);
+    dcb_testkit_destroy(&tk);
+    umount(dir);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* A folder already named as the session's frames folder would be: the
+ * session takes the next name (_2), for the file and its frames folder,
+ * and leaves that folder alone. */
+static void test_external_name_taken(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), path[1024], taken[1100], cmd[1200];
+    snprintf(taken, sizeof taken, "%s/2025/12/14/observation_20251214_220000.frames", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", taken);
+    assert_int_equal(system(cmd), 0);
+    dcb_testkit_t *tk = open_with(dir, "external_frames: true");
+    open_session(tk, "observation", (const uint8_t *)"\x80", 1);
+    assert_int_equal(two_cameras(tk), 0);
+    assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
+    assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+    assert_non_null(strstr(path, "/observation_20251214_220000_2.asdf"));
+    check_outside(path);
+    assert_int_equal(rmdir(taken), 0); /* still empty */
+    dcb_testkit_destroy(&tk);
+    remove_tree(dir);
+    free(dir);
+}
+
 /* ---------------------------------------------------------------------------
  * A crash while the file is put in place
  */
@@ -584,21 +655,6 @@ static bool killed_at(const char *dir, const char *more, const char *point)
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
-}
-
-/* Nothing but the list of finished sessions is left in <dir>/.staging. */
-static void staging_clean(const char *dir)
-{
-    char staging[600];
-    snprintf(staging, sizeof staging, "%s/.staging", dir);
-    DIR *d = opendir(staging);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            strcmp(e->d_name, "finished") != 0)
-            fail_msg("left in %s: %s", staging, e->d_name);
-    closedir(d);
 }
 
 /* Killed before the rename (the file made, nothing in place), after the
@@ -654,6 +710,7 @@ int main(void)
         cmocka_unit_test(test_bad_records),       cmocka_unit_test(test_full_disk),
         cmocka_unit_test(test_retention),         cmocka_unit_test(test_zlib),
         cmocka_unit_test(test_external),          cmocka_unit_test(test_external_size),
+        cmocka_unit_test(test_external_tmpfs),    cmocka_unit_test(test_external_name_taken),
         cmocka_unit_test(test_crash_in_assembly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
