@@ -10,7 +10,9 @@
  * seq), so a crash of the worker or of the broker loses nothing and
  * doubles nothing.  When the session ends, the file is made from the
  * staging folder and renamed into place (assemble.c): a reader never sees
- * half a file.  Then the catalog is told (catalog.h).
+ * half a file.  Then the catalog is told (catalog.h).  With
+ * external_frames, each camera's frames go to an ASDF file of their own
+ * next to the session's, which refers to them (assemble.c).
  */
 #include "asdf.h"
 

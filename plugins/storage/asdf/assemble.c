@@ -820,7 +820,7 @@ static int build_frames(asdf_t *self, stage_t *st, char *why, size_t whylen)
             return -1;
         }
         if (rc != 0) return -1;
-        moved = st->frames_at == FRAMES_MOVED_OUT && st->cams[c].bytes > 0;
+        moved = moved || (st->frames_at == FRAMES_MOVED_OUT && st->cams[c].bytes > 0);
     }
     if (asdf_fsync_dir(dir) != 0) {
         snprintf(why, whylen, "cannot fsync %s: %s", dir, strerror(errno));
@@ -898,14 +898,16 @@ static int put_in_place(asdf_t *self, stage_t *st, const char *target, char *why
             snprintf(why, whylen, "cannot create %s: %s", dir, strerror(errno));
             return -1;
         }
-        int rc = 0;
-        if (st->frames_at != FRAMES_IN_FILE)
-            rc = put_outside_in_place(self, st, target, dir, why, whylen);
-        else
+        bool placed;
+        if (st->frames_at != FRAMES_IN_FILE) {
+            int rc = put_outside_in_place(self, st, target, dir, why, whylen);
+            if (rc != 0) return rc;
+            placed = true;
+        } else {
             fault_point("before-rename");
-        if (rc != 0) return rc;
-        if (st->frames_at != FRAMES_IN_FILE ||
-            renameat2(AT_FDCWD, target, AT_FDCWD, st->final_path, RENAME_NOREPLACE) == 0) {
+            placed = renameat2(AT_FDCWD, target, AT_FDCWD, st->final_path, RENAME_NOREPLACE) == 0;
+        }
+        if (placed) {
             /* The folder, and those made above it, durable. */
             for (char *slash; strlen(dir) > strlen(self->dir);) {
                 asdf_fsync_dir(dir);

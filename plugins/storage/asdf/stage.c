@@ -30,7 +30,8 @@
  *     seqs <stream> <lo>-<hi> ...
  *     end <lines>
  *
- * (names %XX-encoded; a col line belongs to the table line before it).
+ * (names %XX-encoded; a col line belongs to the table line before it;
+ * <frames at> is a frames_at_t: 0 in the file, 1 moved out, 2 copied out).
  * <dir>/.staging/finished lists the sessions whose file is done, so a
  * batch of one that comes again is not made into a second file.
  */
