@@ -17,7 +17,13 @@ is ended, and the checks:
     one the camera README's formula gives;
   - telemetry columns n, ts and values equal to the README's formulas;
   - observability logs and events exactly as posted, in order;
-  - the live catalog has the session's row with the file's path.
+  - the live catalog has the session's row with the file's path, and
+    `dcbus catalog rebuild` gives the same rows.
+With --external (test_asdf_session_external.py) the sink has
+external_frames: true: the frames are in <stem>.frames/main.asdf next to
+the file, which refers to it and does not hold them; python3-asdf reads
+them through it; the catalog takes neither the frames file nor its folder
+for a session.
 """
 
 import glob
@@ -27,6 +33,7 @@ import os
 import signal
 import socket
 import sqlite3
+import subprocess
 import sys
 import time
 import urllib.request
@@ -36,6 +43,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+
+EXTERNAL = "--external" in sys.argv[1:]
 
 FRAMES, SAMPLES = 240, 200
 W, H, SEED = 48, 32, 5
@@ -62,13 +71,14 @@ workers:
         step_us: 1000000}
   logs: {plugin: http-listen, port: %d, path: /logs, stream: logs}
   events: {plugin: http-listen, port: %d, path: /events, stream: events}
-  archive: {plugin: asdf, dir: %s}
+  archive: {plugin: asdf, dir: %s%s}
 pipelines:
   frames: {from: cam, to: [archive]}
   tele: {from: tel, to: [archive]}
   logs: {from: logs, to: [archive]}
   events: {from: events, to: [archive]}
-""" % (W, H, FRAMES, SEED, START_TS, SAMPLES, START_TS, LOGS_PORT, EVENTS_PORT, data))
+""" % (W, H, FRAMES, SEED, START_TS, SAMPLES, START_TS, LOGS_PORT, EVENTS_PORT, data,
+       ", external_frames: true" if EXTERNAL else ""))
 
 
 def frame(n, width, height, dtype, seed):
@@ -181,6 +191,15 @@ if not files:
     bus.finish()
 path = files[0]
 bus.check("one file for the session", len(files) == 1, files)
+frames_dir = path[:-len(".asdf")] + ".frames"
+if EXTERNAL:
+    bus.check("the frames are in <stem>.frames/main.asdf",
+              os.path.isdir(frames_dir) and os.listdir(frames_dir) == ["main.asdf"],
+              os.listdir(os.path.dirname(path)))
+    bus.check("the file does not hold them", os.path.getsize(path) < FRAMES * W * H * 2,
+              os.path.getsize(path))
+else:
+    bus.check("no frames folder", not os.path.exists(frames_dir))
 
 with asdf.open(path, validate_checksums=True) as af:
     m = af["meta"]
@@ -249,5 +268,22 @@ if os.path.exists(db):
                         "WHERE session_id = ?", (session,)).fetchone()
 bus.check("the live catalog has the session's row",
           row == ("observation", "M31", FRAMES, os.path.realpath(path)), row)
+
+
+def catalog_rows():
+    with sqlite3.connect(db) as c:
+        return (c.execute("SELECT * FROM sessions ORDER BY session_id").fetchall(),
+                c.execute("SELECT * FROM session_frames ORDER BY session_id, camera").fetchall())
+
+
+live = catalog_rows()
+rebuilt = subprocess.run([os.path.join(bus.bin, "dcbus"), "catalog", "rebuild", data],
+                         capture_output=True, text=True)
+bus.check("dcbus catalog rebuild: every session, no file skipped", rebuilt.returncode == 0
+          and "%d session" % len(live[0]) in rebuilt.stdout
+          and "0 files skipped" in rebuilt.stdout
+          and "skipped" not in rebuilt.stderr, rebuilt.stdout + rebuilt.stderr)
+bus.check("the rebuilt catalog has the same rows", catalog_rows() == live,
+          (catalog_rows(), live))
 bus.stop("archive")
 bus.finish()

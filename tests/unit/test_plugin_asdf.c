@@ -6,11 +6,18 @@
  * when this test may mount one).  Each gives a clear error on the error
  * topic, no corrupt file where a reader looks (<dir>/YYYY/...), and the
  * rest of the session kept: the finished file, read by python3-asdf with
- * validation on, holds exactly the good frames.  Also: retention, and
- * zlib block compression read back by python3-asdf.
+ * validation on, holds exactly the good frames.  Also: retention, zlib
+ * block compression read back by python3-asdf, frames outside the file
+ * (external_frames: each camera's an ASDF file of its own, referred to by
+ * URI, read through the session's file by python3-asdf; the catalog and
+ * its rebuild and prune take them with their session; copied on a
+ * tmpfs; a taken frames folder name gives _2), and a crash at
+ * each point of putting the file in place (the test hook
+ * DCBUS_ASDF_FAULT): the next start makes it, once, whole.
  */
 #include <dirent.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -73,9 +80,9 @@ static dcbus_span_t bin(uint8_t *buf, size_t n, uint8_t v)
     return (dcbus_span_t){buf, n + 5};
 }
 
-/* One frame record: dtype, [h, w], `bytes` bytes of data. */
-static void put_frame_hw(dcb_testkit_t *tk, int n, const char *dtype, size_t bytes, uint16_t hh,
-                         uint16_t ww)
+/* One frame record of camera `cam`: dtype, [h, w], `bytes` bytes of data. */
+static void put_frame_of(dcb_testkit_t *tk, const char *cam, int n, const char *dtype, size_t bytes,
+                         uint16_t hh, uint16_t ww)
 {
     const dcbus_host_t *h = dcb_testkit_host(tk);
     dcbus_builder_t *b = batch;
@@ -84,11 +91,17 @@ static void put_frame_hw(dcb_testkit_t *tk, int n, const char *dtype, size_t byt
     const uint8_t shape[] = {
         0x92, 0xcd, (uint8_t)(hh >> 8), (uint8_t)hh, 0xcd, (uint8_t)(ww >> 8), (uint8_t)ww};
     h->record_begin(b, 5);
-    h->put_str(b, "camera", "main", 4);
+    h->put_str(b, "camera", cam, strlen(cam));
     h->put_int(b, "frame", n);
     h->put_str(b, "dtype", dtype, strlen(dtype));
     h->put_raw(b, "shape", (dcbus_span_t){shape, sizeof shape});
     h->put_raw(b, "data", bin(buf, bytes, (uint8_t)n));
+}
+
+static void put_frame_hw(dcb_testkit_t *tk, int n, const char *dtype, size_t bytes, uint16_t hh,
+                         uint16_t ww)
+{
+    put_frame_of(tk, "main", n, dtype, bytes, hh, ww);
 }
 
 static void put_frame(dcb_testkit_t *tk, int n, const char *dtype, size_t bytes)
@@ -135,7 +148,8 @@ static void expect_error(dcb_testkit_t *tk, size_t before, const char *needle)
         fail_msg("expected an error saying '%s'; last: %s", needle, e ? e->message : "(none)");
 }
 
-/* The .asdf files under dir (not its .staging); the first into path. */
+/* The session files under dir (not its .staging, nor the files of a
+ * frames folder); the first into path. */
 static int asdf_files(const char *dir, char *path, size_t cap)
 {
     char cmd[512];
@@ -148,6 +162,7 @@ static int asdf_files(const char *dir, char *path, size_t cap)
         line[strcspn(line, "\n")] = 0;
         if (strstr(line, "/catalog/")) continue;
         if (!strstr(line, ".asdf")) fail_msg("a stray file where readers look: %s", line);
+        if (strstr(line, ".frames/")) continue;
         if (n++ == 0) snprintf(path, cap, "%s", line);
     }
     pclose(p);
@@ -359,13 +374,344 @@ static void test_zlib(void **state)
     free(dir);
 }
 
+/* ---------------------------------------------------------------------------
+ * Frames outside the file
+ */
+
+enum { XH = 64, XW = 64, XFRAMES = 6 };
+
+static dcb_testkit_t *open_with(const char *dir, const char *more)
+{
+    char settings[1024], err[512];
+    snprintf(settings, sizeof settings, "{dir: %s%s%s}", dir, *more ? ", " : "", more);
+    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
+    if (!tk) fail_msg("asdf did not open: %s", err);
+    return tk;
+}
+
+/* XFRAMES frames of camera main and of camera "spot ter" (a name a file
+ * name cannot hold as it is), three a batch, each batch flushed.  0, or
+ * -1 if the sink refused one (the crash test's child cannot use cmocka's
+ * asserts). */
+static int two_cameras(dcb_testkit_t *tk)
+{
+    for (int b = 0; b < XFRAMES / 3; b++) {
+        begin_batch(tk);
+        for (int i = 0; i < 3; i++) {
+            put_frame_of(tk, "main", 3 * b + i, "uint16", XH * XW * 2, XH, XW);
+            put_frame_of(tk, "spot ter", 3 * b + i, "uint16", XH * XW * 2, XH, XW);
+        }
+        if (store(tk, (uint64_t)b + 1) != 0 || dcb_testkit_flush(tk) != 0) return -1;
+    }
+    return 0;
+}
+
+/* python3-asdf reads the session file at `path` (checksums on): both
+ * cameras' frames, through their frames files, which are where the brief
+ * says and not inside the file; each frames file opens on its own. */
+static void check_outside(const char *path)
+{
+    char check[2048];
+    snprintf(check, sizeof check,
+             "import os\n"
+             "stem = sys.argv[1][:-5]\n"
+             "assert sorted(os.listdir(stem + \".frames\")) == [\"main.asdf\", \"spot-ter.asdf\"]\n"
+             "s = np.asarray(af[\"cameras\"][\"spot ter\"][\"frames\"])\n"
+             "assert np.array_equal(s, f), \"spot ter\"\n"
+             "raw = open(sys.argv[1], \"rb\").read()\n"
+             "base = os.path.basename(stem)\n"
+             "assert (\"source: \\\"%%s.frames/main.asdf\\\"\" %% base).encode() in raw\n"
+             "assert len(raw) < %d, len(raw)\n"
+             "for cam in (\"main\", \"spot-ter\"):\n"
+             "    x = asdf.open(stem + \".frames/\" + cam + \".asdf\", validate_checksums=True)\n"
+             "    assert np.array_equal(np.asarray(x[\"frames\"]), f), cam\n"
+             "    x.close()",
+             XH * XW * 2);
+    check_file_hw(path, XFRAMES, XH, XW, check);
+}
+
+/* The catalog's rows, as text. */
+static void catalog_rows(const char *dir, char *out, size_t cap)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "sqlite3 '%s/catalog/catalog.sqlite' \"SELECT s.session_id, session_type, path, "
+             "frames, group_concat(camera || '=' || count) FROM sessions s LEFT JOIN "
+             "session_frames f USING (session_id) GROUP BY s.session_id ORDER BY s.session_id\"",
+             dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+}
+
+static void rebuild(const char *dir)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "'%s/bin/dcbus' catalog rebuild '%s' > /dev/null", DCBUS_BUILD_DIR,
+             dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static bool exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* Nothing but the list of finished sessions is left in <dir>/.staging. */
+static void staging_clean(const char *dir)
+{
+    char staging[600];
+    snprintf(staging, sizeof staging, "%s/.staging", dir);
+    DIR *d = opendir(staging);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strcmp(e->d_name, "finished") != 0)
+            fail_msg("left in %s: %s", staging, e->d_name);
+    closedir(d);
+}
+
+/* external_frames: true -- the file refers to <stem>.frames/main.asdf and
+ * spot-ter.asdf, read through it; the catalog has the session once, a
+ * rebuild gives the same rows; retention removes an old idle session's
+ * frames folder with its file.  With zlib the frames files are copied
+ * and compressed. */
+static void test_external(void **state)
+{
+    (void)state;
+    for (int zlib = 0; zlib < 2; zlib++) {
+        char *dir = make_dir(), path[1024], frames[1100], before[4096], after[4096];
+        dcb_testkit_t *tk =
+            open_with(dir, zlib ? "external_frames: true, compression: zlib, retention_idle: 30d"
+                                : "external_frames: true, retention_idle: 30d");
+        open_session(tk, "observation", (const uint8_t *)"\x80", 1);
+        assert_int_equal(two_cameras(tk), 0);
+        assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
+        assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+        check_outside(path);
+        if (zlib)
+            check_file_hw(path, XFRAMES, XH, XW,
+                          "assert af.get_array_compression(af[\"cameras\"][\"main\"][\"frames\"]) "
+                          "== \"zlib\"");
+        assert_int_equal(rows(dir, "observation"), 1);
+        catalog_rows(dir, before, sizeof before);
+        rebuild(dir);
+        catalog_rows(dir, after, sizeof after);
+        assert_string_equal(before, after);
+        assert_non_null(strstr(after, "main=6"));
+
+        /* An idle session of 40 days ago, its frames outside: it goes at
+         * its close, its frames folder with it; the observation stays. */
+        int64_t start = dcb_testkit_host(tk)->now_us() - 40 * 86400000000LL;
+        dcbus_session_t s = {.id = "idle-old",
+                             .type = "idle",
+                             .status = "active",
+                             .start_us = start,
+                             .meta = {(const uint8_t *)"\x80", 1},
+                             .described = true};
+        assert_int_equal(dcb_testkit_session_open(tk, &s), 0);
+        begin_batch(tk);
+        put_frame_of(tk, "main", 0, "uint16", XH * XW * 2, XH, XW);
+        dcb_envelope_t env;
+        dcb_testkit_seal(tk, "camera.main", 1, &env);
+        snprintf(env.session, sizeof env.session, "idle-old");
+        assert_int_equal(dcb_testkit_store(tk, &env), 0);
+        assert_int_equal(dcb_testkit_flush(tk), 0);
+        s.status = "completed";
+        s.end_us = start + 60000000;
+        assert_int_equal(dcb_testkit_session_close(tk, &s), 0);
+        assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+        assert_int_equal(rows(dir, "idle"), 0);
+        snprintf(frames, sizeof frames, "find '%s' -name '*.frames' | grep -q idle_", dir);
+        assert_int_not_equal(system(frames), 0);
+        check_outside(path);
+        dcb_testkit_destroy(&tk);
+        remove_tree(dir);
+        free(dir);
+    }
+}
+
+/* external_frames: a size -- the frames go outside only when the
+ * session's (96 KiB here) are larger; what is neither a size nor a bool
+ * is refused at open. */
+static void test_external_size(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *more;
+        bool outside;
+    } cases[] = {{"external_frames: 1M", false},
+                 {"external_frames: 64KiB", true},
+                 {"external_frames: false", false}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *dir = make_dir(), path[1024], frames[1100];
+        dcb_testkit_t *tk = open_with(dir, cases[i].more);
+        open_session(tk, "observation", (const uint8_t *)"\x80", 1);
+        assert_int_equal(two_cameras(tk), 0);
+        assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
+        assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+        snprintf(frames, sizeof frames, "%.*s.frames", (int)strlen(path) - 5, path);
+        assert_int_equal(exists(frames), cases[i].outside);
+        if (cases[i].outside) check_outside(path);
+        dcb_testkit_destroy(&tk);
+        remove_tree(dir);
+        free(dir);
+    }
+    char err[512];
+    dcb_testkit_t *tk =
+        dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf",
+                        "{dir: /tmp/asdf-unit-refused, external_frames: 2X}", err, sizeof err);
+    assert_null(tk);
+    rmdir("/tmp/asdf-unit-refused");
+}
+
+/* external_frames on a tmpfs, where no room can be opened in front of
+ * the frames: they are copied into their files (no padding in front),
+ * which python3-asdf reads through the session's file all the same. */
+static void test_external_tmpfs(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), path[1024], frames[1100], head[64] = "";
+    if (geteuid() != 0 || mount("tmpfs", dir, "tmpfs", 0, "size=8m") != 0) {
+        print_message("SKIP external frames on tmpfs: cannot mount one here (needs root)\n");
+        remove_tree(dir);
+        free(dir);
+        skip();
+    }
+    dcb_testkit_t *tk = open_with(dir, "external_frames: true");
+    open_session(tk, "observation", (const uint8_t *)"\x80", 1);
+    assert_int_equal(two_cameras(tk), 0);
+    assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
+    assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+    check_outside(path);
+    snprintf(frames, sizeof frames, "%.*s.frames/main.asdf", (int)strlen(path) - 5, path);
+    FILE *f = fopen(frames, "rb");
+    assert_non_null(f);
+    assert_true(fread(head, 1, 40, f) == 40);
+    fclose(f);
+    assert_memory_equal(head, "#ASDF 1.0.0\n#ASDF_STANDARD 1.5.0\n%YAML", 38);
+    staging_clean(dir);
+    dcb_testkit_destroy(&tk);
+    umount(dir);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* A folder already named as the session's frames folder would be: the
+ * session takes the next name (_2), for the file and its frames folder,
+ * and leaves that folder alone. */
+static void test_external_name_taken(void **state)
+{
+    (void)state;
+    char *dir = make_dir(), path[1024], taken[1100], cmd[1200];
+    snprintf(taken, sizeof taken, "%s/2025/12/14/observation_20251214_220000.frames", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", taken);
+    assert_int_equal(system(cmd), 0);
+    dcb_testkit_t *tk = open_with(dir, "external_frames: true");
+    open_session(tk, "observation", (const uint8_t *)"\x80", 1);
+    assert_int_equal(two_cameras(tk), 0);
+    assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
+    assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+    assert_non_null(strstr(path, "/observation_20251214_220000_2.asdf"));
+    check_outside(path);
+    assert_int_equal(rmdir(taken), 0); /* still empty */
+    dcb_testkit_destroy(&tk);
+    remove_tree(dir);
+    free(dir);
+}
+
+/* ---------------------------------------------------------------------------
+ * A crash while the file is put in place
+ */
+
+#define DAY_STEM "/2025/12/14/observation_20251214_220000"
+
+/* In a child process: a session of two cameras closed with the test hook
+ * DCBUS_ASDF_FAULT=point set, which kills the sink there.  True if the
+ * child died of SIGKILL. */
+static bool killed_at(const char *dir, const char *more, const char *point)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char settings[1024], err[512];
+        snprintf(settings, sizeof settings, "{dir: %s%s%s}", dir, *more ? ", " : "", more);
+        dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
+        dcbus_session_t s = {.id = "test",
+                             .type = "observation",
+                             .status = "active",
+                             .start_us = 1765749600000000LL,
+                             .meta = {(const uint8_t *)"\x80", 1},
+                             .described = true};
+        if (!tk || dcb_testkit_session_open(tk, &s) != 0 || two_cameras(tk) != 0) _exit(2);
+        setenv("DCBUS_ASDF_FAULT", point, 1);
+        close_session(tk, "observation", (const uint8_t *)"\x80", 1);
+        _exit(3); /* not killed */
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
+/* Killed before the rename (the file made, nothing in place), after the
+ * rename (the file in place, the catalog not told, the staging folder
+ * kept) and, with the frames outside, between the frames folder's rename
+ * and the file's: no half file is ever where a reader looks, and the next
+ * start puts the file there once (no _2), whole, the staging folder
+ * gone, one catalog row. */
+static void test_crash_in_assembly(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *more, *point;
+    } cases[] = {
+        {"", "before-rename"},
+        {"", "after-rename"},
+        {"external_frames: true", "before-rename"},
+        {"external_frames: true", "between-renames"},
+        {"external_frames: true", "after-rename"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char *dir = make_dir(), path[1024], want[1100], frames[1100];
+        bool outside = *cases[i].more, renamed = strcmp(cases[i].point, "after-rename") == 0;
+        print_message("killed at %s%s%s\n", cases[i].point, outside ? ", " : "", cases[i].more);
+        assert_true(killed_at(dir, cases[i].more, cases[i].point));
+        snprintf(want, sizeof want, "%s" DAY_STEM ".asdf", dir);
+        snprintf(frames, sizeof frames, "%s" DAY_STEM ".frames", dir);
+        assert_int_equal(asdf_files(dir, path, sizeof path), renamed ? 1 : 0);
+        assert_int_equal(exists(frames), outside && strcmp(cases[i].point, "before-rename") != 0);
+
+        dcb_testkit_t *tk = open_with(dir, cases[i].more); /* the restart */
+        assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+        assert_string_equal(path, want);
+        if (outside)
+            check_outside(path);
+        else
+            check_file_hw(path, XFRAMES, XH, XW,
+                          "assert np.array_equal(np.asarray(af[\"cameras\"][\"spot ter\"]"
+                          "[\"frames\"]), f)\n"
+                          "assert len(open(sys.argv[1], \"rb\").read()) > 2 * f.nbytes");
+        assert_int_equal(exists(frames), outside);
+        staging_clean(dir);
+        assert_int_equal(rows(dir, "observation"), 1);
+        dcb_testkit_destroy(&tk);
+        remove_tree(dir);
+        free(dir);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_records),
-        cmocka_unit_test(test_full_disk),
-        cmocka_unit_test(test_retention),
-        cmocka_unit_test(test_zlib),
+        cmocka_unit_test(test_bad_records),       cmocka_unit_test(test_full_disk),
+        cmocka_unit_test(test_retention),         cmocka_unit_test(test_zlib),
+        cmocka_unit_test(test_external),          cmocka_unit_test(test_external_size),
+        cmocka_unit_test(test_external_tmpfs),    cmocka_unit_test(test_external_name_taken),
+        cmocka_unit_test(test_crash_in_assembly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,9 @@
  * seq), so a crash of the worker or of the broker loses nothing and
  * doubles nothing.  When the session ends, the file is made from the
  * staging folder and renamed into place (assemble.c): a reader never sees
- * half a file.  Then the catalog is told (catalog.h).
+ * half a file.  Then the catalog is told (catalog.h).  With
+ * external_frames, each camera's frames go to an ASDF file of their own
+ * next to the session's, which refers to them (assemble.c).
  */
 #include "asdf.h"
 
@@ -38,6 +40,32 @@ int asdf_report(asdf_t *self, dcbus_error_type_t type, const char *operation, co
  * Open and close
  */
 
+/* external_frames: false (never), true (always) or a size (500M, 2G: when
+ * the session's frames are larger).  0, or -1 if it is none of those. */
+static int parse_external(const char *text, int64_t *out)
+{
+    if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0 || !*text) return *out = -1, 0;
+    if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0) return *out = 0, 0;
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(text, &end, 10);
+    if (end == text || errno || *text == '-') return -1;
+    static const char units[] = "KMGT";
+    int shift = 0;
+    if (*end) {
+        char unit = (char)(*end & ~0x20);
+        const char *u = unit ? strchr(units, unit) : NULL;
+        if (!u) return -1;
+        shift = 10 * (int)(u - units + 1);
+        end++;
+        if ((*end & ~0x20) == 'I') end++;
+        if ((*end & ~0x20) == 'B') end++;
+    }
+    if (*end || n > (unsigned long long)INT64_MAX >> shift) return -1;
+    *out = (int64_t)(n << shift);
+    return 0;
+}
+
 static int read_settings(asdf_t *self)
 {
     const dcbus_host_t *h = self->host;
@@ -55,6 +83,14 @@ static int read_settings(asdf_t *self)
     else if (strcmp(catalog, "none") != 0 && *catalog)
         snprintf(self->catalog_path, sizeof self->catalog_path, "%s", catalog);
     self->compress = strcmp(h->config_str(self->ctx, "compression", "none"), "zlib") == 0;
+    const char *ext = h->config_str(self->ctx, "external_frames", "false");
+    if (parse_external(ext, &self->external_over) != 0) {
+        DCBUS_LOG(h, self->ctx, DCBUS_LOG_ERROR,
+                  "asdf: external_frames must be true, false or a size such as 500M or 2G, not "
+                  "'%s'",
+                  ext);
+        return -1;
+    }
     const char *keep = h->config_str(self->ctx, "retention_idle", "");
     if (*keep && asdf_catalog_parse_age(keep, &self->retention_idle_us) != 0) {
         DCBUS_LOG(h, self->ctx, DCBUS_LOG_ERROR,
@@ -255,6 +291,13 @@ static const dcbus_setting_t asdf_settings[] = {
      .dflt = "none",
      .allowed = "none|zlib",
      .description = "block compression: none, or zlib (frames are then copied, not moved)"},
+    {.name = "external_frames",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "false",
+     .description = "true: each camera's frames go to an ASDF file of their own, "
+                    "<file stem>.frames/<camera>.asdf next to the session's file, which refers "
+                    "to them; a size (500M, 2G): so when the session's frames are larger; "
+                    "false: in the file"},
     {.name = "retention_idle",
      .type = DCBUS_SETTING_STR,
      .description = "an age (7d, 36h): idle-session files that ended longer ago are removed, with "

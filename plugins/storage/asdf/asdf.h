@@ -144,12 +144,22 @@ typedef struct {
 
 typedef enum { PHASE_OPEN = 0, PHASE_CLOSING } phase_t;
 
+/* Where a closing session's frames go (the external_frames setting):
+ * blocks of its file, or one ASDF file per camera in the frames folder
+ * next to it (<file name without .asdf>.frames/<camera>.asdf), each
+ * camera's frames file made into it in place (room of `prefix` bytes
+ * opened in front of the frames) or copied into it (compression, or a
+ * file system that cannot open room). */
+typedef enum { FRAMES_IN_FILE = 0, FRAMES_MOVED_OUT, FRAMES_COPIED_OUT } frames_at_t;
+
 typedef struct stage {
     char dir[ASDF_PATH_MAX]; /* its staging folder */
     session_desc_t desc;
     phase_t phase;
     char final_path[ASDF_PATH_MAX]; /* PHASE_CLOSING: where the file goes */
-    uint64_t prefix;                /* PHASE_CLOSING: bytes put before the tail's frames */
+    uint64_t prefix;                /* PHASE_CLOSING: bytes put before the tail's frames, or
+                                       before each camera's (FRAMES_MOVED_OUT) */
+    frames_at_t frames_at;          /* PHASE_CLOSING: where the frames go */
     int tail;                       /* PHASE_CLOSING: camera whose frames file becomes the
                                        final file, -1 if none */
     int64_t first_ts;               /* the first batch's time, for a session never described */
@@ -181,6 +191,8 @@ typedef struct {
     char staging[ASDF_PATH_MAX + 16];
     char catalog_path[ASDF_PATH_MAX + 32];
     bool compress;             /* zlib blocks */
+    int64_t external_over;     /* frames outside the file when the session has more bytes of
+                                  them than this; -1: never */
     int64_t retention_idle_us; /* idle files older than this removed at session close; 0: kept */
     routes_t routes;
     /* sessions */
@@ -329,6 +341,10 @@ void tree_plan_free(const stage_t *st, blocks_plan_t *plan);
  * with a reason in why. */
 int tree_write(asdf_t *self, stage_t *st, const blocks_plan_t *plan, int fd, char *why,
                size_t whylen);
+/* Writes the header, `pad` bytes of comment lines and the tree of camera
+ * cam's frames file (its frames: block 0) to fd.  0, or -1 with a reason
+ * in why. */
+int tree_write_frames(const stage_t *st, size_t cam, int fd, size_t pad, char *why, size_t whylen);
 
 /* ---------------------------------------------------------------------------
  * assemble.c
@@ -342,5 +358,8 @@ int assemble_session(asdf_t *self, stage_t *st);
 /* The file name of the session: <type>[_<target>]_<YYYYmmdd_HHMMSS>.asdf
  * under <dir>/YYYY/MM/DD.  0, or -1 (too long). */
 int assemble_final_path(asdf_t *self, const stage_t *st, char *out, size_t cap);
+/* The URI, relative to the session's file, of camera cam's frames file
+ * (FRAMES_MOVED_OUT, FRAMES_COPIED_OUT): <file stem>.frames/<camera>.asdf. */
+void assemble_frames_uri(const stage_t *st, size_t cam, char *out, size_t cap);
 
 #endif

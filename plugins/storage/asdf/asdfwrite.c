@@ -163,7 +163,23 @@ static void emit(asdf_tree_t *t, yaml_event_t *ev)
     }
 }
 
-int asdf_tree_begin(asdf_tree_t *t, int fd, const char *library, const char *version,
+/* `pad` bytes of comment lines: "#", spaces, a newline, lines of at most
+ * 80 bytes. */
+static void comment_pad(asdf_tree_t *t, size_t pad)
+{
+    unsigned char line[80];
+    while (pad >= 2) {
+        size_t n = pad > sizeof line ? sizeof line : pad;
+        if (pad - n == 1) n--; /* never leave a single byte */
+        memset(line, ' ', n);
+        line[0] = '#';
+        line[n - 1] = '\n';
+        tree_out(t, line, n);
+        pad -= n;
+    }
+}
+
+int asdf_tree_begin(asdf_tree_t *t, int fd, size_t pad, const char *library, const char *version,
                     const char *homepage, const char *author)
 {
     memset(t, 0, sizeof *t);
@@ -180,6 +196,7 @@ int asdf_tree_begin(asdf_tree_t *t, int fd, const char *library, const char *ver
     yaml_emitter_set_width(&t->em, 100);
     const char *head = "#ASDF 1.0.0\n#ASDF_STANDARD 1.5.0\n";
     tree_out(t, (unsigned char *)head, strlen(head));
+    comment_pad(t, pad);
 
     yaml_event_t ev;
     yaml_version_directive_t v11 = {1, 1};
@@ -446,12 +463,15 @@ void asdf_tree_seq_end(asdf_tree_t *t)
     emit(t, &ev);
 }
 
-void asdf_tree_ndarray(asdf_tree_t *t, uint64_t source, const asdf_dtype_t *dt,
-                       const uint64_t *shape, int ndim)
+static void ndarray(asdf_tree_t *t, const char *uri, uint64_t source, const asdf_dtype_t *dt,
+                    const uint64_t *shape, int ndim)
 {
     asdf_tree_map_begin(t, ASDF_TAG_PREFIX "core/ndarray-1.0.0", false);
     asdf_tree_key(t, "source");
-    asdf_tree_uint(t, source);
+    if (uri)
+        asdf_tree_cstr(t, uri);
+    else
+        asdf_tree_uint(t, source);
     asdf_tree_key(t, "datatype");
     asdf_tree_plain(t, dt->name, strlen(dt->name));
     asdf_tree_key(t, "byteorder");
@@ -462,4 +482,16 @@ void asdf_tree_ndarray(asdf_tree_t *t, uint64_t source, const asdf_dtype_t *dt,
         asdf_tree_uint(t, shape[i]);
     asdf_tree_seq_end(t);
     asdf_tree_map_end(t);
+}
+
+void asdf_tree_ndarray(asdf_tree_t *t, uint64_t source, const asdf_dtype_t *dt,
+                       const uint64_t *shape, int ndim)
+{
+    ndarray(t, NULL, source, dt, shape, ndim);
+}
+
+void asdf_tree_ndarray_uri(asdf_tree_t *t, const char *uri, const asdf_dtype_t *dt,
+                           const uint64_t *shape, int ndim)
+{
+    ndarray(t, uri, 0, dt, shape, ndim);
 }

@@ -91,8 +91,11 @@ typedef struct {
 
 /* Writes the header lines and opens the tree: the root mapping, tagged
  * core/asdf-1.1.0, with its asdf_library entry (name, version, homepage,
- * author of the writing software).  0, or -1 (t->err says why). */
-int asdf_tree_begin(asdf_tree_t *t, int fd, const char *library, const char *version,
+ * author of the writing software).  `pad` bytes of comment lines (the
+ * standard's comment section, between the header lines and the tree) go
+ * before the tree: 0, or at least 2; they let a writer make the first
+ * block's data start where it wants.  0, or -1 (t->err says why). */
+int asdf_tree_begin(asdf_tree_t *t, int fd, size_t pad, const char *library, const char *version,
                     const char *homepage, const char *author);
 /* Closes the root mapping and the document (`...`) and writes out what is
  * buffered.  0 if everything was written, else -1 (t->err, t->problem).
@@ -129,5 +132,9 @@ void asdf_tree_seq_end(asdf_tree_t *t);
  * file: `ndim` dimensions in `shape`, elements of `dt`. */
 void asdf_tree_ndarray(asdf_tree_t *t, uint64_t source, const asdf_dtype_t *dt,
                        const uint64_t *shape, int ndim);
+/* The same, its data the first block of another ASDF file: `uri`, relative
+ * to this file (the standard's string `source`). */
+void asdf_tree_ndarray_uri(asdf_tree_t *t, const char *uri, const asdf_dtype_t *dt,
+                           const uint64_t *shape, int ndim);
 
 #endif

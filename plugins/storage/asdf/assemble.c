@@ -23,11 +23,22 @@
  *  5. the catalog is told, the id noted as finished, the staging folder
  *     removed.
  *
+ * With the frames outside the file (external_frames), each camera's
+ * frames become an ASDF file of their own first, their block 0: in
+ * <staging>/frames/<camera>.asdf, the camera's frames file made into it
+ * the same way (room opened in front for its header, tree and block
+ * header, the block index appended, the file linked there), or copied
+ * (compression, tmpfs); all fsynced.  The file's ndarrays name them by a
+ * relative URI (the standard's string `source`).  Step 4 renames the
+ * frames/ folder first, to <name>.frames next to where the file goes, and
+ * the file after it: a reader never finds the file without its frames.
+ *
  * A crash anywhere in there leaves the stage in phase closing, and the
  * next start goes through it again: the steps are redone (the tree is the
  * same; the room opened in front of the frames, if any, is reused), and a
- * file already renamed into place is recognised.  A failure (a full disk)
- * is reported and the stage kept, to be tried again a few seconds later.
+ * frames folder or a file already renamed into place is recognised.  A
+ * failure (a full disk) is reported and the stage kept, to be tried again
+ * a few seconds later.
  */
 #define _GNU_SOURCE
 #include "asdf.h"
@@ -37,9 +48,11 @@
 #include <inttypes.h>
 #include <linux/falloc.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +62,20 @@
 #define RETRY_US   5000000
 #define TARGET_MAX 64
 #define NAME_TRIES 100
+
+/* ---------------------------------------------------------------------------
+ * A test hook: DCBUS_ASDF_FAULT=<point> in the environment kills the
+ * process there (SIGKILL, as kill -9 would), so that a test can show the
+ * next start finishing the file: before-rename (everything made and
+ * fsynced, nothing renamed), between-renames (the frames folder in place,
+ * the file not yet), after-rename (the file in place, the catalog not
+ * told, the staging folder not removed).  Not a setting: only tests set it.
+ */
+static void fault_point(const char *point)
+{
+    const char *want = getenv("DCBUS_ASDF_FAULT");
+    if (want && strcmp(want, point) == 0) raise(SIGKILL);
+}
 
 /* ---------------------------------------------------------------------------
  * The file's name
@@ -128,12 +155,64 @@ int assemble_final_path(asdf_t *self, const stage_t *st, char *out, size_t cap)
     return name_for(self, st, 1, out, cap, false);
 }
 
+/* The frames folder of a session file: its path without ".asdf", then
+ * ".frames". */
+static void frames_dir_of(const char *final_path, char *out, size_t cap)
+{
+    size_t n = strlen(final_path);
+    if (n >= 5 && strcmp(final_path + n - 5, ".asdf") == 0) n -= 5;
+    snprintf(out, cap, "%.*s%s", (int)n, final_path, ASDF_CATALOG_FRAMES_SUFFIX);
+}
+
+static void camera_safe_name(const camera_t *c, char *out)
+{
+    safe_name(c->name, strlen(c->name), out, false);
+    if (!out[0]) snprintf(out, TARGET_MAX + 1, "camera");
+}
+
+/* Camera cam's file in the frames folder: its name as a file name may
+ * hold it, with _2, _3... if earlier cameras' come out the same. */
+static void camera_file(const stage_t *st, size_t cam, char *out, size_t cap)
+{
+    char name[TARGET_MAX + 1], other[TARGET_MAX + 1];
+    int same = 0;
+    camera_safe_name(&st->cams[cam], name);
+    for (size_t i = 0; i < cam; i++) {
+        camera_safe_name(&st->cams[i], other);
+        if (strcmp(other, name) == 0) same++;
+    }
+    if (same)
+        snprintf(out, cap, "%s_%d.asdf", name, same + 1);
+    else
+        snprintf(out, cap, "%s.asdf", name);
+}
+
+void assemble_frames_uri(const stage_t *st, size_t cam, char *out, size_t cap)
+{
+    char dir[ASDF_PATH_MAX], file[TARGET_MAX + 32];
+    const char *base = strrchr(st->final_path, '/');
+    frames_dir_of(base ? base + 1 : st->final_path, dir, sizeof dir);
+    camera_file(st, cam, file, sizeof file);
+    snprintf(out, cap, "%s/%s", dir, file);
+}
+
 static bool reserved(asdf_t *self, const stage_t *me, const char *path)
 {
     for (stage_t *st = self->stages; st; st = st->next)
         if (st != me && st->phase == PHASE_CLOSING && strcmp(st->final_path, path) == 0)
             return true;
     return false;
+}
+
+/* Whether `path` is free for the session's file (and its frames folder,
+ * if it has one). */
+static bool name_free(asdf_t *self, const stage_t *st, const char *path)
+{
+    if (access(path, F_OK) == 0 || errno != ENOENT || reserved(self, st, path)) return false;
+    if (st->frames_at == FRAMES_IN_FILE) return true;
+    char dir[ASDF_PATH_MAX + 16];
+    frames_dir_of(path, dir, sizeof dir);
+    return access(dir, F_OK) != 0 && errno == ENOENT;
 }
 
 /* The first name of the session free on disk and among the stages being
@@ -143,7 +222,7 @@ static int choose_name(asdf_t *self, stage_t *st, bool report)
     char path[ASDF_PATH_MAX];
     for (int n = 1; n <= NAME_TRIES; n++) {
         if (name_for(self, st, n, path, sizeof path, report && n == 1) != 0) return -1;
-        if (access(path, F_OK) != 0 && errno == ENOENT && !reserved(self, st, path)) {
+        if (name_free(self, st, path)) {
             snprintf(st->final_path, sizeof st->final_path, "%s", path);
             return 0;
         }
@@ -296,15 +375,22 @@ out:
     return rc;
 }
 
-/* Copies len bytes of a camera's frames to the end of fd, without
- * compression: in the kernel when it can. */
-static int copy_frames(int out, uint64_t *end, int in, uint64_t len, const md5_t *md5)
+/* The header of an uncompressed block of a camera's frames, written at
+ * `at`. */
+static int frames_header(int out, uint64_t at, uint64_t len, const md5_t *md5)
 {
     asdf_block_t b = {.allocated = len, .used = len, .data = len};
     uint8_t head[ASDF_BLOCK_HEAD];
     md5_digest(md5, b.md5);
     asdf_block_header(head, &b, 0);
-    if (pwrite(out, head, sizeof head, (off_t)*end) != (ssize_t)sizeof head) return -1;
+    return pwrite(out, head, sizeof head, (off_t)at) == (ssize_t)sizeof head ? 0 : -1;
+}
+
+/* Copies len bytes of a camera's frames to the end of fd, without
+ * compression: in the kernel when it can. */
+static int copy_frames(int out, uint64_t *end, int in, uint64_t len, const md5_t *md5)
+{
+    if (frames_header(out, *end, len, md5) != 0) return -1;
     loff_t src = 0, dst = (loff_t)(*end + ASDF_BLOCK_HEAD);
     while ((uint64_t)src < len) {
         ssize_t n = copy_file_range(in, &src, out, &dst, (size_t)(len - (uint64_t)src), 0);
@@ -328,6 +414,14 @@ static int copy_frames(int out, uint64_t *end, int in, uint64_t len, const md5_t
     free(buf);
     *end += ASDF_BLOCK_HEAD + len;
     return 0;
+}
+
+/* A camera's frames as one block at the end of fd: copied, or compressed. */
+static int frames_block(asdf_t *self, int out, uint64_t *end, const camera_t *c)
+{
+    if (!self->compress) return copy_frames(out, end, c->fd, c->bytes, &c->md5);
+    source_t src = {.next = frames_next, .fd = c->fd, .left = c->bytes};
+    return write_block(self, out, end, &src, &c->md5);
 }
 
 /* ---------------------------------------------------------------------------
@@ -408,13 +502,8 @@ static int write_head(asdf_t *self, stage_t *st, blocks_plan_t *p, int out, uint
         const block_ref_t *r = &p->order[i];
         offsets[i] = *end;
         int rc;
-        if (r->cam >= 0 && !self->compress) {
-            const camera_t *c = &st->cams[r->cam];
-            rc = copy_frames(out, end, c->fd, c->bytes, &c->md5);
-        } else if (r->cam >= 0) {
-            const camera_t *c = &st->cams[r->cam];
-            source_t src = {.next = frames_next, .fd = c->fd, .left = c->bytes};
-            rc = write_block(self, out, end, &src, &c->md5);
+        if (r->cam >= 0) {
+            rc = frames_block(self, out, end, &st->cams[r->cam]);
         } else {
             const table_t *tb = &st->tables[r->table];
             source_t src = {.next = column_next,
@@ -458,15 +547,11 @@ static int write_tail_header(int out, uint64_t *end, const camera_t *c, uint64_t
             field[i] = (uint8_t)allocated;
         if (pwrite(out, field, 8, at) != 8) return -1;
     }
-    uint8_t head[ASDF_BLOCK_HEAD + 8];
     uint8_t *zeros = calloc(1, pad + 1);
     if (!zeros) return errno = ENOMEM, -1;
     int rc = pad && pwrite(out, zeros, pad, (off_t)*end) != (ssize_t)pad ? -1 : 0;
     free(zeros);
-    asdf_block_t b = {.allocated = c->bytes, .used = c->bytes, .data = c->bytes};
-    md5_digest(&c->md5, b.md5);
-    size_t n = asdf_block_header(head, &b, 0);
-    if (rc == 0) rc = pwrite(out, head, n, (off_t)(*end + pad)) == (ssize_t)n ? 0 : -1;
+    if (rc == 0) rc = frames_header(out, *end + pad, c->bytes, &c->md5);
     if (rc == 0) *end = prefix;
     return rc;
 }
@@ -590,7 +675,219 @@ out:
     return rc;
 }
 
-/* Step 4: target renamed to the final path, never over another file. */
+/* ---------------------------------------------------------------------------
+ * Frames outside the file
+ */
+
+/* The length of camera cam's frames-file head, unpadded: its header lines
+ * and tree, written to a memory file. */
+static int frames_head_len(const stage_t *st, size_t cam, uint64_t *len, char *why, size_t whylen)
+{
+    int fd = memfd_create("asdf-head", MFD_CLOEXEC);
+    if (fd < 0) {
+        snprintf(why, whylen, "%s", strerror(errno));
+        return -1;
+    }
+    int rc = tree_write_frames(st, cam, fd, 0, why, whylen);
+    off_t n = rc == 0 ? lseek(fd, 0, SEEK_END) : -1;
+    if (rc == 0 && n < 0) snprintf(why, whylen, "%s", strerror(errno));
+    close(fd);
+    if (n < 0) return -1;
+    *len = (uint64_t)n;
+    return 0;
+}
+
+/* The room opened in front of every camera's frames: whole file system
+ * blocks holding the longest head (tree, at least 2 bytes of comment
+ * padding, the block's header). */
+static int frames_room(const stage_t *st, uint64_t *room, char *why, size_t whylen)
+{
+    uint64_t blk = 4096, need = 0;
+    struct stat sb;
+    if (st->ncams && fstat(st->cams[0].fd, &sb) == 0 && sb.st_blksize > 0)
+        blk = (uint64_t)sb.st_blksize;
+    for (size_t c = 0; c < st->ncams; c++) {
+        uint64_t len;
+        if (frames_head_len(st, c, &len, why, whylen) != 0) return -1;
+        if (len + 2 + ASDF_BLOCK_HEAD > need) need = len + 2 + ASDF_BLOCK_HEAD;
+    }
+    *room = (need + blk - 1) / blk * blk;
+    return 0;
+}
+
+/* Writes camera cam's frames-file head at the start of fd: header lines,
+ * tree, padded with comment lines so that the block's header after it
+ * ends at `room` (0: no padding).  *end: where the block's header goes. */
+static int write_frames_head(const stage_t *st, size_t cam, int fd, uint64_t room, uint64_t *end,
+                             char *why, size_t whylen)
+{
+    size_t pad = 0;
+    if (room) {
+        uint64_t len;
+        if (frames_head_len(st, cam, &len, why, whylen) != 0) return -1;
+        if (len + 2 + ASDF_BLOCK_HEAD > room) {
+            snprintf(why, whylen, "the frames' head outgrew the room made for it");
+            return errno = EIO, -1;
+        }
+        pad = (size_t)(room - len - ASDF_BLOCK_HEAD);
+    }
+    if (lseek(fd, 0, SEEK_SET) != 0 || tree_write_frames(st, cam, fd, pad, why, whylen) != 0)
+        return -1;
+    off_t at = lseek(fd, 0, SEEK_CUR);
+    if (at < 0 || (room && (uint64_t)at + ASDF_BLOCK_HEAD != room)) {
+        snprintf(why, whylen, "the frames' head is not the length it was");
+        return errno = EIO, -1;
+    }
+    *end = (uint64_t)at;
+    return 0;
+}
+
+/* Camera cam's frames file in `dir`: its staged frames made into it (room
+ * opened in front of them, the head written there, the block index after,
+ * the file linked into dir), or a new file they are copied into.  1 if no
+ * room can be opened on this file system (nothing changed), 0, or -1 with
+ * a reason. */
+static int frames_file(asdf_t *self, stage_t *st, size_t cam, const char *dir, char *why,
+                       size_t whylen)
+{
+    camera_t *c = &st->cams[cam];
+    char name[TARGET_MAX + 32], path[ASDF_PATH_MAX + 100], from[ASDF_PATH_MAX + 32];
+    uint64_t end = 0, block;
+    camera_file(st, cam, name, sizeof name);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (unlink(path) != 0 && errno != ENOENT) goto io; /* what an earlier try left */
+    if (st->frames_at == FRAMES_MOVED_OUT && c->bytes > 0) {
+        struct stat sb;
+        if (fstat(c->fd, &sb) != 0) goto io;
+        if ((uint64_t)sb.st_size == c->bytes) {
+            if (fallocate(c->fd, FALLOC_FL_INSERT_RANGE, 0, (off_t)st->prefix) != 0) {
+                if (errno == EOPNOTSUPP || errno == EINVAL) return 1;
+                goto io;
+            }
+        } else if ((uint64_t)sb.st_size < st->prefix + c->bytes) {
+            errno = EIO;
+            goto io;
+        }
+        if (write_frames_head(st, cam, c->fd, st->prefix, &block, why, whylen) != 0) return -1;
+        end = st->prefix + c->bytes;
+        stage_cam_path(st, cam, from, sizeof from);
+        if (frames_header(c->fd, block, c->bytes, &c->md5) != 0 ||
+            ftruncate(c->fd, (off_t)end) != 0 || lseek(c->fd, (off_t)end, SEEK_SET) < 0 ||
+            asdf_write_index(c->fd, &block, 1) != 0 || fsync(c->fd) != 0 || link(from, path) != 0)
+            goto io;
+        return 0;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) goto io;
+    int rc = write_frames_head(st, cam, fd, 0, &end, why, whylen);
+    block = end;
+    if (rc == 0 && (frames_block(self, fd, &end, c) != 0 || lseek(fd, (off_t)end, SEEK_SET) < 0 ||
+                    asdf_write_index(fd, &block, 1) != 0 || fsync(fd) != 0)) {
+        snprintf(why, whylen, "cannot write %s: %s", path, strerror(errno));
+        rc = -1;
+    }
+    close(fd);
+    return rc;
+io:
+    snprintf(why, whylen, "cannot make %s: %s", path, strerror(errno));
+    return -1;
+}
+
+/* Step 2 outside the file: every camera's frames file in <staging>/frames,
+ * fsynced with the folder. */
+static int build_frames(asdf_t *self, stage_t *st, char *why, size_t whylen)
+{
+    char dir[ASDF_PATH_MAX + 32];
+    stage_path(st, "frames", dir, sizeof dir);
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        snprintf(why, whylen, "cannot create %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    bool moved = false;
+    for (size_t c = 0; c < st->ncams; c++) {
+        int rc = frames_file(self, st, c, dir, why, whylen);
+        if (rc == 1 && !moved) {
+            /* No room can be opened here (tmpfs): copied, all of them. */
+            st->frames_at = FRAMES_COPIED_OUT;
+            st->prefix = 0;
+            if (stage_write_state(self, st) != 0) {
+                snprintf(why, whylen, "cannot write its state: %s", strerror(errno));
+                return -1;
+            }
+            rc = frames_file(self, st, c, dir, why, whylen);
+        } else if (rc == 1) {
+            snprintf(why, whylen, "room could be opened in front of some frames, not others");
+            return -1;
+        }
+        if (rc != 0) return -1;
+        moved = moved || (st->frames_at == FRAMES_MOVED_OUT && st->cams[c].bytes > 0);
+    }
+    if (asdf_fsync_dir(dir) != 0) {
+        snprintf(why, whylen, "cannot fsync %s: %s", dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* Whether an earlier try renamed the frames folder into place: it is gone
+ * from the staging folder and found where it goes. */
+static bool frames_in_place(const stage_t *st)
+{
+    char staged[ASDF_PATH_MAX + 32], placed[ASDF_PATH_MAX + 16];
+    stage_path(st, "frames", staged, sizeof staged);
+    frames_dir_of(st->final_path, placed, sizeof placed);
+    return access(staged, F_OK) != 0 && access(placed, F_OK) == 0;
+}
+
+/* A new name for the file, noted in the state. */
+static int rename_again(asdf_t *self, stage_t *st, char *why, size_t whylen)
+{
+    if (choose_name(self, st, false) == 0 && stage_write_state(self, st) == 0) return 0;
+    snprintf(why, whylen, "no free name for the file: %s", strerror(errno));
+    return -1;
+}
+
+/* Step 4 outside the file: the frames folder renamed into place, then
+ * the file, never over another.  1 if the name had to change (the file,
+ * which names its frames folder, is to be made again), 0, or -1. */
+static int put_outside_in_place(asdf_t *self, stage_t *st, const char *target, const char *dir,
+                                char *why, size_t whylen)
+{
+    char staged[ASDF_PATH_MAX + 32], placed[ASDF_PATH_MAX + 16];
+    stage_path(st, "frames", staged, sizeof staged);
+    frames_dir_of(st->final_path, placed, sizeof placed);
+    if (access(staged, F_OK) == 0) {
+        fault_point("before-rename");
+        if (renameat2(AT_FDCWD, staged, AT_FDCWD, placed, RENAME_NOREPLACE) != 0) {
+            if (errno == EEXIST) return rename_again(self, st, why, whylen) == 0 ? 1 : -1;
+            snprintf(why, whylen, "cannot rename %.1500s to %.1500s: %s", staged, placed,
+                     strerror(errno));
+            return -1;
+        }
+        if (asdf_fsync_dir(dir) != 0) {
+            snprintf(why, whylen, "cannot fsync %s: %s", dir, strerror(errno));
+            return -1;
+        }
+        fault_point("between-renames");
+    }
+    if (renameat2(AT_FDCWD, target, AT_FDCWD, st->final_path, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EEXIST) {
+        snprintf(why, whylen, "cannot rename %.1500s to %.1500s: %s", target, st->final_path,
+                 strerror(errno));
+        return -1;
+    }
+    /* The name was taken meanwhile: the frames folder goes back, to be
+     * renamed with the new name. */
+    if (renameat2(AT_FDCWD, placed, AT_FDCWD, staged, RENAME_NOREPLACE) != 0) {
+        snprintf(why, whylen, "cannot rename %.1500s back: %s", placed, strerror(errno));
+        return -1;
+    }
+    return rename_again(self, st, why, whylen) == 0 ? 1 : -1;
+}
+
+/* Step 4: target renamed to the final path, never over another file
+ * (after its frames folder, if it has one).  1 if the file is to be made
+ * again under a new name, 0, or -1 with a reason. */
 static int put_in_place(asdf_t *self, stage_t *st, const char *target, char *why, size_t whylen)
 {
     char dir[ASDF_PATH_MAX];
@@ -601,7 +898,16 @@ static int put_in_place(asdf_t *self, stage_t *st, const char *target, char *why
             snprintf(why, whylen, "cannot create %s: %s", dir, strerror(errno));
             return -1;
         }
-        if (renameat2(AT_FDCWD, target, AT_FDCWD, st->final_path, RENAME_NOREPLACE) == 0) {
+        bool placed;
+        if (st->frames_at != FRAMES_IN_FILE) {
+            int rc = put_outside_in_place(self, st, target, dir, why, whylen);
+            if (rc != 0) return rc;
+            placed = true;
+        } else {
+            fault_point("before-rename");
+            placed = renameat2(AT_FDCWD, target, AT_FDCWD, st->final_path, RENAME_NOREPLACE) == 0;
+        }
+        if (placed) {
             /* The folder, and those made above it, durable. */
             for (char *slash; strlen(dir) > strlen(self->dir);) {
                 asdf_fsync_dir(dir);
@@ -616,10 +922,7 @@ static int put_in_place(asdf_t *self, stage_t *st, const char *target, char *why
                      strerror(errno));
             return -1;
         }
-        if (choose_name(self, st, false) != 0 || stage_write_state(self, st) != 0) {
-            snprintf(why, whylen, "no free name for the file: %s", strerror(errno));
-            return -1;
-        }
+        if (rename_again(self, st, why, whylen) != 0) return -1;
     }
     snprintf(why, whylen, "no free name for the file");
     return -1;
@@ -633,7 +936,18 @@ static bool already_in_place(const stage_t *st)
     if (st->tail >= 0) return st->cams[st->tail].fd < 0;
     char head[ASDF_PATH_MAX + 32];
     stage_path(st, "assembled.tmp", head, sizeof head);
-    return access(head, F_OK) != 0;
+    return access(head, F_OK) != 0 && (st->frames_at == FRAMES_IN_FILE || frames_in_place(st));
+}
+
+/* Whether the session's frames go outside its file: the setting, and the
+ * bytes of them. */
+static frames_at_t frames_at(asdf_t *self, const stage_t *st)
+{
+    uint64_t bytes = 0;
+    for (size_t c = 0; c < st->ncams; c++)
+        bytes += st->cams[c].bytes;
+    if (self->external_over < 0 || bytes <= (uint64_t)self->external_over) return FRAMES_IN_FILE;
+    return self->compress ? FRAMES_COPIED_OUT : FRAMES_MOVED_OUT;
 }
 
 /* The tail: the camera with the most frame bytes, when its frames file
@@ -696,8 +1010,11 @@ int assemble_session(asdf_t *self, stage_t *st)
 {
     char why[ASDF_PATH_MAX + 256] = "", target[ASDF_PATH_MAX + 32];
     if (st->phase == PHASE_OPEN) {
-        st->tail = pick_tail(self, st);
+        st->frames_at = frames_at(self, st);
+        st->tail = st->frames_at == FRAMES_IN_FILE ? pick_tail(self, st) : -1;
         st->prefix = 0;
+        if (st->frames_at == FRAMES_MOVED_OUT && frames_room(st, &st->prefix, why, sizeof why) != 0)
+            goto failed;
         if (choose_name(self, st, true) != 0) {
             snprintf(why, sizeof why, "no free name for the file: %s", strerror(errno));
             goto failed;
@@ -710,14 +1027,25 @@ int assemble_session(asdf_t *self, stage_t *st)
         }
     }
     if (!already_in_place(st)) {
-        if (build(self, st, target, sizeof target, why, sizeof why) != 0) goto failed;
-        if (put_in_place(self, st, target, why, sizeof why) != 0) goto failed;
+        int placed = 1;
+        for (int tries = 0; placed == 1 && tries < NAME_TRIES; tries++) {
+            if (st->frames_at != FRAMES_IN_FILE && !frames_in_place(st) &&
+                build_frames(self, st, why, sizeof why) != 0)
+                goto failed;
+            if (build(self, st, target, sizeof target, why, sizeof why) != 0) goto failed;
+            if ((placed = put_in_place(self, st, target, why, sizeof why)) < 0) goto failed;
+        }
+        if (placed != 0) {
+            snprintf(why, sizeof why, "no free name for the file");
+            goto failed;
+        }
         if (st->tail >= 0) {
             close(st->cams[st->tail].fd);
             st->cams[st->tail].fd = -1;
         }
     }
     fsync_path(st->final_path);
+    fault_point("after-rename");
     DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_INFO,
               "asdf: session %s written to %s (%zu cameras, %" PRIu64 " records)", st->desc.id,
               st->final_path, st->ncams, st->records);

@@ -50,6 +50,12 @@ typedef struct asdf_catalog asdf_catalog_t;
 /* The database a data directory's catalog lives in by default. */
 #define ASDF_CATALOG_DEFAULT_DB "catalog/catalog.sqlite"
 
+/* A session file's frames kept outside it (the sink's external_frames):
+ * the folder <file name without .asdf> ASDF_CATALOG_FRAMES_SUFFIX next to
+ * it, one ASDF file per camera inside.  A walk (rebuild, prune) never
+ * takes those for sessions; prune removes the folder with its file. */
+#define ASDF_CATALOG_FRAMES_SUFFIX ".frames"
+
 /* One camera's frame count. */
 typedef struct {
     char *camera;

@@ -5,9 +5,10 @@
  * Both walk the directory the same way: every regular file whose name
  * ends in ".asdf", in sorted path order, symbolic links not followed and
  * names starting with '.' left out (the sink's staging files), to a depth
- * of 16.  A file whose tree cannot be read is told to the skip callback
- * and left alone -- a rebuild leaves it out, a prune never removes it --
- * so one corrupt or half-written file never stops the rest.
+ * of 16.  A session's frames folder (<name>.frames, see catalog.h) is not
+ * walked: the files in it hold frames, not sessions.  A file whose tree cannot be read is told to
+ * the skip callback and left alone -- a rebuild leaves it out, a prune never removes it -- so one
+ * corrupt or half-written file never stops the rest.
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -57,6 +58,12 @@ static bool is_asdf_name(const char *name)
     return name[0] != '.' && n > 5 && strcmp(name + n - 5, ".asdf") == 0;
 }
 
+static bool is_frames_dir(const char *name)
+{
+    size_t n = strlen(name), k = strlen(ASDF_CATALOG_FRAMES_SUFFIX);
+    return n > k && strcmp(name + n - k, ASDF_CATALOG_FRAMES_SUFFIX) == 0;
+}
+
 static int walk(const char *dir, int depth, pathlist_t *out, char *err, size_t errlen)
 {
     DIR *d = opendir(dir);
@@ -73,6 +80,7 @@ static int walk(const char *dir, int depth, pathlist_t *out, char *err, size_t e
         struct stat st;
         if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
         if (lstat(path, &st) != 0) continue;
+        if (S_ISDIR(st.st_mode) && is_frames_dir(e->d_name)) continue;
         if (S_ISDIR(st.st_mode) && depth < MAX_DEPTH)
             rc = walk(path, depth + 1, out, err, errlen);
         else if (S_ISREG(st.st_mode) && is_asdf_name(e->d_name) && pathlist_add(out, path) != 0) {
@@ -179,7 +187,37 @@ static void remove_empty_parents(const char *path, const char *top)
     }
 }
 
-/* Removes one file and its row. */
+/* Removes the frames folder of the session file at `path`, if it has
+ * one: the files in it, then the folder. */
+static int remove_frames_dir(const char *path, char *err, size_t errlen)
+{
+    char frames[PATH_MAX], file[PATH_MAX];
+    size_t n = strlen(path);
+    if (n < 5 || snprintf(frames, sizeof frames, "%.*s%s", (int)(n - 5), path,
+                          ASDF_CATALOG_FRAMES_SUFFIX) >= (int)sizeof frames)
+        return 0;
+    DIR *d = opendir(frames);
+    if (!d) return 0;
+    struct dirent *e;
+    int rc = 0;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        if (snprintf(file, sizeof file, "%s/%s", frames, e->d_name) < (int)sizeof file &&
+            unlink(file) != 0 && errno != ENOENT && rc == 0) {
+            snprintf(err, errlen, "%s: cannot remove: %s", file, strerror(errno));
+            rc = -1;
+        }
+    }
+    closedir(d);
+    if (rc == 0 && rmdir(frames) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "%s: cannot remove: %s", frames, strerror(errno));
+        rc = -1;
+    }
+    return rc;
+}
+
+/* Removes one file, its frames folder if any (after it: a reader never
+ * finds the file without its frames), and its row. */
 static int prune_one(asdf_catalog_t *self, const asdf_catalog_row_t *row, const char *dir,
                      char *err, size_t errlen)
 {
@@ -187,6 +225,7 @@ static int prune_one(asdf_catalog_t *self, const asdf_catalog_row_t *row, const 
         snprintf(err, errlen, "%s: cannot remove: %s", row->path, strerror(errno));
         return -1;
     }
+    if (remove_frames_dir(row->path, err, errlen) != 0) return -1;
     if (self && asdf_catalog_remove_file(self, row->path, err, errlen) != 0) return -1;
     remove_empty_parents(row->path, dir);
     return 0;

@@ -5,6 +5,8 @@
  * holds
  *
  *     cam-<n>.bin    the frames of camera n, back to back (its block's data)
+ *     frames/        closing with the frames outside the file: their files,
+ *                    until the folder is renamed next to the session's file
  *     records.log    everything else: columns' values and list records
  *     state          what of them is durable, and the session
  *
@@ -18,7 +20,7 @@
  *
  *     dcbus-asdf-stage 1
  *     session <id> <type> <status> <start_us> <end_us> <records> <errors> <described> <meta hex>
- *     phase <open|closing> <final path> <prefix> <tail camera>
+ *     phase <open|closing> <final path> <prefix> <tail camera> <frames at>
  *     counts <records> <warnings> <log errors> <rejected> <first ts>
  *     log <bytes>
  *     cam <name> <dtype> <h> <w> <frames> <bytes> <md5 state> <table>
@@ -28,7 +30,8 @@
  *     seqs <stream> <lo>-<hi> ...
  *     end <lines>
  *
- * (names %XX-encoded; a col line belongs to the table line before it).
+ * (names %XX-encoded; a col line belongs to the table line before it;
+ * <frames at> is a frames_at_t: 0 in the file, 1 moved out, 2 copied out).
  * <dir>/.staging/finished lists the sessions whose file is done, so a
  * batch of one that comes again is not made into a second file.
  */
@@ -498,7 +501,7 @@ static void state_text(const stage_t *st, strbuf_t *sb)
     put_hex(sb, d->meta, d->metalen);
     sb_lit(sb, st->phase == PHASE_CLOSING ? "\nphase closing " : "\nphase open ");
     put_cname(sb, st->final_path);
-    put_fmt(sb, " %" PRIu64 " %d\n", st->prefix, st->tail);
+    put_fmt(sb, " %" PRIu64 " %d %d\n", st->prefix, st->tail, (int)st->frames_at);
     put_fmt(sb, "counts %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 "\n", st->records,
             st->warnings, st->log_errors, st->rejected, st->first_ts);
     put_fmt(sb, "log %" PRIu64 "\n", st->logbytes);
@@ -689,10 +692,13 @@ static int load_line(stage_t *st, char **w, int n)
 {
     if (strcmp(w[0], "session") == 0) return load_session(st, w, n);
     if (strcmp(w[0], "phase") == 0) {
-        if (n != 5 || !decode(w[2]) ||
+        int at = FRAMES_IN_FILE; /* a state file of before external frames has no <frames at> */
+        if ((n != 5 && n != 6) || !decode(w[2]) ||
             snprintf(st->final_path, sizeof st->final_path, "%s", w[2]) >= ASDF_PATH_MAX ||
-            sscanf(w[3], "%" SCNu64, &st->prefix) != 1 || sscanf(w[4], "%d", &st->tail) != 1)
+            sscanf(w[3], "%" SCNu64, &st->prefix) != 1 || sscanf(w[4], "%d", &st->tail) != 1 ||
+            (n == 6 && (sscanf(w[5], "%d", &at) != 1 || at < 0 || at > FRAMES_COPIED_OUT)))
             return -1;
+        st->frames_at = (frames_at_t)at;
         st->phase = strcmp(w[1], "closing") == 0 ? PHASE_CLOSING : PHASE_OPEN;
         return 0;
     }
@@ -819,11 +825,13 @@ static stage_t *stage_read(asdf_t *self, const char *name, char *why, size_t why
     stage_path(st, "records.log", path, sizeof path);
     if ((st->logfd = reopen(path, st->logbytes, true)) < 0) goto short_file;
     for (size_t i = 0; i < st->ncams; i++) {
-        /* Closing: the tail camera's file may already be the file being
-         * made (see assemble.c), longer than its frames. */
+        /* Closing: the tail camera's file, or with the frames moved out
+         * every camera's, may already be the file being made (see
+         * assemble.c), longer than its frames. */
         bool tail = st->phase == PHASE_CLOSING && (int)i == st->tail;
+        bool moved = st->phase == PHASE_CLOSING && st->frames_at == FRAMES_MOVED_OUT;
         stage_cam_path(st, i, path, sizeof path);
-        st->cams[i].fd = reopen(path, st->cams[i].bytes, !tail);
+        st->cams[i].fd = reopen(path, st->cams[i].bytes, !tail && !moved);
         if (st->cams[i].fd < 0 && !(tail && errno == ENOENT)) goto short_file;
     }
     return st;
@@ -903,17 +911,23 @@ static int note_finished(asdf_t *self, const char *id)
     return rc;
 }
 
-/* Removes a staging folder and what is in it. */
+/* Removes a staging folder and what is in it (its frames/ folder too),
+ * the state file first: a folder a crash left half removed is one without
+ * a state, which the next start removes. */
 static void remove_dir(const char *dir)
 {
+    char path[ASDF_PATH_MAX + 300];
+    snprintf(path, sizeof path, "%s/state", dir);
+    unlink(path);
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
-    char path[ASDF_PATH_MAX + 300];
     while ((e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
+        if (unlink(path) != 0 && (errno == EISDIR || errno == EPERM) &&
+            strcmp(e->d_name, "frames") == 0)
+            remove_dir(path);
     }
     closedir(d);
     rmdir(dir);

@@ -14,7 +14,10 @@
  *     summary:        frames: {<camera>: N}, records, errors, warnings
  *
  * Blocks are numbered in the order the tree names them, but for the
- * frames of the "tail" camera, whose block comes last (assemble.c).
+ * frames of the "tail" camera, whose block comes last (assemble.c).  With
+ * the frames outside the file, `frames` names the camera's frames file
+ * instead, whose own tree (tree_write_frames) is session_id, camera and
+ * frames, its block 0.
  */
 #include "asdf.h"
 
@@ -88,7 +91,8 @@ int tree_plan(const stage_t *st, int tail, blocks_plan_t *p)
         if (!p->col_block[t] || !p->col_off[t]) return -1;
     }
     for (size_t c = 0; c < st->ncams; c++) {
-        if ((int)c != tail) {
+        p->cam_block[c] = -1;
+        if ((int)c != tail && st->frames_at == FRAMES_IN_FILE) {
             p->cam_block[c] = (long)p->nblocks;
             if (add_block(p, (block_ref_t){.cam = (int)c}) != 0) return -1;
         }
@@ -434,7 +438,13 @@ static void emit_camera(asdf_t *self, asdf_tree_t *t, const stage_t *st, size_t 
     emit_settings(self, t, r, st, c, p);
     asdf_tree_key(t, "frames");
     uint64_t shape[3] = {cam->frames, cam->h, cam->w};
-    asdf_tree_ndarray(t, (uint64_t)p->cam_block[c], &cam->dtype, shape, 3);
+    if (p->cam_block[c] >= 0) {
+        asdf_tree_ndarray(t, (uint64_t)p->cam_block[c], &cam->dtype, shape, 3);
+    } else {
+        char uri[ASDF_PATH_MAX];
+        assemble_frames_uri(st, c, uri, sizeof uri);
+        asdf_tree_ndarray_uri(t, uri, &cam->dtype, shape, 3);
+    }
     asdf_tree_key(t, "frame_values");
     emit_columns(t, st, cam->table, p);
     asdf_tree_map_end(t);
@@ -623,7 +633,7 @@ static void emit_summary(asdf_tree_t *t, const stage_t *st)
 int tree_write(asdf_t *self, stage_t *st, const blocks_plan_t *p, int fd, char *why, size_t whylen)
 {
     asdf_tree_t t;
-    if (asdf_tree_begin(&t, fd, LIBRARY, VERSION, HOMEPAGE, AUTHOR) != 0) {
+    if (asdf_tree_begin(&t, fd, 0, LIBRARY, VERSION, HOMEPAGE, AUTHOR) != 0) {
         snprintf(why, whylen, "%s", t.err ? strerror(t.err) : t.problem);
         asdf_tree_abandon(&t);
         return -1;
@@ -650,6 +660,30 @@ int tree_write(asdf_t *self, stage_t *st, const blocks_plan_t *p, int fd, char *
         asdf_tree_abandon(&t);
         return -1;
     }
+    if (asdf_tree_end(&t) != 0) {
+        snprintf(why, whylen, "%s", t.err ? strerror(t.err) : t.problem ? t.problem : "?");
+        errno = t.err;
+        return -1;
+    }
+    return 0;
+}
+
+int tree_write_frames(const stage_t *st, size_t cam, int fd, size_t pad, char *why, size_t whylen)
+{
+    const camera_t *c = &st->cams[cam];
+    asdf_tree_t t;
+    if (asdf_tree_begin(&t, fd, pad, LIBRARY, VERSION, HOMEPAGE, AUTHOR) != 0) {
+        snprintf(why, whylen, "%s", t.err ? strerror(t.err) : t.problem);
+        asdf_tree_abandon(&t);
+        return -1;
+    }
+    asdf_tree_key(&t, "session_id");
+    asdf_tree_cstr(&t, st->desc.id);
+    asdf_tree_key(&t, "camera");
+    asdf_tree_cstr(&t, c->name);
+    asdf_tree_key(&t, "frames");
+    uint64_t shape[3] = {c->frames, c->h, c->w};
+    asdf_tree_ndarray(&t, 0, &c->dtype, shape, 3);
     if (asdf_tree_end(&t) != 0) {
         snprintf(why, whylen, "%s", t.err ? strerror(t.err) : t.problem ? t.problem : "?");
         errno = t.err;
