@@ -29,13 +29,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
 import urllib.request
+
+import lib
 
 CONFIG = """reporting-disabled = true
 bind-address = "127.0.0.1:%(rpc)d"
@@ -64,12 +65,6 @@ bind-address = "127.0.0.1:%(rpc)d"
 """
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Influx:
@@ -78,7 +73,7 @@ class Influx:
     def __init__(self, binary=None, timeout_s=30):
         self.binary = binary or os.environ.get("INFLUXD", "influxd")
         self.dir = tempfile.mkdtemp(prefix="dcbus-influx.", dir="/tmp")
-        self.http_port, self.rpc_port = free_port(), free_port()
+        self.http_port, self.rpc_port = lib.free_port(), lib.free_port()
         self.url = "http://127.0.0.1:%d" % self.http_port
         self.config = os.path.join(self.dir, "influxd.conf")
         with open(self.config, "w") as f:

@@ -25,6 +25,7 @@ import csv
 import filecmp
 import os
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -65,6 +66,13 @@ def request(endpoint, op, args=None, timeout_s=3.0, curve=None):
         raise TimeoutError("no %s reply from %s in %.1f s" % (op, endpoint, timeout_s))
     finally:
         sock.close()
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 free a moment ago, for a server of the test."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(cond, timeout_s, step_s=0.2):

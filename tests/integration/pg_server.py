@@ -13,9 +13,10 @@ cluster is owned and run by the `postgres` user: initdb refuses root.
 import atexit
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
+
+import lib
 
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 
@@ -29,12 +30,6 @@ def missing():
     return None
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class PgServer:
@@ -48,7 +43,7 @@ class PgServer:
         if os.getuid() == 0:
             shutil.chown(self.dir, "postgres", "postgres")
             self.as_user = ["runuser", "-u", "postgres", "--"]
-        self.port = free_port()
+        self.port = lib.free_port()
         self.dsn = "postgresql://dcbus@127.0.0.1:%d/dcbus" % self.port
         atexit.register(self.stop)
         self.run("initdb", "-D", self.data, "-U", "dcbus", "--auth=trust", "-E", "UTF8",

@@ -31,7 +31,6 @@ import json
 import math
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -51,15 +50,9 @@ W, H, SEED = 48, 32, 5
 START_TS = 1765749600000000
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
-LOGS_PORT, EVENTS_PORT = free_port(), free_port()
+LOGS_PORT, EVENTS_PORT = lib.free_port(), lib.free_port()
 bus = lib.Bus()
 data = bus.path("data")
 config = bus.write("c.yaml", bus.config_head() + """

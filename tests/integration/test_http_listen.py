@@ -39,15 +39,9 @@ import lib  # noqa: E402
 TOKEN = "listen-token"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
-PORT = free_port()
+PORT = lib.free_port()
 bus = lib.Bus()
 config = bus.write("bus.yaml", bus.config_head() + """workers:
   listen: {plugin: http-listen, port: %d, stream: posted, bearer_token: %s,

@@ -24,7 +24,6 @@ version, and the sessions table each run with its status.
 import csv
 import glob
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -37,19 +36,13 @@ import yaml  # noqa: E402
 EVENTS, EVERY = 240, 4
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 bus = lib.Bus()
 root = os.environ.get("DCBUS_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 with open(os.path.join(root, "config", "spray.yaml")) as f:
     spray = yaml.safe_load(f)
-port = free_port()
+port = lib.free_port()
 data = bus.path("data")
 spray["broker"] = {"bus": bus.bus_ep, "topics": bus.topics_ep, "heartbeat_ms": 200,
                    "spool": bus.path("spool")}

@@ -322,13 +322,9 @@ wss = "wss://localhost:%d" % ports["wss"]
 raw = "ws://127.0.0.1:%d" % bare.getsockname()[1]
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-feed_port, feed_log = free_port(), bus.path("feed-connections.log")
+feed_port, feed_log = lib.free_port(), bus.path("feed-connections.log")
 feed_script = bus.write("feed_server.py", FEED_SERVER)
 
 
