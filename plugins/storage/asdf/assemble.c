@@ -67,15 +67,6 @@ void assemble_fault(const char *point)
  * Steps 1-3: the file
  */
 
-static int fsync_path(const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Writes assembled.tmp: the tree and every block but the tail's; for the
  * tail, its header padded to the file system block.  Fills offsets[]. */
 static int write_head(asdf_t *self, stage_t *st, blocks_plan_t *p, int out, uint64_t *offsets,
@@ -253,6 +244,15 @@ out:
 /* ---------------------------------------------------------------------------
  * Step 4: in place
  */
+
+static int fsync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
 
 /* Step 4: target renamed to the final path, never over another file
  * (after its frames folder, if it has one).  1 if the file is to be made

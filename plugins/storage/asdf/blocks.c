@@ -4,8 +4,8 @@
  * and a numeric column of a table, converted to its dtype in the file
  * (int64, float64 with NaN where a value is missing, bool8) from
  * columns.bin, where the columns are first sorted out of records.log.
- * Each block is written at the end of a file, its header after its data
- * (the sizes and MD5 known only then).
+ * Each block is written at the end of a file, its header filled in once
+ * its data is written (the sizes and MD5 known only then).
  */
 #define _GNU_SOURCE
 #include "assemble.h"

@@ -7,6 +7,7 @@
  */
 #include "assemble.h"
 
+/* The file added to the catalog, which is opened at the first file. */
 static void catalog_add(asdf_t *self, const char *path)
 {
     char err[512] = "";
