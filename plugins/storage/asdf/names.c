@@ -92,6 +92,7 @@ void name_frames_dir(const char *final_path, char *out, size_t cap)
     snprintf(out, cap, "%.*s%s", (int)n, final_path, ASDF_CATALOG_FRAMES_SUFFIX);
 }
 
+/* A camera's name as a file name may hold it; "camera" if none of it can. */
 static void camera_safe_name(const camera_t *c, char *out)
 {
     safe_name(c->name, strlen(c->name), out, false);
