@@ -12,7 +12,7 @@
  * staging folder and renamed into place (assemble.c): a reader never sees
  * half a file.  Then the catalog is told (catalog.h).  With
  * external_frames, each camera's frames go to an ASDF file of their own
- * next to the session's, which refers to them (assemble.c).
+ * next to the session's, which refers to them (external.c).
  */
 #include "asdf.h"
 

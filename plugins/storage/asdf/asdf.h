@@ -7,7 +7,8 @@
  * disk (its staging folder and state file) and takes it back after a
  * crash; records.c turns the records of a batch into staged data (frames,
  * columns, lists); tree.c writes a session's YAML tree; assemble.c makes
- * the final file and puts it in place; asdfwrite.c is the file format and
+ * the final file and puts it in place, with names.c, blocks.c, external.c
+ * and shelve.c (assemble.h); asdfwrite.c is the file format and
  * md5.c the block checksum; catalog.h is the index the finished files are
  * added to.  Nothing here is part of the plugin ABI: the module exports
  * only its description.
@@ -355,11 +356,5 @@ int tree_write_frames(const stage_t *st, size_t cam, int fd, size_t pad, char *w
  * the staging folder stays, the failure is reported, and a later call
  * tries again.  DCBUS_OK or DCBUS_ERR. */
 int assemble_session(asdf_t *self, stage_t *st);
-/* The file name of the session: <type>[_<target>]_<YYYYmmdd_HHMMSS>.asdf
- * under <dir>/YYYY/MM/DD.  0, or -1 (too long). */
-int assemble_final_path(asdf_t *self, const stage_t *st, char *out, size_t cap);
-/* The URI, relative to the session's file, of camera cam's frames file
- * (FRAMES_MOVED_OUT, FRAMES_COPIED_OUT): <file stem>.frames/<camera>.asdf. */
-void assemble_frames_uri(const stage_t *st, size_t cam, char *out, size_t cap);
 
 #endif

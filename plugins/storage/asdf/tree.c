@@ -19,7 +19,7 @@
  * instead, whose own tree (tree_write_frames) is session_id, camera and
  * frames, its block 0.
  */
-#include "asdf.h"
+#include "assemble.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -442,7 +442,7 @@ static void emit_camera(asdf_t *self, asdf_tree_t *t, const stage_t *st, size_t 
         asdf_tree_ndarray(t, (uint64_t)p->cam_block[c], &cam->dtype, shape, 3);
     } else {
         char uri[ASDF_PATH_MAX];
-        assemble_frames_uri(st, c, uri, sizeof uri);
+        name_frames_uri(st, c, uri, sizeof uri);
         asdf_tree_ndarray_uri(t, uri, &cam->dtype, shape, 3);
     }
     asdf_tree_key(t, "frame_values");
