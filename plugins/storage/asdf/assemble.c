@@ -201,7 +201,6 @@ static int build(asdf_t *self, stage_t *st, char *target, size_t cap, char *why,
             rc = build(self, st, target, cap, why, whylen);
             goto out;
         }
-        uint64_t head_end = end;
         if (write_tail_header(head, &end, c, blk, offsets[p.nblocks - 2]) != 0) {
             snprintf(why, whylen, "cannot write the frames' header: %s", strerror(errno));
             goto out;
@@ -218,7 +217,6 @@ static int build(asdf_t *self, stage_t *st, char *target, size_t cap, char *why,
         if (in != 0) goto io;
         out_fd = c->fd;
         end += c->bytes;
-        (void)head_end;
         stage_cam_path(st, (size_t)st->tail, target, cap);
     } else {
         snprintf(target, cap, "%s", head_path);
