@@ -86,6 +86,14 @@ uint32_t call_collect_wait_ms(const dcb_worker_t *self)
     return COLLECTOR(self)->collect_wait_ms ? COLLECTOR(self)->collect_wait_ms : 10;
 }
 
+int call_wait_fd(dcb_worker_t *self)
+{
+    int fd = -1;
+    if (DCBUS_COLLECTOR_HAS(COLLECTOR(self), wait_fd))
+        CALL(self, "wait_fd", fd = COLLECTOR(self)->wait_fd(self->state));
+    return fd;
+}
+
 bool call_validate_input(dcb_worker_t *self, const dcbus_batch_t *in)
 {
     bool ok = true;

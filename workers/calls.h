@@ -30,6 +30,8 @@ void call_batch_sent(dcb_worker_t *self, const char *stream, uint64_t seq);
 void call_batch_acked(dcb_worker_t *self, const char *stream, uint64_t seq);
 /* collect_wait_ms of the description, 10 if it gives none. */
 uint32_t call_collect_wait_ms(const dcb_worker_t *self);
+/* wait_fd() (ABI 2.5), or -1. */
+int call_wait_fd(dcb_worker_t *self);
 
 /* processor: validate_input() (true without one), process(). */
 bool call_validate_input(dcb_worker_t *self, const dcbus_batch_t *in);

@@ -430,9 +430,30 @@ static void collector_hooks(dcb_host_hooks_t *hooks)
 
 /* The window holds four credits' worth; seqs of new streams start at the
  * wall-clock microsecond of the start, which also names the run. */
+/* The plugin's descriptor (wait_fd, ABI 2.5), while collect() waits out
+ * DCBUS_AGAIN and nothing else holds it back; readable, it ends the wait. */
+static int collector_poll_fd(dcb_worker_t *self)
+{
+    dcb_collector_state_t *c = &self->collector;
+    if (!c->wait_fd_asked) {
+        c->wait_fd = call_wait_fd(self);
+        c->wait_fd_asked = true;
+    }
+    if (c->wait_fd < 0 || !self->link.ready || c->source_done || c->paused || dcb_worker_stop ||
+        window_full(self) || c->nmarkers)
+        return -1;
+    return c->collect_again_us > worker_now_us() ? c->wait_fd : -1;
+}
+
+static void collector_on_fd(dcb_worker_t *self)
+{
+    self->collector.collect_again_us = 0;
+}
+
 static int collector_start(dcb_worker_t *self)
 {
     dcb_collector_state_t *c = &self->collector;
+    c->wait_fd = -1;
     c->seq_base = (uint64_t)dcb_host_services()->now_us();
     snprintf(c->run, sizeof c->run, "%s-%" PRIu64, self->wcfg->name, c->seq_base);
     c->window_cap = (size_t)self->config->credit * 4;
@@ -478,6 +499,8 @@ const dcb_role_ops_t collector_ops = {
     .on_session = collector_on_session,
     .tick = collector_tick,
     .poll_timeout = collector_poll_timeout,
+    .poll_fd = collector_poll_fd,
+    .on_fd = collector_on_fd,
     .done = collector_done,
     .drained = collector_drained,
     .close = flush_progress,

@@ -285,8 +285,12 @@ static void run(dcb_worker_t *self)
     for (;;) {
         int64_t now = worker_now_us();
         if (finished(self, now)) break;
-        zmq_pollitem_t item = {zsock_resolve(self->link.sock), 0, ZMQ_POLLIN, 0};
-        zmq_poll(&item, 1, keeper_pending(&self->link.keeper) ? 0 : poll_timeout(self, now));
+        zmq_pollitem_t items[2] = {
+            {zsock_resolve(self->link.sock), 0, ZMQ_POLLIN, 0},
+            {NULL, self->role->poll_fd ? self->role->poll_fd(self) : -1, ZMQ_POLLIN, 0}};
+        int nitems = items[1].fd >= 0 ? 2 : 1;
+        zmq_poll(items, nitems, keeper_pending(&self->link.keeper) ? 0 : poll_timeout(self, now));
+        if (nitems == 2 && (items[1].revents & ZMQ_POLLIN)) self->role->on_fd(self);
         drain_socket(self);
         if (!self->link.sock) break;
         now = worker_now_us();

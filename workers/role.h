@@ -29,6 +29,10 @@ struct dcb_role_ops {
     void (*tick)(dcb_worker_t *self, int64_t now);
     /* How long the loop may wait on the socket, in ms (NULL: 100). */
     int (*poll_timeout)(const dcb_worker_t *self, int64_t now);
+    /* A descriptor to wait on beside the socket now, or -1 (NULL: none),
+     * and what to do when it is readable (before tick). */
+    int (*poll_fd)(dcb_worker_t *self);
+    void (*on_fd)(dcb_worker_t *self);
     /* True once the work ended by itself (a collector's source exhausted
      * and acknowledged): the worker stops and says BYE done. */
     bool (*done)(const dcb_worker_t *self);

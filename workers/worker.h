@@ -88,6 +88,8 @@ typedef struct {
     char begin_run[128];      /* --run: the run to begin unless it is the current one */
     char current_run[128];    /* the run READY said it collects (its tasks' ids begin so) */
     int64_t collect_again_us; /* do not call collect() before this */
+    int wait_fd;              /* the plugin's wait_fd() (ABI 2.5), -1: none */
+    bool wait_fd_asked;
     uint64_t records_out;
     int64_t last_progress_us;
     double unsent_progress; /* a report held back by the 100 ms rate limit */

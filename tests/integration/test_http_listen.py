@@ -5,6 +5,8 @@ and a subscriber to error.*.  Real clients post over loopback.  It checks
 
   - a JSON-lines body and a msgpack body with the right token: 200 with
     the batch's seq and the record count;
+  - idle, the collector's thread sleeps until a request comes (its
+    wait_fd): it wakes fewer than 150 times in 2 s, not once a ms;
   - no token, a wrong token: 401; a content type that is neither JSON
     nor msgpack: 415; malformed JSON, bytes that are not UTF-8, bad
     msgpack: 400 with the reason; a body over max_body_mb: 413 -- each
@@ -152,6 +154,29 @@ bus.check("JSON lines with the token: 200 with seq and records",
 packed = b"".join(msgpack.packb({"tag": "mp", "i": i}) for i in range(3))
 status, answer, _ = post(packed, "application/msgpack")
 bus.check("msgpack with the token: 200", status == 200 and answer.get("records") == 3, str(answer))
+
+
+
+def wakeups(pid):
+    """How many times the worker's main thread (the one that polls) has
+    slept and woken: its voluntary context switches."""
+    with open("/proc/%d/task/%d/status" % (pid, pid)) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return None
+
+
+# Idle, the collector sleeps until a request comes (its inbox's eventfd,
+# wait_fd): its thread wakes for heartbeats, a few times a second, not
+# every millisecond as a 1 ms collect_wait_ms would make it.
+before = wakeups(bus.procs["listen"].pid)
+time.sleep(2.0)
+idle = wakeups(bus.procs["listen"].pid) - before
+bus.check("idle, the collector's thread wakes rarely: %d times in 2 s (not every ms)" % idle,
+          idle < 150)
+status, answer, _ = post(lines("woken", 2))
+bus.check("... and a request wakes it at once: 200", status == 200, str(answer))
 
 # Bad requests.
 cases = [

@@ -58,7 +58,7 @@ extern "C" {
 #endif
 
 #define DCBUS_ABI_MAJOR       2
-#define DCBUS_ABI_MINOR       4
+#define DCBUS_ABI_MINOR       5
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -619,6 +619,17 @@ typedef struct {
      * calls collect(). */
     void (*batch_sent)(void *state, const char *stream, uint64_t seq);
     void (*batch_acked)(void *state, const char *stream, uint64_t seq);
+    /* Optional (ABI 2.5): a file descriptor that becomes readable when the
+     * source has something -- an eventfd the plugin's own threads write,
+     * an inotify descriptor, a socket.  While the host waits after
+     * DCBUS_AGAIN it polls this descriptor beside its own socket and calls
+     * collect() as soon as it is readable, so a push source can set a long
+     * collect_wait_ms without adding latency (an idle worker then wakes
+     * rarely).  The host never reads it: collect() drains it, since a
+     * descriptor left readable makes the host call collect() again at
+     * once.  Called once, after open(); -1: none.  The descriptor stays
+     * the plugin's: it closes it in close(). */
+    int (*wait_fd)(void *state);
 } dcbus_collector_ops_t;
 
 /* The largest position checkpoint() may write. */

@@ -10,7 +10,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 struct inbox {
     pthread_mutex_t lock;
@@ -18,6 +20,7 @@ struct inbox {
     request_t *head, *tail;  /* queued, not yet taken */
     size_t pending, max_pending;
     bool closed;
+    int ready_fd; /* an eventfd: readable while requests may be queued */
     void (*free_records)(struct dcbus_builder *);
 };
 
@@ -25,6 +28,11 @@ inbox_t *inbox_new(size_t max_pending)
 {
     inbox_t *self = calloc(1, sizeof *self);
     if (!self) return NULL;
+    self->ready_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (self->ready_fd < 0) {
+        free(self);
+        return NULL;
+    }
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -62,6 +70,7 @@ void inbox_destroy(inbox_t **self_p)
         request_free(self, r);
     }
     pthread_cond_destroy(&self->answered);
+    close(self->ready_fd);
     pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
@@ -142,10 +151,13 @@ inbox_result_t inbox_submit_wait(inbox_t *self, request_t *r, int64_t timeout_ms
     }
     r->refs++; /* the collector's hold, from now */
     r->next = NULL;
-    if (self->tail)
+    if (self->tail) {
         self->tail->next = r;
-    else
+    } else { /* the queue was empty: the collector may be waiting */
         self->head = r;
+        uint64_t one = 1;
+        (void)!write(self->ready_fd, &one, sizeof one);
+    }
     self->tail = r;
     self->pending++;
     struct timespec deadline = deadline_after(timeout_ms);
@@ -169,6 +181,17 @@ inbox_result_t inbox_submit_wait(inbox_t *self, request_t *r, int64_t timeout_ms
     }
     pthread_mutex_unlock(&self->lock);
     return result;
+}
+
+int inbox_ready_fd(const inbox_t *self)
+{
+    return self->ready_fd;
+}
+
+void inbox_clear_ready(inbox_t *self)
+{
+    uint64_t n;
+    (void)!read(self->ready_fd, &n, sizeof n);
 }
 
 request_t *inbox_take(inbox_t *self)

@@ -75,6 +75,12 @@ bool inbox_has_room(inbox_t *self);
 inbox_result_t inbox_submit_wait(inbox_t *self, request_t *r, int64_t timeout_ms);
 
 /* The collector thread. */
+/* A descriptor readable once a request is queued into an empty inbox
+ * (the collector's wait_fd), and its reset: call inbox_clear_ready()
+ * before taking what is queued, so a request queued meanwhile makes it
+ * readable again. */
+int inbox_ready_fd(const inbox_t *self);
+void inbox_clear_ready(inbox_t *self);
 /* The oldest queued request, now held by the collector; NULL if none. */
 request_t *inbox_take(inbox_t *self);
 /* Answers a request the collector holds, wakes its waiter, and drops the

@@ -224,9 +224,17 @@ static int listen_collect(void *state, dcbus_builder_t *out)
     uint32_t n = 0;
     request_t *r;
     self->host->batch_stream(out, self->stream);
+    inbox_clear_ready(self->inbox);
     while (n < self->batch_records && (r = inbox_take(self->inbox)))
         n += take_request(self, r, out);
     return n ? DCBUS_OK : DCBUS_AGAIN;
+}
+
+/* A request queued makes the inbox's eventfd readable: the host calls
+ * collect() at once, and an idle worker sleeps for collect_wait_ms. */
+static int listen_wait_fd(void *state)
+{
+    return inbox_ready_fd(((listen_t *)state)->inbox);
 }
 
 static void listen_batch_sent(void *state, const char *stream, uint64_t seq)
@@ -318,8 +326,8 @@ static const dcbus_setting_t listen_settings[] = {
     DCBUS_SETTINGS_END};
 
 DCBUS_COLLECTOR(listen_ops, .open = listen_open, .close = listen_close, .collect = listen_collect,
-                .collect_wait_ms = 1, .streams = "{stream}", .batch_sent = listen_batch_sent,
-                .batch_acked = listen_batch_acked);
+                .collect_wait_ms = 100, .wait_fd = listen_wait_fd, .streams = "{stream}",
+                .batch_sent = listen_batch_sent, .batch_acked = listen_batch_acked);
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "http-listen", .version = "0.1.0",
                          .description = "takes records POSTed over HTTP, answers once spooled",
