@@ -19,6 +19,7 @@
  */
 #include <dcbus/plugin.h>
 
+#include <endian.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,37 +65,53 @@ typedef struct {
  * The frames (README.md, "Frames")
  */
 
-static inline uint32_t pixel_hash(uint32_t seed, uint32_t n, uint32_t y, uint32_t x)
+/* The hash of README.md's "Frames" for pixel x of a row, `base` being
+ * the row's part, y * 0x85EBCA77 + n * 0xC2B2AE3D + seed.  A loop per
+ * dtype and that part summed once let the compiler vectorise the rows:
+ * the camera makes its frames faster than the bus carries them. */
+static inline uint32_t row_hash(uint32_t base, uint32_t x)
 {
-    uint32_t h = x * 0x9E3779B1u + y * 0x85EBCA77u + n * 0xC2B2AE3Du + seed;
+    uint32_t h = x * 0x9E3779B1u + base;
     h ^= h >> 15;
     h *= 0x2C1B3C6Du;
     h ^= h >> 12;
     return h;
 }
 
-/* Writes frame n's pixels, little-endian, into out. */
+static void row_uint8(uint8_t *out, uint32_t width, uint32_t base)
+{
+    for (size_t x = 0; x < width; x++)
+        out[x] = (uint8_t)(row_hash(base, (uint32_t)x) >> 24);
+}
+
+static void row_uint16(uint8_t *out, uint32_t width, uint32_t base)
+{
+    for (size_t x = 0; x < width; x++) { /* size_t: out + 2 * x cannot wrap */
+        uint16_t v = htole16((uint16_t)(row_hash(base, (uint32_t)x) >> 16));
+        memcpy(out + 2 * x, &v, 2);
+    }
+}
+
+static void row_float32(uint8_t *out, uint32_t width, uint32_t base)
+{
+    for (size_t x = 0; x < width; x++) {
+        float f = (float)(row_hash(base, (uint32_t)x) >> 8) / 16777216.0f;
+        uint32_t bits;
+        memcpy(&bits, &f, 4);
+        bits = htole32(bits);
+        memcpy(out + 4 * x, &bits, 4);
+    }
+}
+
+/* Writes frame n's pixels, little-endian, into out, row by row. */
 static void make_frame(const camera_t *self, uint64_t n, uint8_t *out)
 {
-    uint32_t n32 = (uint32_t)n;
-    for (uint32_t y = 0; y < self->height; y++) {
-        for (uint32_t x = 0; x < self->width; x++) {
-            uint32_t h = pixel_hash(self->seed, n32, y, x);
-            if (self->dtype == DT_UINT8) {
-                *out++ = (uint8_t)(h >> 24);
-            } else if (self->dtype == DT_UINT16) {
-                uint16_t v = (uint16_t)(h >> 16);
-                *out++ = (uint8_t)v;
-                *out++ = (uint8_t)(v >> 8);
-            } else {
-                float f = (float)(h >> 8) / 16777216.0f;
-                uint32_t bits;
-                memcpy(&bits, &f, 4);
-                for (int i = 0; i < 4; i++)
-                    *out++ = (uint8_t)(bits >> (8 * i));
-            }
-        }
-    }
+    static void (*const rows[])(uint8_t *, uint32_t, uint32_t) = {
+        [DT_UINT8] = row_uint8, [DT_UINT16] = row_uint16, [DT_FLOAT32] = row_float32};
+    size_t row_bytes = (size_t)self->width * DTYPE_SIZE[self->dtype];
+    uint32_t frame_part = (uint32_t)n * 0xC2B2AE3Du + self->seed;
+    for (uint32_t y = 0; y < self->height; y++, out += row_bytes)
+        rows[self->dtype](out, self->width, y * 0x85EBCA77u + frame_part);
 }
 
 /* ---------------------------------------------------------------------------

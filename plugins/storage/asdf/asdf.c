@@ -83,6 +83,7 @@ static int read_settings(asdf_t *self)
     else if (strcmp(catalog, "none") != 0 && *catalog)
         snprintf(self->catalog_path, sizeof self->catalog_path, "%s", catalog);
     self->compress = strcmp(h->config_str(self->ctx, "compression", "none"), "zlib") == 0;
+    self->direct_io = h->config_bool(self->ctx, "direct_io", true);
     const char *ext = h->config_str(self->ctx, "external_frames", "false");
     if (parse_external(ext, &self->external_over) != 0) {
         DCBUS_LOG(h, self->ctx, DCBUS_LOG_ERROR,
@@ -291,6 +292,11 @@ static const dcbus_setting_t asdf_settings[] = {
      .dflt = "none",
      .allowed = "none|zlib",
      .description = "block compression: none, or zlib (frames are then copied, not moved)"},
+    {.name = "direct_io",
+     .type = DCBUS_SETTING_BOOL,
+     .dflt = "true",
+     .description = "frames are staged with O_DIRECT, past the page cache, where the file "
+                    "system allows it; false: through the page cache"},
     {.name = "external_frames",
      .type = DCBUS_SETTING_STR,
      .dflt = "false",

@@ -26,6 +26,7 @@
 #include "../csv/strbuf.h"
 #include "asdfwrite.h"
 #include "catalog.h"
+#include "frameout.h"
 #include "md5.h"
 
 #define ASDF_PATH_MAX    4096
@@ -109,10 +110,11 @@ typedef struct {
     asdf_dtype_t dtype;
     uint32_t h, w;
     uint64_t frames, bytes;
-    md5_t md5;    /* of the frames so far */
+    md5_t md5;    /* of the frames as of the last commit */
     size_t table; /* its per-frame values */
     int fd;
-    bool dirty; /* written since the last commit */
+    frameout_t *out; /* appends to fd while the session is open */
+    bool dirty;      /* written since the last commit */
 } camera_t;
 
 typedef enum { LIST_LOGS = 0, LIST_EVENTS, LIST_CALIBRATION, NLISTS } list_id_t;
@@ -192,6 +194,7 @@ typedef struct {
     char staging[ASDF_PATH_MAX + 16];
     char catalog_path[ASDF_PATH_MAX + 32];
     bool compress;             /* zlib blocks */
+    bool direct_io;            /* frames staged with O_DIRECT where the file system allows */
     int64_t external_over;     /* frames outside the file when the session has more bytes of
                                   them than this; -1: never */
     int64_t retention_idle_us; /* idle files older than this removed at session close; 0: kept */
@@ -265,6 +268,11 @@ int stage_note(stage_t *st, const char *stream, uint64_t seq);
 /* Path of one of the stage's files: "cam-<n>.bin", "records.log"... */
 void stage_path(const stage_t *st, const char *file, char *out, size_t cap);
 void stage_cam_path(const stage_t *st, size_t cam, char *out, size_t cap);
+/* Appends a frame's bytes to camera `cam`'s file (its writer made on the
+ * first).  0, or -1 with errno. */
+int stage_cam_append(asdf_t *self, stage_t *st, size_t cam, const void *data, size_t len);
+/* Stops the cameras' writers: the files are the assembly's from now on. */
+void stage_cams_close_writers(stage_t *st);
 /* A new camera of the stage, its frames file made empty.  Its index, or
  * -1 (too many, or memory or I/O with errno). */
 long stage_camera(stage_t *st, const char *name, size_t len, const asdf_dtype_t *dt, uint32_t h,

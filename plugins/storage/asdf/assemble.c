@@ -352,6 +352,7 @@ int assemble_session(asdf_t *self, stage_t *st)
             snprintf(why, sizeof why, "cannot write its state: %s", strerror(errno));
             goto failed;
         }
+        stage_cams_close_writers(st);
     }
     if (!already_in_place(st)) {
         int placed = 1;

@@ -16,7 +16,6 @@
  * lacks a missing value.  A row without `ts` or `time` gets `ts`, the
  * batch's time.  Log, event and calibration records are kept whole.
  */
-#define _GNU_SOURCE /* sync_file_range */
 #include "asdf.h"
 
 #include <errno.h>
@@ -305,29 +304,6 @@ static long find_camera(const stage_t *st, const char *name, size_t len)
     return -1;
 }
 
-static int write_frame(camera_t *c, const char *data, size_t len)
-{
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pwrite(c->fd, data + done, len - done, (off_t)(c->bytes + done));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) {
-            if (n == 0) errno = ENOSPC;
-            return -1;
-        }
-        done += (size_t)n;
-    }
-    /* Writeback of the frame starts now, while the next ones come, so that
-     * the commit's fdatasync waits only for the last few.  A hint: the
-     * fdatasync of flush() is still what makes the frame durable. */
-    (void)sync_file_range(c->fd, (off_t)c->bytes, (off_t)len, SYNC_FILE_RANGE_WRITE);
-    md5_update(&c->md5, data, len);
-    c->bytes += len;
-    c->frames++;
-    c->dirty = true;
-    return 0;
-}
-
 static const char *const FRAME_SKIP[] = {"data",   "dtype", "shape", "camera",
                                          "height", "width", NULL};
 
@@ -381,7 +357,7 @@ static int stage_frame(batch_ctx_t *b, const route_t *r, dcbus_span_t rec)
             return reject(b, "more than %d cameras in one session", ASDF_MAX_CAMERAS), 0;
         return -1;
     }
-    if (write_frame(&st->cams[ci], data.as.str.ptr, data.as.str.len) != 0) return -1;
+    if (stage_cam_append(b->self, st, (size_t)ci, data.as.str.ptr, data.as.str.len) != 0) return -1;
     stage_row(b, st->cams[ci].table, rec, FRAME_SKIP);
     return 0;
 }

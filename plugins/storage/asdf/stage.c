@@ -221,6 +221,7 @@ static void table_free(table_t *t)
 static void stage_free(stage_t *st)
 {
     if (!st) return;
+    stage_cams_close_writers(st);
     for (size_t i = 0; i < st->ncams; i++) {
         if (st->cams[i].fd >= 0) close(st->cams[i].fd);
         free(st->cams[i].name);
@@ -388,6 +389,28 @@ long stage_camera(stage_t *st, const char *name, size_t len, const asdf_dtype_t 
     }
     st->dirty = true;
     return (long)st->ncams++;
+}
+
+int stage_cam_append(asdf_t *self, stage_t *st, size_t cam, const void *data, size_t len)
+{
+    camera_t *c = &st->cams[cam];
+    if (!c->out) {
+        char path[ASDF_PATH_MAX + 32];
+        stage_cam_path(st, cam, path, sizeof path);
+        if (!(c->out = frameout_new(self->direct_io ? path : NULL, c->fd, c->bytes, &c->md5)))
+            return -1;
+    }
+    if (frameout_append(c->out, data, len) != 0) return -1;
+    c->bytes += len;
+    c->frames++;
+    c->dirty = true;
+    return 0;
+}
+
+void stage_cams_close_writers(stage_t *st)
+{
+    for (size_t i = 0; i < st->ncams; i++)
+        frameout_destroy(&st->cams[i].out);
 }
 
 int stage_write_batch(stage_t *st)
@@ -565,9 +588,10 @@ int stage_write_state(asdf_t *self, stage_t *st)
 {
     (void)self;
     for (size_t i = 0; i < st->ncams; i++) {
-        if (!st->cams[i].dirty || st->cams[i].fd < 0) continue;
-        if (fdatasync(st->cams[i].fd) != 0) return -1;
-        st->cams[i].dirty = false;
+        camera_t *c = &st->cams[i];
+        if (!c->dirty || !c->out) continue;
+        if (frameout_sync(c->out, &c->md5) != 0) return -1;
+        c->dirty = false;
     }
     if (st->logfd >= 0 && fdatasync(st->logfd) != 0) return -1;
     if (promote_seqs(st) != 0) return errno = ENOMEM, -1;
