@@ -2,8 +2,9 @@
  * test_asdf_frameout.c -- the asdf sink's frame writer
  * (plugins/storage/asdf/frameout.h), with O_DIRECT and through the page
  * cache: pieces of every awkward size land back to back, the file is
- * exactly as long as them after each sync, the MD5 is that of the bytes,
- * a writer taken up again after a sync (a restart) carries on, a write
+ * exactly as long as them after each sync, the MD5 is that of the bytes
+ * (a sync's never past the file's end), a writer taken up again after a
+ * sync (a restart) carries on and sums what its MD5 lacked, a write
  * that fails is refused from then on, and with O_DIRECT the frames do not
  * stay in the page cache.
  */
@@ -126,9 +127,13 @@ static void pieces(bool direct)
         if (i % 2 == 0) continue;
         assert_int_equal(frameout_sync(w, &m), 0);
         assert_file(fd, at);
+        assert_true(m.len <= at);
+        assert_md5(&m, m.len);
+        assert_int_equal(frameout_sum(w, &m), 0);
         assert_md5(&m, at);
     }
     assert_int_equal(frameout_sync(w, &m), 0);
+    assert_int_equal(frameout_sum(w, &m), 0);
     assert_file(fd, at);
     assert_md5(&m, at);
     frameout_destroy(&w);
@@ -168,9 +173,44 @@ static void test_taken_up_again(void **state)
     assert_non_null(w);
     append(w, 10000, 5000000);
     assert_int_equal(frameout_sync(w, &m), 0);
+    assert_int_equal(frameout_sum(w, &m), 0);
     assert_file(fd, 5010000);
     assert_md5(&m, 5010000);
     frameout_destroy(&w);
+    close(fd);
+}
+
+/* A sum that a commit saved behind the file's end (the summer had not
+ * caught up): the new writer reads the rest back and sums it. */
+static void test_sum_behind(void **state)
+{
+    (void)state;
+    int fd = open_new();
+    md5_t m, behind;
+    md5_init(&m);
+    frameout_t *w = frameout_new(NULL, fd, 0, &m);
+    assert_non_null(w);
+    append(w, 0, 3000000);
+    assert_int_equal(frameout_sync(w, &m), 0);
+    frameout_destroy(&w);
+    md5_init(&behind);
+    uint8_t *p = malloc(1234567);
+    assert_non_null(p);
+    fill(p, 0, 1234567);
+    md5_update(&behind, p, 1234567);
+    free(p);
+    w = frameout_new(s_path, fd, 3000000, &behind);
+    assert_non_null(w);
+    assert_int_equal(frameout_sum(w, &m), 0);
+    assert_md5(&m, 3000000);
+    append(w, 3000000, 4099);
+    assert_int_equal(frameout_sync(w, &m), 0);
+    assert_int_equal(frameout_sum(w, &m), 0);
+    assert_file(fd, 3004099);
+    assert_md5(&m, 3004099);
+    frameout_destroy(&w);
+    md5_t ahead = m; /* a sum past the file's end is refused */
+    assert_null(frameout_new(s_path, fd, 3000000, &ahead));
     close(fd);
 }
 
@@ -237,8 +277,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pieces_direct),  cmocka_unit_test(test_pieces_buffered),
-        cmocka_unit_test(test_taken_up_again), cmocka_unit_test(test_page_cache),
-        cmocka_unit_test(test_write_error),
+        cmocka_unit_test(test_taken_up_again), cmocka_unit_test(test_sum_behind),
+        cmocka_unit_test(test_page_cache),     cmocka_unit_test(test_write_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -110,7 +110,7 @@ typedef struct {
     asdf_dtype_t dtype;
     uint32_t h, w;
     uint64_t frames, bytes;
-    md5_t md5;    /* of the frames as of the last commit */
+    md5_t md5;    /* of the frames, as far as the sum got (its len) at the last commit */
     size_t table; /* its per-frame values */
     int fd;
     frameout_t *out; /* appends to fd while the session is open */

@@ -17,9 +17,11 @@
  * write) gets buffered writes instead, with the writeback started at once.
  *
  * The MD5 is summed by a thread of its own from the same chunks: a chunk
- * is free again once it is both written and summed, and a sync waits for
- * the sum to catch up, so the state saved at a commit covers exactly the
- * bytes that are durable.
+ * is free again once it is both written and summed.  A sync does not wait
+ * for the sum: it gives the sum as far as it got (md5_t counts its bytes),
+ * never past what is durable, and a writer taken up again after a restart
+ * reads the rest back from the file to catch up -- at most SLOTS chunks.
+ * frameout_sum() waits, for the block header at the session's end.
  */
 #define _GNU_SOURCE /* O_DIRECT, sync_file_range */
 #include "frameout.h"
@@ -55,7 +57,8 @@ struct frameout {
     pthread_cond_t changed;
     uint64_t handed, summed; /* chunks given to the summer, chunks it finished */
     bool stop;
-    md5_t md5; /* the summer's; read only when summed == handed */
+    md5_t md5;  /* the summer's own */
+    md5_t done; /* a copy as of the last chunk summed, under lock */
 };
 
 /* ---------------------------------------------------------------------------
@@ -74,6 +77,7 @@ static void *summer_main(void *arg)
         pthread_mutex_unlock(&self->lock);
         md5_update(&self->md5, c->buf + c->off, c->len);
         pthread_mutex_lock(&self->lock);
+        self->done = self->md5;
         self->summed++;
         pthread_cond_broadcast(&self->changed);
     }
@@ -87,6 +91,13 @@ static void wait_summed(frameout_t *self, uint64_t busy)
     pthread_mutex_lock(&self->lock);
     while (self->handed - self->summed > busy)
         pthread_cond_wait(&self->changed, &self->lock);
+    pthread_mutex_unlock(&self->lock);
+}
+
+static void summed_so_far(frameout_t *self, md5_t *md5)
+{
+    pthread_mutex_lock(&self->lock);
+    *md5 = self->done;
     pthread_mutex_unlock(&self->lock);
 }
 
@@ -187,8 +198,15 @@ int frameout_sync(frameout_t *self, md5_t *md5)
         return self->error = errno, -1;
     self->padded = false;
     if (fdatasync(self->fd) != 0) return self->error = errno, -1;
+    summed_so_far(self, md5);
+    return 0;
+}
+
+int frameout_sum(frameout_t *self, md5_t *md5)
+{
+    if (self->error) return errno = self->error, -1;
     wait_summed(self, 0);
-    *md5 = self->md5;
+    summed_so_far(self, md5);
     return 0;
 }
 
@@ -206,6 +224,23 @@ static int alloc_buffers(frameout_t *self)
     if (posix_memalign((void **)&self->carrybuf, ALIGN, ALIGN) != 0) return -1;
     for (int i = 0; i < SLOTS; i++)
         if (posix_memalign((void **)&self->chunks[i].buf, ALIGN, CHUNK) != 0) return -1;
+    return 0;
+}
+
+/* The bytes of a file taken up again that its MD5 does not cover yet,
+ * read back and summed (the summer is not running yet). */
+static int catch_up(frameout_t *self)
+{
+    if (self->md5.len > self->length) return errno = EINVAL, -1;
+    char *buf = self->chunks[0].buf;
+    while (self->md5.len < self->length) {
+        uint64_t left = self->length - self->md5.len;
+        size_t want = left < CHUNK ? (size_t)left : CHUNK;
+        ssize_t n = pread(self->fd, buf, want, (off_t)self->md5.len);
+        if (n <= 0) return errno = n < 0 ? errno : EIO, -1;
+        md5_update(&self->md5, buf, (size_t)n);
+    }
+    self->done = self->md5;
     return 0;
 }
 
@@ -229,7 +264,9 @@ frameout_t *frameout_new(const char *path, int fd, uint64_t at, const md5_t *md5
     self->length = at;
     self->md5 = *md5;
     self->direct = path ? open(path, O_WRONLY | O_DIRECT | O_CLOEXEC) : -1;
-    if (alloc_buffers(self) != 0 || (self->direct >= 0 && load_carry(self) != 0)) goto fail;
+    if (alloc_buffers(self) != 0 || catch_up(self) != 0 ||
+        (self->direct >= 0 && load_carry(self) != 0))
+        goto fail;
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->changed, NULL);
     int rc = pthread_create(&self->summer, NULL, summer_main, self);

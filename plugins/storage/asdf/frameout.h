@@ -20,10 +20,10 @@
 
 typedef struct frameout frameout_t;
 
-/* A writer appending to `fd`, `at` bytes long, with `md5` the sum of those
- * bytes.  `path` is the same file, opened a second time for O_DIRECT; NULL,
- * or a file system without O_DIRECT: the writes go through `fd`.  NULL
- * with errno on failure.  The writer does not own `fd`. */
+/* A writer appending to `fd`, `at` bytes long, with `md5` the sum of its
+ * first md5->len bytes (the rest is read back and summed).  `path` is the same file, opened a
+ * second time for O_DIRECT; NULL, or a file system without O_DIRECT: the writes go through `fd`.
+ * NULL with errno on failure.  The writer does not own `fd`. */
 frameout_t *frameout_new(const char *path, int fd, uint64_t at, const md5_t *md5);
 
 /* Stops the summing thread and frees the writer; what was appended since
@@ -34,9 +34,14 @@ void frameout_destroy(frameout_t **self);
  * error the writer takes nothing more. */
 int frameout_append(frameout_t *self, const void *data, size_t len);
 
-/* Makes what was appended durable, the file exactly that long, and gives
- * the MD5 of all of it in *md5.  0, or -1 with errno. */
+/* Makes what was appended durable and the file exactly that long, and
+ * gives in *md5 the sum as far as it got (its len: never past the file's
+ * end; frameout_new() sums the rest from the file).  0, or -1 with errno. */
 int frameout_sync(frameout_t *self, md5_t *md5);
+
+/* Waits until the sum covers everything appended and gives it in *md5.
+ * 0, or -1 with errno after a failed write. */
+int frameout_sum(frameout_t *self, md5_t *md5);
 
 /* True when the writes bypass the page cache. */
 bool frameout_direct(const frameout_t *self);

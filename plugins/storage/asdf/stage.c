@@ -13,7 +13,8 @@
  * The data files only grow.  A commit (the plugin's flush) fdatasyncs the
  * files written since the last one, then replaces the state file (temp
  * file, fsync, rename, fsync of the folder): the state names the length
- * of each file, the counts, the frames' running MD5, and the (stream, seq)
+ * of each file, the counts, the frames' running MD5 (as far as it got:
+ * the rest is summed from the file when the session goes on), and the (stream, seq)
  * of every batch in.  So after a crash each file is cut back to the
  * length its state gives, and what was stored after that commit -- never
  * acknowledged -- comes again and is stored again.  The state file:
@@ -391,15 +392,19 @@ long stage_camera(stage_t *st, const char *name, size_t len, const asdf_dtype_t 
     return (long)st->ncams++;
 }
 
+static int open_writer(const asdf_t *self, stage_t *st, size_t cam)
+{
+    camera_t *c = &st->cams[cam];
+    char path[ASDF_PATH_MAX + 32];
+    stage_cam_path(st, cam, path, sizeof path);
+    c->out = frameout_new(self->direct_io ? path : NULL, c->fd, c->bytes, &c->md5);
+    return c->out ? 0 : -1;
+}
+
 int stage_cam_append(asdf_t *self, stage_t *st, size_t cam, const void *data, size_t len)
 {
     camera_t *c = &st->cams[cam];
-    if (!c->out) {
-        char path[ASDF_PATH_MAX + 32];
-        stage_cam_path(st, cam, path, sizeof path);
-        if (!(c->out = frameout_new(self->direct_io ? path : NULL, c->fd, c->bytes, &c->md5)))
-            return -1;
-    }
+    if (!c->out && open_writer(self, st, cam) != 0) return -1;
     if (frameout_append(c->out, data, len) != 0) return -1;
     c->bytes += len;
     c->frames++;
@@ -584,15 +589,26 @@ static void clear_pending(stage_t *st)
         st->streams[i].pending.n = 0;
 }
 
-int stage_write_state(asdf_t *self, stage_t *st)
+/* The frames written since the last commit made durable; closing, the
+ * whole MD5 of each camera's frames, which its block header carries (a
+ * writer made for it if a restart left the sum behind). */
+static int commit_frames(asdf_t *self, stage_t *st)
 {
-    (void)self;
     for (size_t i = 0; i < st->ncams; i++) {
         camera_t *c = &st->cams[i];
-        if (!c->dirty || !c->out) continue;
-        if (frameout_sync(c->out, &c->md5) != 0) return -1;
+        bool closing = st->phase == PHASE_CLOSING;
+        if (closing && !c->out && c->md5.len < c->bytes && open_writer(self, st, i) != 0) return -1;
+        if (!c->out) continue;
+        if (c->dirty && frameout_sync(c->out, &c->md5) != 0) return -1;
+        if (closing && frameout_sum(c->out, &c->md5) != 0) return -1;
         c->dirty = false;
     }
+    return 0;
+}
+
+int stage_write_state(asdf_t *self, stage_t *st)
+{
+    if (commit_frames(self, st) != 0) return -1;
     if (st->logfd >= 0 && fdatasync(st->logfd) != 0) return -1;
     if (promote_seqs(st) != 0) return errno = ENOMEM, -1;
     strbuf_t sb = {0};
