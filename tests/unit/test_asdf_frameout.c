@@ -214,6 +214,28 @@ static void test_sum_behind(void **state)
     close(fd);
 }
 
+/* Without a sum (frames_checksum: false): the bytes land all the same and
+ * the syncs leave the caller's MD5 alone. */
+static void test_no_sum(void **state)
+{
+    (void)state;
+    int fd = open_new();
+    frameout_t *w = frameout_new(s_path, fd, 0, NULL);
+    assert_non_null(w);
+    md5_t m, before;
+    md5_init(&m);
+    md5_update(&m, "x", 1);
+    before = m;
+    append(w, 0, 3u << 20);
+    append(w, 3u << 20, 4095);
+    assert_int_equal(frameout_sync(w, &m), 0);
+    assert_int_equal(frameout_sum(w, &m), 0);
+    assert_memory_equal(&m, &before, sizeof m);
+    assert_file(fd, (3u << 20) + 4095);
+    frameout_destroy(&w);
+    close(fd);
+}
+
 /* With O_DIRECT (on ext4, which has it) the whole blocks are not left in
  * the page cache; through the page cache they are. */
 static void test_page_cache(void **state)
@@ -278,7 +300,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pieces_direct),  cmocka_unit_test(test_pieces_buffered),
         cmocka_unit_test(test_taken_up_again), cmocka_unit_test(test_sum_behind),
-        cmocka_unit_test(test_page_cache),     cmocka_unit_test(test_write_error),
+        cmocka_unit_test(test_no_sum),         cmocka_unit_test(test_page_cache),
+        cmocka_unit_test(test_write_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

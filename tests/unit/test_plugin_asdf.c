@@ -374,6 +374,48 @@ static void test_zlib(void **state)
     free(dir);
 }
 
+/* frames_checksum: the frames block's header carries the MD5 of the
+ * frames (hashlib's), or with false the standard's zeros; python3-asdf
+ * reads both with checksums on. */
+static void test_frames_checksum(void **state)
+{
+    (void)state;
+    enum { FH = 64, FW = 64, FRAMES = 7 };
+    for (int on = 0; on < 2; on++) {
+        char *dir = make_dir(), path[1024], settings[600], err[512], check[1024];
+        snprintf(settings, sizeof settings, "{dir: %s, frames_checksum: %s}", dir,
+                 on ? "true" : "false");
+        dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
+        if (!tk) fail_msg("asdf did not open: %s", err);
+        open_session(tk, "observation", (const uint8_t *)"\x80", 1);
+        for (int n = 0; n < FRAMES; n++) {
+            begin_batch(tk);
+            put_frame_hw(tk, n, "uint16", FH * FW * 2, FH, FW);
+            assert_int_equal(store(tk, (uint64_t)n + 1), 0);
+            assert_int_equal(dcb_testkit_flush(tk), 0);
+        }
+        assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
+        assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+        snprintf(check, sizeof check,
+                 "import hashlib\n"
+                 "raw = open(sys.argv[1], \"rb\").read()\n"
+                 "data = np.asarray(af[\"cameras\"][\"main\"][\"frames\"]).astype(\"<u2\")"
+                 ".tobytes()\n"
+                 "at, sums = raw.find(b\"\\xd3BLK\"), []\n"
+                 "while at >= 0:\n"
+                 "    if int.from_bytes(raw[at + 22:at + 30], \"big\") == len(data):\n"
+                 "        sums.append(raw[at + 38:at + 54])\n"
+                 "    at = raw.find(b\"\\xd3BLK\", at + 4)\n"
+                 "want = hashlib.md5(data).digest() if %d else bytes(16)\n"
+                 "assert sums == [want], (sums, want)",
+                 on);
+        check_file_hw(path, FRAMES, FH, FW, check);
+        dcb_testkit_destroy(&tk);
+        remove_tree(dir);
+        free(dir);
+    }
+}
+
 /* ---------------------------------------------------------------------------
  * Frames outside the file
  */
@@ -711,7 +753,7 @@ int main(void)
         cmocka_unit_test(test_retention),         cmocka_unit_test(test_zlib),
         cmocka_unit_test(test_external),          cmocka_unit_test(test_external_size),
         cmocka_unit_test(test_external_tmpfs),    cmocka_unit_test(test_external_name_taken),
-        cmocka_unit_test(test_crash_in_assembly),
+        cmocka_unit_test(test_crash_in_assembly), cmocka_unit_test(test_frames_checksum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -195,6 +195,7 @@ typedef struct {
     char catalog_path[ASDF_PATH_MAX + 32];
     bool compress;             /* zlib blocks */
     bool direct_io;            /* frames staged with O_DIRECT where the file system allows */
+    bool frames_checksum;      /* frames blocks carry their MD5 (else zeros: none) */
     int64_t external_over;     /* frames outside the file when the session has more bytes of
                                   them than this; -1: never */
     int64_t retention_idle_us; /* idle files older than this removed at session close; 0: kept */
@@ -271,6 +272,9 @@ void stage_cam_path(const stage_t *st, size_t cam, char *out, size_t cap);
 /* Appends a frame's bytes to camera `cam`'s file (its writer made on the
  * first).  0, or -1 with errno. */
 int stage_cam_append(asdf_t *self, stage_t *st, size_t cam, const void *data, size_t len);
+/* The checksum camera c's frames block carries: its MD5, or NULL (none,
+ * the frames_checksum setting). */
+const md5_t *stage_cam_sum(const asdf_t *self, const camera_t *c);
 /* Stops the cameras' writers: the files are the assembly's from now on. */
 void stage_cams_close_writers(stage_t *st);
 /* A new camera of the stage, its frames file made empty.  Its index, or

@@ -96,7 +96,8 @@ static int write_head(asdf_t *self, stage_t *st, blocks_plan_t *p, int out, uint
  * would do as well by the standard, but readers such as python3-asdf 2.x
  * take the data to start 48 bytes after the header size field).  `prev`
  * is that block's offset.  *end becomes the data's start. */
-static int write_tail_header(int out, uint64_t *end, const camera_t *c, uint64_t blk, uint64_t prev)
+static int write_tail_header(int out, uint64_t *end, const camera_t *c, const md5_t *sum,
+                             uint64_t blk, uint64_t prev)
 {
     uint64_t want = *end + ASDF_BLOCK_HEAD;
     uint64_t prefix = (want + blk - 1) / blk * blk;
@@ -117,7 +118,7 @@ static int write_tail_header(int out, uint64_t *end, const camera_t *c, uint64_t
     if (!zeros) return errno = ENOMEM, -1;
     int rc = pad && pwrite(out, zeros, pad, (off_t)*end) != (ssize_t)pad ? -1 : 0;
     free(zeros);
-    if (rc == 0) rc = block_frames_header(out, *end + pad, c->bytes, &c->md5);
+    if (rc == 0) rc = block_frames_header(out, *end + pad, c->bytes, sum);
     if (rc == 0) *end = prefix;
     return rc;
 }
@@ -201,7 +202,8 @@ static int build(asdf_t *self, stage_t *st, char *target, size_t cap, char *why,
             rc = build(self, st, target, cap, why, whylen);
             goto out;
         }
-        if (write_tail_header(head, &end, c, blk, offsets[p.nblocks - 2]) != 0) {
+        if (write_tail_header(head, &end, c, stage_cam_sum(self, c), blk, offsets[p.nblocks - 2]) !=
+            0) {
             snprintf(why, whylen, "cannot write the frames' header: %s", strerror(errno));
             goto out;
         }

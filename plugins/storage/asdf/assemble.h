@@ -45,7 +45,7 @@ void name_frames_uri(const stage_t *st, size_t cam, char *out, size_t cap);
  * (p->colfd, left open), filling p->col_off.  0, or -1 with errno. */
 int block_sort_columns(stage_t *st, blocks_plan_t *p);
 /* Writes the header of an uncompressed block of len bytes of a camera's
- * frames, their sum md5, at `at`.  0, or -1 with errno. */
+ * frames, their sum md5 (NULL: none, zeros), at `at`.  0, or -1 with errno. */
 int block_frames_header(int out, uint64_t at, uint64_t len, const md5_t *md5);
 /* Writes camera c's frames as one block at the end of fd `out`, whose
  * length is *end (then the block's end): copied, or compressed.  0, or -1

@@ -163,7 +163,7 @@ int block_frames_header(int out, uint64_t at, uint64_t len, const md5_t *md5)
 {
     asdf_block_t b = {.allocated = len, .used = len, .data = len};
     uint8_t head[ASDF_BLOCK_HEAD];
-    md5_digest(md5, b.md5);
+    if (md5) md5_digest(md5, b.md5); /* else zeros: the standard's "no checksum" */
     asdf_block_header(head, &b, 0);
     return pwrite(out, head, sizeof head, (off_t)at) == (ssize_t)sizeof head ? 0 : -1;
 }
@@ -200,9 +200,9 @@ static int copy_frames(int out, uint64_t *end, int in, uint64_t len, const md5_t
 
 int block_frames(asdf_t *self, int out, uint64_t *end, const camera_t *c)
 {
-    if (!self->compress) return copy_frames(out, end, c->fd, c->bytes, &c->md5);
+    if (!self->compress) return copy_frames(out, end, c->fd, c->bytes, stage_cam_sum(self, c));
     source_t src = {.next = frames_next, .fd = c->fd, .left = c->bytes};
-    return write_block(self, out, end, &src, &c->md5);
+    return write_block(self, out, end, &src, stage_cam_sum(self, c)); /* NULL: summed here */
 }
 
 int block_column(asdf_t *self, int out, uint64_t *end, const stage_t *st, const blocks_plan_t *p,

@@ -114,7 +114,7 @@ static int frames_file(asdf_t *self, stage_t *st, size_t cam, const char *dir, c
         if (write_frames_head(st, cam, c->fd, st->prefix, &block, why, whylen) != 0) return -1;
         end = st->prefix + c->bytes;
         stage_cam_path(st, cam, from, sizeof from);
-        if (block_frames_header(c->fd, block, c->bytes, &c->md5) != 0 ||
+        if (block_frames_header(c->fd, block, c->bytes, stage_cam_sum(self, c)) != 0 ||
             ftruncate(c->fd, (off_t)end) != 0 || lseek(c->fd, (off_t)end, SEEK_SET) < 0 ||
             asdf_write_index(c->fd, &block, 1) != 0 || fsync(c->fd) != 0 || link(from, path) != 0)
             goto io;

@@ -57,8 +57,9 @@ struct frameout {
     pthread_cond_t changed;
     uint64_t handed, summed; /* chunks given to the summer, chunks it finished */
     bool stop;
-    md5_t md5;  /* the summer's own */
-    md5_t done; /* a copy as of the last chunk summed, under lock */
+    bool summing; /* a summer thread runs */
+    md5_t md5;    /* the summer's own */
+    md5_t done;   /* a copy as of the last chunk summed, under lock */
 };
 
 /* ---------------------------------------------------------------------------
@@ -96,6 +97,7 @@ static void wait_summed(frameout_t *self, uint64_t busy)
 
 static void summed_so_far(frameout_t *self, md5_t *md5)
 {
+    if (!self->summing) return;
     pthread_mutex_lock(&self->lock);
     *md5 = self->done;
     pthread_mutex_unlock(&self->lock);
@@ -176,7 +178,7 @@ int frameout_append(frameout_t *self, const void *data, size_t len)
         }
         c->off = keep;
         c->len = n;
-        hand_over(self);
+        if (self->summing) hand_over(self);
         self->length += n;
         p += n;
         len -= n;
@@ -227,6 +229,15 @@ static int alloc_buffers(frameout_t *self)
     return 0;
 }
 
+static void free_writer(frameout_t *self)
+{
+    if (self->direct >= 0) close(self->direct);
+    for (int i = 0; i < SLOTS; i++)
+        free(self->chunks[i].buf);
+    free(self->carrybuf);
+    free(self);
+}
+
 /* The bytes of a file taken up again that its MD5 does not cover yet,
  * read back and summed (the summer is not running yet). */
 static int catch_up(frameout_t *self)
@@ -262,25 +273,22 @@ frameout_t *frameout_new(const char *path, int fd, uint64_t at, const md5_t *md5
     if (!self) return NULL;
     self->fd = fd;
     self->length = at;
-    self->md5 = *md5;
+    self->summing = md5 != NULL;
+    if (md5) self->md5 = *md5;
     self->direct = path ? open(path, O_WRONLY | O_DIRECT | O_CLOEXEC) : -1;
-    if (alloc_buffers(self) != 0 || catch_up(self) != 0 ||
+    if (alloc_buffers(self) != 0 || (self->summing && catch_up(self) != 0) ||
         (self->direct >= 0 && load_carry(self) != 0))
         goto fail;
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->changed, NULL);
-    int rc = pthread_create(&self->summer, NULL, summer_main, self);
+    int rc = self->summing ? pthread_create(&self->summer, NULL, summer_main, self) : 0;
     if (rc == 0) return self;
     pthread_cond_destroy(&self->changed);
     pthread_mutex_destroy(&self->lock);
     errno = rc;
 fail:;
     int saved = errno;
-    if (self->direct >= 0) close(self->direct);
-    for (int i = 0; i < SLOTS; i++)
-        free(self->chunks[i].buf);
-    free(self->carrybuf);
-    free(self);
+    free_writer(self);
     errno = saved;
     return NULL;
 }
@@ -289,17 +297,15 @@ void frameout_destroy(frameout_t **pself)
 {
     frameout_t *self = *pself;
     if (!self) return;
-    pthread_mutex_lock(&self->lock);
-    self->stop = true;
-    pthread_cond_broadcast(&self->changed);
-    pthread_mutex_unlock(&self->lock);
-    pthread_join(self->summer, NULL);
+    if (self->summing) {
+        pthread_mutex_lock(&self->lock);
+        self->stop = true;
+        pthread_cond_broadcast(&self->changed);
+        pthread_mutex_unlock(&self->lock);
+        pthread_join(self->summer, NULL);
+    }
     pthread_cond_destroy(&self->changed);
     pthread_mutex_destroy(&self->lock);
-    if (self->direct >= 0) close(self->direct);
-    for (int i = 0; i < SLOTS; i++)
-        free(self->chunks[i].buf);
-    free(self->carrybuf);
-    free(self);
+    free_writer(self);
     *pself = NULL;
 }

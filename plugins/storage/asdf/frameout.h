@@ -21,7 +21,8 @@
 typedef struct frameout frameout_t;
 
 /* A writer appending to `fd`, `at` bytes long, with `md5` the sum of its
- * first md5->len bytes (the rest is read back and summed).  `path` is the same file, opened a
+ * first md5->len bytes (the rest is read back and summed); NULL: no sum
+ * (frameout_sync() and frameout_sum() leave their *md5 alone).  `path` is the same file, opened a
  * second time for O_DIRECT; NULL, or a file system without O_DIRECT: the writes go through `fd`.
  * NULL with errno on failure.  The writer does not own `fd`. */
 frameout_t *frameout_new(const char *path, int fd, uint64_t at, const md5_t *md5);

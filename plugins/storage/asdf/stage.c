@@ -397,8 +397,13 @@ static int open_writer(const asdf_t *self, stage_t *st, size_t cam)
     camera_t *c = &st->cams[cam];
     char path[ASDF_PATH_MAX + 32];
     stage_cam_path(st, cam, path, sizeof path);
-    c->out = frameout_new(self->direct_io ? path : NULL, c->fd, c->bytes, &c->md5);
+    c->out = frameout_new(self->direct_io ? path : NULL, c->fd, c->bytes, stage_cam_sum(self, c));
     return c->out ? 0 : -1;
+}
+
+const md5_t *stage_cam_sum(const asdf_t *self, const camera_t *c)
+{
+    return self->frames_checksum ? &c->md5 : NULL;
 }
 
 int stage_cam_append(asdf_t *self, stage_t *st, size_t cam, const void *data, size_t len)
@@ -597,7 +602,9 @@ static int commit_frames(asdf_t *self, stage_t *st)
     for (size_t i = 0; i < st->ncams; i++) {
         camera_t *c = &st->cams[i];
         bool closing = st->phase == PHASE_CLOSING;
-        if (closing && !c->out && c->md5.len < c->bytes && open_writer(self, st, i) != 0) return -1;
+        if (closing && !c->out && self->frames_checksum && c->md5.len < c->bytes &&
+            open_writer(self, st, i) != 0)
+            return -1;
         if (!c->out) continue;
         if (c->dirty && frameout_sync(c->out, &c->md5) != 0) return -1;
         if (closing && frameout_sum(c->out, &c->md5) != 0) return -1;
