@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "envelope.h"
+#include "jsonfix.h"
 #include "mpread.h"
 #include "mpwrite.h"
 #include "records.h"
@@ -145,16 +146,25 @@ static int add_value(dcbus_builder_t *out, struct json_object *o, const char *te
 int dcb_records_from_json(dcbus_builder_t *out, const char *text, size_t len, char *err,
                           size_t errlen)
 {
-    struct json_tokener *tok = json_tokener_new_ex(DCB_MP_MAX_DEPTH);
-    if (!tok) return snprintf(err, errlen, "out of memory"), -1;
+    dcb_jsonfix_t fix;
+    int fixed = dcb_jsonfix_pairs(text, len, &fix);
+    struct json_tokener *tok = fixed < 0 ? NULL : json_tokener_new_ex(DCB_MP_MAX_DEPTH);
+    if (!tok) {
+        dcb_jsonfix_free(&fix);
+        return snprintf(err, errlen, "out of memory"), -1;
+    }
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
+    /* json-c reads the copy with its surrogate pairs fixed, if one was
+     * needed; errors are placed in the text as sent. */
+    const char *src = fixed ? fix.text : text;
+    size_t srclen = fixed ? fix.len : len;
     dcb_mpbuf_t scratch = {0};
     int total = 0;
-    size_t at = skip_space(text, len, 0);
-    if (at == len) total = fail_at(text, at, "no JSON value", err, errlen);
-    while (total >= 0 && at < len) {
+    size_t at = skip_space(src, srclen, 0);
+    if (at == srclen) total = fail_at(text, len, "no JSON value", err, errlen);
+    while (total >= 0 && at < srclen) {
         json_tokener_reset(tok);
-        struct json_object *o = json_tokener_parse_ex(tok, text + at, (int)(len - at));
+        struct json_object *o = json_tokener_parse_ex(tok, src + at, (int)(srclen - at));
         size_t end = at + json_tokener_get_parse_end(tok);
         enum json_tokener_error jerr = json_tokener_get_error(tok);
         if (!o) {
@@ -162,16 +172,17 @@ int dcb_records_from_json(dcbus_builder_t *out, const char *text, size_t len, ch
                                                              : json_tokener_error_desc(jerr);
             /* The tokener stops on the offending byte (at the end of the
              * text for a value left open). */
-            total = fail_at(text, end, what, err, errlen);
+            total = fail_at(text, dcb_jsonfix_origin(&fix, end), what, err, errlen);
             break;
         }
-        int n = add_value(out, o, text, at, &scratch, err, errlen);
+        int n = add_value(out, o, text, dcb_jsonfix_origin(&fix, at), &scratch, err, errlen);
         json_object_put(o);
         total = n < 0 ? -1 : total + n;
-        at = skip_space(text, len, end);
+        at = skip_space(src, srclen, end);
     }
     free(scratch.data);
     json_tokener_free(tok);
+    dcb_jsonfix_free(&fix);
     return total;
 }
 

@@ -8,7 +8,8 @@
  * strings; everything else that is not JSON is refused.)  The text is one object, an array of
  * objects, or objects one after another (JSON lines); each object becomes one record of the
  * builder.  Integers stay integers (above INT64_MAX: unsigned), other numbers are float64, nested
- * objects and arrays become msgpack maps and arrays.
+ * objects and arrays become msgpack maps and arrays.  json-c's one known misreading, of some
+ * surrogate pairs, is worked around (jsonfix.h).
  */
 #ifndef DCB_JSONREAD_H
 #define DCB_JSONREAD_H

@@ -149,6 +149,9 @@ def tail_line_seeds():
         "strings": b'{"s": "caf\u00e9 \ud83d\ude00 \"q\" \\ \t", "u": "\xe2\x82\xac"}',
         "nested": b'{"n": 4, "m": {"a": [1, 2]}, "k": "v"}',
         "dup": b'{"a": 1, "b": 2, "a": 3}',
+        # json-c 0.16 read these pairs as U+FFFD (common/jsonfix.h): a key
+        # and a value of U+1DA00 and U+2D800, an escaped backslash before u
+        "surrogates": b'{"k\\ud836\\ude00": "\\ud876\\udc00 \\\\ud836 \\ud835\\ude00"}',
     }
 
 
