@@ -51,6 +51,34 @@ static void remove_tree(const char *dir)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A small tmpfs mounted on a fresh folder, for the tests that fill one:
+ * the folder, or NULL (not root, or no tmpfs).  The test's teardown,
+ * unmount_tmpfs(), takes it away even when an assertion ends the test. */
+static char *s_tmpfs;
+
+static char *mount_tmpfs(const char *size)
+{
+    char *dir = make_dir(), opts[32];
+    snprintf(opts, sizeof opts, "size=%s", size);
+    if (geteuid() != 0 || mount("tmpfs", dir, "tmpfs", 0, opts) != 0) {
+        remove_tree(dir);
+        free(dir);
+        return NULL;
+    }
+    return s_tmpfs = dir;
+}
+
+static int unmount_tmpfs(void **state)
+{
+    (void)state;
+    if (!s_tmpfs) return 0;
+    umount2(s_tmpfs, MNT_DETACH);
+    remove_tree(s_tmpfs);
+    free(s_tmpfs);
+    s_tmpfs = NULL;
+    return 0;
+}
+
 static dcb_testkit_t *open_sink(const char *dir)
 {
     char settings[512], err[512];
@@ -247,11 +275,9 @@ static void test_bad_records(void **state)
 static void test_full_disk(void **state)
 {
     (void)state;
-    char *dir = make_dir(), path[1024], ballast[600], data[600];
-    if (geteuid() != 0 || mount("tmpfs", dir, "tmpfs", 0, "size=2m") != 0) {
+    char path[1024], ballast[600], data[600], *dir = mount_tmpfs("2m");
+    if (!dir) {
         print_message("SKIP full disk: cannot mount a small tmpfs here (needs root)\n");
-        remove_tree(dir);
-        free(dir);
         skip();
     }
     snprintf(ballast, sizeof ballast, "%s/ballast", dir);
@@ -287,9 +313,6 @@ static void test_full_disk(void **state)
     assert_int_equal(asdf_files(data, path, sizeof path), 1);
     check_file_hw(path, good, 256, 256, "assert m[\"session_type\"] == \"observation\"");
     dcb_testkit_destroy(&tk);
-    umount(dir);
-    remove_tree(dir);
-    free(dir);
 }
 
 /* retention_idle: at a session's close, idle files that ended longer ago
@@ -617,11 +640,9 @@ static void test_external_size(void **state)
 static void test_external_tmpfs(void **state)
 {
     (void)state;
-    char *dir = make_dir(), path[1024], frames[1100], head[64] = "";
-    if (geteuid() != 0 || mount("tmpfs", dir, "tmpfs", 0, "size=8m") != 0) {
+    char path[1024], frames[1100], head[64] = "", *dir = mount_tmpfs("8m");
+    if (!dir) {
         print_message("SKIP external frames on tmpfs: cannot mount one here (needs root)\n");
-        remove_tree(dir);
-        free(dir);
         skip();
     }
     dcb_testkit_t *tk = open_with(dir, "external_frames: true");
@@ -638,9 +659,6 @@ static void test_external_tmpfs(void **state)
     assert_memory_equal(head, "#ASDF 1.0.0\n#ASDF_STANDARD 1.5.0\n%YAML", 38);
     staging_clean(dir);
     dcb_testkit_destroy(&tk);
-    umount(dir);
-    remove_tree(dir);
-    free(dir);
 }
 
 /* A folder already named as the session's frames folder would be: the
@@ -749,11 +767,16 @@ static void test_crash_in_assembly(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_records),       cmocka_unit_test(test_full_disk),
-        cmocka_unit_test(test_retention),         cmocka_unit_test(test_zlib),
-        cmocka_unit_test(test_external),          cmocka_unit_test(test_external_size),
-        cmocka_unit_test(test_external_tmpfs),    cmocka_unit_test(test_external_name_taken),
-        cmocka_unit_test(test_crash_in_assembly), cmocka_unit_test(test_frames_checksum),
+        cmocka_unit_test(test_bad_records),
+        cmocka_unit_test_teardown(test_full_disk, unmount_tmpfs),
+        cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_zlib),
+        cmocka_unit_test(test_external),
+        cmocka_unit_test(test_external_size),
+        cmocka_unit_test_teardown(test_external_tmpfs, unmount_tmpfs),
+        cmocka_unit_test(test_external_name_taken),
+        cmocka_unit_test(test_crash_in_assembly),
+        cmocka_unit_test(test_frames_checksum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,9 +4,10 @@
  *
  * asdf.c holds the plugin's operations and settings; route.c says where
  * each stream goes in a session's file; stage.c keeps each open session on
- * disk (its staging folder and state file) and takes it back after a
- * crash; records.c turns the records of a batch into staged data (frames,
- * columns, lists); tree.c writes a session's YAML tree; assemble.c makes
+ * disk (its staging folder and state file, whose text is statefile.c's)
+ * and takes it back after a crash, a camera's frames going through
+ * frameout.h; records.c turns the records of a batch into staged data
+ * (frames, columns, lists); tree.c writes a session's YAML tree; assemble.c makes
  * the final file and puts it in place, with names.c, blocks.c, external.c
  * and shelve.c (assemble.h); asdfwrite.c is the file format and
  * md5.c the block checksum; catalog.h is the index the finished files are
@@ -308,6 +309,24 @@ int asdf_write_all(int fd, const void *data, size_t len);
 int asdf_mkdir_p(const char *path);
 int asdf_fsync_dir(const char *dir);
 int asdf_fsync_parent(const char *path);
+
+/* The stream's (stream, seq) sets in the stage, made if new; NULL when
+ * out of memory. */
+stream_seqs_t *stage_stream_add(stage_t *st, const char *name);
+
+/* ---------------------------------------------------------------------------
+ * statefile.c
+ */
+
+/* A stage's state file's text, appended to sb. */
+void statefile_text(const stage_t *st, strbuf_t *sb);
+/* A state file's text (changed in place) into the stage.  0, or -1 if it
+ * is not a whole state file. */
+int statefile_parse(stage_t *st, char *text);
+/* A name as the state files write it: %XX-encoded, one word. */
+void statefile_put_name(strbuf_t *sb, const char *s);
+/* Such a word decoded in place; false if it is not one. */
+bool statefile_decode(char *s);
 
 /* ---------------------------------------------------------------------------
  * records.c
