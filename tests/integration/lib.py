@@ -75,6 +75,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wakeups(pid):
+    """How many times process pid's main thread (the one that polls) has
+    slept and woken: its voluntary context switches."""
+    with open("/proc/%d/task/%d/status" % (pid, pid)) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return None
+
+
 def wait_for(cond, timeout_s, step_s=0.2):
     """Until cond() is true (True) or timeout_s has passed (False)."""
     deadline = time.monotonic() + timeout_s

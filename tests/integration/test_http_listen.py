@@ -157,22 +157,12 @@ bus.check("msgpack with the token: 200", status == 200 and answer.get("records")
 
 
 
-def wakeups(pid):
-    """How many times the worker's main thread (the one that polls) has
-    slept and woken: its voluntary context switches."""
-    with open("/proc/%d/task/%d/status" % (pid, pid)) as f:
-        for line in f:
-            if line.startswith("voluntary_ctxt_switches:"):
-                return int(line.split()[1])
-    return None
-
-
 # Idle, the collector sleeps until a request comes (its inbox's eventfd,
 # wait_fd): its thread wakes for heartbeats, a few times a second, not
 # every millisecond as a 1 ms collect_wait_ms would make it.
-before = wakeups(bus.procs["listen"].pid)
+before = lib.wakeups(bus.procs["listen"].pid)
 time.sleep(2.0)
-idle = wakeups(bus.procs["listen"].pid) - before
+idle = lib.wakeups(bus.procs["listen"].pid) - before
 bus.check("idle, the collector's thread wakes rarely: %d times in 2 s (not every ms)" % idle,
           idle < 150)
 status, answer, _ = post(lines("woken", 2))

@@ -23,8 +23,9 @@ rotates, and lets the writer go on: the loss is made impossible, not
 hidden -- every other line is counted.
 
 Checks: the CSV holds n = 0..49,999 each exactly once (csv de-duplicates
-on (stream, seq), so a line collected twice would be a second row), and
-the tail's logs show the rotations, the truncation and the resumptions.
+on (stream, seq), so a line collected twice would be a second row), the
+tail's logs show the rotations, the truncation and the resumptions, and
+caught up it sleeps on inotify (wakes under 150 times in 2 s).
 """
 
 import csv
@@ -198,6 +199,13 @@ writer.join(60)
 bus.check("the writer wrote every line", writer.written == LINES, str(writer.written))
 bus.check("the CSV reaches %d rows" % LINES, wait_until(lambda: csv_rows() >= LINES, 60),
           "%d rows" % csv_rows())
+# Caught up, the tail sleeps on its inotify descriptor (wait_fd): its
+# thread wakes for heartbeats and its 100 ms collect_wait_ms, a few times
+# a second, not every 5 ms as it did before it had one.
+before = lib.wakeups(bus.procs["tail-%d" % starts].pid)
+time.sleep(2.0)
+idle = lib.wakeups(bus.procs["tail-%d" % starts].pid) - before
+bus.check("caught up, the tail's thread wakes rarely: %d times in 2 s" % idle, idle < 150)
 bus.stop("tail-%d" % starts)
 ok, in_flight = bus.wait_delivered(30)
 bus.check("nothing left in flight", ok, str(in_flight))

@@ -542,9 +542,19 @@ static const dcbus_setting_t tail_settings[] = {
      .description = "patterns are matched again at least this often (besides inotify)"},
     DCBUS_SETTINGS_END};
 
+/* The inotify descriptor (ABI 2.5): with nothing to read the host sleeps
+ * on it, up to collect_wait_ms, and calls collect() when a file changes;
+ * tail_follow_events() drains it.  Without inotify the files are looked
+ * at every collect_wait_ms. */
+static int tail_wait_fd(void *state)
+{
+    const tail_t *self = state;
+    return self->follow_set.ifd;
+}
+
 DCBUS_COLLECTOR(tail_ops, .open = tail_open, .close = tail_close, .collect = tail_collect,
-                .checkpoint = tail_checkpoint, .resume = tail_resume, .collect_wait_ms = 5,
-                .streams = "{stream}");
+                .checkpoint = tail_checkpoint, .resume = tail_resume, .collect_wait_ms = 100,
+                .wait_fd = tail_wait_fd, .streams = "{stream}");
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "tail", .version = "0.1.0",
                          .description = "follows files: JSON lines or plain lines, rotation-safe",
