@@ -364,6 +364,30 @@ static void test_retention(void **state)
     free(dir);
 }
 
+/* A session of `frames` FH x FW uint16 frames, `per_batch` a batch, each
+ * batch flushed, through a sink with `more` settings: its folder (the
+ * caller removes and frees it), the file's path in `path`. */
+static char *one_session(const char *more, int frames, int per_batch, int fh, int fw, char *path,
+                         size_t cap)
+{
+    char *dir = make_dir(), settings[600], err[512];
+    snprintf(settings, sizeof settings, "{dir: %s, %s}", dir, more);
+    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
+    if (!tk) fail_msg("asdf did not open: %s", err);
+    open_session(tk, "observation", (const uint8_t *)"\x80", 1);
+    for (int n = 0; n < frames; n += per_batch) {
+        begin_batch(tk);
+        for (int i = n; i < n + per_batch && i < frames; i++)
+            put_frame_hw(tk, i, "uint16", (size_t)(fh * fw * 2), (uint16_t)fh, (uint16_t)fw);
+        assert_int_equal(store(tk, (uint64_t)(n / per_batch) + 1), 0);
+        assert_int_equal(dcb_testkit_flush(tk), 0);
+    }
+    assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
+    assert_int_equal(asdf_files(dir, path, cap), 1);
+    dcb_testkit_destroy(&tk);
+    return dir;
+}
+
 /* compression: zlib -- the frames block is zlib-compressed as the
  * standard allows, python3-asdf reads it back (checksums on) frame for
  * frame, and the file is smaller than the frames it holds. */
@@ -371,20 +395,8 @@ static void test_zlib(void **state)
 {
     (void)state;
     enum { FH = 64, FW = 64, FRAMES = 12 };
-    char *dir = make_dir(), path[1024], settings[600], err[512], check[512];
-    snprintf(settings, sizeof settings, "{dir: %s, compression: zlib}", dir);
-    dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
-    if (!tk) fail_msg("asdf did not open: %s", err);
-    open_session(tk, "observation", (const uint8_t *)"\x80", 1);
-    for (int b = 0; b < FRAMES / 3; b++) {
-        begin_batch(tk);
-        for (int i = 0; i < 3; i++)
-            put_frame_hw(tk, 3 * b + i, "uint16", FH * FW * 2, FH, FW);
-        assert_int_equal(store(tk, (uint64_t)b + 1), 0);
-        assert_int_equal(dcb_testkit_flush(tk), 0);
-    }
-    assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
-    assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+    char path[1024], check[512],
+        *dir = one_session("compression: zlib", FRAMES, 3, FH, FW, path, sizeof path);
     snprintf(check, sizeof check,
              "import os\n"
              "assert af.get_array_compression(af[\"cameras\"][\"main\"][\"frames\"]) == "
@@ -392,7 +404,6 @@ static void test_zlib(void **state)
              "assert os.path.getsize(sys.argv[1]) < %d, os.path.getsize(sys.argv[1])",
              FRAMES * FH * FW * 2);
     check_file_hw(path, FRAMES, FH, FW, check);
-    dcb_testkit_destroy(&tk);
     remove_tree(dir);
     free(dir);
 }
@@ -405,20 +416,9 @@ static void test_frames_checksum(void **state)
     (void)state;
     enum { FH = 64, FW = 64, FRAMES = 7 };
     for (int on = 0; on < 2; on++) {
-        char *dir = make_dir(), path[1024], settings[600], err[512], check[1024];
-        snprintf(settings, sizeof settings, "{dir: %s, frames_checksum: %s}", dir,
-                 on ? "true" : "false");
-        dcb_testkit_t *tk = dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", settings, err, sizeof err);
-        if (!tk) fail_msg("asdf did not open: %s", err);
-        open_session(tk, "observation", (const uint8_t *)"\x80", 1);
-        for (int n = 0; n < FRAMES; n++) {
-            begin_batch(tk);
-            put_frame_hw(tk, n, "uint16", FH * FW * 2, FH, FW);
-            assert_int_equal(store(tk, (uint64_t)n + 1), 0);
-            assert_int_equal(dcb_testkit_flush(tk), 0);
-        }
-        assert_int_equal(close_session(tk, "observation", (const uint8_t *)"\x80", 1), 0);
-        assert_int_equal(asdf_files(dir, path, sizeof path), 1);
+        char path[1024], check[1024];
+        char *dir = one_session(on ? "frames_checksum: true" : "frames_checksum: false", FRAMES, 1,
+                                FH, FW, path, sizeof path);
         snprintf(check, sizeof check,
                  "import hashlib\n"
                  "raw = open(sys.argv[1], \"rb\").read()\n"
@@ -433,7 +433,6 @@ static void test_frames_checksum(void **state)
                  "assert sums == [want], (sums, want)",
                  on);
         check_file_hw(path, FRAMES, FH, FW, check);
-        dcb_testkit_destroy(&tk);
         remove_tree(dir);
         free(dir);
     }
