@@ -2,7 +2,8 @@
  * crc32c.h -- CRC-32C (Castagnoli), the spool's entry checksum.
  *
  * With SSE 4.2 (checked once at run time) it uses the CPU's crc32
- * instruction, 8 bytes a step; elsewhere a table, a byte a step.  The
+ * instruction, 8 bytes a step, three streams at once over large buffers;
+ * elsewhere a table, a byte a step.  The
  * spool checks every batch it writes and reads back, so this is on the
  * broker's hot path: a byte-at-a-time hash there cost a third of the
  * broker's time.

@@ -473,6 +473,28 @@ static void test_crc32c(void **state)
         assert_int_equal(dcb_crc32c(buf, len), dcb_crc32c_portable(buf, len));
 }
 
+/* Large buffers take the hardware's three streams (runs of 8192 and 256
+ * bytes, joined by shifting): at every length around the runs' edges, from
+ * every alignment, and continued piece by piece, they agree with the
+ * table. */
+static void test_crc32c_three_streams(void **state)
+{
+    (void)state;
+    enum { MAX = 3 * 8192 * 2 + 3 * 256 + 64 };
+    static uint8_t buf[MAX + 8];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)((i * 2654435761u) >> 11);
+    static const size_t lens[] = {767,   768,         769,         3 * 256 + 8, 24575, 24576,
+                                  24577, 24576 + 767, 24576 + 768, 49152,       49153, MAX};
+    for (size_t l = 0; l < sizeof lens / sizeof *lens; l++)
+        for (size_t at = 0; at < 8; at++)
+            assert_int_equal(dcb_crc32c(buf + at, lens[l]), dcb_crc32c_portable(buf + at, lens[l]));
+    uint32_t crc = 0;
+    for (size_t at = 0, step = 1; at < MAX; at += step, step = step * 3 + 1)
+        crc = dcb_crc32c_extend(crc, buf + at, at + step <= MAX ? step : MAX - at);
+    assert_int_equal(crc, dcb_crc32c_portable(buf, MAX));
+}
+
 static void test_append_then_read_back(void **state)
 {
     fx_t *fx = *state;
@@ -1446,6 +1468,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc32c),
+        cmocka_unit_test(test_crc32c_three_streams),
         T(test_append_then_read_back),
         T(test_state_entry_starts_every_segment),
         T(test_no_state_callback_writes_an_empty_state),
