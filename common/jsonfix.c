@@ -1,7 +1,9 @@
 /*
- * jsonfix.c -- see jsonfix.h.  One pass over the text, tracking whether it
- * is inside a string; a copy is started at the first pair json-c would
- * get wrong, so ordinary text costs one scan and no allocation.
+ * jsonfix.c -- see jsonfix.h.  Only backslashes matter (a \u... escape is
+ * valid only inside a string, and one outside stays as wrong as it was),
+ * so the text is searched for them with memchr; a copy is started at the
+ * first pair json-c would get wrong, so ordinary text costs one memchr
+ * and no allocation.
  */
 #include "jsonfix.h"
 
@@ -44,13 +46,17 @@ static uint32_t bad_pair(const char *p, size_t left)
     return (cp & 0xF800) == 0xD800 ? cp : 0;
 }
 
-static int add_fix(dcb_jsonfix_t *fix, const char *text, size_t from, uint32_t cp, size_t len)
+/* Appends text[from, to) to the copy, made on the first fix. */
+static int copy(dcb_jsonfix_t *fix, const char *text, size_t from, size_t to, size_t len)
 {
-    if (!fix->text) {
-        if (!(fix->text = malloc(len ? len : 1))) return -1;
-        memcpy(fix->text, text, from); /* nothing fixed before */
-        fix->len = from;
-    }
+    if (!fix->text && !(fix->text = malloc(len ? len : 1))) return -1;
+    memcpy(fix->text + fix->len, text + from, to - from);
+    fix->len += to - from;
+    return 0;
+}
+
+static int add_fix(dcb_jsonfix_t *fix, uint32_t cp)
+{
     size_t *at = realloc(fix->at, (fix->n + 1) * sizeof *at);
     if (!at) return -1;
     fix->at = at;
@@ -64,40 +70,29 @@ static int add_fix(dcb_jsonfix_t *fix, const char *text, size_t from, uint32_t c
     return 0;
 }
 
-static void copy(dcb_jsonfix_t *fix, const char *p, size_t n)
-{
-    if (!fix->text) return;
-    memcpy(fix->text + fix->len, p, n);
-    fix->len += n;
-}
-
 int dcb_jsonfix_pairs(const char *text, size_t len, dcb_jsonfix_t *fix)
 {
     *fix = (dcb_jsonfix_t){0};
-    char quote = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (quote && c == '\\' && i + 1 < len) {
-            uint32_t cp = bad_pair(text + i, len - i);
-            if (cp) {
-                if (add_fix(fix, text, i, cp, len) != 0) {
-                    dcb_jsonfix_free(fix);
-                    return -1;
-                }
-                i += PAIR_LEN - 1;
-            } else {
-                copy(fix, text + i, 2); /* an escape: its second byte is not a quote */
-                i++;
-            }
-            continue;
+    size_t copied = 0; /* text before this is in the copy, if there is one */
+    for (const char *p = memchr(text, '\\', len); p;) {
+        size_t at = (size_t)(p - text);
+        uint32_t cp = bad_pair(p, len - at);
+        if (cp && (copy(fix, text, copied, at, len) != 0 || add_fix(fix, cp) != 0)) {
+            dcb_jsonfix_free(fix);
+            return -1;
         }
-        if (!quote && (c == '"' || c == '\''))
-            quote = c;
-        else if (c == quote)
-            quote = 0;
-        copy(fix, text + i, 1);
+        /* A pair, or an escape: its second byte is never a backslash that
+         * starts one. */
+        size_t next = at + (cp ? PAIR_LEN : 2);
+        if (cp) copied = next;
+        p = next < len ? memchr(text + next, '\\', len - next) : NULL;
     }
-    return fix->text ? 1 : 0;
+    if (!fix->text) return 0;
+    if (copy(fix, text, copied, len, len) != 0) {
+        dcb_jsonfix_free(fix);
+        return -1;
+    }
+    return 1;
 }
 
 size_t dcb_jsonfix_origin(const dcb_jsonfix_t *fix, size_t at)

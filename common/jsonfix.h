@@ -23,8 +23,7 @@ typedef struct {
 } dcb_jsonfix_t;
 
 /* Fills *fix for `len` bytes of JSON text: 1 when a copy was made, 0 when
- * the text needs none, -1 when out of memory.  Strings are found the way
- * json-c's strict mode takes them (double or single quotes). */
+ * the text needs none, -1 when out of memory. */
 int dcb_jsonfix_pairs(const char *text, size_t len, dcb_jsonfix_t *fix);
 
 /* The offset in the text as sent of offset `at` of the copy (the same when

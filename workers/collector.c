@@ -428,8 +428,6 @@ static void collector_hooks(dcb_host_hooks_t *hooks)
     hooks->progress = hook_progress;
 }
 
-/* The window holds four credits' worth; seqs of new streams start at the
- * wall-clock microsecond of the start, which also names the run. */
 /* The plugin's descriptor (wait_fd, ABI 2.5), while collect() waits out
  * DCBUS_AGAIN and nothing else holds it back; readable, it ends the wait. */
 static int collector_poll_fd(dcb_worker_t *self)
@@ -450,6 +448,8 @@ static void collector_on_fd(dcb_worker_t *self)
     self->collector.collect_again_us = 0;
 }
 
+/* The window holds four credits' worth; seqs of new streams start at the
+ * wall-clock microsecond of the start, which also names the run. */
 static int collector_start(dcb_worker_t *self)
 {
     dcb_collector_state_t *c = &self->collector;

@@ -47,9 +47,8 @@ struct frameout {
     int direct;       /* the file again with O_DIRECT, or -1 */
     uint64_t length;  /* bytes appended */
     uint64_t aligned; /* direct: bytes written through `direct`, whole blocks */
-    size_t carry;     /* direct: bytes past `aligned`, in carrybuf */
+    size_t carry;     /* direct: bytes past `aligned`, in carrybuf; else 0 */
     char *carrybuf;   /* ALIGN bytes */
-    bool padded;      /* the file may be longer than `length` */
     int error;        /* the first failure's errno; nothing taken after it */
     chunk_t chunks[SLOTS];
     pthread_t summer;
@@ -168,7 +167,7 @@ int frameout_append(frameout_t *self, const void *data, size_t len)
     while (len) {
         wait_summed(self, SLOTS - 1);
         chunk_t *c = &self->chunks[self->handed % SLOTS];
-        size_t keep = self->direct >= 0 ? self->carry : 0;
+        size_t keep = self->carry;
         size_t n = len < CHUNK - keep ? len : CHUNK - keep;
         memcpy(c->buf, self->carrybuf, keep);
         memcpy(c->buf + keep, p, n);
@@ -189,16 +188,14 @@ int frameout_append(frameout_t *self, const void *data, size_t len)
 int frameout_sync(frameout_t *self, md5_t *md5)
 {
     if (self->error) return errno = self->error, -1;
-    if (self->direct >= 0 && self->carry) {
+    if (self->direct >= 0 && self->carry) { /* padded to a block, then cut back */
         memset(self->carrybuf + self->carry, 0, ALIGN - self->carry);
-        if (pwrite_all(self->direct, self->carrybuf, ALIGN, self->aligned) == 0)
-            self->padded = true;
-        else if (errno != EINVAL || fall_back(self, self->carrybuf, self->carry) != 0)
+        if (pwrite_all(self->direct, self->carrybuf, ALIGN, self->aligned) == 0) {
+            if (ftruncate(self->fd, (off_t)self->length) != 0) return self->error = errno, -1;
+        } else if (errno != EINVAL || fall_back(self, self->carrybuf, self->carry) != 0) {
             return self->error = errno, -1;
+        }
     }
-    if (self->padded && ftruncate(self->fd, (off_t)self->length) != 0)
-        return self->error = errno, -1;
-    self->padded = false;
     if (fdatasync(self->fd) != 0) return self->error = errno, -1;
     summed_so_far(self, md5);
     return 0;
