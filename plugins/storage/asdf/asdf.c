@@ -302,8 +302,8 @@ static const dcbus_setting_t asdf_settings[] = {
      .type = DCBUS_SETTING_BOOL,
      .dflt = "true",
      .description = "frames blocks carry the MD5 of their data; false: zeros, the ASDF "
-                    "standard's no checksum, and no MD5 to compute (one core sums about "
-                    "700 MB/s); compressed frames are always summed"},
+                    "standard's no checksum, and no MD5 to compute (one core's MD5 can be "
+                    "slower than the disk); compressed frames are always summed"},
     {.name = "external_frames",
      .type = DCBUS_SETTING_STR,
      .dflt = "false",
