@@ -23,6 +23,7 @@
 #include "catalog.h"
 #include "cli.h"
 #include "jsonwrite.h"
+#include "units.h"
 
 typedef struct {
     const char *action, *dir, *db;
@@ -76,12 +77,21 @@ static void print_help(void)
 
 enum { OPT_DB = 256, OPT_SINCE, OPT_UNTIL, OPT_SORT, OPT_PATHS, OPT_OLDER, OPT_DRY };
 
+/* An age (7d, 36h: units.h) in microseconds. */
+static bool parse_age_us(const char *arg, int64_t *us)
+{
+    int64_t ns;
+    if (!dcb_parse_duration(arg, &ns)) return false;
+    *us = ns / 1000;
+    return true;
+}
+
 /* A time: ISO-8601, or an age meaning that long ago. */
 static int parse_when(const char *arg, const char *opt, int64_t *us)
 {
     int64_t age;
     if (asdf_catalog_parse_time(arg, us) == 0) return -1;
-    if (asdf_catalog_parse_age(arg, &age) == 0) {
+    if (parse_age_us(arg, &age)) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         *us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000 - age;
@@ -332,7 +342,7 @@ static int run_prune(asdf_catalog_t *cat, catalog_opts_t *o)
 {
     char err[1024];
     asdf_catalog_prune_t p = {.session_type = o->filter.session_type, .dry_run = o->dry_run};
-    if (asdf_catalog_parse_age(o->older_than, &p.older_than_us) != 0)
+    if (!parse_age_us(o->older_than, &p.older_than_us))
         return cli_usage_error("catalog", "--older-than needs an age such as 7d or 12h, not '%s'",
                                o->older_than);
     struct timespec ts;

@@ -45,15 +45,21 @@ static void print_help(void)
  * One plugin
  */
 
-/* "1 .. 10", ">= 0", "fast|slow" or "". */
+/* "1 .. 10", ">= 0", "fast|slow", "true|false or a size", "1 .. 86400 s"
+ * or "" (durations' ranges are in seconds, sizes' in bytes). */
 static const char *allowed_text(const dcbus_setting_t *s, char *buf, size_t len)
 {
+    bool duration = s->type == DCBUS_SETTING_DURATION, size = s->type == DCBUS_SETTING_SIZE;
+    const char *unit = duration ? " s" : size ? " bytes" : "";
     if (s->allowed)
-        snprintf(buf, len, "%s", s->allowed);
+        snprintf(buf, len, "%s%s", s->allowed,
+                 duration ? " or a duration"
+                 : size   ? " or a size"
+                          : "");
     else if (s->min < s->max && s->max >= DCBUS_SETTING_NO_MAX)
-        snprintf(buf, len, ">= %.15g", s->min);
+        snprintf(buf, len, ">= %.15g%s", s->min, unit);
     else if (s->min < s->max)
-        snprintf(buf, len, "%.15g .. %.15g", s->min, s->max);
+        snprintf(buf, len, "%.15g .. %.15g%s", s->min, s->max, unit);
     else
         buf[0] = '\0';
     return buf;
@@ -87,12 +93,12 @@ static void print_table(const dcbus_plugin_t *d)
         printf("settings: none\n");
         return;
     }
-    printf("settings:\n  %-18s %-7s %-24s %-26s %s\n", "KEY", "TYPE", "DEFAULT", "ALLOWED",
+    printf("settings:\n  %-18s %-8s %-24s %-26s %s\n", "KEY", "TYPE", "DEFAULT", "ALLOWED",
            "DESCRIPTION");
     for (size_t i = 0; (s = dcbus_setting_at(d, i)) && s->name; i++) {
         char allowed[256];
         const char *dflt = s->dflt ? s->dflt : s->required ? "(required)" : "-";
-        printf("  %-18s %-7s %-24s %-26s %s\n", s->name, dcb_setting_type_name(s->type), dflt,
+        printf("  %-18s %-8s %-24s %-26s %s\n", s->name, dcb_setting_type_name(s->type), dflt,
                allowed_text(s, allowed, sizeof allowed), s->description ? s->description : "");
     }
 }

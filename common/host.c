@@ -22,6 +22,7 @@
 #include "mpread.h"
 #include "records.h"
 #include "settings.h"
+#include "units.h"
 
 struct dcbus_ctx {
     char *instance;
@@ -246,6 +247,22 @@ static bool host_config_bool(dcbus_ctx_t *ctx, const char *key, bool dflt)
     return v;
 }
 
+static int64_t host_config_duration_ns(dcbus_ctx_t *ctx, const char *key, int64_t dflt)
+{
+    const dcb_node_t *node = setting(ctx, key, DCB_DURATION_HINT);
+    int64_t v = dflt;
+    if (node && !dcb_node_duration(node, &v)) type_error(ctx, node, key, DCB_DURATION_HINT);
+    return v;
+}
+
+static int64_t host_config_size(dcbus_ctx_t *ctx, const char *key, int64_t dflt)
+{
+    const dcb_node_t *node = setting(ctx, key, DCB_SIZE_HINT);
+    int64_t v = dflt;
+    if (node && !dcb_node_size(node, &v)) type_error(ctx, node, key, DCB_SIZE_HINT);
+    return v;
+}
+
 static size_t host_config_len(dcbus_ctx_t *ctx, const char *key)
 {
     const dcb_node_t *node = lookup(ctx, key);
@@ -399,6 +416,8 @@ static const dcbus_host_t s_services = {
     .topics_recv = host_topics_recv,
     .topics_close = host_topics_close,
     .side_batch = host_side_batch,
+    .config_duration_ns = host_config_duration_ns,
+    .config_size = host_config_size,
 };
 
 const dcbus_host_t *dcb_host_services(void)

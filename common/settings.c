@@ -6,6 +6,7 @@
  * (config.c), so what passes here is what config_int() & co. will accept.
  */
 #include "settings.h"
+#include "units.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -51,6 +52,10 @@ const char *dcb_setting_type_name(dcbus_setting_type_t type)
         return "list";
     case DCBUS_SETTING_MAP:
         return "map";
+    case DCBUS_SETTING_DURATION:
+        return "duration";
+    case DCBUS_SETTING_SIZE:
+        return "size";
     }
     return "?";
 }
@@ -179,17 +184,46 @@ static void check_scalar_choice(check_t *c, const dcbus_setting_t *s, const dcb_
         problem_at(c, v->line, v->column, key, "\"%s\" is not one of %s", v->scalar, s->allowed);
 }
 
+/* The range's ends are seconds for a DURATION and bytes for a SIZE. */
 static void check_range(check_t *c, const dcbus_setting_t *s, const dcb_node_t *v, const char *key,
                         double x)
 {
-    if (s->min < s->max && (x < s->min || x > s->max)) {
-        if (s->max >= DCBUS_SETTING_NO_MAX)
-            problem_at(c, v->line, v->column, key, "%s is out of range: at least %.15g", v->scalar,
-                       s->min);
-        else
-            problem_at(c, v->line, v->column, key, "%s is out of range [%.15g, %.15g]", v->scalar,
-                       s->min, s->max);
+    if (!(s->min < s->max) || (x >= s->min && x <= s->max)) return;
+    const char *unit = s->type == DCBUS_SETTING_DURATION ? " s"
+                       : s->type == DCBUS_SETTING_SIZE   ? " bytes"
+                                                         : "";
+    if (s->max >= DCBUS_SETTING_NO_MAX)
+        problem_at(c, v->line, v->column, key, "%s is out of range: at least %.15g%s", v->scalar,
+                   s->min, unit);
+    else
+        problem_at(c, v->line, v->column, key, "%s is out of range [%.15g%s, %.15g%s]", v->scalar,
+                   s->min, unit, s->max, unit);
+}
+
+/* "expected WHAT, got \"x\"" (or "got a list"). */
+static void expected(check_t *c, const dcb_node_t *v, const char *key, const char *what)
+{
+    char found[96];
+    problem_at(c, v->line, v->column, key, "expected %s, got %s", what,
+               dcb_node_describe(v, found, sizeof found));
+}
+
+/* DURATION and SIZE: one of the `allowed` words, or a value within the
+ * range (seconds, bytes). */
+static void check_measure(check_t *c, const dcbus_setting_t *s, const dcb_node_t *v,
+                          const char *key)
+{
+    bool duration = s->type == DCBUS_SETTING_DURATION;
+    if (v->kind == DCB_NODE_SCALAR && s->allowed && allowed_value(s->allowed, v->scalar)) return;
+    int64_t n;
+    if (duration ? dcb_node_duration(v, &n) : dcb_node_size(v, &n)) {
+        check_range(c, s, v, key, duration ? (double)n / 1e9 : (double)n);
+        return;
     }
+    char what[160];
+    snprintf(what, sizeof what, "%s%s%s", duration ? DCB_DURATION_HINT : DCB_SIZE_HINT,
+             s->allowed ? " or one of " : "", s->allowed ? s->allowed : "");
+    expected(c, v, key, what);
 }
 
 static void check_value(check_t *c, const dcbus_setting_t *s, const dcb_node_t *v, const char *key)
@@ -203,25 +237,18 @@ static void check_value(check_t *c, const dcbus_setting_t *s, const dcb_node_t *
         return;
     case DCBUS_SETTING_INT:
         if (!dcb_node_int(v, &i))
-            problem_at(c, v->line, v->column, key, "expected an integer, got %s%s%s",
-                       v->scalar ? "\"" : "a ", v->scalar ? v->scalar : "non-scalar",
-                       v->scalar ? "\"" : "");
+            expected(c, v, key, "an integer");
         else
             check_range(c, s, v, key, (double)i);
         return;
     case DCBUS_SETTING_DOUBLE:
         if (!dcb_node_double(v, &d))
-            problem_at(c, v->line, v->column, key, "expected a number, got %s%s%s",
-                       v->scalar ? "\"" : "a ", v->scalar ? v->scalar : "non-scalar",
-                       v->scalar ? "\"" : "");
+            expected(c, v, key, "a number");
         else
             check_range(c, s, v, key, d);
         return;
     case DCBUS_SETTING_BOOL:
-        if (!dcb_node_bool(v, &b))
-            problem_at(c, v->line, v->column, key, "expected true or false, got %s%s%s",
-                       v->scalar ? "\"" : "a ", v->scalar ? v->scalar : "non-scalar",
-                       v->scalar ? "\"" : "");
+        if (!dcb_node_bool(v, &b)) expected(c, v, key, "true or false");
         return;
     case DCBUS_SETTING_LIST:
         if (v->kind == DCB_NODE_MAP) {
@@ -237,6 +264,10 @@ static void check_value(check_t *c, const dcbus_setting_t *s, const dcb_node_t *
         if (v->kind != DCB_NODE_MAP)
             problem_at(c, v->line, v->column, key, "expected a map, got %s",
                        v->kind == DCB_NODE_LIST ? "a list" : "a scalar");
+        return;
+    case DCBUS_SETTING_DURATION:
+    case DCBUS_SETTING_SIZE:
+        check_measure(c, s, v, key);
         return;
     }
 }

@@ -10,6 +10,7 @@
  * aborts, as in czmq.
  */
 #include "tree.h"
+#include "units.h"
 #include "xalloc.h"
 
 #include <czmq.h>
@@ -577,6 +578,18 @@ bool dcb_node_bool(const dcb_node_t *node, bool *out)
         }
     }
     return false;
+}
+
+bool dcb_node_duration(const dcb_node_t *node, int64_t *ns)
+{
+    const char *s = scalar_of(node);
+    return s && dcb_parse_duration(s, ns);
+}
+
+bool dcb_node_size(const dcb_node_t *node, int64_t *bytes)
+{
+    const char *s = scalar_of(node);
+    return s && dcb_parse_size(s, bytes);
 }
 
 void dcb_node_key_position(const dcb_node_t *map, size_t i, int *line, int *column)

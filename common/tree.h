@@ -49,6 +49,9 @@ const dcb_node_t *dcb_node_at(const dcb_node_t *node, const char *path);
 bool dcb_node_int(const dcb_node_t *node, int64_t *out);
 bool dcb_node_double(const dcb_node_t *node, double *out);
 bool dcb_node_bool(const dcb_node_t *node, bool *out);
+/* A duration in nanoseconds and a size in bytes, as units.h reads them. */
+bool dcb_node_duration(const dcb_node_t *node, int64_t *ns);
+bool dcb_node_size(const dcb_node_t *node, int64_t *bytes);
 /* The file position of the `i`th key of a MAP node. */
 void dcb_node_key_position(const dcb_node_t *map, size_t i, int *line, int *column);
 /* "a list", "a map", "nothing" or the scalar quoted (cut at 60 bytes, in

@@ -221,6 +221,25 @@ if grep -Eq "replicas|critical|plugin:" <<<"$(grep -v 'missing required' <<<"$ou
     fail "host keys (plugin, replicas, critical) taken for plugin settings"
 fi
 
+# Durations and sizes (ABI 2.6): the syntax, the range, the words.
+units=$(config units.yaml <<YAML
+plugins_path: [$BUILD/plugins]
+workers:
+  src: {plugin: ticker}
+  candles: {plugin: ohlcv, update_every: soon, lateness: -1s}
+  archive: {plugin: asdf, dir: $TMP/asdf, retention_idle: 7, external_frames: maybe}
+pipelines:
+  p: {from: src, through: [candles], to: [archive]}
+YAML
+)
+run "$DCBUS" check "$units"
+expect "durations and sizes" 2 \
+    "units.yaml:4:42: workers.candles.update_every: expected a duration \(0, 500ms, 30s, 5m, 36h, 7d\), got \"soon\"" \
+    "units.yaml:4:58: workers.candles.lateness: expected a duration" \
+    "units.yaml:5:74: workers.archive.retention_idle: expected a duration .*, got \"7\"" \
+    "units.yaml:5:94: workers.archive.external_frames: expected a size \(4096, 64K, 500M, 2G\) or one of true\|false\|yes\|no, got \"maybe\"" \
+    "4 problems$"
+
 # The worker host runs the same check before open(): mock-storage's open()
 # creates its file, so a refused instance leaves no file behind.
 refused=$(config refused.yaml <<YAML

@@ -377,8 +377,9 @@ static void test_messages_are_distinct(void **state)
 }
 
 /* ---------------------------------------------------------------------------
- * Declared settings (good.so declares symbols, count 1..10, mode fast|slow
- * and a map `types`)
+ * Declared settings (good.so declares symbols, count 1..10, mode fast|slow,
+ * a map `types`, a duration `every` of 1 s to 1 d and a size `room` of at
+ * least 4096 bytes or none|all)
  */
 
 typedef struct {
@@ -420,6 +421,58 @@ static void test_settings_valid(void **state)
     if (p.n) fail_msg("valid settings refused: %s", p.lines[0]);
     p = check_good("    symbols: A\n"); /* one scalar stands for a list of one */
     assert_int_equal(p.n, 0);
+    p = check_good("    every: 1.5h\n    room: 64KiB\n");
+    if (p.n) fail_msg("valid duration and size refused: %s", p.lines[0]);
+    p = check_good("    every: 1d\n    room: all\n");
+    assert_int_equal(p.n, 0);
+}
+
+/* Durations and sizes: the text, the range in their unit, the words. */
+static void test_settings_duration_and_size(void **state)
+{
+    (void)state;
+    problems_t p = check_good("    every: 5x\n    room: lots\n");
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.lines[0], "s.yaml:4:12: workers.a.every: expected a duration (0, 500ms, "
+                                    "30s, 5m, 36h, 7d), got \"5x\"");
+    assert_string_equal(p.lines[1], "s.yaml:5:11: workers.a.room: expected a size (4096, 64K, "
+                                    "500M, 2G) or one of none|all, got \"lots\"");
+    p = check_good("    every: 500ms\n    room: 1K\n");
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.lines[0],
+                        "s.yaml:4:12: workers.a.every: 500ms is out of range [1 s, 86400 s]");
+    assert_string_equal(p.lines[1],
+                        "s.yaml:5:11: workers.a.room: 1K is out of range: at least 4096 bytes");
+    p = check_good("    every: [1s]\n");
+    assert_int_equal(p.n, 1);
+    assert_contains(p.lines[0], "got a list");
+}
+
+/* config_duration_ns() and config_size() read what the check let through;
+ * a bad one inside a MAP setting is a config error of the instance. */
+static void test_config_duration_and_size(void **state)
+{
+    (void)state;
+    const char *yaml = "workers:\n  a: {plugin: good, every: 90s, room: 2G, types: {x: soon}}\n";
+    char err[512];
+    dcb_config_t *cfg = dcb_config_parse(yaml, strlen(yaml), "s.yaml", err, sizeof err);
+    if (!cfg) fail_msg("bad test config: %s", err);
+    dcb_plugin_lib_t *lib = dcb_plugin_load(TEST_DIRS, 1, "good", err, sizeof err);
+    if (!lib) fail_msg("good was refused: %s", err);
+    dcbus_ctx_t *ctx = dcb_ctx_new("a", 0, cfg->workers[0].settings, "s.yaml", NULL);
+    void *st;
+    assert_int_equal(dcb_ctx_open(ctx, dcb_plugin_desc(lib), &st, err, sizeof err), 0);
+    const dcbus_host_t *h = dcb_host_services();
+    assert_true(DCBUS_HOST_HAS(h, config_size));
+    assert_true(h->config_duration_ns(ctx, "every", -1) == 90000000000LL);
+    assert_true(h->config_size(ctx, "room", -1) == 2LL << 30);
+    assert_int_equal(dcb_ctx_config_errors(ctx), 0);
+    assert_true(h->config_duration_ns(ctx, "types.x", -1) == -1);
+    assert_int_equal(dcb_ctx_config_errors(ctx), 1);
+    dcb_plugin_close(dcb_plugin_desc(lib), st);
+    dcb_ctx_destroy(&ctx);
+    dcb_plugin_unload(&lib);
+    dcb_config_destroy(&cfg);
 }
 
 static void test_settings_unknown_key_suggests_nearest(void **state)
@@ -541,6 +594,8 @@ int main(void)
         cmocka_unit_test(test_settings_valid),
         cmocka_unit_test(test_settings_unknown_key_suggests_nearest),
         cmocka_unit_test(test_settings_type_range_and_choice),
+        cmocka_unit_test(test_settings_duration_and_size),
+        cmocka_unit_test(test_config_duration_and_size),
         cmocka_unit_test(test_edit_distance),
         cmocka_unit_test(test_bad_settings_refused_before_open),
         cmocka_unit_test(test_undeclared_reads_counted),

@@ -364,6 +364,31 @@ static void test_retention(void **state)
     free(dir);
 }
 
+/* external_frames and retention_idle are a size and a duration the host
+ * checks: a bad one is refused before open(), at its line and column. */
+static void test_bad_size_and_age_refused(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *settings, *error;
+    } bad[] = {
+        {"{external_frames: maybe}",
+         "1:19: workers.it.external_frames: expected a size (4096, 64K, 500M, 2G) or one of "
+         "true|false|yes|no, got \"maybe\""},
+        {"{external_frames: -2G}", "workers.it.external_frames: expected a size"},
+        {"{retention_idle: 7}",
+         "1:18: workers.it.retention_idle: expected a duration (0, 500ms, 30s, 5m, 36h, 7d), got "
+         "\"7\""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char err[512] = "";
+        dcb_testkit_t *tk =
+            dcb_testkit_new(DCBUS_PLUGIN_DIR, "asdf", bad[i].settings, err, sizeof err);
+        if (tk) fail_msg("asdf opened with %s", bad[i].settings);
+        if (!strstr(err, bad[i].error)) fail_msg("%s: got '%s'", bad[i].settings, err);
+    }
+}
+
 /* A session of `frames` FH x FW uint16 frames, `per_batch` a batch, each
  * batch flushed, through a sink with `more` settings: its folder (the
  * caller removes and frees it), the file's path in `path`. */
@@ -769,6 +794,7 @@ int main(void)
         cmocka_unit_test(test_bad_records),
         cmocka_unit_test_teardown(test_full_disk, unmount_tmpfs),
         cmocka_unit_test(test_retention),
+        cmocka_unit_test(test_bad_size_and_age_refused),
         cmocka_unit_test(test_zlib),
         cmocka_unit_test(test_external),
         cmocka_unit_test(test_external_size),

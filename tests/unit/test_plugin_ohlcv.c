@@ -400,7 +400,12 @@ static void test_settings_refused(void **unused)
     refused("{update_every: soon}");
     refused("{lateness: 1h, intervals: [1m]}"); /* more open candles than a slot holds */
     refused("{time_unit: fortnight}");
-    dcb_testkit_t *tk = ohlcv("{intervals: [1s, 30s, 1d], time_unit: ms, lateness: 500ms}");
+    refused("{intervals: [1500ms]}"); /* not whole seconds */
+    refused("{lateness: -1s}");
+    refused("{update_every: 10}"); /* no unit */
+    dcb_testkit_t *tk = ohlcv("{intervals: [90s, 1.5h], update_every: 500ms, lateness: 0}");
+    dcb_testkit_destroy(&tk);
+    tk = ohlcv("{intervals: [1s, 30s, 1d], time_unit: ms, lateness: 500ms}");
     dcb_testkit_destroy(&tk);
 }
 

@@ -42,6 +42,11 @@
  * output, numbered by the host), and the processor operations
  * state_save() and state_restore(), with which the host journals the
  * plugin's state with every batch it answers and restores it on restart.
+ * ABI 2.5 appended the collector operation wait_fd().  ABI 2.6 appended
+ * the setting types DCBUS_SETTING_DURATION and DCBUS_SETTING_SIZE (checked
+ * by the host like the others, file:line:column) and the services
+ * config_duration_ns() and config_size() that read them; a host before
+ * 2.6 refuses, at load, a plugin that declares them.
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -58,7 +63,7 @@ extern "C" {
 #endif
 
 #define DCBUS_ABI_MAJOR       2
-#define DCBUS_ABI_MINOR       5
+#define DCBUS_ABI_MINOR       6
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -517,6 +522,18 @@ typedef struct dcbus_host {
      * empty side builder sends nothing.  NULL outside process(), for a bad
      * name or past the limit (logged). */
     dcbus_builder_t *(*side_batch)(dcbus_ctx_t *ctx, const char *stream);
+
+    /* --- Added in ABI 2.6 (test with DCBUS_HOST_HAS): typed settings. --- */
+
+    /* A duration (DCBUS_SETTING_DURATION: "500ms", "30s", "7d"; 0 alone),
+     * in nanoseconds, and a size (DCBUS_SETTING_SIZE: "4096", "64K",
+     * "500M", "2G", binary), in bytes.  As config_int(): `dflt` when the
+     * key is absent, and a value that is not one is logged with its
+     * file:line:column, `dflt` returned and the instance refused.  A
+     * setting with `allowed` words ("true|false") reads them with
+     * config_str() first. */
+    int64_t (*config_duration_ns)(dcbus_ctx_t *ctx, const char *key, int64_t dflt);
+    int64_t (*config_size)(dcbus_ctx_t *ctx, const char *key, int64_t dflt);
 } dcbus_host_t;
 
 /* The most side streams one input batch may fill (ABI 2.4). */
@@ -539,12 +556,14 @@ typedef struct dcbus_host {
  * the table; the plugin's README shows the same names and defaults.
  */
 typedef enum {
-    DCBUS_SETTING_STR = 1, /* any scalar, read with config_str */
-    DCBUS_SETTING_INT,     /* an integer (config_int) */
-    DCBUS_SETTING_DOUBLE,  /* a number (config_double) */
-    DCBUS_SETTING_BOOL,    /* true/false/yes/no/on/off (config_bool) */
-    DCBUS_SETTING_LIST,    /* a list of scalars, or one scalar standing for a list of one */
-    DCBUS_SETTING_MAP      /* a map whose content the plugin checks itself in open() */
+    DCBUS_SETTING_STR = 1,  /* any scalar, read with config_str */
+    DCBUS_SETTING_INT,      /* an integer (config_int) */
+    DCBUS_SETTING_DOUBLE,   /* a number (config_double) */
+    DCBUS_SETTING_BOOL,     /* true/false/yes/no/on/off (config_bool) */
+    DCBUS_SETTING_LIST,     /* a list of scalars, or one scalar standing for a list of one */
+    DCBUS_SETTING_MAP,      /* a map whose content the plugin checks itself in open() */
+    DCBUS_SETTING_DURATION, /* ABI 2.6: 500ms, 30s, 5m, 36h, 7d (config_duration_ns) */
+    DCBUS_SETTING_SIZE      /* ABI 2.6: 4096, 64K, 500M, 2G, binary (config_size) */
 } dcbus_setting_type_t;
 
 /* No upper bound, for `max` (a double holds any int64 range end closely enough). */
@@ -556,8 +575,10 @@ typedef struct {
     const char *dflt;        /* the default as documentation shows it ("100", "data/csv",
                                 "[CONNECTION]"); NULL: none (the setting is off or derived) */
     bool required;           /* absent is an error */
-    double min, max;         /* INT and DOUBLE: the allowed range, checked when min < max */
-    const char *allowed;     /* STR and LIST items: the allowed values, '|'-separated; NULL: any */
+    double min, max;         /* INT and DOUBLE: the allowed range, checked when min < max;
+                                DURATION in seconds, SIZE in bytes */
+    const char *allowed;     /* STR and LIST items: the allowed values, '|'-separated; NULL: any.
+                                DURATION and SIZE: words taken besides a value ("true|false") */
     const char *description; /* one line */
 } dcbus_setting_t;
 

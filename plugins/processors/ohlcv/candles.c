@@ -670,35 +670,3 @@ int oc_book_restore(oc_book_t *self, const uint8_t *buf, size_t len, char *why, 
     free(b);
     return 0;
 }
-
-/* ---------------------------------------------------------------------------
- * Durations
- */
-
-bool oc_parse_duration(const char *text, bool allow_sub, int64_t *ns)
-{
-    if (!text || !*text) return false;
-    char *end;
-    long long n = strtoll(text, &end, 10);
-    if (end == text || n < 0 || n > 1000000000LL) return false;
-    int64_t unit;
-    if (strcmp(end, "s") == 0)
-        unit = 1000000000LL;
-    else if (strcmp(end, "m") == 0)
-        unit = 60 * 1000000000LL;
-    else if (strcmp(end, "h") == 0)
-        unit = 3600 * 1000000000LL;
-    else if (strcmp(end, "d") == 0)
-        unit = 86400 * 1000000000LL;
-    else if (allow_sub && strcmp(end, "ms") == 0)
-        unit = 1000000LL;
-    else if (allow_sub && strcmp(end, "us") == 0)
-        unit = 1000LL;
-    else if (allow_sub && *end == '\0' && n == 0)
-        unit = 1;
-    else
-        return false;
-    if (n > INT64_MAX / unit) return false;
-    *ns = (int64_t)n * unit;
-    return true;
-}

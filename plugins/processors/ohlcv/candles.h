@@ -101,8 +101,4 @@ size_t oc_book_save(const oc_book_t *self, uint8_t *buf, size_t cap);
  * parameters). */
 int oc_book_restore(oc_book_t *self, const uint8_t *buf, size_t len, char *why, size_t whylen);
 
-/* Parses "30s", "1m", "4h", "1d" (and "500ms", "0" when `allow_sub`) into
- * nanoseconds.  False if it is none of these. */
-bool oc_parse_duration(const char *text, bool allow_sub, int64_t *ns);
-
 #endif

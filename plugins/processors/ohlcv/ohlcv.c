@@ -67,7 +67,12 @@ typedef struct {
  * Settings
  */
 
-static const char *const DEFAULT_INTERVALS[] = {"1m", "5m", "15m", "1h", "4h", "1d"};
+static const struct {
+    const char *name;
+    int64_t ns;
+} DEFAULT_INTERVALS[] = {{"1m", 60000000000LL},    {"5m", 300000000000LL},
+                         {"15m", 900000000000LL},  {"1h", 3600000000000LL},
+                         {"4h", 14400000000000LL}, {"1d", 86400000000000LL}};
 
 static int fail(ohlcv_t *self, const char *fmt, const char *what)
 {
@@ -77,12 +82,16 @@ static int fail(ohlcv_t *self, const char *fmt, const char *what)
     return -1;
 }
 
-static int add_interval(ohlcv_t *self, const char *text)
+/* An interval named `text` (as given: the candles carry it) of `ns`
+ * nanoseconds (-1: not a duration, the host has said where). */
+static int add_interval(ohlcv_t *self, const char *text, int64_t ns)
 {
     oc_params_t *p = &self->params;
-    int64_t ns;
-    if (!oc_parse_duration(text, false, &ns) || ns < 1000000000LL || ns > 86400 * 1000000000LL)
-        return fail(self, "interval \"%s\": expected 1s to 1d (30s, 1m, 4h, 1d...)", text);
+    if (ns < 1000000000LL || ns > 86400 * 1000000000LL || ns % 1000000000LL)
+        return fail(self,
+                    "interval \"%s\": expected whole seconds from 1s to 1d (30s, 1m, 4h, "
+                    "1d...)",
+                    text);
     if (p->nintervals == OC_INTERVALS_MAX) return fail(self, "more than %s intervals", "16");
     int64_t s = ns / 1000000000LL;
     for (uint32_t i = 0; i < p->nintervals; i++)
@@ -99,27 +108,25 @@ static int read_intervals(ohlcv_t *self)
     size_t n = h->config_len(self->ctx, "intervals");
     if (n == 0) {
         for (size_t i = 0; i < sizeof DEFAULT_INTERVALS / sizeof *DEFAULT_INTERVALS; i++)
-            if (add_interval(self, DEFAULT_INTERVALS[i]) != 0) return -1;
+            if (add_interval(self, DEFAULT_INTERVALS[i].name, DEFAULT_INTERVALS[i].ns) != 0)
+                return -1;
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
         char key[32];
         snprintf(key, sizeof key, "intervals.%zu", i);
-        if (add_interval(self, h->config_str(self->ctx, key, "")) != 0) return -1;
+        if (add_interval(self, h->config_str(self->ctx, key, ""),
+                         h->config_duration_ns(self->ctx, key, -1)) != 0)
+            return -1;
     }
     return 0;
 }
 
-/* A duration setting in the time field's unit. */
-static int read_duration(ohlcv_t *self, const char *key, const char *dflt, int64_t *out)
+/* A duration setting (checked by the host) in the time field's unit. */
+static void read_duration(ohlcv_t *self, const char *key, int64_t dflt_ns, int64_t *out)
 {
-    const char *text = self->host->config_str(self->ctx, key, dflt);
-    int64_t ns;
-    if (!oc_parse_duration(text, true, &ns))
-        return fail(self, "bad duration \"%s\" (expected 0, 500ms, 1s, 5m...)", text);
-    int64_t ns_per_unit = 1000000000LL / self->params.units_per_s;
-    *out = ns / ns_per_unit;
-    return 0;
+    int64_t ns = self->host->config_duration_ns(self->ctx, key, dflt_ns);
+    *out = ns / (1000000000LL / self->params.units_per_s);
 }
 
 static int read_field(ohlcv_t *self, const char *key, const char *dflt, field_t *f)
@@ -164,9 +171,9 @@ static int read_settings(ohlcv_t *self)
                                                : 1000000;
     p->per_session = h->config_bool(self->ctx, "per_session", true);
     self->pass_ticks = h->config_bool(self->ctx, "pass_ticks", true);
+    read_duration(self, "update_every", 1000000000LL, &p->update_every);
+    read_duration(self, "lateness", 0, &p->lateness);
     if (read_intervals(self) != 0 || read_streams(self) != 0 ||
-        read_duration(self, "update_every", "1s", &p->update_every) != 0 ||
-        read_duration(self, "lateness", "0s", &p->lateness) != 0 ||
         read_field(self, "key_field", "symbol", &self->key) != 0 ||
         read_field(self, "time_field", "ts", &self->time) != 0 ||
         read_field(self, "price_field", "price", &self->price) != 0 ||
@@ -605,12 +612,12 @@ static const dcbus_setting_t ohlcv_settings[] = {
      .dflt = "quote_volume",
      .description = "traded value (absent: price x volume)"},
     {.name = "update_every",
-     .type = DCBUS_SETTING_STR,
+     .type = DCBUS_SETTING_DURATION,
      .dflt = "1s",
      .description = "an open candle goes out as an update at most this often, in the ticks' "
                     "time (0: every batch that changed it)"},
     {.name = "lateness",
-     .type = DCBUS_SETTING_STR,
+     .type = DCBUS_SETTING_DURATION,
      .dflt = "0s",
      .description = "how far behind the latest tick of a symbol a tick may be and still count"},
     {.name = "per_session",

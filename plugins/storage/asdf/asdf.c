@@ -40,32 +40,6 @@ int asdf_report(asdf_t *self, dcbus_error_type_t type, const char *operation, co
  * Open and close
  */
 
-/* external_frames: false (never), true (always) or a size (500M, 2G: when
- * the session's frames are larger).  0, or -1 if it is none of those. */
-static int parse_external(const char *text, int64_t *out)
-{
-    if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0 || !*text) return *out = -1, 0;
-    if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0) return *out = 0, 0;
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(text, &end, 10);
-    if (end == text || errno || *text == '-') return -1;
-    static const char units[] = "KMGT";
-    int shift = 0;
-    if (*end) {
-        char unit = (char)(*end & ~0x20);
-        const char *u = unit ? strchr(units, unit) : NULL;
-        if (!u) return -1;
-        shift = 10 * (int)(u - units + 1);
-        end++;
-        if ((*end & ~0x20) == 'I') end++;
-        if ((*end & ~0x20) == 'B') end++;
-    }
-    if (*end || n > (unsigned long long)INT64_MAX >> shift) return -1;
-    *out = (int64_t)(n << shift);
-    return 0;
-}
-
 static int read_settings(asdf_t *self)
 {
     const dcbus_host_t *h = self->host;
@@ -85,20 +59,16 @@ static int read_settings(asdf_t *self)
     self->compress = strcmp(h->config_str(self->ctx, "compression", "none"), "zlib") == 0;
     self->direct_io = h->config_bool(self->ctx, "direct_io", true);
     self->frames_checksum = h->config_bool(self->ctx, "frames_checksum", true);
+    /* external_frames: false (never), true (always) or a size (when the
+     * session's frames are larger); the host has checked which. */
     const char *ext = h->config_str(self->ctx, "external_frames", "false");
-    if (parse_external(ext, &self->external_over) != 0) {
-        DCBUS_LOG(h, self->ctx, DCBUS_LOG_ERROR,
-                  "asdf: external_frames must be true, false or a size such as 500M or 2G, not "
-                  "'%s'",
-                  ext);
-        return -1;
-    }
-    const char *keep = h->config_str(self->ctx, "retention_idle", "");
-    if (*keep && asdf_catalog_parse_age(keep, &self->retention_idle_us) != 0) {
-        DCBUS_LOG(h, self->ctx, DCBUS_LOG_ERROR,
-                  "asdf: retention_idle must be an age such as 7d, 36h or 90s, not '%s'", keep);
-        return -1;
-    }
+    if (strcmp(ext, "false") == 0 || strcmp(ext, "no") == 0)
+        self->external_over = -1;
+    else if (strcmp(ext, "true") == 0 || strcmp(ext, "yes") == 0)
+        self->external_over = 0;
+    else
+        self->external_over = h->config_size(self->ctx, "external_frames", -1);
+    self->retention_idle_us = h->config_duration_ns(self->ctx, "retention_idle", 0) / 1000;
     return routes_load(self);
 }
 
@@ -305,14 +275,15 @@ static const dcbus_setting_t asdf_settings[] = {
                     "standard's no checksum, and no MD5 to compute (one core's MD5 can be "
                     "slower than the disk); compressed frames are always summed"},
     {.name = "external_frames",
-     .type = DCBUS_SETTING_STR,
+     .type = DCBUS_SETTING_SIZE,
      .dflt = "false",
+     .allowed = "true|false|yes|no",
      .description = "true: each camera's frames go to an ASDF file of their own, "
                     "<file stem>.frames/<camera>.asdf next to the session's file, which refers "
                     "to them; a size (500M, 2G): so when the session's frames are larger; "
                     "false: in the file"},
     {.name = "retention_idle",
-     .type = DCBUS_SETTING_STR,
+     .type = DCBUS_SETTING_DURATION,
      .description = "an age (7d, 36h): idle-session files that ended longer ago are removed, with "
                     "their catalog rows, as each session closes; absent: kept"},
     {.name = "cameras",

@@ -171,9 +171,6 @@ int asdf_catalog_prune(asdf_catalog_t *self, const char *dir, const asdf_catalog
  * "...+00:00") to unix microseconds; 0, or -1 if it is not one. */
 int asdf_catalog_parse_time(const char *s, int64_t *us);
 
-/* An age: a number and a unit, s m h d or w ("7d", "36h", "90s"); 0, or -1. */
-int asdf_catalog_parse_age(const char *s, int64_t *us);
-
 #ifdef __cplusplus
 }
 #endif

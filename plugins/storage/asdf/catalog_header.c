@@ -542,29 +542,3 @@ int asdf_catalog_parse_time(const char *s, int64_t *us)
     *us = ((int64_t)t - offset_s) * 1000000 + frac_us;
     return 0;
 }
-
-int asdf_catalog_parse_age(const char *s, int64_t *us)
-{
-    char *end;
-    if (!s || !isdigit((unsigned char)*s)) return -1;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || v < 0) return -1;
-    double unit = 0;
-    if (strcmp(end, "s") == 0)
-        unit = 1;
-    else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
-        unit = 60;
-    else if (strcmp(end, "h") == 0)
-        unit = 3600;
-    else if (strcmp(end, "d") == 0)
-        unit = 86400;
-    else if (strcmp(end, "w") == 0)
-        unit = 7 * 86400;
-    else
-        return -1;
-    double total = v * unit * 1e6;
-    if (total > 9.2e18) return -1;
-    *us = (int64_t)total;
-    return 0;
-}

@@ -41,6 +41,19 @@ static const dcbus_setting_t good_settings[] = {
      .allowed = "fast|slow",
      .description = "how"},
     {.name = "types", .type = DCBUS_SETTING_MAP, .description = "checked by the plugin"},
+    {.name = "every",
+     .type = DCBUS_SETTING_DURATION,
+     .dflt = "1m",
+     .min = 1,
+     .max = 86400,
+     .description = "how often"},
+    {.name = "room",
+     .type = DCBUS_SETTING_SIZE,
+     .dflt = "none",
+     .allowed = "none|all",
+     .min = 4096,
+     .max = DCBUS_SETTING_NO_MAX,
+     .description = "how much"},
     DCBUS_SETTINGS_END};
 
 DCBUS_COLLECTOR(good_ops, .open = good_open, .close = good_close, .collect = good_collect);
