@@ -50,7 +50,7 @@ static void print_help(void)
 static const char *allowed_text(const dcbus_setting_t *s, char *buf, size_t len)
 {
     bool duration = s->type == DCBUS_SETTING_DURATION, size = s->type == DCBUS_SETTING_SIZE;
-    const char *unit = duration ? " s" : size ? " bytes" : "";
+    const char *unit = dcb_setting_range_unit(s->type);
     if (s->allowed)
         snprintf(buf, len, "%s%s", s->allowed,
                  duration ? " or a duration"

@@ -60,6 +60,11 @@ const char *dcb_setting_type_name(dcbus_setting_type_t type)
     return "?";
 }
 
+const char *dcb_setting_range_unit(dcbus_setting_type_t type)
+{
+    return type == DCBUS_SETTING_DURATION ? " s" : type == DCBUS_SETTING_SIZE ? " bytes" : "";
+}
+
 size_t dcb_edit_distance(const char *a, const char *b)
 {
     /* Optimal string alignment: insertions, deletions, substitutions and a
@@ -184,14 +189,11 @@ static void check_scalar_choice(check_t *c, const dcbus_setting_t *s, const dcb_
         problem_at(c, v->line, v->column, key, "\"%s\" is not one of %s", v->scalar, s->allowed);
 }
 
-/* The range's ends are seconds for a DURATION and bytes for a SIZE. */
 static void check_range(check_t *c, const dcbus_setting_t *s, const dcb_node_t *v, const char *key,
                         double x)
 {
     if (!(s->min < s->max) || (x >= s->min && x <= s->max)) return;
-    const char *unit = s->type == DCBUS_SETTING_DURATION ? " s"
-                       : s->type == DCBUS_SETTING_SIZE   ? " bytes"
-                                                         : "";
+    const char *unit = dcb_setting_range_unit(s->type);
     if (s->max >= DCBUS_SETTING_NO_MAX)
         problem_at(c, v->line, v->column, key, "%s is out of range: at least %.15g%s", v->scalar,
                    s->min, unit);

@@ -44,8 +44,11 @@ int dcb_settings_expand(const dcbus_plugin_t *desc, const dcb_node_t *settings, 
  * near enough to be a likely misspelling. */
 const dcbus_setting_t *dcb_settings_nearest(const dcbus_plugin_t *desc, const char *key);
 
-/* "string", "int", "double", "bool", "list", "map" (or "?"). */
+/* "string", "int", "double", "bool", "list", "map", "duration", "size" (or "?"). */
 const char *dcb_setting_type_name(dcbus_setting_type_t type);
+/* The unit of a type's `min` and `max` as messages write it after a
+ * number: " s" for a duration, " bytes" for a size, "" for the others. */
+const char *dcb_setting_range_unit(dcbus_setting_type_t type);
 
 /* Edit distance between two strings: insertions, deletions, substitutions
  * and swaps of two neighbouring letters, one edit each (optimal string

@@ -16,6 +16,7 @@
  */
 #include "asdf.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -62,12 +63,10 @@ static int read_settings(asdf_t *self)
     /* external_frames: false (never), true (always) or a size (when the
      * session's frames are larger); the host has checked which. */
     const char *ext = h->config_str(self->ctx, "external_frames", "false");
-    if (strcmp(ext, "false") == 0 || strcmp(ext, "no") == 0)
-        self->external_over = -1;
-    else if (strcmp(ext, "true") == 0 || strcmp(ext, "yes") == 0)
-        self->external_over = 0;
-    else
+    if (isdigit((unsigned char)*ext))
         self->external_over = h->config_size(self->ctx, "external_frames", -1);
+    else
+        self->external_over = h->config_bool(self->ctx, "external_frames", false) ? 0 : -1;
     self->retention_idle_us = h->config_duration_ns(self->ctx, "retention_idle", 0) / 1000;
     return routes_load(self);
 }
