@@ -301,6 +301,20 @@ static void on_session_changed(void *arg, const dcb_session_t *ended, const dcb_
     announce_session(self, begun, "start");
 }
 
+const dcb_session_t *broker_close_session(dcb_broker_t *self, const char *status, char *why,
+                                          size_t whylen)
+{
+    const dcb_session_t *active = dcb_sessions_active(self->sessions);
+    if (!dcb_sessions_valid_end(status, why, whylen)) return NULL;
+    if (active->end_us) return active; /* closed already: the same answer again */
+    const dcb_session_t *ended = dcb_sessions_stop(self->sessions, status, wall_us(), why, whylen);
+    if (!ended) return NULL;
+    dcb_info("session closed: the bus is stopping", "session=%s status=%s", ended->id,
+             ended->status);
+    announce_session(self, ended, "end");
+    return ended;
+}
+
 /* ---------------------------------------------------------------------------
  * Set-up
  */
@@ -741,6 +755,10 @@ static void on_report(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
         char type[64] = "UNKNOWN";
         dcb_map_get_str(m->body_span, "event_type", type, sizeof type);
         snprintf(topic, sizeof topic, "event.%s.%s", type, instance);
+        dcb_session_closed_t closed;
+        if (rt_peer_role(peer) == DCBUS_ROLE_STORAGE &&
+            dcb_session_closed_unpack(m->body_span, &closed))
+            rt_peer_session_closed(peer, closed.session);
     } else {
         dcb_errinfo_t e;
         dcb_errinfo_text_t text;
@@ -882,12 +900,16 @@ static void periodic(dcb_broker_t *self, int64_t now)
 }
 
 /* A clean stop ends the active session for the monitors: session.end and
- * SESSION_END.  Workers are not told; a broker that starts again begins a
- * new session and gives it to each in READY.  The topics socket then
- * lingers a moment, so the message leaves before the socket closes. */
+ * SESSION_END.  Workers are not told (they are gone, or going: a bus that
+ * wants its sinks to finish the session asks session_close first, see
+ * broker_close_session); a broker that starts again begins a new session
+ * and gives it, and the ended ones, to each in READY.  The topics socket
+ * then lingers a moment, so the message leaves before the socket closes. */
 static void announce_stop(dcb_broker_t *self)
 {
-    const dcb_session_t *ended = dcb_sessions_stop(self->sessions, wall_us());
+    char why[128];
+    const dcb_session_t *ended =
+        dcb_sessions_stop(self->sessions, "completed", wall_us(), why, sizeof why);
     if (ended) publish_session(self, ended, "end");
     zsock_set_linger(self->topics, 1000);
 }

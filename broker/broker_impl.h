@@ -48,7 +48,7 @@ struct dcb_broker {
     uint64_t refused_batches; /* batches not taken: not acknowledged, not carried */
     uint64_t published, publish_dropped;
     uint64_t topic_seq[DCB_TOPIC_FAMILIES]; /* the last number of each family (topicseq.h) */
-    int data_subscribers; /* subscriptions that match data.* */
+    int data_subscribers;                   /* subscriptions that match data.* */
     /* backlogs of the sinks marked critical: false */
     dcb_backlog_t **backlogs;
     size_t nbacklogs;
@@ -105,6 +105,14 @@ void broker_publish_error(dcb_broker_t *self, dcbus_error_type_t type, const cha
 void broker_read_subscriptions(dcb_broker_t *self);
 /* The metrics topic: the stats map. */
 void broker_publish_metrics(dcb_broker_t *self);
+
+/* broker.c, session_close: the bus is about to stop.  The active session ends with
+ * `status` and none begins until the broker restarts; collectors and
+ * monitors are told at once, the sinks once it is settled, so they finish
+ * its artifacts while they still run.  Asked again, it answers the same
+ * ended session.  NULL with a reason for a bad status. */
+const dcb_session_t *broker_close_session(dcb_broker_t *self, const char *status, char *why,
+                                          size_t whylen);
 
 /* requests.c: a client's REQUEST, answered or forwarded to its storage
  * worker; a storage worker's REPLY relayed to the client; forwarded

@@ -221,6 +221,17 @@ static int op_session_end(dcb_broker_t *self, dcbus_span_t args, msgpack_packer 
     return 0;
 }
 
+static int op_session_close(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
+                            size_t whylen)
+{
+    char status[16] = "completed";
+    dcb_map_get_str(args, "status", status, sizeof status);
+    const dcb_session_t *closed = broker_close_session(self, status, why, whylen);
+    if (!closed) return -1;
+    dcb_session_pack(closed, pk);
+    return 0;
+}
+
 /* pause and resume: tells the collector, which stops or starts collect(). */
 static int control_source(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, char *why,
                           size_t whylen, bool pause)
@@ -303,6 +314,7 @@ static const struct {
              {"sessions", op_sessions},
              {"session_start", op_session_start},
              {"session_end", op_session_end},
+             {"session_close", op_session_close},
              {"pause", op_pause},
              {"resume", op_resume},
              {"replay", op_replay}};

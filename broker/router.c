@@ -121,6 +121,7 @@ struct rt_peer {
     rt_list_t held;
     rt_work_t *probe;       /* a suspect batch it holds alone, or NULL */
     uint64_t records_given; /* for balancing replicas by work, not turns */
+    char closed[128];       /* a sink: the last session it said it closed */
 };
 
 struct rt_router {
@@ -522,6 +523,11 @@ const char *rt_peer_instance(const rt_peer_t *peer)
 dcbus_role_t rt_peer_role(const rt_peer_t *peer)
 {
     return peer->inst->role;
+}
+
+void rt_peer_session_closed(rt_peer_t *peer, const char *session)
+{
+    snprintf(peer->closed, sizeof peer->closed, "%s", session);
 }
 
 uint32_t rt_peer_inflight(const rt_peer_t *peer)
@@ -1207,13 +1213,24 @@ size_t rt_batches_in_flight(const rt_router_t *self)
  * Statistics
  */
 
+/* The session every connected replica of a sink said it closed, or "". */
+static const char *closed_by_all(const rt_instance_t *inst)
+{
+    if (!inst->npeers) return "";
+    for (size_t i = 1; i < inst->npeers; i++)
+        if (strcmp(inst->peers[i]->closed, inst->peers[0]->closed) != 0) return "";
+    return inst->peers[0]->closed;
+}
+
 static void pack_instance(msgpack_packer *pk, const rt_instance_t *inst, const char *status)
 {
     uint64_t inflight = 0;
     for (size_t i = 0; i < inst->npeers; i++)
         inflight += inst->peers[i]->held.count;
-    msgpack_pack_map(pk, status ? 14 : 13);
+    bool sink = inst->role == DCBUS_ROLE_STORAGE;
+    msgpack_pack_map(pk, 13 + (status != NULL) + sink);
     if (status) dcb_pack_kv_str(pk, "status", status);
+    if (sink) dcb_pack_kv_str(pk, "closed_session", closed_by_all(inst));
     dcb_pack_kv_str(pk, "instance", inst->name);
     dcb_pack_kv_str(pk, "role", role_name(inst->role));
     dcb_pack_kv_str(pk, "plugin", inst->plugin);

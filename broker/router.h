@@ -139,6 +139,9 @@ const void *rt_peer_id(const rt_peer_t *peer, size_t *len);
 const char *rt_peer_instance(const rt_peer_t *peer);
 dcbus_role_t rt_peer_role(const rt_peer_t *peer);
 uint32_t rt_peer_inflight(const rt_peer_t *peer);
+/* A sink said it closed `session` (its EVENT SESSION_CLOSED): the stats'
+ * `closed_session` of its instance, once every replica has said so. */
+void rt_peer_session_closed(rt_peer_t *peer, const char *session);
 
 /* DATA from a collector: RT_NEW if the router has not seen its (stream,
  * seq) -- it now counts as taken, to be spooled and admitted --, RT_KNOWN if

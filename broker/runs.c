@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "messages.h"
 #include "proto.h"
 
 typedef enum { ST_IDLE, ST_RUNNING, ST_PAUSED, ST_STOPPED, ST_ERROR } source_status_t;
@@ -78,11 +79,7 @@ void dcb_runs_event(dcb_runs_t *self, const char *type, const char *source, dcbu
     msgpack_packer *pk = &self->body.pk;
     char topic[256];
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 4);
-    dcb_pack_kv_str(pk, "event_type", type);
-    dcb_pack_kv_int(pk, "timestamp", now_us);
-    dcb_pack_kv_str(pk, "source", source);
-    dcb_pack_str(pk, "data");
+    dcb_event_pack_head(pk, type, now_us, source);
     if (data.len)
         pk->callback(pk->data, (const char *)data.data, data.len);
     else

@@ -194,6 +194,13 @@ int dcb_sessions_start(dcb_sessions_t *self, const char *type, dcbus_span_t meta
     return 0;
 }
 
+bool dcb_sessions_valid_end(const char *status, char *why, size_t whylen)
+{
+    if (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0) return true;
+    snprintf(why, whylen, "a session ends completed or failed, not '%s'", status);
+    return false;
+}
+
 int dcb_sessions_end(dcb_sessions_t *self, const char *status, int64_t now_us, char *why,
                      size_t whylen)
 {
@@ -205,19 +212,21 @@ int dcb_sessions_end(dcb_sessions_t *self, const char *status, int64_t now_us, c
         snprintf(why, whylen, "no session to end: only the idle session is active");
         return -1;
     }
-    if (strcmp(status, "completed") != 0 && strcmp(status, "failed") != 0) {
-        snprintf(why, whylen, "a session ends completed or failed, not '%s'", status);
-        return -1;
-    }
+    if (!dcb_sessions_valid_end(status, why, whylen)) return -1;
     replace(self, status, "idle", (dcbus_span_t){NULL, 0}, now_us);
     return 0;
 }
 
-const dcb_session_t *dcb_sessions_stop(dcb_sessions_t *self, int64_t now_us)
+const dcb_session_t *dcb_sessions_stop(dcb_sessions_t *self, const char *status, int64_t now_us,
+                                       char *why, size_t whylen)
 {
-    if (self->stopped) return NULL;
+    if (!dcb_sessions_valid_end(status, why, whylen)) return NULL;
+    if (self->stopped) {
+        snprintf(why, whylen, "the bus is stopping: the session has ended already");
+        return NULL;
+    }
     self->stopped = true;
-    snprintf(self->active.status, sizeof self->active.status, "completed");
+    snprintf(self->active.status, sizeof self->active.status, "%s", status);
     self->active.end_us = now_us;
     save(self, now_us, true);
     return &self->active;

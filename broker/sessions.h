@@ -56,12 +56,17 @@ int dcb_sessions_start(dcb_sessions_t *self, const char *type, dcbus_span_t meta
  * an idle one.  Returns -1 if only the idle session is active. */
 int dcb_sessions_end(dcb_sessions_t *self, const char *status, int64_t now_us, char *why,
                      size_t whylen);
-/* The broker stops: the active session ends as completed and no other
- * begins.  Returns the ended session, for its announcement (the callback
- * is not called); dcb_sessions_active() returns it from then on, ended.
- * Later calls return NULL, and the registry changes no more: start and
- * end refuse, tick does nothing. */
-const dcb_session_t *dcb_sessions_stop(dcb_sessions_t *self, int64_t now_us);
+/* True if a session may end with `status` (completed or failed); else
+ * false with a reason. */
+bool dcb_sessions_valid_end(const char *status, char *why, size_t whylen);
+/* The bus stops: the active session ends with `status` (completed or
+ * failed) and no other begins.  Returns the ended session, for its
+ * announcement (the callback is not called); dcb_sessions_active() returns
+ * it from then on, ended.  Later calls return NULL, and the registry
+ * changes no more: start and end refuse, tick does nothing.  Returns NULL
+ * with a reason for another status. */
+const dcb_session_t *dcb_sessions_stop(dcb_sessions_t *self, const char *status, int64_t now_us,
+                                       char *why, size_t whylen);
 /* Keeps the sessions in the file `path` (sessions_file.h) from now on,
  * taking up first what a broker before this one left there: its ended
  * sessions, and its active session -- which goes on if it is a named one

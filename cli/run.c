@@ -6,7 +6,10 @@
  * processes (one per replica), taken from the directory `dcbus` itself was
  * run from.  Start order is broker, sinks and handlers, processors,
  * collectors, so every stage has somewhere to send to; stop order is the
- * reverse, so each stage drains into stages still running.  Crashed
+ * reverse, so each stage drains into stages still running.  Before the
+ * sinks stop, the active session is closed and the sinks are waited for
+ * (closing.h), so each finishes that session's files and rows now, not at
+ * the bus's next start.  Crashed
  * children are restarted with back-off.  The run ends when every collector
  * has finished its source (or on SIGINT/SIGTERM); before the broker stops,
  * its counters are fetched and summarised on stdout.
@@ -30,6 +33,7 @@
 
 #include "cli.h"
 #include "client.h"
+#include "closing.h"
 #include "log.h"
 #include "runs.h"
 #include "stats.h"
@@ -59,8 +63,11 @@ static void print_help(void)
            "The run ends when every collector has finished its source, or on\n"
            "SIGINT/SIGTERM: collectors, processors, sinks and handlers, then the\n"
            "broker are stopped in that order (SIGTERM; SIGKILL after the stop\n"
-           "timeout, or at once on a second signal).  A summary of records per\n"
-           "instance and where the data went is printed on stdout.\n\n"
+           "timeout, or at once on a second signal).  Before the sinks stop, the\n"
+           "active session is closed ('dcbus sessions close') and the sinks are\n"
+           "given up to the stop timeout to finish it: its ASDF file, run file or\n"
+           "sessions row is complete when dcbus run returns.  A summary of records\n"
+           "per instance and where the data went is printed on stdout.\n\n"
            "Runs: a collector's run (one pass over its source) is kept by the\n"
            "broker's spool.  Run again, dcbus run continues each collector's run --\n"
            "after a kill, a stop or a stuck drain, what is still in flight is\n"
@@ -355,6 +362,42 @@ static supervisor_end_t drain(const dcb_config_t *cfg, supervisor_t *sv)
     return end;
 }
 
+typedef struct {
+    cli_client_t *client;
+    const char *session;
+    char waiting[128]; /* a sink that has not closed it yet */
+} closing_t;
+
+static bool sinks_closed(void *arg)
+{
+    closing_t *c = arg;
+    return cli_sinks_closed(c->client, c->session, c->waiting, sizeof c->waiting);
+}
+
+/* Before the sinks stop: the session is closed and they are waited for
+ * (closing.h).  One that does not finish in time finishes at the bus's next
+ * start, from the broker's record of the session, as before. */
+static void close_session(const dcb_config_t *cfg, supervisor_t *sv, int64_t timeout_ms)
+{
+    char err[512], id[128];
+    cli_client_t *client = cli_client_new(cfg->bus_endpoint, err, sizeof err);
+    if (!client) return;
+    if (cli_session_close(client, "completed", SUMMARY_TIMEOUT_MS, id, sizeof id, err,
+                          sizeof err) != CLI_CALL_OK) {
+        dcb_warn("cannot close the session: the sinks finish it at the next start", "error=\"%s\"",
+                 err);
+    } else {
+        dcb_info("session closed; waiting for the sinks to finish it", "session=%s", id);
+        closing_t c = {client, id, ""};
+        if (supervisor_await(sv, sinks_closed, &c, 100, timeout_ms))
+            dcb_info("every sink closed the session", "session=%s", id);
+        else
+            dcb_warn("a sink did not close the session in time: it finishes it at its next start",
+                     "session=%s sink=%s", id, c.waiting[0] ? c.waiting : "?");
+    }
+    cli_client_destroy(&client);
+}
+
 static int run(const dcb_config_t *cfg, const run_opts_t *o, const char *broker_prog,
                const char *worker_prog)
 {
@@ -375,6 +418,7 @@ static int run(const dcb_config_t *cfg, const run_opts_t *o, const char *broker_
     if (end == SUPERVISOR_DONE) end = drain(cfg, sv);
     dcb_info("stopping", "reason=\"%s\"", end_reason(end));
     for (int stage = STAGE_COUNT - 1; stage > STAGE_BROKER; stage--) {
+        if (stage == STAGE_SINKS) close_session(cfg, sv, o->sv.stop_timeout_ms);
         dcb_info("stopping stage", "stage=\"%s\"", s_stage_names[stage]);
         supervisor_stop_stage(sv, stage);
     }

@@ -73,6 +73,7 @@ static void decode_instance(dcbus_span_t map, cli_instance_stats_t *s)
     dcb_map_get_str(map, "instance", s->instance, sizeof s->instance);
     dcb_map_get_str(map, "role", s->role, sizeof s->role);
     dcb_map_get_str(map, "plugin", s->plugin, sizeof s->plugin);
+    dcb_map_get_str(map, "closed_session", s->closed_session, sizeof s->closed_session);
     for (size_t i = 0; i < COUNTER_COUNT; i++)
         *counter(s, i) = get_count(map, s_counters[i].key);
 }

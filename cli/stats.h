@@ -21,10 +21,11 @@ typedef struct {
     uint64_t batches_in, batches_out;
     uint64_t records_in, records_out;
     uint64_t errors;
-    uint64_t deaths;   /* its workers that died holding batches */
-    uint64_t hangs;    /* its workers whose plugin call hung */
-    uint64_t queue;    /* batches waiting for this stage */
-    uint64_t inflight; /* batches at its workers */
+    uint64_t deaths;          /* its workers that died holding batches */
+    uint64_t hangs;           /* its workers whose plugin call hung */
+    uint64_t queue;           /* batches waiting for this stage */
+    uint64_t inflight;        /* batches at its workers */
+    char closed_session[128]; /* a sink: the session all its replicas said they closed */
 } cli_instance_stats_t;
 
 /* The on-disk backlog of a `critical: false` sink. */

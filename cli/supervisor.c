@@ -506,6 +506,17 @@ supervisor_end_t supervisor_wait_for(supervisor_t *self, bool (*done)(void *arg)
     }
 }
 
+bool supervisor_await(supervisor_t *self, bool (*done)(void *arg), void *arg, int every_ms,
+                      int64_t timeout_ms)
+{
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (done(arg)) return true;
+        if (self->force || now_ms() >= deadline) return false;
+        supervisor_poll(self, every_ms);
+    }
+}
+
 static bool stage_running(const supervisor_t *self, int stage)
 {
     for (size_t i = 0; i < self->count; i++)

@@ -78,6 +78,12 @@ supervisor_end_t supervisor_wait(supervisor_t *self);
  * then SUPERVISOR_DONE), a signal arrives, or a child kept failing. */
 supervisor_end_t supervisor_wait_for(supervisor_t *self, bool (*done)(void *arg), void *arg,
                                      int every_ms);
+/* During a stop: supervises (children of the stages still running are
+ * restarted as ever) until done(arg) is true (asked every `every_ms`),
+ * `timeout_ms` has passed, or a second SIGINT/SIGTERM asks for the stop at
+ * once.  True if done. */
+bool supervisor_await(supervisor_t *self, bool (*done)(void *arg), void *arg, int every_ms,
+                      int64_t timeout_ms);
 /* Stops the children of `stage`: SIGTERM, then SIGKILL after the timeout
  * (or at once after a second SIGINT/SIGTERM).  Children of lower stages
  * stay supervised meanwhile; higher stages must be stopped already. */

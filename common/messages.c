@@ -188,6 +188,40 @@ void dcb_session_note_unpack(dcbus_span_t body, dcb_session_note_t *m)
     }
 }
 
+void dcb_event_pack_head(msgpack_packer *pk, const char *type, int64_t timestamp_us,
+                         const char *source)
+{
+    msgpack_pack_map(pk, 4);
+    dcb_pack_kv_str(pk, "event_type", type);
+    dcb_pack_kv_int(pk, "timestamp", timestamp_us);
+    dcb_pack_kv_str(pk, "source", source);
+    dcb_pack_str(pk, "data");
+}
+
+void dcb_session_closed_pack(const dcb_session_closed_t *m, msgpack_packer *pk)
+{
+    dcb_event_pack_head(pk, DCB_EVENT_SESSION_CLOSED, m->timestamp_us, m->source);
+    msgpack_pack_map(pk, 3);
+    dcb_pack_kv_str(pk, "session", m->session);
+    dcb_pack_kv_str(pk, "status", m->status);
+    dcb_pack_kv_bool(pk, "ok", m->ok);
+}
+
+bool dcb_session_closed_unpack(dcbus_span_t body, dcb_session_closed_t *m)
+{
+    memset(m, 0, sizeof *m);
+    char type[32] = "";
+    dcbus_span_t data;
+    dcb_map_get_str(body, "event_type", type, sizeof type);
+    dcb_map_get_int(body, "timestamp", &m->timestamp_us);
+    dcb_map_get_str(body, "source", m->source, sizeof m->source);
+    if (strcmp(type, DCB_EVENT_SESSION_CLOSED) != 0 || !dcb_map_get_raw(body, "data", &data))
+        return false;
+    dcb_map_get_str(data, "status", m->status, sizeof m->status);
+    dcb_map_get_bool(data, "ok", &m->ok);
+    return dcb_map_get_str(data, "session", m->session, sizeof m->session) && m->session[0];
+}
+
 dcbus_session_t dcb_session_note_view(const dcb_session_note_t *m)
 {
     static const uint8_t empty_map = 0x80;

@@ -10,9 +10,9 @@
  * give absent fields their documented defaults.  Strings are copied,
  * NUL-terminated, cut to their field's size.
  *
- * DATA (a batch envelope, envelope.h), EVENT and ERROR from workers (a
- * SystemEvent and an ErrorInfo, published as they are) and HEARTBEAT (an
- * empty map) are not here.
+ * DATA (a batch envelope, envelope.h), ERROR from workers (an ErrorInfo,
+ * errinfo.h) and HEARTBEAT (an empty map) are not here; of EVENT (a
+ * SystemEvent, published as it is) only its head is.
  */
 #ifndef DCB_MESSAGES_H
 #define DCB_MESSAGES_H
@@ -106,6 +106,32 @@ void dcb_session_note_pack(const dcb_session_note_t *m, msgpack_packer *pk);
 void dcb_session_note_unpack(dcbus_span_t body, dcb_session_note_t *m);
 /* The note as a plugin sees it; valid while `m` is. */
 dcbus_session_t dcb_session_note_view(const dcb_session_note_t *m);
+
+/* EVENT, worker -> broker: a SystemEvent {event_type, timestamp, source,
+ * data}.  Packs the map's first three pairs and the key "data"; the caller
+ * packs the data value. */
+void dcb_event_pack_head(msgpack_packer *pk, const char *type, int64_t timestamp_us,
+                         const char *source);
+
+/* EVENT SESSION_CLOSED, sink -> broker: the sink has done what a SESSION
+ * end asked (made durable what it had, finished the session's artifacts,
+ * or found it had none).  A whole SystemEvent, published on
+ * event.SESSION_CLOSED.<instance> like any other:
+ * {event_type, timestamp, source, data: {session, status, ok}}.  The broker keeps
+ * the last one per replica (stats: closed_session), which is what a bus
+ * about to stop waits for (session_close, docs/protocol.md). */
+#define DCB_EVENT_SESSION_CLOSED "SESSION_CLOSED"
+typedef struct {
+    char session[DCB_NAME_MAX];
+    char source[DCB_NAME_MAX]; /* the sink instance */
+    char status[32];           /* the session's: completed or failed */
+    bool ok;                   /* the plugin closed it without an error */
+    int64_t timestamp_us;
+} dcb_session_closed_t;
+
+void dcb_session_closed_pack(const dcb_session_closed_t *m, msgpack_packer *pk);
+/* False if `body` is not a SESSION_CLOSED event naming a session. */
+bool dcb_session_closed_unpack(dcbus_span_t body, dcb_session_closed_t *m);
 
 /* TASK, collector -> broker: how far its run is. */
 typedef struct {

@@ -337,12 +337,8 @@ static void hook_error(void *arg, const dcbus_error_t *e)
 static void hook_event(void *arg, const char *type, dcbus_span_t data)
 {
     dcb_worker_t *self = arg;
-    msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
-    msgpack_pack_map(pk, 3);
-    dcb_pack_kv_str(pk, "event_type", type);
-    dcb_pack_kv_int(pk, "timestamp", dcb_host_services()->now_us());
-    dcb_pack_str(pk, "data");
+    dcb_event_pack_head(&self->body.pk, type, dcb_host_services()->now_us(), self->wcfg->name);
     pack_event_data(&self->body, data);
     worker_send(self, DCB_CMD_EVENT, dcb_body_span(&self->body));
 }

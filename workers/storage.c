@@ -22,6 +22,7 @@
  */
 #include "calls.h"
 #include "log.h"
+#include "messages.h"
 #include "mpread.h"
 #include "role.h"
 #include "worker.h"
@@ -113,8 +114,8 @@ static void open_session(dcb_worker_t *self, const dcb_session_note_t *note)
 }
 
 /* What is stored so far is made durable first: the plugin may finish the
- * session's artifact on close. */
-static void close_session(dcb_worker_t *self, const dcb_session_note_t *note)
+ * session's artifact on close.  Returns the plugin's answer. */
+static int close_session(dcb_worker_t *self, const dcb_session_note_t *note)
 {
     if (self->storage.nunacked) flush_now(self);
     dcbus_session_t s = dcb_session_note_view(note);
@@ -122,6 +123,21 @@ static void close_session(dcb_worker_t *self, const dcb_session_note_t *note)
     if (rc != DCBUS_OK) dcb_warn("session_close failed", "session=%s rc=%d", note->id, rc);
     forget_told(self, note->id);
     if (strcmp(self->storage.active.id, note->id) == 0) self->storage.active.id[0] = '\0';
+    return rc;
+}
+
+/* Tells the broker that a SESSION end was done (messages.h: SESSION_CLOSED),
+ * so that a bus about to stop can wait for its sinks to finish the session
+ * before stopping them. */
+static void confirm_closed(dcb_worker_t *self, const dcb_session_note_t *note, bool ok)
+{
+    dcb_session_closed_t m = {.ok = ok, .timestamp_us = dcb_host_services()->now_us()};
+    snprintf(m.session, sizeof m.session, "%s", note->id);
+    snprintf(m.source, sizeof m.source, "%s", self->wcfg->name);
+    snprintf(m.status, sizeof m.status, "%s", note->status);
+    dcb_body_reset(&self->body);
+    dcb_session_closed_pack(&m, &self->body.pk);
+    worker_send(self, DCB_CMD_EVENT, dcb_body_span(&self->body));
 }
 
 /* Before a batch of a session the plugin was not told of. */
@@ -144,7 +160,7 @@ static void described_on_session(dcb_worker_t *self, const dcb_session_note_t *n
         self->storage.active = *note;
         open_session(self, note);
     } else if (strcmp(note->event, "end") == 0 && note->id[0]) {
-        close_session(self, note);
+        confirm_closed(self, note, close_session(self, note) == DCBUS_OK);
     }
 }
 
@@ -177,10 +193,13 @@ static void storage_on_session(dcb_worker_t *self, const dcb_session_note_t *not
     const char *event = note->event, *id = note->id, *type = note->type, *status = note->status;
     if (strcmp(event, "begin") == 0 && id[0] && strcmp(id, self->storage.session) != 0) {
         switch_session(self, id, type);
-    } else if (strcmp(event, "end") == 0 && strcmp(id, self->storage.session) == 0) {
-        if (self->storage.nunacked) flush_now(self);
-        call_session_end(self, id, status);
-        self->storage.session[0] = '\0';
+    } else if (strcmp(event, "end") == 0 && id[0]) {
+        if (strcmp(id, self->storage.session) == 0) {
+            if (self->storage.nunacked) flush_now(self);
+            call_session_end(self, id, status);
+            self->storage.session[0] = '\0';
+        }
+        confirm_closed(self, note, true);
     }
 }
 

@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+from instruments_ref import frame, jitter  # noqa: E402
 
 START_TS = 1765749600000000
 FRAMES, SAMPLES = 450, 900
@@ -46,34 +47,6 @@ pipelines:
   frames: {from: cam, to: [csv]}
   tele: {from: tel, to: [csv]}
 """ % (W, H, FRAMES, SEED, START_TS, SAMPLES, START_TS, bus.path("csv")))
-
-
-def frame(n, width, height, dtype, seed):
-    """The camera README's formula, as written there."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.uint32)
-    h = x * np.uint32(0x9E3779B1) + y * np.uint32(0x85EBCA77) \
-        + np.uint32((n * 0xC2B2AE3D + seed) & 0xFFFFFFFF)
-    h ^= h >> np.uint32(15)
-    h *= np.uint32(0x2C1B3C6D)
-    h ^= h >> np.uint32(12)
-    if dtype == "uint8":
-        return (h >> np.uint32(24)).astype(np.uint8)
-    if dtype == "uint16":
-        return (h >> np.uint32(16)).astype(np.uint16)
-    return (h >> np.uint32(8)).astype(np.float32) / np.float32(16777216.0)
-
-
-def splitmix(x):
-    m = (1 << 64) - 1
-    z = (x + 0x9E3779B97F4A7C15) & m
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
-    return z ^ (z >> 31)
-
-
-def jitter(seed, n, k):
-    z = splitmix((seed * 0x100000001B3 + n * 8 + k) & ((1 << 64) - 1))
-    return (z >> 11) * 2.0 ** -53 * 2.0 - 1.0
 
 
 def rows(stream):

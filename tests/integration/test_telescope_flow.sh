@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_telescope_flow.sh -- scripts/telescope-flow end to end on a copy of
 # config/telescope.yaml in a temp dir (its bus, spool, data and ports
-# there): the asdf sink writes one file per session ended (idle, the failed
-# alignment, idle, the alignment, idle, the observation of M31), the
+# there): the asdf sink writes one file per session (idle, the failed
+# alignment, idle, the alignment, idle, the observation of M31, and the
+# last idle, closed when the bus stops), the
 # catalog rebuilt from them lists those sessions, the failed alignment and
 # the M31 observation are found by their queries, and python3-asdf opens
 # the observation's file.
@@ -28,9 +29,9 @@ DCBUS_BUILD_DIR=$BUILD TELESCOPE_PORT=$port "$SOURCE/scripts/telescope-flow" --n
 rc=$?
 check "the flow runs to its end" test $rc -eq 0
 files=$(find "$tmp/data" -path '*/.staging' -prune -o -name '*.asdf' -print | sort)
-check "six files, one per session ended" test "$(wc -l <<<"$files")" -eq 6
+check "seven files, one per session, the last idle's too" test "$(wc -l <<<"$files")" -eq 7
 check "the observation's file is named for M31" grep -q '/observation_m31_[0-9_]*\.asdf$' <<<"$files"
-check "the rebuilt catalog has six sessions" grep -q "rebuilt the catalog of .*: 6 sessions, 0 files skipped" "$tmp/flow.log"
+check "the rebuilt catalog has seven sessions" grep -q "rebuilt the catalog of .*: 7 sessions, 0 files skipped" "$tmp/flow.log"
 check "the failed alignment is found" grep -A2 "== failed alignment sessions" "$tmp/flow.log" | grep -q "alignment  *failed"
 check "the M31 observation is found" grep -A2 "== observations of targets starting with M" "$tmp/flow.log" | grep -q "observation  *completed M31"
 check "python3-asdf opens it" grep -q "cameras/main/frames: uint16" "$tmp/flow.log"

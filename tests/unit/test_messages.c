@@ -242,6 +242,49 @@ static void test_request_and_reply(void **state)
     dcb_body_destroy(&b);
 }
 
+/* SESSION_CLOSED: a whole SystemEvent (source included, as every event
+ * has), read back; another event, or one naming no session, is not one. */
+static void test_session_closed(void **state)
+{
+    (void)state;
+    dcb_body_t b;
+    dcb_body_init(&b);
+    dcb_session_closed_t m = {.ok = true, .timestamp_us = 1765749600000000};
+    snprintf(m.session, sizeof m.session, "idle-20261207T112900Z-c7dc7929-1");
+    snprintf(m.source, sizeof m.source, "archive");
+    snprintf(m.status, sizeof m.status, "failed");
+    dcb_session_closed_pack(&m, &b.pk);
+    assert_int_equal(map_pairs(&b), 4);
+    dcbus_span_t body = dcb_body_span(&b), data;
+    char v[64];
+    assert_true(dcb_map_get_str(body, "event_type", v, sizeof v));
+    assert_string_equal(v, "SESSION_CLOSED");
+    assert_true(dcb_map_get_raw(body, "data", &data));
+    assert_true(dcb_map_get_str(data, "session", v, sizeof v));
+    dcb_session_closed_t back;
+    assert_true(dcb_session_closed_unpack(body, &back));
+    assert_string_equal(back.session, m.session);
+    assert_string_equal(back.source, "archive");
+    assert_string_equal(back.status, "failed");
+    assert_true(back.ok);
+    assert_int_equal(back.timestamp_us, m.timestamp_us);
+
+    dcb_body_reset(&b); /* another event with the same data */
+    dcb_event_pack_head(&b.pk, "SESSION_END", 1, "broker");
+    msgpack_pack_map(&b.pk, 1);
+    dcb_pack_kv_str(&b.pk, "session", "x");
+    assert_int_equal(map_pairs(&b), 4);
+    assert_false(dcb_session_closed_unpack(dcb_body_span(&b), &back));
+
+    dcb_body_reset(&b); /* no session named */
+    dcb_event_pack_head(&b.pk, "SESSION_CLOSED", 1, "archive");
+    msgpack_pack_map(&b.pk, 1);
+    dcb_pack_kv_str(&b.pk, "session", "");
+    assert_false(dcb_session_closed_unpack(dcb_body_span(&b), &back));
+    assert_false(dcb_session_closed_unpack(s_empty, &back));
+    dcb_body_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_ack_and_nack),
         cmocka_unit_test(test_small_bodies),
         cmocka_unit_test(test_request_and_reply),
+        cmocka_unit_test(test_session_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -298,7 +298,8 @@ static void test_stop(void **state)
     char why[256] = "";
     dcb_sessions_start(f->reg, "observation", NO_META, T0, why, sizeof why);
     int changes = f->changes;
-    const dcb_session_t *ended = dcb_sessions_stop(f->reg, T0 + SECOND);
+    const dcb_session_t *ended =
+        dcb_sessions_stop(f->reg, "completed", T0 + SECOND, why, sizeof why);
     assert_non_null(ended);
     assert_string_equal(ended->type, "observation");
     assert_string_equal(ended->status, "completed");
@@ -306,7 +307,8 @@ static void test_stop(void **state)
     assert_int_equal(f->changes, changes); /* no callback: nothing begins */
     assert_ptr_equal(dcb_sessions_active(f->reg), ended);
     /* Stopped for good. */
-    assert_null(dcb_sessions_stop(f->reg, T0 + 2 * SECOND));
+    assert_null(dcb_sessions_stop(f->reg, "completed", T0 + 2 * SECOND, why, sizeof why));
+    assert_non_null(strstr(why, "ended already"));
     assert_int_equal(dcb_sessions_start(f->reg, "run", NO_META, T0, why, sizeof why), -1);
     assert_non_null(strstr(why, "stopping"));
     assert_int_equal(dcb_sessions_end(f->reg, "completed", T0, why, sizeof why), -1);
@@ -318,10 +320,25 @@ static void test_stop(void **state)
 static void test_stop_idle(void **state)
 {
     fx_t *f = *state;
-    const dcb_session_t *ended = dcb_sessions_stop(f->reg, T0 + 5);
+    char why[128];
+    const dcb_session_t *ended = dcb_sessions_stop(f->reg, "completed", T0 + 5, why, sizeof why);
     assert_non_null(ended);
     assert_string_equal(ended->type, "idle");
     assert_string_equal(ended->status, "completed");
+}
+
+/* session_close ends the session as asked, failed too; no other status. */
+static void test_stop_status(void **state)
+{
+    fx_t *f = *state;
+    char why[128] = "";
+    assert_null(dcb_sessions_stop(f->reg, "aborted", T0 + 5, why, sizeof why));
+    assert_non_null(strstr(why, "completed or failed"));
+    assert_string_equal(dcb_sessions_active(f->reg)->status, "active"); /* unchanged */
+    const dcb_session_t *ended = dcb_sessions_stop(f->reg, "failed", T0 + 6, why, sizeof why);
+    assert_non_null(ended);
+    assert_string_equal(ended->status, "failed");
+    assert_int_equal(ended->end_us, T0 + 6);
 }
 
 /* Settling: an ended session is settled once, the active one never. */
@@ -444,6 +461,7 @@ int main(void)
         T(test_history_ring),
         T(test_stop),
         T(test_stop_idle),
+        T(test_stop_status),
         T(test_settle),
         T(test_restore_named_goes_on),
         T(test_restore_idle_ends),
