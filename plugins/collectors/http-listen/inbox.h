@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keys.h"
+
 typedef enum { BODY_JSON = 0, BODY_MSGPACK } body_kind_t;
 
 typedef struct request {
@@ -32,6 +34,8 @@ typedef struct request {
      * refusal (400, 401, 413, 415) that the collector reports on error.*
      * and answers. */
     struct dcbus_builder *records_built;
+    char key[KEY_MAX_LEN + 1]; /* its Idempotency-Key, "" if none */
+    uint64_t body_hash;        /* with a key: keys_body_hash() of the body */
     int refused;
     char refusal[300];
     /* The answer, written by inbox_answer(): */
@@ -39,6 +43,7 @@ typedef struct request {
     char reason[300]; /* why, for anything but 200 */
     uint64_t seq;     /* 200: the batch that holds the records */
     uint32_t records; /* 200: how many */
+    bool replayed;    /* 200: a repeat of a key's request, answered as the first */
     /* Shared state, under the inbox's lock: */
     bool answered;
     int refs;

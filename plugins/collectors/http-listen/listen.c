@@ -13,12 +13,13 @@
  * requests become a group in flight; batch_acked() answers the group 200.
  *
  * What a 200 promises: the records are in the broker's spool, once (the
- * batch's (stream, seq) is unique and sinks de-duplicate on it).  Nothing
- * is remembered across a restart, and nothing needs to be: a request
- * answered 200 is spooled, one that was not answered is the client's to
- * send again (it may then be stored twice: a record can carry the
- * client's own id for that).  So the plugin has no checkpoint/resume:
- * a restarted collector never emits again what an earlier run sent.
+ * batch's (stream, seq) is unique and sinks de-duplicate on it).  A
+ * request that was not answered (a 504, a cut connection, a kill) is the
+ * client's to send again; with an `Idempotency-Key` header it is stored
+ * once however often it comes (keys.c).  For that the collector numbers
+ * its batches and checkpoint() sends the number with each, so that a
+ * restarted collector learns from resume() which batches the broker's
+ * spool has, hence which remembered keys were stored.
  */
 #include <dcbus/plugin.h>
 
@@ -31,9 +32,11 @@
 #include "../common/setting.h"
 #include "body.h"
 #include "inbox.h"
+#include "keys.h"
 #include "server.h"
 
 #define NAME_MAX_LEN 128
+#define POSITION_TAG "K1" /* checkpoint(): the tag, then the batch's number (8 bytes, big end) */
 
 /* The requests of one batch sent, waiting for its ACK. */
 typedef struct group {
@@ -51,7 +54,12 @@ typedef struct {
     char bearer[512];
     uint32_t batch_records;
     server_options_t options;
+    char keys_dir[4096];
 
+    keys_t *keys;
+    bool keys_confirmed; /* resume() (or the first collect()) said what the spool has */
+    uint64_t next_batch; /* the number the next batch filled gets */
+    uint64_t filling_no; /* the number of the batch being filled */
     inbox_t *inbox;
     server_t *server;
     request_t *filling, **filling_tail; /* in the batch being built */
@@ -82,6 +90,9 @@ static int read_settings(listen_t *self)
         copy_setting(self, self->bearer, sizeof self->bearer, "bearer_token", "") != 0)
         return -1;
     if (self->path[0] != '/') return fail(self, "path must start with '/'");
+    char dflt[NAME_MAX_LEN + 32];
+    snprintf(dflt, sizeof dflt, "data/http-listen/%s", h->instance_name(ctx));
+    if (copy_setting(self, self->keys_dir, sizeof self->keys_dir, "keys_dir", dflt) != 0) return -1;
     self->batch_records = (uint32_t)h->config_int(ctx, "batch_records", 10000);
     self->options = (server_options_t){
         .address = self->address,
@@ -131,6 +142,34 @@ static void report(listen_t *self, int status, const char *why, size_t body_byte
     self->host->report_error(self->ctx, &error);
 }
 
+/* A request with an Idempotency-Key already known: answered now (true),
+ * or taken as new (false, the key remembered as in flight). */
+static bool answered_by_key(listen_t *self, request_t *r)
+{
+    int64_t now = self->host->now_us();
+    switch (keys_lookup(self->keys, r->key, r->body_hash, now, &r->seq, &r->records)) {
+    case KEY_STORED:
+        r->replayed = true;
+        inbox_answer(self->inbox, r, 200, NULL);
+        return true;
+    case KEY_IN_FLIGHT:
+        inbox_answer(self->inbox, r, 409,
+                     "the first request with this Idempotency-Key is not stored yet: send it "
+                     "again after Retry-After");
+        return true;
+    case KEY_OTHER_BODY: {
+        static const char *why = "this Idempotency-Key was used for another body";
+        report(self, 422, why, r->len);
+        inbox_answer(self->inbox, r, 422, why);
+        return true;
+    }
+    case KEY_NEW:
+        break;
+    }
+    keys_begin(self->keys, r->key, r->body_hash, now);
+    return false;
+}
+
 /* One taken request into `out`; returns its records (0 if answered now). */
 static uint32_t take_request(listen_t *self, request_t *r, dcbus_builder_t *out)
 {
@@ -139,8 +178,10 @@ static uint32_t take_request(listen_t *self, request_t *r, dcbus_builder_t *out)
         inbox_answer(self->inbox, r, r->refused, r->refusal);
         return 0;
     }
+    if (r->key[0] && answered_by_key(self, r)) return 0;
     uint32_t n = self->host->batch_count(r->records_built);
     if (n == 0) { /* nothing to store: durable at once */
+        if (r->key[0]) keys_forget(self->keys, r->key);
         inbox_answer(self->inbox, r, 200, NULL);
         return 0;
     }
@@ -154,12 +195,17 @@ static uint32_t take_request(listen_t *self, request_t *r, dcbus_builder_t *out)
     return n;
 }
 
-/* Answers every request of a list, which the collector then no longer holds. */
-static void answer_all(listen_t *self, request_t *list, int status, uint64_t seq, const char *why)
+/* Answers every request of a list, which the collector then no longer
+ * holds.  A 200 makes their keys stored; `forget` forgets them (the
+ * batch was never sent). */
+static void answer_all(listen_t *self, request_t *list, int status, uint64_t seq, const char *why,
+                       bool forget)
 {
     for (request_t *r = list, *next; r; r = next) {
         next = r->next;
         r->seq = seq;
+        if (r->key[0] && status == 200) keys_stored(self->keys, r->key);
+        if (r->key[0] && forget) keys_forget(self->keys, r->key);
         inbox_answer(self->inbox, r, status, why);
     }
 }
@@ -173,24 +219,25 @@ static void listen_close(void *state)
         static const char *unknown =
             "the collector stopped before the broker confirmed: the records may or may not be "
             "stored";
-        answer_all(self, self->filling, 504, 0, unknown);
+        answer_all(self, self->filling, 504, 0, unknown, true);
         for (group_t *g = self->inflight, *next; g; g = next) {
             next = g->next;
-            answer_all(self, g->requests, 504, 0, unknown);
+            answer_all(self, g->requests, 504, 0, unknown, false);
             free(g);
         }
     }
     server_stop(&self->server);
     inbox_destroy(&self->inbox);
+    keys_close(&self->keys);
     msgpack_sbuffer_destroy(&self->scratch);
     free(self);
 }
 
 static int listen_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
 {
-    if (!DCBUS_HOST_HAS(host, batch_append)) {
+    if (!DCBUS_HOST_HAS(host, config_duration_ns)) {
         DCBUS_LOG(host, ctx, DCBUS_LOG_ERROR,
-                  "http-listen: needs a worker host of ABI 2.2 or later");
+                  "http-listen: needs a worker host of ABI 2.6 or later");
         return -1;
     }
     listen_t *self = calloc(1, sizeof *self);
@@ -200,9 +247,21 @@ static int listen_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
     self->filling_tail = &self->filling;
     self->inflight_tail = &self->inflight;
     msgpack_sbuffer_init(&self->scratch);
-    char err[200];
-    if (read_settings(self) != 0 ||
-        !(self->inbox = inbox_new((size_t)host->config_int(ctx, "max_pending", 64)))) {
+    char err[4400] = "";
+    if (read_settings(self) != 0) {
+        listen_close(self);
+        return -1;
+    }
+    self->keys = keys_open(self->keys_dir,
+                           host->config_duration_ns(ctx, "key_ttl", INT64_C(86400000000000)) / 1000,
+                           (size_t)host->config_int(ctx, "max_keys", 100000), err, sizeof err);
+    if (!self->keys) {
+        fail(self, err);
+        listen_close(self);
+        return -1;
+    }
+    self->next_batch = keys_next_batch(self->keys);
+    if (!(self->inbox = inbox_new((size_t)host->config_int(ctx, "max_pending", 64)))) {
         listen_close(self);
         return -1;
     }
@@ -212,10 +271,52 @@ static int listen_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         listen_close(self);
         return -1;
     }
-    host->log_fields(ctx, DCBUS_LOG_INFO, "http-listen serving", "address=%s port=%d path=%s",
-                     self->address, self->options.port, self->path);
+    host->log_fields(ctx, DCBUS_LOG_INFO, "http-listen serving",
+                     "address=%s port=%d path=%s keys_dir=%s", self->address, self->options.port,
+                     self->path, self->keys_dir);
     *state = self;
     return 0;
+}
+
+/* The spool has the collector's batches up to number `batch`: the keys of
+ * later ones are forgotten (keys.h). */
+static int confirm_keys(listen_t *self, uint64_t batch)
+{
+    char err[4400];
+    size_t before = keys_count(self->keys);
+    self->keys_confirmed = true;
+    if (batch >= self->next_batch) self->next_batch = batch + 1;
+    if (keys_confirm_upto(self->keys, batch, self->host->now_us(), err, sizeof err) != 0)
+        return fail(self, err), DCBUS_ERR;
+    self->host->log_fields(self->ctx, DCBUS_LOG_INFO, "http-listen: idempotency keys",
+                           "kept=%zu forgotten=%zu spooled_up_to_batch=%" PRIu64,
+                           keys_count(self->keys), before - keys_count(self->keys), batch);
+    return DCBUS_OK;
+}
+
+static int listen_resume(void *state, const uint8_t *position, size_t len)
+{
+    listen_t *self = state;
+    uint64_t batch = 0;
+    if (len == 2 + 8 && memcmp(position, POSITION_TAG, 2) == 0)
+        for (int i = 0; i < 8; i++)
+            batch = batch << 8 | position[2 + i];
+    else
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_WARN,
+                  "http-listen: the broker's position is not this collector's; keys of "
+                  "batches in flight are forgotten");
+    return confirm_keys(self, batch);
+}
+
+static int listen_checkpoint(void *state, uint8_t *buf, size_t cap, size_t *len)
+{
+    listen_t *self = state;
+    if (cap < 10) return DCBUS_ERR;
+    memcpy(buf, POSITION_TAG, 2);
+    for (int i = 0; i < 8; i++)
+        buf[2 + i] = (uint8_t)(self->filling_no >> (56 - 8 * i));
+    *len = 10;
+    return DCBUS_OK;
 }
 
 static int listen_collect(void *state, dcbus_builder_t *out)
@@ -223,10 +324,13 @@ static int listen_collect(void *state, dcbus_builder_t *out)
     listen_t *self = state;
     uint32_t n = 0;
     request_t *r;
+    /* No resume(): the spool has nothing of this collector's. */
+    if (!self->keys_confirmed && confirm_keys(self, 0) != DCBUS_OK) return DCBUS_ERR;
     self->host->batch_stream(out, self->stream);
     inbox_clear_ready(self->inbox);
     while (n < self->batch_records && (r = inbox_take(self->inbox)))
         n += take_request(self, r, out);
+    if (n) self->filling_no = self->next_batch++;
     return n ? DCBUS_OK : DCBUS_AGAIN;
 }
 
@@ -237,13 +341,34 @@ static int listen_wait_fd(void *state)
     return inbox_ready_fd(((listen_t *)state)->inbox);
 }
 
+/* The keys of the batch about to leave are made durable first: once it
+ * may be in the spool, a restart must know them. */
+static void journal_keys(listen_t *self, uint64_t seq)
+{
+    bool any = false, failed = false;
+    for (request_t *r = self->filling; r; r = r->next) {
+        if (!r->key[0]) continue;
+        any = true;
+        failed |= keys_numbered(self->keys, r->key, self->filling_no, seq, r->records) != 0;
+    }
+    if (any && (failed || keys_sync(self->keys) != 0)) {
+        dcbus_error_t error = {.type = DCBUS_ERROR_STORAGE,
+                               .operation = "batch_sent",
+                               .message = "http-listen: cannot write the Idempotency-Key "
+                                          "journal: a repeat of these requests after a restart "
+                                          "may be stored again"};
+        self->host->report_error(self->ctx, &error);
+    }
+}
+
 static void listen_batch_sent(void *state, const char *stream, uint64_t seq)
 {
     listen_t *self = state;
     (void)stream;
+    journal_keys(self, seq);
     group_t *g = calloc(1, sizeof *g);
     if (!g) { /* cannot follow this batch: its requests learn nothing for sure */
-        answer_all(self, self->filling, 504, 0, "out of memory in the collector");
+        answer_all(self, self->filling, 504, 0, "out of memory in the collector", false);
     } else {
         g->seq = seq;
         g->requests = self->filling;
@@ -262,7 +387,7 @@ static void listen_batch_acked(void *state, const char *stream, uint64_t seq)
         if (g->seq != seq) continue;
         *p = g->next;
         if (self->inflight_tail == &g->next) self->inflight_tail = p;
-        answer_all(self, g->requests, 200, seq, NULL);
+        answer_all(self, g->requests, 200, seq, NULL, false);
         free(g);
         return;
     }
@@ -317,6 +442,22 @@ static const dcbus_setting_t listen_settings[] = {
      .min = 1,
      .max = 4294967295.0,
      .description = "requests are joined into batches of about this many records"},
+    {.name = "keys_dir",
+     .type = DCBUS_SETTING_STR,
+     .dflt = "data/http-listen/<instance>",
+     .description = "where the Idempotency-Key journal is kept"},
+    {.name = "key_ttl",
+     .type = DCBUS_SETTING_DURATION,
+     .dflt = "24h",
+     .min = 1,
+     .max = 366 * 86400.0,
+     .description = "how long a request's Idempotency-Key is remembered"},
+    {.name = "max_keys",
+     .type = DCBUS_SETTING_INT,
+     .dflt = "100000",
+     .min = 1,
+     .max = 100000000,
+     .description = "Idempotency-Keys remembered at most (the oldest go first)"},
     {.name = "max_connections",
      .type = DCBUS_SETTING_INT,
      .dflt = "256",
@@ -327,6 +468,7 @@ static const dcbus_setting_t listen_settings[] = {
 
 DCBUS_COLLECTOR(listen_ops, .open = listen_open, .close = listen_close, .collect = listen_collect,
                 .collect_wait_ms = 100, .wait_fd = listen_wait_fd, .streams = "{stream}",
+                .checkpoint = listen_checkpoint, .resume = listen_resume,
                 .batch_sent = listen_batch_sent, .batch_acked = listen_batch_acked);
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "http-listen", .version = "0.1.0",

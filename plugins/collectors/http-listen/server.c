@@ -44,13 +44,14 @@ static size_t json_escape(char *out, size_t cap, const char *s)
 }
 
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, const char *text,
-                                 const server_options_t *o)
+                                 const server_options_t *o, bool replayed)
 {
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(strlen(text), (void *)text, MHD_RESPMEM_MUST_COPY);
     if (!resp) return MHD_NO;
     MHD_add_response_header(resp, "Content-Type", "application/json");
-    if (status == MHD_HTTP_SERVICE_UNAVAILABLE) {
+    if (replayed) MHD_add_response_header(resp, "Idempotent-Replayed", "true");
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE || status == MHD_HTTP_CONFLICT) {
         char secs[16];
         snprintf(secs, sizeof secs, "%d", o->retry_after_s);
         MHD_add_response_header(resp, "Retry-After", secs);
@@ -70,7 +71,7 @@ static enum MHD_Result send_error(struct MHD_Connection *c, unsigned status, con
     char text[700], esc[600];
     json_escape(esc, sizeof esc, why);
     snprintf(text, sizeof text, "{\"ok\":false,\"error\":\"%s\"}\n", esc);
-    return send_json(c, status, text, o);
+    return send_json(c, status, text, o, false);
 }
 
 /* Constant-time comparison, so the token cannot be guessed byte by byte. */
@@ -128,6 +129,12 @@ static int precheck(server_t *self, struct MHD_Connection *c, const char *url, c
                413;
     if (!inbox_has_room(self->inbox))
         return snprintf(why, whylen, "too many requests waiting for the broker: retry later"), 503;
+    const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+    if (key && !keys_valid(key))
+        return snprintf(why, whylen,
+                        "an Idempotency-Key is 1 to %d printable characters without spaces",
+                        KEY_MAX_LEN),
+               400;
     return 0;
 }
 
@@ -141,6 +148,7 @@ static enum MHD_Result answer(server_t *self, struct MHD_Connection *c, upload_t
         return refuse(self, c, r, 413, why);
     }
     body_parse(o->host, r);
+    if (r->key[0]) r->body_hash = keys_body_hash(r->body, r->len);
     switch (inbox_submit_wait(self->inbox, r, o->ack_timeout_ms)) {
     case INBOX_FULL:
         return send_error(c, 503, "too many requests waiting for the broker: retry later", o);
@@ -157,9 +165,9 @@ static enum MHD_Result answer(server_t *self, struct MHD_Connection *c, upload_t
     if (r->status != 200) return send_error(c, (unsigned)r->status, r->reason, o);
     char text[600], esc[300];
     json_escape(esc, sizeof esc, o->stream);
-    snprintf(text, sizeof text, "{\"ok\":true,\"stream\":\"%s\",\"seq\":%llu,\"records\":%u}\n",
-             esc, (unsigned long long)r->seq, r->records);
-    return send_json(c, 200, text, o);
+    snprintf(text, sizeof text, "{\"ok\":true,\"stream\":\"%s\",\"seq\":%llu,\"records\":%u%s}\n",
+             esc, (unsigned long long)r->seq, r->records, r->replayed ? ",\"replayed\":true" : "");
+    return send_json(c, 200, text, o, r->replayed);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -187,6 +195,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO;
         }
         r->kind = kind;
+        const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+        if (key) snprintf(r->key, sizeof r->key, "%s", key);
         u->request = r;
         *con_cls = u;
         return MHD_YES;

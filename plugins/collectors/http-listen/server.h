@@ -11,6 +11,11 @@
  *   400 / 401 / 413 / 415 {"ok":false,"error":WHY}   refused, reported on error.*
  *   503 + Retry-After                                not taken: retry later
  *   504                                              taken, not confirmed in time
+ *   409 + Retry-After                                its Idempotency-Key's first request
+ *                                                    is not stored yet
+ *   422                                              the key was used for another body
+ *   200 ... "replayed":true + Idempotent-Replayed    the key's request was stored before:
+ *                                                    its answer again, nothing stored
  *
  * Refusals that say something about a client (401, 413, 415) go through
  * the inbox too, so that the collector thread reports them; 404, 405 and
