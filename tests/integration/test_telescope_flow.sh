@@ -24,7 +24,7 @@ check() { # WHAT COMMAND...
     shift
     if "$@"; then echo "ok: $what"; passed=$((passed + 1)); else echo "FAIL: $what"; failed=$((failed + 1)); fi
 }
-DCBUS_BUILD_DIR=$BUILD TELESCOPE_PORT=$port "$SOURCE/scripts/telescope-flow" --no-build \
+DCBUS_BUILD_DIR=$BUILD TELESCOPE_PORT=$port TELESCOPE_LOG=$tmp/run.log "$SOURCE/scripts/telescope-flow" --no-build \
     --observe-seconds 3 --config "$tmp/telescope.yaml" --data "$tmp/data" >"$tmp/flow.log" 2>&1
 rc=$?
 check "the flow runs to its end" test $rc -eq 0
