@@ -615,7 +615,14 @@ static int read_old(runs_t *self, const event_row_t *r, cells_t *c)
     return n > 0 ? 0 : -1;
 }
 
-int events_put(runs_t *self, dcbus_span_t record, const char *session)
+event_row_t *events_find(runs_t *self, const char *id, size_t len)
+{
+    long i = index_find(self, id, len);
+    return i < 0 ? NULL : &self->rows[i];
+}
+
+int events_put(runs_t *self, dcbus_span_t record, const char *session, const char *stream,
+               uint64_t seq)
 {
     char id[512];
     size_t idlen;
@@ -642,6 +649,10 @@ int events_put(runs_t *self, dcbus_span_t record, const char *session)
                     "runs: an update of event %s, which was never saved, is refused", id);
         return DCBUS_PASS;
     }
+    if (known >= 0 && versions_newer(self, &self->rows[known], stream, seq)) {
+        self->stale++; /* a later batch of the stream wrote it: keep that */
+        return DCBUS_OK;
+    }
     cells_t old = {0};
     bool merge = known >= 0 && self->update == UPDATE_MERGE;
     if (merge && read_old(self, &self->rows[known], &old) != 0) {
@@ -651,7 +662,10 @@ int events_put(runs_t *self, dcbus_span_t record, const char *session)
     build_row(self, record, session, merge ? &old : NULL);
     cells_free(&old);
     if (self->row.oom || self->old.oom) return DCBUS_ERETRY;
-    return known < 0 ? append_row(self, id, idlen) : replace_row(self, &self->rows[known]);
+    int rc = known < 0 ? append_row(self, id, idlen) : replace_row(self, &self->rows[known]);
+    if (rc != DCBUS_OK) return rc;
+    event_row_t *row = known < 0 ? &self->rows[self->nrows - 1] : &self->rows[known];
+    return versions_note(self, row, stream, seq) == 0 ? DCBUS_OK : DCBUS_ERETRY;
 }
 
 /* ---------------------------------------------------------------------------

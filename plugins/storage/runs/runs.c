@@ -140,10 +140,11 @@ static void runs_close(void *state)
     if (self->fd >= 0)
         DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_INFO,
                   "runs: %zu events in %s (%llu saved, %llu updated, %llu refused, %llu "
-                  "duplicate batches skipped)",
+                  "duplicate batches skipped, %llu older versions kept out)",
                   self->nrows, self->events_path, (unsigned long long)self->appended,
                   (unsigned long long)self->updated, (unsigned long long)self->refused,
-                  (unsigned long long)self->duplicates);
+                  (unsigned long long)self->duplicates, (unsigned long long)self->stale);
+    versions_close(self);
     events_close(self);
     state_free(self);
     free(self);
@@ -160,6 +161,7 @@ static int runs_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
     self->host = host;
     self->ctx = ctx;
     self->fd = -1;
+    self->versions_fd = -1;
     *state = self;
     self->id_field = host->config_str(ctx, "id_field", "event_id");
     self->op_field = host->config_str(ctx, "op_field", "op");
@@ -173,7 +175,8 @@ static int runs_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
     self->slack_pct = (uint32_t)host->config_int(ctx, "room_pct", 50);
     self->fsync = host->config_bool(ctx, "fsync", false);
     if (DCBUS_HOST_HAS(host, admin_command) && host->admin_command(ctx)) return 0;
-    if (read_paths(self) != DCBUS_OK || events_open(self) != 0 || state_load(self) != 0) {
+    if (read_paths(self) != DCBUS_OK || events_open(self) != 0 || state_load(self) != 0 ||
+        versions_open(self) != 0) {
         runs_close(self);
         *state = NULL;
         return -1;
@@ -194,7 +197,7 @@ static int runs_store(void *state, const dcbus_batch_t *in)
     }
     dcbus_span_t rest = in->records, record;
     while (self->host->record_next(&rest, &record)) {
-        int rc = events_put(self, record, in->session);
+        int rc = events_put(self, record, in->session, in->stream, in->seq);
         if (rc == DCBUS_ERETRY || rc == DCBUS_ERR) return rc;
     }
     return state_note(self, in->stream, in->seq) == 0 ? DCBUS_OK : DCBUS_ERETRY;
@@ -203,7 +206,7 @@ static int runs_store(void *state, const dcbus_batch_t *in)
 static int runs_flush(void *state)
 {
     runs_t *self = state;
-    if (events_commit(self) != 0 || state_commit(self) != 0) {
+    if (events_commit(self) != 0 || versions_commit(self) != 0 || state_commit(self) != 0) {
         int err = errno;
         state_abandon(self);
         runs_report(self, DCBUS_ERROR_STORAGE, "flush", "runs: cannot make %s durable: %s",

@@ -32,6 +32,10 @@ typedef struct {
     uint32_t slot;    /* bytes it may take, line end included */
     uint32_t pending; /* 1 + index in `moved` of its new text, 0 if none */
     char *id;
+    /* Its version: the batch that last wrote it (versions.c). */
+    uint64_t vseq;
+    uint32_t vstream; /* 1 + index in `streams`, 0: not known */
+    bool vdirty;      /* changed since the versions file was last written */
 } event_row_t;
 
 /* A stream's batches: stored and flushed (done), stored since (pending). */
@@ -72,7 +76,13 @@ typedef struct {
     stream_seqs_t *streams;
     size_t nstreams;
     bool state_dirty;
-    uint64_t duplicates, appended, updated, refused;
+    /* versions (versions.c) */
+    char versions_path[RUNS_PATH_MAX + 32];
+    int versions_fd;
+    size_t versions_lines;
+    size_t *vdirty; /* rows whose version changed since the last commit */
+    size_t nvdirty, capvdirty;
+    uint64_t duplicates, appended, updated, refused, stale;
 } runs_t;
 
 /* ---------------------------------------------------------------------------
@@ -92,10 +102,12 @@ int runs_report(runs_t *self, dcbus_error_type_t type, const char *operation, co
  * row torn by a crash at the end is cut off.  0, or -1 with a report. */
 int events_open(runs_t *self);
 void events_close(runs_t *self);
-/* Saves or updates one event record of a batch of `session`.  DCBUS_OK,
- * DCBUS_PASS if the record was refused (reported and counted), or
- * DCBUS_ERETRY on an I/O failure. */
-int events_put(runs_t *self, dcbus_span_t record, const char *session);
+/* Saves or updates one event record of batch (stream, seq) of `session`.
+ * DCBUS_OK (also when a later batch of the stream wrote the event: then it
+ * is left as it is and counted stale), DCBUS_PASS if the record was
+ * refused (reported and counted), or DCBUS_ERETRY on an I/O failure. */
+int events_put(runs_t *self, dcbus_span_t record, const char *session, const char *stream,
+               uint64_t seq);
 /* Makes what was put durable (appends written, rows that outgrew their
  * slot rewritten, fsync as configured).  0, or -1 with errno. */
 int events_commit(runs_t *self);
@@ -106,6 +118,27 @@ typedef int(events_row_fn)(void *arg, char **cells, const size_t *lens, size_t n
 int events_scan(runs_t *self, events_row_fn *each, void *arg);
 /* The column index of `name`, or -1. */
 long events_column(const runs_t *self, const char *name);
+
+/* The row of event `id`, or NULL. */
+event_row_t *events_find(runs_t *self, const char *id, size_t len);
+
+/* ---------------------------------------------------------------------------
+ * versions.c
+ */
+
+/* Reads the versions file back onto the rows (after events_open and
+ * state_load).  0, or -1 with a report. */
+int versions_open(runs_t *self);
+void versions_close(runs_t *self);
+/* True if `row` holds a later version from the same stream than batch
+ * (stream, seq): a batch retried after a later one must not put back what
+ * that one replaced. */
+bool versions_newer(runs_t *self, const event_row_t *row, const char *stream, uint64_t seq);
+/* Batch (stream, seq) wrote `row`.  0, or -1 when out of memory. */
+int versions_note(runs_t *self, event_row_t *row, const char *stream, uint64_t seq);
+/* Writes the versions changed since the last commit (after the events
+ * are durable, before the state).  0, or -1 with errno. */
+int versions_commit(runs_t *self);
 
 /* ---------------------------------------------------------------------------
  * runfile.c
@@ -128,6 +161,11 @@ int runfile_query(runs_t *self, const dcbus_query_t *query);
 /* Reads the state file (missing: nothing is in yet).  0, or -1. */
 int state_load(runs_t *self);
 void state_free(runs_t *self);
+/* The index of stream `name` in `streams` (added if new), or -1. */
+long state_stream(runs_t *self, const char *name);
+/* A stream name as the state file writes it (%XX) back to bytes, in
+ * place; false if malformed. */
+bool state_decode_name(char *s);
 /* True if the batch (stream, seq) is in, or stored since the last commit. */
 bool state_seen(runs_t *self, const char *stream, uint64_t seq);
 /* Notes (stream, seq) as stored.  0, or -1 when out of memory. */

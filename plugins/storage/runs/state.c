@@ -46,8 +46,13 @@ static int hexval(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-/* %XX back to bytes, in place; false if malformed. */
-static bool decode(char *s)
+long state_stream(runs_t *self, const char *name)
+{
+    stream_seqs_t *s = find_or_add(self, name);
+    return s ? (long)(s - self->streams) : -1;
+}
+
+bool state_decode_name(char *s)
 {
     char *out = s;
     for (char *p = s; *p; p++) {
@@ -70,7 +75,7 @@ static int load_line(runs_t *self, char *line)
     char *save, *word = strtok_r(line, " \n", &save);
     if (!word || strcmp(word, "stream") != 0) return -1;
     char *name = strtok_r(NULL, " \n", &save);
-    stream_seqs_t *s = name && decode(name) ? find_or_add(self, name) : NULL;
+    stream_seqs_t *s = name && state_decode_name(name) ? find_or_add(self, name) : NULL;
     if (!s) return -1;
     for (char *r; (r = strtok_r(NULL, " \n", &save));) {
         uint64_t lo, hi;
