@@ -63,15 +63,16 @@ workers:
         step_us: 1000}
   tel: {plugin: telemetry, rate: 100, limit: %d, batch: 5, seed: 2, start_ts: %d,
         step_us: 1000000}
-  logs: {plugin: http-listen, port: %d, path: /logs, stream: logs}
-  events: {plugin: http-listen, port: %d, path: /events, stream: events}
+  logs: {plugin: http-listen, port: %d, path: /logs, stream: logs, keys_dir: %s}
+  events: {plugin: http-listen, port: %d, path: /events, stream: events, keys_dir: %s}
   archive: {plugin: asdf, dir: %s%s}
 pipelines:
   frames: {from: cam, to: [archive]}
   tele: {from: tel, to: [archive]}
   logs: {from: logs, to: [archive]}
   events: {from: events, to: [archive]}
-""" % (W, H, FRAMES, SEED, START_TS, SAMPLES, START_TS, LOGS_PORT, EVENTS_PORT, data,
+""" % (W, H, FRAMES, SEED, START_TS, SAMPLES, START_TS, LOGS_PORT, bus.path("keys", "logs"), EVENTS_PORT,
+       bus.path("keys", "events"), data,
        ", external_frames: true" if EXTERNAL else ""))
 
 

@@ -16,7 +16,8 @@
 # may have come twice (how many groups held redelivered rows is printed: a
 # kill between a commit and its acknowledgement is a matter of timing; the
 # unit test of the plugin redelivers on purpose).  The idle session the ticker did not write in has no
-# counts.
+# counts.  Last, `dcbus sessions close --wait` (a bus about to stop): the
+# idle session's row is completed before the sink stops.
 root=${DCBUS_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 . "$root/tests/integration/pg_env.sh" || exit 1
 . "$(dirname "$0")/lib.sh"
@@ -83,4 +84,11 @@ check "start, end and duration" test "$times" = t -a "$duration" = t
 echo "    | groups with redelivered rows merged: $(grep -c "a group held redelivered rows" "$TMP/pg.log")"
 check "no other session has counts" \
     test "$(sql "SELECT count(*) FROM data_collection_sessions WHERE session_id <> '$session' AND records_count > 0")" -eq 0
+# The bus about to stop: the idle session begun by the end above is closed,
+# and its row says so before the sink is stopped.
+out=$("$BIN/dcbus" sessions close --wait 30 --config "$CFG")
+check "sessions close --wait: every sink closed it" test $? -eq 0
+idle=$(sed -n 's/^closed session \([^;]*\);.*/\1/p' <<<"$out")
+check "the idle session's row is completed, with its end ($idle)" \
+    test "$(sql "SELECT status || ',' || (end_time IS NOT NULL) FROM data_collection_sessions WHERE session_id = '$idle'")" = "completed,true"
 finish
