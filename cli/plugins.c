@@ -49,7 +49,8 @@ static void print_help(void)
  * or "" (durations' ranges are in seconds, sizes' in bytes). */
 static const char *allowed_text(const dcbus_setting_t *s, char *buf, size_t len)
 {
-    bool duration = s->type == DCBUS_SETTING_DURATION, size = s->type == DCBUS_SETTING_SIZE;
+    bool duration = s->type == DCBUS_SETTING_DURATION || s->type == DCBUS_SETTING_DURATION_LIST;
+    bool size = s->type == DCBUS_SETTING_SIZE;
     const char *unit = dcb_setting_range_unit(s->type);
     if (s->allowed)
         snprintf(buf, len, "%s%s", s->allowed,

@@ -138,7 +138,7 @@ static int check_settings_table(const dcbus_plugin_t *d, const char *name, char 
     }
     const dcbus_setting_t *s;
     for (size_t i = 0; (s = dcbus_setting_at(d, i)) && s->name; i++) {
-        if (s->type < DCBUS_SETTING_STR || s->type > DCBUS_SETTING_SIZE) {
+        if (s->type < DCBUS_SETTING_STR || s->type > DCBUS_SETTING_DURATION_LIST) {
             snprintf(err, errlen, "plugin %s: setting %s has unknown type %d", name, s->name,
                      (int)s->type);
             return -1;

@@ -56,13 +56,16 @@ const char *dcb_setting_type_name(dcbus_setting_type_t type)
         return "duration";
     case DCBUS_SETTING_SIZE:
         return "size";
+    case DCBUS_SETTING_DURATION_LIST:
+        return "durations";
     }
     return "?";
 }
 
 const char *dcb_setting_range_unit(dcbus_setting_type_t type)
 {
-    return type == DCBUS_SETTING_DURATION ? " s" : type == DCBUS_SETTING_SIZE ? " bytes" : "";
+    if (type == DCBUS_SETTING_DURATION || type == DCBUS_SETTING_DURATION_LIST) return " s";
+    return type == DCBUS_SETTING_SIZE ? " bytes" : "";
 }
 
 size_t dcb_edit_distance(const char *a, const char *b)
@@ -215,7 +218,7 @@ static void expected(check_t *c, const dcb_node_t *v, const char *key, const cha
 static void check_measure(check_t *c, const dcbus_setting_t *s, const dcb_node_t *v,
                           const char *key)
 {
-    bool duration = s->type == DCBUS_SETTING_DURATION;
+    bool duration = s->type != DCBUS_SETTING_SIZE;
     if (v->kind == DCB_NODE_SCALAR && s->allowed && allowed_value(s->allowed, v->scalar)) return;
     int64_t n;
     if (duration ? dcb_node_duration(v, &n) : dcb_node_size(v, &n)) {
@@ -270,6 +273,15 @@ static void check_value(check_t *c, const dcbus_setting_t *s, const dcb_node_t *
     case DCBUS_SETTING_DURATION:
     case DCBUS_SETTING_SIZE:
         check_measure(c, s, v, key);
+        return;
+    case DCBUS_SETTING_DURATION_LIST:
+        if (v->kind == DCB_NODE_MAP)
+            problem_at(c, v->line, v->column, key, "expected a list of durations, got a map");
+        else if (v->kind == DCB_NODE_SCALAR)
+            check_measure(c, s, v, key);
+        else
+            for (size_t k = 0; k < v->count; k++)
+                check_measure(c, s, v->items[k], key);
         return;
     }
 }

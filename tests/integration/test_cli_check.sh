@@ -221,12 +221,13 @@ if grep -Eq "replicas|critical|plugin:" <<<"$(grep -v 'missing required' <<<"$ou
     fail "host keys (plugin, replicas, critical) taken for plugin settings"
 fi
 
-# Durations and sizes (ABI 2.6): the syntax, the range, the words.
+# Durations and sizes (ABI 2.6), lists of durations (2.7): the syntax, the
+# range, the words, each item at its own place.
 units=$(config units.yaml <<YAML
 plugins_path: [$BUILD/plugins]
 workers:
   src: {plugin: ticker}
-  candles: {plugin: ohlcv, update_every: soon, lateness: -1s}
+  candles: {plugin: ohlcv, update_every: soon, lateness: -1s, intervals: [1m, 5x, 2d]}
   archive: {plugin: asdf, dir: $TMP/asdf, retention_idle: 7, external_frames: maybe}
 pipelines:
   p: {from: src, through: [candles], to: [archive]}
@@ -238,7 +239,9 @@ expect "durations and sizes" 2 \
     "units.yaml:4:58: workers.candles.lateness: expected a duration" \
     "units.yaml:5:74: workers.archive.retention_idle: expected a duration .*, got \"7\"" \
     "units.yaml:5:94: workers.archive.external_frames: expected a size \(4096, 64K, 500M, 2G\) or one of true\|false\|yes\|no, got \"maybe\"" \
-    "4 problems$"
+    "units.yaml:4:79: workers.candles.intervals: expected a duration .*, got \"5x\"" \
+    "units.yaml:4:83: workers.candles.intervals: 2d is out of range \[1 s, 86400 s\]" \
+    "6 problems$"
 
 # The worker host runs the same check before open(): mock-storage's open()
 # creates its file, so a refused instance leaves no file behind.

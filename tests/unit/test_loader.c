@@ -448,6 +448,29 @@ static void test_settings_duration_and_size(void **state)
     assert_contains(p.lines[0], "got a list");
 }
 
+/* A list of durations: each item checked at its own position; one value
+ * stands for a list of one; a map is not one. */
+static void test_settings_duration_list(void **state)
+{
+    (void)state;
+    problems_t p = check_good("    gaps: [1s, 5x, 2h, 30m]\n");
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.lines[0], "s.yaml:4:16: workers.a.gaps: expected a duration (0, 500ms, "
+                                    "30s, 5m, 36h, 7d), got \"5x\"");
+    assert_string_equal(p.lines[1],
+                        "s.yaml:4:20: workers.a.gaps: 2h is out of range [1 s, 3600 s]");
+    p = check_good("    gaps: [1s, 30m]\n");
+    assert_int_equal(p.n, 0);
+    p = check_good("    gaps: 5s\n");
+    assert_int_equal(p.n, 0);
+    p = check_good("    gaps: 0.5s\n");
+    assert_int_equal(p.n, 1);
+    assert_contains(p.lines[0], "0.5s is out of range");
+    p = check_good("    gaps: {a: 1s}\n");
+    assert_int_equal(p.n, 1);
+    assert_contains(p.lines[0], "expected a list of durations, got a map");
+}
+
 /* config_duration_ns() and config_size() read what the check let through;
  * a bad one inside a MAP setting is a config error of the instance. */
 static void test_config_duration_and_size(void **state)
@@ -596,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_settings_type_range_and_choice),
         cmocka_unit_test(test_settings_duration_and_size),
         cmocka_unit_test(test_config_duration_and_size),
+        cmocka_unit_test(test_settings_duration_list),
         cmocka_unit_test(test_edit_distance),
         cmocka_unit_test(test_bad_settings_refused_before_open),
         cmocka_unit_test(test_undeclared_reads_counted),

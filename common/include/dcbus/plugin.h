@@ -46,7 +46,10 @@
  * the setting types DCBUS_SETTING_DURATION and DCBUS_SETTING_SIZE (checked
  * by the host like the others, file:line:column) and the services
  * config_duration_ns() and config_size() that read them; a host before
- * 2.6 refuses, at load, a plugin that declares them.
+ * 2.6 refuses, at load, a plugin that declares them.  ABI 2.7 appended
+ * DCBUS_SETTING_DURATION_LIST, a list whose every item is a duration,
+ * checked item by item (read with config_len() and config_duration_ns()
+ * of "key.N"); a host before 2.7 refuses it at load.
  *
  * Build a plugin out of tree with:
  *     cc -shared -fPIC $(pkg-config --cflags dcbus) -o myplugin.so myplugin.c
@@ -63,7 +66,7 @@ extern "C" {
 #endif
 
 #define DCBUS_ABI_MAJOR       2
-#define DCBUS_ABI_MINOR       6
+#define DCBUS_ABI_MINOR       7
 #define DCBUS_ABI_VERSION     ((uint32_t)((DCBUS_ABI_MAJOR << 16) | DCBUS_ABI_MINOR))
 #define DCBUS_ABI_MAJOR_OF(v) ((uint32_t)(v) >> 16)
 
@@ -556,14 +559,16 @@ typedef struct dcbus_host {
  * the table; the plugin's README shows the same names and defaults.
  */
 typedef enum {
-    DCBUS_SETTING_STR = 1,  /* any scalar, read with config_str */
-    DCBUS_SETTING_INT,      /* an integer (config_int) */
-    DCBUS_SETTING_DOUBLE,   /* a number (config_double) */
-    DCBUS_SETTING_BOOL,     /* true/false/yes/no/on/off (config_bool) */
-    DCBUS_SETTING_LIST,     /* a list of scalars, or one scalar standing for a list of one */
-    DCBUS_SETTING_MAP,      /* a map whose content the plugin checks itself in open() */
-    DCBUS_SETTING_DURATION, /* ABI 2.6: 500ms, 30s, 5m, 36h, 7d (config_duration_ns) */
-    DCBUS_SETTING_SIZE      /* ABI 2.6: 4096, 64K, 500M, 2G, binary (config_size) */
+    DCBUS_SETTING_STR = 1,      /* any scalar, read with config_str */
+    DCBUS_SETTING_INT,          /* an integer (config_int) */
+    DCBUS_SETTING_DOUBLE,       /* a number (config_double) */
+    DCBUS_SETTING_BOOL,         /* true/false/yes/no/on/off (config_bool) */
+    DCBUS_SETTING_LIST,         /* a list of scalars, or one scalar standing for a list of one */
+    DCBUS_SETTING_MAP,          /* a map whose content the plugin checks itself in open() */
+    DCBUS_SETTING_DURATION,     /* ABI 2.6: 500ms, 30s, 5m, 36h, 7d (config_duration_ns) */
+    DCBUS_SETTING_SIZE,         /* ABI 2.6: 4096, 64K, 500M, 2G, binary (config_size) */
+    DCBUS_SETTING_DURATION_LIST /* ABI 2.7: a list of durations, or one standing for a list
+                                   of one; min, max and allowed apply to each item */
 } dcbus_setting_type_t;
 
 /* No upper bound, for `max` (a double holds any int64 range end closely enough). */

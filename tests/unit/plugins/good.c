@@ -54,6 +54,12 @@ static const dcbus_setting_t good_settings[] = {
      .min = 4096,
      .max = DCBUS_SETTING_NO_MAX,
      .description = "how much"},
+    {.name = "gaps",
+     .type = DCBUS_SETTING_DURATION_LIST,
+     .dflt = "[1m]",
+     .min = 1,
+     .max = 3600,
+     .description = "waits between tries"},
     DCBUS_SETTINGS_END};
 
 DCBUS_COLLECTOR(good_ops, .open = good_open, .close = good_close, .collect = good_collect);
