@@ -178,6 +178,39 @@ static void test_max_keys(void **state)
     keys_close(&k);
 }
 
+/* Many keys: every one found again, whatever rebuilds of the index
+ * happened as they came, and after a restart. */
+static void test_many_keys(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 5000 };
+    keys_t *k = open_keys(f, 2 * N);
+    assert_int_equal(keys_confirm_upto(k, 0, T0, f->err, sizeof f->err), 0);
+    char key[32];
+    for (int i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        keys_begin(k, key, (uint64_t)i, T0);
+        assert_int_equal(keys_numbered(k, key, 1 + (uint64_t)i / 100, 1000 + (uint64_t)i, 1), 0);
+        keys_stored(k, key);
+    }
+    assert_int_equal(keys_sync(k), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        uint64_t seq;
+        uint32_t records;
+        for (int i = 0; i < N; i++) {
+            snprintf(key, sizeof key, "key-%d", i);
+            if (keys_lookup(k, key, (uint64_t)i, T0, &seq, &records) != KEY_STORED ||
+                seq != 1000 + (uint64_t)i)
+                fail_msg("pass %d: %s lost", pass, key);
+        }
+        keys_close(&k);
+        k = open_keys(f, 2 * N);
+        assert_int_equal(keys_confirm_upto(k, N, T0, f->err, sizeof f->err), 0);
+    }
+    assert_int_equal(keys_count(k), N);
+    keys_close(&k);
+}
+
 static void test_unusable_dir(void **state)
 {
     fx_t *f = *state;
@@ -199,6 +232,7 @@ int main(void)
         T(test_restart),
         T(test_torn_line),
         T(test_max_keys),
+        T(test_many_keys),
         T(test_unusable_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -116,6 +116,7 @@ static entry_t *add(keys_t *self, const char *key)
     entry_t *e = &self->entries[self->n++];
     memset(e, 0, sizeof *e);
     snprintf(e->key, sizeof e->key, "%s", key);
+    e->state = E_TAKEN; /* live from now on, so a rebuild below indexes it too */
     self->live++;
     if (2 * self->n + 2 > self->index_cap) {
         rebuild_index(self); /* indexes the new entry too */

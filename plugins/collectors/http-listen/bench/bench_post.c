@@ -6,9 +6,10 @@
  * each body `records` JSON lines shaped like the ticker's price records.
  * A 503 (back-pressure) is sent again; anything else is counted as a
  * failure.  Prints, last, `records/s: N`: records answered 200 (so in
- * the broker's spool) per second of wall time.
+ * the broker's spool) per second of wall time.  With --keys each request
+ * carries an Idempotency-Key of its own (kept when a 503 sends it again).
  *
- *   dcbus-bench-post URL [--token T] [--connections N] [--requests N] [--records N]
+ *   dcbus-bench-post URL [--token T] [--connections N] [--requests N] [--records N] [--keys]
  */
 #include <curl/curl.h>
 #include <inttypes.h>
@@ -17,11 +18,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 typedef struct {
     const char *url;
     const char *token;
     long connections, requests, records;
+    bool keys;
 } options_t;
 
 static double now_s(void)
@@ -67,6 +70,8 @@ static int parse_args(int argc, char **argv, options_t *o)
             o->requests = atol(v), i++;
         else if (strcmp(a, "--records") == 0 && v)
             o->records = atol(v), i++;
+        else if (strcmp(a, "--keys") == 0)
+            o->keys = true;
         else if (a[0] != '-' && !o->url)
             o->url = a;
         else
@@ -75,12 +80,41 @@ static int parse_args(int argc, char **argv, options_t *o)
     return o->url && o->connections > 0 && o->requests > 0 && o->records > 0 ? 0 : -1;
 }
 
+/* Request `n` on handle `e`: its headers are `base`, and with --keys its
+ * own Idempotency-Key (the list is the handle's, freed with it). */
+static void prepare(CURL *e, const struct curl_slist *base, const options_t *o, long n)
+{
+    struct curl_slist *old = NULL, *mine = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&old);
+    curl_slist_free_all(old);
+    if (!o->keys) {
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, base);
+        curl_easy_setopt(e, CURLOPT_PRIVATE, NULL);
+        return;
+    }
+    for (const struct curl_slist *h = base; h; h = h->next)
+        mine = curl_slist_append(mine, h->data);
+    char line[80];
+    snprintf(line, sizeof line, "Idempotency-Key: bench-%ld-%ld", (long)getpid(), n);
+    mine = curl_slist_append(mine, line);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, mine);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)mine);
+}
+
+static void release(CURL *e)
+{
+    struct curl_slist *mine = NULL;
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&mine);
+    curl_slist_free_all(mine);
+    curl_easy_cleanup(e);
+}
+
 int main(int argc, char **argv)
 {
     options_t o;
     if (parse_args(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: dcbus-bench-post URL [--token T] [--connections N] "
-                        "[--requests N] [--records N]\n");
+                        "[--requests N] [--records N] [--keys]\n");
         return 2;
     }
     size_t len;
@@ -98,7 +132,7 @@ int main(int argc, char **argv)
     for (long i = 0; i < o.connections && started < o.requests; i++, started++) {
         CURL *e = curl_easy_init();
         curl_easy_setopt(e, CURLOPT_URL, o.url);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+        prepare(e, headers, &o, started);
         curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
         curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
@@ -119,16 +153,18 @@ int main(int argc, char **argv)
             curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
             curl_multi_remove_handle(multi, e);
             bool again = false;
+            bool resend = m->data.result == CURLE_OK && status == 503;
             if (m->data.result == CURLE_OK && status == 200)
-                ok++, again = started < o.requests, started += again;
-            else if (m->data.result == CURLE_OK && status == 503)
+                ok++, again = started < o.requests;
+            else if (resend)
                 retried++, again = true;
             else
-                failed++, again = started < o.requests, started += again;
+                failed++, again = started < o.requests;
+            if (again && !resend) prepare(e, headers, &o, started++);
             if (again)
                 curl_multi_add_handle(multi, e), running = 1;
             else
-                curl_easy_cleanup(e);
+                release(e);
         }
         if (running) curl_multi_poll(multi, NULL, 0, 100, NULL);
     }
