@@ -39,7 +39,6 @@ At the end, compared:
     microsecond the tick's ts, every field exactly equal.
 """
 
-import csv
 import math
 import os
 import random
@@ -50,6 +49,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import influx_env  # noqa: E402
 import lib  # noqa: E402
+from candles_ref import closed_csv_candles, offline_candles, read_ticks  # noqa: E402
 
 START_TS, STEP_US = 1_700_000_000_000_000, 1000
 INTERVALS = {"1s": 1_000_000, "1m": 60_000_000, "5m": 300_000_000, "15m": 900_000_000,
@@ -207,63 +207,6 @@ def ilp_caught_up(bus):
     return all(b["batches"] == 0 and b["in_flight"] == 0 for b in backlogs if b["sink"] == "ilp")
 
 
-def csv_files(bus, name):
-    """(session, path) of every session's file `name`."""
-    out = []
-    for root, _, files in os.walk(bus.path("csv")):
-        if name in files:
-            out.append((os.path.basename(root), os.path.join(root, name)))
-    return sorted(out)
-
-
-def read_ticks(bus):
-    """Every CSV tick as (n, session, symbol, ts, price, volume, quote_volume)."""
-    ticks, names = [], {}
-    for session, path in csv_files(bus, "prices.csv"):
-        with open(path, newline="") as f:
-            for r in csv.DictReader(f):
-                symbol = names.setdefault(r["symbol"], r["symbol"])
-                ticks.append((int(r["n"]), session, symbol, int(r["ts"]), float(r["price"]),
-                              float(r["volume"]), float(r["quote_volume"])))
-    ticks.sort()
-    return ticks
-
-
-def offline_candles(ticks):
-    """The candles of the ticks, in their order: key (session, symbol,
-    interval, open_time) -> fields."""
-    out = {}
-    for _, session, symbol, ts, price, volume, quote in ticks:
-        for name, iv in INTERVALS.items():
-            start = ts - ts % iv
-            c = out.get((session, symbol, name, start))
-            if c is None:
-                c = out[(session, symbol, name, start)] = {
-                    "open": price, "high": price, "low": price, "volume": 0.0,
-                    "quote_volume": 0.0, "trades_count": 0, "close_time": start + iv}
-            c["high"] = max(c["high"], price)
-            c["low"] = min(c["low"], price)
-            c["close"] = price
-            c["volume"] += volume
-            c["quote_volume"] += quote
-            c["trades_count"] += 1
-    return out
-
-
-def closed_csv_candles(bus, res):
-    stored = {}
-    for session, path in csv_files(bus, "prices.ohlcv.csv"):
-        with open(path, newline="") as f:
-            for c in csv.DictReader(f):
-                if c["is_closed"] not in ("true", "1", "True"):
-                    continue
-                key = (c["session_id"], c["symbol"], c["interval"], int(c["open_time"]))
-                if key in stored:
-                    res.note("doubled", "closed twice in the CSV %s" % (key,))
-                stored[key] = c
-    return stored
-
-
 def compare_candles(expected, stored, res):
     """The CSV's closed candles against the offline ones."""
     for key, want in expected.items():
@@ -375,7 +318,7 @@ def run(ticks, rate, kills_each, seed, log=print):
                   for i in range(1, chaos.starts["candles"] + 1)))
 
     res = Result()
-    rows = read_ticks(bus)
+    rows = read_ticks(bus.path("csv"))
     ns = [t[0] for t in rows]
     res.ticks = len(set(ns))
     res.doubled += len(ns) - res.ticks
@@ -386,8 +329,9 @@ def run(ticks, rate, kills_each, seed, log=print):
     # session_end begins an idle session until the next session_start.
     bus.check("the ticks span the sessions started", len(sessions) >= chaos.sessions,
               str(sessions))
-    expected = offline_candles(rows)
-    stored = closed_csv_candles(bus, res)
+    expected = offline_candles(rows, INTERVALS)
+    stored = closed_csv_candles(
+        bus.path("csv"), lambda key: res.note("doubled", "closed twice in the CSV %s" % (key,)))
     res.candles = len(stored)
     compare_candles(expected, stored, res)
     bus.check("every closed candle in the CSV is as the ticks make it", res.ok(),

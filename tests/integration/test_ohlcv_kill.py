@@ -21,7 +21,6 @@ back with Python's csv module:
   - the broker and the ohlcv worker were killed while the ticker ran.
 """
 
-import csv
 import math
 import os
 import signal
@@ -30,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
+from candles_ref import closed_csv_candles, offline_candles, read_ticks  # noqa: E402
 
 TICKS, RATE, STEP_US = 120000, 15000, 1000
 START_TS = 1_700_000_000_000_000
@@ -100,54 +100,17 @@ bus.check("the ohlcv worker stops cleanly", bus.stop("candles") == 0)
 bus.check("the csv worker stops cleanly", bus.stop("csv") == 0)
 
 
-def rows_of(name):
-    out = []
-    for root, _, files in os.walk(bus.path("csv")):
-        for f in sorted(files):
-            if f == name:
-                with open(os.path.join(root, f), newline="") as fh:
-                    for row in csv.DictReader(fh):
-                        row["_session"] = os.path.basename(root)
-                        out.append(row)
-    return out
-
-
-ticks = rows_of("prices.csv")
-ns = sorted(int(t["n"]) for t in ticks)
+ticks = read_ticks(bus.path("csv"))
+ns = [t[0] for t in ticks]
 bus.check("n = 0..%d, each once" % (TICKS - 1), ns == list(range(TICKS)),
           "%d rows, %d distinct" % (len(ns), len(set(ns))))
-sessions = sorted({t["_session"] for t in ticks})
+sessions = sorted({t[1] for t in ticks})
 bus.check("the ticks span several sessions", len(sessions) >= 3, str(sessions))
 
 # The candles, from the stored ticks, in the ticks' order.
-ticks.sort(key=lambda t: int(t["n"]))
-expected = {}
-for t in ticks:
-    ts, price = int(t["ts"]), float(t["price"])
-    volume, quote = float(t["volume"]), float(t["quote_volume"])
-    for name, iv in INTERVALS.items():
-        key = (t["_session"], t["symbol"], name, ts - ts % iv)
-        c = expected.get(key)
-        if c is None:
-            expected[key] = c = {"open": price, "high": price, "low": price, "volume": 0.0,
-                                 "quote_volume": 0.0, "trades_count": 0,
-                                 "close_time": ts - ts % iv + iv}
-        c["high"] = max(c["high"], price)
-        c["low"] = min(c["low"], price)
-        c["close"] = price
-        c["volume"] += volume
-        c["quote_volume"] += quote
-        c["trades_count"] += 1
-
-stored = {}
+expected = offline_candles(ticks, INTERVALS)
 doubles = []
-for c in rows_of("prices.ohlcv.csv"):
-    if c["is_closed"] not in ("true", "1", "True"):
-        continue
-    key = (c["session_id"], c["symbol"], c["interval"], int(c["open_time"]))
-    if key in stored:
-        doubles.append(key)
-    stored[key] = c
+stored = closed_csv_candles(bus.path("csv"), doubles.append)
 bus.check("each candle is closed once", not doubles, str(doubles[:5]))
 
 
