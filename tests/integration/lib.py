@@ -23,6 +23,8 @@ Needs /usr/bin/python3 with python3-zmq and python3-msgpack.
 import atexit
 import csv
 import filecmp
+import http.client
+import json
 import os
 import shutil
 import socket
@@ -73,6 +75,24 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def http_post(port, path, body, headers, timeout=30):
+    """POSTs body to 127.0.0.1:port/path; returns (status, the answer
+    parsed as JSON or its bytes, headers), or (None, why, {})."""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        c.request("POST", path, body=body, headers=headers)
+        r = c.getresponse()
+        text = r.read()
+        c.close()
+        try:
+            answer = json.loads(text)
+        except ValueError:
+            answer = text
+        return r.status, answer, dict(r.getheaders())
+    except (OSError, http.client.HTTPException) as e:
+        return None, str(e), {}
 
 
 def wakeups(pid):

@@ -71,22 +71,10 @@ def pump():
 
 def post(body, ctype="application/x-ndjson", token=TOKEN, timeout=30):
     """POSTs body; returns (status, parsed JSON answer, headers), or (None, why, {})."""
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
-        headers = {"Content-Type": ctype}
-        if token:
-            headers["Authorization"] = "Bearer " + token
-        c.request("POST", "/records", body=body, headers=headers)
-        r = c.getresponse()
-        text = r.read()
-        c.close()
-        try:
-            answer = json.loads(text)
-        except ValueError:
-            answer = text
-        return r.status, answer, dict(r.getheaders())
-    except (OSError, http.client.HTTPException) as e:
-        return None, str(e), {}
+    headers = {"Content-Type": ctype}
+    if token:
+        headers["Authorization"] = "Bearer " + token
+    return lib.http_post(PORT, "/records", body, headers, timeout)
 
 
 def post_expecting(body, token=TOKEN):

@@ -22,7 +22,6 @@ the CSV exactly once.
 
 import csv
 import glob
-import http.client
 import json
 import os
 import signal
@@ -53,22 +52,10 @@ def body(name, n=3):
 
 def post(text, key=None, timeout=30):
     """Returns (status, answer, headers), or (None, why, {})."""
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=timeout)
-        headers = {"Content-Type": "application/x-ndjson"}
-        if key is not None:
-            headers["Idempotency-Key"] = key
-        c.request("POST", "/records", body=text.encode(), headers=headers)
-        r = c.getresponse()
-        raw = r.read()
-        c.close()
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            answer = raw
-        return r.status, answer, dict(r.getheaders())
-    except (OSError, http.client.HTTPException) as e:
-        return None, str(e), {}
+    headers = {"Content-Type": "application/x-ndjson"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return lib.http_post(PORT, "/records", text.encode(), headers, timeout)
 
 
 def rows_of(name):
