@@ -77,20 +77,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def http_answer(r):
+    """An http.client response as (status, its body parsed as JSON or its
+    bytes, headers)."""
+    text = r.read()
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        answer = text
+    return r.status, answer, dict(r.getheaders())
+
+
 def http_post(port, path, body, headers, timeout=30):
-    """POSTs body to 127.0.0.1:port/path; returns (status, the answer
-    parsed as JSON or its bytes, headers), or (None, why, {})."""
+    """POSTs body to 127.0.0.1:port/path; returns http_answer(), or
+    (None, why, {})."""
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
         c.request("POST", path, body=body, headers=headers)
-        r = c.getresponse()
-        text = r.read()
+        answer = http_answer(c.getresponse())
         c.close()
-        try:
-            answer = json.loads(text)
-        except ValueError:
-            answer = text
-        return r.status, answer, dict(r.getheaders())
+        return answer
     except (OSError, http.client.HTTPException) as e:
         return None, str(e), {}
 

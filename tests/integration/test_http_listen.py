@@ -93,12 +93,7 @@ def post_expecting(body, token=TOKEN):
             sock.sendall(head.encode())
             r = http.client.HTTPResponse(sock)
             r.begin()
-            text = r.read()
-            try:
-                answer = json.loads(text)
-            except ValueError:
-                answer = text
-            return r.status, answer, dict(r.getheaders())
+            return lib.http_answer(r)
     except (OSError, http.client.HTTPException) as e:
         return None, str(e), {}
 
