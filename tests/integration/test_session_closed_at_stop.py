@@ -95,6 +95,18 @@ def lines_of(name, session):
     return records, closes
 
 
+def check_closed(label, name, data, closed):
+    """The session closed (`closed`, as the closing side said it) is the
+    one the sinks had, and both sinks finished it."""
+    session = opened(name)
+    bus.check("%s: the closed session is the one the sinks had" % label,
+              closed is not None and closed == session, (session, closed))
+    records, closes = lines_of(name, session)
+    check_file(label, data, session, len(records))
+    bus.check("%s: mock-storage closed it" % label, len(closes) == 1, closes)
+    return session
+
+
 def check_file(label, data, session, sent):
     """The session's one file: complete, exact, in the catalog."""
     files = session_files(data)
@@ -139,12 +151,7 @@ text = bus.log("run")
 m = re.search(r'msg="session closed; waiting for the sinks to finish it" session=(\S+)', text)
 bus.check("run: the session was closed before the sinks stopped", m is not None)
 bus.check("run: every sink closed it", 'msg="every sink closed the session"' in text)
-session = opened("run")
-bus.check("run: the closed session is the one the sinks had",
-          m is not None and m.group(1) == session, (session, m and m.group(1)))
-records, closes = lines_of("run", session)
-check_file("run", data, session, len(records))
-bus.check("run: mock-storage closed it", len(closes) == 1, closes)
+check_closed("run", "run", data, m and m.group(1))
 
 # ---------------------------------------------------------------------------
 # 2. by hand: dcbus sessions close --wait
@@ -165,12 +172,7 @@ bus.check("hand: sessions close --wait exits 0", rc == 0, (rc, out, err))
 m = re.search(r"closed session (\S+);", out)
 bus.check("hand: it names the session", m is not None, out)
 bus.check("hand: it says the sinks closed it", "every sink has closed it" in out, out)
-session = opened("hand")
-bus.check("hand: the closed session is the one the sinks had",
-          m is not None and m.group(1) == session, (session, m and m.group(1)))
-records, closes = lines_of("hand", session)
-check_file("hand (sink still running)", data, session, len(records))
-bus.check("hand: mock-storage closed it", len(closes) == 1, closes)
+session = check_closed("hand (sink still running)", "hand", data, m and m.group(1))
 rc, out, err = dcbus("sessions", "close", "--broker", bus.bus_ep)
 bus.check("hand: a second close answers the same session",
           rc == 0 and ("closed session %s;" % session) in out, (rc, out, err))
