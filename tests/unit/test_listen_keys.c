@@ -49,7 +49,7 @@ static int teardown(void **state)
 
 static keys_t *open_keys(fx_t *f, size_t max)
 {
-    keys_t *k = keys_open(f->dir, HOUR, max, f->err, sizeof f->err);
+    keys_t *k = keys_open(f->dir, "keys.journal", HOUR, max, f->err, sizeof f->err);
     assert_non_null(k);
     return k;
 }
@@ -211,6 +211,22 @@ static void test_many_keys(void **state)
     keys_close(&k);
 }
 
+/* One process per journal: a second open is refused while the first
+ * holds it, and taken once it is closed. */
+static void test_one_process(void **state)
+{
+    fx_t *f = *state;
+    keys_t *k = open_keys(f, 10);
+    assert_null(keys_open(f->dir, "keys.journal", HOUR, 10, f->err, sizeof f->err));
+    assert_non_null(strstr(f->err, "in use by another process"));
+    keys_t *other = keys_open(f->dir, "keys-1.journal", HOUR, 10, f->err, sizeof f->err);
+    assert_non_null(other);
+    keys_close(&other);
+    keys_close(&k);
+    k = open_keys(f, 10);
+    keys_close(&k);
+}
+
 static void test_unusable_dir(void **state)
 {
     fx_t *f = *state;
@@ -219,7 +235,7 @@ static void test_unusable_dir(void **state)
     FILE *out = fopen(path, "w");
     fclose(out);
     snprintf(path, sizeof path, "%s/file/keys", f->dir);
-    assert_null(keys_open(path, HOUR, 10, f->err, sizeof f->err));
+    assert_null(keys_open(path, "keys.journal", HOUR, 10, f->err, sizeof f->err));
     assert_non_null(strstr(f->err, "cannot make"));
 }
 
@@ -233,6 +249,7 @@ int main(void)
         T(test_torn_line),
         T(test_max_keys),
         T(test_many_keys),
+        T(test_one_process),
         T(test_unusable_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

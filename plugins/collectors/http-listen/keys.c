@@ -12,10 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#define JOURNAL "keys.journal"
 
 typedef enum { E_DEAD, E_UNCONFIRMED, E_TAKEN, E_SENT, E_STORED } entry_state_t;
 
@@ -29,7 +28,8 @@ typedef struct {
 
 struct keys {
     char dir[4096], path[4200];
-    int fd; /* the journal, appended to */
+    int fd;      /* the journal, appended to */
+    int lock_fd; /* <journal>.lock, held while open: one process per journal */
     int64_t ttl_us;
     size_t max_keys;
     entry_t *entries;
@@ -182,21 +182,39 @@ static int make_dirs(const char *dir)
     return mkdir(sub, 0755) == 0 || errno == EEXIST ? 0 : -1;
 }
 
-keys_t *keys_open(const char *dir, int64_t ttl_us, size_t max_keys, char *err, size_t errlen)
+/* The journal is one process's: a second one (a replica or an instance
+ * given the same keys_dir and name) is refused. */
+static int lock(keys_t *self, char *err, size_t errlen)
+{
+    char path[sizeof self->path + 8];
+    snprintf(path, sizeof path, "%s.lock", self->path);
+    self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (self->lock_fd < 0)
+        return snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno)), -1;
+    if (flock(self->lock_fd, LOCK_EX | LOCK_NB) == 0) return 0;
+    return snprintf(err, errlen,
+                    "%s is in use by another process (two collectors given one "
+                    "keys_dir?)",
+                    self->path),
+           -1;
+}
+
+keys_t *keys_open(const char *dir, const char *name, int64_t ttl_us, size_t max_keys, char *err,
+                  size_t errlen)
 {
     keys_t *self = calloc(1, sizeof *self);
     if (!self) return snprintf(err, errlen, "out of memory"), NULL;
     snprintf(self->dir, sizeof self->dir, "%s", dir);
-    snprintf(self->path, sizeof self->path, "%s/" JOURNAL, dir);
+    snprintf(self->path, sizeof self->path, "%s/%s", dir, name);
     self->ttl_us = ttl_us;
     self->max_keys = max_keys ? max_keys : 1;
     self->next_batch = 1;
-    self->fd = -1;
+    self->fd = self->lock_fd = -1;
     rebuild_index(self);
     if (make_dirs(dir) != 0) {
         snprintf(err, errlen, "cannot make %s: %s", dir, strerror(errno));
         keys_close(&self);
-    } else if (load(self, err, errlen) != 0) {
+    } else if (lock(self, err, errlen) != 0 || load(self, err, errlen) != 0) {
         keys_close(&self);
     }
     return self;
@@ -207,6 +225,7 @@ void keys_close(keys_t **self_p)
     keys_t *self = *self_p;
     if (!self) return;
     if (self->fd >= 0) close(self->fd);
+    if (self->lock_fd >= 0) close(self->lock_fd);
     free(self->entries);
     free(self->index);
     free(self);

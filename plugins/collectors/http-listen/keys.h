@@ -8,10 +8,10 @@
  * that outcome (200, the same seq) and stores nothing; a repeat of one
  * still in flight is answered 409.
  *
- * The keys outlive the process in a journal, `<dir>/keys.journal`, one
- * line per key: "BATCH SEQ RECORDS BODYHASH AT_US KEY".  BATCH numbers the
- * collector's batches, across restarts; the collector's checkpoint() sends
- * it with each batch, so the broker keeps the BATCH of the last batch it
+ * The keys outlive the process in a journal (`<dir>/keys.journal`, or
+ * `keys-<replica>.journal` for a replica past the first), one line per key: "BATCH SEQ RECORDS
+ * BODYHASH AT_US KEY".  BATCH numbers the collector's batches, across restarts; the collector's
+ * checkpoint() sends it with each batch, so the broker keeps the BATCH of the last batch it
  * spooled.  A key's line is written and made durable when its batch is
  * numbered, before the batch leaves.  On a restart, resume() tells the last
  * BATCH the broker has: keys of batches up to it were stored; keys of later
@@ -44,9 +44,11 @@ bool keys_valid(const char *key);
 /* A 64-bit hash of a request's body (FNV-1a), to tell a repeat from a reuse. */
 uint64_t keys_body_hash(const void *body, size_t len);
 
-/* Opens (creating `dir` if needed) and reads the journal; its keys wait
- * for keys_confirm_upto().  NULL with the reason in err. */
-keys_t *keys_open(const char *dir, int64_t ttl_us, size_t max_keys, char *err, size_t errlen);
+/* Opens (creating `dir` if needed) and reads the journal `dir/name`; its
+ * keys wait for keys_confirm_upto().  NULL with the reason in err, also
+ * when another process has the journal open. */
+keys_t *keys_open(const char *dir, const char *name, int64_t ttl_us, size_t max_keys, char *err,
+                  size_t errlen);
 void keys_close(keys_t **self_p);
 
 /* The number of the batch after the last one the journal names. */

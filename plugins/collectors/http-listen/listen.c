@@ -252,7 +252,10 @@ static int listen_open(const dcbus_host_t *host, dcbus_ctx_t *ctx, void **state)
         listen_close(self);
         return -1;
     }
-    self->keys = keys_open(self->keys_dir,
+    char journal[64] = "keys.journal";
+    int replica = DCBUS_HOST_HAS(host, replica) ? host->replica(ctx) : 0;
+    if (replica > 0) snprintf(journal, sizeof journal, "keys-%d.journal", replica);
+    self->keys = keys_open(self->keys_dir, journal,
                            host->config_duration_ns(ctx, "key_ttl", INT64_C(86400000000000)) / 1000,
                            (size_t)host->config_int(ctx, "max_keys", 100000), err, sizeof err);
     if (!self->keys) {
