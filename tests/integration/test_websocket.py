@@ -27,6 +27,8 @@ per case into csv, and a subscriber to error.*.  It checks that
     the same port (a second process of python3-websockets): the collector
     connects again once it is back, subscribes from the last seq it has,
     and every message is stored exactly once;
+  - idle on an open connection, the worker's main thread wakes fewer
+    than 100 times in 2 s (it waits on the socket, its wait_fd);
   - kill -9 of the worker: of a live stream nothing is stored twice (what
     came while it was down is lost); of a stream with seq_field, whose
     server replays from the {last_seq} of the subscribe message, every
@@ -442,6 +444,14 @@ bus.check("stream, replay, auth_ok, tls_ok reach their limit and end",
                                for n in ("stream", "replay", "auth_ok", "tls_ok", "feed")), 40))
 for name in ("stream", "replay", "auth_ok", "tls_ok", "feed"):
     bus.check("%s ended cleanly" % name, bus.wait(name, 0) == 0, str(bus.wait(name, 0)))
+# Idle on an open connection (the kinds server sends nothing more, only its
+# pings every 0.3 s), the collector sleeps until a frame comes (wait_fd):
+# the main thread wakes a few times a second, not every few ms.
+before = lib.wakeups(bus.procs["kinds"].pid)
+time.sleep(2)
+idle = lib.wakeups(bus.procs["kinds"].pid) - before
+bus.check("kinds: idle on an open connection, the collector wakes fewer than 100 times in 2 s",
+          idle < 100, "%d wake-ups" % idle)
 wait_for(lambda: state["live"] >= LIVE_N and len(conns_of("/mute")) >= 2
          and len(conns_of("/never")) >= 2, 20)
 pump(0.5)

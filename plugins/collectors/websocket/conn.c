@@ -18,8 +18,12 @@
  * failure in a row (so an outage is said at once and then ever more
  * rarely); a connection lost is reported each time.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,9 +95,20 @@ static bool power_of_two(uint32_t n)
 
 /* The connection is gone (never made, lost or dropped): the next attempt
  * after the back-off. */
+/* The open connection's socket joins the wait_fd's set, or leaves it. */
+static void watch_socket(ws_t *self, struct lws *wsi)
+{
+    int fd = wsi ? (int)lws_get_socket_fd(wsi) : -1;
+    if (self->socket_fd >= 0) epoll_ctl(self->epoll_fd, EPOLL_CTL_DEL, self->socket_fd, NULL);
+    self->socket_fd = -1;
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = fd};
+    if (fd >= 0 && epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, fd, &ev) == 0) self->socket_fd = fd;
+}
+
 static void ended(ws_t *self, bool was_open, const char *why, int status)
 {
     int64_t now = self->host->monotonic_us();
+    watch_socket(self, NULL);
     self->wsi = NULL;
     self->state = CONN_IDLE;
     self->ping_sent_us = 0;
@@ -176,6 +191,7 @@ static int on_writeable(ws_t *self, struct lws *wsi)
 static void on_established(ws_t *self)
 {
     self->state = CONN_OPEN;
+    watch_socket(self, self->wsi);
     self->connections++;
     self->conn_messages = 0;
     self->failures = 0;
@@ -273,6 +289,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_CLIENT_CLOSED:
         if (wsi != self->wsi) return 0;
         if (self->limit && self->taken >= self->limit) {
+            watch_socket(self, NULL);
             self->wsi = NULL;
             self->state = CONN_IDLE;
             return 0;
@@ -386,8 +403,43 @@ void conn_stop(ws_t *self)
     if (self->wsi) drop(self, "the source is done");
 }
 
+int conn_wait_fd(const ws_t *self)
+{
+    return self->epoll_fd;
+}
+
+void conn_rearm(ws_t *self)
+{
+    uint64_t n;
+    while (read(self->kick_fd, &n, sizeof n) > 0)
+        ;
+    bool busy = self->state == CONN_CONNECTING ||
+                (self->state == CONN_OPEN &&
+                 (self->drop || self->ping_wanted || self->next_subscribe < self->nsubscribe ||
+                  self->socket_fd < 0)) ||
+                lws_service_adjust_timeout(self->lws, 1, 0) == 0;
+    n = 1;
+    if (busy && write(self->kick_fd, &n, sizeof n) < 0 && errno != EAGAIN)
+        DCBUS_LOG(self->host, self->ctx, DCBUS_LOG_WARN, "websocket: cannot write its eventfd");
+}
+
+/* The wait_fd: an epoll set of the kick eventfd and, while open, the
+ * connection's socket. */
+static int wait_fd_init(ws_t *self, char *err, size_t errlen)
+{
+    self->socket_fd = -1;
+    self->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    self->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = self->kick_fd};
+    if (self->epoll_fd < 0 || self->kick_fd < 0 ||
+        epoll_ctl(self->epoll_fd, EPOLL_CTL_ADD, self->kick_fd, &ev) != 0)
+        return snprintf(err, errlen, "cannot make its wait descriptor: %s", strerror(errno)), -1;
+    return 0;
+}
+
 int conn_init(ws_t *self, char *err, size_t errlen)
 {
+    if (wait_fd_init(self, err, errlen) != 0) return -1;
     s_log_owner = self;
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
     struct lws_context_creation_info info = {
@@ -419,4 +471,7 @@ void conn_free(ws_t *self)
     free(self->msg.data);
     self->msg.data = NULL;
     if (s_log_owner == self) s_log_owner = NULL;
+    if (self->epoll_fd > 0) close(self->epoll_fd);
+    if (self->kick_fd > 0) close(self->kick_fd);
+    self->epoll_fd = self->kick_fd = -1;
 }

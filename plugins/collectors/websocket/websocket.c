@@ -26,7 +26,7 @@
 #include "../common/setting.h"
 #include "ws.h"
 
-#define COLLECT_WAIT_MS  5
+#define COLLECT_WAIT_MS  50    /* between collect()s with nothing to read: the timers' grain */
 #define SERVICE_WAIT_US  10000 /* one lws_service() waits at most this long */
 #define COLLECT_SPAN_US  20000 /* one collect() services at most this long */
 #define POSITION_VERSION 1
@@ -238,7 +238,16 @@ static int ws_collect(void *state, dcbus_builder_t *out)
         conn_stop(self);
         return DCBUS_DONE;
     }
+    conn_rearm(self);
     return h->batch_count(out) ? DCBUS_OK : DCBUS_AGAIN;
+}
+
+/* The open connection's socket (and a kick for work that cannot wait for
+ * it): an idle connection costs a wake-up per COLLECT_WAIT_MS, not one per
+ * service round. */
+static int ws_wait_fd(void *state)
+{
+    return conn_wait_fd(state);
 }
 
 /* The position: version u8, has_seq u8, last_seq i64 and taken u64
@@ -391,7 +400,7 @@ static const dcbus_setting_t ws_settings[] = {
 
 DCBUS_COLLECTOR(ws_ops, .open = ws_open, .close = ws_close, .collect = ws_collect,
                 .checkpoint = ws_checkpoint, .resume = ws_resume,
-                .collect_wait_ms = COLLECT_WAIT_MS, .streams = "{stream}");
+                .collect_wait_ms = COLLECT_WAIT_MS, .wait_fd = ws_wait_fd, .streams = "{stream}");
 
 DCBUS_PLUGIN_DESCRIPTION(.name = "websocket", .version = "0.1.0",
                          .description = "a WebSocket stream: JSON or raw messages into records",

@@ -80,6 +80,9 @@ typedef struct ws {
     struct lws_context *lws;
     struct lws *wsi;
     lws_sorted_usec_list_t wake;
+    int epoll_fd;  /* the wait_fd: the open connection's socket and kick_fd */
+    int kick_fd;   /* an eventfd, written when collect() must come again soon */
+    int socket_fd; /* the open connection's socket in epoll_fd, or -1 */
     conn_state_t state;
     bool closing;           /* close(): no more reports */
     int64_t due_us;         /* IDLE: the next attempt (monotonic) */
@@ -117,6 +120,14 @@ void conn_free(ws_t *self);
 void conn_service(ws_t *self, int64_t wait_us);
 /* Closes the connection for good (the source is done). */
 void conn_stop(ws_t *self);
+/* The host's wait_fd: readable when the open connection has data, or
+ * when conn_rearm() found work that cannot wait for it. */
+int conn_wait_fd(const ws_t *self);
+/* After a collect(): clears the wake-up, and sets it again if the
+ * connection is being made, has something to send or to close, or
+ * libwebsockets holds data it has read (TLS); an idle open connection is
+ * then waited on through its socket alone. */
+void conn_rearm(ws_t *self);
 /* Reports an error about the source on error.*, with its details. */
 void conn_report(ws_t *self, dcbus_error_type_t type, const char *operation, int status,
                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
