@@ -37,8 +37,7 @@ static int setup_with(void **state, const char *update)
     fx_t *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/dcb-runs-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-    snprintf(f->settings, sizeof f->settings, "{dir: %s, fsync: true, update: %s}", f->dir,
-             update);
+    snprintf(f->settings, sizeof f->settings, "{dir: %s, fsync: true, update: %s}", f->dir, update);
     open_sink(f);
     *state = f;
     return 0;
