@@ -571,18 +571,22 @@ static void refuse_hello(dcb_broker_t *self, const zmq_msg_t *routing, uint64_t 
 #define READY_ENDED_MAX 8
 
 /* A sink's READY describes the active session and the sessions ended (and
- * settled) lately, so a sink that was away closes what it missed.  The
- * maps are packed into `note`, which nothing else uses until READY is
+ * settled) lately, so a sink that was away closes what it missed.  Once
+ * the bus is stopping (session_close) the active session has ended: it is
+ * listed first among the ended ones, once settled, and none is active.
+ * The maps are packed into `note`, which nothing else uses until READY is
  * sent. */
 static void sink_sessions(dcb_broker_t *self, dcb_ready_t *ready)
 {
+    const dcb_session_t *active = dcb_sessions_active(self->sessions), *s;
+    bool closed = active->end_us != 0;
     dcb_body_reset(&self->note);
-    pack_session_note(dcb_sessions_active(self->sessions), "", &self->note.pk);
-    size_t active_len = self->note.buf.size, n = 0;
-    const dcb_session_t *s;
+    if (!closed) pack_session_note(active, "", &self->note.pk);
+    size_t active_len = self->note.buf.size, n = closed && active->settled;
     for (size_t i = 0; (s = dcb_sessions_ended(self->sessions, i)) && n < READY_ENDED_MAX; i++)
         n += s->settled;
     msgpack_pack_array(&self->note.pk, (uint32_t)n);
+    if (closed && active->settled) pack_session_note(active, "", &self->note.pk), n--;
     for (size_t i = 0; n && (s = dcb_sessions_ended(self->sessions, i)); i++)
         if (s->settled) pack_session_note(s, "", &self->note.pk), n--;
     const uint8_t *base = (const uint8_t *)self->note.buf.data;

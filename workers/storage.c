@@ -164,11 +164,14 @@ static void described_on_session(dcb_worker_t *self, const dcb_session_note_t *n
     }
 }
 
-/* READY: the active session, then those that ended while it was away. */
+/* READY: the active session, then those that ended while it was away,
+ * newest first.  The newest of those is confirmed closed, as after a
+ * SESSION end: a sink restarted while the bus waits for its sinks to close
+ * the session (session_close) says so too. */
 static void storage_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
 {
-    if (!call_has_sessions(self)) return;
-    if (ready->session_info.len) {
+    bool sessions = call_has_sessions(self);
+    if (sessions && ready->session_info.len) {
         dcb_session_note_unpack(ready->session_info, &self->storage.active);
         if (self->storage.active.id[0]) open_session(self, &self->storage.active);
     }
@@ -180,7 +183,9 @@ static void storage_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
         if (!dcb_mp_read(&p, end, &v)) return;
         dcb_session_note_t note;
         dcb_session_note_unpack(v.raw, &note);
-        if (note.id[0] && strcmp(note.id, self->storage.active.id) != 0) close_session(self, &note);
+        if (!note.id[0] || strcmp(note.id, self->storage.active.id) == 0) continue;
+        int rc = sessions ? close_session(self, &note) : DCBUS_OK;
+        if (i == 0) confirm_closed(self, &note, rc == DCBUS_OK);
     }
 }
 

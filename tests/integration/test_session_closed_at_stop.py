@@ -16,8 +16,10 @@ first, so the sinks finish that session's files before they are stopped.
    stopped, then `dcbus sessions close --wait 30` returns 0 once the sink
    has finished the file, which is there before the sink is stopped; a
    second close answers the same session; a new session is refused while
-   the bus is stopping; a bad status is refused.  After a restart of the
-   broker and the sink, the ended session is not written twice.
+   the bus is stopping; a bad status is refused; the sink killed -9 and
+   started again while the bus stops says it closed the session (from its
+   READY), and nothing is staged again.  After a restart of the broker and the
+   sink, the ended session is not written twice.
 """
 
 import glob
@@ -185,6 +187,23 @@ bus.check("hand: --wait goes with close only", rc == 2 and "close" in err, (rc, 
 reply = lib.request(bus.bus_ep, "session_close", {"status": "aborted"})
 bus.check("hand: session_close refuses another status", not reply.get("ok") and
           "completed or failed" in reply.get("error", ""), reply)
+
+# The sink killed and started again while the bus is stopping: its READY
+# lists the closed session as ended (not as active) and the sink says it
+# closed it, so a wait ends.
+bus.procs["archive"].send_signal(signal.SIGKILL)
+bus.procs["archive"].wait()
+os.rename(bus.path("archive.log"), bus.path("archive.first.log"))
+joined = 'msg="worker joined" instance=archive'
+before = bus.log("broker").count(joined)
+bus.worker("archive", config)
+bus.check("hand: the restarted sink takes the dead one's place",
+          lib.wait_for(lambda: bus.log("broker").count(joined) > before, 30))
+rc, out, err = dcbus("sessions", "close", "--wait", "20", "--broker", bus.bus_ep)
+bus.check("hand: a sink restarted while stopping says it closed the session",
+          rc == 0 and "every sink has closed it" in out, (rc, out, err))
+bus.check("hand: still one file, nothing staged again",
+          staged(data) == [] and len(session_files(data)) == 1, (staged(data), session_files(data)))
 
 # The broker and the sink start again: the ended session is in the sink's
 # READY, and closing it again writes nothing new.
