@@ -621,8 +621,7 @@ event_row_t *events_find(runs_t *self, const char *id, size_t len)
     return i < 0 ? NULL : &self->rows[i];
 }
 
-int events_put(runs_t *self, dcbus_span_t record, const char *session, const char *stream,
-               uint64_t seq)
+int events_put(runs_t *self, dcbus_span_t record, const char *session, version_t batch)
 {
     char id[512];
     size_t idlen;
@@ -649,7 +648,7 @@ int events_put(runs_t *self, dcbus_span_t record, const char *session, const cha
                     "runs: an update of event %s, which was never saved, is refused", id);
         return DCBUS_PASS;
     }
-    if (known >= 0 && versions_newer(self, &self->rows[known], stream, seq)) {
+    if (known >= 0 && versions_newer(&self->rows[known], batch)) {
         self->stale++; /* a later batch of the stream wrote it: keep that */
         return DCBUS_OK;
     }
@@ -665,7 +664,7 @@ int events_put(runs_t *self, dcbus_span_t record, const char *session, const cha
     int rc = known < 0 ? append_row(self, id, idlen) : replace_row(self, &self->rows[known]);
     if (rc != DCBUS_OK) return rc;
     event_row_t *row = known < 0 ? &self->rows[self->nrows - 1] : &self->rows[known];
-    return versions_note(self, row, stream, seq) == 0 ? DCBUS_OK : DCBUS_ERETRY;
+    return versions_note(self, row, batch) == 0 ? DCBUS_OK : DCBUS_ERETRY;
 }
 
 /* ---------------------------------------------------------------------------

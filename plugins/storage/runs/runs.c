@@ -196,8 +196,10 @@ static int runs_store(void *state, const dcbus_batch_t *in)
         return DCBUS_OK;
     }
     dcbus_span_t rest = in->records, record;
+    version_t batch;
+    if (!versions_of(self, in->stream, in->seq, &batch)) return DCBUS_ERETRY;
     while (self->host->record_next(&rest, &record)) {
-        int rc = events_put(self, record, in->session, in->stream, in->seq);
+        int rc = events_put(self, record, in->session, batch);
         if (rc == DCBUS_ERETRY || rc == DCBUS_ERR) return rc;
     }
     return state_note(self, in->stream, in->seq) == 0 ? DCBUS_OK : DCBUS_ERETRY;

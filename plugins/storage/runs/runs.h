@@ -26,16 +26,21 @@
 #define STATE_MAGIC   "dcbus-runs-state"
 #define MAX_COLUMNS   256
 
+/* A batch, as the versions name it: its stream (1 + index in `streams`;
+ * 0: none known) and seq. */
+typedef struct {
+    uint32_t stream;
+    uint64_t seq;
+} version_t;
+
 /* One event's row in the events file. */
 typedef struct {
     uint64_t off;     /* where the row starts */
     uint32_t slot;    /* bytes it may take, line end included */
     uint32_t pending; /* 1 + index in `moved` of its new text, 0 if none */
     char *id;
-    /* Its version: the batch that last wrote it (versions.c). */
-    uint64_t vseq;
-    uint32_t vstream; /* 1 + index in `streams`, 0: not known */
-    bool vdirty;      /* changed since the versions file was last written */
+    version_t version; /* the batch that last wrote it (versions.c) */
+    bool vdirty;       /* changed since the versions file was last written */
 } event_row_t;
 
 /* A stream's batches: stored and flushed (done), stored since (pending). */
@@ -102,12 +107,12 @@ int runs_report(runs_t *self, dcbus_error_type_t type, const char *operation, co
  * row torn by a crash at the end is cut off.  0, or -1 with a report. */
 int events_open(runs_t *self);
 void events_close(runs_t *self);
-/* Saves or updates one event record of batch (stream, seq) of `session`.
- * DCBUS_OK (also when a later batch of the stream wrote the event: then it
- * is left as it is and counted stale), DCBUS_PASS if the record was
- * refused (reported and counted), or DCBUS_ERETRY on an I/O failure. */
-int events_put(runs_t *self, dcbus_span_t record, const char *session, const char *stream,
-               uint64_t seq);
+/* Saves or updates one event record of batch `batch` (versions_of()) of
+ * `session`.  DCBUS_OK (also when a later batch of the stream wrote the
+ * event: then it is left as it is and counted stale), DCBUS_PASS if the
+ * record was refused (reported and counted), or DCBUS_ERETRY on an I/O
+ * failure. */
+int events_put(runs_t *self, dcbus_span_t record, const char *session, version_t batch);
 /* Makes what was put durable (appends written, rows that outgrew their
  * slot rewritten, fsync as configured).  0, or -1 with errno. */
 int events_commit(runs_t *self);
@@ -130,12 +135,15 @@ event_row_t *events_find(runs_t *self, const char *id, size_t len);
  * state_load).  0, or -1 with a report. */
 int versions_open(runs_t *self);
 void versions_close(runs_t *self);
-/* True if `row` holds a later version from the same stream than batch
- * (stream, seq): a batch retried after a later one must not put back what
- * that one replaced. */
-bool versions_newer(runs_t *self, const event_row_t *row, const char *stream, uint64_t seq);
-/* Batch (stream, seq) wrote `row`.  0, or -1 when out of memory. */
-int versions_note(runs_t *self, event_row_t *row, const char *stream, uint64_t seq);
+/* Batch (stream, seq) as a version (its stream looked up once per
+ * batch); false when out of memory. */
+bool versions_of(runs_t *self, const char *stream, uint64_t seq, version_t *out);
+/* True if `row` holds a later version from the same stream than `batch`:
+ * a batch retried after a later one must not put back what that one
+ * replaced. */
+bool versions_newer(const event_row_t *row, version_t batch);
+/* `batch` wrote `row`.  0, or -1 when out of memory. */
+int versions_note(runs_t *self, event_row_t *row, version_t batch);
 /* Writes the versions changed since the last commit (after the events
  * are durable, before the state).  0, or -1 with errno. */
 int versions_commit(runs_t *self);

@@ -43,8 +43,7 @@ static bool read_line(runs_t *self, char *line, size_t len)
     long stream = state_decode_name(name) ? state_stream(self, name) : -1;
     event_row_t *row = events_find(self, p + 1, (size_t)idlen);
     if (stream < 0 || !row) return false;
-    row->vseq = seq;
-    row->vstream = (uint32_t)stream + 1;
+    row->version = (version_t){(uint32_t)stream + 1, seq};
     return true;
 }
 
@@ -78,19 +77,21 @@ void versions_close(runs_t *self)
     self->vdirty = NULL;
 }
 
-bool versions_newer(runs_t *self, const event_row_t *row, const char *stream, uint64_t seq)
-{
-    if (!row->vstream) return false;
-    const stream_seqs_t *s = &self->streams[row->vstream - 1];
-    return row->vseq > seq && strcmp(s->name, stream) == 0;
-}
-
-int versions_note(runs_t *self, event_row_t *row, const char *stream, uint64_t seq)
+bool versions_of(runs_t *self, const char *stream, uint64_t seq, version_t *out)
 {
     long index = state_stream(self, stream);
-    if (index < 0) return -1;
-    row->vseq = seq;
-    row->vstream = (uint32_t)index + 1;
+    *out = (version_t){(uint32_t)index + 1, seq};
+    return index >= 0;
+}
+
+bool versions_newer(const event_row_t *row, version_t batch)
+{
+    return row->version.stream == batch.stream && row->version.seq > batch.seq;
+}
+
+int versions_note(runs_t *self, event_row_t *row, version_t batch)
+{
+    row->version = batch;
     if (row->vdirty) return 0;
     if (self->nvdirty == self->capvdirty) {
         size_t cap = self->capvdirty ? self->capvdirty * 2 : 256;
@@ -107,9 +108,9 @@ int versions_note(runs_t *self, event_row_t *row, const char *stream, uint64_t s
 static void put_line(runs_t *self, strbuf_t *out, const event_row_t *row)
 {
     char name[NAME_FILE_MAX], head[NAME_FILE_MAX + 64];
-    filename_encode(name, self->streams[row->vstream - 1].name);
+    filename_encode(name, self->streams[row->version.stream - 1].name);
     size_t idlen = strlen(row->id);
-    int n = snprintf(head, sizeof head, "%" PRIu64 " %s %zu ", row->vseq, name, idlen);
+    int n = snprintf(head, sizeof head, "%" PRIu64 " %s %zu ", row->version.seq, name, idlen);
     sb_put(out, head, (size_t)n);
     sb_put(out, row->id, idlen);
     sb_put(out, "\n", 1);
@@ -121,7 +122,7 @@ static int rewrite(runs_t *self)
     strbuf_t text = {0};
     size_t lines = 0;
     for (size_t i = 0; i < self->nrows; i++)
-        if (self->rows[i].vstream) put_line(self, &text, &self->rows[i]), lines++;
+        if (self->rows[i].version.stream) put_line(self, &text, &self->rows[i]), lines++;
     int rc = text.oom ? -1 : runs_write_atomic(self->versions_path, text.data, text.len, true);
     free(text.data);
     if (rc != 0) return -1;
