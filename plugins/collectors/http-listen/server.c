@@ -102,9 +102,10 @@ static enum MHD_Result refuse(server_t *self, struct MHD_Connection *c, request_
     return send_error(c, (unsigned)status, why, self->options);
 }
 
-/* The checks made before the body: 0 to read it, else the status. */
+/* The checks made before the body: 0 to read it, else the status.  The
+ * body's kind and the Idempotency-Key (NULL: none) come out. */
 static int precheck(server_t *self, struct MHD_Connection *c, const char *url, const char *method,
-                    body_kind_t *kind, char *why, size_t whylen)
+                    body_kind_t *kind, const char **key, char *why, size_t whylen)
 {
     const server_options_t *o = self->options;
     if (strcmp(url, o->path) != 0)
@@ -129,8 +130,8 @@ static int precheck(server_t *self, struct MHD_Connection *c, const char *url, c
                413;
     if (!inbox_has_room(self->inbox))
         return snprintf(why, whylen, "too many requests waiting for the broker: retry later"), 503;
-    const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
-    if (key && !keys_valid(key))
+    *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+    if (*key && !keys_valid(*key))
         return snprintf(why, whylen,
                         "an Idempotency-Key is 1 to %d printable characters without spaces",
                         KEY_MAX_LEN),
@@ -179,8 +180,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     upload_t *u = *con_cls;
     if (!u) { /* the headers are in: check, then read the body */
         body_kind_t kind = BODY_JSON;
+        const char *key = NULL;
         char why[300];
-        int status = precheck(self, c, url, method, &kind, why, sizeof why);
+        int status = precheck(self, c, url, method, &kind, &key, why, sizeof why);
         if (status == 404 || status == 405 || status == 503)
             return send_error(c, (unsigned)status, why, self->options);
         request_t *r = inbox_request_new();
@@ -195,7 +197,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
             return MHD_NO;
         }
         r->kind = kind;
-        const char *key = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
         if (key) snprintf(r->key, sizeof r->key, "%s", key);
         u->request = r;
         *con_cls = u;
