@@ -92,7 +92,9 @@ def opened(name):
 def lines_of(name, session):
     with open(bus.path(name, "lines.csv")) as f:
         rows = [line.rstrip("\n") for line in f]
-    records = set(r for r in rows if r.endswith("," + session) and not r.startswith("#"))
+    # One line a record (a camera record has no n: two frames of a batch
+    # give the same line, so lines are counted, not told apart).
+    records = [r for r in rows if r.endswith("," + session) and not r.startswith("#")]
     closes = [r for r in rows if r.startswith("#close,%s," % session)]
     return records, closes
 
