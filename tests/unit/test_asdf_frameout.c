@@ -274,7 +274,8 @@ static void test_page_cache(void **state)
     }
 }
 
-/* A write that fails (a full disk: /dev/full) is an error with its errno,
+/* A write that fails (a full disk: /dev/full) is an error with its errno
+ * at the next append or sync at the latest (the writes are a thread's),
  * and so is everything after it. */
 static void test_write_error(void **state)
 {
@@ -286,13 +287,15 @@ static void test_write_error(void **state)
     frameout_t *w = frameout_new("/dev/full", fd, 0, &m);
     assert_non_null(w);
     uint8_t buf[8192] = {0};
+    (void)frameout_append(w, buf, sizeof buf);
     errno = 0;
-    assert_int_equal(frameout_append(w, buf, sizeof buf), -1);
+    assert_int_equal(frameout_sync(w, &m), -1);
     assert_int_equal(errno, ENOSPC);
     errno = 0;
     assert_int_equal(frameout_append(w, buf, 10), -1);
     assert_int_equal(errno, ENOSPC);
     assert_int_equal(frameout_sync(w, &m), -1);
+    assert_int_equal(frameout_sum(w, &m), -1);
     frameout_destroy(&w);
     close(fd);
 }

@@ -9,19 +9,27 @@
  * that stay in memory, so the sink writes frames about as fast as the disk
  * takes them and leaves the page cache to the rest of the machine.
  *
+ * Why threads: a write with O_DIRECT returns only once the disk has the
+ * bytes, and the frames' MD5 takes a core's time; done where the frames
+ * are received, each would hold up the next frames.  So the receiving
+ * thread only copies a frame into the chunks and hands each chunk on: a
+ * writer thread writes it, a summing thread sums it, and a chunk is free
+ * again once both are done with it.  A failed write is kept and reported
+ * by the next append or sync, which is what a commit goes through.
+ *
  * O_DIRECT wants whole, aligned blocks: each chunk is written up to its
  * last whole block and the rest (the carry, under a block) goes in front
  * of the next chunk.  A sync writes the carry padded to a block, then cuts
  * the file back to its true length, and the next chunk writes that block
  * again.  A file system that refuses O_DIRECT (at open or at the first
- * write) gets buffered writes instead, with the writeback started at once.
+ * write) gets buffered writes instead, with the writeback started at once;
+ * such a chunk is written whole, its carry included.
  *
- * The MD5 is summed by a thread of its own from the same chunks: a chunk
- * is free again once it is both written and summed.  A sync does not wait
- * for the sum: it gives the sum as far as it got (md5_t counts its bytes),
- * never past what is durable, and a writer taken up again after a restart
- * reads the rest back from the file to catch up -- at most SLOTS chunks.
- * frameout_sum() waits, for the block header at the session's end.
+ * A sync does not wait for the sum: it gives the sum as far as it got
+ * (md5_t counts its bytes), never past what is durable, and a writer taken
+ * up again after a restart reads the rest back from the file to catch up
+ * -- at most SLOTS chunks.  frameout_sum() waits, for the block header at
+ * the session's end.
  */
 #define _GNU_SOURCE /* O_DIRECT, sync_file_range */
 #include "frameout.h"
@@ -34,84 +42,38 @@
 #include <unistd.h>
 
 #define CHUNK (1u << 20) /* bytes a chunk holds */
-#define SLOTS 4          /* chunks: written or being summed */
+#define SLOTS 8          /* chunks: being written or summed */
 #define ALIGN 4096u      /* O_DIRECT's block, enough for 512 and 4096 */
 
 typedef struct {
     char *buf;       /* CHUNK bytes, ALIGN-aligned */
-    size_t off, len; /* the bytes of buf to sum (past the carry) */
+    uint64_t at;     /* where buf goes in the file */
+    size_t len;      /* bytes of buf: the carry in front, then new bytes */
+    size_t whole;    /* len down to whole blocks: what O_DIRECT writes */
+    size_t off, sum; /* the new bytes: what the summer sums */
 } chunk_t;
 
 struct frameout {
     int fd;           /* the file, not ours */
-    int direct;       /* the file again with O_DIRECT, or -1 */
+    int direct;       /* the file again with O_DIRECT, or -1; the writer's while it runs */
     uint64_t length;  /* bytes appended */
-    uint64_t aligned; /* direct: bytes written through `direct`, whole blocks */
-    size_t carry;     /* direct: bytes past `aligned`, in carrybuf; else 0 */
+    uint64_t aligned; /* where the next chunk goes: whole blocks of the file */
+    size_t carry;     /* bytes past `aligned`, in carrybuf */
     char *carrybuf;   /* ALIGN bytes */
-    int error;        /* the first failure's errno; nothing taken after it */
     chunk_t chunks[SLOTS];
-    pthread_t summer;
-    pthread_mutex_t lock;
+    pthread_t writer, summer;
+    pthread_mutex_t lock; /* guards what follows */
     pthread_cond_t changed;
-    uint64_t handed, summed; /* chunks given to the summer, chunks it finished */
+    uint64_t handed, written, summed; /* chunks handed on; written; summed */
+    int error;                        /* the first failure's errno; nothing taken after it */
     bool stop;
     bool summing; /* a summer thread runs */
     md5_t md5;    /* the summer's own */
-    md5_t done;   /* a copy as of the last chunk summed, under lock */
+    md5_t done;   /* a copy as of the last chunk summed */
 };
 
 /* ---------------------------------------------------------------------------
- * The summing thread
- */
-
-static void *summer_main(void *arg)
-{
-    frameout_t *self = arg;
-    pthread_mutex_lock(&self->lock);
-    for (;;) {
-        while (self->summed == self->handed && !self->stop)
-            pthread_cond_wait(&self->changed, &self->lock);
-        if (self->summed == self->handed) break;
-        chunk_t *c = &self->chunks[self->summed % SLOTS];
-        pthread_mutex_unlock(&self->lock);
-        md5_update(&self->md5, c->buf + c->off, c->len);
-        pthread_mutex_lock(&self->lock);
-        self->done = self->md5;
-        self->summed++;
-        pthread_cond_broadcast(&self->changed);
-    }
-    pthread_mutex_unlock(&self->lock);
-    return NULL;
-}
-
-/* Waits until at most `busy` chunks are still to be summed. */
-static void wait_summed(frameout_t *self, uint64_t busy)
-{
-    pthread_mutex_lock(&self->lock);
-    while (self->handed - self->summed > busy)
-        pthread_cond_wait(&self->changed, &self->lock);
-    pthread_mutex_unlock(&self->lock);
-}
-
-static void summed_so_far(frameout_t *self, md5_t *md5)
-{
-    if (!self->summing) return;
-    pthread_mutex_lock(&self->lock);
-    *md5 = self->done;
-    pthread_mutex_unlock(&self->lock);
-}
-
-static void hand_over(frameout_t *self)
-{
-    pthread_mutex_lock(&self->lock);
-    self->handed++;
-    pthread_cond_broadcast(&self->changed);
-    pthread_mutex_unlock(&self->lock);
-}
-
-/* ---------------------------------------------------------------------------
- * Writing
+ * Writing (the writer thread)
  */
 
 static int pwrite_all(int fd, const char *p, size_t len, uint64_t at)
@@ -131,80 +93,168 @@ static int pwrite_all(int fd, const char *p, size_t len, uint64_t at)
 }
 
 /* Buffered from here on: the file system took the O_DIRECT open but not
- * the write.  What is in `buf` (carry included) goes through fd. */
-static int fall_back(frameout_t *self, const char *buf, size_t len)
+ * the write. */
+static void fall_back(frameout_t *self)
 {
     close(self->direct);
     self->direct = -1;
-    self->carry = 0;
-    return pwrite_all(self->fd, buf, len, self->aligned);
 }
 
-/* Writes `len` bytes of `buf` that follow the file's `aligned` bytes (the
- * carry first). */
-static int write_chunk(frameout_t *self, const char *buf, size_t len)
+static int write_buffered(frameout_t *self, const char *buf, size_t len, uint64_t at)
 {
-    if (self->direct < 0) {
-        uint64_t at = self->length;
-        if (pwrite_all(self->fd, buf, len, at) != 0) return -1;
-        /* A hint: the commit's fdatasync waits only for the last frames. */
-        (void)sync_file_range(self->fd, (off_t)at, (off_t)len, SYNC_FILE_RANGE_WRITE);
-        return 0;
-    }
-    size_t whole = len & ~(size_t)(ALIGN - 1);
-    if (whole && pwrite_all(self->direct, buf, whole, self->aligned) != 0)
-        return errno == EINVAL ? fall_back(self, buf, len) : -1;
-    self->aligned += whole;
-    self->carry = len - whole;
-    memcpy(self->carrybuf, buf + whole, self->carry);
+    if (pwrite_all(self->fd, buf, len, at) != 0) return -1;
+    /* A hint: the commit's fdatasync waits only for the last frames. */
+    (void)sync_file_range(self->fd, (off_t)at, (off_t)len, SYNC_FILE_RANGE_WRITE);
     return 0;
+}
+
+static int write_chunk(frameout_t *self, const chunk_t *c)
+{
+    if (self->direct >= 0) {
+        if (!c->whole || pwrite_all(self->direct, c->buf, c->whole, c->at) == 0) return 0;
+        if (errno != EINVAL) return -1;
+        fall_back(self);
+    }
+    return write_buffered(self, c->buf, c->len, c->at);
+}
+
+/* The writer and the summer: each takes the chunks in order, does its part
+ * (`work`), and counts it in *count. */
+static void serve(frameout_t *self, uint64_t *count, int (*work)(frameout_t *, const chunk_t *))
+{
+    pthread_mutex_lock(&self->lock);
+    for (;;) {
+        while (*count == self->handed && !self->stop)
+            pthread_cond_wait(&self->changed, &self->lock);
+        if (*count == self->handed) break;
+        const chunk_t *c = &self->chunks[*count % SLOTS];
+        bool skip = self->error != 0;
+        pthread_mutex_unlock(&self->lock);
+        int rc = skip ? 0 : work(self, c);
+        int err = errno;
+        pthread_mutex_lock(&self->lock);
+        if (rc != 0 && !self->error) self->error = err ? err : EIO;
+        (*count)++;
+        pthread_cond_broadcast(&self->changed);
+    }
+    pthread_mutex_unlock(&self->lock);
+}
+
+static void *writer_main(void *arg)
+{
+    frameout_t *self = arg;
+    serve(self, &self->written, write_chunk);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * Summing (the summing thread)
+ */
+
+static int sum_chunk(frameout_t *self, const chunk_t *c)
+{
+    md5_update(&self->md5, c->buf + c->off, c->sum);
+    pthread_mutex_lock(&self->lock);
+    self->done = self->md5;
+    pthread_mutex_unlock(&self->lock);
+    return 0;
+}
+
+static void *summer_main(void *arg)
+{
+    frameout_t *self = arg;
+    serve(self, &self->summed, sum_chunk);
+    return NULL;
+}
+
+static void summed_so_far(frameout_t *self, md5_t *md5)
+{
+    if (!self->summing) return;
+    pthread_mutex_lock(&self->lock);
+    *md5 = self->done;
+    pthread_mutex_unlock(&self->lock);
+}
+
+/* ---------------------------------------------------------------------------
+ * Appending (the caller's thread)
+ */
+
+/* Waits until at most `busy` chunks are still to be written and, if
+ * `and_summed`, summed; -1 with errno if a write failed. */
+static int wait_done(frameout_t *self, uint64_t busy, bool and_summed)
+{
+    pthread_mutex_lock(&self->lock);
+    while (!self->error && (self->handed - self->written > busy ||
+                            (and_summed && self->summing && self->handed - self->summed > busy)))
+        pthread_cond_wait(&self->changed, &self->lock);
+    int err = self->error;
+    pthread_mutex_unlock(&self->lock);
+    return err ? (errno = err, -1) : 0;
+}
+
+static void hand_over(frameout_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    self->handed++;
+    pthread_cond_broadcast(&self->changed);
+    pthread_mutex_unlock(&self->lock);
 }
 
 int frameout_append(frameout_t *self, const void *data, size_t len)
 {
     const char *p = data;
-    if (self->error) return errno = self->error, -1;
     while (len) {
-        wait_summed(self, SLOTS - 1);
+        if (wait_done(self, SLOTS - 1, true) != 0) return -1;
         chunk_t *c = &self->chunks[self->handed % SLOTS];
-        size_t keep = self->carry;
-        size_t n = len < CHUNK - keep ? len : CHUNK - keep;
-        memcpy(c->buf, self->carrybuf, keep);
-        memcpy(c->buf + keep, p, n);
-        if (write_chunk(self, c->buf, keep + n) != 0) {
-            self->error = errno ? errno : EIO;
-            return -1;
-        }
-        c->off = keep;
-        c->len = n;
-        if (self->summing) hand_over(self);
+        size_t n = len < CHUNK - self->carry ? len : CHUNK - self->carry;
+        memcpy(c->buf, self->carrybuf, self->carry);
+        memcpy(c->buf + self->carry, p, n);
+        *c = (chunk_t){.buf = c->buf,
+                       .at = self->aligned,
+                       .len = self->carry + n,
+                       .off = self->carry,
+                       .sum = n};
+        c->whole = c->len & ~(size_t)(ALIGN - 1);
+        self->aligned += c->whole;
+        self->carry = c->len - c->whole;
+        memcpy(self->carrybuf, c->buf + c->whole, self->carry);
+        hand_over(self);
         self->length += n;
         p += n;
         len -= n;
     }
-    return 0;
+    return wait_done(self, SLOTS, false);
+}
+
+/* With O_DIRECT, the carry: padded to a block, then the file cut back. */
+static int write_carry(frameout_t *self)
+{
+    if (self->direct < 0 || !self->carry) return 0;
+    memset(self->carrybuf + self->carry, 0, ALIGN - self->carry);
+    if (pwrite_all(self->direct, self->carrybuf, ALIGN, self->aligned) == 0)
+        return ftruncate(self->fd, (off_t)self->length);
+    if (errno != EINVAL) return -1;
+    fall_back(self);
+    return write_buffered(self, self->carrybuf, self->carry, self->aligned);
 }
 
 int frameout_sync(frameout_t *self, md5_t *md5)
 {
-    if (self->error) return errno = self->error, -1;
-    if (self->direct >= 0 && self->carry) { /* padded to a block, then cut back */
-        memset(self->carrybuf + self->carry, 0, ALIGN - self->carry);
-        if (pwrite_all(self->direct, self->carrybuf, ALIGN, self->aligned) == 0) {
-            if (ftruncate(self->fd, (off_t)self->length) != 0) return self->error = errno, -1;
-        } else if (errno != EINVAL || fall_back(self, self->carrybuf, self->carry) != 0) {
-            return self->error = errno, -1;
-        }
+    if (wait_done(self, 0, false) != 0) return -1;
+    /* The writer is idle until the next append: its `direct` is ours. */
+    if (write_carry(self) != 0 || fdatasync(self->fd) != 0) {
+        pthread_mutex_lock(&self->lock);
+        self->error = errno ? errno : EIO;
+        pthread_mutex_unlock(&self->lock);
+        return -1;
     }
-    if (fdatasync(self->fd) != 0) return self->error = errno, -1;
     summed_so_far(self, md5);
     return 0;
 }
 
 int frameout_sum(frameout_t *self, md5_t *md5)
 {
-    if (self->error) return errno = self->error, -1;
-    wait_summed(self, 0);
+    if (wait_done(self, 0, true) != 0) return -1;
     summed_so_far(self, md5);
     return 0;
 }
@@ -264,26 +314,47 @@ static int load_carry(frameout_t *self)
     return -1;
 }
 
+/* Tells the threads that started to finish what was handed to them, and
+ * waits for them. */
+static void stop_threads(frameout_t *self, bool writer, bool summer)
+{
+    pthread_mutex_lock(&self->lock);
+    self->stop = true;
+    pthread_cond_broadcast(&self->changed);
+    pthread_mutex_unlock(&self->lock);
+    if (writer) pthread_join(self->writer, NULL);
+    if (summer) pthread_join(self->summer, NULL);
+    pthread_cond_destroy(&self->changed);
+    pthread_mutex_destroy(&self->lock);
+}
+
+static int start_threads(frameout_t *self)
+{
+    pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->changed, NULL);
+    int rc = pthread_create(&self->writer, NULL, writer_main, self);
+    if (rc == 0 && self->summing) {
+        rc = pthread_create(&self->summer, NULL, summer_main, self);
+        if (rc != 0) stop_threads(self, true, false);
+    } else if (rc != 0) {
+        stop_threads(self, false, false);
+    }
+    return rc ? (errno = rc, -1) : 0;
+}
+
 frameout_t *frameout_new(const char *path, int fd, uint64_t at, const md5_t *md5)
 {
     frameout_t *self = calloc(1, sizeof *self);
     if (!self) return NULL;
     self->fd = fd;
     self->length = at;
+    self->aligned = at;
     self->summing = md5 != NULL;
     if (md5) self->md5 = *md5;
     self->direct = path ? open(path, O_WRONLY | O_DIRECT | O_CLOEXEC) : -1;
-    if (alloc_buffers(self) != 0 || (self->summing && catch_up(self) != 0) ||
-        (self->direct >= 0 && load_carry(self) != 0))
-        goto fail;
-    pthread_mutex_init(&self->lock, NULL);
-    pthread_cond_init(&self->changed, NULL);
-    int rc = self->summing ? pthread_create(&self->summer, NULL, summer_main, self) : 0;
-    if (rc == 0) return self;
-    pthread_cond_destroy(&self->changed);
-    pthread_mutex_destroy(&self->lock);
-    errno = rc;
-fail:;
+    if (alloc_buffers(self) == 0 && (!self->summing || catch_up(self) == 0) &&
+        (self->direct < 0 || load_carry(self) == 0) && start_threads(self) == 0)
+        return self;
     int saved = errno;
     free_writer(self);
     errno = saved;
@@ -294,15 +365,7 @@ void frameout_destroy(frameout_t **pself)
 {
     frameout_t *self = *pself;
     if (!self) return;
-    if (self->summing) {
-        pthread_mutex_lock(&self->lock);
-        self->stop = true;
-        pthread_cond_broadcast(&self->changed);
-        pthread_mutex_unlock(&self->lock);
-        pthread_join(self->summer, NULL);
-    }
-    pthread_cond_destroy(&self->changed);
-    pthread_mutex_destroy(&self->lock);
+    stop_threads(self, true, self->summing);
     free_writer(self);
     *pself = NULL;
 }

@@ -3,9 +3,10 @@
  *
  * Frames are written once and not read again until the session's file is
  * made, so they bypass the page cache (O_DIRECT) where the file system
- * allows it, through a few aligned chunks the frames are copied into; the
- * frames' MD5, which an ASDF block header carries, is summed from the same
- * chunks on a thread of its own, beside the receiving of the next frames.
+ * allows it, through a few aligned chunks the frames are copied into.  A
+ * thread of its own writes the chunks and another sums the frames' MD5,
+ * which an ASDF block header carries, from the same chunks, both beside
+ * the receiving of the next frames.
  * frameout_sync() is the commit: everything appended is on disk, the file
  * is exactly as long as the frames, and the MD5 has caught up.
  */
@@ -27,12 +28,15 @@ typedef struct frameout frameout_t;
  * NULL with errno on failure.  The writer does not own `fd`. */
 frameout_t *frameout_new(const char *path, int fd, uint64_t at, const md5_t *md5);
 
-/* Stops the summing thread and frees the writer; what was appended since
- * the last frameout_sync() may not be on disk.  Sets *self to NULL. */
+/* Lets the threads finish what they were handed, stops them and frees the
+ * writer; what was appended since the last frameout_sync() may not be on
+ * disk.  Sets *self to NULL. */
 void frameout_destroy(frameout_t **self);
 
-/* Appends `len` bytes.  0, or -1 with errno (ENOSPC, EIO...); after an
- * error the writer takes nothing more. */
+/* Appends `len` bytes: copies them into the chunks, which are written
+ * afterwards.  0, or -1 with errno (ENOSPC, EIO...) once a write failed;
+ * a failure is reported by the next append or sync, and after it the
+ * writer takes nothing more. */
 int frameout_append(frameout_t *self, const void *data, size_t len);
 
 /* Makes what was appended durable and the file exactly that long, and
@@ -44,7 +48,8 @@ int frameout_sync(frameout_t *self, md5_t *md5);
  * 0, or -1 with errno after a failed write. */
 int frameout_sum(frameout_t *self, md5_t *md5);
 
-/* True when the writes bypass the page cache. */
+/* True when the writes bypass the page cache (as of the last sync: the
+ * first write can find that the file system refuses it). */
 bool frameout_direct(const frameout_t *self);
 
 #endif
