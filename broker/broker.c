@@ -166,6 +166,9 @@ void broker_send_request(void *arg, const rt_peer_t *peer, dcbus_span_t body)
 static void on_peer_gone(void *arg, const rt_peer_t *peer, const char *reason)
 {
     dcb_broker_t *self = arg;
+    /* What it owed is forgotten (router.c); sessions waiting on it are
+     * tried again at the next tick, once it is gone for good. */
+    if (rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR) self->settle_again = true;
     if (rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR && strcmp(reason, "said BYE") != 0)
         dcb_runs_end(self->runs, rt_peer_instance(peer), DCB_RUN_FAILED,
                      "collector stopped responding", wall_us());
@@ -271,11 +274,56 @@ static void tell_sinks_ended(dcb_broker_t *self, const dcb_session_t *s)
     notify_role(self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION);
 }
 
-static void on_session_settled(void *arg, const char *session)
+/* After a restart, the collectors that were connected to the broker
+ * before it may hold batches it never spooled, stamped with a session the
+ * restart ended; each says so in its HELLO (unacked_session) and owes that
+ * end until they are acknowledged.  Until every pipeline's collector has
+ * joined, or the heartbeat time-out has passed since the start (one that
+ * did not come back by then is not running), no session is settled. */
+static bool awaiting_rejoin(dcb_broker_t *self)
 {
-    dcb_broker_t *self = arg;
+    if (!self->rejoin_until_us) return false;
+    bool joined = rt_collectors_all_joined(self->router);
+    if (!joined && now_us() < self->rejoin_until_us) return true;
+    if (!joined)
+        dcb_info("not every collector is back since the start: sessions settle without them",
+                 "waited_ms=%d", self->config->heartbeat_timeout_ms);
+    self->rejoin_until_us = 0;
+    return false;
+}
+
+/* A session that ended is settled -- its end told to the sinks -- once no
+ * batch of it is in the spool or in flight, and no collector told of the
+ * end may still send one (rt_collectors_owe_end(): a batch sent before the
+ * collector heard of the end can be on its way yet). */
+static void try_settle(dcb_broker_t *self, const char *session)
+{
+    if (!dcb_sessions_unsettled(self->sessions, session) ||
+        dcb_intake_session_pending(self->intake, session) != 0 ||
+        rt_collectors_owe_end(self->router) || awaiting_rejoin(self))
+        return;
     const dcb_session_t *s = dcb_sessions_settle(self->sessions, session);
     if (s) tell_sinks_ended(self, s);
+}
+
+/* Every session that ended and waits to be settled: after a collector's
+ * confirmation, or one gone. */
+static void try_settle_all(dcb_broker_t *self)
+{
+    char ids[DCB_SESSION_HISTORY + 1][DCB_NAME_MAX];
+    size_t n = 0;
+    const dcb_session_t *s = dcb_sessions_active(self->sessions);
+    if (s->end_us) snprintf(ids[n++], sizeof ids[0], "%s", s->id);
+    for (size_t i = 0; (s = dcb_sessions_ended(self->sessions, i)); i++)
+        if (!s->settled && n < sizeof ids / sizeof ids[0])
+            snprintf(ids[n++], sizeof ids[0], "%s", s->id);
+    while (n) /* oldest first: the sinks hear of the ends in order */
+        try_settle(self, ids[--n]);
+}
+
+static void on_session_settled(void *arg, const char *session)
+{
+    try_settle(arg, session);
 }
 
 static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const char *event)
@@ -287,10 +335,12 @@ static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const c
     dcb_body_reset(&self->note);
     pack_session_note(s, begin ? "begin" : "end", &self->note.pk);
     notify_role(self, DCBUS_ROLE_COLLECTOR, DCB_CMD_SESSION);
-    if (begin)
+    if (begin) {
         notify_role(self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION);
-    else if (dcb_intake_session_pending(self->intake, s->id) == 0)
-        on_session_settled(self, s->id);
+        return;
+    }
+    rt_collectors_told_end(self->router, s->id);
+    try_settle(self, s->id);
 }
 
 static void on_session_changed(void *arg, const dcb_session_t *ended, const dcb_session_t *begun)
@@ -419,8 +469,9 @@ static int open_state(dcb_broker_t *self, char *err, size_t errlen)
 }
 
 /* Takes up the sessions a broker before this one left (sessions_file.h).
- * Its ended sessions whose batches are all in are settled now: the sinks
- * learn of their end in READY. */
+ * Its ended sessions are settled once their batches are all in and the
+ * collectors are back (awaiting_rejoin()): the sinks learn of their end in
+ * READY, or at once if they are connected by then. */
 static void restore_sessions(dcb_broker_t *self)
 {
     char path[4200], why[4400];
@@ -430,10 +481,7 @@ static void restore_sessions(dcb_broker_t *self)
     if (rc == 1)
         dcb_info("session goes on after a restart", "session=%s",
                  dcb_sessions_active(self->sessions)->id);
-    const dcb_session_t *s;
-    for (size_t i = 0; (s = dcb_sessions_ended(self->sessions, i)); i++)
-        if (!s->settled && dcb_intake_session_pending(self->intake, s->id) == 0)
-            dcb_sessions_settle(self->sessions, s->id);
+    self->rejoin_until_us = now_us() + (int64_t)self->config->heartbeat_timeout_ms * 1000;
 }
 
 dcb_broker_t *dcb_broker_new(const dcb_config_t *config)
@@ -613,6 +661,19 @@ static dcb_run_join_t send_ready(dcb_broker_t *self, const rt_peer_t *peer,
     return how;
 }
 
+/* A collector that joins once the bus is stopping (session_close) hears
+ * at once that the session in its READY has ended, so it collects nothing
+ * under it: its sinks have finished that session already. */
+static void tell_closed(dcb_broker_t *self, const rt_peer_t *peer)
+{
+    const dcb_session_t *active = dcb_sessions_active(self->sessions);
+    if (!active->end_us) return;
+    dcb_body_reset(&self->note);
+    pack_session_note(active, "end", &self->note.pk);
+    struct notice n = {self, DCBUS_ROLE_COLLECTOR, DCB_CMD_SESSION};
+    notify_peer(&n, peer);
+}
+
 static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
 {
     dcb_hello_t hello;
@@ -639,7 +700,11 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
         .role = hello.role,
         .replica = hello.replica < INT_MIN || hello.replica > INT_MAX ? -1 : (int)hello.replica,
         .credit = granted,
-        .token = hello.token};
+        .token = hello.token,
+        .confirms_ends = hello.confirms_ends,
+        .owes_end = dcb_sessions_unsettled(self->sessions, hello.unacked_session)
+                        ? hello.unacked_session
+                        : NULL};
     rt_refusal_t refusal;
     rt_peer_t *peer = rt_peer_hello(self->router, zmq_msg_data(&m->routing),
                                     zmq_msg_size(&m->routing), &h, now, &refusal);
@@ -648,6 +713,7 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
         return;
     }
     dcb_run_join_t how = send_ready(self, peer, &hello, granted);
+    if (hello.role == DCBUS_ROLE_COLLECTOR) tell_closed(self, peer);
     if (hello.role == DCBUS_ROLE_COLLECTOR && how != DCB_JOIN_FINISHED) /* no task to begin */
         dcb_runs_begin(self->runs, hello.instance, rt_pipeline_of(self->router, hello.instance),
                        hello.run, wall_us());
@@ -760,9 +826,14 @@ static void on_report(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
         dcb_map_get_str(m->body_span, "event_type", type, sizeof type);
         snprintf(topic, sizeof topic, "event.%s.%s", type, instance);
         dcb_session_closed_t closed;
-        if (rt_peer_role(peer) == DCBUS_ROLE_STORAGE &&
-            dcb_session_closed_unpack(m->body_span, &closed))
-            rt_peer_session_closed(peer, closed.session);
+        if (dcb_session_closed_unpack(m->body_span, &closed)) {
+            if (rt_peer_role(peer) == DCBUS_ROLE_STORAGE) {
+                rt_peer_session_closed(peer, closed.session);
+            } else if (rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR) {
+                rt_peer_end_confirmed(self->router, peer, closed.session);
+                try_settle_all(self);
+            }
+        }
     } else {
         dcb_errinfo_t e;
         dcb_errinfo_text_t text;
@@ -893,6 +964,10 @@ static void periodic(dcb_broker_t *self, int64_t now)
         self->last_heartbeat_us = now;
     }
     dcb_intake_service(self->intake, now);
+    if (self->settle_again || (self->rejoin_until_us && !awaiting_rejoin(self))) {
+        self->settle_again = false;
+        try_settle_all(self);
+    }
     dcb_runs_tick(self->runs, carried, self, wall_us());
     if (now - self->last_second_us >= 1000000) {
         dcb_sessions_tick(self->sessions, wall_us());

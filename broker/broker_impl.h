@@ -42,6 +42,8 @@ struct dcb_broker {
     dcb_body_t body;            /* scratch for replies */
     dcb_body_t note;            /* scratch for topics and notices, never reused while `body` is */
     int64_t started_us, last_heartbeat_us, last_second_us;
+    bool settle_again;       /* a collector left: sessions waiting on it may settle now */
+    int64_t rejoin_until_us; /* after a start: awaiting_rejoin() in broker.c; 0 once over */
     uint64_t malformed;
     uint64_t refused_keys;    /* HELLOs whose CURVE key may not be what they claim */
     uint64_t refused_hellos;  /* other HELLOs refused (router.h: rt_peer_hello) */

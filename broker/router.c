@@ -122,6 +122,8 @@ struct rt_peer {
     rt_work_t *probe;       /* a suspect batch it holds alone, or NULL */
     uint64_t records_given; /* for balancing replicas by work, not turns */
     char closed[128];       /* a sink: the last session it said it closed */
+    bool confirms_ends;     /* a collector: it confirms session ends */
+    char owed_end[128];     /* a collector: the end it has not confirmed yet, "" if none */
 };
 
 struct rt_router {
@@ -135,6 +137,7 @@ struct rt_router {
     zhashx_t *batches;       /* "stream\x1fseq" -> rt_batch_t */
     zhashx_t *streams;       /* name -> rt_stream_t */
     zhashx_t *pending_sides; /* parent key -> rt_sides_t *: spooled before a restart */
+    size_t owing_ends;       /* live collectors whose owed_end is set */
     rt_list_t backoff;
     uint32_t max_attempts;
     uint64_t max_seq_gap;         /* 0: no limit */
@@ -496,6 +499,11 @@ rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const 
     peer->credit = h->credit ? h->credit : 1;
     peer->last_seen = now;
     snprintf(peer->token, sizeof peer->token, "%s", h->token ? h->token : "");
+    peer->confirms_ends = h->confirms_ends && inst->role == DCBUS_ROLE_COLLECTOR;
+    if (peer->confirms_ends && h->owes_end && h->owes_end[0]) {
+        snprintf(peer->owed_end, sizeof peer->owed_end, "%s", h->owes_end);
+        self->owing_ends++;
+    }
     snprintf(inst->plugin, sizeof inst->plugin, "%s", h->plugin ? h->plugin : "");
     zhashx_insert(self->peers, peer->key, peer);
     inst->peers = realloc(inst->peers, (inst->npeers + 1) * sizeof *inst->peers);
@@ -530,6 +538,40 @@ void rt_peer_session_closed(rt_peer_t *peer, const char *session)
     snprintf(peer->closed, sizeof peer->closed, "%s", session);
 }
 
+/* The instances' peer arrays, not the peers' hash, whose one cursor may
+ * be in use by the caller's caller. */
+void rt_collectors_told_end(rt_router_t *self, const char *session)
+{
+    for (size_t i = 0; i < self->ninstances; i++)
+        for (size_t j = 0; j < self->instances[i].npeers; j++) {
+            rt_peer_t *p = self->instances[i].peers[j];
+            if (!p->confirms_ends) continue;
+            if (!p->owed_end[0]) self->owing_ends++;
+            snprintf(p->owed_end, sizeof p->owed_end, "%s", session);
+        }
+}
+
+void rt_peer_end_confirmed(rt_router_t *self, rt_peer_t *peer, const char *session)
+{
+    if (!peer->owed_end[0] || strcmp(peer->owed_end, session) != 0) return;
+    peer->owed_end[0] = '\0';
+    self->owing_ends--;
+}
+
+bool rt_collectors_owe_end(const rt_router_t *self)
+{
+    return self->owing_ends > 0;
+}
+
+bool rt_collectors_all_joined(const rt_router_t *self)
+{
+    for (size_t i = 0; i < self->ninstances; i++) {
+        const rt_instance_t *inst = &self->instances[i];
+        if (inst->pipe && inst->npeers < (size_t)inst->replicas) return false;
+    }
+    return true;
+}
+
 uint32_t rt_peer_inflight(const rt_peer_t *peer)
 {
     return (uint32_t)peer->held.count;
@@ -560,6 +602,7 @@ void rt_peer_gone(rt_router_t *self, rt_peer_t *peer, const char *reason)
         }
     dcb_info("worker left", "instance=%s replica=%d reason=\"%s\" redelivering=%zu", inst->name,
              peer->replica, reason, given_back);
+    if (peer->owed_end[0]) self->owing_ends--;
     if (self->ops.peer_gone) self->ops.peer_gone(self->arg, peer, reason);
     zhashx_delete(self->peers, peer->key);
     free(peer);

@@ -98,6 +98,10 @@ typedef struct {
      * start of one worker, START counting its starts) or made up by the
      * worker itself when it has none (START 0). */
     const char *token;
+    bool confirms_ends; /* a collector that sends SESSION_CLOSED after an end */
+    /* A session that ended, of which the collector still has batches to be
+     * acknowledged (NULL if none): it owes its end from the start. */
+    const char *owes_end;
 } rt_hello_t;
 
 #define RT_TOKEN_MAX 96
@@ -142,6 +146,20 @@ uint32_t rt_peer_inflight(const rt_peer_t *peer);
 /* A sink said it closed `session` (its EVENT SESSION_CLOSED): the stats'
  * `closed_session` of its instance, once every replica has said so. */
 void rt_peer_session_closed(rt_peer_t *peer, const char *session);
+
+/* Session `session` ended: each collector that confirms ends (HELLO
+ * confirms_ends) owes its SESSION_CLOSED for it until
+ * rt_peer_end_confirmed(), which it sends once every batch it sent before
+ * the end is acknowledged.  A later end replaces an earlier one owed: its
+ * confirmation covers both. */
+void rt_collectors_told_end(rt_router_t *self, const char *session);
+/* A collector's SESSION_CLOSED for `session`. */
+void rt_peer_end_confirmed(rt_router_t *self, rt_peer_t *peer, const char *session);
+/* True while a live collector owes a confirmation: a batch of a session
+ * that ended may still be on its way. */
+bool rt_collectors_owe_end(const rt_router_t *self);
+/* True once every replica of every pipeline's collector has a live peer. */
+bool rt_collectors_all_joined(const rt_router_t *self);
 
 /* DATA from a collector: RT_NEW if the router has not seen its (stream,
  * seq) -- it now counts as taken, to be spooled and admitted --, RT_KNOWN if

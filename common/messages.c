@@ -19,8 +19,11 @@
 void dcb_hello_pack(const dcb_hello_t *m, msgpack_packer *pk)
 {
     bool run = m->run[0] != '\0', token = m->token[0] != '\0', begin = m->begin_run[0] != '\0';
-    msgpack_pack_map(pk, 8 + run + token + begin);
+    bool unacked = m->unacked_session[0] != '\0';
+    msgpack_pack_map(pk, 8 + run + token + begin + m->confirms_ends + unacked);
     if (begin) dcb_pack_kv_str(pk, "begin_run", m->begin_run);
+    if (unacked) dcb_pack_kv_str(pk, "unacked_session", m->unacked_session);
+    if (m->confirms_ends) dcb_pack_kv_bool(pk, "confirms_ends", true);
     if (run) dcb_pack_kv_str(pk, "run", m->run);
     if (token) dcb_pack_kv_str(pk, "token", m->token);
     dcb_pack_kv_str(pk, "role", dcb_role_name(m->role));
@@ -48,6 +51,8 @@ void dcb_hello_unpack(dcbus_span_t body, dcb_hello_t *m)
     dcb_map_get_str(body, "run", m->run, sizeof m->run);
     dcb_map_get_str(body, "token", m->token, sizeof m->token);
     dcb_map_get_str(body, "begin_run", m->begin_run, sizeof m->begin_run);
+    dcb_map_get_bool(body, "confirms_ends", &m->confirms_ends);
+    dcb_map_get_str(body, "unacked_session", m->unacked_session, sizeof m->unacked_session);
 }
 
 void dcb_ready_pack(const dcb_ready_t *m, msgpack_packer *pk)

@@ -34,6 +34,13 @@ typedef struct {
     char run[128];       /* collectors: the run its seqs belong to ("" for others) */
     char token[96];      /* the start token, "SECRET.START" ("" if none; docs/protocol.md) */
     char begin_run[128]; /* collectors: the run to begin unless it is the current one ("") */
+    /* Collectors: once every batch sent under a session that ended is
+     * acknowledged, it says so with EVENT SESSION_CLOSED; the broker waits
+     * for that before it tells the sinks of the end. */
+    bool confirms_ends;
+    /* Collectors: the session of the newest batch it still waits to have
+     * acknowledged ("" if none), e.g. when a restarted broker lost it. */
+    char unacked_session[DCB_NAME_MAX];
 } dcb_hello_t;
 
 void dcb_hello_pack(const dcb_hello_t *m, msgpack_packer *pk);
@@ -113,9 +120,11 @@ dcbus_session_t dcb_session_note_view(const dcb_session_note_t *m);
 void dcb_event_pack_head(msgpack_packer *pk, const char *type, int64_t timestamp_us,
                          const char *source);
 
-/* EVENT SESSION_CLOSED, sink -> broker: the sink has done what a SESSION
- * end asked (made durable what it had, finished the session's artifacts,
- * or found it had none).  A whole SystemEvent, published on
+/* EVENT SESSION_CLOSED, sink or collector -> broker: the sink has done
+ * what a SESSION end asked (made durable what it had, finished the
+ * session's artifacts, or found it had none); the collector (one that
+ * said confirms_ends in HELLO) has every batch it sent under the session
+ * acknowledged, so none of them is still on its way.  A whole SystemEvent, published on
  * event.SESSION_CLOSED.<instance> like any other:
  * {event_type, timestamp, source, data: {session, status, ok}}.  The broker keeps
  * the last one per replica (stats: closed_session), which is what a bus
@@ -123,7 +132,7 @@ void dcb_event_pack_head(msgpack_packer *pk, const char *type, int64_t timestamp
 #define DCB_EVENT_SESSION_CLOSED "SESSION_CLOSED"
 typedef struct {
     char session[DCB_NAME_MAX];
-    char source[DCB_NAME_MAX]; /* the sink instance */
+    char source[DCB_NAME_MAX]; /* the sink's or collector's instance */
     char status[32];           /* the session's: completed or failed */
     bool ok;                   /* the plugin closed it without an error */
     int64_t timestamp_us;

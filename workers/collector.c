@@ -83,6 +83,24 @@ static void free_buffer(void *data, void *hint)
     free(data);
 }
 
+/* The encoded batch (self->encoded, `hdr` its header) kept in the window
+ * until its ACK; the buffer is handed to the message, not copied. */
+static dcb_pending_t *keep_in_window(dcb_worker_t *self, const dcb_envelope_t *hdr,
+                                     uint32_t records, bool marker)
+{
+    dcb_pending_t *p = &self->collector.window[self->collector.nwindow++];
+    memcpy(p->stream, hdr->stream, sizeof p->stream);
+    p->seq = hdr->seq;
+    p->records = records;
+    p->marker = marker;
+    p->sent_us = worker_now_us();
+    p->sent_no = ++self->collector.sent_count;
+    memcpy(p->session, hdr->session, sizeof p->session);
+    size_t size = self->encoded.size;
+    zmq_msg_init_data(&p->body, msgpack_sbuffer_release(&self->encoded), size, free_buffer, NULL);
+    return p;
+}
+
 /* Wraps the builder's records in an envelope and sends it, keeping it. */
 static void send_batch(dcb_worker_t *self)
 {
@@ -99,16 +117,8 @@ static void send_batch(dcb_worker_t *self)
 
     if (self->collector.nwindow == self->collector.window_cap)
         return; /* caller checks; defensive */
-    dcb_pending_t *p = &self->collector.window[self->collector.nwindow++];
-    memcpy(p->stream, hdr.stream, sizeof p->stream);
-    p->seq = hdr.seq;
-    p->records = dcb_builder_count(self->builder);
-    p->marker = false;
-    p->sent_us = worker_now_us();
-    /* Hand the buffer to the message: no copy. */
-    size_t size = self->encoded.size;
-    zmq_msg_init_data(&p->body, msgpack_sbuffer_release(&self->encoded), size, free_buffer, NULL);
-    self->collector.window_bytes += size;
+    dcb_pending_t *p = keep_in_window(self, &hdr, dcb_builder_count(self->builder), false);
+    self->collector.window_bytes += zmq_msg_size(&p->body);
     call_batch_sent(self, p->stream, p->seq); /* before it goes: the ACK can come next */
     worker_send_msg(self, DCB_CMD_DATA, &p->body);
     self->collector.records_out += p->records;
@@ -125,14 +135,7 @@ static void send_marker(dcb_worker_t *self, const char *stream, const char *sess
     hdr.flags = flags;
     msgpack_sbuffer_clear(&self->encoded);
     dcb_envelope_encode(&hdr, (dcbus_span_t){NULL, 0}, 0, &self->encoded);
-    dcb_pending_t *p = &self->collector.window[self->collector.nwindow++];
-    memcpy(p->stream, hdr.stream, sizeof p->stream);
-    p->seq = hdr.seq;
-    p->records = 0;
-    p->marker = true;
-    p->sent_us = worker_now_us();
-    size_t size = self->encoded.size;
-    zmq_msg_init_data(&p->body, msgpack_sbuffer_release(&self->encoded), size, free_buffer, NULL);
+    dcb_pending_t *p = keep_in_window(self, &hdr, 0, true);
     worker_send_msg(self, DCB_CMD_DATA, &p->body);
 }
 
@@ -247,12 +250,35 @@ static bool window_full(const dcb_worker_t *self)
     return c->nwindow >= c->window_cap || c->window_bytes >= (size_t)self->config->memory_mb << 20;
 }
 
+/* The session the broker names has ended and none has begun since: a
+ * collector that joins a bus about to stop (session_close) hears so right
+ * after its READY, and a batch collected now would belong to a session
+ * whose files may be finished. */
+static bool session_over(const dcb_worker_t *self)
+{
+    return strcmp(self->collector.ended_session, self->link.session) == 0;
+}
+
+/* SESSION_CLOSED once it is due (collector_on_session()). */
+static void confirm_ended(dcb_worker_t *self)
+{
+    dcb_collector_state_t *c = &self->collector;
+    if (!c->confirm_due || !self->link.ready) return;
+    for (size_t i = 0; i < c->nwindow; i++)
+        if (c->window[i].sent_no <= c->confirm_upto) return;
+    worker_send_session_closed(self, c->confirm_session, c->confirm_status, true);
+    dcb_info("session ended: every batch sent under it is acknowledged", "session=%s",
+             c->confirm_session);
+    c->confirm_due = false;
+}
+
 static void collector_tick(dcb_worker_t *self, int64_t now)
 {
+    confirm_ended(self);
     if (self->link.ready) resend_overdue(self, now);
     if (self->link.ready && !send_markers(self)) return;
     if (!self->link.ready || self->collector.source_done || self->collector.paused ||
-        dcb_worker_stop)
+        dcb_worker_stop || session_over(self))
         return;
     for (int i = 0; i < MAX_BATCHES_PER_TICK; i++) {
         if (window_full(self) || now < self->collector.collect_again_us) return;
@@ -334,6 +360,14 @@ static void take_run(dcb_worker_t *self, const dcb_ready_t *ready)
     }
 }
 
+/* The session of the newest batch (not a marker) in the window, or "". */
+static const char *unacked_session(const dcb_worker_t *self)
+{
+    for (size_t i = self->collector.nwindow; i > 0; i--)
+        if (!self->collector.window[i - 1].marker) return self->collector.window[i - 1].session;
+    return "";
+}
+
 static void collector_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
 {
     self->collector.paused = ready->paused;
@@ -347,6 +381,16 @@ static void collector_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
             self->collector.source_done = true;
             self->exit_code = 1;
         }
+    }
+    /* The broker may have ended that session in its restart: its batches
+     * resent now are all of it it can count on once they are acknowledged. */
+    const char *unacked = unacked_session(self);
+    if (unacked[0]) {
+        dcb_collector_state_t *c = &self->collector;
+        c->confirm_due = true;
+        c->confirm_upto = c->sent_count;
+        snprintf(c->confirm_session, sizeof c->confirm_session, "%s", unacked);
+        snprintf(c->confirm_status, sizeof c->confirm_status, "%s", "unknown");
     }
     if (self->collector.nwindow)
         dcb_info("resending unacknowledged batches", "batches=%zu", self->collector.nwindow);
@@ -374,11 +418,21 @@ static bool collector_done(const dcb_worker_t *self)
            self->collector.nmarkers == 0;
 }
 
-/* A session ended: its markers go after its last batch. */
+/* A session ended: its markers go after its last batch, and the broker
+ * is told once every batch sent before the end is acknowledged (spooled):
+ * then none of the session's batches is still on its way, resent or
+ * not, and the broker may tell the sinks that it ended (docs/durability.md,
+ * "Sessions").  A later end before that is confirmed covers this one. */
 static void collector_on_session(dcb_worker_t *self, const dcb_session_note_t *note)
 {
-    if (strcmp(note->event, "end") == 0 && note->id[0] && !self->collector.source_done)
-        queue_markers(self, note->id, DCBUS_BATCH_SESSION_END);
+    dcb_collector_state_t *c = &self->collector;
+    if (strcmp(note->event, "end") != 0 || !note->id[0]) return;
+    if (!c->source_done) queue_markers(self, note->id, DCBUS_BATCH_SESSION_END);
+    snprintf(c->ended_session, sizeof c->ended_session, "%s", note->id);
+    c->confirm_due = true;
+    c->confirm_upto = c->sent_count;
+    snprintf(c->confirm_session, sizeof c->confirm_session, "%s", note->id);
+    snprintf(c->confirm_status, sizeof c->confirm_status, "%s", note->status);
 }
 
 static void collector_free(dcb_worker_t *self)
@@ -438,7 +492,7 @@ static int collector_poll_fd(dcb_worker_t *self)
         c->wait_fd_asked = true;
     }
     if (c->wait_fd < 0 || !self->link.ready || c->source_done || c->paused || dcb_worker_stop ||
-        window_full(self) || c->nmarkers)
+        window_full(self) || c->nmarkers || session_over(self))
         return -1;
     return c->collect_again_us > worker_now_us() ? c->wait_fd : -1;
 }
@@ -461,10 +515,13 @@ static int collector_start(dcb_worker_t *self)
     return c->window ? 0 : -1;
 }
 
+
 static void collector_fill_hello(const dcb_worker_t *self, dcb_hello_t *hello)
 {
+    snprintf(hello->unacked_session, sizeof hello->unacked_session, "%s", unacked_session(self));
     snprintf(hello->run, sizeof hello->run, "%s", self->collector.run);
     snprintf(hello->begin_run, sizeof hello->begin_run, "%s", self->collector.begin_run);
+    hello->confirms_ends = true;
 }
 
 static bool collector_on_message(dcb_worker_t *self, dcb_message_t *m)

@@ -252,6 +252,18 @@ static void on_refusal(dcb_worker_t *self, dcbus_span_t body)
     dcb_worker_stop = 1;
 }
 
+void worker_send_session_closed(dcb_worker_t *self, const char *session, const char *status,
+                                bool ok)
+{
+    dcb_session_closed_t m = {.ok = ok, .timestamp_us = dcb_host_services()->now_us()};
+    snprintf(m.session, sizeof m.session, "%s", session);
+    snprintf(m.source, sizeof m.source, "%s", self->wcfg->name);
+    snprintf(m.status, sizeof m.status, "%s", status);
+    dcb_body_reset(&self->body);
+    dcb_session_closed_pack(&m, &self->body.pk);
+    worker_send(self, DCB_CMD_EVENT, dcb_body_span(&self->body));
+}
+
 /* SESSION {event: begin | end, id, type, status}: collectors stamp new
  * batches with the new id; sinks close and open their session artifacts. */
 static void on_session(dcb_worker_t *self, dcbus_span_t body)

@@ -131,13 +131,7 @@ static int close_session(dcb_worker_t *self, const dcb_session_note_t *note)
  * before stopping them. */
 static void confirm_closed(dcb_worker_t *self, const dcb_session_note_t *note, bool ok)
 {
-    dcb_session_closed_t m = {.ok = ok, .timestamp_us = dcb_host_services()->now_us()};
-    snprintf(m.session, sizeof m.session, "%s", note->id);
-    snprintf(m.source, sizeof m.source, "%s", self->wcfg->name);
-    snprintf(m.status, sizeof m.status, "%s", note->status);
-    dcb_body_reset(&self->body);
-    dcb_session_closed_pack(&m, &self->body.pk);
-    worker_send(self, DCB_CMD_EVENT, dcb_body_span(&self->body));
+    worker_send_session_closed(self, note->id, note->status, ok);
 }
 
 /* Before a batch of a session the plugin was not told of. */

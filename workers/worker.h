@@ -38,9 +38,11 @@ typedef struct {
     char stream[DCB_NAME_MAX];
     uint64_t seq;
     uint32_t records;
-    int64_t sent_us; /* last sent: resent if unacknowledged too long */
-    zmq_msg_t body;  /* the encoded envelope, kept for resending */
-    bool marker;     /* an end marker (ABI 2.4), not the plugin's */
+    int64_t sent_us;            /* last sent: resent if unacknowledged too long */
+    zmq_msg_t body;             /* the encoded envelope, kept for resending */
+    bool marker;                /* an end marker (ABI 2.4), not the plugin's */
+    uint64_t sent_no;           /* 1 for the process's first batch sent, 2 for the next... */
+    char session[DCB_NAME_MAX]; /* the session it was stamped with */
 } dcb_pending_t;
 
 /* End markers still to send (collector.c): after the last batch of
@@ -98,6 +100,17 @@ typedef struct {
     int64_t stop_deadline_us; /* a stop waits for the window until then */
     dcb_markers_t markers[DCB_MARKERS_MAX];
     size_t nmarkers;
+    uint64_t sent_count; /* batches put in the window so far (their sent_no) */
+    /* A session ended: SESSION_CLOSED is due once the window holds no
+     * batch sent before the end (sent_no <= confirm_upto). */
+    bool confirm_due;
+    uint64_t confirm_upto;
+    char confirm_session[DCB_NAME_MAX];
+    char confirm_status[32];
+    /* The session last said to have ended: nothing is collected while the
+     * link's session is still that one (until a begin, or a READY after a
+     * restart, names another). */
+    char ended_session[DCB_NAME_MAX];
 } dcb_collector_state_t;
 
 /* A storage sink's state (storage.c, query.c). */
@@ -184,6 +197,11 @@ bool worker_link_idle(dcb_worker_t *self);
 void worker_link_tick(dcb_worker_t *self, int64_t now);
 /* Sends a command with a copied body / a shared body. */
 int worker_send(dcb_worker_t *self, dcb_cmd_t cmd, dcbus_span_t body);
+
+/* Sends EVENT SESSION_CLOSED for `session` (messages.h): a sink closed it
+ * (`ok`: without an error), or a collector has it all acknowledged. */
+void worker_send_session_closed(dcb_worker_t *self, const char *session, const char *status,
+                                bool ok);
 int worker_send_msg(dcb_worker_t *self, dcb_cmd_t cmd, zmq_msg_t *body);
 /* Packs this worker's HELLO body into `body`, reset first. */
 void worker_pack_hello(const dcb_worker_t *self, dcb_body_t *body);

@@ -65,11 +65,19 @@ static void test_hello(void **state)
     assert_int_equal(out.replica, 2);
     assert_int_equal(out.abi, DCBUS_ABI_VERSION);
     assert_int_equal(out.pid, 42);
+    assert_false(out.confirms_ends);
     /* Without a run, no run key. */
     in.run[0] = '\0';
     dcb_body_reset(&b);
     dcb_hello_pack(&in, &b.pk);
     assert_int_equal(map_pairs(&b), 8);
+    /* A collector that confirms session ends says so. */
+    in.confirms_ends = true;
+    dcb_body_reset(&b);
+    dcb_hello_pack(&in, &b.pk);
+    assert_int_equal(map_pairs(&b), 9);
+    dcb_hello_unpack(dcb_body_span(&b), &out);
+    assert_true(out.confirms_ends);
     /* A role that is none of the four. */
     dcb_hello_unpack(s_empty, &out);
     assert_int_equal(out.role, 0);

@@ -688,6 +688,43 @@ static void test_dead_peer_gives_batches_to_other_replica(void **state)
     expect_quiet(f); /* exactly once each */
 }
 
+/* A session end is owed by every live collector that confirms ends, each
+ * until its own SESSION_CLOSED (of the newest end it was told) or until it
+ * is gone; other roles and collectors that do not confirm owe nothing. */
+static void test_collectors_owe_session_ends(void **state)
+{
+    fx_t *f = *state;
+    hello_main(f, 8);
+    rt_hello_t h = {.instance = "src2",
+                    .plugin = "camera",
+                    .role = DCBUS_ROLE_COLLECTOR,
+                    .credit = 8,
+                    .token = "t.1",
+                    .confirms_ends = true};
+    rt_refusal_t refusal;
+    /* src (hello_main's) does not confirm; src2 does. */
+    rt_peer_t *confirming = rt_peer_hello(f->rt, "src2#0", 6, &h, f->now, &refusal);
+    assert_non_null(confirming);
+    assert_false(rt_collectors_owe_end(f->rt));
+    rt_collectors_told_end(f->rt, "s1");
+    assert_true(rt_collectors_owe_end(f->rt));
+    rt_peer_end_confirmed(f->rt, peer(f, "p1#0"), "s1"); /* not a collector: no effect */
+    rt_peer_end_confirmed(f->rt, confirming, "s0");      /* not the end it owes */
+    assert_true(rt_collectors_owe_end(f->rt));
+    rt_collectors_told_end(f->rt, "s2"); /* a later end: its confirmation covers both */
+    rt_peer_end_confirmed(f->rt, confirming, "s1");
+    assert_true(rt_collectors_owe_end(f->rt));
+    rt_peer_end_confirmed(f->rt, confirming, "s2");
+    assert_false(rt_collectors_owe_end(f->rt));
+    rt_peer_end_confirmed(f->rt, confirming, "s2"); /* again: nothing owed, nothing to undo */
+    assert_false(rt_collectors_owe_end(f->rt));
+    /* Gone without confirming: it owes nothing any more. */
+    rt_collectors_told_end(f->rt, "s3");
+    assert_true(rt_collectors_owe_end(f->rt));
+    rt_peer_gone(f->rt, confirming, "said BYE");
+    assert_false(rt_collectors_owe_end(f->rt));
+}
+
 static void test_silent_peer_expires(void **state)
 {
     fx_t *f = *state;
@@ -1551,6 +1588,7 @@ int main(void)
         T(test_sink_credit_and_acks),
         T(test_sinks_see_collector_order),
         T(test_dead_peer_gives_batches_to_other_replica),
+        T(test_collectors_owe_session_ends),
         T(test_silent_peer_expires),
         T(test_given_back_batches_keep_their_order),
         T(test_dead_sink_redelivers),

@@ -352,13 +352,25 @@ static void test_settle(void **state)
     char obs[128];
     snprintf(obs, sizeof obs, "%s", dcb_sessions_active(f->reg)->id);
     assert_null(dcb_sessions_settle(f->reg, obs)); /* active: not ended */
+    assert_false(dcb_sessions_unsettled(f->reg, obs));
     assert_int_equal(dcb_sessions_end(f->reg, "failed", T0 + 2 * SECOND, why, sizeof why), 0);
+    assert_true(dcb_sessions_unsettled(f->reg, obs));
     const dcb_session_t *s = dcb_sessions_settle(f->reg, obs);
     assert_non_null(s);
     assert_true(s->settled);
     assert_string_equal(s->status, "failed");
     assert_null(dcb_sessions_settle(f->reg, obs)); /* once */
+    assert_false(dcb_sessions_unsettled(f->reg, obs));
     assert_null(dcb_sessions_settle(f->reg, "no-such-session"));
+    assert_false(dcb_sessions_unsettled(f->reg, "no-such-session"));
+    /* The bus stopping: the active session ended, unsettled until settled. */
+    char idle[128];
+    snprintf(idle, sizeof idle, "%s", dcb_sessions_active(f->reg)->id);
+    assert_false(dcb_sessions_unsettled(f->reg, idle));
+    assert_non_null(dcb_sessions_stop(f->reg, "completed", T0 + 3 * SECOND, why, sizeof why));
+    assert_true(dcb_sessions_unsettled(f->reg, idle));
+    assert_non_null(dcb_sessions_settle(f->reg, idle));
+    assert_false(dcb_sessions_unsettled(f->reg, idle));
 }
 
 static char s_dir[] = "/tmp/dcb.sessions.XXXXXX"; /* made once, removed by main */

@@ -156,7 +156,10 @@ static int asdf_store(void *state, const dcbus_batch_t *in)
     asdf_t *self = state;
     if (self->fail_next_flush) return DCBUS_ERETRY;
     if (stage_finished(self, in->session)) {
-        self->late++; /* its file is made: this is a batch it has */
+        /* Its file is made: this is a batch it has (the broker tells of an
+         * end only once every batch of the session is in), or an end
+         * marker, which its collector may send after that. */
+        if (in->count) self->late++;
         return DCBUS_OK;
     }
     stage_t *st = stage_get(self, in->session);
