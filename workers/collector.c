@@ -515,7 +515,6 @@ static int collector_start(dcb_worker_t *self)
     return c->window ? 0 : -1;
 }
 
-
 static void collector_fill_hello(const dcb_worker_t *self, dcb_hello_t *hello)
 {
     snprintf(hello->unacked_session, sizeof hello->unacked_session, "%s", unacked_session(self));
