@@ -743,6 +743,26 @@ static void refuse_batch(dcb_broker_t *self, const char *from, const dcb_envelop
     broker_publish_error(self, DCBUS_ERROR_VALIDATION, "route", why, env->stream, env->seq);
 }
 
+/* A new batch of a session whose sinks were told it ended: carried as any
+ * other, but a sink that finished the session's file or row may leave it
+ * out, so it is counted (stats: late_batches), logged and an error on
+ * error.VALIDATION.broker.  A collector host that confirms session ends
+ * never sends one (docs/durability.md, "Sessions"); an older host or a
+ * client of its own can. */
+static void note_late(dcb_broker_t *self, const char *from, const dcb_envelope_t *env)
+{
+    char why[DCB_NAME_MAX * 3 + 160];
+    snprintf(why, sizeof why,
+             "batch %s/%" PRIu64 " of session %s came after that session ended and its sinks "
+             "were told: a sink that finished the session may leave it out",
+             env->stream, env->seq, env->session);
+    self->late_batches++;
+    if (self->late_batches <= 10 || self->late_batches % 1000 == 0)
+        dcb_warn("batch of an ended session", "from=%s reason=\"%s\" total=%" PRIu64, from, why,
+                 self->late_batches);
+    broker_publish_error(self, DCBUS_ERROR_VALIDATION, "session", why, env->stream, env->seq);
+}
+
 /* The live tap: a batch from a collector, as it is, on data.<stream>. */
 static void tap_data(dcb_broker_t *self, const dcb_envelope_t *env, zmq_msg_t *body)
 {
@@ -774,7 +794,7 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
     } else {
         rc = rt_on_data(self->router, peer, &env, &m->body, now, why, sizeof why);
     }
-    if (rc != 0) {
+    if (rc < 0) {
         refuse_batch(self, rt_peer_instance(peer), &env, why);
         /* A collector whose batches cannot be taken would wait for their
          * acknowledgements forever: refuse it, so it stops and says why. */
@@ -782,6 +802,9 @@ static void on_data(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m, int64
         return;
     }
     if (!collector) return;
+    if (rc == RT_NEW && env.count && strcmp(env.session, dcb_sessions_active(self->sessions)->id) &&
+        dcb_sessions_settled(self->sessions, env.session))
+        note_late(self, rt_peer_instance(peer), &env);
     dcb_sessions_count(self->sessions, env.count, 0);
     /* End markers (empty, `end` set) are no data: not tapped. */
     if (self->config->data_tap && self->data_subscribers > 0 && !(env.count == 0 && env.flags))

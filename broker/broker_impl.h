@@ -48,6 +48,7 @@ struct dcb_broker {
     uint64_t refused_keys;    /* HELLOs whose CURVE key may not be what they claim */
     uint64_t refused_hellos;  /* other HELLOs refused (router.h: rt_peer_hello) */
     uint64_t refused_batches; /* batches not taken: not acknowledged, not carried */
+    uint64_t late_batches;    /* new batches of a session whose sinks were told it ended */
     uint64_t published, publish_dropped;
     uint64_t topic_seq[DCB_TOPIC_FAMILIES]; /* the last number of each family (topicseq.h) */
     int data_subscribers;                   /* subscriptions that match data.* */

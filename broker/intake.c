@@ -491,12 +491,12 @@ int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *e
     const void *id = rt_peer_id(peer, &idlen);
     if (rc == RT_KNOWN) { /* a resend: acknowledged again once it is spooled */
         if (!is_held(self, env)) queue_ack(self, id, idlen, env->stream, env->seq);
-        return 0;
+        return RT_KNOWN;
     }
     /* Behind batches already held, so a stream's batches keep their order. */
     if (self->held_head || spool_one(self, id, idlen, env, body) != 0)
         hold(self, id, idlen, env, body);
-    return 0;
+    return RT_NEW;
 }
 
 int dcb_intake_take_side(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env,

@@ -41,8 +41,9 @@ dcb_intake_t *dcb_intake_new(const dcb_config_t *config, rt_router_t *router,
                              dcb_intake_ack_fn *ack, void *arg, char *err, size_t errlen);
 void dcb_intake_destroy(dcb_intake_t **self_p);
 
-/* A batch from collector `peer` (routing id `id`).  Returns 0 (spooled or
- * held; a resend is acknowledged again), or -1 with a reason. */
+/* A batch from collector `peer` (routing id `id`).  Returns RT_NEW
+ * (spooled or held), RT_KNOWN (a resend, acknowledged again once it is
+ * spooled), or -1 with a reason. */
 int dcb_intake_take(dcb_intake_t *self, rt_peer_t *peer, const dcb_envelope_t *env, zmq_msg_t *body,
                     char *why, size_t whylen);
 /* A processor's side batch (router.h, rt_side_check): spooled as a batch

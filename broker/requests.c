@@ -142,7 +142,7 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     const dcb_session_t *session = dcb_sessions_active(self->sessions);
     size_t waiting = dcb_intake_waiting(self->intake, NULL);
     rt_pack_stats(self->router, pk, (double)(now_us() - self->started_us) / 1e6, self->malformed,
-                  waiting, 11, collection_status, self);
+                  waiting, 12, collection_status, self);
     dcb_pack_str(pk, "runs");
     dcb_intake_pack_runs(self->intake, pk);
     dcb_pack_str(pk, "spool");
@@ -173,6 +173,7 @@ static int op_stats(dcb_broker_t *self, dcbus_span_t args, msgpack_packer *pk, c
     dcb_pack_kv_uint(pk, "refused_keys", self->refused_keys);
     dcb_pack_kv_uint(pk, "refused_hellos", self->refused_hellos);
     dcb_pack_kv_uint(pk, "refused_batches", self->refused_batches);
+    dcb_pack_kv_uint(pk, "late_batches", self->late_batches);
     return 0;
 }
 

@@ -270,6 +270,13 @@ bool dcb_sessions_unsettled(const dcb_sessions_t *self, const char *id)
     return self->stopped && strcmp(self->active.id, id) == 0 && !self->active.settled;
 }
 
+bool dcb_sessions_settled(const dcb_sessions_t *self, const char *id)
+{
+    for (size_t i = 0; i < self->nhistory; i++)
+        if (strcmp(self->history[i].id, id) == 0) return self->history[i].settled;
+    return self->stopped && strcmp(self->active.id, id) == 0 && self->active.settled;
+}
+
 void dcb_sessions_count(dcb_sessions_t *self, uint64_t records, uint64_t errors)
 {
     self->active.records += records;

@@ -90,6 +90,8 @@ const dcb_session_t *dcb_sessions_settle(dcb_sessions_t *self, const char *id);
 /* True if `id` ended (an ended session of the history, or the active one
  * once the bus is stopping) and is not settled yet. */
 bool dcb_sessions_unsettled(const dcb_sessions_t *self, const char *id);
+/* True if `id` ended and is settled: its sinks were told of its end. */
+bool dcb_sessions_settled(const dcb_sessions_t *self, const char *id);
 /* Counts records and errors into the active session. */
 void dcb_sessions_count(dcb_sessions_t *self, uint64_t records, uint64_t errors);
 /* One session as a msgpack map. */

@@ -29,6 +29,11 @@ session's file, none lost and none twice.
    settles nothing until the collectors are back (or the heartbeat
    time-out has passed) and have confirmed.  Checked again: every frame
    of the camera, over the whole test, in exactly one file.
+4. A collector that does not confirm ends (an older host, or a client of
+   its own, here a plain socket) sends a batch stamped with a session
+   whose sinks were told it ended: it is carried and acknowledged, and
+   also counted (stats: late_batches), logged and reported on
+   error.VALIDATION.broker, since a sink may leave it out.
 """
 import signal
 
@@ -41,7 +46,9 @@ import sys
 import time
 
 import asdf
+import msgpack
 import numpy as np
+import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -58,11 +65,13 @@ workers:
         batch: 1, seed: %d}
   late: {plugin: camera, camera: spot, width: %d, height: %d, dtype: uint16, rate: 200,
          batch: 1, seed: %d}
+  old: {plugin: camera, camera: old}
   archive: {plugin: asdf, dir: %s}
   lines: {plugin: mock-storage, file: %s, sessions: true}
 pipelines:
   frames: {from: cam, to: [archive, lines]}
   spotter: {from: late, to: [archive, lines]}
+  olds: {from: old, to: [lines]}
 """ % (W, H, SEED, W, H, SEED, data, bus.path("lines.csv")))
 
 
@@ -185,6 +194,7 @@ os.rename(bus.path("archive.log"), bus.path("archive.second.log"))
 # ---------------------------------------------------------------------------
 # 3. The broker killed -9 under a streaming camera, in idle sessions
 
+bus.stop("lines")
 bus.stop("broker")  # a clean start: the session close above is over
 os.rename(bus.path("broker.log"), bus.path("broker.second.log"))
 bus.broker(config)
@@ -219,6 +229,67 @@ bus.check("after the kills, every frame sent is in a file, once: 0..N-1",
           "%d frames, missing %s, twice %s" % (
               len(numbers), sorted(set(range(numbers[-1] + 1)) - set(numbers))[:10],
               [n for n, c in collections.Counter(numbers).items() if c > 1][:10]))
+bus.check("no late batch in the broker's count", lib.stats(bus.bus_ep)["late_batches"] == 0)
 bus.stop("archive")
 bus.check("no late batch skipped after the kills", late_skipped() == 0, late_skipped())
+
+# ---------------------------------------------------------------------------
+# 4. A batch of an ended session from a collector that does not confirm
+
+
+def recv(sock, want, until=None, timeout_s=20):
+    """The next `want` command's body from the broker (others skipped), or
+    with `until`, True once until() holds; heartbeats go out meanwhile, as
+    a live worker's do."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sock.send_multipart([b"DCB1", b"HEARTBEAT", msgpack.packb({})])
+        if until and until():
+            return True
+        if sock.poll(50):
+            frames = sock.recv_multipart()
+            if not until and frames[1] == want:
+                return msgpack.unpackb(frames[2], raw=False)
+    return None
+
+
+bus.stop("broker")
+os.rename(bus.path("broker.log"), bus.path("broker.third.log"))
+bus.broker(config)
+bus.check("the sink is back", bus.wait_log("broker", 'msg="worker joined" instance=lines', 30))
+ctx = zmq.Context.instance()
+sub = ctx.socket(zmq.SUB)
+sub.setsockopt(zmq.SUBSCRIBE, b"error.")
+sub.connect(bus.topics_ep)
+old = ctx.socket(zmq.DEALER)
+old.setsockopt(zmq.LINGER, 0)
+old.setsockopt(zmq.IDENTITY, b"old-client")
+old.connect(bus.bus_ep)
+old.send_multipart([b"DCB1", b"HELLO", msgpack.packb(
+    {"role": "collector", "instance": "old", "plugin": "x", "replica": 0, "abi": 2 << 16,
+     "credit": 4})])
+ready = recv(old, b"READY")
+bus.check("the plain collector registers", ready is not None and ready.get("session"), ready)
+ended = ready["session"] if ready else ""
+ok = lib.request(bus.bus_ep, "session_start", {"type": "observation"}).get("ok")
+bus.check("its session ends (a new one starts)", ok)
+bus.check("the sink is told it ended",
+          recv(old, None, lambda: ("#close,%s," % ended) in open(bus.path("lines.csv")).read()))
+old.send_multipart([b"DCB1", b"DATA", msgpack.packb(
+    {"v": 1, "stream": "old.s", "seq": 1, "session": ended, "source": "old", "ts": 0,
+     "records": [{"n": 1}]})])
+ack = recv(old, b"ACK")
+bus.check("the late batch is carried and acknowledged", ack is not None and ack.get("seq") == 1,
+          ack)
+bus.check("stats: late_batches counts it", lib.stats(bus.bus_ep)["late_batches"] == 1)
+errors, deadline = [], time.monotonic() + 5
+while time.monotonic() < deadline and sub.poll(500):
+    topic, body = sub.recv_multipart()
+    errors.append((topic.decode(), msgpack.unpackb(body, raw=False)))
+late = [e for t, e in errors if t.startswith("error.VALIDATION.broker") and
+        "came after that session ended" in str(e)]
+bus.check("error.VALIDATION.broker names it", len(late) == 1, errors)
+bus.check("the broker's log says so", "batch of an ended session" in bus.log("broker"))
+old.close()
+sub.close()
 bus.finish()
