@@ -294,6 +294,16 @@ class Bus:
             name = "%s.%d" % (instance, replica)
         return self.start(name, *argv)
 
+    def joined(self, config, *instances, timeout_s=20):
+        """Starts each worker in turn and waits until the broker says it
+        joined; True if all did."""
+        ok = True
+        for instance in instances:
+            self.worker(instance, config)
+            ok = self.wait_log("broker", 'msg="worker joined" instance=%s ' % instance,
+                               timeout_s) and ok
+        return ok
+
     def wait(self, name, timeout_s):
         """Waits for process `name` to exit; returns its status, or None."""
         try:

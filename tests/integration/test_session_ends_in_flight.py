@@ -122,12 +122,7 @@ def late_skipped():
 # 1. Sessions changing under a streaming camera
 
 bus.broker(config)
-bus.worker("archive", config)
-bus.worker("lines", config)
-bus.wait_log("broker", 'msg="worker joined" instance=archive', 20)
-bus.wait_log("broker", 'msg="worker joined" instance=lines', 20)
-bus.worker("cam", config)
-bus.check("the camera joins", bus.wait_log("broker", 'msg="worker joined" instance=cam', 20))
+bus.check("the sinks and the camera join", bus.joined(config, "archive", "lines", "cam"))
 for i in range(CHANGES):
     ok = lib.request(bus.bus_ep, "session_start", {"type": "observation",
                                                    "meta": {"target": "M%d" % i}}).get("ok")
