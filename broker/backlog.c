@@ -22,11 +22,13 @@ struct dcb_backlog {
     int fd;
     uint64_t read_off, write_off;
     uint64_t pending; /* entries between read_off and write_off */
+    uint64_t notes;   /* of them, session notes (not batches) */
     uint32_t in_flight;
     /* Where the entries fed since nothing was last in flight begin: what
      * a restart feeds again, since the sink may not have them all. */
     uint64_t unsettled_off;
     uint64_t next_len; /* size of the entry peek() returned */
+    bool next_is_note; /* and whether it is a session note */
 };
 
 static void mkdirs(const char *dir)
@@ -56,14 +58,16 @@ static void scan(dcb_backlog_t *self)
 {
     uint8_t head[HEAD_SIZE];
     uint64_t off = self->read_off;
-    self->pending = 0;
+    self->pending = self->notes = 0;
     while (pread(self->fd, head, HEAD_SIZE, (off_t)off) == HEAD_SIZE) {
+        uint32_t plen = head[4] | (uint32_t)head[5] << 8;
         uint64_t len =
-            HEAD_SIZE + (head[4] | (uint32_t)head[5] << 8) +
+            HEAD_SIZE + plen +
             (head[0] | (uint32_t)head[1] << 8 | (uint32_t)head[2] << 16 | (uint32_t)head[3] << 24);
         if (off + len > self->write_off) break;
         off += len;
         self->pending++;
+        self->notes += plen == 0;
     }
     if (off < self->write_off && ftruncate(self->fd, (off_t)off) == 0) self->write_off = off;
 }
@@ -90,7 +94,8 @@ dcb_backlog_t *dcb_backlog_open(const char *dir, const char *sink, char *err, si
     if (f) fclose(f);
     scan(self);
     if (self->pending)
-        dcb_info("backlog found", "sink=%s batches=%llu", sink, (unsigned long long)self->pending);
+        dcb_info("backlog found", "sink=%s batches=%llu", sink,
+                 (unsigned long long)dcb_backlog_pending(self));
     return self;
 }
 
@@ -130,6 +135,13 @@ int dcb_backlog_append(dcb_backlog_t *self, const char *pipeline, dcbus_span_t b
     return 0;
 }
 
+int dcb_backlog_append_note(dcb_backlog_t *self, dcbus_span_t note)
+{
+    if (dcb_backlog_append(self, "", note) != 0) return -1;
+    self->notes++;
+    return 0;
+}
+
 bool dcb_backlog_peek(dcb_backlog_t *self, char *pipeline, size_t cap, uint8_t **body, size_t *len)
 {
     uint8_t head[HEAD_SIZE];
@@ -148,6 +160,7 @@ bool dcb_backlog_peek(dcb_backlog_t *self, char *pipeline, size_t cap, uint8_t *
     pipeline[plen] = '\0';
     *len = blen;
     self->next_len = HEAD_SIZE + plen + blen;
+    self->next_is_note = plen == 0;
     return true;
 }
 
@@ -156,6 +169,7 @@ void dcb_backlog_advance(dcb_backlog_t *self)
     if (self->in_flight == 0) self->unsettled_off = self->read_off;
     self->read_off += self->next_len;
     self->pending--;
+    self->notes -= self->next_is_note;
     self->in_flight++;
 }
 
@@ -176,7 +190,7 @@ uint32_t dcb_backlog_in_flight(const dcb_backlog_t *self)
 
 uint64_t dcb_backlog_pending(const dcb_backlog_t *self)
 {
-    return self->pending;
+    return self->pending - self->notes;
 }
 
 uint64_t dcb_backlog_bytes(const dcb_backlog_t *self)

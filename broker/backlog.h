@@ -13,7 +13,9 @@
  * emptied.
  *
  * Entry: u32 body length, u16 pipeline-name length, the name, the body
- * (the batch envelope), all little-endian.
+ * (the batch envelope), all little-endian.  An entry with no pipeline
+ * name is a session note instead (a SESSION end, messages.h): the sink
+ * hears of a session's end in order, after the batches of it it missed.
  */
 #ifndef DCB_BACKLOG_H
 #define DCB_BACKLOG_H
@@ -34,6 +36,9 @@ const char *dcb_backlog_sink(const dcb_backlog_t *self);
 
 /* Appends one batch of `pipeline`.  Returns -1 if the write failed. */
 int dcb_backlog_append(dcb_backlog_t *self, const char *pipeline, dcbus_span_t body);
+/* Appends a session note (peek gives it with pipeline "").  -1 if the
+ * write failed. */
+int dcb_backlog_append_note(dcb_backlog_t *self, dcbus_span_t note);
 /* The next batch to feed, without consuming it: fills pipeline (cap bytes)
  * and a malloc'ed copy of the body.  Returns false when nothing is left. */
 bool dcb_backlog_peek(dcb_backlog_t *self, char *pipeline, size_t cap, uint8_t **body, size_t *len);
@@ -43,7 +48,7 @@ void dcb_backlog_advance(dcb_backlog_t *self);
 void dcb_backlog_done(dcb_backlog_t *self);
 /* Batches fed and not yet done. */
 uint32_t dcb_backlog_in_flight(const dcb_backlog_t *self);
-/* Batches and bytes not yet fed. */
+/* Batches (session notes not counted) and bytes not yet fed. */
 uint64_t dcb_backlog_pending(const dcb_backlog_t *self);
 uint64_t dcb_backlog_bytes(const dcb_backlog_t *self);
 

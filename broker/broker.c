@@ -126,6 +126,40 @@ static void free_body(void *data, void *hint)
     free(data);
 }
 
+struct sink_note {
+    dcb_broker_t *self;
+    const char *sink;
+    dcbus_span_t note;
+};
+
+static void send_sink_note(void *arg, const rt_peer_t *peer)
+{
+    struct sink_note *n = arg;
+    if (rt_peer_role(peer) != DCBUS_ROLE_STORAGE || strcmp(rt_peer_instance(peer), n->sink) != 0)
+        return;
+    zmq_msg_t id;
+    dcb_proto_send(n->self->bus, broker_routing_of(peer, &id), DCB_CMD_SESSION, n->note.data,
+                   n->note.len);
+    zmq_msg_close(&id);
+}
+
+/* A session note of the backlog (a SESSION end) goes to every replica of
+ * the sink once all that was fed before it is done: it must not overtake
+ * the batches of that session still on their way.  False to wait. */
+static bool feed_note(dcb_broker_t *self, dcb_backlog_t *backlog, uint8_t *data, size_t len)
+{
+    if (dcb_backlog_in_flight(backlog) > 0) {
+        free(data);
+        return false;
+    }
+    struct sink_note n = {self, dcb_backlog_sink(backlog), {data, len}};
+    rt_foreach_peer(self->router, send_sink_note, &n);
+    free(data);
+    dcb_backlog_advance(backlog);
+    dcb_backlog_done(backlog);
+    return true;
+}
+
 /* Feeds a backlog to its sink while the sink has room: in order, at most
  * `credit` batches at a time. */
 static void feed_backlog(dcb_broker_t *self, dcb_backlog_t *backlog)
@@ -137,6 +171,10 @@ static void feed_backlog(dcb_broker_t *self, dcb_backlog_t *backlog)
     while (rt_instance_peer(self->router, sink) &&
            dcb_backlog_in_flight(backlog) < (uint32_t)self->config->credit &&
            dcb_backlog_peek(backlog, pipeline, sizeof pipeline, &data, &len)) {
+        if (!pipeline[0]) {
+            if (!feed_note(self, backlog, data, len)) return;
+            continue;
+        }
         dcb_envelope_t env;
         zmq_msg_t body;
         zmq_msg_init_data(&body, data, len, free_body, NULL);
@@ -211,12 +249,14 @@ struct notice {
     dcb_broker_t *self;
     dcbus_role_t role;
     dcb_cmd_t cmd;
+    bool skip_backlogs; /* not to sinks with a backlog */
 };
 
 static void notify_peer(void *arg, const rt_peer_t *peer)
 {
     struct notice *n = arg;
     if (rt_peer_role(peer) != n->role) return;
+    if (n->skip_backlogs && backlog_of(n->self, rt_peer_instance(peer))) return;
     zmq_msg_t id;
     dcbus_span_t b = dcb_body_span(&n->self->note);
     dcb_proto_send(n->self->bus, broker_routing_of(peer, &id), n->cmd, b.data, b.len);
@@ -225,7 +265,7 @@ static void notify_peer(void *arg, const rt_peer_t *peer)
 
 static void notify_role(dcb_broker_t *self, dcbus_role_t role, dcb_cmd_t cmd)
 {
-    struct notice n = {self, role, cmd};
+    struct notice n = {self, role, cmd, false};
     rt_foreach_peer(self->router, notify_peer, &n);
 }
 
@@ -271,7 +311,14 @@ static void tell_sinks_ended(dcb_broker_t *self, const dcb_session_t *s)
 {
     dcb_body_reset(&self->note);
     pack_session_note(s, "end", &self->note.pk);
-    notify_role(self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION);
+    /* A sink with a backlog hears of it through the backlog, after the
+     * batches of the session it has yet to get. */
+    struct notice n = {self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION, true};
+    rt_foreach_peer(self->router, notify_peer, &n);
+    for (size_t i = 0; i < self->nbacklogs; i++)
+        if (dcb_backlog_append_note(self->backlogs[i], dcb_body_span(&self->note)) != 0)
+            broker_publish_error(self, DCBUS_ERROR_STORAGE, "backlog",
+                                 "cannot append a session's end to a sink's backlog", NULL, 0);
 }
 
 /* After a restart, the collectors that were connected to the broker
@@ -623,18 +670,20 @@ static void refuse_hello(dcb_broker_t *self, const zmq_msg_t *routing, uint64_t 
  * the bus is stopping (session_close) the active session has ended: it is
  * listed first among the ended ones, once settled, and none is active.
  * The maps are packed into `note`, which nothing else uses until READY is
- * sent. */
-static void sink_sessions(dcb_broker_t *self, dcb_ready_t *ready)
+ * sent.  A sink with a backlog is told of no ended session: it hears of
+ * each end through its backlog, after the batches of it it has yet to get. */
+static void sink_sessions(dcb_broker_t *self, dcb_ready_t *ready, bool backlog)
 {
     const dcb_session_t *active = dcb_sessions_active(self->sessions), *s;
     bool closed = active->end_us != 0;
     dcb_body_reset(&self->note);
     if (!closed) pack_session_note(active, "", &self->note.pk);
-    size_t active_len = self->note.buf.size, n = closed && active->settled;
-    for (size_t i = 0; (s = dcb_sessions_ended(self->sessions, i)) && n < READY_ENDED_MAX; i++)
+    size_t active_len = self->note.buf.size, n = closed && active->settled && !backlog;
+    for (size_t i = 0;
+         !backlog && (s = dcb_sessions_ended(self->sessions, i)) && n < READY_ENDED_MAX; i++)
         n += s->settled;
     msgpack_pack_array(&self->note.pk, (uint32_t)n);
-    if (closed && active->settled) pack_session_note(active, "", &self->note.pk), n--;
+    if (closed && active->settled && !backlog) pack_session_note(active, "", &self->note.pk), n--;
     for (size_t i = 0; n && (s = dcb_sessions_ended(self->sessions, i)); i++)
         if (s->settled) pack_session_note(s, "", &self->note.pk), n--;
     const uint8_t *base = (const uint8_t *)self->note.buf.data;
@@ -654,7 +703,8 @@ static dcb_run_join_t send_ready(dcb_broker_t *self, const rt_peer_t *peer,
     snprintf(ready.session_type, sizeof ready.session_type, "%s", session->type);
     ready.paused = strcmp(dcb_runs_status(self->runs, hello->instance), "PAUSED") == 0;
     if (hello->role == DCBUS_ROLE_COLLECTOR) how = resume_point(self, hello, &ready);
-    if (hello->role == DCBUS_ROLE_STORAGE) sink_sessions(self, &ready);
+    if (hello->role == DCBUS_ROLE_STORAGE)
+        sink_sessions(self, &ready, backlog_of(self, hello->instance) != NULL);
     dcb_body_reset(&self->body);
     dcb_ready_pack(&ready, &self->body.pk);
     send_body(self, peer, DCB_CMD_READY);
@@ -670,7 +720,7 @@ static void tell_closed(dcb_broker_t *self, const rt_peer_t *peer)
     if (!active->end_us) return;
     dcb_body_reset(&self->note);
     pack_session_note(active, "end", &self->note.pk);
-    struct notice n = {self, DCBUS_ROLE_COLLECTOR, DCB_CMD_SESSION};
+    struct notice n = {self, DCBUS_ROLE_COLLECTOR, DCB_CMD_SESSION, false};
     notify_peer(&n, peer);
 }
 

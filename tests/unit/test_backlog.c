@@ -139,6 +139,24 @@ static void test_in_order_byte_for_byte(void **state)
     assert_int_equal(dcb_backlog_bytes(f->b), 0);
 }
 
+/* A session note keeps its place among the batches, across a reopen, and
+ * comes out with no pipeline name. */
+static void test_session_note_in_order(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(dcb_backlog_append(f->b, "ticks", text("before")), 0);
+    assert_int_equal(dcb_backlog_append_note(f->b, text("end of s1")), 0);
+    assert_int_equal(dcb_backlog_append(f->b, "ticks", text("after")), 0);
+    assert_int_equal(dcb_backlog_pending(f->b), 2); /* batches: the note is none */
+    reopen(f);
+    assert_int_equal(dcb_backlog_pending(f->b), 2);
+    expect_next(f, "ticks", "before", true);
+    expect_next(f, "", "end of s1", true);
+    assert_int_equal(dcb_backlog_pending(f->b), 1);
+    expect_next(f, "ticks", "after", true);
+    assert_int_equal(dcb_backlog_pending(f->b), 0);
+}
+
 /* Once nothing is pending or in flight, the file starts afresh. */
 static void test_caught_up_empties_the_file(void **state)
 {
@@ -294,6 +312,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_empty),
         T(test_in_order_byte_for_byte),
+        T(test_session_note_in_order),
         T(test_caught_up_empties_the_file),
         T(test_reopen_goes_on_where_it_was),
         T(test_in_flight_fed_again_after_reopen),
