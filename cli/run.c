@@ -224,6 +224,16 @@ static bool report_refused(const cli_stats_t *st)
     return n > 0;
 }
 
+/* Batches of sessions whose sinks were told they ended (docs/durability.md,
+ * "Sessions"): carried, but a sink may have left them out. */
+static void report_late(const cli_stats_t *st)
+{
+    if (st->late_batches)
+        dcb_warn("batches came after their session's sinks were told it ended; see "
+                 "error.VALIDATION.broker",
+                 "late_batches=%llu", (unsigned long long)st->late_batches);
+}
+
 /* The closing summary, asked from the broker while it still runs; true if
  * the broker refused anything. */
 /* What a `critical: false` sink has not yet stored: the run does not wait
@@ -256,6 +266,7 @@ static bool print_summary(const dcb_config_t *cfg, const char *why, int64_t elap
         print_records(cfg, &st);
         report_backlogs(cfg, &st);
         refused = report_refused(&st);
+        report_late(&st);
         cli_stats_free(&st);
     } else {
         printf("  (no counters: %s)\n", err);

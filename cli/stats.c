@@ -127,6 +127,7 @@ static bool decode_stats(dcbus_span_t result, cli_stats_t *out)
     out->refused_hellos = get_count(result, "refused_hellos");
     out->refused_keys = get_count(result, "refused_keys");
     out->refused_batches = get_count(result, "refused_batches");
+    out->late_batches = get_count(result, "late_batches");
     dcbus_span_t instances, backlogs;
     if (dcb_map_get_raw(result, "backlogs", &backlogs) && !decode_backlogs(backlogs, out))
         return false;
@@ -184,6 +185,10 @@ static void print_table(const cli_stats_t *st, const char *endpoint)
                (unsigned long long)st->refused_hellos, st->refused_hellos == 1 ? "" : "s",
                (unsigned long long)st->refused_keys, (unsigned long long)st->refused_batches,
                st->refused_batches == 1 ? "" : "es");
+    if (st->late_batches)
+        printf("late: %llu batch%s of sessions whose sinks were told they ended (a sink that "
+               "finished the session may leave them out; see error.VALIDATION.broker)\n",
+               (unsigned long long)st->late_batches, st->late_batches == 1 ? "" : "es");
     int name_w = (int)strlen("instance"), role_w = (int)strlen("role");
     int count_w[COUNTER_COUNT];
     for (size_t c = 0; c < COUNTER_COUNT; c++)
@@ -222,11 +227,13 @@ static void print_json(const cli_stats_t *st, const char *endpoint)
     print_json_string(endpoint);
     printf(",\"uptime_s\":%.3f,\"malformed\":%llu,\"batches_in_flight\":%llu,"
            "\"topics_published\":%llu,\"topics_dropped\":%llu,\"refused_hellos\":%llu,"
-           "\"refused_keys\":%llu,\"refused_batches\":%llu,\"instances\":[",
+           "\"refused_keys\":%llu,\"refused_batches\":%llu,\"late_batches\":%llu,"
+           "\"instances\":[",
            st->uptime_s, (unsigned long long)st->malformed,
            (unsigned long long)st->batches_in_flight, (unsigned long long)st->topics_published,
            (unsigned long long)st->topics_dropped, (unsigned long long)st->refused_hellos,
-           (unsigned long long)st->refused_keys, (unsigned long long)st->refused_batches);
+           (unsigned long long)st->refused_keys, (unsigned long long)st->refused_batches,
+           (unsigned long long)st->late_batches);
     for (size_t i = 0; i < st->count; i++) {
         const cli_instance_stats_t *s = &st->instances[i];
         printf("%s{\"instance\":", i ? "," : "");

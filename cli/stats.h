@@ -44,6 +44,7 @@ typedef struct {
      * they claim, batches (another collector's stream, a seq past
      * broker.max_seq_gap) */
     uint64_t refused_hellos, refused_keys, refused_batches;
+    uint64_t late_batches; /* new batches of sessions whose sinks were told they ended */
     cli_instance_stats_t *instances;
     size_t count;
     cli_backlog_stats_t *backlogs;

@@ -285,6 +285,10 @@ late = [e for t, e in errors if t.startswith("error.VALIDATION.broker") and
         "came after that session ended" in str(e)]
 bus.check("error.VALIDATION.broker names it", len(late) == 1, errors)
 bus.check("the broker's log says so", "batch of an ended session" in bus.log("broker"))
+rc, out = dcbus("stats")
+bus.check("dcbus stats says so", rc == 0 and "late: 1 batch of sessions" in out, out)
+rc, out = dcbus("stats", "--json")
+bus.check("dcbus stats --json counts it", rc == 0 and '"late_batches":1,' in out, out)
 old.close()
 sub.close()
 bus.finish()
