@@ -285,17 +285,17 @@ PY
 check "$out" test $? -eq 0
 
 # ---------------------------------------------------------------------------
-# outage TABLE: once TABLE has STOP_AFTER rows, stops the server for
-# OUTAGE_S seconds, then starts it again.  Calls `during` once a second
+# outage TABLE [COUNT]: once TABLE (or the command COUNT) has STOP_AFTER
+# rows, stops the server for OUTAGE_S seconds, then starts it again.  Calls `during` once a second
 # while it is down (a no-op unless the caller defines it).
 during() { :; }
 outage() {
-    local i
+    local i count=${2:-rows_in $1}
     for ((i = 0; i < 300; i++)); do
-        (($(rows_in "$1") >= STOP_AFTER)) && break
+        (($($count) >= STOP_AFTER)) && break
         sleep 0.1
     done
-    (($(rows_in "$1") >= STOP_AFTER)) || return 1
+    (($($count) >= STOP_AFTER)) || return 1
     echo "stopping PostgreSQL with $(rows_in "$1") rows in $1"
     eval "$PG_ENV_STOP" >/dev/null || return 1
     for ((i = 0; i < OUTAGE_S; i++)); do
@@ -338,7 +338,9 @@ dual_write() {
     during() { progress+=("$1s:$(csv_rows "$dir" "$stream")"); }
     t0=$(now)
     worker "$ticker" "$CFG"
-    outage "$table" || die "the server is stopped mid-run and started again"
+    # Stopped once the CSV (not the table) is that far: a lagging pg may
+    # reach it only after the run, and the outage must fall inside the run.
+    outage "$table" "csv_rows $dir $stream" || die "the server is stopped mid-run and started again"
     echo "csv rows while PostgreSQL was down (seconds into the outage:rows): ${progress[*]}"
     echo "csv rows just after the restart: $(csv_rows "$dir" "$stream")"
     first=${progress[0]#*:} last=${progress[-1]#*:}
