@@ -126,21 +126,32 @@ static void free_body(void *data, void *hint)
     free(data);
 }
 
-struct sink_note {
+/* What notify_peer() sends, and to whom. */
+struct notice {
     dcb_broker_t *self;
-    const char *sink;
-    dcbus_span_t note;
+    dcbus_role_t role;
+    dcb_cmd_t cmd;
+    dcbus_span_t body;
+    const char *instance; /* only its peers; NULL: every peer of the role */
+    bool skip_backlogs;   /* not to sinks with a backlog */
 };
 
-static void send_sink_note(void *arg, const rt_peer_t *peer)
+static void notify_peer(void *arg, const rt_peer_t *peer)
 {
-    struct sink_note *n = arg;
-    if (rt_peer_role(peer) != DCBUS_ROLE_STORAGE || strcmp(rt_peer_instance(peer), n->sink) != 0)
-        return;
+    struct notice *n = arg;
+    if (rt_peer_role(peer) != n->role) return;
+    if (n->instance && strcmp(rt_peer_instance(peer), n->instance) != 0) return;
+    if (n->skip_backlogs && backlog_of(n->self, rt_peer_instance(peer))) return;
     zmq_msg_t id;
-    dcb_proto_send(n->self->bus, broker_routing_of(peer, &id), DCB_CMD_SESSION, n->note.data,
-                   n->note.len);
+    dcb_proto_send(n->self->bus, broker_routing_of(peer, &id), n->cmd, n->body.data, n->body.len);
     zmq_msg_close(&id);
+}
+
+/* self->note to every peer of `role`. */
+static void notify_role(dcb_broker_t *self, dcbus_role_t role, dcb_cmd_t cmd)
+{
+    struct notice n = {.self = self, .role = role, .cmd = cmd, .body = dcb_body_span(&self->note)};
+    rt_foreach_peer(self->router, notify_peer, &n);
 }
 
 /* A session note of the backlog (a SESSION end) goes to every replica of
@@ -152,8 +163,12 @@ static bool feed_note(dcb_broker_t *self, dcb_backlog_t *backlog, uint8_t *data,
         free(data);
         return false;
     }
-    struct sink_note n = {self, dcb_backlog_sink(backlog), {data, len}};
-    rt_foreach_peer(self->router, send_sink_note, &n);
+    struct notice n = {.self = self,
+                       .role = DCBUS_ROLE_STORAGE,
+                       .cmd = DCB_CMD_SESSION,
+                       .body = {data, len},
+                       .instance = dcb_backlog_sink(backlog)};
+    rt_foreach_peer(self->router, notify_peer, &n);
     free(data);
     dcb_backlog_advance(backlog);
     dcb_backlog_done(backlog);
@@ -245,30 +260,6 @@ static void keep_task(void *arg, const dcb_task_t *task)
 }
 
 /* Tells every peer of `role` about a session change. */
-struct notice {
-    dcb_broker_t *self;
-    dcbus_role_t role;
-    dcb_cmd_t cmd;
-    bool skip_backlogs; /* not to sinks with a backlog */
-};
-
-static void notify_peer(void *arg, const rt_peer_t *peer)
-{
-    struct notice *n = arg;
-    if (rt_peer_role(peer) != n->role) return;
-    if (n->skip_backlogs && backlog_of(n->self, rt_peer_instance(peer))) return;
-    zmq_msg_t id;
-    dcbus_span_t b = dcb_body_span(&n->self->note);
-    dcb_proto_send(n->self->bus, broker_routing_of(peer, &id), n->cmd, b.data, b.len);
-    zmq_msg_close(&id);
-}
-
-static void notify_role(dcb_broker_t *self, dcbus_role_t role, dcb_cmd_t cmd)
-{
-    struct notice n = {self, role, cmd, false};
-    rt_foreach_peer(self->router, notify_peer, &n);
-}
-
 /* A session's topic message (`event`: start or end): the topic in
  * `topic`, the body in self->note. */
 static void pack_session_message(dcb_broker_t *self, const dcb_session_t *s, const char *event,
@@ -313,7 +304,11 @@ static void tell_sinks_ended(dcb_broker_t *self, const dcb_session_t *s)
     pack_session_note(s, "end", &self->note.pk);
     /* A sink with a backlog hears of it through the backlog, after the
      * batches of the session it has yet to get. */
-    struct notice n = {self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION, true};
+    struct notice n = {.self = self,
+                       .role = DCBUS_ROLE_STORAGE,
+                       .cmd = DCB_CMD_SESSION,
+                       .body = dcb_body_span(&self->note),
+                       .skip_backlogs = true};
     rt_foreach_peer(self->router, notify_peer, &n);
     for (size_t i = 0; i < self->nbacklogs; i++)
         if (dcb_backlog_append_note(self->backlogs[i], dcb_body_span(&self->note)) != 0)
@@ -353,19 +348,18 @@ static void try_settle(dcb_broker_t *self, const char *session)
     if (s) tell_sinks_ended(self, s);
 }
 
-/* Every session that ended and waits to be settled: after a collector's
- * confirmation, or one gone. */
+/* Every session that ended and waits to be settled, oldest first (the
+ * sinks hear of the ends in order): after a collector's confirmation, or
+ * one gone. */
 static void try_settle_all(dcb_broker_t *self)
 {
-    char ids[DCB_SESSION_HISTORY + 1][DCB_NAME_MAX];
     size_t n = 0;
-    const dcb_session_t *s = dcb_sessions_active(self->sessions);
-    if (s->end_us) snprintf(ids[n++], sizeof ids[0], "%s", s->id);
-    for (size_t i = 0; (s = dcb_sessions_ended(self->sessions, i)); i++)
-        if (!s->settled && n < sizeof ids / sizeof ids[0])
-            snprintf(ids[n++], sizeof ids[0], "%s", s->id);
-    while (n) /* oldest first: the sinks hear of the ends in order */
-        try_settle(self, ids[--n]);
+    while (dcb_sessions_ended(self->sessions, n))
+        n++;
+    while (n--)
+        try_settle(self, dcb_sessions_ended(self->sessions, n)->id);
+    const dcb_session_t *active = dcb_sessions_active(self->sessions);
+    if (active->end_us) try_settle(self, active->id);
 }
 
 static void on_session_settled(void *arg, const char *session)
@@ -720,7 +714,10 @@ static void tell_closed(dcb_broker_t *self, const rt_peer_t *peer)
     if (!active->end_us) return;
     dcb_body_reset(&self->note);
     pack_session_note(active, "end", &self->note.pk);
-    struct notice n = {self, DCBUS_ROLE_COLLECTOR, DCB_CMD_SESSION, false};
+    struct notice n = {.self = self,
+                       .role = DCBUS_ROLE_COLLECTOR,
+                       .cmd = DCB_CMD_SESSION,
+                       .body = dcb_body_span(&self->note)};
     notify_peer(&n, peer);
 }
 

@@ -245,36 +245,35 @@ const dcb_session_t *dcb_sessions_ended(const dcb_sessions_t *self, size_t i)
     return &self->history[(self->next + DCB_SESSION_HISTORY - 1 - i) % DCB_SESSION_HISTORY];
 }
 
+/* Ended session `id`: one of the history, or the active one once the bus
+ * is stopping; NULL if none. */
+static dcb_session_t *find_ended(const dcb_sessions_t *self, const char *id)
+{
+    dcb_sessions_t *me = (dcb_sessions_t *)self; /* the one lookup for const and not */
+    for (size_t i = 0; i < me->nhistory; i++)
+        if (strcmp(me->history[i].id, id) == 0) return &me->history[i];
+    return me->stopped && strcmp(me->active.id, id) == 0 ? &me->active : NULL;
+}
+
 const dcb_session_t *dcb_sessions_settle(dcb_sessions_t *self, const char *id)
 {
-    for (size_t i = 0; i < self->nhistory; i++) {
-        dcb_session_t *s = &self->history[i];
-        if (strcmp(s->id, id) != 0) continue;
-        if (s->settled) return NULL;
-        s->settled = true;
-        save(self, s->end_us, true);
-        return s;
-    }
-    if (self->stopped && strcmp(self->active.id, id) == 0 && !self->active.settled) {
-        self->active.settled = true;
-        save(self, self->active.end_us, true);
-        return &self->active;
-    }
-    return NULL;
+    dcb_session_t *s = find_ended(self, id);
+    if (!s || s->settled) return NULL;
+    s->settled = true;
+    save(self, s->end_us, true);
+    return s;
 }
 
 bool dcb_sessions_unsettled(const dcb_sessions_t *self, const char *id)
 {
-    for (size_t i = 0; i < self->nhistory; i++)
-        if (strcmp(self->history[i].id, id) == 0) return !self->history[i].settled;
-    return self->stopped && strcmp(self->active.id, id) == 0 && !self->active.settled;
+    const dcb_session_t *s = find_ended(self, id);
+    return s && !s->settled;
 }
 
 bool dcb_sessions_settled(const dcb_sessions_t *self, const char *id)
 {
-    for (size_t i = 0; i < self->nhistory; i++)
-        if (strcmp(self->history[i].id, id) == 0) return self->history[i].settled;
-    return self->stopped && strcmp(self->active.id, id) == 0 && self->active.settled;
+    const dcb_session_t *s = find_ended(self, id);
+    return s && s->settled;
 }
 
 void dcb_sessions_count(dcb_sessions_t *self, uint64_t records, uint64_t errors)

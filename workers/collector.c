@@ -360,6 +360,17 @@ static void take_run(dcb_worker_t *self, const dcb_ready_t *ready)
     }
 }
 
+/* SESSION_CLOSED of `session` becomes due once every batch sent so far is
+ * acknowledged (confirm_ended()); it replaces one due before. */
+static void owe_confirmation(dcb_worker_t *self, const char *session, const char *status)
+{
+    dcb_collector_state_t *c = &self->collector;
+    c->confirm_due = true;
+    c->confirm_upto = c->sent_count;
+    snprintf(c->confirm_session, sizeof c->confirm_session, "%s", session);
+    snprintf(c->confirm_status, sizeof c->confirm_status, "%s", status);
+}
+
 /* The session of the newest batch (not a marker) in the window, or "". */
 static const char *unacked_session(const dcb_worker_t *self)
 {
@@ -385,13 +396,7 @@ static void collector_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
     /* The broker may have ended that session in its restart: its batches
      * resent now are all of it it can count on once they are acknowledged. */
     const char *unacked = unacked_session(self);
-    if (unacked[0]) {
-        dcb_collector_state_t *c = &self->collector;
-        c->confirm_due = true;
-        c->confirm_upto = c->sent_count;
-        snprintf(c->confirm_session, sizeof c->confirm_session, "%s", unacked);
-        snprintf(c->confirm_status, sizeof c->confirm_status, "%s", "unknown");
-    }
+    if (unacked[0]) owe_confirmation(self, unacked, "unknown");
     if (self->collector.nwindow)
         dcb_info("resending unacknowledged batches", "batches=%zu", self->collector.nwindow);
     int64_t now = worker_now_us();
@@ -429,10 +434,7 @@ static void collector_on_session(dcb_worker_t *self, const dcb_session_note_t *n
     if (strcmp(note->event, "end") != 0 || !note->id[0]) return;
     if (!c->source_done) queue_markers(self, note->id, DCBUS_BATCH_SESSION_END);
     snprintf(c->ended_session, sizeof c->ended_session, "%s", note->id);
-    c->confirm_due = true;
-    c->confirm_upto = c->sent_count;
-    snprintf(c->confirm_session, sizeof c->confirm_session, "%s", note->id);
-    snprintf(c->confirm_status, sizeof c->confirm_status, "%s", note->status);
+    owe_confirmation(self, note->id, note->status);
 }
 
 static void collector_free(dcb_worker_t *self)

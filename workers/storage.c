@@ -126,14 +126,6 @@ static int close_session(dcb_worker_t *self, const dcb_session_note_t *note)
     return rc;
 }
 
-/* Tells the broker that a SESSION end was done (messages.h: SESSION_CLOSED),
- * so that a bus about to stop can wait for its sinks to finish the session
- * before stopping them. */
-static void confirm_closed(dcb_worker_t *self, const dcb_session_note_t *note, bool ok)
-{
-    worker_send_session_closed(self, note->id, note->status, ok);
-}
-
 /* Before a batch of a session the plugin was not told of. */
 static void open_met_session(dcb_worker_t *self, const char *id)
 {
@@ -154,7 +146,9 @@ static void described_on_session(dcb_worker_t *self, const dcb_session_note_t *n
         self->storage.active = *note;
         open_session(self, note);
     } else if (strcmp(note->event, "end") == 0 && note->id[0]) {
-        confirm_closed(self, note, close_session(self, note) == DCBUS_OK);
+        /* Said, so that a bus about to stop can wait for its sinks. */
+        worker_send_session_closed(self, note->id, note->status,
+                                   close_session(self, note) == DCBUS_OK);
     }
 }
 
@@ -179,7 +173,7 @@ static void storage_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
         dcb_session_note_unpack(v.raw, &note);
         if (!note.id[0] || strcmp(note.id, self->storage.active.id) == 0) continue;
         int rc = sessions ? close_session(self, &note) : DCBUS_OK;
-        if (i == 0) confirm_closed(self, &note, rc == DCBUS_OK);
+        if (i == 0) worker_send_session_closed(self, note.id, note.status, rc == DCBUS_OK);
     }
 }
 
@@ -198,7 +192,7 @@ static void storage_on_session(dcb_worker_t *self, const dcb_session_note_t *not
             call_session_end(self, id, status);
             self->storage.session[0] = '\0';
         }
-        confirm_closed(self, note, true);
+        worker_send_session_closed(self, note->id, note->status, true);
     }
 }
 
