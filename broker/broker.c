@@ -696,6 +696,7 @@ static dcb_run_join_t send_ready(dcb_broker_t *self, const rt_peer_t *peer,
     snprintf(ready.session, sizeof ready.session, "%s", session->id);
     snprintf(ready.session_type, sizeof ready.session_type, "%s", session->type);
     ready.paused = strcmp(dcb_runs_status(self->runs, hello->instance), "PAUSED") == 0;
+    ready.session_ended = session->end_us != 0;
     if (hello->role == DCBUS_ROLE_COLLECTOR) how = resume_point(self, hello, &ready);
     if (hello->role == DCBUS_ROLE_STORAGE)
         sink_sessions(self, &ready, backlog_of(self, hello->instance) != NULL);
@@ -706,8 +707,9 @@ static dcb_run_join_t send_ready(dcb_broker_t *self, const rt_peer_t *peer,
 }
 
 /* A collector that joins once the bus is stopping (session_close) hears
- * at once that the session in its READY has ended, so it collects nothing
- * under it: its sinks have finished that session already. */
+ * that the session in its READY has ended (READY's session_ended, so not a
+ * batch is collected before), and then the SESSION end itself, which
+ * queues its end markers and asks for its SESSION_CLOSED like any end. */
 static void tell_closed(dcb_broker_t *self, const rt_peer_t *peer)
 {
     const dcb_session_t *active = dcb_sessions_active(self->sessions);

@@ -58,7 +58,8 @@ void dcb_hello_unpack(dcbus_span_t body, dcb_hello_t *m)
 void dcb_ready_pack(const dcb_ready_t *m, msgpack_packer *pk)
 {
     msgpack_pack_map(pk, 5 + (m->has_resume ? 4 : 0) + (m->session_info.len ? 1 : 0) +
-                             (m->ended.len ? 1 : 0));
+                             (m->ended.len ? 1 : 0) + (m->session_ended ? 1 : 0));
+    if (m->session_ended) dcb_pack_kv_bool(pk, "session_ended", true);
     if (m->session_info.len) {
         dcb_pack_str(pk, "session_info");
         pk->callback(pk->data, (const char *)m->session_info.data, m->session_info.len);
@@ -103,6 +104,7 @@ void dcb_ready_unpack(dcbus_span_t body, dcb_ready_t *m)
     dcb_map_get_str(body, "session", m->session, sizeof m->session);
     dcb_map_get_str(body, "session_type", m->session_type, sizeof m->session_type);
     dcb_map_get_bool(body, "paused", &m->paused);
+    dcb_map_get_bool(body, "session_ended", &m->session_ended);
     dcbus_span_t position = {NULL, 0};
     dcb_map_get_str(body, "run", m->run, sizeof m->run);
     dcb_map_get_str(body, "run_state", m->run_state, sizeof m->run_state);

@@ -53,6 +53,9 @@ typedef struct {
     char session[DCB_NAME_MAX];
     char session_type[64];
     bool paused; /* collectors: the source is paused */
+    /* The session named has ended (session_close: the bus is stopping), so
+     * a collector collects nothing under it: its sinks may have finished it. */
+    bool session_ended;
     /* Collectors: which run they collect and where they go on from. */
     bool has_resume;
     char run[128];

@@ -251,8 +251,8 @@ static bool window_full(const dcb_worker_t *self)
 }
 
 /* The session the broker names has ended and none has begun since: a
- * collector that joins a bus about to stop (session_close) hears so right
- * after its READY, and a batch collected now would belong to a session
+ * collector that joins a bus about to stop (session_close) hears so in
+ * its READY (session_ended), and a batch collected now would belong to a session
  * whose files may be finished. */
 static bool session_over(const dcb_worker_t *self)
 {
@@ -382,6 +382,10 @@ static const char *unacked_session(const dcb_worker_t *self)
 static void collector_on_ready(dcb_worker_t *self, const dcb_ready_t *ready)
 {
     self->collector.paused = ready->paused;
+    /* Before the SESSION end that follows: nothing is collected under it. */
+    if (ready->session_ended)
+        snprintf(self->collector.ended_session, sizeof self->collector.ended_session, "%s",
+                 ready->session);
     if (!self->collector.resumed) {
         self->collector.resumed = true;
         take_run(self, ready);

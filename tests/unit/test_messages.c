@@ -126,6 +126,14 @@ static void test_ready(void **state)
     dcb_ready_unpack(dcb_body_span(&b), &out);
     assert_false(out.has_resume);
     assert_int_equal(out.position.len, 0);
+    assert_false(out.session_ended);
+    /* The bus is stopping: the session named has ended. */
+    in.session_ended = true;
+    dcb_body_reset(&b);
+    dcb_ready_pack(&in, &b.pk);
+    assert_int_equal(map_pairs(&b), 6);
+    dcb_ready_unpack(dcb_body_span(&b), &out);
+    assert_true(out.session_ended);
     dcb_body_destroy(&b);
     dcb_body_destroy(&streams);
 }
