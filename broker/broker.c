@@ -377,6 +377,7 @@ static void announce_session(dcb_broker_t *self, const dcb_session_t *s, const c
     pack_session_note(s, begin ? "begin" : "end", &self->note.pk);
     notify_role(self, DCBUS_ROLE_COLLECTOR, DCB_CMD_SESSION);
     if (begin) {
+        rt_collectors_told_begin(self->router, s->id);
         notify_role(self, DCBUS_ROLE_STORAGE, DCB_CMD_SESSION);
         return;
     }
@@ -583,6 +584,7 @@ void dcb_broker_destroy(dcb_broker_t **self_p)
     dcb_lastvalue_destroy(&self->lastvalue);
     dcb_body_destroy(&self->note);
     free(self->forwarded);
+    broker_free_held(self);
     for (size_t i = 0; i < self->nbacklogs; i++)
         dcb_backlog_close(&self->backlogs[i]);
     free(self->backlogs);
@@ -751,6 +753,7 @@ static void on_hello(dcb_broker_t *self, dcb_message_t *m, int64_t now)
         .credit = granted,
         .token = hello.token,
         .confirms_ends = hello.confirms_ends,
+        .confirms_begins = hello.confirms_begins,
         .owes_end = dcb_sessions_unsettled(self->sessions, hello.unacked_session)
                         ? hello.unacked_session
                         : NULL};
@@ -898,7 +901,12 @@ static void on_report(dcb_broker_t *self, rt_peer_t *peer, dcb_message_t *m)
         dcb_map_get_str(m->body_span, "event_type", type, sizeof type);
         snprintf(topic, sizeof topic, "event.%s.%s", type, instance);
         dcb_session_closed_t closed;
-        if (dcb_session_closed_unpack(m->body_span, &closed)) {
+        char begun[DCB_NAME_MAX];
+        if (rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR &&
+            dcb_session_begun_unpack(m->body_span, begun)) {
+            rt_peer_begin_confirmed(self->router, peer, begun);
+            broker_answer_held(self, now_us());
+        } else if (dcb_session_closed_unpack(m->body_span, &closed)) {
             if (rt_peer_role(peer) == DCBUS_ROLE_STORAGE) {
                 rt_peer_session_closed(peer, closed.session);
             } else if (rt_peer_role(peer) == DCBUS_ROLE_COLLECTOR) {
@@ -1029,6 +1037,7 @@ static void periodic(dcb_broker_t *self, int64_t now)
     rt_tick(self->router, now);
     dcb_chain_tick(self->chain, now);
     broker_expire_forwarded(self, now);
+    broker_answer_held(self, now);
     for (size_t i = 0; i < self->nbacklogs; i++)
         feed_backlog(self, self->backlogs[i]);
     if (now - self->last_heartbeat_us >= hb) {

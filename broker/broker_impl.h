@@ -59,6 +59,19 @@ struct dcb_broker {
     struct forwarded *forwarded;
     size_t nforwarded;
     uint64_t next_forward_id;
+    /* answers to session_start and session_end held until the collectors
+     * took the session they began (requests.c) */
+    struct held_reply *held;
+    size_t nheld;
+};
+
+/* A REPLY waiting to be sent: the client's routing id and the body. */
+struct held_reply {
+    uint8_t client[256];
+    size_t client_len;
+    uint8_t *body;
+    size_t len;
+    int64_t deadline_us; /* sent then whatever the collectors said */
 };
 
 /* A client's request waiting for a storage worker's reply. */
@@ -123,6 +136,11 @@ const dcb_session_t *broker_close_session(dcb_broker_t *self, const char *status
 void broker_on_request(dcb_broker_t *self, dcb_message_t *m);
 void broker_relay_reply(dcb_broker_t *self, dcbus_span_t body);
 void broker_expire_forwarded(dcb_broker_t *self, int64_t now);
+/* Sends the held answers to session_start and session_end once no
+ * collector owes the SESSION_BEGUN of a session begun, or past their
+ * deadline; broker_free_held() at the end drops what is left. */
+void broker_answer_held(dcb_broker_t *self, int64_t now);
+void broker_free_held(dcb_broker_t *self);
 void broker_pack_stats(dcb_broker_t *self, msgpack_packer *pk);
 
 #endif

@@ -15,6 +15,10 @@
 #include "mpread.h"
 
 #define FORWARD_TIMEOUT_US (30 * 1000000LL)
+/* How long the answer to session_start or session_end waits for the
+ * collectors' SESSION_BEGUN: a live one sends it within milliseconds,
+ * unless a plugin call holds it; a client's own time-out is 2 s. */
+#define BEGIN_WAIT_US (1000 * 1000LL)
 
 /* ---------------------------------------------------------------------------
  * Requests forwarded to storage workers: query and delete are answered by
@@ -113,6 +117,65 @@ void broker_expire_forwarded(dcb_broker_t *self, int64_t now)
         zmq_msg_close(&client);
         forget_forwarded(self, i);
     }
+}
+
+/* ---------------------------------------------------------------------------
+ * Answers held back.  A client that starts a session and then feeds a
+ * collector (examples/process: session_start, then POSTs to http-listen)
+ * expects its records in that session.  The collector hears of the begin
+ * on its own connection, which may come after the client's POST; so the
+ * answer waits for every collector's SESSION_BEGUN (docs/protocol.md).
+ */
+
+static void hold_reply(dcb_broker_t *self, zmq_msg_t *client, dcbus_span_t body)
+{
+    struct held_reply *held = realloc(self->held, (self->nheld + 1) * sizeof *held);
+    uint8_t *copy = malloc(body.len);
+    if (!held || !copy || zmq_msg_size(client) > sizeof held->client) {
+        if (held) self->held = held;
+        free(copy);
+        dcb_proto_try_send(self->bus, client, DCB_CMD_REPLY, body.data, body.len);
+        return;
+    }
+    self->held = held;
+    struct held_reply *h = &held[self->nheld++];
+    h->client_len = zmq_msg_size(client);
+    memcpy(h->client, zmq_msg_data(client), h->client_len);
+    memcpy(copy, body.data, body.len);
+    h->body = copy;
+    h->len = body.len;
+    h->deadline_us = now_us() + BEGIN_WAIT_US;
+}
+
+void broker_answer_held(dcb_broker_t *self, int64_t now)
+{
+    if (!self->nheld) return;
+    bool owed = rt_collectors_owe_begin(self->router);
+    size_t sent = 0;
+    /* In order: the first one held has the earliest deadline. */
+    while (sent < self->nheld && (!owed || now >= self->held[sent].deadline_us)) {
+        struct held_reply *h = &self->held[sent++];
+        if (owed)
+            dcb_warn("answered before every collector took the session it began", "waited_ms=%lld",
+                     (long long)(BEGIN_WAIT_US / 1000));
+        zmq_msg_t client;
+        zmq_msg_init_size(&client, h->client_len);
+        memcpy(zmq_msg_data(&client), h->client, h->client_len);
+        dcb_proto_try_send(self->bus, &client, DCB_CMD_REPLY, h->body, h->len);
+        zmq_msg_close(&client);
+        free(h->body);
+    }
+    memmove(self->held, self->held + sent, (self->nheld - sent) * sizeof *self->held);
+    self->nheld -= sent;
+}
+
+void broker_free_held(dcb_broker_t *self)
+{
+    for (size_t i = 0; i < self->nheld; i++)
+        free(self->held[i].body);
+    free(self->held);
+    self->held = NULL;
+    self->nheld = 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -310,15 +373,16 @@ typedef int(request_op_fn)(dcb_broker_t *self, dcbus_span_t args, msgpack_packer
 static const struct {
     const char *name;
     request_op_fn *fn;
-} s_ops[] = {{"stats", op_stats},
-             {"tasks", op_tasks},
-             {"sessions", op_sessions},
-             {"session_start", op_session_start},
-             {"session_end", op_session_end},
-             {"session_close", op_session_close},
-             {"pause", op_pause},
-             {"resume", op_resume},
-             {"replay", op_replay}};
+    bool begins; /* it begins a session: answered once the collectors took it */
+} s_ops[] = {{"stats", op_stats, false},
+             {"tasks", op_tasks, false},
+             {"sessions", op_sessions, false},
+             {"session_start", op_session_start, true},
+             {"session_end", op_session_end, true},
+             {"session_close", op_session_close, false},
+             {"pause", op_pause, false},
+             {"resume", op_resume, false},
+             {"replay", op_replay, false}};
 
 void broker_on_request(dcb_broker_t *self, dcb_message_t *m)
 {
@@ -334,14 +398,20 @@ void broker_on_request(dcb_broker_t *self, dcb_message_t *m)
     dcb_body_t result;
     dcb_body_init(&result);
     int rc = -1;
+    bool begins = false;
     for (size_t i = 0; i < sizeof s_ops / sizeof s_ops[0]; i++)
-        if (strcmp(op, s_ops[i].name) == 0)
+        if (strcmp(op, s_ops[i].name) == 0) {
             rc = s_ops[i].fn(self, m->body_span, &result.pk, why, sizeof why);
+            begins = s_ops[i].begins;
+        }
     msgpack_packer *pk = &self->body.pk;
     dcb_body_reset(&self->body);
     dcb_reply_pack_head(pk, req.id, rc == 0, why);
     if (rc == 0) pk->callback(pk->data, result.buf.data, result.buf.size);
     dcb_body_destroy(&result);
     dcbus_span_t b = dcb_body_span(&self->body);
-    dcb_proto_try_send(self->bus, &m->routing, DCB_CMD_REPLY, b.data, b.len);
+    if (rc == 0 && begins && rt_collectors_owe_begin(self->router))
+        hold_reply(self, &m->routing, b);
+    else
+        dcb_proto_try_send(self->bus, &m->routing, DCB_CMD_REPLY, b.data, b.len);
 }

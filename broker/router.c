@@ -109,6 +109,10 @@ struct rt_instance {
     uint32_t poslen;
 };
 
+/* What a collector may owe the broker: its SESSION_CLOSED of a session's
+ * end, its SESSION_BEGUN of a session's begin. */
+enum { OWED_END, OWED_BEGIN, OWED_KINDS };
+
 struct rt_peer {
     char key[520]; /* the routing id, hex */
     uint8_t id[256];
@@ -122,8 +126,10 @@ struct rt_peer {
     rt_work_t *probe;       /* a suspect batch it holds alone, or NULL */
     uint64_t records_given; /* for balancing replicas by work, not turns */
     char closed[128];       /* a sink: the last session it said it closed */
-    bool confirms_ends;     /* a collector: it confirms session ends */
-    char owed_end[128];     /* a collector: the end it has not confirmed yet, "" if none */
+    /* A collector: whether it confirms session ends and begins, and the
+     * session whose end or begin it has not confirmed yet ("" if none). */
+    bool confirms[OWED_KINDS];
+    char owed[OWED_KINDS][128];
 };
 
 struct rt_router {
@@ -133,11 +139,11 @@ struct rt_router {
     size_t ninstances;
     rt_pipeline_t *pipelines;
     size_t npipelines;
-    zhashx_t *peers;         /* hex routing id -> rt_peer_t */
-    zhashx_t *batches;       /* "stream\x1fseq" -> rt_batch_t */
-    zhashx_t *streams;       /* name -> rt_stream_t */
-    zhashx_t *pending_sides; /* parent key -> rt_sides_t *: spooled before a restart */
-    size_t owing_ends;       /* live collectors whose owed_end is set */
+    zhashx_t *peers;          /* hex routing id -> rt_peer_t */
+    zhashx_t *batches;        /* "stream\x1fseq" -> rt_batch_t */
+    zhashx_t *streams;        /* name -> rt_stream_t */
+    zhashx_t *pending_sides;  /* parent key -> rt_sides_t *: spooled before a restart */
+    size_t owing[OWED_KINDS]; /* live collectors with owed[kind] set */
     rt_list_t backoff;
     uint32_t max_attempts;
     uint64_t max_seq_gap;         /* 0: no limit */
@@ -499,11 +505,13 @@ rt_peer_t *rt_peer_hello(rt_router_t *self, const void *id, size_t idlen, const 
     peer->credit = h->credit ? h->credit : 1;
     peer->last_seen = now;
     snprintf(peer->token, sizeof peer->token, "%s", h->token ? h->token : "");
-    peer->confirms_ends = h->confirms_ends && inst->role == DCBUS_ROLE_COLLECTOR;
-    if (peer->confirms_ends && h->owes_end && h->owes_end[0]) {
-        snprintf(peer->owed_end, sizeof peer->owed_end, "%s", h->owes_end);
-        self->owing_ends++;
+    peer->confirms[OWED_END] = h->confirms_ends && inst->role == DCBUS_ROLE_COLLECTOR;
+    if (peer->confirms[OWED_END] && h->owes_end && h->owes_end[0]) {
+        snprintf(peer->owed[OWED_END], sizeof peer->owed[OWED_END], "%s", h->owes_end);
+        self->owing[OWED_END]++;
     }
+    /* Its READY names the active session: it owes no begin. */
+    peer->confirms[OWED_BEGIN] = h->confirms_begins && inst->role == DCBUS_ROLE_COLLECTOR;
     snprintf(inst->plugin, sizeof inst->plugin, "%s", h->plugin ? h->plugin : "");
     zhashx_insert(self->peers, peer->key, peer);
     inst->peers = realloc(inst->peers, (inst->npeers + 1) * sizeof *inst->peers);
@@ -540,27 +548,52 @@ void rt_peer_session_closed(rt_peer_t *peer, const char *session)
 
 /* The instances' peer arrays, not the peers' hash, whose one cursor may
  * be in use by the caller's caller. */
-void rt_collectors_told_end(rt_router_t *self, const char *session)
+static void collectors_owe(rt_router_t *self, int kind, const char *session)
 {
     for (size_t i = 0; i < self->ninstances; i++)
         for (size_t j = 0; j < self->instances[i].npeers; j++) {
             rt_peer_t *p = self->instances[i].peers[j];
-            if (!p->confirms_ends) continue;
-            if (!p->owed_end[0]) self->owing_ends++;
-            snprintf(p->owed_end, sizeof p->owed_end, "%s", session);
+            if (!p->confirms[kind]) continue;
+            if (!p->owed[kind][0]) self->owing[kind]++;
+            snprintf(p->owed[kind], sizeof p->owed[kind], "%s", session);
         }
+}
+
+static void peer_confirmed(rt_router_t *self, rt_peer_t *peer, int kind, const char *session)
+{
+    if (!peer->owed[kind][0] || strcmp(peer->owed[kind], session) != 0) return;
+    peer->owed[kind][0] = '\0';
+    self->owing[kind]--;
+}
+
+void rt_collectors_told_end(rt_router_t *self, const char *session)
+{
+    collectors_owe(self, OWED_END, session);
 }
 
 void rt_peer_end_confirmed(rt_router_t *self, rt_peer_t *peer, const char *session)
 {
-    if (!peer->owed_end[0] || strcmp(peer->owed_end, session) != 0) return;
-    peer->owed_end[0] = '\0';
-    self->owing_ends--;
+    peer_confirmed(self, peer, OWED_END, session);
 }
 
 bool rt_collectors_owe_end(const rt_router_t *self)
 {
-    return self->owing_ends > 0;
+    return self->owing[OWED_END] > 0;
+}
+
+void rt_collectors_told_begin(rt_router_t *self, const char *session)
+{
+    collectors_owe(self, OWED_BEGIN, session);
+}
+
+void rt_peer_begin_confirmed(rt_router_t *self, rt_peer_t *peer, const char *session)
+{
+    peer_confirmed(self, peer, OWED_BEGIN, session);
+}
+
+bool rt_collectors_owe_begin(const rt_router_t *self)
+{
+    return self->owing[OWED_BEGIN] > 0;
 }
 
 bool rt_collectors_all_joined(const rt_router_t *self)
@@ -602,7 +635,8 @@ void rt_peer_gone(rt_router_t *self, rt_peer_t *peer, const char *reason)
         }
     dcb_info("worker left", "instance=%s replica=%d reason=\"%s\" redelivering=%zu", inst->name,
              peer->replica, reason, given_back);
-    if (peer->owed_end[0]) self->owing_ends--;
+    for (int kind = 0; kind < OWED_KINDS; kind++)
+        if (peer->owed[kind][0]) self->owing[kind]--;
     if (self->ops.peer_gone) self->ops.peer_gone(self->arg, peer, reason);
     zhashx_delete(self->peers, peer->key);
     free(peer);

@@ -102,6 +102,7 @@ typedef struct {
     /* A session that ended, of which the collector still has batches to be
      * acknowledged (NULL if none): it owes its end from the start. */
     const char *owes_end;
+    bool confirms_begins; /* a collector that sends SESSION_BEGUN after a begin */
 } rt_hello_t;
 
 #define RT_TOKEN_MAX 96
@@ -158,6 +159,15 @@ void rt_peer_end_confirmed(rt_router_t *self, rt_peer_t *peer, const char *sessi
 /* True while a live collector owes a confirmation: a batch of a session
  * that ended may still be on its way. */
 bool rt_collectors_owe_end(const rt_router_t *self);
+/* Session `session` began: each collector that confirms begins (HELLO
+ * confirms_begins) owes its SESSION_BEGUN for it until
+ * rt_peer_begin_confirmed().  A later begin replaces an earlier one owed. */
+void rt_collectors_told_begin(rt_router_t *self, const char *session);
+/* A collector's SESSION_BEGUN for `session`. */
+void rt_peer_begin_confirmed(rt_router_t *self, rt_peer_t *peer, const char *session);
+/* True while a live collector owes a SESSION_BEGUN: it may still stamp
+ * what it collects with the session before. */
+bool rt_collectors_owe_begin(const rt_router_t *self);
 /* True once every replica of every pipeline's collector has a live peer. */
 bool rt_collectors_all_joined(const rt_router_t *self);
 

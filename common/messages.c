@@ -20,7 +20,8 @@ void dcb_hello_pack(const dcb_hello_t *m, msgpack_packer *pk)
 {
     bool run = m->run[0] != '\0', token = m->token[0] != '\0', begin = m->begin_run[0] != '\0';
     bool unacked = m->unacked_session[0] != '\0';
-    msgpack_pack_map(pk, 8 + run + token + begin + m->confirms_ends + unacked);
+    msgpack_pack_map(pk, 8 + run + token + begin + m->confirms_ends + m->confirms_begins + unacked);
+    if (m->confirms_begins) dcb_pack_kv_bool(pk, "confirms_begins", true);
     if (begin) dcb_pack_kv_str(pk, "begin_run", m->begin_run);
     if (unacked) dcb_pack_kv_str(pk, "unacked_session", m->unacked_session);
     if (m->confirms_ends) dcb_pack_kv_bool(pk, "confirms_ends", true);
@@ -52,6 +53,7 @@ void dcb_hello_unpack(dcbus_span_t body, dcb_hello_t *m)
     dcb_map_get_str(body, "token", m->token, sizeof m->token);
     dcb_map_get_str(body, "begin_run", m->begin_run, sizeof m->begin_run);
     dcb_map_get_bool(body, "confirms_ends", &m->confirms_ends);
+    dcb_map_get_bool(body, "confirms_begins", &m->confirms_begins);
     dcb_map_get_str(body, "unacked_session", m->unacked_session, sizeof m->unacked_session);
 }
 
@@ -214,19 +216,42 @@ void dcb_session_closed_pack(const dcb_session_closed_t *m, msgpack_packer *pk)
     dcb_pack_kv_bool(pk, "ok", m->ok);
 }
 
+/* The data map of a session event of `type` (SESSION_CLOSED or
+ * SESSION_BEGUN) and the session it names; false if it is not one. */
+static bool session_event_data(dcbus_span_t body, const char *type, dcbus_span_t *data,
+                               char session[DCB_NAME_MAX])
+{
+    char got[32] = "";
+    dcb_map_get_str(body, "event_type", got, sizeof got);
+    if (strcmp(got, type) != 0 || !dcb_map_get_raw(body, "data", data)) return false;
+    return dcb_map_get_str(*data, "session", session, DCB_NAME_MAX) && session[0];
+}
+
 bool dcb_session_closed_unpack(dcbus_span_t body, dcb_session_closed_t *m)
 {
     memset(m, 0, sizeof *m);
-    char type[32] = "";
     dcbus_span_t data;
-    dcb_map_get_str(body, "event_type", type, sizeof type);
     dcb_map_get_int(body, "timestamp", &m->timestamp_us);
     dcb_map_get_str(body, "source", m->source, sizeof m->source);
-    if (strcmp(type, DCB_EVENT_SESSION_CLOSED) != 0 || !dcb_map_get_raw(body, "data", &data))
-        return false;
+    if (!session_event_data(body, DCB_EVENT_SESSION_CLOSED, &data, m->session)) return false;
     dcb_map_get_str(data, "status", m->status, sizeof m->status);
     dcb_map_get_bool(data, "ok", &m->ok);
-    return dcb_map_get_str(data, "session", m->session, sizeof m->session) && m->session[0];
+    return true;
+}
+
+void dcb_session_begun_pack(const char *session, const char *source, int64_t timestamp_us,
+                            msgpack_packer *pk)
+{
+    dcb_event_pack_head(pk, DCB_EVENT_SESSION_BEGUN, timestamp_us, source);
+    msgpack_pack_map(pk, 1);
+    dcb_pack_kv_str(pk, "session", session);
+}
+
+bool dcb_session_begun_unpack(dcbus_span_t body, char session[DCB_NAME_MAX])
+{
+    dcbus_span_t data;
+    session[0] = '\0';
+    return session_event_data(body, DCB_EVENT_SESSION_BEGUN, &data, session);
 }
 
 dcbus_session_t dcb_session_note_view(const dcb_session_note_t *m)

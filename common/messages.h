@@ -41,6 +41,9 @@ typedef struct {
     /* Collectors: the session of the newest batch it still waits to have
      * acknowledged ("" if none), e.g. when a restarted broker lost it. */
     char unacked_session[DCB_NAME_MAX];
+    /* Collectors: it sends EVENT SESSION_BEGUN once a SESSION begin is in
+     * effect (the broker answers session_start after it). */
+    bool confirms_begins;
 } dcb_hello_t;
 
 void dcb_hello_pack(const dcb_hello_t *m, msgpack_packer *pk);
@@ -144,6 +147,19 @@ typedef struct {
 void dcb_session_closed_pack(const dcb_session_closed_t *m, msgpack_packer *pk);
 /* False if `body` is not a SESSION_CLOSED event naming a session. */
 bool dcb_session_closed_unpack(dcbus_span_t body, dcb_session_closed_t *m);
+
+/* EVENT SESSION_BEGUN, collector -> broker (one that said confirms_begins
+ * in HELLO): it stamps every batch it collects from now on with the
+ * session a SESSION begin named.  The broker answers the session_start or
+ * session_end that began it once every such collector has said so, so a
+ * client that starts a session and then feeds a collector finds its
+ * records in it.  Published on event.SESSION_BEGUN.<instance>:
+ * {event_type, timestamp, source, data: {session}}. */
+#define DCB_EVENT_SESSION_BEGUN "SESSION_BEGUN"
+void dcb_session_begun_pack(const char *session, const char *source, int64_t timestamp_us,
+                            msgpack_packer *pk);
+/* False if `body` is not a SESSION_BEGUN event naming a session. */
+bool dcb_session_begun_unpack(dcbus_span_t body, char session[DCB_NAME_MAX]);
 
 /* TASK, collector -> broker: how far its run is. */
 typedef struct {

@@ -427,7 +427,8 @@ static bool collector_done(const dcb_worker_t *self)
            self->collector.nmarkers == 0;
 }
 
-/* A session ended: its markers go after its last batch, and the broker
+/* A session began: the broker hears that it is in effect.
+ * A session ended: its markers go after its last batch, and the broker
  * is told once every batch sent before the end is acknowledged (spooled):
  * then none of the session's batches is still on its way, resent or
  * not, and the broker may tell the sinks that it ended (docs/durability.md,
@@ -435,7 +436,14 @@ static bool collector_done(const dcb_worker_t *self)
 static void collector_on_session(dcb_worker_t *self, const dcb_session_note_t *note)
 {
     dcb_collector_state_t *c = &self->collector;
-    if (strcmp(note->event, "end") != 0 || !note->id[0]) return;
+    if (!note->id[0]) return;
+    if (strcmp(note->event, "begin") == 0) {
+        /* link.c has made it the session of every batch collected from now
+         * on: the broker answers whoever began it once all have said so. */
+        worker_send_session_begun(self, note->id);
+        return;
+    }
+    if (strcmp(note->event, "end") != 0) return;
     if (!c->source_done) queue_markers(self, note->id, DCBUS_BATCH_SESSION_END);
     snprintf(c->ended_session, sizeof c->ended_session, "%s", note->id);
     owe_confirmation(self, note->id, note->status);
@@ -527,6 +535,7 @@ static void collector_fill_hello(const dcb_worker_t *self, dcb_hello_t *hello)
     snprintf(hello->run, sizeof hello->run, "%s", self->collector.run);
     snprintf(hello->begin_run, sizeof hello->begin_run, "%s", self->collector.begin_run);
     hello->confirms_ends = true;
+    hello->confirms_begins = true;
 }
 
 static bool collector_on_message(dcb_worker_t *self, dcb_message_t *m)

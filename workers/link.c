@@ -264,6 +264,14 @@ void worker_send_session_closed(dcb_worker_t *self, const char *session, const c
     worker_send(self, DCB_CMD_EVENT, dcb_body_span(&self->body));
 }
 
+void worker_send_session_begun(dcb_worker_t *self, const char *session)
+{
+    dcb_body_reset(&self->body);
+    dcb_session_begun_pack(session, self->wcfg->name, dcb_host_services()->now_us(),
+                           &self->body.pk);
+    worker_send(self, DCB_CMD_EVENT, dcb_body_span(&self->body));
+}
+
 /* SESSION {event: begin | end, id, type, status}: collectors stamp new
  * batches with the new id; sinks close and open their session artifacts. */
 static void on_session(dcb_worker_t *self, dcbus_span_t body)

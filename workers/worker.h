@@ -202,6 +202,9 @@ int worker_send(dcb_worker_t *self, dcb_cmd_t cmd, dcbus_span_t body);
  * (`ok`: without an error), or a collector has it all acknowledged. */
 void worker_send_session_closed(dcb_worker_t *self, const char *session, const char *status,
                                 bool ok);
+/* Sends EVENT SESSION_BEGUN for `session` (messages.h): a collector
+ * stamps its batches with it from now on. */
+void worker_send_session_begun(dcb_worker_t *self, const char *session);
 int worker_send_msg(dcb_worker_t *self, dcb_cmd_t cmd, zmq_msg_t *body);
 /* Packs this worker's HELLO body into `body`, reset first. */
 void worker_pack_hello(const dcb_worker_t *self, dcb_body_t *body);

@@ -78,6 +78,14 @@ static void test_hello(void **state)
     assert_int_equal(map_pairs(&b), 9);
     dcb_hello_unpack(dcb_body_span(&b), &out);
     assert_true(out.confirms_ends);
+    assert_false(out.confirms_begins);
+    /* And begins. */
+    in.confirms_begins = true;
+    dcb_body_reset(&b);
+    dcb_hello_pack(&in, &b.pk);
+    assert_int_equal(map_pairs(&b), 10);
+    dcb_hello_unpack(dcb_body_span(&b), &out);
+    assert_true(out.confirms_ends && out.confirms_begins);
     /* A role that is none of the four. */
     dcb_hello_unpack(s_empty, &out);
     assert_int_equal(out.role, 0);
@@ -301,6 +309,34 @@ static void test_session_closed(void **state)
     dcb_body_destroy(&b);
 }
 
+static void test_session_begun(void **state)
+{
+    (void)state;
+    dcb_body_t b;
+    dcb_body_init(&b);
+    dcb_session_begun_pack("run-20261207T112900Z-c7dc7929-2", "process", 7, &b.pk);
+    assert_int_equal(map_pairs(&b), 4);
+    char v[64];
+    assert_true(dcb_map_get_str(dcb_body_span(&b), "event_type", v, sizeof v));
+    assert_string_equal(v, "SESSION_BEGUN");
+    char session[DCB_NAME_MAX] = "x";
+    assert_true(dcb_session_begun_unpack(dcb_body_span(&b), session));
+    assert_string_equal(session, "run-20261207T112900Z-c7dc7929-2");
+    /* Neither is the other. */
+    dcb_session_closed_t closed;
+    assert_false(dcb_session_closed_unpack(dcb_body_span(&b), &closed));
+    dcb_body_reset(&b);
+    dcb_session_closed_pack(&(dcb_session_closed_t){.session = "s1", .source = "a"}, &b.pk);
+    assert_false(dcb_session_begun_unpack(dcb_body_span(&b), session));
+    assert_string_equal(session, "");
+    /* No session named, or no event at all. */
+    dcb_body_reset(&b);
+    dcb_session_begun_pack("", "process", 7, &b.pk);
+    assert_false(dcb_session_begun_unpack(dcb_body_span(&b), session));
+    assert_false(dcb_session_begun_unpack(s_empty, session));
+    dcb_body_destroy(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_small_bodies),
         cmocka_unit_test(test_request_and_reply),
         cmocka_unit_test(test_session_closed),
+        cmocka_unit_test(test_session_begun),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

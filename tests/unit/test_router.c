@@ -725,6 +725,42 @@ static void test_collectors_owe_session_ends(void **state)
     assert_false(rt_collectors_owe_end(f->rt));
 }
 
+static void test_collectors_owe_session_begins(void **state)
+{
+    fx_t *f = *state;
+    hello_main(f, 8);
+    rt_hello_t h = {.instance = "src2",
+                    .plugin = "camera",
+                    .role = DCBUS_ROLE_COLLECTOR,
+                    .credit = 8,
+                    .token = "t.1",
+                    .confirms_begins = true};
+    rt_refusal_t refusal;
+    /* src (hello_main's) does not confirm; src2 does, and owes nothing at
+     * first: its READY names the active session. */
+    rt_peer_t *confirming = rt_peer_hello(f->rt, "src2#0", 6, &h, f->now, &refusal);
+    assert_non_null(confirming);
+    assert_false(rt_collectors_owe_begin(f->rt));
+    rt_collectors_told_begin(f->rt, "s1");
+    assert_true(rt_collectors_owe_begin(f->rt));
+    assert_false(rt_collectors_owe_end(f->rt));            /* one is not the other */
+    rt_peer_begin_confirmed(f->rt, peer(f, "p1#0"), "s1"); /* not a collector */
+    rt_peer_begin_confirmed(f->rt, confirming, "s0");      /* not the begin it owes */
+    assert_true(rt_collectors_owe_begin(f->rt));
+    rt_peer_end_confirmed(f->rt, confirming, "s1"); /* an end is no begin */
+    assert_true(rt_collectors_owe_begin(f->rt));
+    rt_collectors_told_begin(f->rt, "s2"); /* a later begin replaces it */
+    rt_peer_begin_confirmed(f->rt, confirming, "s1");
+    assert_true(rt_collectors_owe_begin(f->rt));
+    rt_peer_begin_confirmed(f->rt, confirming, "s2");
+    assert_false(rt_collectors_owe_begin(f->rt));
+    /* Gone without confirming: it owes nothing any more. */
+    rt_collectors_told_begin(f->rt, "s3");
+    assert_true(rt_collectors_owe_begin(f->rt));
+    rt_peer_gone(f->rt, confirming, "said BYE");
+    assert_false(rt_collectors_owe_begin(f->rt));
+}
+
 static void test_silent_peer_expires(void **state)
 {
     fx_t *f = *state;
@@ -1589,6 +1625,7 @@ int main(void)
         T(test_sinks_see_collector_order),
         T(test_dead_peer_gives_batches_to_other_replica),
         T(test_collectors_owe_session_ends),
+        T(test_collectors_owe_session_begins),
         T(test_silent_peer_expires),
         T(test_given_back_batches_keep_their_order),
         T(test_dead_sink_redelivers),
