@@ -691,20 +691,28 @@ static void test_dead_peer_gives_batches_to_other_replica(void **state)
 /* A session end is owed by every live collector that confirms ends, each
  * until its own SESSION_CLOSED (of the newest end it was told) or until it
  * is gone; other roles and collectors that do not confirm owe nothing. */
-static void test_collectors_owe_session_ends(void **state)
+/* hello_main's peers, whose collector src confirms nothing, and a second
+ * collector, src2, that confirms ends or begins as asked. */
+static rt_peer_t *hello_confirming(fx_t *f, bool ends, bool begins)
 {
-    fx_t *f = *state;
     hello_main(f, 8);
     rt_hello_t h = {.instance = "src2",
                     .plugin = "camera",
                     .role = DCBUS_ROLE_COLLECTOR,
                     .credit = 8,
                     .token = "t.1",
-                    .confirms_ends = true};
+                    .confirms_ends = ends,
+                    .confirms_begins = begins};
     rt_refusal_t refusal;
-    /* src (hello_main's) does not confirm; src2 does. */
     rt_peer_t *confirming = rt_peer_hello(f->rt, "src2#0", 6, &h, f->now, &refusal);
     assert_non_null(confirming);
+    return confirming;
+}
+
+static void test_collectors_owe_session_ends(void **state)
+{
+    fx_t *f = *state;
+    rt_peer_t *confirming = hello_confirming(f, true, false);
     assert_false(rt_collectors_owe_end(f->rt));
     rt_collectors_told_end(f->rt, "s1");
     assert_true(rt_collectors_owe_end(f->rt));
@@ -728,18 +736,8 @@ static void test_collectors_owe_session_ends(void **state)
 static void test_collectors_owe_session_begins(void **state)
 {
     fx_t *f = *state;
-    hello_main(f, 8);
-    rt_hello_t h = {.instance = "src2",
-                    .plugin = "camera",
-                    .role = DCBUS_ROLE_COLLECTOR,
-                    .credit = 8,
-                    .token = "t.1",
-                    .confirms_begins = true};
-    rt_refusal_t refusal;
-    /* src (hello_main's) does not confirm; src2 does, and owes nothing at
-     * first: its READY names the active session. */
-    rt_peer_t *confirming = rt_peer_hello(f->rt, "src2#0", 6, &h, f->now, &refusal);
-    assert_non_null(confirming);
+    /* src2 owes nothing at first: its READY names the active session. */
+    rt_peer_t *confirming = hello_confirming(f, false, true);
     assert_false(rt_collectors_owe_begin(f->rt));
     rt_collectors_told_begin(f->rt, "s1");
     assert_true(rt_collectors_owe_begin(f->rt));
