@@ -26,12 +26,30 @@
  * and relays the reply with the client's id.
  */
 
-static void reply_error(dcb_broker_t *self, const zmq_msg_t *client, uint64_t id, const char *error)
+/* A REPLY {id, ok: false, error}, packed into self->body. */
+static dcbus_span_t pack_error(dcb_broker_t *self, uint64_t id, const char *error)
 {
     dcb_body_reset(&self->body);
     dcb_reply_pack_head(&self->body.pk, id, false, error);
-    dcbus_span_t b = dcb_body_span(&self->body);
+    return dcb_body_span(&self->body);
+}
+
+static void reply_error(dcb_broker_t *self, const zmq_msg_t *client, uint64_t id, const char *error)
+{
+    dcbus_span_t b = pack_error(self, id, error);
     dcb_proto_try_send(self->bus, client, DCB_CMD_REPLY, b.data, b.len);
+}
+
+/* A REPLY to a client whose routing id was kept (a forwarded request, an
+ * answer held back). */
+static void reply_to_kept(dcb_broker_t *self, const uint8_t *client, size_t client_len,
+                          dcbus_span_t body)
+{
+    zmq_msg_t routing;
+    zmq_msg_init_size(&routing, client_len);
+    memcpy(zmq_msg_data(&routing), client, client_len);
+    dcb_proto_try_send(self->bus, &routing, DCB_CMD_REPLY, body.data, body.len);
+    zmq_msg_close(&routing);
 }
 
 /* Copies every field of `body` but `id`, after a new id. */
@@ -92,14 +110,9 @@ void broker_relay_reply(dcb_broker_t *self, dcbus_span_t body)
     for (size_t i = 0; i < self->nforwarded; i++) {
         struct forwarded *f = &self->forwarded[i];
         if (f->id != id) continue;
-        zmq_msg_t client;
-        zmq_msg_init_size(&client, f->client_len);
-        memcpy(zmq_msg_data(&client), f->client, f->client_len);
         dcb_body_reset(&self->note);
         rewrite_id(&self->note, body, f->client_id);
-        dcbus_span_t b = dcb_body_span(&self->note);
-        dcb_proto_try_send(self->bus, &client, DCB_CMD_REPLY, b.data, b.len);
-        zmq_msg_close(&client);
+        reply_to_kept(self, f->client, f->client_len, dcb_body_span(&self->note));
         forget_forwarded(self, i);
         return;
     }
@@ -110,11 +123,8 @@ void broker_expire_forwarded(dcb_broker_t *self, int64_t now)
     for (size_t i = self->nforwarded; i-- > 0;) {
         struct forwarded *f = &self->forwarded[i];
         if (now < f->deadline_us) continue;
-        zmq_msg_t client;
-        zmq_msg_init_size(&client, f->client_len);
-        memcpy(zmq_msg_data(&client), f->client, f->client_len);
-        reply_error(self, &client, f->client_id, "the storage worker did not answer in 30 s");
-        zmq_msg_close(&client);
+        reply_to_kept(self, f->client, f->client_len,
+                      pack_error(self, f->client_id, "the storage worker did not answer in 30 s"));
         forget_forwarded(self, i);
     }
 }
@@ -158,11 +168,7 @@ void broker_answer_held(dcb_broker_t *self, int64_t now)
         if (owed)
             dcb_warn("answered before every collector took the session it began", "waited_ms=%lld",
                      (long long)(BEGIN_WAIT_US / 1000));
-        zmq_msg_t client;
-        zmq_msg_init_size(&client, h->client_len);
-        memcpy(zmq_msg_data(&client), h->client, h->client_len);
-        dcb_proto_try_send(self->bus, &client, DCB_CMD_REPLY, h->body, h->len);
-        zmq_msg_close(&client);
+        reply_to_kept(self, h->client, h->client_len, (dcbus_span_t){h->body, h->len});
         free(h->body);
     }
     memmove(self->held, self->held + sent, (self->nheld - sent) * sizeof *self->held);
