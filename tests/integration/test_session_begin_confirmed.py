@@ -13,12 +13,17 @@ An http-listen collector into mock-storage (sessions: true):
    it took the session, so the broker answers only at the end of its wait
    (1 s), and logs that it answered before every collector did.  Without
    the wait the answer comes at once and nothing is logged.  After SIGCONT
-   a record POSTed lands in that session.
+   the collector publishes its SESSION_BEGUN (event.SESSION_BEGUN.push),
+   and a record POSTed then lands in that session.
 """
 
 import os
 import signal
 import sys
+import time
+
+import msgpack
+import zmq
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lib  # noqa: E402
@@ -37,12 +42,26 @@ pipelines:
   pushed: {from: push, to: [lines]}
 """ % (port, lines))
 bus.broker(config)
+begun = zmq.Context.instance().socket(zmq.SUB)
+begun.setsockopt(zmq.SUBSCRIBE, b"event.SESSION_BEGUN.push")
+begun.connect(bus.topics_ep)
 bus.check("the workers join", bus.joined(config, "lines", "push"))
 bus.check("the collector listens", lib.wait_for(
     lambda: lib.http_post(port, "/records", b"", {"Content-Type": "application/x-ndjson"})[0]
     is not None, 15))
 
 posted = {}  # n -> the session it must be in
+
+
+def wait_begun(session, timeout_s=15):
+    """Until the collector's SESSION_BEGUN of `session` is published."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if begun.poll(100):
+            _, body = begun.recv_multipart()
+            if msgpack.unpackb(body, raw=False).get("data", {}).get("session") == session:
+                return True
+    return False
 
 
 def post(n):
@@ -77,7 +96,10 @@ finally:
     push.send_signal(signal.SIGCONT)
 bus.check("session_start answered while the collector was stopped", bool(stopped_session))
 bus.check("the broker waited for the stopped collector, and said so", EARLY in bus.log("broker"))
-bus.check("a record posted after it went on", post(21))
+# Answered before the collector took it: a record posted now could still
+# be stamped with the session before, so the test waits for its word.
+bus.check("the collector took the session once it went on", wait_begun(stopped_session))
+bus.check("a record posted after that", post(21))
 posted[21] = stopped_session
 
 ok, left = bus.wait_delivered(30)
